@@ -1,0 +1,58 @@
+"""The `align` command line: one explicit table of sub-commands, each imported only when it runs.
+
+Every command module exposes `add_arguments(parser)` and `run(args) -> int` (the exit code), so
+`align --help` lists everything without importing JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("pipelines.generate_cmd", "sample from a model (GGUF file, HF dir, preset name)"),
+    "convert": ("pipelines.convert_cmd", "convert a GGUF / HF checkpoint to a HF safetensors directory"),
+    "sft": ("pipelines.sft", "supervised fine-tuning from a YAML config"),
+    "rm": ("pipelines.rm", "train a Bradley-Terry reward model from a YAML config"),
+    "rlhf": ("pipelines.rlhf", "RLHF (PPO or GRPO) from a YAML config"),
+    "dpo": ("pipelines.dpo", "direct preference optimisation from a YAML config"),
+    "pipeline": ("pipelines.quickstart", "SFT -> RM -> PPO -> evals -> chat/developer variants"),
+    "eval": ("safety_evals.cli", "run safety eval suites on a model and write results JSON"),
+    "dashboard": ("safety_evals.dashboard", "render results JSON / history into one self-contained HTML"),
+    "gate": ("safety_evals.gate", "turn results JSON into a CI verdict under a release policy"),
+    "results": ("safety_evals.history", "add / list runs in the local SQLite results history"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    lines = [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return argparse.ArgumentParser(
+        prog="align",
+        description="JAX post-training and safety evaluation for Gemma-family models.",
+        epilog="commands:\n" + "\n".join(lines) + "\n\nRun `align COMMAND --help` for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="align [-h] COMMAND [options]",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        top.error(f"unknown command {name!r}; choose from: {', '.join(COMMANDS)}")
+    module_name, help_ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"align {name}", description=help_)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
