@@ -1,0 +1,94 @@
+"""Grouped-query attention (MQA when K == 1) with RoPE, QK-norm, soft-capping and sliding windows."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from align.model import axes as ax
+from align.model.config import ModelConfig
+from align.model.layers import RMSNorm, apply_rope, param
+
+# Finite, so that a query row with every key masked (a padding query) gives no NaN.
+NEG_INF = -2.3819763e38
+
+
+def attention_mask(
+    q_slots: jax.Array,  # [T] or [B, T]  slot index of each query in the key sequence
+    q_positions: jax.Array,  # [B, T]
+    q_segments: jax.Array,  # [B, T]
+    k_positions: jax.Array,  # [B, S]
+    k_segments: jax.Array,  # [B, S]
+    window: int | None,
+) -> jax.Array:
+    """[B, T, S] boolean: causal by slot, same non-zero segment, and inside the sliding window.
+
+    One rule for training (keys = the queries, packed documents separated by segment id) and for
+    decoding (keys = the cache slots).
+    """
+    k_slots = jnp.arange(k_positions.shape[1])
+    q_slots = jnp.broadcast_to(q_slots, q_positions.shape)
+    mask = k_slots[None, None, :] <= q_slots[:, :, None]
+    mask &= q_segments[:, :, None] == k_segments[:, None, :]
+    mask &= k_segments[:, None, :] != 0
+    if window is not None:
+        mask &= (q_positions[:, :, None] - k_positions[:, None, :]) < window
+    return mask
+
+
+class Attention(nnx.Module):
+    def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype):
+        c = config
+        self.q = param(rngs, (c.embed_dim, c.num_heads, c.head_dim), (ax.EMBED, ax.HEADS, ax.HEAD_DIM), dtype)
+        self.k = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim), (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype)
+        self.v = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim), (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype)
+        out_scale = (c.num_heads * c.head_dim) ** -0.5
+        self.o = param(rngs, (c.num_heads, c.head_dim, c.embed_dim), (ax.HEADS, ax.HEAD_DIM, ax.EMBED), dtype,
+                       scale=out_scale)
+        if c.qk_norm:
+            self.q_norm = RMSNorm(c.head_dim, eps=c.norm_eps, offset=c.norm_offset, dtype=dtype)
+            self.k_norm = RMSNorm(c.head_dim, eps=c.norm_eps, offset=c.norm_offset, dtype=dtype)
+        local = layer_type == "local"
+        self.window = c.sliding_window if local else None
+        self.rope_base = c.rope_base_local if local else c.rope_base_global
+        self.rope_scale = c.rope_scale_local if local else c.rope_scale_global
+        self.config = c
+
+    def __call__(self, x, positions, segment_ids, kv_cache=None):
+        """x [B, T, D] -> ([B, T, D], (k, v) written to the cache or None).
+
+        kv_cache: None (keys are the queries) or (k [B,S,K,H], v [B,S,K,H], cache positions [B,S],
+        cache segment ids [B,S], write index) with this step's positions already written in.
+        """
+        c, dt = self.config, x.dtype
+        q = jnp.einsum("BTD,DNH->BTNH", x, self.q[...].astype(dt))
+        k = jnp.einsum("BTD,DKH->BTKH", x, self.k[...].astype(dt))
+        v = jnp.einsum("BTD,DKH->BTKH", x, self.v[...].astype(dt))
+        if c.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = apply_rope(q, positions, self.rope_base, self.rope_scale)
+        k = apply_rope(k, positions, self.rope_base, self.rope_scale)
+
+        T = x.shape[1]
+        if kv_cache is None:
+            keys, values, k_pos, k_seg, q_slots = k, v, positions, segment_ids, jnp.arange(T)
+            new_kv = None
+        else:
+            cache_k, cache_v, k_pos, k_seg, index = kv_cache
+            keys = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, index, 0, 0))
+            values = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, index, 0, 0))
+            q_slots, new_kv = index + jnp.arange(T), (keys, values)
+            keys, values = keys.astype(dt), values.astype(dt)
+
+        B, S = keys.shape[0], keys.shape[1]
+        q = (q * jnp.asarray(c.query_scale, dt)).reshape(B, T, c.num_kv_heads, c.num_groups, c.head_dim)
+        logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, keys).astype(jnp.float32)
+        if c.attn_logit_softcap is not None:
+            logits = jnp.tanh(logits / c.attn_logit_softcap) * c.attn_logit_softcap
+        mask = attention_mask(q_slots, positions, segment_ids, k_pos, k_seg, self.window)  # [B, T, S]
+        logits = jnp.where(mask[:, None, None], logits, NEG_INF)
+        # softmax in float32 for stability whatever the compute dtype.
+        probs = jax.nn.softmax(logits, axis=-1).astype(dt)
+        out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, values).reshape(B, T, c.num_heads, c.head_dim)
+        return jnp.einsum("BTNH,NHD->BTD", out, self.o[...].astype(dt)), new_kv

@@ -1,0 +1,108 @@
+"""The decoder: (tokens, positions, segment_ids, cache) -> Output(logits, hidden, cache)."""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from align.model import axes as ax
+from align.model.attention import Attention
+from align.model.cache import Cache
+from align.model.config import ModelConfig
+from align.model.layers import MLP, Embedder, RMSNorm, param
+
+
+@flax.struct.dataclass
+class Output:
+    logits: jax.Array | None  # [B, T, V] float32
+    hidden: jax.Array  # [B, T, D] final-normed
+    cache: Cache | None
+
+
+class Block(nnx.Module):
+    """Pre-norm residual block; Gemma 2/3 also normalise each branch's output (post norms)."""
+
+    def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype):
+        c = config
+        norm = lambda: RMSNorm(c.embed_dim, eps=c.norm_eps, offset=c.norm_offset, dtype=dtype)  # noqa: E731
+        self.pre_attn_norm, self.pre_mlp_norm = norm(), norm()
+        if c.post_norms:
+            self.post_attn_norm, self.post_mlp_norm = norm(), norm()
+        self.attn = Attention(c, layer_type, rngs=rngs, dtype=dtype)
+        self.mlp = MLP(c.embed_dim, c.hidden_dim, activation=c.activation, rngs=rngs, dtype=dtype)
+        self.post_norms = c.post_norms
+
+    def __call__(self, x, positions, segment_ids, kv_cache=None):
+        h, new_kv = self.attn(self.pre_attn_norm(x), positions, segment_ids, kv_cache)
+        if self.post_norms:
+            h = self.post_attn_norm(h)
+        x = x + h
+        h = self.mlp(self.pre_mlp_norm(x))
+        if self.post_norms:
+            h = self.post_mlp_norm(h)
+        return x + h, new_kv
+
+
+class Decoder(nnx.Module):
+    """Gemma-family decoder-only transformer.
+
+    Args:
+      config: the architecture.
+      rngs: parameter initialisation keys.
+      param_dtype: storage dtype of the weights.
+      dtype: compute dtype of activations (bf16 for speed; logits and softmaxes stay float32).
+      remat: recompute each block in the backward pass instead of storing its activations.
+    """
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=jnp.float32,
+                 remat: bool = False):
+        c = config
+        self.config, self.dtype, self.remat = c, dtype, remat
+        self.embedder = Embedder(c.vocab_size, c.embed_dim, scale_by_sqrt_dim=c.scale_embeddings, rngs=rngs,
+                                 dtype=param_dtype)
+        self.layers = nnx.List([Block(c, t, rngs=rngs, dtype=param_dtype) for t in c.layer_types])
+        self.final_norm = RMSNorm(c.embed_dim, eps=c.norm_eps, offset=c.norm_offset, dtype=param_dtype)
+        if not c.tie_embeddings:
+            self.lm_head = param(rngs, (c.embed_dim, c.vocab_size), (ax.EMBED, ax.VOCAB), param_dtype)
+
+    def unembed_matrix(self) -> jax.Array:
+        """[V, D]: the matrix the final hidden state is multiplied with to give logits."""
+        return self.embedder.unembed_matrix() if self.config.tie_embeddings else self.lm_head[...].T
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """[B, T, D] -> [B, T, V] float32, soft-capped when the config says so."""
+        logits = jnp.einsum("BTD,VD->BTV", hidden, self.unembed_matrix().astype(hidden.dtype))
+        logits = logits.astype(jnp.float32)
+        cap = self.config.final_logit_softcap
+        return logits if cap is None else jnp.tanh(logits / cap) * cap
+
+    def __call__(self, tokens, positions, segment_ids, cache: Cache | None = None, *,
+                 return_logits: bool = True) -> Output:
+        """tokens, positions, segment_ids: int32 [B, T]. With a cache, the step is written at cache.index."""
+        x = self.embedder.encode(tokens, self.dtype)  # [B, T, D]
+        if cache is not None:
+            index = cache.index
+            cache_pos = jax.lax.dynamic_update_slice(cache.positions, positions, (0, index))
+            cache_seg = jax.lax.dynamic_update_slice(cache.segment_ids, segment_ids, (0, index))
+        new_k, new_v = [], []
+        for i, block in enumerate(self.layers):
+            kv = None if cache is None else (cache.k[i], cache.v[i], cache_pos, cache_seg, index)
+            if self.remat and cache is None:
+                x, _ = nnx.remat(lambda b, *a: b(*a))(block, x, positions, segment_ids)
+            else:
+                x, step_kv = block(x, positions, segment_ids, kv)
+                if step_kv is not None:
+                    new_k.append(step_kv[0])
+                    new_v.append(step_kv[1])
+        hidden = self.final_norm(x)
+        new_cache = None
+        if cache is not None:
+            new_cache = Cache(k=tuple(new_k), v=tuple(new_v), positions=cache_pos, segment_ids=cache_seg,
+                              index=index + tokens.shape[1])
+        return Output(logits=self.logits(hidden) if return_logits else None, hidden=hidden, cache=new_cache)
+
+    def hidden(self, tokens, positions, segment_ids) -> jax.Array:
+        """Final-normed hidden states [B, T, D] without the (large) logits: for chunked losses and heads."""
+        return self(tokens, positions, segment_ids, return_logits=False).hidden

@@ -1,0 +1,106 @@
+"""GGUF import: dequantize with the `gguf` package, rename to HF tensor names, then reuse the HF table."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from align.model.config import ModelConfig
+from align.model.hf_config import from_hf
+
+# GGUF tensor name -> HF tensor name. The pre-MLP norm's HF name depends on the block layout.
+_NAMES = [
+    (r"token_embd\.weight", "model.embed_tokens.weight"),
+    (r"output_norm\.weight", "model.norm.weight"),
+    (r"output\.weight", "lm_head.weight"),
+    (r"blk\.(\d+)\.attn_q\.weight", "model.layers.{0}.self_attn.q_proj.weight"),
+    (r"blk\.(\d+)\.attn_k\.weight", "model.layers.{0}.self_attn.k_proj.weight"),
+    (r"blk\.(\d+)\.attn_v\.weight", "model.layers.{0}.self_attn.v_proj.weight"),
+    (r"blk\.(\d+)\.attn_output\.weight", "model.layers.{0}.self_attn.o_proj.weight"),
+    (r"blk\.(\d+)\.attn_q_norm\.weight", "model.layers.{0}.self_attn.q_norm.weight"),
+    (r"blk\.(\d+)\.attn_k_norm\.weight", "model.layers.{0}.self_attn.k_norm.weight"),
+    (r"blk\.(\d+)\.attn_norm\.weight", "model.layers.{0}.input_layernorm.weight"),
+    (r"blk\.(\d+)\.post_attention_norm\.weight", "model.layers.{0}.post_attention_layernorm.weight"),
+    (r"blk\.(\d+)\.post_ffw_norm\.weight", "model.layers.{0}.post_feedforward_layernorm.weight"),
+    (r"blk\.(\d+)\.ffn_gate\.weight", "model.layers.{0}.mlp.gate_proj.weight"),
+    (r"blk\.(\d+)\.ffn_up\.weight", "model.layers.{0}.mlp.up_proj.weight"),
+    (r"blk\.(\d+)\.ffn_down\.weight", "model.layers.{0}.mlp.down_proj.weight"),
+]
+_FFN_NORM = {True: "model.layers.{0}.pre_feedforward_layernorm.weight",
+             False: "model.layers.{0}.post_attention_layernorm.weight"}
+_ARCH_MODEL_TYPE = {"gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3_text", "llama": "llama"}
+
+
+def _field(reader, key, default=None):
+    field = reader.fields.get(key)
+    if field is None:
+        return default
+    value = field.contents()
+    return value
+
+
+def hf_config_from_gguf(reader) -> dict:
+    """The HF config.json that transformers would derive from this GGUF's metadata."""
+    arch = _field(reader, "general.architecture")
+    if arch not in _ARCH_MODEL_TYPE:
+        raise ValueError(f"GGUF architecture {arch!r} is not supported; supported: {sorted(_ARCH_MODEL_TYPE)}")
+    f = lambda k, d=None: _field(reader, f"{arch}.{k}", d)  # noqa: E731
+    vocab = len(_field(reader, "tokenizer.ggml.tokens"))
+    n_heads = f("attention.head_count")
+    hf = {
+        "model_type": _ARCH_MODEL_TYPE[arch], "vocab_size": vocab, "hidden_size": f("embedding_length"),
+        "num_hidden_layers": f("block_count"), "num_attention_heads": n_heads,
+        "num_key_value_heads": f("attention.head_count_kv", n_heads), "intermediate_size": f("feed_forward_length"),
+        "head_dim": f("attention.key_length", f("embedding_length") // n_heads),
+        "rms_norm_eps": f("attention.layer_norm_rms_epsilon", 1e-6), "max_position_embeddings": f("context_length"),
+        "rope_theta": f("rope.freq_base", 10_000.0),
+        "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
+    }
+    if arch in ("gemma2", "gemma3"):
+        hf["sliding_window"] = f("attention.sliding_window")
+    if arch == "gemma2":
+        hf.update(attn_logit_softcapping=f("attn_logit_softcapping", 50.0),
+                  final_logit_softcapping=f("final_logit_softcapping", 30.0), query_pre_attn_scalar=hf["head_dim"])
+    if arch == "gemma3":
+        # llama.cpp hard-codes these for gemma3 and does not store them; these are HF's defaults too.
+        hf.update(rope_local_base_freq=10_000.0, sliding_window_pattern=6, query_pre_attn_scalar=hf["head_dim"])
+    if arch == "llama":
+        hf["hidden_act"] = "silu"
+    return hf
+
+
+def _unpermute_rope(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """llama.cpp interleaves q/k rows of Llama models for its rope kernel; undo it."""
+    return w.reshape(n_heads, w.shape[0] // n_heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def read_gguf(path: str) -> tuple[ModelConfig, dict, dict[str, np.ndarray]]:
+    """(config, hf config dict, float32 tensors under HF names) from a GGUF file."""
+    import gguf  # dequantisation only; heavy to import
+
+    reader = gguf.GGUFReader(path)
+    hf = hf_config_from_gguf(reader)
+    config = from_hf(hf)
+    gemma = hf["model_type"] != "llama"
+    tensors = {}
+    for t in reader.tensors:
+        w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32)
+        m = re.fullmatch(r"blk\.(\d+)\.ffn_norm\.weight", t.name)
+        if m:
+            name = _FFN_NORM[config.post_norms].format(m.group(1))
+        else:
+            for pattern, target in _NAMES:
+                m = re.fullmatch(pattern, t.name)
+                if m:
+                    name = target.format(*m.groups())
+                    break
+            else:
+                raise KeyError(f"{path}: GGUF tensor {t.name!r} has no mapping")
+        if gemma and name.endswith("norm.weight"):
+            w = w - 1.0  # llama.cpp stores Gemma's (1 + w) norm scale with the 1 folded in
+        if not gemma and name.endswith(("q_proj.weight", "k_proj.weight")):
+            heads = hf["num_attention_heads"] if "q_proj" in name else hf["num_key_value_heads"]
+            w = _unpermute_rope(w, heads)
+        tensors[name] = w
+    return config, hf, tensors
