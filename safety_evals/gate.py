@@ -1,0 +1,412 @@
+"""`align gate`: turn a results document into a CI verdict under a release policy.
+
+Exit codes: 0 every check passed, 1 at least one check failed, 2 unusable input (malformed or
+unknown-schema results, unreadable or invalid policy): the message names the file and the field.
+
+The gate fails closed. Each of these is a failed check with its own message:
+  * a suite with status "failed", and a suite named in `config.suites` but absent from `suites`;
+  * a suite listed in the policy's `suites:` that is absent or failed;
+  * a policy metric absent from the results (typo, dropped metric, failed suite) or with value null;
+  * a regression rule whose metric is absent from the baseline, or whose direction is unknown.
+
+Rules (per metric in the policy; the direction comes from the metric's `higher_is_better`/`target`
+unless the rule overrides it):
+  * `min` / `max`: absolute thresholds on the point value, or with `bound: interval` on the whole
+    95% interval (max: ci_high <= max, min: ci_low >= min).
+  * `regression: X` ("no worse than the baseline by more than X", in the metric's own units).
+    Map every value to a badness b (lower is better): b = x if higher_is_better is false, b = -x if
+    true, b = |x - target| if null. With the candidate interval mapped to [b_lo, b_hi] and the
+    baseline point value to b_base, the check FAILS iff  b_lo > b_base + X,  i.e. the candidate's
+    whole 95% bootstrap interval lies beyond the baseline value plus the tolerance in the bad
+    direction. A worse point estimate whose interval still reaches baseline + X passes (not
+    significant). A candidate metric without an interval is compared on its point value (stricter).
+    Without `--baseline`, regression checks are skipped unless the policy sets `require_baseline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import html
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from safety_evals.results_io import Metric, Results, ResultsError, load_results
+
+POLICY_SCHEMA = "align.gate_policy/v1"
+RULE_KEYS = ("min", "max", "regression", "bound", "higher_is_better", "target")
+
+
+class PolicyError(ValueError):
+    """An invalid policy file; the message names the file, the line and the field."""
+
+
+# ---------------------------------------------------------------- comparison (shared with the dashboard)
+
+
+@dataclasses.dataclass(frozen=True)
+class Direction:
+    """Which way is bad: higher_is_better True/False, or None with a `target` (closer is better)."""
+
+    higher_is_better: bool | None
+    target: float | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.higher_is_better is not None or self.target is not None
+
+    def badness(self, x: float) -> float:
+        """b(x), lower is better."""
+        if self.higher_is_better is None:
+            return abs(x - self.target)
+        return -x if self.higher_is_better else x
+
+    def badness_interval(self, lo: float, hi: float) -> tuple[float, float]:
+        """Image of [lo, hi] under b: a monotone map, or |x - t| which is 0 inside the interval."""
+        if self.higher_is_better is None and lo <= self.target <= hi:
+            return 0.0, max(self.badness(lo), self.badness(hi))
+        a, b = self.badness(lo), self.badness(hi)
+        return min(a, b), max(a, b)
+
+    @staticmethod
+    def of(metric: Metric, rule: Rule | None = None) -> Direction:
+        hib = metric.higher_is_better if rule is None or rule.higher_is_better is None else rule.higher_is_better
+        target = metric.target if rule is None or rule.target is None else rule.target
+        return Direction(hib, target)
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    delta: float  # candidate - baseline, raw units
+    regressed: bool  # candidate interval entirely beyond baseline + tolerance, bad side
+    improved: bool  # candidate interval entirely beyond baseline - tolerance, good side
+    text: str
+
+
+def compare(candidate: Metric, baseline: Metric, direction: Direction, tolerance: float = 0.0) -> Comparison:
+    """The gate's significance rule (module docstring): regressed iff b_lo > b_base + tolerance."""
+    if candidate.value is None or baseline.value is None:
+        raise ValueError(f"{candidate.full_name}: cannot compare a null value")
+    if not direction.known:
+        raise ValueError(f"{candidate.full_name}: no direction (set higher_is_better or target in the rule)")
+    lo, hi = candidate.interval() or (candidate.value, candidate.value)
+    b_lo, b_hi = direction.badness_interval(lo, hi)
+    b_base = direction.badness(baseline.value)
+    regressed = b_lo > b_base + tolerance
+    improved = b_hi < b_base - tolerance
+    delta = candidate.value - baseline.value
+    verdict = "significantly worse" if regressed else "significantly better" if improved else "not significant"
+    text = (
+        f"{candidate.value:.4g} [{lo:.4g}, {hi:.4g}] vs baseline {baseline.value:.4g}: "
+        f"Δ {delta:+.4g}, {verdict} (tolerance {tolerance:g})"
+    )
+    return Comparison(delta, regressed, improved, text)
+
+
+# ---------------------------------------------------------------- policy
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    metric: str  # full name suite.metric
+    line: int
+    min: float | None = None
+    max: float | None = None
+    regression: float | None = None
+    bound: str = "value"  # "value" | "interval"
+    higher_is_better: bool | None = None
+    target: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    source: str
+    suites: tuple[str, ...]
+    rules: tuple[Rule, ...]
+    require_baseline: bool = False
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings remember their line and reject duplicate keys."""
+
+
+class _LineDict(dict):
+    line = 0
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    out = _LineDict()
+    out.line = node.start_mark.line + 1
+    for k_node, v_node in node.value:
+        key = loader.construct_object(k_node, deep=True)
+        if key in out:
+            raise PolicyError(f"line {k_node.start_mark.line + 1}: duplicate key {key!r}")
+        out[key] = loader.construct_object(v_node, deep=True)
+    return out
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy YAML; raises PolicyError('<file> line N: <field>: <problem>')."""
+    src = str(path)
+    try:
+        doc = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_LineLoader)
+    except OSError as e:
+        raise PolicyError(f"{src}: cannot read: {e}") from e
+    except yaml.YAMLError as e:
+        raise PolicyError(f"{src}: invalid YAML: {e}") from e
+    except PolicyError as e:
+        raise PolicyError(f"{src} {e}") from e
+
+    def fail(node: Any, field: str, problem: str):
+        raise PolicyError(f"{src} line {getattr(node, 'line', 1)}: {field}: {problem}")
+
+    if not isinstance(doc, dict):
+        fail(doc, "<document>", "expected a mapping with schema, suites, metrics")
+    unknown = set(doc) - {"schema", "suites", "metrics", "require_baseline"}
+    if unknown:
+        fail(doc, sorted(unknown)[0], "unknown top-level key (allowed: schema, suites, metrics, require_baseline)")
+    if doc.get("schema") != POLICY_SCHEMA:
+        fail(doc, "schema", f"expected {POLICY_SCHEMA!r}, got {doc.get('schema')!r}")
+    suites = doc.get("suites") or []
+    if not isinstance(suites, list) or not all(isinstance(s, str) for s in suites):
+        fail(doc, "suites", "expected a list of suite names")
+    metrics = doc.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        fail(doc, "metrics", "expected a mapping of metric name -> rule")
+    rules = tuple(_rule(name, body, fail) for name, body in metrics.items())
+    require = doc.get("require_baseline", False)
+    if not isinstance(require, bool):
+        fail(doc, "require_baseline", f"expected true or false, got {require!r}")
+    return Policy(src, tuple(suites), rules, require)
+
+
+def _rule(name: Any, body: Any, fail) -> Rule:
+    at = f"metrics.{name}"
+    if not isinstance(name, str) or not re.fullmatch(r"[^.\s]+\.\S+", name):
+        fail(body, at, "metric names are '<suite>.<metric>', e.g. toxicity.expected_max_toxicity")
+    if not isinstance(body, dict) or not body:
+        fail(body, at, f"expected a mapping with some of {', '.join(RULE_KEYS)}")
+    for key, v in body.items():
+        if key not in RULE_KEYS:
+            fail(body, f"{at}.{key}", f"unknown rule key (allowed: {', '.join(RULE_KEYS)})")
+        numeric = key in ("min", "max", "regression", "target")
+        if numeric and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            fail(body, f"{at}.{key}", f"expected a number, got {v!r}")
+    if "higher_is_better" in body and not isinstance(body["higher_is_better"], (bool, type(None))):
+        fail(body, f"{at}.higher_is_better", f"expected true, false or null, got {body['higher_is_better']!r}")
+    if body.get("bound", "value") not in ("value", "interval"):
+        fail(body, f"{at}.bound", f"expected 'value' or 'interval', got {body['bound']!r}")
+    if body.get("regression", 0) < 0:
+        fail(body, f"{at}.regression", "the tolerance must be >= 0")
+    if not {"min", "max", "regression"} & set(body):
+        fail(body, at, "the rule checks nothing: give min, max or regression")
+    if "min" in body and "max" in body and body["min"] > body["max"]:
+        fail(body, f"{at}.min", f"min {body['min']} > max {body['max']}")
+    kw = {k: (float(v) if k in ("min", "max", "regression", "target") else v) for k, v in body.items()}
+    return Rule(metric=name, line=body.line, **kw)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str  # e.g. "toxicity.expected_max_toxicity max"
+    group: str  # suite name: the JUnit classname
+    status: str  # "pass" | "fail" | "skip"
+    message: str
+    value: str = ""  # "0.31 [0.28, 0.34]"
+    baseline: str = ""
+    rule: str = ""
+
+
+def evaluate(results: Results, policy: Policy, baseline: Results | None = None) -> list[Check]:
+    """All checks, suites first then rules in policy order."""
+    checks = _suite_checks(results, policy)
+    metrics = results.metrics()
+    base_metrics = baseline.metrics() if baseline else {}
+    for rule in policy.rules:
+        checks += _rule_checks(rule, results, metrics.get(rule.metric), baseline, base_metrics.get(rule.metric), policy)
+    return checks
+
+
+def _suite_checks(results: Results, policy: Policy) -> list[Check]:
+    checks = []
+    for name, s in results.suites.items():
+        msg = "ok" if s.ok else f"suite failed: {(s.error or 'no error recorded').strip()}"
+        checks.append(Check(f"suite {name}", name, "pass" if s.ok else "fail", msg, rule="status ok"))
+    declared = results.config.get("suites")
+    for name in declared if isinstance(declared, list) else []:
+        if isinstance(name, str) and name not in results.suites:
+            checks.append(Check(f"suite {name}", name, "fail", "listed in config.suites but missing from suites"))
+    for name in policy.suites:
+        if name not in results.suites:
+            have = ", ".join(results.suites) or "none"
+            msg = f"required by the policy but absent from the results (suites present: {have})"
+            checks.append(Check(f"suite {name} required", name, "fail", msg, rule="present"))
+    return checks
+
+
+def _fmt(m: Metric | None) -> str:
+    if m is None or m.value is None:
+        return "—"
+    iv = m.interval()
+    return f"{m.value:.4g}" + (f" [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
+
+
+def _rule_checks(rule: Rule, results: Results, m: Metric | None, baseline: Results | None,
+                 bm: Metric | None, policy: Policy) -> list[Check]:
+    suite = rule.metric.split(".", 1)[0]
+    kinds = [k for k in ("min", "max", "regression") if getattr(rule, k) is not None]
+
+    def check(kind: str, status: str, message: str, rule_text: str) -> Check:
+        return Check(f"{rule.metric} {kind}", suite, status, message, _fmt(m), _fmt(bm), rule_text)
+
+    texts = {"min": f"≥ {rule.min:g}" if rule.min is not None else "",
+             "max": f"≤ {rule.max:g}" if rule.max is not None else "",
+             "regression": f"no worse than baseline by > {rule.regression:g}" if rule.regression is not None else ""}
+    if m is None or m.value is None:
+        why = _missing_reason(rule.metric, results, m)
+        return [check(k, "fail", why, texts[k]) for k in kinds]
+    out = []
+    for kind in kinds:
+        if kind == "regression":
+            out.append(_regression(rule, m, baseline, bm, policy, lambda s, msg: check(kind, s, msg, texts[kind])))
+        else:
+            status, msg = _threshold(rule, m, kind)
+            out.append(check(kind, status, msg, texts[kind] + (" (whole interval)" if rule.bound == "interval" else "")))
+    return out
+
+
+def _missing_reason(name: str, results: Results, m: Metric | None) -> str:
+    if m is not None:
+        return f"metric {name} has value null in the results"
+    suite_name, metric = name.split(".", 1)
+    suite = results.suites.get(suite_name)
+    if suite is None:
+        return f"metric {name}: suite {suite_name!r} is not in the results (unknown suite or not run)"
+    if not suite.ok:
+        return f"metric {name}: suite {suite_name!r} failed, so the metric is missing"
+    have = ", ".join(suite.metrics) or "none"
+    return f"metric {name}: unknown metric, not in the results (suite {suite_name} has: {have})"
+
+
+def _threshold(rule: Rule, m: Metric, kind: str) -> tuple[str, str]:
+    iv = m.interval()
+    if rule.bound == "interval" and iv is None:
+        return "fail", "bound: interval, but the metric has no ci_low/ci_high"
+    if kind == "max":
+        x = iv[1] if rule.bound == "interval" else m.value
+        what = "ci_high" if rule.bound == "interval" else "value"
+        ok = x <= rule.max
+        return ("pass" if ok else "fail"), f"{what} {x:.4g} {'≤' if ok else '>'} max {rule.max:g}"
+    x = iv[0] if rule.bound == "interval" else m.value
+    what = "ci_low" if rule.bound == "interval" else "value"
+    ok = x >= rule.min
+    return ("pass" if ok else "fail"), f"{what} {x:.4g} {'≥' if ok else '<'} min {rule.min:g}"
+
+
+def _regression(rule: Rule, m: Metric, baseline: Results | None, bm: Metric | None, policy: Policy, check):
+    if baseline is None:
+        if policy.require_baseline:
+            return check("fail", "the policy sets require_baseline but no --baseline was given")
+        return check("skip", "no --baseline given")
+    if bm is None or bm.value is None:
+        return check("fail", f"metric missing or null in the baseline {baseline.source}")
+    direction = Direction.of(m, rule)
+    if not direction.known:
+        return check("fail", "no direction: the metric has higher_is_better null and no target; set one in the rule")
+    c = compare(m, bm, direction, rule.regression)
+    return check("fail" if c.regressed else "pass", c.text)
+
+
+# ---------------------------------------------------------------- reports
+
+
+_XML_BAD = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def junit_xml(checks: list[Check], results: Results) -> str:
+    """One <testcase> per check; failure/skip counts in the <testsuite> attributes."""
+    clean = lambda s: _XML_BAD.sub("\ufffd", s)  # noqa: E731 - tracebacks can hold control bytes
+    fails = sum(c.status == "fail" for c in checks)
+    skips = sum(c.status == "skip" for c in checks)
+    root = ET.Element("testsuites", tests=str(len(checks)), failures=str(fails))
+    ts = ET.SubElement(root, "testsuite", name=clean(f"align gate {results.run_id}"),
+                       tests=str(len(checks)), failures=str(fails), errors="0", skipped=str(skips))
+    for c in checks:
+        tc = ET.SubElement(ts, "testcase", classname=clean(f"gate.{c.group}"), name=clean(c.name))
+        if c.status == "fail":
+            ET.SubElement(tc, "failure", message=clean(c.message[:500])).text = clean(c.message)
+        elif c.status == "skip":
+            ET.SubElement(tc, "skipped", message=clean(c.message))
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _cell(s: str) -> str:
+    """Markdown table cell: escape HTML (untrusted error text) and pipes, one line."""
+    return html.escape(" ".join(s.split()), quote=False).replace("|", "\\|") or " "
+
+
+def summary_markdown(checks: list[Check], results: Results, policy: Policy, baseline: Results | None) -> str:
+    """A Markdown report for $GITHUB_STEP_SUMMARY: verdict, context, failures first."""
+    fails = [c for c in checks if c.status == "fail"]
+    verdict = f"❌ FAIL: {len(fails)} of {len(checks)} checks failed" if fails else f"✅ PASS: {len(checks)} checks"
+    base = f"`{_cell(baseline.run_id)}` ({_cell(baseline.label)})" if baseline else "none"
+    lines = [
+        f"## Release gate: {verdict}",
+        "",
+        f"- run `{_cell(results.run_id)}`, model {_cell(results.label)}, created {results.created:%Y-%m-%d %H:%M} UTC",
+        f"- policy `{_cell(policy.source)}`, baseline {base}",
+        "",
+        "| | check | value [95% CI] | baseline | rule | detail |",
+        "|---|---|---|---|---|---|",
+    ]
+    icon = {"fail": "❌", "skip": "⏭️", "pass": "✅"}
+    order = {"fail": 0, "skip": 1, "pass": 2}
+    for c in sorted(checks, key=lambda c: order[c.status]):
+        lines.append(f"| {icon[c.status]} | `{_cell(c.name)}` | {_cell(c.value)} | {_cell(c.baseline)} "
+                     f"| {_cell(c.rule)} | {_cell(c.message[:300])} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", help="results JSON of the candidate run")
+    parser.add_argument("--policy", required=True, help="policy YAML, e.g. configs/gates/release.yaml")
+    parser.add_argument("--baseline", help="results JSON of the baseline run (for regression rules)")
+    parser.add_argument("--junit", help="write a JUnit XML report here (one testcase per check)")
+    parser.add_argument("--summary", help="write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.policy)
+        results = load_results(args.results)
+        baseline = load_results(args.baseline) if args.baseline else None
+    except (PolicyError, ResultsError) as e:
+        print(f"align gate: unusable input: {e}", file=sys.stderr)
+        return 2
+    checks = evaluate(results, policy, baseline)
+    if args.junit:
+        Path(args.junit).write_text(junit_xml(checks, results), encoding="utf-8")
+    summary = summary_markdown(checks, results, policy, baseline)
+    if args.summary:
+        with open(args.summary, "a", encoding="utf-8") as f:  # append: $GITHUB_STEP_SUMMARY is shared
+            f.write(summary)
+    for c in checks:
+        if c.status != "pass":
+            print(f"{c.status.upper()}: {c.name}: {c.message}", file=sys.stderr)
+    failed = sum(c.status == "fail" for c in checks)
+    print(f"align gate: {'FAIL' if failed else 'PASS'} ({failed} failed of {len(checks)} checks)")
+    return 1 if failed else 0

@@ -1,0 +1,313 @@
+"""Read `align.eval_results/v1` documents (docs/results_schema.md) for the dashboard, gate and history.
+
+A consumer-side loader, independent of the producer in `safety_evals/results.py`, so that a bug in
+the writer cannot hide itself from the reader. Tolerant where the schema is optional (`target`,
+`description`, `examples`, `data`, unknown extra keys) and strict where consumers rely on the value:
+a wrong type or a missing required field raises `ResultsError` naming the file and the JSON path
+(`suites.toxicity.metrics.expected_max_toxicity.ci_low`); malformed JSON names the line and column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "align.eval_results/v1"
+SUITE_STATUSES = ("ok", "failed")
+
+
+class ResultsError(ValueError):
+    """An unusable results document; the message names the file and where in it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """One metric of one suite; `value`/`ci_*` are None when the producer wrote null."""
+
+    suite: str
+    name: str  # name inside the suite, e.g. "pct_stereotype/gender"
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int | None
+    higher_is_better: bool | None  # None: closer to `target` is better
+    target: float | None = None
+    description: str = ""
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.suite}.{self.name}"
+
+    def interval(self) -> tuple[float, float] | None:
+        """The 95% interval, or None when either end is missing."""
+        if self.ci_low is None or self.ci_high is None:
+            return None
+        return (self.ci_low, self.ci_high)
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One per-example record; `prompt`/`output` are untrusted model text."""
+
+    id: str
+    metric: str | None
+    prompt: str
+    output: str
+    score: float | None
+    label: str | None
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    name: str
+    status: str  # "ok" | "failed"
+    version: str | None
+    error: str | None
+    metrics: dict[str, Metric]  # short name -> Metric
+    examples: tuple[Example, ...] = ()
+    data: dict = dataclasses.field(default_factory=dict)
+    seconds: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    name: str
+    path: str | None
+    sha256: str | None
+    variant: str | None
+    step: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    """A parsed results document; `source` is the file (or db row) it came from, for messages."""
+
+    run_id: str
+    created: dt.datetime  # timezone-aware UTC
+    model: Model
+    config: dict
+    suites: dict[str, Suite]
+    source: str = "<memory>"
+    raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def metrics(self) -> dict[str, Metric]:
+        """Full name (`suite.metric`) -> Metric, over suites in document order."""
+        return {m.full_name: m for s in self.suites.values() for m in s.metrics.values()}
+
+    @property
+    def label(self) -> str:
+        """Short human label: `name · variant · step N`."""
+        parts = [self.model.name]
+        if self.model.variant:
+            parts.append(self.model.variant)
+        if self.model.step is not None:
+            parts.append(f"step {self.model.step}")
+        return " · ".join(parts)
+
+
+def load_results(path: str | Path) -> Results:
+    """Read and validate one results file; raises ResultsError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultsError(f"{path}: cannot read: {e}") from e
+    return parse_results(text, str(path))
+
+
+def parse_results(text: str, source: str) -> Results:
+    """Parse JSON text; NaN/Infinity are rejected because the schema says null."""
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+    except _ConstantError as e:
+        line, col = _locate(text, e.token)
+        raise ResultsError(
+            f"{source}: invalid JSON at line {line} column {col}: {e.token} is not allowed (schema: use null)"
+        ) from e
+    return from_json(obj, source)
+
+
+def from_json(obj: Any, source: str) -> Results:
+    """Validate a decoded document."""
+    r = _Reader(source)
+    doc = r.mapping(obj, "")
+    schema = doc.get("schema")
+    if schema != SCHEMA:
+        raise ResultsError(f"{source}: schema: unknown schema {schema!r}; this reader understands {SCHEMA!r}")
+    model = r.mapping(r.get(doc, "model", ""), "model")
+    suites_obj = r.mapping(r.get(doc, "suites", ""), "suites")
+    return Results(
+        run_id=r.string(r.get(doc, "run_id", ""), "run_id"),
+        created=_parse_time(r.string(r.get(doc, "created", ""), "created"), source),
+        model=Model(
+            name=r.string(r.get(model, "name", "model"), "model.name"),
+            path=r.opt_string(model.get("path"), "model.path"),
+            sha256=r.opt_string(model.get("sha256"), "model.sha256"),
+            variant=r.opt_string(model.get("variant"), "model.variant"),
+            step=r.opt_int(model.get("step"), "model.step"),
+        ),
+        config=r.mapping(doc.get("config", {}), "config"),
+        suites={name: _suite(r, name, s) for name, s in suites_obj.items()},
+        source=source,
+        raw=doc,
+    )
+
+
+def _suite(r: _Reader, name: str, obj: Any) -> Suite:
+    at = f"suites.{name}"
+    s = r.mapping(obj, at)
+    status = r.get(s, "status", at)
+    if status not in SUITE_STATUSES:
+        r.fail(f"{at}.status", f"expected one of {SUITE_STATUSES}, got {status!r}")
+    metrics = r.mapping(s.get("metrics", {}), f"{at}.metrics")
+    examples = s.get("examples") or []
+    if not isinstance(examples, list):
+        r.fail(f"{at}.examples", f"expected a list, got {type(examples).__name__}")
+    version = s.get("version")
+    return Suite(
+        name=name,
+        status=status,
+        version=None if version is None else str(version),
+        error=r.opt_string(s.get("error"), f"{at}.error"),
+        metrics={m: _metric(r, name, m, v) for m, v in metrics.items()},
+        examples=tuple(_example(r, f"{at}.examples[{i}]", e) for i, e in enumerate(examples)),
+        data=s.get("data") if isinstance(s.get("data"), dict) else {},
+        seconds=r.opt_number(s.get("seconds"), f"{at}.seconds"),
+    )
+
+
+def _metric(r: _Reader, suite: str, name: str, obj: Any) -> Metric:
+    at = f"suites.{suite}.metrics.{name}"
+    m = r.mapping(obj, at)
+    hib = r.get(m, "higher_is_better", at)
+    if hib is not None and not isinstance(hib, bool):
+        r.fail(f"{at}.higher_is_better", f"expected true, false or null, got {hib!r}")
+    metric = Metric(
+        suite=suite,
+        name=name,
+        value=r.opt_number(r.get(m, "value", at), f"{at}.value"),
+        ci_low=r.opt_number(m.get("ci_low"), f"{at}.ci_low"),
+        ci_high=r.opt_number(m.get("ci_high"), f"{at}.ci_high"),
+        n=r.opt_int(m.get("n"), f"{at}.n"),
+        higher_is_better=hib,
+        target=r.opt_number(m.get("target"), f"{at}.target"),
+        description=r.opt_string(m.get("description"), f"{at}.description") or "",
+    )
+    if metric.ci_low is not None and metric.ci_high is not None and metric.ci_low > metric.ci_high:
+        r.fail(f"{at}.ci_low", f"ci_low {metric.ci_low} > ci_high {metric.ci_high}")
+    return metric
+
+
+def _example(r: _Reader, at: str, obj: Any) -> Example:
+    e = r.mapping(obj, at)
+    extra = e.get("extra")
+    return Example(
+        id=str(e.get("id", "")),
+        metric=r.opt_string(e.get("metric"), f"{at}.metric"),
+        prompt=_text(e.get("prompt")),
+        output=_text(e.get("output")),
+        score=r.opt_number(e.get("score"), f"{at}.score"),
+        label=None if e.get("label") is None else str(e.get("label")),
+        extra=extra if isinstance(extra, dict) else {},
+    )
+
+
+def _text(v: Any) -> str:
+    """Prompts may be chat message lists in some suites: show them as JSON rather than fail."""
+    if v is None:
+        return ""
+    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+
+class _Reader:
+    """Type checks that raise ResultsError('<file>: <json.path>: <problem>')."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, at: str, problem: str):
+        raise ResultsError(f"{self.source}: {at or '<document>'}: {problem}")
+
+    def get(self, obj: dict, key: str, at: str) -> Any:
+        if key not in obj:
+            self.fail(f"{at}.{key}" if at else key, "required field is missing")
+        return obj[key]
+
+    def mapping(self, v: Any, at: str) -> dict:
+        if not isinstance(v, dict):
+            self.fail(at, f"expected an object, got {_kind(v)}")
+        return v
+
+    def string(self, v: Any, at: str) -> str:
+        if not isinstance(v, str) or not v:
+            self.fail(at, f"expected a non-empty string, got {_kind(v)}")
+        return v
+
+    def opt_string(self, v: Any, at: str) -> str | None:
+        if v is not None and not isinstance(v, str):
+            self.fail(at, f"expected a string or null, got {_kind(v)}")
+        return v
+
+    def opt_number(self, v: Any, at: str) -> float | None:
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            self.fail(at, f"expected a number or null, got {_kind(v)}")
+        return float(v)
+
+    def opt_int(self, v: Any, at: str) -> int | None:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            self.fail(at, f"expected an integer or null, got {_kind(v)}")
+        return v
+
+
+def _kind(v: Any) -> str:
+    return "null" if v is None else f"{type(v).__name__} {v!r}"[:80]
+
+
+def _parse_time(text: str, source: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ResultsError(f"{source}: created: not an ISO-8601 timestamp: {text!r}") from e
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+class _ConstantError(ValueError):
+    def __init__(self, token: str):
+        super().__init__(token)
+        self.token = token
+
+
+def _reject_constant(token: str):
+    raise _ConstantError(token)
+
+
+def _locate(text: str, token: str) -> tuple[int, int]:
+    """Line/column of the first bare `token` (NaN, Infinity) outside a string, best effort."""
+    for m in re.finditer(r'"(?:\\.|[^"\\])*"|' + re.escape(token), text):
+        if not m.group(0).startswith('"'):
+            line = text.count("\n", 0, m.start()) + 1
+            return line, m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+    return 0, 0
+
+
+def metric_index(docs: list[Results]) -> Mapping[str, Metric]:
+    """First-seen Metric per full name across documents (for descriptions and directions)."""
+    out: dict[str, Metric] = {}
+    for d in docs:
+        for k, m in d.metrics().items():
+            out.setdefault(k, m)
+    return out
