@@ -1,0 +1,70 @@
+"""`align results add|list`: SQLite round trip, idempotence on run_id, metric history."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from pipelines.cli import main
+from safety_evals import history
+from safety_evals.results_io import load_results
+
+
+def test_add_list_round_trip(tmp_path, make_doc, with_metric, write_doc, capsys):
+    db = tmp_path / "h.sqlite"
+    a = write_doc(make_doc(run_id="a", created="2026-11-20T10:00:00Z", step=100), "a.json")
+    b_doc = with_metric(make_doc(run_id="b", created="2026-11-21T10:00:00Z", step=200, failed=["bbq"]),
+                        "toxicity.expected_max_toxicity", value=0.3, ci_low=0.25, ci_high=0.35)
+    b = write_doc(b_doc, "b.json")
+    # added newest first on purpose: listing is by created time
+    assert main(["results", "add", str(b), str(a), "--db", str(db)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"added: {b}", f"added: {a}"]
+
+    runs = history.list_runs(db)
+    assert [(r.run_id, r.model_step, r.suites_ok, r.suites_failed) for r in runs] == [("a", 100, 6, 0), ("b", 200, 6, 1)]
+    tox = history.metric_history(db, "toxicity.expected_max_toxicity")
+    assert [(r.run_id, r.value, r.ci_low, r.ci_high, r.n) for r in tox] == [("a", 0.2, 0.17, 0.23, 100),
+                                                                           ("b", 0.3, 0.25, 0.35, 100)]
+    # the stored document rebuilds exactly what the file gives, examples and all
+    assert history.load_run(db, "b").metrics() == load_results(b).metrics()
+    assert history.load_run(db, "b").suites["bbq"].error == load_results(b).suites["bbq"].error
+    assert [r.run_id for r in history.load_all(db)] == ["a", "b"]
+
+    assert main(["results", "list", "--db", str(db), "--metric", "toxicity.expected_max_toxicity"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["run_id", "created", "model", "variant", "step",
+                                "toxicity.expected_max_toxicity", "95%", "CI", "n"]
+    assert lines[2].split() == ["b", "2026-11-21T10:00:00Z", "gemma3-270m", "chat", "200", "0.3", "[0.25,", "0.35]", "100"]
+    assert main(["results", "list", "--db", str(db)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split() == ["a", "2026-11-20T10:00:00Z", "gemma3-270m", "chat",
+                                                               "100", "6", "0"]
+
+
+def test_add_is_idempotent_and_refuses_conflicts(tmp_path, make_doc, with_metric, write_doc, capsys):
+    db = tmp_path / "h.sqlite"
+    path = write_doc(make_doc(run_id="a"), "a.json")
+    assert main(["results", "add", str(path), "--db", str(db)]) == 0
+    assert main(["results", "add", str(path), "--db", str(db)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"already recorded: {path}"
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM runs").fetchone() == (1,)
+        assert con.execute("SELECT COUNT(*) FROM metrics").fetchone() == (7,)
+
+    changed = write_doc(with_metric(make_doc(run_id="a"), "stereoset.icat", value=71.0), "a2.json")
+    assert main(["results", "add", str(changed), "--db", str(db)]) == 2
+    assert "run_id 'a' is already recorded with a different document" in capsys.readouterr().err
+    assert main(["results", "add", str(changed), "--db", str(db), "--replace"]) == 0
+    assert [r.value for r in history.metric_history(db, "stereoset.icat")] == [71.0]
+    with sqlite3.connect(db) as con:  # the replaced run's metric rows did not pile up
+        assert con.execute("SELECT COUNT(*) FROM metrics").fetchone() == (7,)
+
+
+def test_bad_input_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert main(["results", "add", str(bad), "--db", str(tmp_path / "h.sqlite")]) == 2
+    assert f"{bad}: invalid JSON at line 1 column 2" in capsys.readouterr().err
+    assert main(["results", "list", "--db", str(tmp_path / "missing.sqlite")]) == 2
+    with pytest.raises(history.HistoryError, match="no run with run_id 'zz'"):
+        history.load_run(tmp_path / "h.sqlite", "zz")
