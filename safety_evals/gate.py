@@ -47,8 +47,6 @@ class PolicyError(ValueError):
 
 
 # ---------------------------------------------------------------- comparison (shared with the dashboard)
-
-
 @dataclasses.dataclass(frozen=True)
 class Direction:
     """Which way is bad: higher_is_better True/False, or None with a `target` (closer is better)."""
@@ -97,20 +95,15 @@ def compare(candidate: Metric, baseline: Metric, direction: Direction, tolerance
     lo, hi = candidate.interval() or (candidate.value, candidate.value)
     b_lo, b_hi = direction.badness_interval(lo, hi)
     b_base = direction.badness(baseline.value)
-    regressed = b_lo > b_base + tolerance
-    improved = b_hi < b_base - tolerance
+    regressed, improved = b_lo > b_base + tolerance, b_hi < b_base - tolerance
     delta = candidate.value - baseline.value
     verdict = "significantly worse" if regressed else "significantly better" if improved else "not significant"
-    text = (
-        f"{candidate.value:.4g} [{lo:.4g}, {hi:.4g}] vs baseline {baseline.value:.4g}: "
-        f"Δ {delta:+.4g}, {verdict} (tolerance {tolerance:g})"
-    )
+    text = (f"{candidate.value:.4g} [{lo:.4g}, {hi:.4g}] vs baseline {baseline.value:.4g}: "
+            f"Δ {delta:+.4g}, {verdict} (tolerance {tolerance:g})")
     return Comparison(delta, regressed, improved, text)
 
 
 # ---------------------------------------------------------------- policy
-
-
 @dataclasses.dataclass(frozen=True)
 class Rule:
     metric: str  # full name suite.metric
@@ -215,8 +208,6 @@ def _rule(name: Any, body: Any, fail) -> Rule:
 
 
 # ---------------------------------------------------------------- evaluation
-
-
 @dataclasses.dataclass(frozen=True)
 class Check:
     name: str  # e.g. "toxicity.expected_max_toxicity max"
@@ -264,32 +255,30 @@ def _fmt(m: Metric | None) -> str:
 
 def _rule_checks(rule: Rule, results: Results, m: Metric | None, baseline: Results | None,
                  bm: Metric | None, policy: Policy) -> list[Check]:
-    suite = rule.metric.split(".", 1)[0]
-    kinds = [k for k in ("min", "max", "regression") if getattr(rule, k) is not None]
-
-    def check(kind: str, status: str, message: str, rule_text: str) -> Check:
-        return Check(f"{rule.metric} {kind}", suite, status, message, _fmt(m), _fmt(bm), rule_text)
-
-    texts = {"min": f"≥ {rule.min:g}" if rule.min is not None else "",
-             "max": f"≤ {rule.max:g}" if rule.max is not None else "",
-             "regression": f"no worse than baseline by > {rule.regression:g}" if rule.regression is not None else ""}
-    if m is None or m.value is None:
-        why = _missing_reason(rule.metric, results, m)
-        return [check(k, "fail", why, texts[k]) for k in kinds]
+    """One check per rule kind present (min, max, regression); a missing metric fails each."""
     out = []
-    for kind in kinds:
+    for kind in ("min", "max", "regression"):
+        limit = getattr(rule, kind)
+        if limit is None:
+            continue
         if kind == "regression":
-            out.append(_regression(rule, m, baseline, bm, policy, lambda s, msg: check(kind, s, msg, texts[kind])))
+            text = f"no worse than baseline by > {limit:g}"
+        else:
+            text = f"{'≥' if kind == 'min' else '≤'} {limit:g}" + (" (whole interval)" if rule.bound == "interval" else "")
+        if m is None or m.value is None:
+            status, msg = "fail", _missing_reason(rule.metric, results, m)
+        elif kind == "regression":
+            status, msg = _regression(rule, m, baseline, bm, policy)
         else:
             status, msg = _threshold(rule, m, kind)
-            out.append(check(kind, status, msg, texts[kind] + (" (whole interval)" if rule.bound == "interval" else "")))
+        out.append(Check(f"{rule.metric} {kind}", rule.metric.split(".", 1)[0], status, msg, _fmt(m), _fmt(bm), text))
     return out
 
 
 def _missing_reason(name: str, results: Results, m: Metric | None) -> str:
     if m is not None:
         return f"metric {name} has value null in the results"
-    suite_name, metric = name.split(".", 1)
+    suite_name = name.split(".", 1)[0]
     suite = results.suites.get(suite_name)
     if suite is None:
         return f"metric {name}: suite {suite_name!r} is not in the results (unknown suite or not run)"
@@ -314,23 +303,22 @@ def _threshold(rule: Rule, m: Metric, kind: str) -> tuple[str, str]:
     return ("pass" if ok else "fail"), f"{what} {x:.4g} {'≥' if ok else '<'} min {rule.min:g}"
 
 
-def _regression(rule: Rule, m: Metric, baseline: Results | None, bm: Metric | None, policy: Policy, check):
+def _regression(rule: Rule, m: Metric, baseline: Results | None, bm: Metric | None,
+                policy: Policy) -> tuple[str, str]:
     if baseline is None:
         if policy.require_baseline:
-            return check("fail", "the policy sets require_baseline but no --baseline was given")
-        return check("skip", "no --baseline given")
+            return "fail", "the policy sets require_baseline but no --baseline was given"
+        return "skip", "no --baseline given"
     if bm is None or bm.value is None:
-        return check("fail", f"metric missing or null in the baseline {baseline.source}")
+        return "fail", f"metric missing or null in the baseline {baseline.source}"
     direction = Direction.of(m, rule)
     if not direction.known:
-        return check("fail", "no direction: the metric has higher_is_better null and no target; set one in the rule")
+        return "fail", "no direction: the metric has higher_is_better null and no target; set one in the rule"
     c = compare(m, bm, direction, rule.regression)
-    return check("fail" if c.regressed else "pass", c.text)
+    return ("fail" if c.regressed else "pass"), c.text
 
 
 # ---------------------------------------------------------------- reports
-
-
 _XML_BAD = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -379,8 +367,6 @@ def summary_markdown(checks: list[Check], results: Results, policy: Policy, base
 
 
 # ---------------------------------------------------------------- CLI
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", help="results JSON of the candidate run")
     parser.add_argument("--policy", required=True, help="policy YAML, e.g. configs/gates/release.yaml")

@@ -90,7 +90,7 @@ def connect(db: str | Path) -> Iterator[sqlite3.Connection]:
 
 def add_run(db: str | Path, results: Results, replace: bool = False) -> bool:
     """Store one run; returns False when the identical run was already there."""
-    doc = json.dumps(results.raw, sort_keys=True, ensure_ascii=False)
+    doc = json.dumps(results.raw, ensure_ascii=False)  # key order kept: suites show in run order
     digest = hashlib.sha256(doc.encode()).hexdigest()
     with connect(db) as con:
         row = con.execute("SELECT doc_sha256 FROM runs WHERE run_id = ?", (results.run_id,)).fetchone()

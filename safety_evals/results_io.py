@@ -13,7 +13,6 @@ import dataclasses
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -303,11 +302,3 @@ def _locate(text: str, token: str) -> tuple[int, int]:
             return line, m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
     return 0, 0
 
-
-def metric_index(docs: list[Results]) -> Mapping[str, Metric]:
-    """First-seen Metric per full name across documents (for descriptions and directions)."""
-    out: dict[str, Metric] = {}
-    for d in docs:
-        for k, m in d.metrics().items():
-            out.setdefault(k, m)
-    return out
