@@ -1,0 +1,109 @@
+"""Reading benchmark data from a local path or the HF hub, with a content hash for the results.
+
+A local source is hashed byte for byte (files in sorted order, the same rule as model weights);
+a hub source is hashed over its rows serialised as canonical JSON, because the hub cache layout
+is not stable. Errors name the file, the line/row and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from safety_evals.results import files_sha256
+
+
+class DataError(ValueError):
+    """Malformed benchmark data; the message names file, row and field."""
+
+
+def is_local(source: str | os.PathLike) -> bool:
+    return os.path.exists(source)
+
+
+def local_sha256(paths: Iterable[str | os.PathLike]) -> str:
+    """sha256 over the concatenated bytes of `paths` in sorted order (one file: its own sha256)."""
+    files = sorted(str(p) for p in paths)
+    if len(files) == 1:
+        return files_sha256(files[0])
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def rows_sha256(rows: Sequence[Mapping[str, Any]]) -> str:
+    """sha256 of the rows as canonical JSON (sorted keys, one row per line)."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def load_hub(name: str, config: str | None, split: str) -> list[dict[str, Any]]:
+    """Rows of a hub dataset through `datasets.load_dataset` (needs network or a warm cache)."""
+    import datasets  # imported lazily: the local path never needs it
+
+    ds = datasets.load_dataset(name, config, split=split)
+    return [dict(r) for r in ds]
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a (possibly gzipped) JSONL file; blank lines are skipped."""
+    path = Path(path)
+    rows = []
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def read_csv(path: str | os.PathLike, *, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL
+             ) -> list[dict[str, str]]:
+    """Rows of a CSV/TSV with a header. `quoting=csv.QUOTE_NONE` for files that never quote."""
+    path = Path(path)
+    with _open_text(path) as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter, quoting=quoting)
+        rows = []
+        for row in reader:
+            if None in row:
+                raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
+            rows.append(row)
+    return rows
+
+
+def require(row: Mapping[str, Any], fields: Sequence[str], where: str) -> None:
+    """Raise DataError naming `where` (e.g. 'file.csv:12') and the first missing/empty field."""
+    for f in fields:
+        if f not in row or row[f] is None:
+            raise DataError(f"{where}: missing field {f!r}")
+
+
+def take(rows: Sequence[Any], limit: int | None) -> list[Any]:
+    """The first `limit` rows (all when limit is None)."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    return list(rows if limit is None else rows[:limit])

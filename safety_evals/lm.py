@@ -1,0 +1,132 @@
+"""The language-model interface every suite is written against, and the encoding rules it shares.
+
+Suites never touch a model directly: they call `LanguageModel.loglikelihood` and
+`LanguageModel.generate`. Three implementations exist: the JAX policy (`jax_lm.JaxLM`), the
+transformers reference (`hf_lm.HFTorchLM`) and a deterministic fake in the tests.
+
+`loglikelihood` follows lm-evaluation-harness (`TemplateLM.loglikelihood` + `HFLM`, v0.4.x):
+
+* empty context: the continuation is encoded without special tokens and conditioned on the
+  prefix token (BOS when the tokenizer has one, else EOS); a continuation that already starts with
+  that token gives it up as context instead of scoring it.
+* non-empty context: trailing spaces of the context move to the continuation, then
+  `cont = encode(context + continuation)[len(encode(context)):]`, where `encode` adds BOS when the
+  model wants one (lm-eval forces this for every Gemma model).
+* the model sees `(ctx + cont)[-(max_length + 1):][:-1]`; the last `len(cont)` positions score the
+  continuation tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenScores:
+    """Log-probabilities of the continuation tokens of one (context, continuation) request."""
+
+    logprobs: tuple[float, ...]
+    is_greedy: bool = False  # every continuation token is the argmax of its distribution
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.logprobs)
+
+    @property
+    def total(self) -> float:
+        """sum_t log p(c_t | ctx, c_<t): lm-eval's `loglikelihood` value."""
+        return float(sum(self.logprobs))
+
+    @property
+    def mean(self) -> float:
+        """Per-token mean log-prob (StereoSet's sentence score for causal LMs); 0 for no tokens."""
+        return self.total / self.n_tokens if self.logprobs else 0.0
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """What a suite needs from a model."""
+
+    name: str
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[TokenScores]:
+        """Per (context, continuation): log-prob of each continuation token (lm-eval semantics)."""
+        ...
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        num_samples: int = 1,
+        seed: int = 0,
+        stop: Sequence[str] = (),
+    ) -> list[list[str]]:
+        """Per prompt, `num_samples` continuations (prompt excluded), each cut before any `stop`."""
+        ...
+
+
+Encode = Callable[[str, bool], list[int]]  # (text, add_special_tokens) -> token ids
+
+
+def encode_request(
+    context: str, continuation: str, *, encode: Encode, prefix_id: int, add_bos: bool
+) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) exactly as lm-evaluation-harness builds them (module doc)."""
+    if context == "":
+        cont = encode(continuation, False)
+        if not cont:
+            return [prefix_id], []
+        if cont[0] == prefix_id:
+            return cont[:1], cont[1:]
+        return [prefix_id], cont
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = encode(context + continuation, add_bos)
+    ctx = encode(context, add_bos)
+    return ctx, whole[len(ctx):]
+
+
+def scoring_window(ctx: Sequence[int], cont: Sequence[int], max_length: int) -> tuple[list[int], int]:
+    """Tokens the model reads (`(ctx+cont)[-(max_length+1):][:-1]`) and how many trailing
+    positions score the continuation. Position t of the window predicts window token t+1, and the
+    last scored target is the final continuation token."""
+    full = list(ctx) + list(cont)
+    full = full[-(max_length + 1):]
+    return full[:-1], min(len(cont), len(full) - 1)
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut `text` before the earliest occurrence of any stop string."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if 0 <= i < cut:
+                cut = i
+    return text[:cut]
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most `size` items."""
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size}")
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def length_bucket(n: int, minimum: int = 16) -> int:
+    """Smallest power of two >= max(n, minimum): padded shapes come from a short, fixed list,
+    so a jitted function compiles once per bucket instead of once per length."""
+    size = minimum
+    while size < n:
+        size *= 2
+    return size

@@ -1,0 +1,255 @@
+"""The eval results document (docs/results_schema.md): building blocks, suite capture, atomic write.
+
+A suite returns a `SuiteResult`; `run_suite` times it and turns an exception into a `failed`
+record (never a dropped suite, never zeros); `build_document` assembles the run; `write_atomic`
+writes it through a temp file and `os.replace`, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import secrets
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from safety_evals import bootstrap
+
+SCHEMA = "align.eval_results/v1"
+_CHUNK = 1 << 20
+
+
+def clean_float(x: Any) -> float | None:
+    """A JSON-safe float: NaN and +-inf become None (the schema forbids them)."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """One metric with its 95% bootstrap interval and the number of examples behind it."""
+
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    higher_is_better: bool | None  # None: closer to `target` is better
+    target: float | None = None
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "value": clean_float(self.value),
+            "ci_low": clean_float(self.ci_low),
+            "ci_high": clean_float(self.ci_high),
+            "n": int(self.n),
+            "higher_is_better": self.higher_is_better,
+        }
+        if self.target is not None:
+            out["target"] = float(self.target)
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+def mean_metric(
+    values: Sequence[float] | np.ndarray,
+    *,
+    higher_is_better: bool | None,
+    description: str = "",
+    target: float | None = None,
+    scale: float = 1.0,
+) -> Metric:
+    """mean(values) * scale with its bootstrap CI; value None when there are no values."""
+    x = np.asarray(values, dtype=np.float64)
+    low, high = bootstrap.mean_ci(x)
+    value = float(x.mean()) * scale if x.size else None
+    return Metric(
+        value,
+        None if low is None else low * scale,
+        None if high is None else high * scale,
+        int(x.size),
+        higher_is_better,
+        target,
+        description,
+    )
+
+
+def statistic_metric(
+    n: int,
+    statistic: Callable[[np.ndarray], float | None],
+    *,
+    higher_is_better: bool | None,
+    description: str = "",
+    target: float | None = None,
+) -> Metric:
+    """statistic(all n examples) with a CI from recomputing it on resampled examples."""
+    value = statistic(np.arange(n)) if n else None
+    low, high = bootstrap.statistic_ci(n, statistic)
+    return Metric(value, low, high, n, higher_is_better, target, description)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+    """Where a suite's examples came from: hub name or path, content sha256, examples used."""
+
+    source: str
+    sha256: str
+    n: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "sha256": self.sha256, "n": int(self.n)}
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteResult:
+    data: DataInfo
+    metrics: Mapping[str, Metric]
+    examples: Sequence[Mapping[str, Any]] = ()
+
+
+def example(
+    id_: str | int,
+    *,
+    prompt: str,
+    output: str,
+    score: float | None,
+    label: str | None,
+    metric: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One per-example record for the dashboard drill-down (outputs are untrusted text)."""
+    return {
+        "id": str(id_),
+        "prompt": prompt,
+        "output": output,
+        "score": clean_float(score),
+        "label": label,
+        "metric": metric,
+        "extra": _json_safe(extra),
+    }
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return clean_float(x)
+    return x
+
+
+def run_suite(version: str, fn: Callable[[], SuiteResult], *, clock: Callable[[], float] = time.perf_counter
+              ) -> dict[str, Any]:
+    """Run one suite and return its document entry; any exception becomes status "failed"."""
+    start = clock()
+    try:
+        result = fn()
+    except Exception as exc:  # noqa: BLE001 - a failing suite must be recorded, not crash the run
+        tail = "".join(traceback.format_exception(exc)[-6:])
+        return {
+            "status": "failed",
+            "version": version,
+            "error": f"{type(exc).__name__}: {exc}\n{tail}",
+            "data": None,
+            "seconds": round(clock() - start, 3),
+            "metrics": {},
+            "examples": [],
+        }
+    return {
+        "status": "ok",
+        "version": version,
+        "error": None,
+        "data": result.data.to_json(),
+        "seconds": round(clock() - start, 3),
+        "metrics": {name: m.to_json() for name, m in result.metrics.items()},
+        "examples": [_json_safe(e) for e in result.examples],
+    }
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """'20261123T150102Z-3f2a9c': UTC time plus 24 random bits, unique per run."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def utc_iso(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def files_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, or of every file under a directory in sorted relative-path order."""
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{root}: no files to hash")
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def model_record(
+    name: str, path: str | None, *, variant: str | None = None, step: int | None = None
+) -> dict[str, Any]:
+    """The document's `model` entry; the sha256 is None when there are no local weights to hash."""
+    sha = files_sha256(path) if path and os.path.exists(path) else None
+    abspath = os.path.abspath(path) if path and os.path.exists(path) else path
+    return {"name": name, "path": abspath, "sha256": sha, "variant": variant, "step": step}
+
+
+def build_document(
+    *,
+    model: Mapping[str, Any],
+    config: Mapping[str, Any],
+    suites: Mapping[str, Mapping[str, Any]],
+    run_id: str | None = None,
+    created: str | None = None,
+) -> dict[str, Any]:
+    now = dt.datetime.now(dt.timezone.utc)
+    return {
+        "schema": SCHEMA,
+        "run_id": run_id or new_run_id(now),
+        "created": created or utc_iso(now),
+        "model": dict(model),
+        "config": dict(config),
+        "suites": {k: dict(v) for k, v in suites.items()},
+    }
+
+
+def write_atomic(path: str | os.PathLike, document: Mapping[str, Any]) -> None:
+    """Write JSON to a temp file in the target directory, fsync, then os.replace it into place."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

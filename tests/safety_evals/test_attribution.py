@@ -1,0 +1,120 @@
+"""Attribution: agreement metrics by hand, BEGIN loader, judges (LLM, NLI, seq2seq), suite on fakes."""
+
+import math
+
+import numpy as np
+import pytest
+
+from safety_evals import attribution
+from safety_evals.judges import LLM_JUDGE_TEMPLATE, LLMJudge, NLIJudge, Seq2SeqNLIJudge
+from tests.safety_evals.fakes import FakeJudge, FakeLM, save_pretrained, tiny_bert_classifier, tiny_tokenizer
+
+
+def test_agreement_by_hand():
+    human = np.array([1, 1, 0, 0, 1, 0], dtype=bool)
+    judged = np.array([1, 0, 0, 0, 1, 1], dtype=bool)
+    # p_o = 4/6; P_h(1) = P_j(1) = 1/2 -> p_e = 1/2; kappa = (2/3 - 1/2) / (1/2) = 1/3
+    assert attribution.cohen_kappa(human, judged) == pytest.approx(1 / 3)
+    # TPR 2/3, TNR 2/3
+    assert attribution.balanced_accuracy(human, judged) == pytest.approx(2 / 3)
+    m = attribution.agreement_metrics(human, judged)
+    assert m["judge_accuracy"].value == pytest.approx(4 / 6)
+    assert m["judge_cohen_kappa"].value == pytest.approx(1 / 3)
+    assert m["judge_balanced_accuracy"].value == pytest.approx(2 / 3)
+    assert m["human_attributable_rate"].value == pytest.approx(0.5)
+
+
+def test_agreement_unbalanced_case():
+    human = np.array([1, 1, 1, 0], dtype=bool)
+    judged = np.array([1, 1, 1, 1], dtype=bool)
+    # p_o 3/4; p_e = 3/4*1 + 1/4*0 = 3/4 -> kappa 0; TPR 1, TNR 0 -> 1/2
+    assert attribution.cohen_kappa(human, judged) == pytest.approx(0.0)
+    assert attribution.balanced_accuracy(human, judged) == pytest.approx(0.5)
+    assert attribution.cohen_kappa(np.ones(3, bool), np.ones(3, bool)) is None
+    assert attribution.balanced_accuracy(np.ones(3, bool), judged[:3]) is None
+
+
+def test_begin_loader_real_files():
+    items, info = attribution.load()
+    assert info.n == 416 + 383 + 430 + 3607
+    assert sum(it.label for it in items) == 59 + 74 + 180 + 1392
+    wow, _ = attribution.load("/work/shared/data/attribution/begin/wow/begin_dev_wow.tsv")
+    assert len(wow) == 430 and sum(it.label for it in wow) == 180
+    assert wow[0].knowledge.startswith("originally an industrial pigment supply company, crayola")
+    assert len(attribution.load(limit=5)[0]) == 20
+
+
+def test_begin_bad_label_names_file_and_line(tmp_path):
+    f = tmp_path / "x.tsv"
+    f.write_text("model_name\tdata_source\tknowledge\tmessage\tresponse\tbegin_label\n"
+                 "t5\twow\tk\tm\tr\tFully attributable\nt5\twow\tk\tm\tr\tmaybe\n")
+    with pytest.raises(ValueError, match=r"x.tsv:line 3: field 'begin_label'"):
+        attribution.load(str(f))
+
+
+def test_llm_judge_is_sigmoid_of_yes_minus_no():
+    prompt = LLM_JUDGE_TEMPLATE.format(passage="P", response="R")
+    lm = FakeLM(totals={(prompt, " yes"): -1.0, (prompt, " no"): -3.0})
+    assert LLMJudge(lm).score(["P"], ["R"]) == pytest.approx([1 / (1 + math.exp(-2.0))])
+
+
+def test_nli_judge_matches_manual_softmax(tmp_path):
+    torch = pytest.importorskip("torch")
+    tok = tiny_tokenizer()
+    model = tiny_bert_classifier(len(tok), ["contradiction", "entailment", "neutral"], seed=1)
+    path = save_pretrained(model, tok, tmp_path / "nli")
+    judge = NLIJudge(str(path), batch_size=2)
+    assert judge.entailment_index == 1
+    passages, responses = ["the cat sat on the mat", "hello world", "the dog"], ["a cat sat", "fox", "dog ran"]
+    got = judge.score(passages, responses)
+    enc = tok(passages, responses, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        want = torch.softmax(model(**enc).logits, -1)[:, 1].tolist()
+    assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_nli_judge_needs_an_entailment_label(tmp_path):
+    pytest.importorskip("torch")
+    tok = tiny_tokenizer()
+    path = save_pretrained(tiny_bert_classifier(len(tok), ["LABEL_0", "LABEL_1"]), tok, tmp_path / "m")
+    with pytest.raises(ValueError, match="entailment_index"):
+        NLIJudge(str(path))
+    assert NLIJudge(str(path), entailment_index=1).entailment_index == 1
+
+
+def test_seq2seq_judge_matches_manual(tmp_path):
+    torch = pytest.importorskip("torch")
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = tiny_tokenizer()
+    cfg = T5Config(vocab_size=len(tok), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                   decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id,
+                   eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(cfg).eval()
+    path = save_pretrained(model, tok, tmp_path / "t5")
+    judge = Seq2SeqNLIJudge(str(path))
+    got = judge.score(["the cat sat"], ["a cat"])
+    enc = tok(["premise: the cat sat hypothesis: a cat"], return_tensors="pt")
+    yes, no = tok.encode("1", add_special_tokens=False)[0], tok.encode("0", add_special_tokens=False)[0]
+    with torch.no_grad():
+        logits = model(**enc, decoder_input_ids=torch.tensor([[tok.pad_token_id]])).logits[0, 0]
+    want = torch.softmax(logits[[yes, no]], -1)[0].item()
+    assert got == pytest.approx([want], abs=1e-5)
+
+
+def test_suite_on_fakes(tmp_path):
+    f = tmp_path / "b.tsv"
+    f.write_text("model_name\tdata_source\tknowledge\tmessage\tresponse\tbegin_label\n"
+                 "t5\twow\tthe cat sat\thi\tthe cat\tFully attributable\n"
+                 "t5\twow\tthe dog ran\tyo\ta fox\tNot fully attributable\n"
+                 "t5\twow\tred sky\tok\tblue sky\tGeneric\n")
+    prompt0 = attribution.GROUNDED_PROMPT.format(passage="the cat sat", message="hi")
+    lm = FakeLM(responses={prompt0: "the cat sat\n\nmore"}, default="something else")
+    res = attribution.run(lm, judge=FakeJudge(), source=str(f))
+    # BEGIN responses judged 1, 0, 0 vs human 1, 0, 0 -> perfect agreement
+    assert res.metrics["judge_accuracy"].value == 1.0
+    assert res.metrics["judge_cohen_kappa"].value == pytest.approx(1.0)
+    # policy: only the first grounded answer is supported
+    assert res.metrics["ais"].value == pytest.approx(1 / 3)
+    assert res.examples[0]["output"] == "the cat sat" and res.examples[0]["label"] == "attributable"
