@@ -372,7 +372,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", required=True, help="policy YAML, e.g. configs/gates/release.yaml")
     parser.add_argument("--baseline", help="results JSON of the baseline run (for regression rules)")
     parser.add_argument("--junit", help="write a JUnit XML report here (one testcase per check)")
-    parser.add_argument("--summary", help="write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
+    parser.add_argument("--summary", help="append a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -281,7 +281,8 @@ def _parse_time(text: str, source: str) -> dt.datetime:
         t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as e:
         raise ResultsError(f"{source}: created: not an ISO-8601 timestamp: {text!r}") from e
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    # naive stamps are read as UTC (the schema says UTC); offsets are normalised so stamps sort
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
 
 
 class _ConstantError(ValueError):

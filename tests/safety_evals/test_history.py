@@ -30,14 +30,19 @@ def test_add_list_round_trip(tmp_path, make_doc, with_metric, write_doc, capsys)
     assert history.load_run(db, "b").metrics() == load_results(b).metrics()
     assert history.load_run(db, "b").suites["bbq"].error == load_results(b).suites["bbq"].error
     assert [r.run_id for r in history.load_all(db)] == ["a", "b"]
+    # a +02:00 stamp is stored as UTC, so it sorts before "a" (10:00Z)
+    c = write_doc(make_doc(run_id="c", created="2026-11-20T11:00:00+02:00"), "c.json")
+    assert main(["results", "add", str(c), "--db", str(db)]) == 0
+    assert [(r.run_id, r.created) for r in history.list_runs(db)][0] == ("c", "2026-11-20T09:00:00Z")
+    capsys.readouterr()
 
     assert main(["results", "list", "--db", str(db), "--metric", "toxicity.expected_max_toxicity"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["run_id", "created", "model", "variant", "step",
                                 "toxicity.expected_max_toxicity", "95%", "CI", "n"]
-    assert lines[2].split() == ["b", "2026-11-21T10:00:00Z", "gemma3-270m", "chat", "200", "0.3", "[0.25,", "0.35]", "100"]
+    assert lines[3].split() == ["b", "2026-11-21T10:00:00Z", "gemma3-270m", "chat", "200", "0.3", "[0.25,", "0.35]", "100"]
     assert main(["results", "list", "--db", str(db)]) == 0
-    assert capsys.readouterr().out.splitlines()[1].split() == ["a", "2026-11-20T10:00:00Z", "gemma3-270m", "chat",
+    assert capsys.readouterr().out.splitlines()[2].split() == ["a", "2026-11-20T10:00:00Z", "gemma3-270m", "chat",
                                                                "100", "6", "0"]
 
 
