@@ -122,7 +122,9 @@ def test_group_relative_advantages_equal_trl_formula():
     mean = torch.nanmean(r.view(-1, g), dim=1).repeat_interleave(g, dim=0)
     std = trl_utils.nanstd(r.view(-1, g), dim=1).repeat_interleave(g, dim=0)
     expected = (r - mean) / (std + 1e-4)
-    np.testing.assert_allclose(group_relative_advantages(jnp.asarray(rewards), g), expected.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        group_relative_advantages(jnp.asarray(rewards), g), expected.numpy(), rtol=1e-5
+    )
 
 
 def test_rloo_by_hand():

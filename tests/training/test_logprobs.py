@@ -29,7 +29,9 @@ def _naive(hidden, unembed, targets, softcap=None, temperature=1.0):
     logits = jnp.einsum("BTD,VD->BTV", hidden, unembed)
     if softcap is not None:
         logits = softcap * jnp.tanh(logits / softcap)
-    return token_logprobs(logits, targets, temperature=temperature), token_entropy(logits, temperature=temperature)
+    return token_logprobs(logits, targets, temperature=temperature), token_entropy(
+        logits, temperature=temperature
+    )
 
 
 def test_token_logprobs_by_hand():
@@ -84,8 +86,9 @@ def test_chunked_equals_naive(chunk_size, softcap):
     lp, ent = fn(hidden, unembed, targets)
     np.testing.assert_allclose(lp, lp_ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ent, ent_ref, rtol=1e-5, atol=1e-5)
-    lp_only = chunked_token_logprobs(hidden, unembed, targets, chunk_size=chunk_size, final_softcap=softcap,
-                                     temperature=0.7)
+    lp_only = chunked_token_logprobs(
+        hidden, unembed, targets, chunk_size=chunk_size, final_softcap=softcap, temperature=0.7
+    )
     np.testing.assert_allclose(lp_only, lp_ref, rtol=1e-5, atol=1e-5)
 
 
@@ -100,11 +103,16 @@ def test_chunked_gradients_equal_naive(softcap):
         return jnp.sum(lp * w_lp) + jnp.sum(ent * w_ent)
 
     naive_grad = jax.grad(lambda h, w: objective(_naive(h, w, targets, softcap)), argnums=(0, 1))
-    chunked_grad = jax.jit(jax.grad(
-        lambda h, w: objective(chunked_token_logprobs(h, w, targets, chunk_size=3, final_softcap=softcap,
-                                                      return_entropy=True)),
-        argnums=(0, 1),
-    ))
+    chunked_grad = jax.jit(
+        jax.grad(
+            lambda h, w: objective(
+                chunked_token_logprobs(
+                    h, w, targets, chunk_size=3, final_softcap=softcap, return_entropy=True
+                )
+            ),
+            argnums=(0, 1),
+        )
+    )
     for g, g_ref in zip(chunked_grad(hidden, unembed), naive_grad(hidden, unembed)):
         np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5)
 
@@ -161,8 +169,9 @@ def test_chunked_matches_trl_chunked_logprob_kernel():
         1.0,
         ("entropy",),
     )
-    lp, ent = chunked_token_logprobs(hidden, unembed, targets, chunk_size=3, final_softcap=softcap,
-                                     return_entropy=True)
+    lp, ent = chunked_token_logprobs(
+        hidden, unembed, targets, chunk_size=3, final_softcap=softcap, return_entropy=True
+    )
     np.testing.assert_allclose(lp.reshape(-1), lp_trl.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ent.reshape(-1), ent_trl.numpy(), rtol=1e-5, atol=1e-5)
 

@@ -83,7 +83,8 @@ def test_nll_gradient_equals_torch():
     grad = jax.grad(lambda z: _ours(z, jnp.asarray(labels))[0])(jnp.asarray(logits))
     t_logits = torch.tensor(logits, requires_grad=True)
     torch.nn.functional.cross_entropy(
-        t_logits[:, :-1].reshape(-1, logits.shape[-1]), torch.tensor(labels)[:, 1:].reshape(-1),
+        t_logits[:, :-1].reshape(-1, logits.shape[-1]),
+        torch.tensor(labels)[:, 1:].reshape(-1),
         ignore_index=IGNORE,
     ).backward()
     np.testing.assert_allclose(grad, t_logits.grad.numpy(), rtol=1e-5, atol=1e-7)
