@@ -1,0 +1,106 @@
+"""Preference examples -> TokenizedPair: tokens [P, T] (0 = chosen, 1 = rejected), loss on the responses.
+
+Conversational pairs render prompt + response with Gemma's chat format; the response is every
+token after the prompt's generation header (TRL's DPO convention). String pairs are
+<bos> prompt | response <eos>. Both rows share the same prompt tokens.
+
+Truncation, as TRL's DPO did (explicit and counted in TruncationStats):
+  1. if prompt + longer response > max_length, the prompt is cut from the left to
+     max_prompt_length tokens (its <bos> kept);
+  2. if still too long, both responses are cut from the right to max_length - prompt length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from align.data.errors import DataError
+from align.data.formats import Example, PreferenceExample
+from align.data.sequences import TokenizedPair, TruncationStats, left_truncate
+from align.data.sft import with_eos
+from align.data.tokenizer import Tokenizer
+
+P = 2  # the pair axis: chosen, rejected
+
+
+def split_pair(example: PreferenceExample, tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prompt ids, chosen ids, rejected ids), int32, untruncated."""
+    if isinstance(example.prompt, list):
+        chosen = tokenizer.encode_chat(example.prompt + example.chosen)
+        rejected = tokenizer.encode_chat(example.prompt + example.rejected)
+        n = chosen.message_start(len(example.prompt))
+        # Segment-wise tokenization makes the prompt tokens independent of what follows them.
+        if not np.array_equal(chosen.tokens[:n], rejected.tokens[:n]):
+            raise RuntimeError(f"{example.origin}: prompt tokens differ between chosen and rejected")
+        return chosen.tokens[:n], chosen.tokens[n:], rejected.tokens[n:]
+    prompt = np.asarray(tokenizer.encode(example.prompt, add_bos=True), np.int32)
+    chosen = np.asarray(with_eos(tokenizer.encode(example.chosen), tokenizer.eos_id), np.int32)
+    rejected = np.asarray(with_eos(tokenizer.encode(example.rejected), tokenizer.eos_id), np.int32)
+    return prompt, chosen, rejected
+
+
+def preference_pair(
+    example: Example,
+    tokenizer: Tokenizer,
+    *,
+    max_length: int | None = None,
+    max_prompt_length: int | None = None,
+    stats: TruncationStats | None = None,
+) -> TokenizedPair:
+    """Tokenize and truncate one preference example into a TokenizedPair (see the module docstring)."""
+    if not isinstance(example, PreferenceExample):
+        raise DataError(
+            f"expected a preference example, got {type(example).__name__}", source=example.origin or None
+        )
+    stats = stats if stats is not None else TruncationStats()
+    prompt, chosen, rejected = split_pair(example, tokenizer)
+    before = len(prompt) * 2 + len(chosen) + len(rejected)
+    stats.examples += 1
+    if max_length is not None and len(prompt) + max(len(chosen), len(rejected)) > max_length:
+        limit = max_prompt_length if max_prompt_length is not None else max_length // 2
+        if len(prompt) > limit:
+            prompt = prompt[left_truncate(np.arange(len(prompt)), limit, prompt[0] == tokenizer.bos_id)]
+            stats.prompt_truncated += 1
+        budget = max_length - len(prompt)
+        if max(len(chosen), len(rejected)) > budget:
+            chosen, rejected = chosen[:budget], rejected[:budget]
+            stats.response_truncated += 1
+    removed = before - (len(prompt) * 2 + len(chosen) + len(rejected))
+    if removed:
+        stats.truncated += 1
+        stats.tokens_removed += removed
+    if len(chosen) == 0 or len(rejected) == 0:
+        stats.no_loss += 1
+    return _stack(prompt, chosen, rejected, tokenizer.pad_id, example.origin)
+
+
+def _stack(
+    prompt: np.ndarray, chosen: np.ndarray, rejected: np.ndarray, pad_id: int, origin: str
+) -> TokenizedPair:
+    lengths = np.array([len(prompt) + len(chosen), len(prompt) + len(rejected)], np.int32)
+    tokens = np.full((P, lengths.max()), pad_id, np.int32)  # [P, T]
+    mask = np.zeros((P, lengths.max()), bool)
+    for p, response in enumerate((chosen, rejected)):
+        tokens[p, : lengths[p]] = np.concatenate([prompt, response])
+        mask[p, len(prompt) : lengths[p]] = True
+    return TokenizedPair(tokens, mask, lengths, len(prompt), origin)
+
+
+def encode_preferences(
+    examples: Iterable[Example],
+    tokenizer: Tokenizer,
+    *,
+    max_length: int | None = None,
+    max_prompt_length: int | None = None,
+) -> tuple[list[TokenizedPair], TruncationStats]:
+    """Tokenize a preference dataset; max_prompt_length defaults to max_length // 2."""
+    if max_length is not None and max_prompt_length is not None and max_prompt_length >= max_length:
+        raise ValueError(f"max_prompt_length={max_prompt_length} must be below max_length={max_length}")
+    stats = TruncationStats()
+    pairs = [
+        preference_pair(e, tokenizer, max_length=max_length, max_prompt_length=max_prompt_length, stats=stats)
+        for e in examples
+    ]
+    return pairs, stats
