@@ -27,7 +27,8 @@ def token_logprobs(logits: jax.Array, targets: jax.Array, *, temperature: float 
 
     Args:
       logits: [B, T, V] any float dtype.
-      targets: [B, T] int ids in [0, V).
+      targets: [B, T] int ids in [0, V). Replace ignored labels (HF's -100) by any valid id and mask
+        them out afterwards: an out-of-range id yields NaN, not 0.
       temperature: the sampling temperature the tokens were drawn with (RL must score samples
         under the distribution that produced them).
 
@@ -111,7 +112,7 @@ def chunked_token_logprobs(
     Args:
       hidden: [B, T, D] final-normed hidden states (the input of the unembedding).
       unembed: [V, D] output embedding (tied input embedding for Gemma).
-      targets: [B, T] int ids.
+      targets: [B, T] int ids in [0, V) (see `token_logprobs`).
       chunk_size: tokens per tile C (>= 1). The last tile is zero-padded and the padding dropped.
       final_softcap: Gemma 2's `final_logit_softcapping` (None: no capping).
       temperature: logits are divided by this after capping.
