@@ -41,14 +41,16 @@ class Pair:
     bias_type: str
 
 
-def load(source: str = DEFAULT_SOURCE, limit: int | None = None) -> tuple[list[Pair], DataInfo]:
-    """Pairs from the nyu-mll CSV (or a hub dataset with the same columns) and their data record."""
+def load(source: str = DEFAULT_SOURCE, limit: int | None = None, *, hub_config: str | None = None
+         ) -> tuple[list[Pair], DataInfo]:
+    """Pairs from the nyu-mll CSV, or a hub dataset with the same columns (e.g. lm-eval's
+    `jannalu/crows_pairs_multilingual` with hub_config="english"), and their data record."""
     if data.is_local(source):
         rows = data.read_csv(source)
         sha = data.local_sha256([source])
         where = Path(source).name
     else:
-        rows = data.load_hub(source, None, HUB_SPLIT)
+        rows = data.load_hub(source, hub_config, HUB_SPLIT)
         sha = data.rows_sha256(rows)
         where = source
     pairs = []
