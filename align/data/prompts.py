@@ -1,8 +1,9 @@
-"""Prompt-only batches for rollouts and evaluations: left-padded [B, T] tokens plus lengths [B].
+"""Prompt-only batches for rollouts and evaluations: padded [B, T] tokens plus lengths [B].
 
-Left padding puts every prompt's last token in column T-1, so decoding appends new tokens at the
-same column for the whole batch. A conversational prompt ends with Gemma's generation header
-(`<start_of_turn>model\\n`); a string prompt is `<bos>` + its tokens.
+Left padding puts every prompt's last token in column T-1 (decoders that append at one column);
+right padding starts every prompt at column 0 (align.sampling.generate, which tracks lengths).
+A conversational prompt ends with Gemma's generation header (`<start_of_turn>model\\n`); a string
+prompt is `<bos>` + its tokens.
 """
 
 from __future__ import annotations
@@ -41,18 +42,22 @@ def encode_prompts(
 
 
 def prompt_batch(
-    prompts: Sequence[np.ndarray], length: int, *, rows: int | None = None, pad_id: int = 0
+    prompts: Sequence[np.ndarray], length: int, *, padding: str, rows: int | None = None, pad_id: int = 0
 ) -> dict[str, np.ndarray]:
-    """Left-pad prompts into a fixed [rows, length] batch.
+    """Pad prompts into a fixed [rows, length] batch, on the side the consumer expects.
 
+    padding: "left" (every prompt ends in column T-1) or "right" (every prompt starts in column 0,
+        as align.sampling.generate takes them). Required: the wrong side silently feeds padding
+        to a model as if it were prompt text.
     Returns tokens int32 [B, T], lengths int32 [B], positions int32 [B, T] (0 at each prompt's first
     token, 0 on padding) and segment_ids int32 [B, T] (1 on prompt tokens, 0 on padding). Rows past
     len(prompts) are empty (length 0) so the batch shape stays fixed.
     """
+    if padding not in ("left", "right"):
+        raise ValueError(f"padding={padding!r}: expected 'left' or 'right'")
     rows = len(prompts) if rows is None else rows
     if len(prompts) > rows:
         raise ValueError(f"{len(prompts)} prompts do not fit in {rows} rows")
-    tokens = np.full((rows, length), pad_id, np.int32)
     lengths = np.zeros(rows, np.int32)
     for b, ids in enumerate(prompts):
         if len(ids) > length:
@@ -60,10 +65,12 @@ def prompt_batch(
                 f"prompt {b} has {len(ids)} tokens, more than length={length}: truncate it first"
             )
         lengths[b] = len(ids)
-        tokens[b, length - len(ids) :] = ids
     columns = np.arange(length)[None, :]  # [1, T]
-    start = (length - lengths)[:, None]  # [B, 1]
-    real = columns >= start  # [B, T]
+    start = (length - lengths)[:, None] if padding == "left" else np.zeros((rows, 1), np.int32)  # [B, 1]
+    real = (columns >= start) & (columns < start + lengths[:, None])  # [B, T]
+    tokens = np.full((rows, length), pad_id, np.int32)
+    for b, ids in enumerate(prompts):
+        tokens[b, real[b]] = ids
     positions = np.where(real, columns - start, 0).astype(np.int32)
     return {
         "tokens": tokens,

@@ -99,6 +99,10 @@ def test_directory_picks_the_split(tmp_path):
 def test_in_memory_and_hub_style_sources(tmp_path):
     recs = load_records([GOOD, {"messages": "oops"}], skip_invalid=True)
     assert len(recs) == 1 and "<list>, row 2, field 'messages'" in recs.report.reasons[0]
+    import datasets
+
+    recs = load_records(datasets.Dataset.from_list([{"text": "a"}, {"text": "b"}]))
+    assert [r.text for r in recs] == ["a", "b"] and recs[1].origin == "<Dataset>, row 2"
     path = write_jsonl(tmp_path / "h.jsonl", [{"prompt": "p", "completion": "c"}] * 3)
     # A builder name goes through datasets.load_dataset (here the offline "json" builder).
     recs = load_records("json", split="train", data_files=str(path))

@@ -128,11 +128,18 @@ def test_prompts_left_padded(tok):
     )
     assert [p.tolist() for p in prompts] == [[BOS, *ids("def")], [BOS, *ids("ab")]]
     assert (stats.prompt_truncated, stats.tokens_removed) == (1, 3)
-    batch = prompt_batch(prompts, 5, rows=3)
+    batch = prompt_batch(prompts, 5, rows=3, padding="left")
     x, y, z = ids("def")
     assert batch["tokens"].tolist() == [[0, BOS, x, y, z], [0, 0, BOS, *ids("ab")], [0] * 5]
     assert batch["lengths"].tolist() == [4, 3, 0]
     assert batch["positions"].tolist() == [[0, 0, 1, 2, 3], [0, 0, 0, 1, 2], [0] * 5]
     assert batch["segment_ids"].tolist() == [[0, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0] * 5]
+    batch = prompt_batch(prompts, 5, rows=3, padding="right")
+    assert batch["tokens"].tolist() == [[BOS, x, y, z, 0], [BOS, *ids("ab"), 0, 0], [0] * 5]
+    assert batch["lengths"].tolist() == [4, 3, 0]
+    assert batch["positions"].tolist() == [[0, 1, 2, 3, 0], [0, 1, 2, 0, 0], [0] * 5]
+    assert batch["segment_ids"].tolist() == [[1, 1, 1, 1, 0], [1, 1, 1, 0, 0], [0] * 5]
     with pytest.raises(ValueError, match="truncate it first"):
-        prompt_batch(prompts, 3)
+        prompt_batch(prompts, 3, padding="left")
+    with pytest.raises(ValueError, match="padding="):
+        prompt_batch(prompts, 5, padding="middle")
