@@ -1,1 +1,9 @@
-"""align."""
+"""align: JAX post-training and responsible-AI alignment for Gemma-family models.
+
+Public surface: `align.load` (model + tokenizer from a name, GGUF file, HF directory or hub id) and the
+sub-packages `align.model`, `align.data`, `align.sampling`, `align.training`, `align.rl`.
+"""
+
+from align.hub import Loaded, ModelNotFound, load
+
+__all__ = ["Loaded", "ModelNotFound", "load"]

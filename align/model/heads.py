@@ -1,0 +1,45 @@
+"""Scalar heads on a decoder: the reward model's and PPO's value model's shared building block."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from align.model import axes as ax
+from align.model.decoder import Decoder
+
+
+class ScalarHead(nnx.Module):
+    """hidden [B, T, D] -> scores [B, T] (a linear map with bias)."""
+
+    def __init__(self, dim: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+        # Small init so a fresh head starts near 0 and does not swamp the KL term early in PPO.
+        self.w = nnx.Param(jax.random.normal(rngs.params(), (dim,), param_dtype) * 0.01 * dim**-0.5,
+                           axes=(ax.EMBED,))
+        self.b = nnx.Param(jnp.zeros((), param_dtype), axes=())
+
+    def __call__(self, hidden: jax.Array) -> jax.Array:
+        return jnp.einsum("BTD,D->BT", hidden.astype(jnp.float32), self.w[...].astype(jnp.float32)) + self.b[...]
+
+
+def last_token_index(segment_ids: jax.Array) -> jax.Array:
+    """[B] index of the last non-padding token of each right-padded row."""
+    return jnp.maximum(jnp.sum(segment_ids != 0, axis=-1) - 1, 0)
+
+
+class ScoreModel(nnx.Module):
+    """Decoder backbone + scalar head: per-token scores (values) or one score per sequence (rewards)."""
+
+    def __init__(self, backbone: Decoder, *, rngs: nnx.Rngs):
+        self.backbone = backbone
+        self.head = ScalarHead(backbone.config.embed_dim, rngs=rngs)
+
+    def token_scores(self, tokens, positions, segment_ids) -> jax.Array:
+        """[B, T] score after every token (PPO's value estimates)."""
+        return self.head(self.backbone.hidden(tokens, positions, segment_ids))
+
+    def __call__(self, tokens, positions, segment_ids) -> jax.Array:
+        """[B] score at the last non-padding token of each right-padded row (a reward)."""
+        scores = self.token_scores(tokens, positions, segment_ids)
+        return jnp.take_along_axis(scores, last_token_index(segment_ids)[:, None], axis=1)[:, 0]

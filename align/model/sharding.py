@@ -1,0 +1,116 @@
+"""All partitioning decisions in one place: a mesh from a small config, and one logical-axis rules table.
+
+Mesh axes: data (pure data parallel), fsdp (data parallel with sharded params/optimizer state: ZeRO-3),
+tensor (Megatron-style within a layer). The model names only logical axes (align.model.axes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from align.model import axes as ax
+
+# logical axis -> mesh axis (or tuple of mesh axes, or None = replicated)
+LOGICAL_RULES: dict[str | None, str | tuple[str, ...] | None] = {
+    ax.BATCH: ("data", "fsdp"),  # activations: the batch is split over every data-parallel axis
+    ax.LENGTH: None,
+    # Params: the model dim is split over fsdp (it appears in every weight, so all of them shard),
+    # heads / mlp / vocab over tensor (the Megatron split: column-parallel in, row-parallel out).
+    ax.EMBED: "fsdp",
+    ax.VOCAB: "tensor",
+    ax.HEADS: "tensor",
+    ax.KV_HEADS: None,  # Gemma's K is 1..4: too few to split; kv projections are replicated over tensor
+    ax.HEAD_DIM: None,
+    ax.MLP: "tensor",
+    None: None,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """Mesh shape; -1 on one axis takes the devices left over (default: everything data parallel)."""
+
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+
+    def shape(self, n_devices: int) -> tuple[int, int, int]:
+        dims = [self.data, self.fsdp, self.tensor]
+        known = int(np.prod([d for d in dims if d != -1]))
+        if dims.count(-1) > 1 or n_devices % known:
+            raise ValueError(f"mesh {dims} does not fit {n_devices} devices")
+        dims = [n_devices // known if d == -1 else d for d in dims]
+        if int(np.prod(dims)) != n_devices:
+            raise ValueError(f"mesh {dims} uses {int(np.prod(dims))} devices, {n_devices} are available")
+        return tuple(dims)
+
+
+def make_mesh(config: MeshConfig = MeshConfig(), devices=None) -> Mesh:
+    devices = jax.devices() if devices is None else devices
+    shape = config.shape(len(devices))
+    return Mesh(np.asarray(devices).reshape(shape), ("data", "fsdp", "tensor"))
+
+
+def logical_to_spec(names, rules=LOGICAL_RULES) -> P:
+    """PartitionSpec for a tuple of logical names; a mesh axis is used at most once per array."""
+    used, spec = set(), []
+    for name in names:
+        target = rules.get(name)
+        axes = (target,) if isinstance(target, str) else tuple(target or ())
+        axes = tuple(a for a in axes if a not in used)
+        used.update(axes)
+        spec.append(None if not axes else axes[0] if len(axes) == 1 else axes)
+    return P(*spec)
+
+
+def _fits(spec: P, shape, mesh: Mesh) -> P:
+    """Drop a split that does not divide the dimension (e.g. vocab 13 over 2): replicate it instead."""
+    out = []
+    for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+        names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+        size = int(np.prod([mesh.shape[a] for a in names])) if names else 1
+        out.append(axes if dim % size == 0 else None)
+    return P(*out)
+
+
+def state_shardings(state: nnx.State, mesh: Mesh, rules=LOGICAL_RULES):
+    """NamedShardings for every Variable in `state`, from its `axes` metadata (replicated if none)."""
+    def one(var):
+        names = var.get_metadata().get("axes") or (None,) * len(var.shape)
+        return NamedSharding(mesh, _fits(logical_to_spec(names, rules), var.shape, mesh))
+
+    return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 2, rules=LOGICAL_RULES) -> NamedSharding:
+    """Sharding of a [B, ...] batch array: B over the data-parallel axes."""
+    return NamedSharding(mesh, logical_to_spec((ax.BATCH,) + (None,) * (ndim - 1), rules))
+
+
+def shard_model(model: nnx.Module, mesh: Mesh, rules=LOGICAL_RULES) -> nnx.Module:
+    """Place an existing model's variables according to the rules table (in place)."""
+    state = nnx.state(model)
+    nnx.update(model, jax.device_put(state, state_shardings(state, mesh, rules)))
+    return model
+
+
+def sharded_init(make_model, mesh: Mesh, rules=LOGICAL_RULES) -> nnx.Module:
+    """Build a model directly sharded: eval_shape -> shardings -> jit(init, out_shardings).
+
+    A full-size model is never materialised on one device.
+    """
+    abstract = nnx.eval_shape(make_model)
+    graphdef, abs_state = nnx.split(abstract)
+    shardings = state_shardings(abs_state, mesh, rules)
+
+    @jax.jit
+    def init():
+        return nnx.state(make_model())
+
+    state = jax.jit(init, out_shardings=shardings)()
+    return nnx.merge(graphdef, state)
