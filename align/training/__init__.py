@@ -1,1 +1,52 @@
-"""align/training."""
+"""align.training: losses on log-probs, optimizer, train state, the jitted step, checkpoints, host loop.
+
+    optimizer = make_optimizer(OptimConfig(learning_rate=1e-4, total_steps=100))
+    state = create_train_state(model, optimizer, trainable=trainable_filter("all"))
+    step = make_train_step(loss_fn, optimizer, grad_accum=2)      # loss_fn(model, batch, rng) -> (loss, metrics)
+    with Checkpointer(run_dir / "checkpoints") as ckpt:
+        result = train_loop(step, state, batches, LoopConfig(total_steps=100), checkpointer=ckpt)
+"""
+
+# Log-probabilities and losses (pure)
+from align.training.logprobs import chunked_token_logprobs, sequence_logprob, token_entropy, token_logprobs
+from align.training.losses import nll_loss
+
+# Optimizer and trainable filters
+from align.training.optim import (
+    OptimConfig,
+    excluding,
+    learning_rate_schedule,
+    make_optimizer,
+    trainable_filter,
+)
+
+# State, step, metrics
+from align.training.state import (
+    TrainState,
+    abstract_train_state,
+    create_train_state,
+    shard_train_state,
+    sharded_train_state,
+    split_model,
+    train_state_shardings,
+)
+from align.training.step import accumulate_gradients, make_eval_step, make_train_step, split_micro_batches
+from align.training.metrics import MeanTracker, MetricsWriter, finalize, read_jsonl, weighted_sums
+
+# Checkpoints and the host loop
+from align.training.checkpoint import Checkpointer, Restored
+from align.training.loop import LoopConfig, LoopResult, NonFiniteLoss, count_tokens, train_loop
+
+# LoRA
+from align.training.lora import LoRAConfig, LoRADecoder, add_lora, merge_lora
+
+__all__ = [
+    "chunked_token_logprobs", "sequence_logprob", "token_entropy", "token_logprobs", "nll_loss",
+    "OptimConfig", "excluding", "learning_rate_schedule", "make_optimizer", "trainable_filter",
+    "TrainState", "abstract_train_state", "create_train_state", "shard_train_state", "sharded_train_state",
+    "split_model", "train_state_shardings",
+    "accumulate_gradients", "make_eval_step", "make_train_step", "split_micro_batches",
+    "MeanTracker", "MetricsWriter", "finalize", "read_jsonl", "weighted_sums",
+    "Checkpointer", "Restored", "LoopConfig", "LoopResult", "NonFiniteLoss", "count_tokens", "train_loop",
+    "LoRAConfig", "LoRADecoder", "add_lora", "merge_lora",
+]  # fmt: skip

@@ -1,0 +1,162 @@
+"""Checkpoints: Orbax CheckpointManager around a TrainState, with a JSON manifest per step.
+
+Layout (one directory per saved step, written by Orbax to a temporary name and renamed when
+complete, so a step directory that exists is a whole checkpoint: "last good" = latest step):
+
+    <dir>/<step>/state/       the TrainState arrays as a flat {tree path: array} dict
+    <dir>/<step>/manifest/    JSON: step, data position, rng, model config, run config, code version
+
+The state is saved flat (keys are jax key paths) and restored into the *abstract* state's tree,
+so restores never depend on how Orbax handles nnx / optax / flax.struct pytree nodes, and arrays land
+directly with the target shardings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from align.training.state import TrainState, with_shardings
+
+MANIFEST_FORMAT = "align.checkpoint/v1"
+
+
+def flatten_state(state: Any) -> dict[str, Any]:
+    """{"<key path>": leaf} for every leaf of a pytree (static fields such as the graphdef are left out)."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(state)
+    return {jax.tree_util.keystr(path): leaf for path, leaf in leaves}
+
+
+def unflatten_state(like: Any, flat: Mapping[str, Any]) -> Any:
+    """Leaves of `flat` put back into the tree structure of `like` (a concrete or abstract state)."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(like)
+    missing = [jax.tree_util.keystr(p) for p, _ in leaves if jax.tree_util.keystr(p) not in flat]
+    if missing:
+        raise KeyError(f"checkpoint lacks {len(missing)} arrays the state needs, e.g. {missing[:3]}")
+    return jax.tree_util.tree_unflatten(treedef, [flat[jax.tree_util.keystr(p)] for p, _ in leaves])
+
+
+@dataclasses.dataclass
+class Restored:
+    state: TrainState
+    manifest: dict
+    step: int
+
+
+def code_version() -> dict:
+    """The package version and, when run from a git checkout, its commit and whether it was dirty."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        out = {"align": version("align")}
+    except PackageNotFoundError:
+        out = {"align": None}
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out["git"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                    timeout=5).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=5).stdout
+        out["dirty"] = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        out["git"] = None
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return _jsonable(dataclasses.asdict(x))
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.ndarray, np.generic, jax.Array)):
+        return np.asarray(x).tolist()
+    return x
+
+
+class Checkpointer:
+    """Keeps the last `keep` checkpoints of one run; saves asynchronously (device-to-host copy blocks,
+    the file writes do not)."""
+
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 2, async_save: bool = True,
+                 manifest: Mapping | None = None):
+        self.directory = Path(directory).absolute()
+        self.base_manifest = _jsonable(dict(manifest or {}))
+        self._code = code_version()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
+                                               create=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
+    def save(self, state: TrainState, *, data_position: Mapping | None = None, extra: Mapping | None = None,
+             force: bool = True) -> bool:
+        """Save `state` under its step; False when that step is already saved."""
+        step = int(jax.device_get(state.step))
+        if step in self.manager.all_steps():
+            return False
+        manifest = {
+            **self.base_manifest,
+            "format": MANIFEST_FORMAT,
+            "step": step,
+            "data_position": _jsonable(dict(data_position)) if data_position is not None else None,
+            "rng": np.asarray(jax.device_get(state.rng)).tolist(),
+            "code_version": self._code,
+            "saved_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **_jsonable(dict(extra or {})),
+        }
+        return self.manager.save(step, force=force, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(flatten_state(state)), manifest=ocp.args.JsonSave(manifest)))
+
+    def read_manifest(self, step: int | None = None) -> dict | None:
+        step = self.latest_step() if step is None else step
+        if step is None:
+            return None
+        return self.manager.restore(step, args=ocp.args.Composite(manifest=ocp.args.JsonRestore())).manifest
+
+    def restore(self, step: int, abstract_state: TrainState, shardings: Any = None) -> Restored:
+        """Restore step `step` into `abstract_state`'s tree (ShapeDtypeStructs or arrays), placed with
+        `shardings` (a leaf-for-leaf tree, e.g. train_state_shardings) or on the default device."""
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), abstract_state)
+        if shardings is not None:
+            abstract = with_shardings(abstract, shardings)
+        else:
+            device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+            abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract)
+        out = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(flatten_state(abstract)), manifest=ocp.args.JsonRestore()))
+        state = unflatten_state(abstract_state, out.state)
+        return Restored(state=state, manifest=dict(out.manifest), step=step)
+
+    def restore_latest(self, abstract_state: TrainState, shardings: Any = None) -> Restored | None:
+        """The latest complete checkpoint, or None when there is none."""
+        step = self.latest_step()
+        return None if step is None else self.restore(step, abstract_state, shardings)
+
+    def wait(self) -> None:
+        """Block until pending async saves are on disk."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

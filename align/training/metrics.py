@@ -1,0 +1,123 @@
+"""Metrics: weighted means across micro-batches and steps, and the JSONL / TensorBoard writers.
+
+Convention for a loss function's metrics dict (scalars):
+    "weight"        the micro-batch's weight in every mean (e.g. its supervised token count);
+                    1 when absent, so micro-batches of equal size count equally
+    "n_*"           counts (n_tokens, n_pairs): summed, never averaged
+    anything else   a per-micro-batch mean: combined as sum_i w_i m_i / sum_i w_i
+A loss returned as a per-micro-batch mean with weight w_i then accumulates to the mean over the whole
+batch, which is what makes k micro-batches equal one batch of k (see align.training.step).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+WEIGHT = "weight"
+
+
+def is_count(name: str) -> bool:
+    return name == WEIGHT or name.startswith("n_")
+
+
+def weighted_sums(metrics: Mapping, weight) -> dict:
+    """Per-micro-batch metrics -> sums: counts as they are, means times `weight`, plus the weight."""
+    out = {k: (v if is_count(k) else v * weight) for k, v in metrics.items() if k != WEIGHT}
+    out[WEIGHT] = weight
+    return out
+
+
+def finalize(sums: Mapping) -> dict:
+    """Sums -> means (a zero total weight gives the raw sums instead of NaN)."""
+    w = sums[WEIGHT]
+    denom = w if isinstance(w, (int, float)) and w else w + (w == 0)
+    return {k: (v if is_count(k) else v / denom) for k, v in sums.items()}
+
+
+class MeanTracker:
+    """Host-side weighted means of step metrics over a logging window."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+
+    def add(self, metrics: Mapping) -> None:
+        w = float(metrics.get(WEIGHT, 1.0))
+        for k, v in weighted_sums({k: float(np.asarray(v)) for k, v in metrics.items()}, w).items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def result(self, reset: bool = True) -> dict[str, float]:
+        out = finalize(self.sums) if self.sums else {}
+        if reset:
+            self.sums = {}
+        return out
+
+
+def is_finite(metrics: Mapping) -> bool:
+    """All float metrics finite (a "finite" flag from the step, when present, must be true)."""
+    if "finite" in metrics and not bool(np.asarray(metrics["finite"])):
+        return False
+    return all(math.isfinite(float(np.asarray(v))) for v in metrics.values())
+
+
+class JsonlWriter:
+    """Append-only `{"step": s, ...}` lines; `truncate_after(s)` drops lines a resumed run will redo."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, step: int, metrics: Mapping) -> None:
+        row = {"step": int(step), **{k: _json_value(v) for k, v in metrics.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def truncate_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        keep = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= step]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, self.path)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _json_value(v):
+    v = np.asarray(v)
+    return v.item() if v.ndim == 0 else v.tolist()
+
+
+class MetricsWriter:
+    """JSONL (always) + TensorBoard event files (tensorboardX, when `tensorboard_dir` is given)."""
+
+    def __init__(self, jsonl_path: str | os.PathLike, tensorboard_dir: str | os.PathLike | None = None):
+        self.jsonl = JsonlWriter(jsonl_path)
+        self.tb = None
+        if tensorboard_dir is not None:
+            from tensorboardX import SummaryWriter
+
+            self.tb = SummaryWriter(str(tensorboard_dir))
+
+    def write(self, step: int, metrics: Mapping) -> None:
+        self.jsonl.write(step, metrics)
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if np.ndim(v) == 0 and isinstance(np.asarray(v).item(), (int, float)):
+                    self.tb.add_scalar(k, float(np.asarray(v)), step)
+
+    def truncate_after(self, step: int) -> None:
+        self.jsonl.truncate_after(step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.flush()
+            self.tb.close()
