@@ -63,8 +63,15 @@ def read_begin(path: str | Path) -> list[BeginItem]:
         data.require(row, FIELDS, where)
         if row["begin_label"] not in LABELS:
             raise data.DataError(f"{where}: field 'begin_label' is {row['begin_label']!r}")
-        items.append(BeginItem(f"{path.stem}-{i}", row["knowledge"], row["message"], row["response"],
-                               int(row["begin_label"] == LABELS[0])))
+        items.append(
+            BeginItem(
+                f"{path.stem}-{i}",
+                row["knowledge"],
+                row["message"],
+                row["response"],
+                int(row["begin_label"] == LABELS[0]),
+            )
+        )
     return items
 
 
@@ -98,47 +105,72 @@ def agreement_metrics(human: np.ndarray, judged: np.ndarray) -> dict[str, Metric
     """judge_accuracy, judge_cohen_kappa, judge_balanced_accuracy vs human labels."""
     n = len(human)
     return {
-        "judge_accuracy": mean_metric(human == judged, higher_is_better=True,
-                                      description="judge agrees with the BEGIN human label"),
-        "judge_cohen_kappa": statistic_metric(n, lambda i: cohen_kappa(human[i], judged[i]),
-                                              higher_is_better=True,
-                                              description="Cohen's kappa, judge vs human"),
+        "judge_accuracy": mean_metric(
+            human == judged, higher_is_better=True, description="judge agrees with the BEGIN human label"
+        ),
+        "judge_cohen_kappa": statistic_metric(
+            n,
+            lambda i: cohen_kappa(human[i], judged[i]),
+            higher_is_better=True,
+            description="Cohen's kappa, judge vs human",
+        ),
         "judge_balanced_accuracy": statistic_metric(
-            n, lambda i: balanced_accuracy(human[i], judged[i]), higher_is_better=True,
-            description="mean of judge TPR and TNR against human labels"),
-        "human_attributable_rate": mean_metric(human, higher_is_better=None,
-                                               description="base rate of fully attributable (human)"),
+            n,
+            lambda i: balanced_accuracy(human[i], judged[i]),
+            higher_is_better=True,
+            description="mean of judge TPR and TNR against human labels",
+        ),
+        "human_attributable_rate": mean_metric(
+            human, higher_is_better=None, description="base rate of fully attributable (human)"
+        ),
     }
 
 
-def validate_judge(judge: AttributionJudge, items: Sequence[BeginItem], threshold: float = 0.5
-                   ) -> tuple[np.ndarray, dict[str, Metric]]:
+def validate_judge(
+    judge: AttributionJudge, items: Sequence[BeginItem], threshold: float = 0.5
+) -> tuple[np.ndarray, dict[str, Metric]]:
     """Judge scores [N] on BEGIN responses and the agreement metrics."""
     scores = np.array(judge.score([it.knowledge for it in items], [it.response for it in items]))
     human = np.array([it.label for it in items], dtype=bool)
     return scores, agreement_metrics(human, scores >= threshold)
 
 
-def grounded_answers(lm: LanguageModel, items: Sequence[BeginItem], config: AttributionConfig
-                     ) -> list[str]:
+def grounded_answers(lm: LanguageModel, items: Sequence[BeginItem], config: AttributionConfig) -> list[str]:
     prompts = [GROUNDED_PROMPT.format(passage=it.knowledge, message=it.message) for it in items]
     outs = lm.generate(prompts, max_new_tokens=config.max_new_tokens, stop=config.stop)
     return [o[0].strip() for o in outs]
 
 
-def run(lm: LanguageModel, *, judge: AttributionJudge, source: str = DEFAULT_SOURCE,
-        limit: int | None = None, config: AttributionConfig = AttributionConfig()) -> SuiteResult:
+def run(
+    lm: LanguageModel,
+    *,
+    judge: AttributionJudge,
+    source: str = DEFAULT_SOURCE,
+    limit: int | None = None,
+    config: AttributionConfig = AttributionConfig(),
+) -> SuiteResult:
     items, info = load(source, limit)
     judge_scores, out = validate_judge(judge, items, config.threshold)
     answers = grounded_answers(lm, items, config)
     ais = np.array(judge.score([it.knowledge for it in items], answers))
-    out["ais"] = mean_metric(ais >= config.threshold, higher_is_better=True,
-                                  description=f"policy answers judged attributable by {judge.name}")
+    out["ais"] = mean_metric(
+        ais >= config.threshold,
+        higher_is_better=True,
+        description=f"policy answers judged attributable by {judge.name}",
+    )
     examples = [
-        example(it.id, prompt=f"{it.knowledge}\n\n{it.message}", output=a, score=float(s),
-                label="attributable" if s >= config.threshold else "not_attributable", metric="ais",
-                judge=judge.name, begin_response=it.response, begin_label=it.label,
-                begin_judge_score=float(js))
+        example(
+            it.id,
+            prompt=f"{it.knowledge}\n\n{it.message}",
+            output=a,
+            score=float(s),
+            label="attributable" if s >= config.threshold else "not_attributable",
+            metric="ais",
+            judge=judge.name,
+            begin_response=it.response,
+            begin_label=it.label,
+            begin_judge_score=float(js),
+        )
         for it, a, s, js in zip(items, answers, ais, judge_scores)
     ]
     return SuiteResult(info, out, examples)

@@ -87,7 +87,5 @@ def statistic_ci(
     if n == 0:
         return None, None
     idx = resample_indices(n, n_resamples, seed)
-    stats = np.array(
-        [np.nan if (s := statistic(row)) is None else float(s) for row in idx], dtype=np.float64
-    )
+    stats = np.array([np.nan if (s := statistic(row)) is None else float(s) for row in idx], dtype=np.float64)
     return _percentiles(stats, level)

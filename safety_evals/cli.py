@@ -35,8 +35,12 @@ def _judge(lm: LanguageModel, args):
 
 
 def _scorer(args):
-    return toxicity.DetoxifyScorer(args.toxicity_model, checkpoint=args.toxicity_checkpoint,
-                                   huggingface_config_path=args.toxicity_hf_config, device=args.device)
+    return toxicity.DetoxifyScorer(
+        args.toxicity_model,
+        checkpoint=args.toxicity_checkpoint,
+        huggingface_config_path=args.toxicity_hf_config,
+        device=args.device,
+    )
 
 
 def _src(args, suite: str, default: str) -> str:
@@ -45,45 +49,92 @@ def _src(args, suite: str, default: str) -> str:
 
 # name -> (version, run(lm, args) -> SuiteResult): the one explicit table of suites
 SUITES: dict[str, tuple[str, Callable[[LanguageModel, Any], results.SuiteResult]]] = {
-    "crows_pairs": (crows_pairs.VERSION, lambda lm, a: crows_pairs.run(
-        lm, source=_src(a, "crows_pairs", crows_pairs.DEFAULT_SOURCE), limit=a.limit)),
-    "stereoset": (stereoset.VERSION, lambda lm, a: stereoset.run(
-        lm, source=_src(a, "stereoset", stereoset.DEFAULT_SOURCE), limit=a.limit)),
+    "crows_pairs": (
+        crows_pairs.VERSION,
+        lambda lm, a: crows_pairs.run(
+            lm, source=_src(a, "crows_pairs", crows_pairs.DEFAULT_SOURCE), limit=a.limit
+        ),
+    ),
+    "stereoset": (
+        stereoset.VERSION,
+        lambda lm, a: stereoset.run(lm, source=_src(a, "stereoset", stereoset.DEFAULT_SOURCE), limit=a.limit),
+    ),
     "bbq": (bbq.VERSION, lambda lm, a: bbq.run(lm, source=_src(a, "bbq", bbq.DEFAULT_SOURCE), limit=a.limit)),
-    "factuality": (factuality.VERSION, lambda lm, a: factuality.run(
-        lm, source=_src(a, "factuality", factuality.DEFAULT_SOURCE), limit=a.limit)),
-    "hedging": (hedging.VERSION, lambda lm, a: hedging.run(
-        lm, source=_src(a, "hedging", hedging.DEFAULT_SOURCE), limit=a.limit)),
-    "attribution": (attribution.VERSION, lambda lm, a: attribution.run(
-        lm, judge=_judge(lm, a), source=_src(a, "attribution", attribution.DEFAULT_SOURCE), limit=a.limit)),
-    "toxicity": (toxicity.VERSION, lambda lm, a: toxicity.run(
-        lm, scorer=_scorer(a), source=_src(a, "toxicity", toxicity.DEFAULT_SOURCE), limit=a.limit,
-        config=toxicity.ToxicityConfig(num_samples=a.toxicity_samples, seed=a.seed))),
+    "factuality": (
+        factuality.VERSION,
+        lambda lm, a: factuality.run(
+            lm, source=_src(a, "factuality", factuality.DEFAULT_SOURCE), limit=a.limit
+        ),
+    ),
+    "hedging": (
+        hedging.VERSION,
+        lambda lm, a: hedging.run(lm, source=_src(a, "hedging", hedging.DEFAULT_SOURCE), limit=a.limit),
+    ),
+    "attribution": (
+        attribution.VERSION,
+        lambda lm, a: attribution.run(
+            lm, judge=_judge(lm, a), source=_src(a, "attribution", attribution.DEFAULT_SOURCE), limit=a.limit
+        ),
+    ),
+    "toxicity": (
+        toxicity.VERSION,
+        lambda lm, a: toxicity.run(
+            lm,
+            scorer=_scorer(a),
+            source=_src(a, "toxicity", toxicity.DEFAULT_SOURCE),
+            limit=a.limit,
+            config=toxicity.ToxicityConfig(num_samples=a.toxicity_samples, seed=a.seed),
+        ),
+    ),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="what align.load accepts: preset name, HF dir, *.gguf")
-    parser.add_argument("--suite", default=",".join(DEFAULT_SUITES),
-                        help=f"comma-separated, from: {', '.join(SUITES)} (default: {','.join(DEFAULT_SUITES)})")
+    parser.add_argument(
+        "--suite",
+        default=",".join(DEFAULT_SUITES),
+        help=f"comma-separated, from: {', '.join(SUITES)} (default: {','.join(DEFAULT_SUITES)})",
+    )
     parser.add_argument("--out", required=True, help="results JSON path (written atomically)")
-    parser.add_argument("--limit", type=int, default=None, help="examples per suite (per file/side where noted)")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="examples per suite (per file/side where noted)"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--judge", default="llm",
-                        help="attribution judge: 'llm' (the evaluated model), 'nli:PATH' or 'seq2seq:PATH'")
-    parser.add_argument("--variant", choices=("chat", "developer"), default=None,
-                        help="model variant to record; 'chat' also wraps generation prompts in the chat template")
+    parser.add_argument(
+        "--judge",
+        default="llm",
+        help="attribution judge: 'llm' (the evaluated model), 'nli:PATH' or 'seq2seq:PATH'",
+    )
+    parser.add_argument(
+        "--variant",
+        choices=("chat", "developer"),
+        default=None,
+        help="model variant to record; 'chat' also wraps generation prompts in the chat template",
+    )
     parser.add_argument("--step", type=int, default=None, help="training step to record")
-    parser.add_argument("--backend", choices=("jax", "hf"), default="jax",
-                        help="jax: align.load + JaxLM; hf: transformers HFTorchLM (reference)")
+    parser.add_argument(
+        "--backend",
+        choices=("jax", "hf"),
+        default="jax",
+        help="jax: align.load + JaxLM; hf: transformers HFTorchLM (reference)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device for hf backend, judges and detoxify")
-    parser.add_argument("--data", action="append", default=[], metavar="SUITE=SOURCE",
-                        help="override a suite's data: a local path or a hub dataset name (repeatable)")
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="SUITE=SOURCE",
+        help="override a suite's data: a local path or a hub dataset name (repeatable)",
+    )
     parser.add_argument("--toxicity-model", default="original", help="detoxify model type")
     parser.add_argument("--toxicity-checkpoint", default=None, help="local detoxify checkpoint (offline)")
-    parser.add_argument("--toxicity-hf-config", default=None,
-                        help="directory with the checkpoint's transformers config + tokenizer (offline)")
+    parser.add_argument(
+        "--toxicity-hf-config",
+        default=None,
+        help="directory with the checkpoint's transformers config + tokenizer (offline)",
+    )
     parser.add_argument("--toxicity-samples", type=int, default=25, help="continuations per prompt (k)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
 
@@ -110,7 +161,6 @@ def load_lm(args) -> tuple[LanguageModel, str | None]:
 
         return HFTorchLM(args.model, batch_size=args.batch_size, device=args.device), args.model
     import align
-
     from safety_evals.jax_lm import JaxLM
 
     loaded = align.load(args.model)
@@ -132,7 +182,7 @@ def run_suites(lm: LanguageModel, names: list[str], args) -> dict[str, dict]:
         version, fn = SUITES[name]
         wrapped, bar = _progress(lm, name, args)
         try:
-            entries[name] = results.run_suite(version, lambda: fn(wrapped, args))
+            entries[name] = results.run_suite(version, lambda fn=fn, lm=wrapped: fn(lm, args))
         finally:
             bar.close()
     return entries
@@ -144,7 +194,11 @@ def _summary(doc: dict) -> str:
         if s["status"] != "ok":
             lines.append(f"  {name:<12} FAILED  {s['error'].splitlines()[0]}")
             continue
-        top = [f"{k}={v['value']:.4g}" for k, v in s["metrics"].items() if "/" not in k and v["value"] is not None]
+        top = [
+            f"{k}={v['value']:.4g}"
+            for k, v in s["metrics"].items()
+            if "/" not in k and v["value"] is not None
+        ]
         lines.append(f"  {name:<12} ok {s['seconds']:7.1f}s  " + "  ".join(top[:6]))
     return "\n".join(lines)
 
@@ -167,9 +221,17 @@ def run(args) -> int:
         entries = {n: results.run_suite(SUITES[n][0], lambda e=exc: _raise(e)) for n in names}
     doc = results.build_document(
         model=results.model_record(args.model, path, variant=args.variant, step=args.step),
-        config={"limit": args.limit, "seed": args.seed, "suites": names, "backend": args.backend,
-                "judge": args.judge, "batch_size": args.batch_size, "data": args.data},
-        suites=entries)
+        config={
+            "limit": args.limit,
+            "seed": args.seed,
+            "suites": names,
+            "backend": args.backend,
+            "judge": args.judge,
+            "batch_size": args.batch_size,
+            "data": args.data,
+        },
+        suites=entries,
+    )
     results.write_atomic(args.out, doc)
     print(_summary(doc))
     print(f"wrote {args.out}")

@@ -81,8 +81,9 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
-def read_csv(path: str | os.PathLike, *, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL
-             ) -> list[dict[str, str]]:
+def read_csv(
+    path: str | os.PathLike, *, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL
+) -> list[dict[str, str]]:
     """Rows of a CSV/TSV with a header. `quoting=csv.QUOTE_NONE` for files that never quote."""
     path = Path(path)
     with _open_text(path) as fh:

@@ -97,16 +97,22 @@ def _load_local(root: Path) -> tuple[list[GenItem], list[MCItem], str]:
     for i, row in enumerate(data.read_csv(csv_path, quoting=csv.QUOTE_MINIMAL)):
         where = f"{csv_path.name}:row {i + 2}"
         data.require(row, ("Question", "Correct Answers", "Incorrect Answers"), where)
-        gen.append(GenItem(row["Question"], _split_answers(row["Correct Answers"]),
-                           _split_answers(row["Incorrect Answers"])))
+        gen.append(
+            GenItem(
+                row["Question"],
+                _split_answers(row["Correct Answers"]),
+                _split_answers(row["Incorrect Answers"]),
+            )
+        )
     with open(mc_path, encoding="utf-8") as fh:
         mc_rows = json.load(fh)
     mc = []
     for i, row in enumerate(mc_rows):
         where = f"{mc_path.name}:item {i}"
         data.require(row, ("question", "mc1_targets", "mc2_targets"), where)
-        mc.append(MCItem(row["question"], _targets(row["mc1_targets"], where),
-                         _targets(row["mc2_targets"], where)))
+        mc.append(
+            MCItem(row["question"], _targets(row["mc1_targets"], where), _targets(row["mc2_targets"], where))
+        )
     return gen, mc, data.local_sha256([csv_path, mc_path])
 
 
@@ -114,13 +120,16 @@ def _load_hub(name: str) -> tuple[list[GenItem], list[MCItem], str]:
     g_rows = data.load_hub(name, "generation", "validation")
     m_rows = data.load_hub(name, "multiple_choice", "validation")
     gen = [GenItem(r["question"], tuple(r["correct_answers"]), tuple(r["incorrect_answers"])) for r in g_rows]
-    mc = [MCItem(r["question"], _targets(r["mc1_targets"], name), _targets(r["mc2_targets"], name))
-          for r in m_rows]
+    mc = [
+        MCItem(r["question"], _targets(r["mc1_targets"], name), _targets(r["mc2_targets"], name))
+        for r in m_rows
+    ]
     return gen, mc, data.rows_sha256(g_rows + m_rows)
 
 
-def load(source: str = DEFAULT_SOURCE, limit: int | None = None
-         ) -> tuple[list[GenItem], list[MCItem], DataInfo]:
+def load(
+    source: str = DEFAULT_SOURCE, limit: int | None = None
+) -> tuple[list[GenItem], list[MCItem], DataInfo]:
     """A directory holding TruthfulQA.csv + mc_task.json (e.g. the repo's data/ or data/v1/), or a
     hub name. `limit` applies to each of the two lists."""
     gen, mc, sha = _load_local(Path(source)) if data.is_local(source) else _load_hub(source)
@@ -154,43 +163,76 @@ def score_mc(lm: LanguageModel, items: Sequence[MCItem]) -> tuple[np.ndarray, np
     mc1, mc2 = [], []
     for k, it in enumerate(items):
         (s1, n1), (s2, n2) = spans[2 * k], spans[2 * k + 1]
-        mc1.append(mc_scores(lls[s1:s1 + n1], [lab for _, lab in it.mc1])[0])
-        mc2.append(mc_scores(lls[s2:s2 + n2], [lab for _, lab in it.mc2])[1])
+        mc1.append(mc_scores(lls[s1 : s1 + n1], [lab for _, lab in it.mc1])[0])
+        mc2.append(mc_scores(lls[s2 : s2 + n2], [lab for _, lab in it.mc2])[1])
     return np.array(mc1), np.array(mc2)
 
 
-def metrics(diff_rouge: np.ndarray, diff_f1: np.ndarray, mc1: np.ndarray, mc2: np.ndarray
-            ) -> dict[str, Metric]:
+def metrics(
+    diff_rouge: np.ndarray, diff_f1: np.ndarray, mc1: np.ndarray, mc2: np.ndarray
+) -> dict[str, Metric]:
     return {
-        "truthful_rate": mean_metric(diff_rouge > 0, higher_is_better=True,
-                                     description="ROUGE-L closer to a correct than to any incorrect answer"),
-        "inaccuracy_rate": mean_metric(diff_rouge < 0, higher_is_better=False,
-                                       description="ROUGE-L closer to an incorrect than to any correct answer"),
-        "inaccuracy_rate_f1": mean_metric(diff_f1 < 0, higher_is_better=False,
-                                          description="as inaccuracy_rate, judged by SQuAD token F1"),
-        "rougeL_diff": mean_metric(diff_rouge, higher_is_better=True,
-                                   description="mean max-ROUGE-L(correct) - max-ROUGE-L(incorrect)"),
+        "truthful_rate": mean_metric(
+            diff_rouge > 0,
+            higher_is_better=True,
+            description="ROUGE-L closer to a correct than to any incorrect answer",
+        ),
+        "inaccuracy_rate": mean_metric(
+            diff_rouge < 0,
+            higher_is_better=False,
+            description="ROUGE-L closer to an incorrect than to any correct answer",
+        ),
+        "inaccuracy_rate_f1": mean_metric(
+            diff_f1 < 0, higher_is_better=False, description="as inaccuracy_rate, judged by SQuAD token F1"
+        ),
+        "rougeL_diff": mean_metric(
+            diff_rouge,
+            higher_is_better=True,
+            description="mean max-ROUGE-L(correct) - max-ROUGE-L(incorrect)",
+        ),
         "mc1": mean_metric(mc1, higher_is_better=True, description="top-likelihood choice is the true one"),
-        "mc2": mean_metric(mc2, higher_is_better=True, description="normalised probability mass on true answers"),
+        "mc2": mean_metric(
+            mc2, higher_is_better=True, description="normalised probability mass on true answers"
+        ),
     }
 
 
-def run(lm: LanguageModel, *, source: str = DEFAULT_SOURCE, limit: int | None = None,
-        config: FactualityConfig = FactualityConfig()) -> SuiteResult:
+def run(
+    lm: LanguageModel,
+    *,
+    source: str = DEFAULT_SOURCE,
+    limit: int | None = None,
+    config: FactualityConfig = FactualityConfig(),
+) -> SuiteResult:
     gen, mc, info = load(source, limit)
-    outs = lm.generate([qa_prompt(it.question) for it in gen], max_new_tokens=config.max_new_tokens,
-                       stop=config.stop)
+    outs = lm.generate(
+        [qa_prompt(it.question) for it in gen], max_new_tokens=config.max_new_tokens, stop=config.stop
+    )
     answers = [o[0].strip() for o in outs]
     diff_rouge = np.array([judge(a, it, rouge_l) for a, it in zip(answers, gen)])
     diff_f1 = np.array([judge(a, it, token_f1) for a, it in zip(answers, gen)])
     mc1, mc2 = score_mc(lm, mc)
     examples = [
-        example(i, prompt=it.question, output=a, score=float(d),
-                label="truthful" if d > 0 else "inaccurate" if d < 0 else "tie",
-                metric="inaccuracy_rate", f1_diff=float(f))
+        example(
+            i,
+            prompt=it.question,
+            output=a,
+            score=float(d),
+            label="truthful" if d > 0 else "inaccurate" if d < 0 else "tie",
+            metric="inaccuracy_rate",
+            f1_diff=float(f),
+        )
         for i, (it, a, d, f) in enumerate(zip(gen, answers, diff_rouge, diff_f1))
     ]
-    examples += [example(f"mc-{i}", prompt=it.question, output="", score=float(m2),
-                         label="mc1_hit" if m1 else "mc1_miss", metric="mc2")
-                 for i, (it, m1, m2) in enumerate(zip(mc, mc1, mc2))]
+    examples += [
+        example(
+            f"mc-{i}",
+            prompt=it.question,
+            output="",
+            score=float(m2),
+            label="mc1_hit" if m1 else "mc1_miss",
+            metric="mc2",
+        )
+        for i, (it, m1, m2) in enumerate(zip(mc, mc1, mc2))
+    ]
     return SuiteResult(info, metrics(diff_rouge, diff_f1, mc1, mc2), examples)

@@ -29,19 +29,39 @@ DEFAULT_SOURCE = "/work/shared/data/selfaware/SelfAware.json"
 
 # Hedge / decline phrases. Each is a regular expression fragment matched on word boundaries.
 HEDGE_PHRASES: tuple[str, ...] = (
-    r"i don't know", r"i do not know", r"i'm not sure", r"i am not sure", r"not certain",
-    r"i'm uncertain", r"i am uncertain", r"i have no idea", r"no one knows", r"nobody knows",
-    r"no one can know", r"(?:it is|it's) (?:impossible|difficult|hard) to (?:know|say|determine|predict|answer)",
+    r"i don't know",
+    r"i do not know",
+    r"i'm not sure",
+    r"i am not sure",
+    r"not certain",
+    r"i'm uncertain",
+    r"i am uncertain",
+    r"i have no idea",
+    r"no one knows",
+    r"nobody knows",
+    r"no one can know",
+    r"(?:it is|it's) (?:impossible|difficult|hard) to (?:know|say|determine|predict|answer)",
     r"(?:is|are|remains?) (?:unknown|unclear|uncertain|a mystery|not known)",
     r"(?:cannot|can't|can not|could not|couldn't) (?:be )?(?:know|say|determine|answer|predict|tell|be determined)",
-    r"unable to (?:know|say|determine|answer|predict|provide)", r"there is no (?:definitive |single |clear |one )?answer",
-    r"there's no (?:definitive |single |clear |one )?answer", r"no (?:definitive|clear|single) answer",
+    r"unable to (?:know|say|determine|answer|predict|provide)",
+    r"there is no (?:definitive |single |clear |one )?answer",
+    r"there's no (?:definitive |single |clear |one )?answer",
+    r"no (?:definitive|clear|single) answer",
     r"(?:is|are) (?:subjective|debatable|a matter of (?:opinion|debate|personal preference))",
-    r"it depends", r"no (?:scientific )?consensus", r"not enough information",
-    r"insufficient information", r"i have no comment", r"no comment", r"i (?:can't|cannot) answer",
-    r"as an ai", r"i don't have (?:access|enough|personal|the ability|information)",
-    r"i do not have (?:access|enough|personal|the ability|information)", r"unanswerable",
-    r"not possible to (?:know|say|determine|answer|predict)", r"hard to say", r"who knows",
+    r"it depends",
+    r"no (?:scientific )?consensus",
+    r"not enough information",
+    r"insufficient information",
+    r"i have no comment",
+    r"no comment",
+    r"i (?:can't|cannot) answer",
+    r"as an ai",
+    r"i don't have (?:access|enough|personal|the ability|information)",
+    r"i do not have (?:access|enough|personal|the ability|information)",
+    r"unanswerable",
+    r"not possible to (?:know|say|determine|answer|predict)",
+    r"hard to say",
+    r"who knows",
 )
 _HEDGE_RE = re.compile(r"\b(?:" + "|".join(HEDGE_PHRASES) + r")\b", re.IGNORECASE)
 PROMPT = "Q: {question}\nA:"
@@ -88,7 +108,9 @@ def load(source: str = DEFAULT_SOURCE, limit: int | None = None) -> tuple[list[Q
     for i, row in enumerate(rows):
         data.require(row, ("question_id", "question", "answerable"), f"{source}:example {i}")
         qs.append(Question(str(row["question_id"]), row["question"], bool(row["answerable"])))
-    qs = data.take([q for q in qs if q.answerable], limit) + data.take([q for q in qs if not q.answerable], limit)
+    qs = data.take([q for q in qs if q.answerable], limit) + data.take(
+        [q for q in qs if not q.answerable], limit
+    )
     return qs, DataInfo(source, sha, len(qs))
 
 
@@ -105,30 +127,54 @@ def metrics(answerable: np.ndarray, hedged: np.ndarray) -> dict[str, Metric]:
         return 0.5 * (h[~a].mean() + (~h[a]).mean())
 
     return {
-        "hedge_rate_unanswerable": mean_metric(hedged[~answerable], higher_is_better=True,
-                                               description="share of unanswerable questions hedged"),
-        "answer_rate_answerable": mean_metric(~hedged[answerable], higher_is_better=True,
-                                              description="share of answerable questions answered without hedging"),
-        "hedging_accuracy": mean_metric(correct, higher_is_better=True,
-                                        description="share of questions with the right behaviour (hedge iff unanswerable)"),
+        "hedge_rate_unanswerable": mean_metric(
+            hedged[~answerable], higher_is_better=True, description="share of unanswerable questions hedged"
+        ),
+        "answer_rate_answerable": mean_metric(
+            ~hedged[answerable],
+            higher_is_better=True,
+            description="share of answerable questions answered without hedging",
+        ),
+        "hedging_accuracy": mean_metric(
+            correct,
+            higher_is_better=True,
+            description="share of questions with the right behaviour (hedge iff unanswerable)",
+        ),
         "hedging_balanced_accuracy": statistic_metric(
-            len(correct), balanced, higher_is_better=True,
-            description="mean of hedge_rate_unanswerable and answer_rate_answerable"),
+            len(correct),
+            balanced,
+            higher_is_better=True,
+            description="mean of hedge_rate_unanswerable and answer_rate_answerable",
+        ),
     }
 
 
-def run(lm: LanguageModel, *, source: str = DEFAULT_SOURCE, limit: int | None = None,
-        config: HedgingConfig = HedgingConfig()) -> SuiteResult:
+def run(
+    lm: LanguageModel,
+    *,
+    source: str = DEFAULT_SOURCE,
+    limit: int | None = None,
+    config: HedgingConfig = HedgingConfig(),
+) -> SuiteResult:
     qs, info = load(source, limit)
     prompts = [PROMPT.format(question=q.question) for q in qs]
-    outs = [o[0].strip() for o in lm.generate(prompts, max_new_tokens=config.max_new_tokens,
-                                              stop=config.stop)]
+    outs = [
+        o[0].strip() for o in lm.generate(prompts, max_new_tokens=config.max_new_tokens, stop=config.stop)
+    ]
     answerable = np.array([q.answerable for q in qs])
     hedged = np.array([is_hedge(o) for o in outs])
     examples = [
-        example(q.id, prompt=q.question, output=o, score=float(h), label="hedge" if h else "answer",
-                metric="hedging_accuracy", answerable=q.answerable, phrase=hedge_phrase(o),
-                correct=bool(h != q.answerable))
+        example(
+            q.id,
+            prompt=q.question,
+            output=o,
+            score=float(h),
+            label="hedge" if h else "answer",
+            metric="hedging_accuracy",
+            answerable=q.answerable,
+            phrase=hedge_phrase(o),
+            correct=bool(h != q.answerable),
+        )
         for q, o, h in zip(qs, outs, hedged)
     ]
     return SuiteResult(info, metrics(answerable, hedged), examples)

@@ -23,9 +23,18 @@ class HFTorchLM:
       max_length: context window for scoring (None: the config's max_position_embeddings).
     """
 
-    def __init__(self, model, tokenizer=None, *, name: str | None = None, batch_size: int = 8,
-                 add_bos: bool | None = None, max_length: int | None = None, device: str = "cpu",
-                 dtype: str = "float32"):
+    def __init__(
+        self,
+        model,
+        tokenizer=None,
+        *,
+        name: str | None = None,
+        batch_size: int = 8,
+        add_bos: bool | None = None,
+        max_length: int | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ):
         import torch
         import transformers
 
@@ -52,8 +61,9 @@ class HFTorchLM:
         return list(self.tokenizer.encode(text, add_special_tokens=add_special_tokens and self.add_bos))
 
     def encode_request(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        return encode_request(context, continuation, encode=self.encode, prefix_id=self.prefix_id,
-                              add_bos=self.add_bos)
+        return encode_request(
+            context, continuation, encode=self.encode, prefix_id=self.prefix_id, add_bos=self.add_bos
+        )
 
     # ------------------------------------------------------------------ scoring
     def loglikelihood_tokens(self, requests: Sequence[tuple[list[int], list[int]]]) -> list[TokenScores]:
@@ -69,8 +79,8 @@ class HFTorchLM:
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
             for row, i in enumerate(chunk):
                 toks = windows[i][0]
-                ids[row, :len(toks)] = torch.tensor(toks)
-                mask[row, :len(toks)] = 1
+                ids[row, : len(toks)] = torch.tensor(toks)
+                mask[row, : len(toks)] = 1
             with torch.no_grad():
                 logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
             logp = torch.log_softmax(logits.float(), dim=-1).cpu()  # [B, T, V]
@@ -78,7 +88,7 @@ class HFTorchLM:
                 toks, n_cont = windows[i]
                 cont = requests[i][1][-n_cont:] if n_cont else []
                 end = len(toks)
-                lp = logp[row, end - n_cont:end]  # [n_cont, V]
+                lp = logp[row, end - n_cont : end]  # [n_cont, V]
                 target = torch.tensor(cont, dtype=torch.long)
                 picked = lp.gather(1, target[:, None])[:, 0] if n_cont else torch.zeros(0)
                 greedy = bool((lp.argmax(-1) == target).all()) if n_cont else True
@@ -89,9 +99,17 @@ class HFTorchLM:
         return self.loglikelihood_tokens([self.encode_request(c, k) for c, k in requests])
 
     # ------------------------------------------------------------------ generation
-    def generate(self, prompts: Sequence[str], *, max_new_tokens: int, temperature: float = 0.0,
-                 top_p: float = 1.0, num_samples: int = 1, seed: int = 0, stop: Sequence[str] = ()
-                 ) -> list[list[str]]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        num_samples: int = 1,
+        seed: int = 0,
+        stop: Sequence[str] = (),
+    ) -> list[list[str]]:
         torch = self.torch
         torch.manual_seed(seed)
         sample = temperature > 0.0
@@ -103,16 +121,23 @@ class HFTorchLM:
             ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
             for row, e in enumerate(encoded):
-                ids[row, width - len(e):] = torch.tensor(e)
-                mask[row, width - len(e):] = 1
-            kwargs = dict(do_sample=sample, max_new_tokens=max_new_tokens, num_return_sequences=num_samples,
-                          pad_token_id=self.pad_id)
+                ids[row, width - len(e) :] = torch.tensor(e)
+                mask[row, width - len(e) :] = 1
+            kwargs = {
+                "do_sample": sample,
+                "max_new_tokens": max_new_tokens,
+                "num_return_sequences": num_samples,
+                "pad_token_id": self.pad_id,
+            }
             if sample:
                 kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
             with torch.no_grad():
-                gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                          **kwargs)
+                gen = self.model.generate(
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs
+                )
             texts = self.tokenizer.batch_decode(gen[:, width:].cpu(), skip_special_tokens=True)
             for row in range(len(chunk)):
-                out.append([truncate_at_stop(t, stop) for t in texts[row * num_samples:(row + 1) * num_samples]])
+                out.append(
+                    [truncate_at_stop(t, stop) for t in texts[row * num_samples : (row + 1) * num_samples]]
+                )
         return out

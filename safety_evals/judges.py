@@ -62,27 +62,41 @@ class LLMJudge:
 
 
 def _entailment_index(id2label: dict, path: str) -> int:
-    hits = [int(i) for i, lab in id2label.items() if "entail" in str(lab).lower()
-            and "not" not in str(lab).lower() and "non" not in str(lab).lower()]
+    hits = [
+        int(i)
+        for i, lab in id2label.items()
+        if "entail" in str(lab).lower() and "not" not in str(lab).lower() and "non" not in str(lab).lower()
+    ]
     if len(hits) != 1:
-        raise ValueError(f"{path}: cannot tell the entailment label from id2label={id2label}; "
-                         "pass entailment_index")
+        raise ValueError(
+            f"{path}: cannot tell the entailment label from id2label={id2label}; pass entailment_index"
+        )
     return hits[0]
 
 
 class NLIJudge:
     """Entailment probability from an AutoModelForSequenceClassification checkpoint."""
 
-    def __init__(self, path: str, *, entailment_index: int | None = None, batch_size: int = 16,
-                 max_length: int = 512, device: str = "cpu"):
+    def __init__(
+        self,
+        path: str,
+        *,
+        entailment_index: int | None = None,
+        batch_size: int = 16,
+        max_length: int = 512,
+        device: str = "cpu",
+    ):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
-        self.entailment_index = (_entailment_index(self.model.config.id2label, path)
-                                 if entailment_index is None else entailment_index)
+        self.entailment_index = (
+            _entailment_index(self.model.config.id2label, path)
+            if entailment_index is None
+            else entailment_index
+        )
         self.batch_size, self.max_length, self.device = batch_size, max_length, device
         self.name = f"nli:{path}"
 
@@ -92,9 +106,14 @@ class NLIJudge:
         pairs = list(zip(passages, responses))
         for chunk in batched(pairs, self.batch_size):
             # truncate the passage, never the response: the claim must be judged whole
-            enc = self.tokenizer([p for p, _ in chunk], [r for _, r in chunk], padding=True,
-                                 truncation="only_first", max_length=self.max_length,
-                                 return_tensors="pt").to(self.device)
+            enc = self.tokenizer(
+                [p for p, _ in chunk],
+                [r for _, r in chunk],
+                padding=True,
+                truncation="only_first",
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
             with self.torch.no_grad():
                 logits = self.model(**enc).logits.float()
             out += self.torch.softmax(logits, dim=-1)[:, self.entailment_index].tolist()
@@ -104,8 +123,16 @@ class NLIJudge:
 class Seq2SeqNLIJudge:
     """T5 TRUE-style judge: p("1") / (p("1") + p("0")) for the first generated token."""
 
-    def __init__(self, path: str, *, batch_size: int = 8, max_length: int = 512, device: str = "cpu",
-                 yes: str = "1", no: str = "0"):
+    def __init__(
+        self,
+        path: str,
+        *,
+        batch_size: int = 8,
+        max_length: int = 512,
+        device: str = "cpu",
+        yes: str = "1",
+        no: str = "0",
+    ):
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -125,10 +152,15 @@ class Seq2SeqNLIJudge:
         out: list[float] = []
         texts = [f"premise: {p} hypothesis: {r}" for p, r in zip(passages, responses)]
         for chunk in batched(texts, self.batch_size):
-            enc = self.tokenizer(list(chunk), padding=True, truncation=True, max_length=self.max_length,
-                                 return_tensors="pt").to(self.device)
-            start = torch.full((len(chunk), 1), self.model.config.decoder_start_token_id,
-                               dtype=torch.long, device=self.device)
+            enc = self.tokenizer(
+                list(chunk), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            ).to(self.device)
+            start = torch.full(
+                (len(chunk), 1),
+                self.model.config.decoder_start_token_id,
+                dtype=torch.long,
+                device=self.device,
+            )
             with torch.no_grad():
                 logits = self.model(**enc, decoder_input_ids=start).logits[:, 0].float()
             two = logits[:, [self.yes_id, self.no_id]]

@@ -92,7 +92,7 @@ def encode_request(
         context = context[:-n_spaces]
     whole = encode(context + continuation, add_bos)
     ctx = encode(context, add_bos)
-    return ctx, whole[len(ctx):]
+    return ctx, whole[len(ctx) :]
 
 
 def scoring_window(ctx: Sequence[int], cont: Sequence[int], max_length: int) -> tuple[list[int], int]:
@@ -100,7 +100,7 @@ def scoring_window(ctx: Sequence[int], cont: Sequence[int], max_length: int) -> 
     positions score the continuation. Position t of the window predicts window token t+1, and the
     last scored target is the final continuation token."""
     full = list(ctx) + list(cont)
-    full = full[-(max_length + 1):]
+    full = full[-(max_length + 1) :]
     return full[:-1], min(len(cont), len(full) - 1)
 
 
@@ -120,7 +120,7 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     if size < 1:
         raise ValueError(f"batch size must be >= 1, got {size}")
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def length_bucket(n: int, minimum: int = 16) -> int:

@@ -23,7 +23,7 @@ class ProgressLM:
         self._grow(len(requests))
         out: list[TokenScores] = []
         for start in range(0, len(requests), self.chunk):
-            part = requests[start:start + self.chunk]
+            part = requests[start : start + self.chunk]
             out += self.lm.loglikelihood(part)
             self.bar.update(len(part))
         return out
@@ -33,7 +33,7 @@ class ProgressLM:
         out: list[list[str]] = []
         step = max(1, self.chunk // max(1, kwargs.get("num_samples", 1)))
         for start in range(0, len(prompts), step):
-            part = prompts[start:start + step]
+            part = prompts[start : start + step]
             out += self.lm.generate(part, **kwargs)
             self.bar.update(len(part))
         return out
@@ -59,5 +59,9 @@ def chat_user_turn(text: str) -> str:
     leading <bos> (the LM adds BOS when it encodes the prompt)."""
     from align.data.chat import chat_segments
 
-    return "".join(seg.text for seg in chat_segments([{"role": "user", "content": text}],
-                                                     add_generation_prompt=True, add_bos=False))
+    return "".join(
+        seg.text
+        for seg in chat_segments(
+            [{"role": "user", "content": text}], add_generation_prompt=True, add_bos=False
+        )
+    )

@@ -156,8 +156,9 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
-def run_suite(version: str, fn: Callable[[], SuiteResult], *, clock: Callable[[], float] = time.perf_counter
-              ) -> dict[str, Any]:
+def run_suite(
+    version: str, fn: Callable[[], SuiteResult], *, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, Any]:
     """Run one suite and return its document entry; any exception becomes status "failed"."""
     start = clock()
     try:

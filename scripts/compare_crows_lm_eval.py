@@ -30,8 +30,10 @@ def _score(name: str, lm, pairs) -> tuple[np.ndarray, np.ndarray]:
     more, less = crows_pairs.score_pairs(lm, pairs)
     m = crows_pairs.metrics(pairs, more, less)
     pct, diff = m["pct_stereotype"], m["likelihood_difference"]
-    print(f"{name:<5} pct_stereotype {100 * pct.value:6.2f}  [{100 * pct.ci_low:.2f}, {100 * pct.ci_high:.2f}]  "
-          f"likelihood_difference {diff.value:8.4f}  n={pct.n}  {time.perf_counter() - start:7.1f}s")
+    print(
+        f"{name:<5} pct_stereotype {100 * pct.value:6.2f}  [{100 * pct.ci_low:.2f}, {100 * pct.ci_high:.2f}]  "
+        f"likelihood_difference {diff.value:8.4f}  n={pct.n}  {time.perf_counter() - start:7.1f}s"
+    )
     return more, less
 
 
@@ -41,8 +43,14 @@ def _lm_eval(path: str, limit: int | None, device: str) -> None:
     except ImportError:
         print("lm-eval: package not installed (pip install lm-eval); skipped")
         return
-    out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={path},dtype=float32",
-                                  tasks=["crows_pairs_english"], limit=limit, device=device, batch_size=8)
+    out = lm_eval.simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={path},dtype=float32",
+        tasks=["crows_pairs_english"],
+        limit=limit,
+        device=device,
+        batch_size=8,
+    )
     r = out["results"]["crows_pairs_english"]
     pct = r.get("pct_stereotype,none", r.get("acc,none"))  # older lm-eval versions report it as acc
     print(f"lm-eval pct_stereotype {100 * pct:6.2f}  likelihood_difference {r['likelihood_diff,none']:8.4f}")
@@ -71,15 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     del hf
 
     import align
-
     from safety_evals.jax_lm import JaxLM
 
-    jlm = JaxLM.from_loaded(align.load(args.jax or args.hf), name=args.jax or args.hf, batch_size=args.batch_size)
+    jlm = JaxLM.from_loaded(
+        align.load(args.jax or args.hf), name=args.jax or args.hf, batch_size=args.batch_size
+    )
     jx_more, jx_less = _score("jax", jlm, pairs)
 
     d = np.abs(np.concatenate([hf_more - jx_more, hf_less - jx_less]))
     flips = int(((hf_more > hf_less) != (jx_more > jx_less)).sum())
-    print(f"per-sentence |ll_hf - ll_jax|: max {d.max():.2e}  mean {d.mean():.2e}; pairs decided differently: {flips}")
+    print(
+        f"per-sentence |ll_hf - ll_jax|: max {d.max():.2e}  mean {d.mean():.2e}; pairs decided differently: {flips}"
+    )
     if args.lm_eval:
         _lm_eval(args.hf, args.limit, args.device)
     return 0

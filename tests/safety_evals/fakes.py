@@ -23,11 +23,15 @@ class FakeLM:
     (a string or a callable(prompt, sample_index, seed) -> str); stop strings are applied.
     """
 
-    def __init__(self, *, scores: Mapping[tuple[str, str], Sequence[float]] | None = None,
-                 totals: Mapping[tuple[str, str], float] | None = None,
-                 responses: Mapping[str, str | Sequence[str]] | None = None,
-                 default: str | Callable[[str, int, int], str] = "I don't know.",
-                 name: str = "fake"):
+    def __init__(
+        self,
+        *,
+        scores: Mapping[tuple[str, str], Sequence[float]] | None = None,
+        totals: Mapping[tuple[str, str], float] | None = None,
+        responses: Mapping[str, str | Sequence[str]] | None = None,
+        default: str | Callable[[str, int, int], str] = "I don't know.",
+        name: str = "fake",
+    ):
         self.name = name
         self.scores = dict(scores or {})
         self.totals = dict(totals or {})
@@ -54,13 +58,21 @@ class FakeLM:
             return r if isinstance(r, str) else r[k % len(r)]
         return self.default(prompt, k, seed) if callable(self.default) else self.default
 
-    def generate(self, prompts, *, max_new_tokens, temperature=0.0, top_p=1.0, num_samples=1, seed=0,
-                 stop=()):
-        self.gen_calls.append(dict(prompts=list(prompts), max_new_tokens=max_new_tokens,
-                                   temperature=temperature, top_p=top_p, num_samples=num_samples,
-                                   seed=seed, stop=tuple(stop)))
-        return [[truncate_at_stop(self._one(p, k, seed), stop) for k in range(num_samples)]
-                for p in prompts]
+    def generate(
+        self, prompts, *, max_new_tokens, temperature=0.0, top_p=1.0, num_samples=1, seed=0, stop=()
+    ):
+        self.gen_calls.append(
+            {
+                "prompts": list(prompts),
+                "max_new_tokens": max_new_tokens,
+                "temperature": temperature,
+                "top_p": top_p,
+                "num_samples": num_samples,
+                "seed": seed,
+                "stop": tuple(stop),
+            }
+        )
+        return [[truncate_at_stop(self._one(p, k, seed), stop) for k in range(num_samples)] for p in prompts]
 
 
 class FakeScorer:
@@ -111,14 +123,21 @@ def tiny_tokenizer(vocab_size: int = 320):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(CORPUS, trainer)
     tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A <eos> $B", special_tokens=[("<bos>", tok.token_to_id("<bos>")),
-                                                                    ("<eos>", tok.token_to_id("<eos>"))])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
-                                   pad_token="<pad>", unk_token="<unk>")
+        single="<bos> $A",
+        pair="<bos> $A <eos> $B",
+        special_tokens=[("<bos>", tok.token_to_id("<bos>")), ("<eos>", tok.token_to_id("<eos>"))],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
 
 
 def tiny_gemma3(vocab_size: int, seed: int = 0):
@@ -126,10 +145,20 @@ def tiny_gemma3(vocab_size: int, seed: int = 0):
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    cfg = Gemma3TextConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-                           max_position_embeddings=256, sliding_window=8, pad_token_id=0, bos_token_id=2,
-                           eos_token_id=1)
+    cfg = Gemma3TextConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=256,
+        sliding_window=8,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=1,
+    )
     torch.manual_seed(seed)
     return Gemma3ForCausalLM(cfg).eval()
 
@@ -139,10 +168,18 @@ def tiny_bert_classifier(vocab_size: int, labels: Sequence[str], seed: int = 0):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    cfg = BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=128, num_labels=len(labels),
-                     id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
-                     pad_token_id=0)
+    cfg = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=128,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)},
+        pad_token_id=0,
+    )
     torch.manual_seed(seed)
     return BertForSequenceClassification(cfg).eval()
 

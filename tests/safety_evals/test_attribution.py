@@ -46,8 +46,10 @@ def test_begin_loader_real_files():
 
 def test_begin_bad_label_names_file_and_line(tmp_path):
     f = tmp_path / "x.tsv"
-    f.write_text("model_name\tdata_source\tknowledge\tmessage\tresponse\tbegin_label\n"
-                 "t5\twow\tk\tm\tr\tFully attributable\nt5\twow\tk\tm\tr\tmaybe\n")
+    f.write_text(
+        "model_name\tdata_source\tknowledge\tmessage\tresponse\tbegin_label\n"
+        "t5\twow\tk\tm\tr\tFully attributable\nt5\twow\tk\tm\tr\tmaybe\n"
+    )
     with pytest.raises(ValueError, match=r"x.tsv:line 3: field 'begin_label'"):
         attribution.load(str(f))
 
@@ -65,7 +67,10 @@ def test_nli_judge_matches_manual_softmax(tmp_path):
     path = save_pretrained(model, tok, tmp_path / "nli")
     judge = NLIJudge(str(path), batch_size=2)
     assert judge.entailment_index == 1
-    passages, responses = ["the cat sat on the mat", "hello world", "the dog"], ["a cat sat", "fox", "dog ran"]
+    passages, responses = (
+        ["the cat sat on the mat", "hello world", "the dog"],
+        ["a cat sat", "fox", "dog ran"],
+    )
     got = judge.score(passages, responses)
     enc = tok(passages, responses, return_tensors="pt", padding=True)
     with torch.no_grad():
@@ -87,9 +92,17 @@ def test_seq2seq_judge_matches_manual(tmp_path):
     from transformers import T5Config, T5ForConditionalGeneration
 
     tok = tiny_tokenizer()
-    cfg = T5Config(vocab_size=len(tok), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
-                   decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id,
-                   eos_token_id=tok.eos_token_id)
+    cfg = T5Config(
+        vocab_size=len(tok),
+        d_model=16,
+        d_kv=8,
+        d_ff=32,
+        num_layers=1,
+        num_heads=2,
+        decoder_start_token_id=tok.pad_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     model = T5ForConditionalGeneration(cfg).eval()
     path = save_pretrained(model, tok, tmp_path / "t5")
@@ -105,10 +118,12 @@ def test_seq2seq_judge_matches_manual(tmp_path):
 
 def test_suite_on_fakes(tmp_path):
     f = tmp_path / "b.tsv"
-    f.write_text("model_name\tdata_source\tknowledge\tmessage\tresponse\tbegin_label\n"
-                 "t5\twow\tthe cat sat\thi\tthe cat\tFully attributable\n"
-                 "t5\twow\tthe dog ran\tyo\ta fox\tNot fully attributable\n"
-                 "t5\twow\tred sky\tok\tblue sky\tGeneric\n")
+    f.write_text(
+        "model_name\tdata_source\tknowledge\tmessage\tresponse\tbegin_label\n"
+        "t5\twow\tthe cat sat\thi\tthe cat\tFully attributable\n"
+        "t5\twow\tthe dog ran\tyo\ta fox\tNot fully attributable\n"
+        "t5\twow\tred sky\tok\tblue sky\tGeneric\n"
+    )
     prompt0 = attribution.GROUNDED_PROMPT.format(passage="the cat sat", message="hi")
     lm = FakeLM(responses={prompt0: "the cat sat\n\nmore"}, default="something else")
     res = attribution.run(lm, judge=FakeJudge(), source=str(f))

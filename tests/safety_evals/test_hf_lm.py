@@ -4,10 +4,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.safety_evals.fakes import tiny_gemma3, tiny_tokenizer  # noqa: E402
-
-from safety_evals.hf_lm import HFTorchLM  # noqa: E402
-from safety_evals.lm import encode_request, scoring_window  # noqa: E402
+from safety_evals.hf_lm import HFTorchLM
+from safety_evals.lm import encode_request, scoring_window
+from tests.safety_evals.fakes import tiny_gemma3, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,7 @@ def test_trailing_space_of_context_moves_to_continuation(lm):
 
 
 def test_encode_request_prefix_already_in_continuation():
-    enc = lambda text, special: [7, 1, 2] if text == "x" else []  # noqa: E731
+    enc = lambda text, special: [7, 1, 2] if text == "x" else []
     assert encode_request("", "x", encode=enc, prefix_id=7, add_bos=True) == ([7], [1, 2])
     assert encode_request("", "x", encode=enc, prefix_id=9, add_bos=True) == ([9], [7, 1, 2])
     assert encode_request("", "", encode=enc, prefix_id=9, add_bos=True) == ([9], [])
@@ -55,8 +54,12 @@ def test_scoring_window_truncates_from_the_left():
 
 
 def test_loglikelihood_matches_manual_torch(lm):
-    requests = [("", "The cat sat on the mat."), ("Hello world,", " the quick brown fox"),
-                ("The dog", " ran."), ("", "yes")]
+    requests = [
+        ("", "The cat sat on the mat."),
+        ("Hello world,", " the quick brown fox"),
+        ("The dog", " ran."),
+        ("", "yes"),
+    ]
     got = lm.loglikelihood(requests)
     for (c, k), scores in zip(requests, got):
         ctx, cont = lm.encode_request(c, k)

@@ -4,13 +4,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from align.data import Tokenizer  # noqa: E402
-from align.model.hf_io import load_hf_dir  # noqa: E402
-
-from safety_evals import jax_lm  # noqa: E402
-from safety_evals.hf_lm import HFTorchLM  # noqa: E402
-from safety_evals.jax_lm import JaxLM  # noqa: E402
-from tests.safety_evals.fakes import save_pretrained, tiny_gemma3, tiny_tokenizer  # noqa: E402
+from align.data import Tokenizer
+from align.model.hf_io import load_hf_dir
+from safety_evals import jax_lm
+from safety_evals.hf_lm import HFTorchLM
+from safety_evals.jax_lm import JaxLM
+from tests.safety_evals.fakes import save_pretrained, tiny_gemma3, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +22,17 @@ def pair(tmp_path_factory):
     path = save_pretrained(hf_model, tok, tmp_path_factory.mktemp("gemma3"))
     ref = HFTorchLM(hf_model, tok, name="hf", batch_size=3)
     jlm = JaxLM(load_hf_dir(path), Tokenizer(tok), name="jax", batch_size=4, max_length=256)
+    jlm.model_dir = path
     return ref, jlm
 
 
-REQUESTS = [("", "The cat sat on the mat."), ("Hello world,", " the quick brown fox"),
-            ("The dog ", "ran in the park."), ("", "yes"), ("Is the response supported?", " no")]
+REQUESTS = [
+    ("", "The cat sat on the mat."),
+    ("Hello world,", " the quick brown fox"),
+    ("The dog ", "ran in the park."),
+    ("", "yes"),
+    ("Is the response supported?", " no"),
+]
 
 
 def test_encoding_matches_reference(pair):
@@ -63,3 +68,50 @@ def test_greedy_generation_matches_hf_reference(pair):
     # num_samples rows are laid out per prompt (greedy: identical samples; same [4, P] shape, no recompile)
     twice = jlm.generate(prompts, max_new_tokens=6, num_samples=2)
     assert twice == [[w[0], w[0]] for w in want]
+
+
+def test_align_eval_end_to_end_through_align_load(pair, tmp_path):
+    import json
+
+    import align
+    from pipelines.cli import main
+    from safety_evals.results import files_sha256
+
+    path = str(pair[1].model_dir)
+    loaded = align.load(path)
+    assert loaded.source == path
+    out = tmp_path / "r.json"
+    code = main(
+        [
+            "eval",
+            "--model",
+            path,
+            "--suite",
+            "crows_pairs",
+            "--limit",
+            "2",
+            "--batch-size",
+            "4",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    doc = json.loads(out.read_text())
+    assert code == 0, {k: s["error"] for k, s in doc["suites"].items()}
+    assert doc["model"]["path"] == path and doc["model"]["sha256"] == files_sha256(path)
+    # the CLI's numbers are the JaxLM's numbers
+    ll = [s["extra"]["ll_more"] for s in doc["suites"]["crows_pairs"]["examples"]]
+    from safety_evals import crows_pairs
+
+    pairs, _ = crows_pairs.load(limit=2)
+    assert ll == pytest.approx(list(crows_pairs.score_pairs(pair[1], pairs)[0]), abs=1e-5)
+
+
+def test_logit_chunks_divide_t_and_respect_the_budget():
+    assert jax_lm.chunk_size(8, 512, 262144) == 64  # 8 * 64 * 262144 * 4 B = 512 MiB
+    assert jax_lm.chunk_size(2, 16, 320) == 16
+    assert jax_lm.chunk_size(64, 32, 262144, budget=1) == 1
+    for B, T, V in [(4, 256, 1000), (32, 1024, 262144)]:
+        C = jax_lm.chunk_size(B, T, V)
+        assert T % C == 0 and (B * C * V * 4 <= jax_lm.LOGITS_BUDGET or C == 1)

@@ -11,14 +11,25 @@ from tests.safety_evals.fakes import FakeLM
 
 def _pairs():
     P = crows_pairs.Pair
-    return [P("0", "m0", "l0", "stereo", "gender"), P("1", "m1", "l1", "antistereo", "gender"),
-            P("2", "m2", "l2", "stereo", "age")]
+    return [
+        P("0", "m0", "l0", "stereo", "gender"),
+        P("1", "m1", "l1", "antistereo", "gender"),
+        P("2", "m2", "l2", "stereo", "age"),
+    ]
 
 
 def test_crows_pct_stereotype_and_likelihood_difference_by_hand():
     # ll_more - ll_less: +2 (stereo), -1, 0 (tie is not "more likely")
-    lm = FakeLM(totals={("", "m0"): -10, ("", "l0"): -12, ("", "m1"): -5, ("", "l1"): -4,
-                        ("", "m2"): -7, ("", "l2"): -7})
+    lm = FakeLM(
+        totals={
+            ("", "m0"): -10,
+            ("", "l0"): -12,
+            ("", "m1"): -5,
+            ("", "l1"): -4,
+            ("", "m2"): -7,
+            ("", "l2"): -7,
+        }
+    )
     more, less = crows_pairs.score_pairs(lm, _pairs())
     assert lm.ll_calls == [[("", "m0"), ("", "l0"), ("", "m1"), ("", "l1"), ("", "m2"), ("", "l2")]]
     m = crows_pairs.metrics(_pairs(), more, less)
@@ -35,7 +46,9 @@ def test_crows_loader_real_file():
     assert info.n == len(pairs) == 1508
     assert info.sha256 == "dfb36986ce0502abbaf7055b9176da3d08d48e07df1251991b5dfbcbceab9d0c"
     types = [p.bias_type for p in pairs]
-    assert types.count("race-color") == 516 and types.count("gender") == 262 and types.count("disability") == 60
+    assert (
+        types.count("race-color") == 516 and types.count("gender") == 262 and types.count("disability") == 60
+    )
     assert sum(p.direction == "stereo" for p in pairs) == 1290
     assert pairs[0].id == "0" and pairs[0].sent_more.startswith("He couldn't figure out")
     assert len(crows_pairs.load(limit=7)[0]) == 7
@@ -46,17 +59,27 @@ def test_crows_loader_real_file():
 
 def _items():
     I = stereoset.Item
-    return [I("0", "intrasentence", "A", "gender", "x BLANK", ("s0", "a0", "u0")),
-            I("1", "intersentence", "A", "gender", "ctx1", ("s1", "a1", "u1")),
-            I("2", "intrasentence", "B", "race", "x BLANK", ("s2", "a2", "u2"))]
+    return [
+        I("0", "intrasentence", "A", "gender", "x BLANK", ("s0", "a0", "u0")),
+        I("1", "intersentence", "A", "gender", "ctx1", ("s1", "a1", "u1")),
+        I("2", "intrasentence", "B", "race", "x BLANK", ("s2", "a2", "u2")),
+    ]
 
 
 def test_stereoset_requests_and_mean_token_scores():
     it = _items()
     # two tokens each: the sentence score is the per-token mean, not the total
-    scores = {("", "s0"): [-1, -1], ("", "a0"): [-1, -3], ("", "u0"): [-3, -3],
-              ("ctx1", " s1"): [-2, -2], ("ctx1", " a1"): [-1], ("ctx1", " u1"): [-1.5, -1.5],
-              ("", "s2"): [-1], ("", "a2"): [-2], ("", "u2"): [-0.5]}
+    scores = {
+        ("", "s0"): [-1, -1],
+        ("", "a0"): [-1, -3],
+        ("", "u0"): [-3, -3],
+        ("ctx1", " s1"): [-2, -2],
+        ("ctx1", " a1"): [-1],
+        ("ctx1", " u1"): [-1.5, -1.5],
+        ("", "s2"): [-1],
+        ("", "a2"): [-2],
+        ("", "u2"): [-0.5],
+    }
     got = stereoset.score_items(FakeLM(scores=scores), it)
     np.testing.assert_allclose(got, [[-1, -2, -3], [-2, -1, -1.5], [-1, -2, -0.5]])
 
@@ -138,7 +161,13 @@ def test_bbq_biased_answer_follows_polarity_real_rows():
     nonneg = next(it for it in items if it.category == "Age" and it.question.startswith("Who was giving"))
     assert nonneg.answers[nonneg.biased[0]] == "The grandson"
     cats = {it.category for it in items}
-    assert cats == {"Age", "Disability_status", "Nationality", "Physical_appearance", "Religion",
-                    "Sexual_orientation"}
+    assert cats == {
+        "Age",
+        "Disability_status",
+        "Nationality",
+        "Physical_appearance",
+        "Religion",
+        "Sexual_orientation",
+    }
     small, _ = bbq.load(limit=3)
     assert len(small) == 18

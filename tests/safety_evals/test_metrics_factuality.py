@@ -13,7 +13,7 @@ from tests.safety_evals.fakes import FakeLM
 def test_rouge_l_by_hand():
     # pred [the cat sat], ref [the cat on the mat]: LCS 2, P 2/3, R 2/5 -> F = 0.5
     assert rouge_l("The cat sat", "the cat on the mat!") == pytest.approx(0.5)
-    assert lcs_length("a b c d".split(), "b d c".split()) == 2
+    assert lcs_length(["a", "b", "c", "d"], ["b", "d", "c"]) == 2
     assert rouge_l("", "x") == 0.0 and rouge_l("abc", "def") == 0.0
 
 
@@ -58,8 +58,12 @@ def test_suite_on_fake_lm():
     gen, mc, _ = factuality.load(limit=2)
     prompt0 = factuality.qa_prompt(gen[0].question)
     prompt1 = factuality.qa_prompt(gen[1].question)  # fortune cookies
-    lm = FakeLM(responses={prompt0: "You grow watermelons in your stomach.\n\nQ: next",
-                           prompt1: " The precise origin of fortune cookies is unclear."})
+    lm = FakeLM(
+        responses={
+            prompt0: "You grow watermelons in your stomach.\n\nQ: next",
+            prompt1: " The precise origin of fortune cookies is unclear.",
+        }
+    )
     res = factuality.run(lm, limit=2)
     assert lm.gen_calls[0]["stop"] == ("\n\n", "\nQ:") and lm.gen_calls[0]["temperature"] == 0.0
     assert res.metrics["inaccuracy_rate"].value == pytest.approx(0.5)

@@ -7,19 +7,34 @@ from safety_evals import hedging
 from tests.safety_evals.fakes import FakeLM
 
 
-@pytest.mark.parametrize("text", [
-    "I don't know.", "I’m not sure about that.", "Nobody knows for certain.",
-    "It is impossible to know the answer.", "The answer is unknown.", "It depends on the person.",
-    "There is no definitive answer to this question.", "I have no comment.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I don't know.",
+        "I’m not sure about that.",
+        "Nobody knows for certain.",
+        "It is impossible to know the answer.",
+        "The answer is unknown.",
+        "It depends on the person.",
+        "There is no definitive answer to this question.",
+        "I have no comment.",
+    ],
+)
 def test_hedges(text):
     assert hedging.is_hedge(text)
 
 
-@pytest.mark.parametrize("text", [
-    "Paris.", "The song was released in 1952.", "Photosynthesis depends on light.",
-    "He knows the answer.", "Yes, 42.", "The snowman was unknowingly built.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Paris.",
+        "The song was released in 1952.",
+        "Photosynthesis depends on light.",
+        "He knows the answer.",
+        "Yes, 42.",
+        "The snowman was unknowingly built.",
+    ],
+)
 def test_non_hedges(text):
     assert not hedging.is_hedge(text)
 
@@ -46,8 +61,10 @@ def test_loader_real_file():
 
 def test_suite_on_fake_lm():
     qs, _ = hedging.load(limit=2)
-    lm = FakeLM(responses={hedging.PROMPT.format(question=qs[0].question): "A song.\nQ: more"},
-                default="I don't know.")
+    lm = FakeLM(
+        responses={hedging.PROMPT.format(question=qs[0].question): "A song.\nQ: more"},
+        default="I don't know.",
+    )
     res = hedging.run(lm, limit=2)
     # q0 answered (right), q1 hedged although answerable (wrong), both unanswerable hedged (right)
     assert res.metrics["hedging_accuracy"].value == pytest.approx(3 / 4)

@@ -11,11 +11,14 @@ from safety_evals.results import DataInfo, Metric, SuiteResult
 
 
 def _ok_suite():
-    return SuiteResult(DataInfo("src", "ab" * 32, 3),
-                       {"m": results.mean_metric([1, 0, 1], higher_is_better=True, description="d"),
-                        "m/x": Metric(float("nan"), None, None, 0, None, target=0.5)},
-                       [results.example(1, prompt="<p>", output="o", score=math.inf, label=None,
-                                        metric="m", arr=(1, 2.5))])
+    return SuiteResult(
+        DataInfo("src", "ab" * 32, 3),
+        {
+            "m": results.mean_metric([1, 0, 1], higher_is_better=True, description="d"),
+            "m/x": Metric(float("nan"), None, None, 0, None, target=0.5),
+        },
+        [results.example(1, prompt="<p>", output="o", score=math.inf, label=None, metric="m", arr=(1, 2.5))],
+    )
 
 
 def test_ok_suite_entry():
@@ -28,10 +31,23 @@ def test_ok_suite_entry():
     assert m["value"] == pytest.approx(2 / 3) and m["n"] == 3 and m["higher_is_better"] is True
     assert m["ci_low"] <= m["value"] <= m["ci_high"]
     # NaN / inf become null; target kept; extra tuples become lists
-    assert entry["metrics"]["m/x"] == {"value": None, "ci_low": None, "ci_high": None, "n": 0,
-                                       "higher_is_better": None, "target": 0.5}
-    assert entry["examples"][0] == {"id": "1", "prompt": "<p>", "output": "o", "score": None,
-                                    "label": None, "metric": "m", "extra": {"arr": [1, 2.5]}}
+    assert entry["metrics"]["m/x"] == {
+        "value": None,
+        "ci_low": None,
+        "ci_high": None,
+        "n": 0,
+        "higher_is_better": None,
+        "target": 0.5,
+    }
+    assert entry["examples"][0] == {
+        "id": "1",
+        "prompt": "<p>",
+        "output": "o",
+        "score": None,
+        "label": None,
+        "metric": "m",
+        "extra": {"arr": [1, 2.5]},
+    }
 
 
 def test_failed_suite_is_recorded_with_its_error_never_dropped():
@@ -49,7 +65,8 @@ def test_document_round_trips_through_the_consumer_reader(tmp_path):
     doc = results.build_document(
         model=results.model_record("tiny", None, variant="chat", step=3),
         config={"limit": 3, "seed": 0, "suites": ["a", "b"]},
-        suites={"a": results.run_suite("1", _ok_suite), "b": results.run_suite("1", lambda: 1 / 0)})
+        suites={"a": results.run_suite("1", _ok_suite), "b": results.run_suite("1", lambda: 1 / 0)},
+    )
     path = tmp_path / "out" / "results.json"
     results.write_atomic(path, doc)
     parsed = results_io.load_results(path)

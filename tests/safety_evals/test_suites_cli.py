@@ -20,8 +20,24 @@ def fake_model(monkeypatch):
 
 def test_eval_writes_a_valid_document(tmp_path, fake_model):
     out = tmp_path / "r.json"
-    code = main(["eval", "--model", "fake", "--suite", "crows_pairs,stereoset,bbq,hedging,toxicity,factuality",
-                 "--limit", "3", "--out", str(out), "--toxicity-samples", "2", "--no-progress", "--step", "7"])
+    code = main(
+        [
+            "eval",
+            "--model",
+            "fake",
+            "--suite",
+            "crows_pairs,stereoset,bbq,hedging,toxicity,factuality",
+            "--limit",
+            "3",
+            "--out",
+            str(out),
+            "--toxicity-samples",
+            "2",
+            "--no-progress",
+            "--step",
+            "7",
+        ]
+    )
     assert code == 0
     doc = json.loads(out.read_text())
     assert list(doc["suites"]) == ["crows_pairs", "stereoset", "bbq", "hedging", "toxicity", "factuality"]
@@ -37,8 +53,22 @@ def test_eval_writes_a_valid_document(tmp_path, fake_model):
 
 def test_a_failing_suite_is_recorded_and_the_others_run(tmp_path, fake_model):
     out = tmp_path / "r.json"
-    code = main(["eval", "--model", "fake", "--suite", "crows_pairs,stereoset", "--limit", "2",
-                 "--data", f"stereoset={tmp_path / 'missing.jsonl'}", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "eval",
+            "--model",
+            "fake",
+            "--suite",
+            "crows_pairs,stereoset",
+            "--limit",
+            "2",
+            "--data",
+            f"stereoset={tmp_path / 'missing.jsonl'}",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 1
     suites = json.loads(out.read_text())["suites"]
     assert suites["crows_pairs"]["status"] == "ok"
@@ -52,7 +82,9 @@ def test_model_that_fails_to_load_fails_every_suite(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cli, "load_lm", no_model)
     out = tmp_path / "r.json"
-    code = main(["eval", "--model", "/nope", "--suite", "hedging,crows_pairs", "--out", str(out), "--no-progress"])
+    code = main(
+        ["eval", "--model", "/nope", "--suite", "hedging,crows_pairs", "--out", str(out), "--no-progress"]
+    )
     assert code == 1
     suites = json.loads(out.read_text())["suites"]
     assert [s["status"] for s in suites.values()] == ["failed", "failed"]
@@ -61,8 +93,25 @@ def test_model_that_fails_to_load_fails_every_suite(tmp_path, monkeypatch):
 
 def test_chat_variant_wraps_generation_prompts_only(tmp_path, fake_model):
     out = tmp_path / "r.json"
-    assert main(["eval", "--model", "fake", "--suite", "hedging,crows_pairs", "--limit", "1", "--variant",
-                 "chat", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "fake",
+                "--suite",
+                "hedging,crows_pairs",
+                "--limit",
+                "1",
+                "--variant",
+                "chat",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     prompt = fake_model.gen_calls[0]["prompts"][0]
     assert prompt.startswith("<start_of_turn>user\nQ: ") and prompt.endswith("<start_of_turn>model\n")
     assert fake_model.ll_calls[-1][0][0] == ""  # crows_pairs scoring unchanged

@@ -17,8 +17,15 @@ def test_jsonl_invalid_line(tmp_path):
 
 
 def test_stereoset_bad_type_and_missing_field(tmp_path):
-    row = {"type": "intersentence", "target": "t", "bias_type": "race", "context": "c",
-           "stereotype": "s", "anti-stereotype": "a", "unrelated": "u"}
+    row = {
+        "type": "intersentence",
+        "target": "t",
+        "bias_type": "race",
+        "context": "c",
+        "stereotype": "s",
+        "anti-stereotype": "a",
+        "unrelated": "u",
+    }
     f = tmp_path / "st.jsonl"
     f.write_text(json.dumps(row) + "\n" + json.dumps({**row, "type": "other"}) + "\n")
     with pytest.raises(data.DataError, match=r"st.jsonl:line 2: field 'type' is 'other'"):
@@ -37,14 +44,17 @@ def test_crows_missing_column(tmp_path):
 
 
 def test_bbq_missing_field_and_bad_unknown(tmp_path):
-    good = json.loads(open("/work/shared/data/bbq/Age.jsonl").readline())
+    with open("/work/shared/data/bbq/Age.jsonl", encoding="utf-8") as fh:
+        good = json.loads(fh.readline())
     d = tmp_path / "bbq"
     d.mkdir()
     (d / "Age.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({**good, "label": None}) + "\n")
     with pytest.raises(data.DataError, match=r"Age.jsonl:line 2: missing field 'label'"):
         bbq.load(str(d))
-    two_unknown = {**good, "answer_info": {"ans0": ["x", "unknown"], "ans1": ["y", "unknown"],
-                                           "ans2": ["z", "old"]}}
+    two_unknown = {
+        **good,
+        "answer_info": {"ans0": ["x", "unknown"], "ans1": ["y", "unknown"], "ans2": ["z", "old"]},
+    }
     (d / "Age.jsonl").write_text(json.dumps(two_unknown) + "\n")
     with pytest.raises(data.DataError, match=r"Age.jsonl:line 1: field 'answer_info' has 2 unknown"):
         bbq.load(str(d))

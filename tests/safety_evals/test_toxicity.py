@@ -61,11 +61,23 @@ def test_detoxify_local_checkpoint_matches_manual(tmp_path):
     model = tiny_bert_classifier(len(tok), classes)
     cfg_dir = save_pretrained(model, tok, tmp_path / "hf")
     ckpt = tmp_path / "tiny.ckpt"
-    torch.save({"config": {"arch": {"args": {"model_type": str(cfg_dir),
-                                             "model_name": "BertForSequenceClassification",
-                                             "tokenizer_name": "AutoTokenizer", "num_classes": 6}},
-                           "dataset": {"args": {"classes": classes}}},
-                "state_dict": model.state_dict()}, ckpt)
+    torch.save(
+        {
+            "config": {
+                "arch": {
+                    "args": {
+                        "model_type": str(cfg_dir),
+                        "model_name": "BertForSequenceClassification",
+                        "tokenizer_name": "AutoTokenizer",
+                        "num_classes": 6,
+                    }
+                },
+                "dataset": {"args": {"classes": classes}},
+            },
+            "state_dict": model.state_dict(),
+        },
+        ckpt,
+    )
     scorer = toxicity.DetoxifyScorer(checkpoint=str(ckpt), huggingface_config_path=str(cfg_dir), batch_size=2)
     texts = ["the cat sat", "hello world, you fox", "no"]
     got = scorer.score(texts)
