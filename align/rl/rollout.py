@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 
 import flax.struct
 import jax
@@ -58,6 +59,10 @@ class Rollout:
     def select(self, index) -> "Rollout":
         """The rows `index` (an int array) of every field."""
         return jax.tree.map(lambda x: x[index], self)
+
+    def as_batch(self) -> dict[str, jax.Array]:
+        """The fields as a plain dict (what align.training's step and loss functions take)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,39 +108,45 @@ def _gather(x: jax.Array, index: jax.Array) -> jax.Array:
 
 def response_logprobs(
     model: Decoder,
-    rollout: Rollout,
+    batch: Mapping[str, jax.Array],
     *,
     temperature: float,
     chunk_size: int,
     with_entropy: bool = False,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
-    """log pi(response_t | prefix) [B, M] under softmax(logits / temperature), float32 (and entropy)."""
-    hidden = model.hidden(rollout.tokens, rollout.positions, rollout.segment_ids)  # [B, L, D]
-    h = _gather(hidden, response_index(rollout.prompt_lengths, rollout.response.shape[1]))  # [B, M, D]
+    """log pi(response_t | prefix) [B, M] under softmax(logits / temperature), float32 (and entropy).
+
+    `batch` holds a rollout's tokens, positions, segment_ids, prompt_lengths and response
+    (`Rollout.as_batch()` or a minibatch of it). Works for any decoder with `hidden` and
+    `unembed_matrix` (a LoRADecoder too).
+    """
+    hidden = model.hidden(batch["tokens"], batch["positions"], batch["segment_ids"])  # [B, L, D]
+    h = _gather(hidden, response_index(batch["prompt_lengths"], batch["response"].shape[1]))  # [B, M, D]
     return chunked_token_logprobs(
-        h, model.unembed_matrix(), rollout.response, chunk_size=chunk_size,
+        h, model.unembed_matrix(), batch["response"], chunk_size=chunk_size,
         final_softcap=model.config.final_logit_softcap, temperature=temperature, return_entropy=with_entropy,
     )
 
 
-def response_values(value_model: ScoreModel, rollout: Rollout) -> jax.Array:
+def response_values(value_model: ScoreModel, batch: Mapping[str, jax.Array]) -> jax.Array:
     """V(s_t) [B, M]: the critic's score of the prefix that precedes response token t."""
-    scores = value_model.token_scores(rollout.tokens, rollout.positions, rollout.segment_ids)  # [B, L]
-    return _gather(scores, response_index(rollout.prompt_lengths, rollout.response.shape[1]))
+    scores = value_model.token_scores(batch["tokens"], batch["positions"], batch["segment_ids"])  # [B, L]
+    return _gather(scores, response_index(batch["prompt_lengths"], batch["response"].shape[1]))
 
 
 def _score(policy_def, policy_state, ref_def, ref_state, value_def, value_state, rollout: Rollout,
            temperature: float, chunk_size: int) -> Rollout:
     """The jitted scoring pass: fills logprobs, entropy, ref_logprobs and values of `rollout`."""
     policy = nnx.merge(policy_def, policy_state)
-    logp, entropy = response_logprobs(policy, rollout, temperature=temperature, chunk_size=chunk_size,
+    batch = rollout.as_batch()
+    logp, entropy = response_logprobs(policy, batch, temperature=temperature, chunk_size=chunk_size,
                                       with_entropy=True)
     ref = nnx.merge(ref_def, ref_state)
-    ref_logp = response_logprobs(ref, rollout, temperature=temperature, chunk_size=chunk_size)
+    ref_logp = response_logprobs(ref, batch, temperature=temperature, chunk_size=chunk_size)
     if value_def is None:
         values = jnp.zeros_like(logp)
     else:
-        values = response_values(nnx.merge(value_def, value_state), rollout)
+        values = response_values(nnx.merge(value_def, value_state), batch)
     m = rollout.response_mask
     return rollout.replace(logprobs=logp * m, ref_logprobs=ref_logp * m, values=values * m, entropy=entropy * m)
 

@@ -1,0 +1,145 @@
+"""The RL host loop, shared by PPO and GRPO: prompt batches -> iteration -> log -> checkpoint.
+
+One iteration = one rollout plus the optimizer updates on it (an algorithm's `iterate` function).
+`state.step` counts optimizer updates; the loop counts iterations. A checkpoint holds the TrainState
+(weights, Adam moments, rng) through align.training's Checkpointer, and its manifest the
+data position, the iteration and the KL coefficient (the controller's whole state), so a resumed run
+continues with exactly the rollouts and updates the uninterrupted run would have made.
+
+    iterate(state, prompts, kl_coef) -> (state, kl_coef, metrics)
+      prompts: {"tokens" [B, P] right-padded, "lengths" [B], ...} from align.data.prompt_batch
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from align.training.checkpoint import Checkpointer
+from align.training.loop import NonFiniteLoss, sigterm_flag
+from align.training.metrics import MetricsWriter
+from align.training.state import TrainState, create_train_state
+
+Iterate = Callable[[TrainState, Mapping[str, Any], jax.Array], tuple[TrainState, jax.Array, dict]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RLLoopConfig:
+    iterations: int
+    checkpoint_every: int = 0  # iterations between checkpoints; 0: only at the end
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class RLResult:
+    state: TrainState
+    iteration: int
+    kl_coef: float
+    stopped: str  # done | sigterm | data_exhausted
+    logs: list[dict]
+    data_position: Mapping | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Resumed:
+    state: TrainState
+    iteration: int
+    kl_coef: float
+    data_position: Mapping | None
+
+
+def owned_train_state(model, optimizer, *, seed: int = 0, trainable=None) -> TrainState:
+    """A TrainState holding its own copy of `model`'s weights.
+
+    The jitted step donates the state's buffers, and in RL the model passed here is usually also the
+    frozen reference: without the copy, the first update would free the reference's weights.
+    """
+    from flax import nnx
+
+    trainable = nnx.Param if trainable is None else trainable
+    state = create_train_state(model, optimizer, seed=seed, trainable=trainable)
+    return jax.tree.map(jnp.copy, state)
+
+
+def resume(checkpointer: Checkpointer, like: TrainState) -> Resumed | None:
+    """The latest checkpoint of an RL run (restored into `like`'s tree), or None when there is none."""
+    restored = checkpointer.restore_latest(like)
+    if restored is None:
+        return None
+    rl = restored.manifest.get("rl")
+    if rl is None:
+        raise ValueError(f"{checkpointer.directory}/{restored.step}: checkpoint manifest has no 'rl' section "
+                         "(iteration, kl_coef): it was not written by an RL run")
+    return Resumed(restored.state, int(rl["iteration"]), float(rl["kl_coef"]), restored.manifest["data_position"])
+
+
+def _bar(enabled: bool, start: int, total: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="rl", unit="it", dynamic_ncols=True)
+
+
+def _check_finite(iteration: int, metrics: Mapping, checkpointer: Checkpointer | None) -> None:
+    bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+    if bad:
+        last = None if checkpointer is None else checkpointer.latest_step()
+        raise NonFiniteLoss(f"non-finite RL metrics at iteration {iteration}: {bad}; the latest checkpoint "
+                            f"(optimizer step {last}) is the last good one: resume from it with a lower lr")
+
+
+def rl_loop(iterate: Iterate, state: TrainState, prompt_batches: Iterator, config: RLLoopConfig, *,
+            kl_coef: float, start_iteration: int = 0, checkpointer: Checkpointer | None = None,
+            writer: MetricsWriter | None = None, data_position: Mapping | None = None) -> RLResult:
+    """Run iterations start_iteration .. config.iterations (see the module docstring)."""
+    it, logs, stopped = start_iteration, [], "done"
+    coef = jnp.asarray(kl_coef, jnp.float32)
+    bar = _bar(config.progress, it, config.iterations)
+
+    def save() -> None:
+        if checkpointer is not None:
+            checkpointer.save(state, data_position=data_position,
+                              extra={"rl": {"iteration": it, "kl_coef": float(coef)}})
+
+    with sigterm_flag() as term:
+        try:
+            while it < config.iterations:
+                item = next(prompt_batches, None)
+                if item is None:
+                    stopped = "data_exhausted"
+                    break
+                prompts, position = item
+                t0 = time.perf_counter()
+                state, coef, metrics = iterate(state, prompts, coef)
+                metrics = {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+                it += 1
+                _check_finite(it, metrics, checkpointer)
+                data_position = position
+                row = {**metrics, "kl_coef": float(coef), "iteration_seconds": time.perf_counter() - t0}
+                logs.append({"iteration": it, **row})
+                if writer is not None:
+                    writer.write(it, row)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(reward=f"{row.get('reward/mean', float('nan')):.3f}",
+                                    kl=f"{row.get('kl/ref', float('nan')):.3f}", refresh=False)
+                if term["set"]:
+                    stopped = "sigterm"
+                    break
+                if config.checkpoint_every and it % config.checkpoint_every == 0 and it < config.iterations:
+                    save()
+            save()
+            if checkpointer is not None:
+                checkpointer.wait()
+        finally:
+            if bar is not None:
+                bar.close()
+    return RLResult(state=state, iteration=it, kl_coef=float(coef), stopped=stopped, logs=logs,
+                    data_position=data_position)
