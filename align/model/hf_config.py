@@ -52,7 +52,7 @@ def from_hf(hf: dict[str, Any]) -> ModelConfig:
     gemma = family != "llama"
     base_g, scale_g = _rope(hf, "full_attention", 10_000.0)
     base_l, scale_l = _rope(hf, "sliding_attention", 10_000.0) if "local" in layer_types else (base_g, 1.0)
-    act = hf.get("hidden_activation") or hf.get("hidden_act") or "silu"
+    act = hf.get("hidden_activation") or hf.get("hidden_act") or ("gelu_pytorch_tanh" if gemma else "silu")
     return ModelConfig(
         vocab_size=hf["vocab_size"], embed_dim=hf["hidden_size"], num_layers=n_layers,
         num_heads=hf["num_attention_heads"], num_kv_heads=hf.get("num_key_value_heads", hf["num_attention_heads"]),
