@@ -1,0 +1,216 @@
+"""A training run's plumbing shared by the SFT and reward-model pipelines (and anything like them).
+
+    model, tokenizer = load_model(ModelOptions(spec="gemma3-270m"))
+    run = prepare_run(model, optimizer, loss_fn, run_dir=out, train=TrainOptions(...), mesh=make_run_mesh(...))
+    result = fit(run, lambda position: my_batches(position), loop_config, evaluate=...)
+
+`prepare_run` builds the state (sharded), the jitted step, the checkpointer and the metrics writer,
+and resumes from the latest checkpoint when there is one (weights, Adam moments, rng, data position;
+metric lines past that step are dropped so the log reads as one uninterrupted run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from align.model.sharding import MeshConfig, batch_sharding, make_mesh
+from align.training.checkpoint import Checkpointer
+from align.training.loop import LoopConfig, LoopResult, train_loop
+from align.training.lora import LoRAConfig, add_lora
+from align.training.metrics import MetricsWriter, finalize
+from align.training.optim import trainable_filter
+from align.training.state import TrainState, create_train_state, train_state_shardings
+from align.training.step import LossFn, make_eval_step, make_train_step
+
+log = logging.getLogger("align.training")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    spec: str = "preset:tiny"  # anything align.load accepts, or preset:<name> (random init)
+    dtype: str = "float32"  # compute dtype of activations: float32 | bfloat16
+    param_dtype: str = "float32"  # storage dtype of the weights (float32 keeps exact Adam updates)
+    remat: bool = False  # recompute each block in the backward pass (less memory, ~1/3 more compute)
+    seed: int = 0  # initialisation of random presets
+    tokenizer: str | None = None  # tokenizer source for presets other than tiny
+
+
+def load_model(options: ModelOptions):
+    """(Decoder, align.data.Tokenizer) for a model spec; `preset:tiny` pairs with the tiny test tokenizer."""
+    from align.data.tokenizer import Tokenizer, load_tokenizer
+    from align.model import Decoder, ModelConfig
+    from align.model.config import PRESETS
+
+    for name in (options.dtype, options.param_dtype):
+        if name not in DTYPES:
+            raise ValueError(f"model dtype {name!r}: expected one of {sorted(DTYPES)}")
+    dtype, param_dtype = DTYPES[options.dtype], DTYPES[options.param_dtype]
+    if options.spec.startswith("preset:"):
+        name = options.spec.split(":", 1)[1]
+        if name not in PRESETS:
+            raise ValueError(f"model.spec {options.spec!r}: unknown preset; choose from {sorted(PRESETS)}")
+        if name == "tiny" and options.tokenizer is None:
+            from align.data.testing import TINY_VOCAB_SIZE, tiny_tokenizer
+
+            config, tokenizer = ModelConfig.tiny(vocab_size=TINY_VOCAB_SIZE), Tokenizer(tiny_tokenizer())
+        elif options.tokenizer is None:
+            raise ValueError(f"model.spec {options.spec!r} needs model.tokenizer (a tokenizer file or directory)")
+        else:
+            config, tokenizer = PRESETS[name](), load_tokenizer(options.tokenizer)
+        model = Decoder(config, rngs=nnx.Rngs(options.seed), param_dtype=param_dtype, dtype=dtype)
+    else:
+        import align
+
+        loaded = align.load(options.spec, param_dtype=param_dtype, dtype=dtype)
+        model, tokenizer = loaded.model, loaded.tokenizer
+        if options.tokenizer is not None:
+            tokenizer = load_tokenizer(options.tokenizer)
+    model.remat = options.remat
+    return model, tokenizer
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshOptions:
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+    devices: int = 0  # use the first `devices` devices; 0: all of them
+
+
+def make_run_mesh(options: MeshOptions = MeshOptions()):
+    devices = jax.devices()
+    if options.devices:
+        devices = devices[: options.devices]
+    return make_mesh(MeshConfig(data=options.data, fsdp=options.fsdp, tensor=options.tensor), devices)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    batch_size: int = 8  # rows per optimizer step (all micro-batches together)
+    grad_accum: int = 1  # micro-batches per step
+    log_every: int = 10
+    eval_every: int = 0  # 0: only before and after training
+    eval_batches: int | None = None  # cap on held-out batches per evaluation
+    checkpoint_every: int = 0  # 0: only at the end
+    keep_checkpoints: int = 2
+    async_checkpoints: bool = True
+    seed: int = 0  # data order and step rng
+    trainable: str = "all"  # all | no_embeddings | lora
+    lora: LoRAConfig | None = None  # adapters on the base model (then trainable should be "lora")
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"train.batch_size={self.batch_size} is not a multiple of grad_accum={self.grad_accum}")
+
+
+@dataclasses.dataclass
+class Run:
+    state: TrainState
+    step_fn: Callable
+    eval_fn: Callable
+    checkpointer: Checkpointer
+    writer: MetricsWriter
+    mesh: Any
+    run_dir: Path
+    train: TrainOptions
+    data_position: Mapping | None = None
+    resumed_from: int | None = None
+
+
+def with_lora(model: nnx.Module, train: TrainOptions) -> nnx.Module:
+    return model if train.lora is None else add_lora(model, train.lora, seed=train.seed)
+
+
+def prepare_run(model: nnx.Module, optimizer: optax.GradientTransformation, loss_fn: LossFn, *,
+                run_dir: str | Path, train: TrainOptions, mesh, trainable=None, manifest: Mapping | None = None,
+                learning_rate: optax.Schedule | None = None) -> Run:
+    """State (sharded over `mesh`), jitted train/eval steps, checkpointer and writer; resumes if possible.
+
+    trainable: an nnx filter; default trainable_filter(train.trainable).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainable = trainable_filter(train.trainable) if trainable is None else trainable
+    state = create_train_state(model, optimizer, seed=train.seed, trainable=trainable)
+    shardings = train_state_shardings(state, mesh)
+    state = jax.device_put(state, shardings)
+    checkpointer = Checkpointer(run_dir / "checkpoints", keep=train.keep_checkpoints,
+                                async_save=train.async_checkpoints, manifest=manifest)
+    run = Run(state=state, step_fn=None, eval_fn=None, checkpointer=checkpointer,
+              writer=MetricsWriter(run_dir / "metrics.jsonl", run_dir / "tb"), mesh=mesh, run_dir=run_dir,
+              train=train)
+    restored = checkpointer.restore_latest(state, shardings)
+    if restored is not None:
+        run.state, run.data_position, run.resumed_from = restored.state, restored.manifest["data_position"], \
+            restored.step
+        log.info("resuming from step %d (%s)", restored.step, checkpointer.directory)
+    run.writer.truncate_after(run.resumed_from or 0)
+    run.step_fn = make_train_step(loss_fn, optimizer, grad_accum=train.grad_accum,
+                                  shardings=(shardings, batch_sharding(mesh, 1)), learning_rate=learning_rate)
+    run.eval_fn = make_eval_step(loss_fn)
+    return run
+
+
+def evaluate(eval_fn: Callable, state: TrainState, batches: Iterable[Mapping], limit: int | None = None) -> dict:
+    """Weighted means of the loss's metrics over `batches` (at most `limit` of them)."""
+    sums = None
+    for i, batch in enumerate(batches):
+        if limit is not None and i >= limit:
+            break
+        out = jax.device_get(eval_fn(state, batch))
+        sums = out if sums is None else jax.tree.map(np.add, sums, out)
+    if sums is None:
+        return {}
+    return {k: float(v) for k, v in finalize(sums).items()}
+
+
+def fit(run: Run, make_batches: Callable[[Mapping | None], Iterator], loop: LoopConfig,
+        evaluate_fn: Callable[[TrainState], Mapping] | None = None) -> LoopResult:
+    """train_loop from the run's (possibly resumed) state and data position."""
+    try:
+        result = train_loop(run.step_fn, run.state, make_batches(run.data_position), loop,
+                            checkpointer=run.checkpointer, evaluate=evaluate_fn, writer=run.writer,
+                            data_position=run.data_position)
+    finally:
+        run.writer.close()
+    run.state, run.data_position = result.state, result.data_position
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitOptions:
+    """A deterministic train / held-out cut of a dataset's examples."""
+
+    heldout_fraction: float = 0.0
+    seed: int = 0
+    heldout_max: int | None = None  # cap on held-out examples (evaluation cost)
+
+    def __post_init__(self):
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction={self.heldout_fraction} must lie in [0, 1)")
+
+
+def heldout_split(items: list, options: SplitOptions) -> tuple[list, list]:
+    """(train, held-out): a permutation by `seed`; the first round(n * fraction) examples are held out.
+
+    A function of (n, fraction, seed) only, so the same file always gives the same cut.
+    """
+    n = len(items)
+    k = int(round(n * options.heldout_fraction))
+    if options.heldout_max is not None:
+        k = min(k, options.heldout_max)
+    perm = np.random.default_rng(options.seed).permutation(n)
+    held = set(perm[:k].tolist())
+    return [x for i, x in enumerate(items) if i not in held], [items[i] for i in sorted(held)]

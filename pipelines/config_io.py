@@ -1,0 +1,231 @@
+"""YAML configs into frozen dataclasses, with `key=value` dotted overrides.
+
+    config = load_config(SFTConfig, "configs/sft/tiny_cpu.yaml", ["optim.learning_rate=3e-4"])
+
+Every key must name a field: an unknown key is an error that names the key, the file and the nearest
+valid field (difflib). Values are checked against the field's type (int, float, bool, str, Optional,
+tuple[...], nested dataclasses, dicts). Override values are parsed as YAML scalars (`steps=10` is an
+int, `lora=null` is None, `targets=[a, b]` a list).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit the dataclass; the message says where and why."""
+
+
+class Source(str):
+    """A file name that also knows the line of every dotted key in it (for error messages)."""
+
+    lines: dict[str, int]
+
+    def __new__(cls, name: str, lines: Mapping[str, int] | None = None):
+        obj = super().__new__(cls, name)
+        obj.lines = dict(lines or {})
+        return obj
+
+
+def _at(source: str, key: str) -> str:
+    """"file:line" for a dotted key when the line is known, else the source name."""
+    key = re.sub(r"\[\d+\]$", "", key)
+    line = getattr(source, "lines", {}).get(key)
+    return f"{source}:{line}" if line else str(source)
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """{dotted key: 1-based line} of every mapping key in a YAML document."""
+    out: dict[str, int] = {}
+
+    def walk(node, prefix):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = prefix + str(k.value)
+                out[key] = k.start_mark.line + 1
+                walk(v, key + ".")
+
+    try:
+        walk(yaml.compose(text), "")
+    except yaml.YAMLError:
+        pass
+    return out
+
+
+def _fields(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _unknown(key: str, where: str, choices: Sequence[str], source: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"{_at(source, where + key)}: unknown key {where + key!r}{hint} "
+                       f"(valid keys: {', '.join(choices)})")
+
+
+def _strip_optional(tp):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else tp), type(None) in typing.get_args(tp)
+    return tp, False
+
+
+def _coerce(value: Any, tp, where: str, source: str) -> Any:
+    """`value` (parsed YAML) as type `tp`, or a ConfigError naming the key."""
+    tp, optional = _strip_optional(tp)
+    if value is None:
+        if optional or tp is Any:
+            return None
+        raise ConfigError(f"{_at(source, where)}: {where} may not be null")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{_at(source, where)}: {where} must be a mapping of {tp.__name__} fields, got {value!r}")
+        return build(tp, value, source=source, prefix=where + ".")
+    origin = typing.get_origin(tp)
+    if origin in (tuple, list, Sequence) or tp in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{_at(source, where)}: {where} must be a list, got {value!r}")
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        items = [_coerce(v, item, f"{where}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple or tp is tuple else items
+    if origin in (dict, Mapping) or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{_at(source, where)}: {where} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{_at(source, where)}: {where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{_at(source, where)}: {where} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{_at(source, where)}: {where} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{_at(source, where)}: {where} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def build(cls: type[T], data: Mapping[str, Any], *, source: str = "<config>", prefix: str = "") -> T:
+    """An instance of dataclass `cls` from a (nested) mapping; unknown keys are errors."""
+    fields = _fields(cls)
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise _unknown(str(key), prefix, list(fields), source)
+        kwargs[key] = _coerce(value, hints[key], prefix + key, source)
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{source}: missing required key(s) {', '.join(prefix + m for m in missing)}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or cls.__name__}: {e}") from e
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'a.b.c=value' -> (["a", "b", "c"], YAML-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. optim.learning_rate=1e-4)")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override {text!r} has an empty key")
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, str) and _looks_float(value):
+        value = float(value)  # YAML 1.1 reads "1e-4" as a string
+    return key.strip().split("."), value
+
+
+def _looks_float(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return any(c in s.lower() for c in "e.") and not s.strip().lower() in ("nan", "inf")
+
+
+def _fix_floats(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {k: _fix_floats(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix_floats(v) for v in node]
+    return float(node) if isinstance(node, str) and _looks_float(node) else node
+
+
+def apply_overrides(cls, data: dict, overrides: Sequence[str], source: str) -> dict:
+    """`data` with each `a.b=value` set; keys are checked against the dataclass tree as they are set."""
+    data = dict(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node, tp, prefix = data, cls, ""
+        for i, key in enumerate(path):
+            fields = _fields(tp)
+            if key not in fields:
+                raise _unknown(key, prefix, list(fields), f"override {text!r} for {source}")
+            if i == len(path) - 1:
+                node[key] = value
+                break
+            sub_tp, _ = _strip_optional(typing.get_type_hints(tp)[key])
+            if not dataclasses.is_dataclass(sub_tp):
+                raise ConfigError(f"override {text!r}: {prefix + key} is not a section")
+            child = node.get(key)
+            node[key] = dict(child) if isinstance(child, Mapping) else {}
+            node, tp, prefix = node[key], sub_tp, prefix + key + "."
+    return data
+
+
+def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> T:
+    """Read YAML `path` (None: only defaults), apply dotted `overrides`, build the frozen dataclass."""
+    source = str(path) if path is not None else "<defaults>"
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"config file {p} does not exist")
+        try:
+            text = p.read_text()
+            data = yaml.safe_load(text) or {}
+            source = Source(source, key_lines(text))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{source}: invalid YAML: {e}") from e
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
+    data = apply_overrides(cls, _fix_floats(data), overrides, source)
+    return build(cls, data, source=source)
+
+
+def to_dict(config: Any) -> Any:
+    """Dataclass -> plain nested dict/list (tuples become lists), for YAML/JSON dumps."""
+    if dataclasses.is_dataclass(config):
+        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, (list, tuple)):
+        return [to_dict(v) for v in config]
+    if isinstance(config, Mapping):
+        return {k: to_dict(v) for k, v in config.items()}
+    return config
+
+
+def dump_yaml(config: Any) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

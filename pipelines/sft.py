@@ -1,0 +1,219 @@
+"""Supervised fine-tuning: `align sft --config configs/sft/<name>.yaml [key=value ...]`.
+
+Run directory (`output_dir`):
+    config.yaml          the resolved config
+    checkpoints/<step>/  Orbax checkpoints (weights, Adam moments, rng, data position)
+    metrics.jsonl, tb/   training / eval metrics (JSON lines, TensorBoard)
+    eval_before.json     held-out metrics of the starting model (computed once)
+    export/              the final model as a Hugging Face directory (+ tokenizer files)
+    summary.json         written last: its presence means the run is finished and is not redone
+
+A run that stopped early resumes from its latest checkpoint; a finished one returns its summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax
+
+from align.data import (
+    CompletionExample,
+    DataOrder,
+    PreferenceExample,
+    Tokenizer,
+    batches,
+    encode_sft,
+    load_records,
+    pack_batch,
+    packed_batches,
+    pad_batch,
+)
+from align.training import LoopConfig, OptimConfig, chunked_token_logprobs, make_optimizer, nll_loss
+from align.training.optim import learning_rate_schedule
+from align.training.run import (
+    MeshOptions,
+    ModelOptions,
+    SplitOptions,
+    TrainOptions,
+    evaluate,
+    fit,
+    heldout_split,
+    load_model,
+    make_run_mesh,
+    prepare_run,
+    with_lora,
+)
+from pipelines.config_io import dump_yaml, load_config, to_dict
+
+log = logging.getLogger("align.sft")
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTDataOptions:
+    path: str = ""  # file or directory (align.data.load_records); preference rows train on `chosen`
+    split: str = "train"  # file split inside a directory
+    limit: int | None = None  # first N valid rows only
+    max_length: int = 256  # T: every batch is [batch_size, max_length]
+    truncation: str = "keep_start"  # keep_start | keep_end | drop | error
+    packing: bool = False  # first-fit several documents per row
+    skip_invalid: bool = True
+    heldout: SplitOptions = SplitOptions()
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTConfig:
+    output_dir: str
+    model: ModelOptions = ModelOptions()
+    data: SFTDataOptions = SFTDataOptions()
+    optim: OptimConfig = OptimConfig()  # optim.total_steps is the run length
+    train: TrainOptions = TrainOptions()
+    mesh: MeshOptions = MeshOptions()
+    chunk_size: int = 1024  # tokens per logits tile in the loss: the [B, T, V] logits never exist whole
+    export: bool = True
+
+
+def sft_loss(chunk_size: int = 1024):
+    """loss_fn(model, batch, rng): token-mean NLL of the batch's supervised targets, weight = token count.
+
+    The logits are formed `chunk_size` tokens at a time (chunked_token_logprobs), in float32.
+    """
+    def loss_fn(model, batch, rng):
+        del rng
+        hidden = model.hidden(batch["tokens"], batch["positions"], batch["segment_ids"])  # [B, T, D]
+        lp = chunked_token_logprobs(hidden, model.unembed_matrix(), batch["targets"], chunk_size=chunk_size,
+                                    final_softcap=model.config.final_logit_softcap)  # [B, T]
+        loss, metrics = nll_loss(lp, batch["loss_mask"])
+        return loss, {**metrics, "weight": metrics["n_tokens"]}
+
+    return loss_fn
+
+
+def as_sft_example(example):
+    """Preference rows train on their chosen response (prompt -> chosen); other formats pass through."""
+    if isinstance(example, PreferenceExample):
+        return CompletionExample(example.prompt, example.chosen, example.origin)
+    return example
+
+
+def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer):
+    """(train sequences, held-out sequences, report dict); sequences without a loss token are dropped."""
+    if not options.path:
+        raise ValueError("data.path is empty: set it in the config or with data.path=FILE")
+    records = load_records(options.path, options.split, limit=options.limit, skip_invalid=options.skip_invalid)
+    examples = [as_sft_example(e) for e in records]
+    train_ex, held_ex = heldout_split(examples, options.heldout)
+    out, report = [], {"rows_loaded": len(records), "rows_skipped": records.report.skipped}
+    for name, part in (("train", train_ex), ("heldout", held_ex)):
+        seqs, stats = encode_sft(part, tokenizer, max_length=options.max_length, truncation=options.truncation)
+        kept = [s for s in seqs if s.loss_mask[1:].any()]
+        report[name] = {"examples": len(part), "sequences": len(kept), "dropped_no_loss": len(seqs) - len(kept),
+                        "truncation": dataclasses.asdict(stats)}
+        out.append(kept)
+    if not out[0]:
+        raise ValueError(f"{options.path}: no training sequence with a supervised token")
+    return out[0], out[1], report
+
+
+def _train_batches(seqs, config: SFTConfig, pad_id: int):
+    rows, length = config.train.batch_size, config.data.max_length
+    order = DataOrder(len(seqs), seed=config.train.seed)
+    if config.data.packing:
+        return lambda pos: packed_batches(seqs, order, pos, rows, length, pad_id=pad_id)
+    return lambda pos: batches(seqs, order, pos, rows, lambda b: pad_batch(b, length, rows=rows, pad_id=pad_id))
+
+
+def _eval_batches(seqs, config: SFTConfig, pad_id: int):
+    rows, length = config.train.batch_size, config.data.max_length
+    collate = pack_batch if config.data.packing else pad_batch
+    for i in range(0, len(seqs), rows):
+        yield collate(seqs[i: i + rows], length, rows=rows, pad_id=pad_id)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def run_sft(config: SFTConfig) -> dict:
+    """Train (or resume, or skip if finished); returns the summary written to summary.json."""
+    out = Path(config.output_dir)
+    if (out / "summary.json").exists():
+        log.info("%s is finished (summary.json exists): nothing to do", out)
+        return json.loads((out / "summary.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_yaml(config))
+    model, tokenizer = load_model(config.model)
+    train_seqs, held_seqs, data_report = load_sft_data(config.data, tokenizer)
+    log.info("data: %s", data_report)
+    model = with_lora(model, config.train)
+    optimizer = make_optimizer(config.optim)
+    run = prepare_run(model, optimizer, sft_loss(config.chunk_size), run_dir=out, train=config.train,
+                      mesh=make_run_mesh(config.mesh), learning_rate=learning_rate_schedule(config.optim),
+                      manifest={"config": to_dict(config), "model_config": model.config})
+    evaluate_fn = None
+    if held_seqs:
+        def evaluate_fn(state):
+            return evaluate(run.eval_fn, state, _eval_batches(held_seqs, config, tokenizer.pad_id),
+                            config.train.eval_batches)
+
+        before_file = out / "eval_before.json"
+        if not before_file.exists():
+            _write_json(before_file, {"step": int(jax.device_get(run.state.step)), **evaluate_fn(run.state)})
+    loop = LoopConfig(total_steps=config.optim.total_steps, log_every=config.train.log_every,
+                      eval_every=config.train.eval_every, checkpoint_every=config.train.checkpoint_every,
+                      progress=config.train.progress)
+    t0 = time.perf_counter()
+    result = fit(run, _train_batches(train_seqs, config, tokenizer.pad_id), loop, evaluate_fn)
+    run.checkpointer.close()
+    if result.stopped != "done" and result.step < config.optim.total_steps:
+        log.warning("stopped at step %d (%s); run again to resume", result.step, result.stopped)
+        return {"stopped": result.stopped, "step": result.step}
+    summary = {"step": result.step, "seconds": time.perf_counter() - t0, "resumed_from": run.resumed_from,
+               "data": data_report,
+               "eval_before": json.loads((out / "eval_before.json").read_text()) if held_seqs else None,
+               "eval_after": {k[5:]: v for row in result.logs for k, v in row.items() if k.startswith("eval/")}
+               or (evaluate_fn(result.state) if evaluate_fn else None),
+               "train_last": next((r for r in reversed(result.logs) if "loss" in r), None)}
+    if config.export:
+        export_model(result.state.model(), tokenizer, out / "export")
+        summary["export"] = str(out / "export")
+    _write_json(out / "summary.json", summary)
+    return summary
+
+
+def export_model(model, tokenizer: Tokenizer, path: Path) -> Path:
+    """A Hugging Face directory of the (LoRA-merged) decoder with the tokenizer files."""
+    from align.model.hf_io import save_hf_dir
+    from align.training.lora import LoRADecoder, merge_lora
+
+    if isinstance(model, LoRADecoder):
+        model = merge_lora(model)
+    return save_hf_dir(model, path, tokenizer=tokenizer.hf)
+
+
+# ---- CLI -------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML file (configs/sft/*.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides, e.g. optim.learning_rate=1e-4 train.batch_size=8")
+
+
+def run(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = load_config(SFTConfig, args.config, args.overrides)
+    summary = run_sft(config)
+    if "stopped" in summary:
+        return 143 if summary["stopped"] == "sigterm" else 1
+    print(json.dumps({k: summary[k] for k in ("step", "eval_before", "eval_after", "export") if k in summary},
+                     indent=2))
+    return 0
