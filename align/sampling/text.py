@@ -1,0 +1,44 @@
+"""Text in, text out: tokenize prompts, pad them to a length bucket, generate, decode."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from align.data.tokenizer import Tokenizer
+from align.model import Decoder
+from align.sampling.methods import SamplingConfig
+from align.sampling.sampler import SampleResult, generate
+
+
+def bucket(n: int, minimum: int = 16) -> int:
+    """Next power of two >= n (>= minimum): prompts of similar length share one compiled program."""
+    size = minimum
+    while size < n:
+        size *= 2
+    return size
+
+
+def encode_prompts(tokenizer: Tokenizer, prompts: Sequence[str], *, chat: bool) -> list[list[int]]:
+    if chat:
+        return [list(tokenizer.encode_chat([{"role": "user", "content": p}], add_generation_prompt=True).tokens)
+                for p in prompts]
+    return [tokenizer.encode(p, add_bos=True) for p in prompts]
+
+
+def generate_text(model: Decoder, tokenizer: Tokenizer, prompts: Sequence[str], config: SamplingConfig, *,
+                  seed: int = 0, chat: bool = False) -> tuple[list[str], SampleResult]:
+    """Generate one completion per prompt; stop tokens default to the tokenizer's (eos, end_of_turn)."""
+    if not config.stop_ids:
+        config = SamplingConfig(**{**config.__dict__, "stop_ids": tokenizer.stop_ids, "pad_id": tokenizer.pad_id})
+    ids = encode_prompts(tokenizer, prompts, chat=chat)
+    lengths = np.array([len(r) for r in ids], np.int32)
+    tokens = np.full((len(ids), bucket(int(lengths.max()))), tokenizer.pad_id, np.int32)
+    for i, row in enumerate(ids):
+        tokens[i, : len(row)] = row
+    res = generate(model, tokens, lengths, config, jax.random.PRNGKey(seed))
+    out_tokens, out_lengths = np.asarray(res.tokens), np.asarray(res.lengths)
+    texts = [tokenizer.decode(out_tokens[i, : out_lengths[i]]) for i in range(len(ids))]
+    return texts, res

@@ -1,0 +1,27 @@
+"""`align convert`: GGUF / HF / embedded name in, HF safetensors directory (with tokenizer) out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="embedded name (gemma3-270m), *.gguf file, HF directory or hub id")
+    parser.add_argument("output", help="directory to write (config.json, *.safetensors, tokenizer files)")
+    parser.add_argument("--max-shard-gb", type=float, default=2.0, help="split weights into shards of this size")
+
+
+def run(args: argparse.Namespace) -> int:
+    import align
+    from align.model.hf_io import save_hf_dir
+
+    try:
+        loaded = align.load(args.source)
+    except (ValueError, KeyError, align.ModelNotFound) as e:
+        print(f"align convert: {e}", file=sys.stderr)
+        return 2
+    out = save_hf_dir(loaded.model, args.output, tokenizer=loaded.tokenizer.hf,
+                      max_shard_bytes=int(args.max_shard_gb * (1 << 30)))
+    print(f"wrote {out} ({loaded.config.family}, {loaded.config.num_layers} layers) from {loaded.source}")
+    return 0

@@ -1,0 +1,43 @@
+"""`align generate`: sample from any model align can load."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompts", nargs="+", help="one or more prompts (use - to read one per line from stdin)")
+    parser.add_argument("--model", default="gemma3-270m",
+                        help="embedded name (gemma3-270m), *.gguf file, HF directory or hub id [%(default)s]")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy [%(default)s]")
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chat", action="store_true", help="wrap each prompt in the Gemma chat template")
+
+
+def run(args: argparse.Namespace) -> int:
+    import align
+    from align.sampling import SamplingConfig
+    from align.sampling.text import generate_text
+
+    prompts = [line.rstrip("\n") for line in sys.stdin] if args.prompts == ["-"] else args.prompts
+    try:
+        config = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                top_k=args.top_k, top_p=args.top_p)
+        t0 = time.time()
+        loaded = align.load(args.model)
+    except (ValueError, align.ModelNotFound) as e:
+        print(f"align generate: {e}", file=sys.stderr)
+        return 2
+    print(f"loaded {loaded.source} in {time.time() - t0:.1f}s", file=sys.stderr)
+    t0 = time.time()
+    texts, res = generate_text(loaded.model, loaded.tokenizer, prompts, config, seed=args.seed, chat=args.chat)
+    n_tokens = int(res.lengths.sum())
+    for prompt, text in zip(prompts, texts):
+        print(f"### {prompt}\n{text}\n")
+    print(f"{n_tokens} tokens in {time.time() - t0:.1f}s (including compilation)", file=sys.stderr)
+    return 0
