@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help)
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         top.error(f"unknown command {name!r}; choose from: {', '.join(COMMANDS)}")
     module_name, help_ = COMMANDS[name]
+    if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("ALIGN_DISTRIBUTED") == "1":
+        from align.model.sharding import initialize_distributed  # before any device is touched
+
+        initialize_distributed()
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"align {name}", description=help_)
     module.add_arguments(parser)
