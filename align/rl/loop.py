@@ -64,7 +64,9 @@ def owned_train_state(model, optimizer, *, seed: int = 0, trainable=None) -> Tra
 
     trainable = nnx.Param if trainable is None else trainable
     state = create_train_state(model, optimizer, seed=seed, trainable=trainable)
-    return jax.tree.map(jnp.copy, state)
+    # Committed to the default device like a restored checkpoint's arrays, so that a resumed run
+    # hits the same compiled programs (jit keys on whether an input is committed).
+    return jax.device_put(jax.tree.map(jnp.copy, state), jax.devices()[0])
 
 
 def resume(checkpointer: Checkpointer, like: TrainState) -> Resumed | None:
