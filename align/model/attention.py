@@ -21,13 +21,14 @@ def attention_mask(
     k_positions: jax.Array,  # [B, S]
     k_segments: jax.Array,  # [B, S]
     window: int | None,
+    k_slots: jax.Array | None = None,  # [S] slot index of each key; default 0..S-1
 ) -> jax.Array:
     """[B, T, S] boolean: causal by slot, same non-zero segment, and inside the sliding window.
 
     One rule for training (keys = the queries, packed documents separated by segment id) and for
     decoding (keys = the cache slots).
     """
-    k_slots = jnp.arange(k_positions.shape[1])
+    k_slots = jnp.arange(k_positions.shape[1]) if k_slots is None else k_slots
     q_slots = jnp.broadcast_to(q_slots, q_positions.shape)
     mask = k_slots[None, None, :] <= q_slots[:, :, None]
     mask &= q_segments[:, :, None] == k_segments[:, None, :]
@@ -38,8 +39,9 @@ def attention_mask(
 
 
 class Attention(nnx.Module):
-    def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype):
+    def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype, chunk: int | None = None):
         c = config
+        self.chunk = chunk  # query-chunk size of the memory-linear attention path (None: always dense)
         self.q = param(rngs, (c.embed_dim, c.num_heads, c.head_dim), (ax.EMBED, ax.HEADS, ax.HEAD_DIM), dtype)
         self.k = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim), (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype)
         self.v = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim), (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype)
@@ -81,14 +83,48 @@ class Attention(nnx.Module):
             q_slots, new_kv = index + jnp.arange(T), (keys, values)
             keys, values = keys.astype(dt), values.astype(dt)
 
-        B, S = keys.shape[0], keys.shape[1]
+        B = keys.shape[0]
         q = (q * jnp.asarray(c.query_scale, dt)).reshape(B, T, c.num_kv_heads, c.num_groups, c.head_dim)
+        if kv_cache is None and self.chunk and T > self.chunk and T % self.chunk == 0:
+            out = self._chunked(q, keys, values, positions, segment_ids)
+        else:
+            mask = attention_mask(q_slots, positions, segment_ids, k_pos, k_seg, self.window)  # [B, T, S]
+            out = self._attend(q, keys, values, mask)
+        out = out.reshape(B, T, c.num_heads, c.head_dim)
+        return jnp.einsum("BTNH,NHD->BTD", out, self.o[...].astype(dt)), new_kv
+
+    def _attend(self, q, keys, values, mask):
+        """q [B,T,K,G,H], keys/values [B,S,K,H], mask [B,T,S] -> [B,T,K,G,H]."""
+        c = self.config
         logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, keys).astype(jnp.float32)
         if c.attn_logit_softcap is not None:
             logits = jnp.tanh(logits / c.attn_logit_softcap) * c.attn_logit_softcap
-        mask = attention_mask(q_slots, positions, segment_ids, k_pos, k_seg, self.window)  # [B, T, S]
         logits = jnp.where(mask[:, None, None], logits, NEG_INF)
         # softmax in float32 for stability whatever the compute dtype.
-        probs = jax.nn.softmax(logits, axis=-1).astype(dt)
-        out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, values).reshape(B, T, c.num_heads, c.head_dim)
-        return jnp.einsum("BTNH,NHD->BTD", out, self.o[...].astype(dt)), new_kv
+        probs = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
+        # A query that sees no key at all (padding) outputs 0, not a uniform average of whatever is there.
+        probs = jnp.where(jnp.any(mask, axis=-1)[:, None, None, :, None], probs, 0)
+        return jnp.einsum("BKGTS,BSKH->BTKGH", probs, values)
+
+    def _chunked(self, q, keys, values, positions, segment_ids):
+        """Attention one query chunk [C] at a time, each chunk rematerialised in the backward pass.
+
+        Peak memory is O(C * S) instead of O(T * S): no quadratic blow-up at long T. On sliding-window
+        layers a chunk only sees keys in [chunk start - window, chunk end), so compute is linear in T too.
+        """
+        B, T = q.shape[:2]
+        C = self.chunk
+        span = T if self.window is None else min(T, C + -(-self.window // C) * C)  # keys a chunk can see
+
+        @jax.checkpoint
+        def one(i):
+            q_start = i * C
+            k_start = jnp.clip(q_start + C - span, 0, T - span)
+            sl = lambda x, start, size: jax.lax.dynamic_slice_in_dim(x, start, size, axis=1)  # noqa: E731
+            mask = attention_mask(q_start + jnp.arange(C), sl(positions, q_start, C), sl(segment_ids, q_start, C),
+                                  sl(positions, k_start, span), sl(segment_ids, k_start, span), self.window,
+                                  k_slots=k_start + jnp.arange(span))
+            return self._attend(sl(q, q_start, C), sl(keys, k_start, span), sl(values, k_start, span), mask)
+
+        out = jax.lax.map(one, jnp.arange(T // C))  # [T/C, B, C, K, G, H]
+        return jnp.moveaxis(out, 0, 1).reshape(q.shape)

@@ -24,13 +24,13 @@ class Output:
 class Block(nnx.Module):
     """Pre-norm residual block; Gemma 2/3 also normalise each branch's output (post norms)."""
 
-    def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype):
+    def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype, attn_chunk=None):
         c = config
         norm = lambda: RMSNorm(c.embed_dim, eps=c.norm_eps, offset=c.norm_offset, dtype=dtype)  # noqa: E731
         self.pre_attn_norm, self.pre_mlp_norm = norm(), norm()
         if c.post_norms:
             self.post_attn_norm, self.post_mlp_norm = norm(), norm()
-        self.attn = Attention(c, layer_type, rngs=rngs, dtype=dtype)
+        self.attn = Attention(c, layer_type, rngs=rngs, dtype=dtype, chunk=attn_chunk)
         self.mlp = MLP(c.embed_dim, c.hidden_dim, activation=c.activation, rngs=rngs, dtype=dtype)
         self.post_norms = c.post_norms
 
@@ -54,15 +54,18 @@ class Decoder(nnx.Module):
       param_dtype: storage dtype of the weights.
       dtype: compute dtype of activations (bf16 for speed; logits and softmaxes stay float32).
       remat: recompute each block in the backward pass instead of storing its activations.
+      attn_chunk: sequences longer than this (and a multiple of it) use query-chunked attention, whose
+        memory grows linearly with length; None keeps the dense [T, S] attention everywhere.
     """
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=jnp.float32,
-                 remat: bool = False):
+                 remat: bool = False, attn_chunk: int | None = 1024):
         c = config
         self.config, self.dtype, self.remat = c, dtype, remat
         self.embedder = Embedder(c.vocab_size, c.embed_dim, scale_by_sqrt_dim=c.scale_embeddings, rngs=rngs,
                                  dtype=param_dtype)
-        self.layers = nnx.List([Block(c, t, rngs=rngs, dtype=param_dtype) for t in c.layer_types])
+        self.layers = nnx.List([Block(c, t, rngs=rngs, dtype=param_dtype, attn_chunk=attn_chunk)
+                                for t in c.layer_types])
         self.final_norm = RMSNorm(c.embed_dim, eps=c.norm_eps, offset=c.norm_offset, dtype=param_dtype)
         if not c.tie_embeddings:
             self.lm_head = param(rngs, (c.embed_dim, c.vocab_size), (ax.EMBED, ax.VOCAB), param_dtype)
