@@ -1,0 +1,130 @@
+"""Reward functions for RL pipelines: reward models (and their mixtures) adapted to align.rl's RewardFn.
+
+align never imports reward_models, so the adapter from a trained reward model to
+`RewardFn(prompt, prompt_mask, response, response_mask) -> [B]` lives here, in the composition root.
+
+    reward:
+      models:                              # weighted sum, e.g. the chat variant's mixture
+        - {path: runs/rm_helpful/export, weight: 1.0, name: helpfulness}
+        - {path: runs/rm_harmless/export, weight: 0.5, name: harmlessness}
+      rules:                               # rule rewards (tests, toy tasks, shaping)
+        - {kind: token_fraction, token: "a", weight: 1.0}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from align.data import Tokenizer
+from align.model.heads import ScoreModel
+from align.rl.rewards import LengthReward, Mixture, RewardFn, TokenFraction
+from align.rl.rollout import join_prompt_response
+
+RULES = ("token_fraction", "length")
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardModelSpec:
+    path: str  # a reward model saved by `align rm` (its export directory)
+    weight: float = 1.0
+    name: str = ""  # e.g. helpfulness / harmlessness, for logs and model cards
+    shift: float = 0.0  # r = (score - shift) / scale: centre and scale each model before mixing
+    scale: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleSpec:
+    kind: str  # token_fraction | length
+    token: str = ""  # token_fraction: text that encodes to exactly one token
+    target: int = 0  # length: preferred response length in tokens
+    weight: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in RULES:
+            raise ValueError(f"reward rule kind={self.kind!r}: expected one of {RULES}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardOptions:
+    models: tuple[RewardModelSpec, ...] = ()
+    rules: tuple[RuleSpec, ...] = ()
+
+    def describe(self) -> list[dict]:
+        """[{name, weight, source}] for logs and model cards."""
+        out = [{"name": m.name or _short_name(m.path), "weight": m.weight, "source": m.path} for m in self.models]
+        return out + [{"name": f"rule:{r.kind}", "weight": r.weight, "source": r.token or r.target} for r in self.rules]
+
+
+def _short_name(path: str) -> str:
+    """runs/rm_helpful/export -> rm_helpful."""
+    p = Path(path)
+    return p.parent.name if p.name == "export" else p.name
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _score(graphdef, state, tokens, positions, segment_ids):
+    return nnx.merge(graphdef, state)(tokens, positions, segment_ids)
+
+
+class ScoreModelReward:
+    """RewardFn from a reward model: the score at the last token of prompt + response (one jit)."""
+
+    def __init__(self, model: ScoreModel, *, shift: float = 0.0, scale: float = 1.0):
+        self.graphdef, self.state = nnx.split(model)
+        self.shift, self.scale = shift, scale
+
+    def __call__(self, prompt, prompt_mask, response, response_mask) -> jax.Array:
+        plen = jnp.sum(prompt_mask > 0, axis=-1).astype(jnp.int32)
+        rlen = jnp.sum(response_mask > 0, axis=-1).astype(jnp.int32)
+        tokens, positions, segments = join_prompt_response(jnp.asarray(prompt), plen, jnp.asarray(response), rlen)
+        scores = _score(self.graphdef, self.state, tokens, positions, segments)
+        return (scores - self.shift) / self.scale
+
+
+def load_reward_model(path: str) -> ScoreModel:
+    """A reward model (decoder + scalar head) saved by the reward-model pipeline."""
+    from reward_models.model import load_reward_model as load
+
+    return load(path)
+
+
+def single_token(tokenizer: Tokenizer, text: str) -> int:
+    ids = tokenizer.encode(text)
+    if len(ids) != 1:
+        raise ValueError(f"reward rule token {text!r} encodes to {len(ids)} tokens {ids}; it must be exactly one")
+    return ids[0]
+
+
+def build_reward(options: RewardOptions, tokenizer: Tokenizer) -> RewardFn:
+    """The weighted mixture of every reward model and rule of `options` (at least one)."""
+    fns, weights = [], []
+    for spec in options.models:
+        fns.append(ScoreModelReward(load_reward_model(spec.path), shift=spec.shift, scale=spec.scale))
+        weights.append(spec.weight)
+    for rule in options.rules:
+        if rule.kind == "token_fraction":
+            fns.append(TokenFraction(single_token(tokenizer, rule.token), exclude=tokenizer.stop_ids))
+        else:
+            fns.append(LengthReward(rule.target))
+        weights.append(rule.weight)
+    if not fns:
+        raise ValueError("reward: no reward model and no rule; set reward.models or reward.rules")
+    return fns[0] if len(fns) == 1 and weights[0] == 1.0 else Mixture(fns, weights)
+
+
+def load_value_model(value_init: str, reward: RewardOptions, policy) -> ScoreModel:
+    """PPO's critic: a copy of the first reward model ("reward", TRL's default) or of the policy's
+    backbone with a fresh scalar head ("policy")."""
+    if value_init == "reward":
+        if not reward.models:
+            raise ValueError("train.value_init='reward' needs a reward model (reward.models); use 'policy'")
+        return load_reward_model(reward.models[0].path)
+    if value_init == "policy":
+        return ScoreModel(nnx.clone(policy), rngs=nnx.Rngs(0))
+    raise ValueError(f"train.value_init={value_init!r}: expected 'reward' or 'policy'")

@@ -1,0 +1,295 @@
+"""RLHF with PPO or GRPO: `align rlhf --config configs/rlhf/<name>.yaml [key=value ...]`.
+
+Run directory (`output_dir`):
+    config.yaml            the resolved config
+    checkpoints/<step>/    Orbax checkpoints: weights (policy [+ critic]), Adam moments, rng, data
+                           position, iteration and KL coefficient
+    metrics.jsonl, tb/     one row per iteration: reward mean/std, KL, entropy, clip fraction,
+                           value loss, response length, tokens/s
+    eval_before.json       held-out prompts: reward of the starting policy's responses (computed once)
+    eval_samples.jsonl     a few held-out prompts with the responses before and after training
+    export/                the trained policy as a Hugging Face directory (+ tokenizer files)
+    summary.json           written last: its presence means the run is finished and is not redone
+
+The reward is a weighted mixture of reward models (e.g. helpfulness and harmlessness) and rule
+rewards; every reward model must share the policy's tokenizer. A stopped run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from align.data import DataOrder, Tokenizer, batches, encode_prompts, load_records, prompt_batch
+from align.rl.grpo import GRPOConfig, make_grpo_iteration
+from align.rl.loop import RLLoopConfig, owned_train_state, resume, rl_loop
+from align.rl.ppo import PolicyAndValue, PPOConfig, make_ppo_iteration
+from align.rl.rewards import RewardFn
+from align.rl.rollout import RolloutConfig, make_rollout
+from align.training import Checkpointer, MetricsWriter, OptimConfig, make_optimizer, trainable_filter
+from align.training.run import ModelOptions, SplitOptions, heldout_split, load_model
+from pipelines.config_io import dump_yaml, load_config, to_dict
+from pipelines.rewards import RewardOptions, build_reward, load_value_model
+
+log = logging.getLogger("align.rlhf")
+ALGORITHMS = ("ppo", "grpo")
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptDataOptions:
+    path: str = ""  # file or directory (align.data.load_records): any format with a prompt
+    split: str = "train"
+    limit: int | None = None
+    max_prompt_length: int = 128  # P: prompts are cut from the left (keeping <bos>) to this many tokens
+    skip_invalid: bool = True
+    heldout: SplitOptions = SplitOptions(heldout_fraction=0.1, heldout_max=32)
+
+
+@dataclasses.dataclass(frozen=True)
+class RLTrainOptions:
+    iterations: int = 10  # rollouts (each followed by its optimizer updates)
+    batch_size: int = 8  # prompts per rollout (GRPO samples each group_size times)
+    checkpoint_every: int = 0  # iterations; 0: only at the end
+    keep_checkpoints: int = 2
+    async_checkpoints: bool = True
+    seed: int = 0  # data order and the state's rng (sampling, minibatch shuffles)
+    trainable: str = "all"  # all | no_embeddings (saves the [V, D] table's gradient and Adam moments)
+    value_init: str = "reward"  # PPO critic: "reward" (a copy of the first reward model) | "policy"
+    progress: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class RLEvalOptions:
+    prompts: int = 16  # held-out prompts scored before and after training (0: no evaluation)
+    batch_size: int = 8
+    seed: int = 1234  # sampling key: before and after see the same noise
+    samples: int = 4  # prompts written to eval_samples.jsonl
+
+
+@dataclasses.dataclass(frozen=True)
+class RLHFConfig:
+    output_dir: str
+    algorithm: str = "ppo"  # ppo | grpo
+    model: ModelOptions = ModelOptions()  # the starting policy (and frozen reference), e.g. an SFT export
+    data: PromptDataOptions = PromptDataOptions()
+    reward: RewardOptions = RewardOptions()
+    optim: OptimConfig = OptimConfig(learning_rate=1e-6, schedule="constant")  # total_steps: derived
+    train: RLTrainOptions = RLTrainOptions()
+    eval: RLEvalOptions = RLEvalOptions()
+    ppo: PPOConfig = PPOConfig()
+    grpo: GRPOConfig = GRPOConfig()
+    export: bool = True
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm={self.algorithm!r}: expected one of {ALGORITHMS}")
+
+    @property
+    def rollout(self) -> RolloutConfig:
+        return self.ppo.rollout if self.algorithm == "ppo" else self.grpo.rollout
+
+    def updates_per_iteration(self) -> int:
+        if self.algorithm == "ppo":
+            return self.ppo.ppo_epochs * -(-self.train.batch_size // self.ppo.minibatch_size)
+        rows = self.train.batch_size * self.grpo.group_size
+        return self.grpo.num_iterations * -(-rows // self.grpo.minibatch_size)
+
+
+def with_tokenizer_ids(config: RLHFConfig, tokenizer: Tokenizer) -> RLHFConfig:
+    """Stop ids (<eos>, <end_of_turn>) and the pad id from the tokenizer when the config leaves them empty;
+    optim.total_steps from the run length (it only shapes the learning-rate schedule)."""
+    def fill(rollout: RolloutConfig) -> RolloutConfig:
+        s = rollout.sampling
+        s = dataclasses.replace(s, stop_ids=s.stop_ids or tokenizer.stop_ids, pad_id=tokenizer.pad_id)
+        return dataclasses.replace(rollout, sampling=s)
+
+    total = max(config.train.iterations * config.updates_per_iteration(), config.optim.warmup_steps, 1)
+    return dataclasses.replace(
+        config, ppo=dataclasses.replace(config.ppo, rollout=fill(config.ppo.rollout)),
+        grpo=dataclasses.replace(config.grpo, rollout=fill(config.grpo.rollout)),
+        optim=dataclasses.replace(config.optim, total_steps=total))
+
+
+def load_prompts(options: PromptDataOptions, tokenizer: Tokenizer) -> tuple[list, list, dict]:
+    """(train prompts, held-out prompts, report): int32 token arrays, cut from the left to max_prompt_length."""
+    if not options.path:
+        raise ValueError("data.path is empty: set it in the config or with data.path=FILE")
+    records = load_records(options.path, options.split, limit=options.limit, skip_invalid=options.skip_invalid)
+    train_ex, held_ex = heldout_split(list(records), options.heldout)
+    train, train_stats = encode_prompts(train_ex, tokenizer, max_length=options.max_prompt_length)
+    held, _ = encode_prompts(held_ex, tokenizer, max_length=options.max_prompt_length)
+    if not train:
+        raise ValueError(f"{options.path}: no prompts to train on")
+    report = {"rows_loaded": len(records), "rows_skipped": records.report.skipped, "train": len(train),
+              "heldout": len(held), "truncation": dataclasses.asdict(train_stats)}
+    return train, held, report
+
+
+def prompt_stream(prompts: list, config: RLHFConfig, pad_id: int, position=None):
+    rows, length = config.train.batch_size, config.data.max_prompt_length
+    order = DataOrder(len(prompts), seed=config.train.seed)
+    return batches(prompts, order, position, rows,
+                   lambda items: prompt_batch(items, length, padding="right", rows=rows, pad_id=pad_id))
+
+
+def make_iteration(config: RLHFConfig, optimizer, reference, reward_fn: RewardFn):
+    if config.algorithm == "ppo":
+        return make_ppo_iteration(config.ppo, optimizer, reference, reward_fn), config.ppo.kl_coef
+    return make_grpo_iteration(config.grpo, optimizer, reference, reward_fn), config.grpo.beta
+
+
+def initial_state(config: RLHFConfig, policy, optimizer):
+    """PPO: PolicyAndValue(policy, critic); GRPO: the policy alone. The state owns copies of the weights."""
+    trainable = trainable_filter(config.train.trainable)
+    model = policy
+    if config.algorithm == "ppo":
+        model = PolicyAndValue(policy, load_value_model(config.train.value_init, config.reward, policy))
+    return owned_train_state(model, optimizer, seed=config.train.seed, trainable=trainable)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    metrics: dict
+    samples: list[dict]
+
+
+def evaluate_policy(policy, reference, reward_fn: RewardFn, prompts: list, config: RLHFConfig,
+                    tokenizer: Tokenizer) -> Evaluation:
+    """Reward (and KL to the reference) of the policy's responses to held-out prompts.
+
+    Sampled like the rollouts, with a fixed key per batch, so the starting and the trained policy
+    see the same noise; the response rows are decoded for eval_samples.jsonl.
+    """
+    rows, length = config.eval.batch_size, config.data.max_prompt_length
+    scores, kls, lengths, samples = [], [], [], []
+    for i in range(0, len(prompts), rows):
+        chunk = prompts[i : i + rows]
+        # Pad the last batch with copies of the first prompt (one jit shape); their rows are dropped.
+        batch = prompt_batch(chunk + [chunk[0]] * (rows - len(chunk)), length, padding="right", rows=rows,
+                             pad_id=tokenizer.pad_id)
+        key = jax.random.fold_in(jax.random.PRNGKey(config.eval.seed), i)
+        rollout, _ = make_rollout(policy, reference, None, reward_fn, batch["tokens"], batch["lengths"],
+                                  config.rollout, key)
+        n, m = len(chunk), np.asarray(rollout.response_mask)
+        scores += np.asarray(rollout.scores)[:n].tolist()
+        kls += (np.asarray(rollout.logprobs - rollout.ref_logprobs) * m).sum(-1)[:n].tolist()
+        lengths += m.sum(-1)[:n].tolist()
+        for b in range(n):
+            samples.append({"prompt": tokenizer.decode(chunk[b], skip_special=False),
+                            "response": tokenizer.decode(np.asarray(rollout.response[b])[: int(m[b].sum())]),
+                            "reward": scores[i + b]})
+    s = np.asarray(scores)
+    metrics = {"reward/mean": float(s.mean()), "reward/stderr": float(s.std(ddof=1) / np.sqrt(len(s)))
+               if len(s) > 1 else 0.0, "kl/ref": float(np.mean(kls)), "response/length": float(np.mean(lengths)),
+               "n": len(s)}
+    return Evaluation(metrics, samples)
+
+
+def write_json(path: Path, obj) -> None:
+    from pipelines.sft import _write_json
+
+    _write_json(path, obj)
+
+
+def write_samples(path: Path, before: list[dict], after: list[dict], n: int) -> None:
+    """The first n held-out prompts with the responses before and after training, one JSON per line."""
+    with path.open("w") as f:
+        for b, a in list(zip(before, after))[:n]:
+            f.write(json.dumps({"prompt": b["prompt"], "before": b["response"], "reward_before": b["reward"],
+                                "after": a["response"], "reward_after": a["reward"]}) + "\n")
+
+
+def policy_of(state):
+    model = state.model()
+    return model.policy if isinstance(model, PolicyAndValue) else model
+
+
+def run_rlhf(config: RLHFConfig) -> dict:
+    """Train (or resume, or skip if finished); returns the summary written to summary.json."""
+    out = Path(config.output_dir)
+    if (out / "summary.json").exists():
+        log.info("%s is finished (summary.json exists): nothing to do", out)
+        return json.loads((out / "summary.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    reference, tokenizer = load_model(config.model)
+    config = with_tokenizer_ids(config, tokenizer)
+    (out / "config.yaml").write_text(dump_yaml(config))
+    train_prompts, held_prompts, data_report = load_prompts(config.data, tokenizer)
+    log.info("prompts: %s", data_report)
+    reward_fn = build_reward(config.reward, tokenizer)
+    optimizer = make_optimizer(config.optim)
+    iterate, kl_coef = make_iteration(config, optimizer, reference, reward_fn)
+    state = initial_state(config, reference, optimizer)
+    held = held_prompts[: config.eval.prompts]
+    if held and not (out / "eval_before.json").exists():
+        before = evaluate_policy(reference, reference, reward_fn, held, config, tokenizer)
+        write_json(out / "eval_before.json", before.metrics)
+        write_json(out / "eval_before_samples.json", before.samples)
+    ckpt = Checkpointer(out / "checkpoints", keep=config.train.keep_checkpoints,
+                        async_save=config.train.async_checkpoints,
+                        manifest={"config": to_dict(config), "model_config": reference.config})
+    start, position = 0, None
+    resumed = resume(ckpt, state)
+    if resumed is not None:
+        state, start, kl_coef, position = resumed.state, resumed.iteration, resumed.kl_coef, resumed.data_position
+        log.info("resuming at iteration %d (%s)", start, ckpt.directory)
+    writer = MetricsWriter(out / "metrics.jsonl", out / "tb")
+    writer.truncate_after(start)
+    t0 = time.perf_counter()
+    loop = RLLoopConfig(iterations=config.train.iterations, checkpoint_every=config.train.checkpoint_every,
+                        progress=config.train.progress)
+    try:
+        result = rl_loop(iterate, state, prompt_stream(train_prompts, config, tokenizer.pad_id, position), loop,
+                         kl_coef=kl_coef, start_iteration=start, checkpointer=ckpt, writer=writer,
+                         data_position=position)
+    finally:
+        writer.close()
+        ckpt.close()
+    if result.stopped != "done":
+        log.warning("stopped at iteration %d (%s); run again to resume", result.iteration, result.stopped)
+        return {"stopped": result.stopped, "iteration": result.iteration}
+    policy = policy_of(result.state)
+    summary = {"algorithm": config.algorithm, "iterations": result.iteration, "optimizer_steps":
+               int(jax.device_get(result.state.step)), "seconds": time.perf_counter() - t0,
+               "resumed_from": start or None, "data": data_report, "kl_coef": result.kl_coef,
+               "train_last": result.logs[-1] if result.logs else None}
+    if held:
+        after = evaluate_policy(policy, reference, reward_fn, held, config, tokenizer)
+        summary["eval_before"] = json.loads((out / "eval_before.json").read_text())
+        summary["eval_after"] = after.metrics
+        before_samples = json.loads((out / "eval_before_samples.json").read_text())
+        write_samples(out / "eval_samples.jsonl", before_samples, after.samples, config.eval.samples)
+    if config.export:
+        from pipelines.sft import export_model
+
+        export_model(policy, tokenizer, out / "export")
+        summary["export"] = str(out / "export")
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+# ---- CLI -------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML file (configs/rlhf/*.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides, e.g. algorithm=grpo train.iterations=20 ppo.kl_coef=0.1")
+
+
+def run(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = load_config(RLHFConfig, args.config, args.overrides)
+    summary = run_rlhf(config)
+    if "stopped" in summary:
+        return 143 if summary["stopped"] == "sigterm" else 1
+    keys = ("algorithm", "iterations", "eval_before", "eval_after", "export")
+    print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
+    return 0
+
