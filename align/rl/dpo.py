@@ -40,7 +40,6 @@ class DPOConfig:
     loss_type: Literal["sigmoid", "ipo"] = "sigmoid"
     label_smoothing: float = 0.0
     logprob_chunk: int = 256  # tokens per [C, V] logits tile
-    grad_accum: int = 1
 
     def __post_init__(self):
         if self.loss_type not in ("sigmoid", "ipo"):
@@ -96,19 +95,20 @@ def precompute_reference(reference: Decoder, batches: Iterable[Mapping[str, np.n
 
 
 def make_dpo_step(config: DPOConfig, optimizer: optax.GradientTransformation, *,
-                  reference: Decoder | None = None) -> Callable:
+                  reference: Decoder | None = None, grad_accum: int = 1) -> Callable:
     """step(state, batch) -> (state, metrics), for align.training.loop.train_loop.
 
     Without `reference`, every batch must carry "ref_logps" [B, P] (precomputed); with it, they are
     computed on the fly from the frozen reference before the jitted update.
     """
-    step = make_train_step(functools.partial(dpo_loss_fn, config=config), optimizer,
-                           grad_accum=config.grad_accum)
-    if reference is None:
-        return step
+    step = make_train_step(functools.partial(dpo_loss_fn, config=config), optimizer, grad_accum=grad_accum)
+    return step if reference is None else with_reference(step, reference, config.logprob_chunk)
 
+
+def with_reference(step: Callable, reference: Decoder, chunk_size: int) -> Callable:
+    """step(state, batch) that first adds batch["ref_logps"] from the frozen `reference`."""
     def step_with_reference(state: TrainState, batch: Mapping[str, np.ndarray]):
-        ref = reference_logprobs(reference, batch, config.logprob_chunk)
+        ref = reference_logprobs(reference, batch, chunk_size)
         return step(state, {**{k: batch[k] for k in PAIR_KEYS}, "ref_logps": ref})
 
     return step_with_reference

@@ -1,0 +1,206 @@
+"""Direct preference optimisation: `align dpo --config configs/dpo/<name>.yaml [key=value ...]`.
+
+Run directory (`output_dir`), as for SFT:
+    config.yaml, checkpoints/<step>/, metrics.jsonl, tb/
+    eval_before.json     held-out pairs at the start (loss = ln 2, accuracy 0, by construction)
+    export/              the trained policy as a Hugging Face directory (+ tokenizer files)
+    summary.json         written last: its presence means the run is finished and is not redone
+
+The frozen reference is the starting model. Its log-probs are either precomputed once for every pair
+(`precompute_reference: true`, one forward pass over the data, then none per step) or computed for
+each batch (`false`: cheaper when the run sees less than one epoch). Resumes like SFT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from align.data import DataOrder, PreferenceExample, batches, encode_preferences, load_records, preference_batch
+from align.rl.dpo import DPOConfig, dpo_loss_fn, precompute_reference, with_reference
+from align.training import LoopConfig, OptimConfig, make_optimizer
+from align.training.optim import learning_rate_schedule
+from align.training.run import (
+    MeshOptions,
+    ModelOptions,
+    SplitOptions,
+    TrainOptions,
+    evaluate,
+    fit,
+    heldout_split,
+    load_model,
+    make_run_mesh,
+    prepare_run,
+    with_lora,
+)
+from pipelines.config_io import dump_yaml, load_config, to_dict
+
+log = logging.getLogger("align.dpo")
+
+
+@dataclasses.dataclass(frozen=True)
+class PreferenceDataOptions:
+    path: str = ""  # file or directory of preference rows (HH chosen/rejected, TRL formats)
+    split: str = "train"
+    limit: int | None = None
+    max_length: int = 256  # T of every [B, P, T] batch
+    max_prompt_length: int | None = None  # prompt cut from the left when a pair is too long (default T // 2)
+    skip_invalid: bool = True
+    heldout: SplitOptions = SplitOptions()
+
+
+@dataclasses.dataclass(frozen=True)
+class DPORunConfig:
+    output_dir: str
+    model: ModelOptions = ModelOptions()  # the starting policy, also the frozen reference
+    data: PreferenceDataOptions = PreferenceDataOptions()
+    dpo: DPOConfig = DPOConfig()
+    optim: OptimConfig = OptimConfig(learning_rate=5e-7)
+    train: TrainOptions = TrainOptions()
+    mesh: MeshOptions = MeshOptions()
+    precompute_reference: bool = True
+    export: bool = True
+
+
+def load_pairs(options: PreferenceDataOptions, tokenizer) -> tuple[list, list, dict]:
+    """(train pairs, held-out pairs, report); pairs whose responses were cut away entirely are dropped."""
+    if not options.path:
+        raise ValueError("data.path is empty: set it in the config or with data.path=FILE")
+    records = load_records(options.path, options.split, limit=options.limit, skip_invalid=options.skip_invalid)
+    examples = [e for e in records if isinstance(e, PreferenceExample)]
+    if not examples:
+        raise ValueError(f"{options.path}: no preference rows (prompt/chosen/rejected) among {len(records)}")
+    train_ex, held_ex = heldout_split(examples, options.heldout)
+    out, report = [], {"rows_loaded": len(records), "rows_skipped": records.report.skipped,
+                       "not_preference": len(records) - len(examples)}
+    for name, part in (("train", train_ex), ("heldout", held_ex)):
+        pairs, stats = encode_preferences(part, tokenizer, max_length=options.max_length,
+                                          max_prompt_length=options.max_prompt_length)
+        kept = [p for p in pairs if p.loss_mask.any(axis=1).all()]
+        report[name] = {"pairs": len(kept), "dropped_no_loss": len(pairs) - len(kept),
+                        "truncation": dataclasses.asdict(stats)}
+        out.append(kept)
+    if not out[0]:
+        raise ValueError(f"{options.path}: no training pair with response tokens on both sides")
+    return out[0], out[1], report
+
+
+def frozen_copy(model):
+    """A copy of `model` with its own buffers: the jitted step donates the trained weights' buffers."""
+    graphdef, state = nnx.split(model)
+    return nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
+
+
+def _collate(rows: int, length: int, pad_id: int):
+    """Items are (pair, ref_logps [P] or None) -> a [B, P, T] batch (+ ref_logps [B, P])."""
+    def collate(items):
+        batch = preference_batch([p for p, _ in items], length, rows=rows, pad_id=pad_id)
+        if items[0][1] is not None:
+            ref = np.zeros((rows, 2), np.float32)
+            ref[: len(items)] = np.stack([r for _, r in items])
+            batch["ref_logps"] = ref
+        return batch
+
+    return collate
+
+
+def _with_ref(pairs, reference, config: DPORunConfig, pad_id: int, precompute: bool) -> list:
+    """[(pair, ref_logps [P])] with the reference's log-probs when `precompute`, else [(pair, None)]."""
+    if not precompute or not pairs:
+        return [(p, None) for p in pairs]
+    rows, length = config.train.batch_size, config.data.max_length
+    collate = _collate(rows, length, pad_id)
+    chunks = [collate([(p, None) for p in pairs[i : i + rows]]) for i in range(0, len(pairs), rows)]
+    ref = precompute_reference(reference, chunks, config.dpo.logprob_chunk)  # [N rounded up, P]
+    return list(zip(pairs, ref[: len(pairs)]))
+
+
+def run_dpo(config: DPORunConfig) -> dict:
+    """Train (or resume, or skip if finished); returns the summary written to summary.json."""
+    out = Path(config.output_dir)
+    if (out / "summary.json").exists():
+        log.info("%s is finished (summary.json exists): nothing to do", out)
+        return json.loads((out / "summary.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_yaml(config))
+    model, tokenizer = load_model(config.model)
+    train_pairs, held_pairs, data_report = load_pairs(config.data, tokenizer)
+    log.info("data: %s", data_report)
+    reference = frozen_copy(model)
+    pad, rows, length = tokenizer.pad_id, config.train.batch_size, config.data.max_length
+    train_items = _with_ref(train_pairs, reference, config, pad, config.precompute_reference)
+    # The eval step never sees the reference: held-out pairs always carry precomputed log-probs.
+    held_items = _with_ref(held_pairs, reference, config, pad, True)
+    loss_fn = lambda m, b, rng: dpo_loss_fn(m, b, rng, config=config.dpo)  # noqa: E731
+    run = prepare_run(with_lora(model, config.train), make_optimizer(config.optim), loss_fn, run_dir=out,
+                      train=config.train, mesh=make_run_mesh(config.mesh),
+                      learning_rate=learning_rate_schedule(config.optim),
+                      manifest={"config": to_dict(config), "model_config": model.config})
+    if not config.precompute_reference:
+        run.step_fn = with_reference(run.step_fn, reference, config.dpo.logprob_chunk)
+    collate = _collate(rows, length, pad)
+    evaluate_fn = None
+    if held_items:
+        def evaluate_fn(state):
+            chunks = (collate(held_items[i : i + rows]) for i in range(0, len(held_items), rows))
+            return evaluate(run.eval_fn, state, chunks, config.train.eval_batches)
+
+        if not (out / "eval_before.json").exists():
+            _write_json(out / "eval_before.json", {"step": int(jax.device_get(run.state.step)),
+                                                   **evaluate_fn(run.state)})
+    order = DataOrder(len(train_items), seed=config.train.seed)
+    loop = LoopConfig(total_steps=config.optim.total_steps, log_every=config.train.log_every,
+                      eval_every=config.train.eval_every, checkpoint_every=config.train.checkpoint_every,
+                      progress=config.train.progress)
+    t0 = time.perf_counter()
+    result = fit(run, lambda pos: batches(train_items, order, pos, rows, collate), loop, evaluate_fn)
+    run.checkpointer.close()
+    if result.stopped != "done" and result.step < config.optim.total_steps:
+        log.warning("stopped at step %d (%s); run again to resume", result.step, result.stopped)
+        return {"stopped": result.stopped, "step": result.step}
+    summary = {"step": result.step, "seconds": time.perf_counter() - t0, "resumed_from": run.resumed_from,
+               "data": data_report,
+               "eval_before": json.loads((out / "eval_before.json").read_text()) if held_items else None,
+               "eval_after": {k[5:]: v for row in result.logs for k, v in row.items() if k.startswith("eval/")}
+               or None, "train_last": next((r for r in reversed(result.logs) if "loss" in r), None)}
+    if config.export:
+        from pipelines.sft import export_model
+
+        export_model(result.state.model(), tokenizer, out / "export")
+        summary["export"] = str(out / "export")
+    _write_json(out / "summary.json", summary)
+    return summary
+
+
+def _write_json(path: Path, obj) -> None:
+    from pipelines.sft import _write_json as write
+
+    write(path, obj)
+
+
+# ---- CLI -------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML file (configs/dpo/*.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides, e.g. dpo.beta=0.1 dpo.loss_type=ipo optim.total_steps=50")
+
+
+def run(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = load_config(DPORunConfig, args.config, args.overrides)
+    summary = run_dpo(config)
+    if "stopped" in summary:
+        return 143 if summary["stopped"] == "sigterm" else 1
+    print(json.dumps({k: summary[k] for k in ("step", "eval_before", "eval_after", "export") if k in summary},
+                     indent=2))
+    return 0
