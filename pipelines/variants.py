@@ -30,17 +30,10 @@ from align.data.testing import GEMMA3_CHAT_TEMPLATE
 from pipelines.config_io import load_config
 from pipelines.model_card import Stage, render_card
 from pipelines.rewards import RewardOptions
+from pipelines.rlhf import PromptSource
 
 SYSTEM_HANDLING = ("fold", "drop")
 TEMPLATES = ("gemma", "none")
-
-
-@dataclasses.dataclass(frozen=True)
-class DataSource:
-    path: str
-    weight: float = 1.0
-    split: str = "train"
-    limit: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +52,7 @@ class VariantSpec:
     system_prompt: str | None = None
     system_handling: str = "fold"
     chat_template: str = "gemma"
-    data: tuple[DataSource, ...] = ()
+    data: tuple[PromptSource, ...] = ()  # the RL prompt mixture (data.mixture of its RL stage)
     reward_weights: dict[str, float] = dataclasses.field(default_factory=dict)
     generation: GenerationDefaults = GenerationDefaults()
 
