@@ -1,0 +1,281 @@
+"""The whole recipe in one command: `align pipeline configs/quickstart.yaml [key=value ...]`.
+
+    sft  ->  reward model(s)  ->  PPO (shared, or one per variant)  ->  safety evals  ->  variants
+
+Every stage writes into `output_dir/<stage>` and is skipped when its finished output is there
+(summary.json, a results file, a model card), so re-running after a crash continues where it stopped,
+and a stage that stopped mid-way resumes from its own checkpoints. Each stage's config is the
+mapping its own command takes (`align sft`, `align rm`, `align rlhf`), with output_dir, the model to
+start from and the reward models filled in here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from align.training.run import ModelOptions
+from pipelines.config_io import build, load_config, to_dict
+from pipelines.rewards import RewardModelSpec, RewardOptions
+
+log = logging.getLogger("align.pipeline")
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardModelStage:
+    name: str  # e.g. helpfulness / harmlessness: what the variants' reward_weights refer to
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)  # `align rm` config keys
+    weight: float = 1.0  # its weight in the shared PPO stage's reward
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    enabled: bool = True
+    suites: str = "crows_pairs,stereoset"
+    limit: int = 16  # examples per suite: a smoke-sized sample with wide intervals
+    batch_size: int = 8
+    extra_args: tuple[str, ...] = ()  # passed to `align eval` as they are
+
+
+@dataclasses.dataclass(frozen=True)
+class QuickstartConfig:
+    output_dir: str = "runs/quickstart"
+    model: ModelOptions = ModelOptions(spec="gemma3-270m")
+    sft: dict[str, Any] = dataclasses.field(default_factory=dict)  # `align sft` config keys
+    reward_models: tuple[RewardModelStage, ...] = ()
+    rlhf: dict[str, Any] = dataclasses.field(default_factory=dict)  # `align rlhf` config keys
+    rl_per_variant: bool = False  # one RL run per variant (its prompt mixture, reward weights, system prompt)
+    variants: str = "configs/variants/gemma3_270m.yaml"
+    eval: EvalOptions = EvalOptions()
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    output: Path  # what exists when the stage is finished
+    run: Any  # () -> None
+    describe: str = ""
+
+
+def _sub_config(cls, mapping: dict, source: str, **fixed):
+    """A stage's typed config from its mapping, with the pipeline's values for `fixed` keys."""
+    return build(cls, {**mapping, **fixed}, source=source)
+
+
+def _model(spec: str, base: ModelOptions) -> dict:
+    return to_dict(dataclasses.replace(base, spec=spec, tokenizer=None))
+
+
+class Pipeline:
+    """The stage list of one quickstart config, and where every output goes."""
+
+    def __init__(self, config: QuickstartConfig, source: str = "<quickstart>"):
+        from pipelines.variants import load_variants
+
+        self.config, self.source = config, source
+        self.out = Path(config.output_dir)
+        self.variants = load_variants(config.variants).variants
+        if not self.variants:
+            raise ValueError(f"{config.variants}: no variants configured")
+
+    # ---- paths ------------------------------------------------------------------------------
+    def sft_dir(self) -> Path:
+        return self.out / "sft"
+
+    def rm_dir(self, rm: RewardModelStage) -> Path:
+        return self.out / f"rm_{rm.name}"
+
+    def rl_dir(self, variant: str | None) -> Path:
+        return self.out / ("rl" if variant is None or not self.config.rl_per_variant else f"rl_{variant}")
+
+    def results_file(self, variant: str) -> Path:
+        return self.out / "evals" / f"{variant}.json"
+
+    def variant_dir(self, variant: str) -> Path:
+        return self.out / "variants" / variant
+
+    # ---- stage configs ----------------------------------------------------------------------
+    def sft_config(self):
+        from pipelines.sft import SFTConfig
+
+        return _sub_config(SFTConfig, self.config.sft, f"{self.source}: sft", output_dir=str(self.sft_dir()),
+                           model=to_dict(self.config.model))
+
+    def rm_config(self, rm: RewardModelStage):
+        from pipelines.rm import RMConfig
+
+        return _sub_config(RMConfig, rm.config, f"{self.source}: reward_models.{rm.name}",
+                           output_dir=str(self.rm_dir(rm)),
+                           model=_model(str(self.sft_dir() / "export"), self.config.model))
+
+    def reward(self, variant=None) -> RewardOptions:
+        models = tuple(RewardModelSpec(path=str(self.rm_dir(rm) / "export"), weight=rm.weight, name=rm.name)
+                       for rm in self.config.reward_models)
+        base = _sub_config(RewardOptions, self.config.rlhf.get("reward", {}), f"{self.source}: rlhf.reward")
+        reward = dataclasses.replace(base, models=models + base.models)
+        if variant is not None and self.config.rl_per_variant:
+            from pipelines.variants import weighted_reward
+
+            reward = weighted_reward(reward, variant)
+        return reward
+
+    def rlhf_config(self, variant=None):
+        from pipelines.rlhf import RLHFConfig
+
+        mapping = dict(self.config.rlhf)
+        config = _sub_config(RLHFConfig, {k: v for k, v in mapping.items() if k != "reward"},
+                             f"{self.source}: rlhf", output_dir=str(self.rl_dir(variant and variant.name)),
+                             model=_model(str(self.sft_dir() / "export"), self.config.model))
+        config = dataclasses.replace(config, reward=self.reward(variant))
+        if variant is not None and self.config.rl_per_variant:
+            data = dataclasses.replace(config.data, mixture=variant.data or config.data.mixture,
+                                       system_prompt=variant.system_prompt)
+            config = dataclasses.replace(config, data=data)
+        return config
+
+    # ---- stages -----------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        from pipelines.rlhf import run_rlhf
+        from pipelines.sft import run_sft
+
+        out = [Stage("sft", self.sft_dir() / "summary.json", lambda: run_sft(self.sft_config()),
+                     "supervised fine-tuning")]
+        for rm in self.config.reward_models:
+            out.append(Stage(f"rm:{rm.name}", self.rm_dir(rm) / "summary.json",
+                             lambda rm=rm: _run_rm(self.rm_config(rm)), "reward model"))
+        rl_variants = self.variants if self.config.rl_per_variant else (None,)
+        for v in rl_variants:
+            name = "rl" if v is None else f"rl:{v.name}"
+            out.append(Stage(name, self.rl_dir(v and v.name) / "summary.json",
+                             lambda v=v: run_rlhf(self.rlhf_config(v)), self.config.rlhf.get("algorithm", "ppo")))
+        for v in self.variants:
+            if self.config.eval.enabled:
+                out.append(Stage(f"eval:{v.name}", self.results_file(v.name), lambda v=v: self.run_eval(v),
+                                 f"safety evals ({self.config.eval.suites})"))
+            out.append(Stage(f"variant:{v.name}", self.variant_dir(v.name) / "README.md",
+                             lambda v=v: self.export(v), "HF export + model card"))
+        return out
+
+    def policy_dir(self, variant) -> Path:
+        return self.rl_dir(variant.name) / "export"
+
+    def run_eval(self, variant) -> None:
+        from safety_evals import cli as eval_cli
+
+        e = self.config.eval
+        parser = argparse.ArgumentParser(prog="align eval")
+        eval_cli.add_arguments(parser)
+        self.results_file(variant.name).parent.mkdir(parents=True, exist_ok=True)
+        args = parser.parse_args(["--model", str(self.policy_dir(variant)), "--variant", variant.name,
+                                  "--suite", e.suites, "--limit", str(e.limit), "--batch-size",
+                                  str(e.batch_size), "--out", str(self.results_file(variant.name)), *e.extra_args])
+        code = eval_cli.run(args)
+        if code == 2:
+            raise ValueError(f"align eval rejected its arguments: {e}")
+        if code:
+            log.warning("some eval suites failed for %s: see %s", variant.name, self.results_file(variant.name))
+
+    def export(self, variant) -> None:
+        from align.training.run import load_model
+        from pipelines.variants import export_variant
+        from safety_evals.results_io import load_results
+
+        model, tokenizer = load_model(ModelOptions(spec=str(self.policy_dir(variant))))
+        results_file = self.results_file(variant.name)
+        results = load_results(results_file) if results_file.exists() else None
+        export_variant(model, tokenizer, variant, self.variant_dir(variant.name),
+                       base_model=self.config.model.spec, stages=self.card_stages(variant), results=results,
+                       reward_mixture=self.reward(variant).describe())
+
+    def card_stages(self, variant):
+        from pipelines.model_card import Stage as CardStage
+
+        def summary(path: Path) -> dict:
+            return json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
+
+        sft = summary(self.sft_dir())
+        stages = [CardStage("sft", str(self.config.sft.get("data", {}).get("path", "")), sft.get("step"))]
+        for rm in self.config.reward_models:
+            s = summary(self.rm_dir(rm))
+            stages.append(CardStage(f"rm ({rm.name})", str(rm.config.get("data", {}).get("path", "")), s.get("step"),
+                                    notes=_rm_notes(s)))
+        rl = summary(self.rl_dir(variant.name))
+        rl_config = self.rlhf_config(variant)
+        data = ", ".join(s.path for s in rl_config.data.mixture) or rl_config.data.path
+        stages.append(CardStage(rl.get("algorithm", rl_config.algorithm), data, rl.get("iterations"), "iterations",
+                                _rl_notes(rl)))
+        return stages
+
+
+def _rm_notes(summary: dict) -> str:
+    acc = (summary.get("eval_after") or {}).get("accuracy")
+    return f"held-out pair accuracy {acc:.3f}" if isinstance(acc, (int, float)) else ""
+
+
+def _rl_notes(summary: dict) -> str:
+    before, after = summary.get("eval_before") or {}, summary.get("eval_after") or {}
+    if "reward/mean" not in before or "reward/mean" not in after:
+        return ""
+    return (f"held-out reward {before['reward/mean']:.3f} -> {after['reward/mean']:.3f} "
+            f"(KL {after.get('kl/ref', float('nan')):.2f} nats)")
+
+
+def _run_rm(config) -> None:
+    from pipelines.rm import run_rm
+
+    run_rm(config)
+
+
+def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stream=sys.stderr) -> dict:
+    """Run every unfinished stage in order; returns {stage: {"output", "status", "seconds"}}."""
+    pipeline = Pipeline(config, source)
+    stages = pipeline.stages()
+    report, t_all = {}, time.perf_counter()
+    for i, stage in enumerate(stages, 1):
+        head = f"[{i}/{len(stages)}] {stage.name:<18} {stage.describe}"
+        if stage.output.exists():
+            print(f"{head}: done already ({stage.output})", file=stream, flush=True)
+            report[stage.name] = {"output": str(stage.output.parent), "status": "skipped", "seconds": 0.0}
+            continue
+        print(f"{head} ...", file=stream, flush=True)
+        t0 = time.perf_counter()
+        stage.run()
+        if not stage.output.exists():
+            raise RuntimeError(f"stage {stage.name} ended without writing {stage.output}: it stopped early "
+                               "(see its log); run the pipeline again to resume it")
+        seconds = time.perf_counter() - t0
+        report[stage.name] = {"output": str(stage.output.parent), "status": "ran", "seconds": seconds}
+        print(f"{head}: finished in {seconds:.0f}s -> {stage.output.parent}", file=stream, flush=True)
+    report["total_seconds"] = time.perf_counter() - t_all
+    (pipeline.out / "pipeline.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def print_report(report: dict, out: Path, stream=sys.stdout) -> None:
+    print(f"\npipeline finished in {report['total_seconds'] / 60:.1f} min; outputs:", file=stream)
+    for name, row in report.items():
+        if isinstance(row, dict):
+            print(f"  {name:<20} {row['status']:<8} {row['seconds']:7.0f}s  {row['output']}", file=stream)
+    print(f"  variants (HF dirs with README.md model cards): {out / 'variants'}", file=stream)
+
+
+# ---- CLI -------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML file (configs/quickstart.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides, e.g. output_dir=runs/qs2 eval.limit=50")
+
+
+def run(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = load_config(QuickstartConfig, args.config, args.overrides)
+    report = run_pipeline(config, args.config)
+    print_report(report, Path(config.output_dir))
+    return 0

@@ -1,0 +1,65 @@
+"""`align pipeline configs/quickstart_tiny.yaml` end to end, then a re-run that skips finished stages."""
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipelines.config_io import load_config
+from pipelines.quickstart import Pipeline, QuickstartConfig, run_pipeline
+from safety_evals.results_io import load_results
+
+CONFIG = "configs/quickstart_tiny.yaml"
+DATA = Path("/work/shared/data/hh_rlhf/helpful-base/test.jsonl.gz")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    if not DATA.exists():
+        pytest.skip(f"{DATA} (shared benchmark data) is not on this machine")
+    out = tmp_path_factory.mktemp("quickstart")
+    config = load_config(QuickstartConfig, CONFIG, [f"output_dir={out}"])
+    log = io.StringIO()
+    report = run_pipeline(config, CONFIG, stream=log)
+    return config, out, report, log.getvalue()
+
+
+def test_every_stage_runs_and_writes_its_output(finished):
+    config, out, report, log = finished
+    stages = [s.name for s in Pipeline(config, CONFIG).stages()]
+    assert stages[0] == "sft" and stages[-1] == "variant:developer"
+    assert {s for s in stages if s.startswith("rm:")} == {f"rm:{rm.name}" for rm in config.reward_models}
+    assert all(report[s]["status"] == "ran" for s in stages)
+    assert f"[1/{len(stages)}] sft" in log and str(out / "variants" / "developer") in log
+    rl = json.loads((out / "rl" / "summary.json").read_text())
+    assert rl["iterations"] == config.rlhf["train"]["iterations"]
+    assert set(rl["eval_after"]) >= {"reward/mean", "kl/ref"}
+    for variant in ("chat", "developer"):
+        assert load_results(out / "evals" / f"{variant}.json").model.variant == variant
+        exported = out / "variants" / variant
+        assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+                "README.md"} <= {p.name for p in exported.iterdir()}
+        card = (exported / "README.md").read_text()
+        assert f"variant-{variant}" in card and "| crows_pairs | pct_stereotype |" in card
+        assert "held-out reward" in card  # the RL row of the training table
+    chat = json.loads((out / "variants" / "chat" / "generation_config.json").read_text())
+    developer = json.loads((out / "variants" / "developer" / "generation_config.json").read_text())
+    assert chat["temperature"] < developer["temperature"]
+
+
+def test_rerun_skips_finished_stages_and_redoes_only_missing_ones(finished):
+    config, out, _, _ = finished
+    (out / "variants" / "developer" / "README.md").unlink()
+    shutil.rmtree(out / "evals")
+    # The RL stage lost its summary but kept its checkpoints: it resumes at its last iteration.
+    (out / "rl" / "summary.json").unlink()
+    log = io.StringIO()
+    report = run_pipeline(config, CONFIG, stream=log)
+    assert report["sft"]["status"] == "skipped" and report["variant:chat"]["status"] == "skipped"
+    assert report["rl"]["status"] == "ran" and report["variant:developer"]["status"] == "ran"
+    assert report["eval:chat"]["status"] == "ran"
+    rl = json.loads((out / "rl" / "summary.json").read_text())
+    assert rl["resumed_from"] == config.rlhf["train"]["iterations"]  # no iteration was redone
+    assert "done already" in log.getvalue()
