@@ -25,7 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from align.data import DataOrder, PreferenceExample, batches, encode_preferences, load_records, preference_batch
+from align.data import (
+    DataOrder,
+    PreferenceExample,
+    batches,
+    encode_preferences,
+    load_records,
+    preference_batch,
+)
 from align.rl.dpo import DPOConfig, dpo_loss_fn, precompute_reference, with_reference
 from align.training import LoopConfig, OptimConfig, make_optimizer
 from align.training.optim import learning_rate_schedule
@@ -75,19 +82,31 @@ def load_pairs(options: PreferenceDataOptions, tokenizer) -> tuple[list, list, d
     """(train pairs, held-out pairs, report); pairs whose responses were cut away entirely are dropped."""
     if not options.path:
         raise ValueError("data.path is empty: set it in the config or with data.path=FILE")
-    records = load_records(options.path, options.split, limit=options.limit, skip_invalid=options.skip_invalid)
+    records = load_records(
+        options.path, options.split, limit=options.limit, skip_invalid=options.skip_invalid
+    )
     examples = [e for e in records if isinstance(e, PreferenceExample)]
     if not examples:
         raise ValueError(f"{options.path}: no preference rows (prompt/chosen/rejected) among {len(records)}")
     train_ex, held_ex = heldout_split(examples, options.heldout)
-    out, report = [], {"rows_loaded": len(records), "rows_skipped": records.report.skipped,
-                       "not_preference": len(records) - len(examples)}
+    out, report = (
+        [],
+        {
+            "rows_loaded": len(records),
+            "rows_skipped": records.report.skipped,
+            "not_preference": len(records) - len(examples),
+        },
+    )
     for name, part in (("train", train_ex), ("heldout", held_ex)):
-        pairs, stats = encode_preferences(part, tokenizer, max_length=options.max_length,
-                                          max_prompt_length=options.max_prompt_length)
+        pairs, stats = encode_preferences(
+            part, tokenizer, max_length=options.max_length, max_prompt_length=options.max_prompt_length
+        )
         kept = [p for p in pairs if p.loss_mask.any(axis=1).all()]
-        report[name] = {"pairs": len(kept), "dropped_no_loss": len(pairs) - len(kept),
-                        "truncation": dataclasses.asdict(stats)}
+        report[name] = {
+            "pairs": len(kept),
+            "dropped_no_loss": len(pairs) - len(kept),
+            "truncation": dataclasses.asdict(stats),
+        }
         out.append(kept)
     if not out[0]:
         raise ValueError(f"{options.path}: no training pair with response tokens on both sides")
@@ -102,6 +121,7 @@ def frozen_copy(model):
 
 def _collate(rows: int, length: int, pad_id: int):
     """Items are (pair, ref_logps [P] or None) -> a [B, P, T] batch (+ ref_logps [B, P])."""
+
     def collate(items):
         batch = preference_batch([p for p, _ in items], length, rows=rows, pad_id=pad_id)
         if items[0][1] is not None:
@@ -140,38 +160,56 @@ def run_dpo(config: DPORunConfig) -> dict:
     train_items = _with_ref(train_pairs, reference, config, pad, config.precompute_reference)
     # The eval step never sees the reference: held-out pairs always carry precomputed log-probs.
     held_items = _with_ref(held_pairs, reference, config, pad, True)
-    loss_fn = lambda m, b, rng: dpo_loss_fn(m, b, rng, config=config.dpo)  # noqa: E731
-    run = prepare_run(with_lora(model, config.train), make_optimizer(config.optim), loss_fn, run_dir=out,
-                      train=config.train, mesh=make_run_mesh(config.mesh),
-                      learning_rate=learning_rate_schedule(config.optim),
-                      manifest={"config": to_dict(config), "model_config": model.config})
+    loss_fn = lambda m, b, rng: dpo_loss_fn(m, b, rng, config=config.dpo)
+    run = prepare_run(
+        with_lora(model, config.train),
+        make_optimizer(config.optim),
+        loss_fn,
+        run_dir=out,
+        train=config.train,
+        mesh=make_run_mesh(config.mesh),
+        learning_rate=learning_rate_schedule(config.optim),
+        manifest={"config": to_dict(config), "model_config": model.config},
+    )
     if not config.precompute_reference:
         run.step_fn = with_reference(run.step_fn, reference, config.dpo.logprob_chunk)
     collate = _collate(rows, length, pad)
     evaluate_fn = None
     if held_items:
+
         def evaluate_fn(state):
             chunks = (collate(held_items[i : i + rows]) for i in range(0, len(held_items), rows))
             return evaluate(run.eval_fn, state, chunks, config.train.eval_batches)
 
         if not (out / "eval_before.json").exists():
-            _write_json(out / "eval_before.json", {"step": int(jax.device_get(run.state.step)),
-                                                   **evaluate_fn(run.state)})
+            _write_json(
+                out / "eval_before.json",
+                {"step": int(jax.device_get(run.state.step)), **evaluate_fn(run.state)},
+            )
     order = DataOrder(len(train_items), seed=config.train.seed)
-    loop = LoopConfig(total_steps=config.optim.total_steps, log_every=config.train.log_every,
-                      eval_every=config.train.eval_every, checkpoint_every=config.train.checkpoint_every,
-                      progress=config.train.progress)
+    loop = LoopConfig(
+        total_steps=config.optim.total_steps,
+        log_every=config.train.log_every,
+        eval_every=config.train.eval_every,
+        checkpoint_every=config.train.checkpoint_every,
+        progress=config.train.progress,
+    )
     t0 = time.perf_counter()
     result = fit(run, lambda pos: batches(train_items, order, pos, rows, collate), loop, evaluate_fn)
     run.checkpointer.close()
     if result.stopped != "done" and result.step < config.optim.total_steps:
         log.warning("stopped at step %d (%s); run again to resume", result.step, result.stopped)
         return {"stopped": result.stopped, "step": result.step}
-    summary = {"step": result.step, "seconds": time.perf_counter() - t0, "resumed_from": run.resumed_from,
-               "data": data_report,
-               "eval_before": json.loads((out / "eval_before.json").read_text()) if held_items else None,
-               "eval_after": {k[5:]: v for row in result.logs for k, v in row.items() if k.startswith("eval/")}
-               or None, "train_last": next((r for r in reversed(result.logs) if "loss" in r), None)}
+    summary = {
+        "step": result.step,
+        "seconds": time.perf_counter() - t0,
+        "resumed_from": run.resumed_from,
+        "data": data_report,
+        "eval_before": json.loads((out / "eval_before.json").read_text()) if held_items else None,
+        "eval_after": {k[5:]: v for row in result.logs for k, v in row.items() if k.startswith("eval/")}
+        or None,
+        "train_last": next((r for r in reversed(result.logs) if "loss" in r), None),
+    }
     if config.export:
         from pipelines.sft import export_model
 
@@ -189,10 +227,15 @@ def _write_json(path: Path, obj) -> None:
 
 # ---- CLI -------------------------------------------------------------------------------------
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML file (configs/dpo/*.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, e.g. dpo.beta=0.1 dpo.loss_type=ipo optim.total_steps=50")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted overrides, e.g. dpo.beta=0.1 dpo.loss_type=ipo optim.total_steps=50",
+    )
 
 
 def run(args) -> int:
@@ -201,6 +244,9 @@ def run(args) -> int:
     summary = run_dpo(config)
     if "stopped" in summary:
         return 143 if summary["stopped"] == "sigterm" else 1
-    print(json.dumps({k: summary[k] for k in ("step", "eval_before", "eval_after", "export") if k in summary},
-                     indent=2))
+    print(
+        json.dumps(
+            {k: summary[k] for k in ("step", "eval_before", "eval_after", "export") if k in summary}, indent=2
+        )
+    )
     return 0

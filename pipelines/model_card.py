@@ -47,8 +47,18 @@ def _direction(higher_is_better: bool | None, target: float | None) -> str:
 
 def front_matter(base_model: str, variant: str, tags: Sequence[str] = ()) -> str:
     tags = ["gemma", "align", "rlhf", f"variant-{variant}", *tags]
-    lines = ["---", "library_name: transformers", "pipeline_tag: text-generation", "license: gemma",
-             f"base_model: {base_model}", "tags:"] + [f"- {t}" for t in tags] + ["---", ""]
+    lines = (
+        [
+            "---",
+            "library_name: transformers",
+            "pipeline_tag: text-generation",
+            "license: gemma",
+            f"base_model: {base_model}",
+            "tags:",
+        ]
+        + [f"- {t}" for t in tags]
+        + ["---", ""]
+    )
     return "\n".join(lines)
 
 
@@ -57,13 +67,21 @@ def eval_section(results: Results | None, variant: str) -> list[str]:
     if results is None:
         return ["## Evaluation", "", "No safety evaluation was run for this variant.", ""]
     if results.model.variant not in (None, variant):
-        raise ValueError(f"{results.source}: results are for variant {results.model.variant!r}, not {variant!r}")
+        raise ValueError(
+            f"{results.source}: results are for variant {results.model.variant!r}, not {variant!r}"
+        )
     limit = results.config.get("limit")
-    out = ["## Evaluation", "",
-           f"`align eval` run `{_cell(results.run_id)}` ({results.created:%Y-%m-%d %H:%M} UTC)"
-           + (f", at most {limit} examples per suite" if limit else "") + ". "
-           "Intervals are 95% bootstrap intervals over examples.", "",
-           "| suite | metric | value | 95% interval | n | better |", "|---|---|---|---|---|---|"]
+    out = [
+        "## Evaluation",
+        "",
+        f"`align eval` run `{_cell(results.run_id)}` ({results.created:%Y-%m-%d %H:%M} UTC)"
+        + (f", at most {limit} examples per suite" if limit else "")
+        + ". "
+        "Intervals are 95% bootstrap intervals over examples.",
+        "",
+        "| suite | metric | value | 95% interval | n | better |",
+        "|---|---|---|---|---|---|",
+    ]
     for suite in results.suites.values():
         if not suite.ok:
             error = (suite.error or "").splitlines()[0] if suite.error else ""
@@ -74,10 +92,18 @@ def eval_section(results: Results | None, variant: str) -> list[str]:
                 continue
             ci = m.interval()
             interval = f"[{_num(ci[0])}, {_num(ci[1])}]" if ci else "n/a"
-            out.append(f"| {_cell(suite.name)} | {_cell(m.name)} | {_num(m.value)} | {interval} | "
-                       f"{m.n if m.n is not None else 'n/a'} | {_direction(m.higher_is_better, m.target)} |")
-    return out + ["", "Small `--limit` runs give wide intervals: compare variants by their intervals, not "
-                  "by the point values.", ""]
+            out.append(
+                f"| {_cell(suite.name)} | {_cell(m.name)} | {_num(m.value)} | {interval} | "
+                f"{m.n if m.n is not None else 'n/a'} | {_direction(m.higher_is_better, m.target)} |"
+            )
+    return out + [
+        "",
+        (
+            "Small `--limit` runs give wide intervals: compare variants by their intervals, not "
+            "by the point values."
+        ),
+        "",
+    ]
 
 
 def training_section(stages: Sequence[Stage], reward_mixture: Sequence[Mapping] = ()) -> list[str]:
@@ -87,33 +113,75 @@ def training_section(stages: Sequence[Stage], reward_mixture: Sequence[Mapping] 
         out.append(f"| {_cell(s.name)} | {_cell(s.data)} | {length} | {_cell(s.notes)} |")
     if reward_mixture:
         out += ["", "Reward used in RL (weighted sum):", ""]
-        out += [f"- {_cell(r['name'])}: weight {r['weight']} ({_cell(r.get('source', ''))})" for r in reward_mixture]
+        out += [
+            f"- {_cell(r['name'])}: weight {r['weight']} ({_cell(r.get('source', ''))})"
+            for r in reward_mixture
+        ]
     return out + [""]
 
 
-def render_card(*, name: str, variant: str, description: str, base_model: str, differences: Mapping[str, Any],
-                generation: Mapping[str, Any], stages: Sequence[Stage], results: Results | None,
-                reward_mixture: Sequence[Mapping] = (), created: dt.datetime | None = None) -> str:
+def render_card(
+    *,
+    name: str,
+    variant: str,
+    description: str,
+    base_model: str,
+    differences: Mapping[str, Any],
+    generation: Mapping[str, Any],
+    stages: Sequence[Stage],
+    results: Results | None,
+    reward_mixture: Sequence[Mapping] = (),
+    created: dt.datetime | None = None,
+) -> str:
     """The README.md text of one exported variant."""
     created = created or dt.datetime.now(dt.timezone.utc)
-    lines = [front_matter(base_model, variant), f"# {name}", "", _cell(description), "",
-             f"Variant **{variant}** of a post-trained `{base_model}`, exported by `align` on "
-             f"{created:%Y-%m-%d}.", "", "## How this variant differs", "", "| setting | value |", "|---|---|"]
+    lines = [
+        front_matter(base_model, variant),
+        f"# {name}",
+        "",
+        _cell(description),
+        "",
+        f"Variant **{variant}** of a post-trained `{base_model}`, exported by `align` on {created:%Y-%m-%d}.",
+        "",
+        "## How this variant differs",
+        "",
+        "| setting | value |",
+        "|---|---|",
+    ]
     lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in differences.items()]
-    lines += ["", "Default generation settings (`generation_config.json`):", "", "```json",
-              _json(generation), "```", ""]
+    lines += [
+        "",
+        "Default generation settings (`generation_config.json`):",
+        "",
+        "```json",
+        _json(generation),
+        "```",
+        "",
+    ]
     lines += training_section(stages, reward_mixture)
     lines += eval_section(results, variant)
-    lines += ["## Usage", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
-              "tok = AutoTokenizer.from_pretrained(PATH)", "model = AutoModelForCausalLM.from_pretrained(PATH)",
-              'ids = tok.apply_chat_template([{"role": "user", "content": "Hello!"}], add_generation_prompt=True,',
-              '                              return_tensors="pt", return_dict=True)',
-              "out = model.generate(**ids)  # sampling defaults come from generation_config.json",
-              "print(tok.decode(out[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))", "```", "",
-              "## Limitations", "",
-              "A small model briefly post-trained on CPU-sized data: it makes factual errors, can produce "
-              "harmful or biased text, and its safety numbers above come from small samples. Evaluate it "
-              "for your own use before deploying it.", ""]
+    lines += [
+        "## Usage",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "tok = AutoTokenizer.from_pretrained(PATH)",
+        "model = AutoModelForCausalLM.from_pretrained(PATH)",
+        'ids = tok.apply_chat_template([{"role": "user", "content": "Hello!"}], add_generation_prompt=True,',
+        '                              return_tensors="pt", return_dict=True)',
+        "out = model.generate(**ids)  # sampling defaults come from generation_config.json",
+        "print(tok.decode(out[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))",
+        "```",
+        "",
+        "## Limitations",
+        "",
+        (
+            "A small model briefly post-trained on CPU-sized data: it makes factual errors, can produce "
+            "harmful or biased text, and its safety numbers above come from small samples. Evaluate it "
+            "for your own use before deploying it."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -104,19 +104,30 @@ class Pipeline:
     def sft_config(self):
         from pipelines.sft import SFTConfig
 
-        return _sub_config(SFTConfig, self.config.sft, f"{self.source}: sft", output_dir=str(self.sft_dir()),
-                           model=to_dict(self.config.model))
+        return _sub_config(
+            SFTConfig,
+            self.config.sft,
+            f"{self.source}: sft",
+            output_dir=str(self.sft_dir()),
+            model=to_dict(self.config.model),
+        )
 
     def rm_config(self, rm: RewardModelStage):
         from pipelines.rm import RMConfig
 
-        return _sub_config(RMConfig, rm.config, f"{self.source}: reward_models.{rm.name}",
-                           output_dir=str(self.rm_dir(rm)),
-                           model=_model(str(self.sft_dir() / "export"), self.config.model))
+        return _sub_config(
+            RMConfig,
+            rm.config,
+            f"{self.source}: reward_models.{rm.name}",
+            output_dir=str(self.rm_dir(rm)),
+            model=_model(str(self.sft_dir() / "export"), self.config.model),
+        )
 
     def reward(self, variant=None) -> RewardOptions:
-        models = tuple(RewardModelSpec(path=str(self.rm_dir(rm) / "export"), weight=rm.weight, name=rm.name)
-                       for rm in self.config.reward_models)
+        models = tuple(
+            RewardModelSpec(path=str(self.rm_dir(rm) / "export"), weight=rm.weight, name=rm.name)
+            for rm in self.config.reward_models
+        )
         base = _sub_config(RewardOptions, self.config.rlhf.get("reward", {}), f"{self.source}: rlhf.reward")
         reward = dataclasses.replace(base, models=models + base.models)
         if variant is not None and self.config.rl_per_variant:
@@ -129,13 +140,18 @@ class Pipeline:
         from pipelines.rlhf import RLHFConfig
 
         mapping = dict(self.config.rlhf)
-        config = _sub_config(RLHFConfig, {k: v for k, v in mapping.items() if k != "reward"},
-                             f"{self.source}: rlhf", output_dir=str(self.rl_dir(variant and variant.name)),
-                             model=_model(str(self.sft_dir() / "export"), self.config.model))
+        config = _sub_config(
+            RLHFConfig,
+            {k: v for k, v in mapping.items() if k != "reward"},
+            f"{self.source}: rlhf",
+            output_dir=str(self.rl_dir(variant and variant.name)),
+            model=_model(str(self.sft_dir() / "export"), self.config.model),
+        )
         config = dataclasses.replace(config, reward=self.reward(variant))
         if variant is not None and self.config.rl_per_variant:
-            data = dataclasses.replace(config.data, mixture=variant.data or config.data.mixture,
-                                       system_prompt=variant.system_prompt)
+            data = dataclasses.replace(
+                config.data, mixture=variant.data or config.data.mixture, system_prompt=variant.system_prompt
+            )
             config = dataclasses.replace(config, data=data)
         return config
 
@@ -144,22 +160,52 @@ class Pipeline:
         from pipelines.rlhf import run_rlhf
         from pipelines.sft import run_sft
 
-        out = [Stage("sft", self.sft_dir() / "summary.json", lambda: run_sft(self.sft_config()),
-                     "supervised fine-tuning")]
+        out = [
+            Stage(
+                "sft",
+                self.sft_dir() / "summary.json",
+                lambda: run_sft(self.sft_config()),
+                "supervised fine-tuning",
+            )
+        ]
         for rm in self.config.reward_models:
-            out.append(Stage(f"rm:{rm.name}", self.rm_dir(rm) / "summary.json",
-                             lambda rm=rm: _run_rm(self.rm_config(rm)), "reward model"))
+            out.append(
+                Stage(
+                    f"rm:{rm.name}",
+                    self.rm_dir(rm) / "summary.json",
+                    lambda rm=rm: _run_rm(self.rm_config(rm)),
+                    "reward model",
+                )
+            )
         rl_variants = self.variants if self.config.rl_per_variant else (None,)
         for v in rl_variants:
             name = "rl" if v is None else f"rl:{v.name}"
-            out.append(Stage(name, self.rl_dir(v and v.name) / "summary.json",
-                             lambda v=v: run_rlhf(self.rlhf_config(v)), self.config.rlhf.get("algorithm", "ppo")))
+            out.append(
+                Stage(
+                    name,
+                    self.rl_dir(v and v.name) / "summary.json",
+                    lambda v=v: run_rlhf(self.rlhf_config(v)),
+                    self.config.rlhf.get("algorithm", "ppo"),
+                )
+            )
         for v in self.variants:
             if self.config.eval.enabled:
-                out.append(Stage(f"eval:{v.name}", self.results_file(v.name), lambda v=v: self.run_eval(v),
-                                 f"safety evals ({self.config.eval.suites})"))
-            out.append(Stage(f"variant:{v.name}", self.variant_dir(v.name) / "README.md",
-                             lambda v=v: self.export(v), "HF export + model card"))
+                out.append(
+                    Stage(
+                        f"eval:{v.name}",
+                        self.results_file(v.name),
+                        lambda v=v: self.run_eval(v),
+                        f"safety evals ({self.config.eval.suites})",
+                    )
+                )
+            out.append(
+                Stage(
+                    f"variant:{v.name}",
+                    self.variant_dir(v.name) / "README.md",
+                    lambda v=v: self.export(v),
+                    "HF export + model card",
+                )
+            )
         return out
 
     def policy_dir(self, variant) -> Path:
@@ -172,14 +218,30 @@ class Pipeline:
         parser = argparse.ArgumentParser(prog="align eval")
         eval_cli.add_arguments(parser)
         self.results_file(variant.name).parent.mkdir(parents=True, exist_ok=True)
-        args = parser.parse_args(["--model", str(self.policy_dir(variant)), "--variant", variant.name,
-                                  "--suite", e.suites, "--limit", str(e.limit), "--batch-size",
-                                  str(e.batch_size), "--out", str(self.results_file(variant.name)), *e.extra_args])
+        args = parser.parse_args(
+            [
+                "--model",
+                str(self.policy_dir(variant)),
+                "--variant",
+                variant.name,
+                "--suite",
+                e.suites,
+                "--limit",
+                str(e.limit),
+                "--batch-size",
+                str(e.batch_size),
+                "--out",
+                str(self.results_file(variant.name)),
+                *e.extra_args,
+            ]
+        )
         code = eval_cli.run(args)
         if code == 2:
             raise ValueError(f"align eval rejected its arguments: {e}")
         if code:
-            log.warning("some eval suites failed for %s: see %s", variant.name, self.results_file(variant.name))
+            log.warning(
+                "some eval suites failed for %s: see %s", variant.name, self.results_file(variant.name)
+            )
 
     def export(self, variant) -> None:
         from align.training.run import load_model
@@ -189,9 +251,16 @@ class Pipeline:
         model, tokenizer = load_model(ModelOptions(spec=str(self.policy_dir(variant))))
         results_file = self.results_file(variant.name)
         results = load_results(results_file) if results_file.exists() else None
-        export_variant(model, tokenizer, variant, self.variant_dir(variant.name),
-                       base_model=self.config.model.spec, stages=self.card_stages(variant), results=results,
-                       reward_mixture=self.reward(variant).describe())
+        export_variant(
+            model,
+            tokenizer,
+            variant,
+            self.variant_dir(variant.name),
+            base_model=self.config.model.spec,
+            stages=self.card_stages(variant),
+            results=results,
+            reward_mixture=self.reward(variant).describe(),
+        )
 
     def card_stages(self, variant):
         from pipelines.model_card import Stage as CardStage
@@ -203,13 +272,26 @@ class Pipeline:
         stages = [CardStage("sft", str(self.config.sft.get("data", {}).get("path", "")), sft.get("step"))]
         for rm in self.config.reward_models:
             s = summary(self.rm_dir(rm))
-            stages.append(CardStage(f"rm ({rm.name})", str(rm.config.get("data", {}).get("path", "")), s.get("step"),
-                                    notes=_rm_notes(s)))
+            stages.append(
+                CardStage(
+                    f"rm ({rm.name})",
+                    str(rm.config.get("data", {}).get("path", "")),
+                    s.get("step"),
+                    notes=_rm_notes(s),
+                )
+            )
         rl = summary(self.rl_dir(variant.name))
         rl_config = self.rlhf_config(variant)
         data = ", ".join(s.path for s in rl_config.data.mixture) or rl_config.data.path
-        stages.append(CardStage(rl.get("algorithm", rl_config.algorithm), data, rl.get("iterations"), "iterations",
-                                _rl_notes(rl)))
+        stages.append(
+            CardStage(
+                rl.get("algorithm", rl_config.algorithm),
+                data,
+                rl.get("iterations"),
+                "iterations",
+                _rl_notes(rl),
+            )
+        )
         return stages
 
 
@@ -222,8 +304,10 @@ def _rl_notes(summary: dict) -> str:
     before, after = summary.get("eval_before") or {}, summary.get("eval_after") or {}
     if "reward/mean" not in before or "reward/mean" not in after:
         return ""
-    return (f"held-out reward {before['reward/mean']:.3f} -> {after['reward/mean']:.3f} "
-            f"(KL {after.get('kl/ref', float('nan')):.2f} nats)")
+    return (
+        f"held-out reward {before['reward/mean']:.3f} -> {after['reward/mean']:.3f} "
+        f"(KL {after.get('kl/ref', float('nan')):.2f} nats)"
+    )
 
 
 def _run_rm(config) -> None:
@@ -247,8 +331,10 @@ def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stre
         t0 = time.perf_counter()
         stage.run()
         if not stage.output.exists():
-            raise RuntimeError(f"stage {stage.name} ended without writing {stage.output}: it stopped early "
-                               "(see its log); run the pipeline again to resume it")
+            raise RuntimeError(
+                f"stage {stage.name} ended without writing {stage.output}: it stopped early "
+                "(see its log); run the pipeline again to resume it"
+            )
         seconds = time.perf_counter() - t0
         report[stage.name] = {"output": str(stage.output.parent), "status": "ran", "seconds": seconds}
         print(f"{head}: finished in {seconds:.0f}s -> {stage.output.parent}", file=stream, flush=True)
@@ -267,10 +353,15 @@ def print_report(report: dict, out: Path, stream=sys.stdout) -> None:
 
 # ---- CLI -------------------------------------------------------------------------------------
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML file (configs/quickstart.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, e.g. output_dir=runs/qs2 eval.limit=50")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted overrides, e.g. output_dir=runs/qs2 eval.limit=50",
+    )
 
 
 def run(args) -> int:

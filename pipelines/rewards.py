@@ -57,8 +57,12 @@ class RewardOptions:
 
     def describe(self) -> list[dict]:
         """[{name, weight, source}] for logs and model cards."""
-        out = [{"name": m.name or _short_name(m.path), "weight": m.weight, "source": m.path} for m in self.models]
-        return out + [{"name": f"rule:{r.kind}", "weight": r.weight, "source": r.token or r.target} for r in self.rules]
+        out = [
+            {"name": m.name or _short_name(m.path), "weight": m.weight, "source": m.path} for m in self.models
+        ]
+        return out + [
+            {"name": f"rule:{r.kind}", "weight": r.weight, "source": r.token or r.target} for r in self.rules
+        ]
 
 
 def _short_name(path: str) -> str:
@@ -82,7 +86,9 @@ class ScoreModelReward:
     def __call__(self, prompt, prompt_mask, response, response_mask) -> jax.Array:
         plen = jnp.sum(prompt_mask > 0, axis=-1).astype(jnp.int32)
         rlen = jnp.sum(response_mask > 0, axis=-1).astype(jnp.int32)
-        tokens, positions, segments = join_prompt_response(jnp.asarray(prompt), plen, jnp.asarray(response), rlen)
+        tokens, positions, segments = join_prompt_response(
+            jnp.asarray(prompt), plen, jnp.asarray(response), rlen
+        )
         scores = _score(self.graphdef, self.state, tokens, positions, segments)
         return (scores - self.shift) / self.scale
 
@@ -97,7 +103,9 @@ def load_reward_model(path: str) -> ScoreModel:
 def single_token(tokenizer: Tokenizer, text: str) -> int:
     ids = tokenizer.encode(text)
     if len(ids) != 1:
-        raise ValueError(f"reward rule token {text!r} encodes to {len(ids)} tokens {ids}; it must be exactly one")
+        raise ValueError(
+            f"reward rule token {text!r} encodes to {len(ids)} tokens {ids}; it must be exactly one"
+        )
     return ids[0]
 
 

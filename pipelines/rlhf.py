@@ -126,6 +126,7 @@ class RLHFConfig:
 def with_tokenizer_ids(config: RLHFConfig, tokenizer: Tokenizer) -> RLHFConfig:
     """Stop ids (<eos>, <end_of_turn>) and the pad id from the tokenizer when the config leaves them empty;
     optim.total_steps from the run length (it only shapes the learning-rate schedule)."""
+
     def fill(rollout: RolloutConfig) -> RolloutConfig:
         s = rollout.sampling
         s = dataclasses.replace(s, stop_ids=s.stop_ids or tokenizer.stop_ids, pad_id=tokenizer.pad_id)
@@ -133,15 +134,18 @@ def with_tokenizer_ids(config: RLHFConfig, tokenizer: Tokenizer) -> RLHFConfig:
 
     total = max(config.train.iterations * config.updates_per_iteration(), config.optim.warmup_steps, 1)
     return dataclasses.replace(
-        config, ppo=dataclasses.replace(config.ppo, rollout=fill(config.ppo.rollout)),
+        config,
+        ppo=dataclasses.replace(config.ppo, rollout=fill(config.ppo.rollout)),
         grpo=dataclasses.replace(config.grpo, rollout=fill(config.grpo.rollout)),
-        optim=dataclasses.replace(config.optim, total_steps=total))
+        optim=dataclasses.replace(config.optim, total_steps=total),
+    )
 
 
 def load_prompts(options: PromptDataOptions, tokenizer: Tokenizer) -> tuple[list, list, dict]:
     """(train prompts, held-out prompts, report): int32 token arrays, cut from the left to max_prompt_length."""
-    sources = options.mixture or ((PromptSource(options.path, 1.0, options.split, options.limit),)
-                                  if options.path else ())
+    sources = options.mixture or (
+        (PromptSource(options.path, 1.0, options.split, options.limit),) if options.path else ()
+    )
     if not sources:
         raise ValueError("data.path is empty and data.mixture has no source: set one of them")
     examples, report = mix_sources(sources, options.skip_invalid)
@@ -165,10 +169,16 @@ def mix_sources(sources, skip_invalid: bool) -> tuple[list, dict]:
     total = min(len(r) * weight / s.weight for s, r in zip(sources, loaded, strict=True) if s.weight > 0)
     out, report = [], {"sources": []}
     for s, records in zip(sources, loaded, strict=True):
-        take = min(len(records), int(round(s.weight / weight * total)))
+        take = min(len(records), round(s.weight / weight * total))
         out += list(records)[:take]
-        report["sources"].append({"path": s.path, "rows_loaded": len(records), "rows_skipped":
-                                  records.report.skipped, "used": take})
+        report["sources"].append(
+            {
+                "path": s.path,
+                "rows_loaded": len(records),
+                "rows_skipped": records.report.skipped,
+                "used": take,
+            }
+        )
     return out, report
 
 
@@ -183,8 +193,13 @@ def with_system_prompt(example: PromptExample, system_prompt: str | None) -> Pro
 def prompt_stream(prompts: list, config: RLHFConfig, pad_id: int, position=None):
     rows, length = config.train.batch_size, config.data.max_prompt_length
     order = DataOrder(len(prompts), seed=config.train.seed)
-    return batches(prompts, order, position, rows,
-                   lambda items: prompt_batch(items, length, padding="right", rows=rows, pad_id=pad_id))
+    return batches(
+        prompts,
+        order,
+        position,
+        rows,
+        lambda items: prompt_batch(items, length, padding="right", rows=rows, pad_id=pad_id),
+    )
 
 
 def make_iteration(config: RLHFConfig, optimizer, reference, reward_fn: RewardFn):
@@ -208,8 +223,9 @@ class Evaluation:
     samples: list[dict]
 
 
-def evaluate_policy(policy, reference, reward_fn: RewardFn, prompts: list, config: RLHFConfig,
-                    tokenizer: Tokenizer) -> Evaluation:
+def evaluate_policy(
+    policy, reference, reward_fn: RewardFn, prompts: list, config: RLHFConfig, tokenizer: Tokenizer
+) -> Evaluation:
     """Reward (and KL to the reference) of the policy's responses to held-out prompts.
 
     Sampled like the rollouts, with a fixed key per batch, so the starting and the trained policy
@@ -220,23 +236,37 @@ def evaluate_policy(policy, reference, reward_fn: RewardFn, prompts: list, confi
     for i in range(0, len(prompts), rows):
         chunk = prompts[i : i + rows]
         # Pad the last batch with copies of the first prompt (one jit shape); their rows are dropped.
-        batch = prompt_batch(chunk + [chunk[0]] * (rows - len(chunk)), length, padding="right", rows=rows,
-                             pad_id=tokenizer.pad_id)
+        batch = prompt_batch(
+            chunk + [chunk[0]] * (rows - len(chunk)),
+            length,
+            padding="right",
+            rows=rows,
+            pad_id=tokenizer.pad_id,
+        )
         key = jax.random.fold_in(jax.random.PRNGKey(config.eval.seed), i)
-        rollout, _ = make_rollout(policy, reference, None, reward_fn, batch["tokens"], batch["lengths"],
-                                  config.rollout, key)
+        rollout, _ = make_rollout(
+            policy, reference, None, reward_fn, batch["tokens"], batch["lengths"], config.rollout, key
+        )
         n, m = len(chunk), np.asarray(rollout.response_mask)
         scores += np.asarray(rollout.scores)[:n].tolist()
         kls += (np.asarray(rollout.logprobs - rollout.ref_logprobs) * m).sum(-1)[:n].tolist()
         lengths += m.sum(-1)[:n].tolist()
         for b in range(n):
-            samples.append({"prompt": tokenizer.decode(chunk[b], skip_special=False),
-                            "response": tokenizer.decode(np.asarray(rollout.response[b])[: int(m[b].sum())]),
-                            "reward": scores[i + b]})
+            samples.append(
+                {
+                    "prompt": tokenizer.decode(chunk[b], skip_special=False),
+                    "response": tokenizer.decode(np.asarray(rollout.response[b])[: int(m[b].sum())]),
+                    "reward": scores[i + b],
+                }
+            )
     s = np.asarray(scores)
-    metrics = {"reward/mean": float(s.mean()), "reward/stderr": float(s.std(ddof=1) / np.sqrt(len(s)))
-               if len(s) > 1 else 0.0, "kl/ref": float(np.mean(kls)), "response/length": float(np.mean(lengths)),
-               "n": len(s)}
+    metrics = {
+        "reward/mean": float(s.mean()),
+        "reward/stderr": float(s.std(ddof=1) / np.sqrt(len(s))) if len(s) > 1 else 0.0,
+        "kl/ref": float(np.mean(kls)),
+        "response/length": float(np.mean(lengths)),
+        "n": len(s),
+    }
     return Evaluation(metrics, samples)
 
 
@@ -250,13 +280,71 @@ def write_samples(path: Path, before: list[dict], after: list[dict], n: int) -> 
     """The first n held-out prompts with the responses before and after training, one JSON per line."""
     with path.open("w") as f:
         for b, a in list(zip(before, after))[:n]:
-            f.write(json.dumps({"prompt": b["prompt"], "before": b["response"], "reward_before": b["reward"],
-                                "after": a["response"], "reward_after": a["reward"]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "prompt": b["prompt"],
+                        "before": b["response"],
+                        "reward_before": b["reward"],
+                        "after": a["response"],
+                        "reward_after": a["reward"],
+                    }
+                )
+                + "\n"
+            )
 
 
 def policy_of(state):
     model = state.model()
     return model.policy if isinstance(model, PolicyAndValue) else model
+
+
+def prompt_stream_from(prompts: list, config: RLHFConfig, pad_id: int):
+    return lambda position: prompt_stream(prompts, config, pad_id, position)
+
+
+def train(config: RLHFConfig, state, iterate, kl_coef: float, make_stream, manifest: dict):
+    """rl_loop from the latest checkpoint of `output_dir` (or from `state`) -> (RLResult, start iteration)."""
+    out = Path(config.output_dir)
+    ckpt = Checkpointer(
+        out / "checkpoints",
+        keep=config.train.keep_checkpoints,
+        async_save=config.train.async_checkpoints,
+        manifest=manifest,
+    )
+    start, position = 0, None
+    resumed = resume(ckpt, state)
+    if resumed is not None:
+        state, start, kl_coef, position = (
+            resumed.state,
+            resumed.iteration,
+            resumed.kl_coef,
+            resumed.data_position,
+        )
+        log.info("resuming at iteration %d (%s)", start, ckpt.directory)
+    writer = MetricsWriter(out / "metrics.jsonl", out / "tb")
+    writer.truncate_after(start)
+    loop = RLLoopConfig(
+        iterations=config.train.iterations,
+        checkpoint_every=config.train.checkpoint_every,
+        progress=config.train.progress,
+    )
+    try:
+        result = rl_loop(
+            iterate,
+            state,
+            make_stream(position),
+            loop,
+            kl_coef=kl_coef,
+            start_iteration=start,
+            checkpointer=ckpt,
+            writer=writer,
+            data_position=position,
+        )
+    finally:
+        writer.close()
+        ckpt.close()
+    return result, start
 
 
 def run_rlhf(config: RLHFConfig) -> dict:
@@ -280,34 +368,30 @@ def run_rlhf(config: RLHFConfig) -> dict:
         before = evaluate_policy(reference, reference, reward_fn, held, config, tokenizer)
         write_json(out / "eval_before.json", before.metrics)
         write_json(out / "eval_before_samples.json", before.samples)
-    ckpt = Checkpointer(out / "checkpoints", keep=config.train.keep_checkpoints,
-                        async_save=config.train.async_checkpoints,
-                        manifest={"config": to_dict(config), "model_config": reference.config})
-    start, position = 0, None
-    resumed = resume(ckpt, state)
-    if resumed is not None:
-        state, start, kl_coef, position = resumed.state, resumed.iteration, resumed.kl_coef, resumed.data_position
-        log.info("resuming at iteration %d (%s)", start, ckpt.directory)
-    writer = MetricsWriter(out / "metrics.jsonl", out / "tb")
-    writer.truncate_after(start)
     t0 = time.perf_counter()
-    loop = RLLoopConfig(iterations=config.train.iterations, checkpoint_every=config.train.checkpoint_every,
-                        progress=config.train.progress)
-    try:
-        result = rl_loop(iterate, state, prompt_stream(train_prompts, config, tokenizer.pad_id, position), loop,
-                         kl_coef=kl_coef, start_iteration=start, checkpointer=ckpt, writer=writer,
-                         data_position=position)
-    finally:
-        writer.close()
-        ckpt.close()
+    stream = prompt_stream_from(train_prompts, config, tokenizer.pad_id)
+    result, start = train(
+        config,
+        state,
+        iterate,
+        kl_coef,
+        stream,
+        manifest={"config": to_dict(config), "model_config": reference.config},
+    )
     if result.stopped != "done":
         log.warning("stopped at iteration %d (%s); run again to resume", result.iteration, result.stopped)
         return {"stopped": result.stopped, "iteration": result.iteration}
     policy = policy_of(result.state)
-    summary = {"algorithm": config.algorithm, "iterations": result.iteration, "optimizer_steps":
-               int(jax.device_get(result.state.step)), "seconds": time.perf_counter() - t0,
-               "resumed_from": start or None, "data": data_report, "kl_coef": result.kl_coef,
-               "train_last": result.logs[-1] if result.logs else None}
+    summary = {
+        "algorithm": config.algorithm,
+        "iterations": result.iteration,
+        "optimizer_steps": int(jax.device_get(result.state.step)),
+        "seconds": time.perf_counter() - t0,
+        "resumed_from": start or None,
+        "data": data_report,
+        "kl_coef": result.kl_coef,
+        "train_last": result.logs[-1] if result.logs else None,
+    }
     if held:
         after = evaluate_policy(policy, reference, reward_fn, held, config, tokenizer)
         summary["eval_before"] = json.loads((out / "eval_before.json").read_text())
@@ -325,10 +409,15 @@ def run_rlhf(config: RLHFConfig) -> dict:
 
 # ---- CLI -------------------------------------------------------------------------------------
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML file (configs/rlhf/*.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, e.g. algorithm=grpo train.iterations=20 ppo.kl_coef=0.1")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted overrides, e.g. algorithm=grpo train.iterations=20 ppo.kl_coef=0.1",
+    )
 
 
 def run(args) -> int:
@@ -340,4 +429,3 @@ def run(args) -> int:
     keys = ("algorithm", "iterations", "eval_before", "eval_after", "export")
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
     return 0
-

@@ -58,22 +58,31 @@ class VariantSpec:
 
     def __post_init__(self):
         if self.system_handling not in SYSTEM_HANDLING:
-            raise ValueError(f"variant {self.name!r}: system_handling={self.system_handling!r}, expected one of "
-                             f"{SYSTEM_HANDLING}")
+            raise ValueError(
+                f"variant {self.name!r}: system_handling={self.system_handling!r}, expected one of "
+                f"{SYSTEM_HANDLING}"
+            )
         if self.chat_template not in TEMPLATES:
-            raise ValueError(f"variant {self.name!r}: chat_template={self.chat_template!r}, expected one of "
-                             f"{TEMPLATES}")
+            raise ValueError(
+                f"variant {self.name!r}: chat_template={self.chat_template!r}, expected one of {TEMPLATES}"
+            )
         if self.system_prompt and self.system_handling == "drop":
-            raise ValueError(f"variant {self.name!r}: a system_prompt with system_handling='drop' is never used")
+            raise ValueError(
+                f"variant {self.name!r}: a system_prompt with system_handling='drop' is never used"
+            )
 
     def differences(self) -> dict[str, str]:
         """The settings that set this variant apart, for its model card."""
         mixture = ", ".join(f"{Path(d.path).parent.name or d.path} x{d.weight:g}" for d in self.data) or "n/a"
         rewards = ", ".join(f"{k} x{v:g}" for k, v in self.reward_weights.items()) or "n/a"
         system = {"fold": "folded into the first user turn (Gemma)", "drop": "ignored"}[self.system_handling]
-        return {"chat template": self.chat_template, "system instruction": system,
-                "default system prompt": self.system_prompt or "none", "RL prompt mixture": mixture,
-                "reward weights": rewards}
+        return {
+            "chat template": self.chat_template,
+            "system instruction": system,
+            "default system prompt": self.system_prompt or "none",
+            "RL prompt mixture": mixture,
+            "reward weights": rewards,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,11 +110,16 @@ def chat_template(spec: VariantSpec) -> str | None:
     if spec.chat_template == "none":
         return None
     if spec.system_handling == "drop":
-        prefix = "{%- if messages[0]['role'] == 'system' -%}{%- set messages = messages[1:] -%}{%- endif -%}\n"
+        prefix = (
+            "{%- if messages[0]['role'] == 'system' -%}{%- set messages = messages[1:] -%}{%- endif -%}\n"
+        )
     elif spec.system_prompt:
         default = json.dumps(spec.system_prompt)  # a valid jinja string literal
-        prefix = ("{%- if messages[0]['role'] != 'system' -%}{%- set messages = [{'role': 'system', 'content': "
-                  + default + "}] + messages -%}{%- endif -%}\n")
+        prefix = (
+            "{%- if messages[0]['role'] != 'system' -%}{%- set messages = [{'role': 'system', 'content': "
+            + default
+            + "}] + messages -%}{%- endif -%}\n"
+        )
     else:
         prefix = ""
     return prefix + GEMMA3_CHAT_TEMPLATE
@@ -114,8 +128,13 @@ def chat_template(spec: VariantSpec) -> str | None:
 def generation_config(spec: VariantSpec, tokenizer) -> dict:
     """generation_config.json: the variant's sampling defaults and its stop ids (<eos>, <end_of_turn>)."""
     g = spec.generation
-    out = {"bos_token_id": tokenizer.bos_id, "eos_token_id": list(tokenizer.stop_ids),
-           "pad_token_id": tokenizer.pad_id, "max_new_tokens": g.max_new_tokens, "do_sample": g.temperature > 0}
+    out = {
+        "bos_token_id": tokenizer.bos_id,
+        "eos_token_id": list(tokenizer.stop_ids),
+        "pad_token_id": tokenizer.pad_id,
+        "max_new_tokens": g.max_new_tokens,
+        "do_sample": g.temperature > 0,
+    }
     if g.temperature > 0:
         out["temperature"] = g.temperature
         if g.top_k is not None:
@@ -130,14 +149,27 @@ def weighted_reward(reward: RewardOptions, spec: VariantSpec) -> RewardOptions:
     names = [m.name for m in reward.models]
     unknown = sorted(set(spec.reward_weights) - set(names))
     if unknown:
-        raise ValueError(f"variant {spec.name!r}: reward_weights names {unknown} match no reward model "
-                         f"(reward.models names: {names})")
-    models = tuple(dataclasses.replace(m, weight=spec.reward_weights.get(m.name, m.weight)) for m in reward.models)
+        raise ValueError(
+            f"variant {spec.name!r}: reward_weights names {unknown} match no reward model "
+            f"(reward.models names: {names})"
+        )
+    models = tuple(
+        dataclasses.replace(m, weight=spec.reward_weights.get(m.name, m.weight)) for m in reward.models
+    )
     return dataclasses.replace(reward, models=models)
 
 
-def export_variant(model, tokenizer, spec: VariantSpec, out_dir: str | Path, *, base_model: str,
-                   stages: Sequence[Stage] = (), results=None, reward_mixture: Sequence[Mapping] = ()) -> Path:
+def export_variant(
+    model,
+    tokenizer,
+    spec: VariantSpec,
+    out_dir: str | Path,
+    *,
+    base_model: str,
+    stages: Sequence[Stage] = (),
+    results=None,
+    reward_mixture: Sequence[Mapping] = (),
+) -> Path:
     """Write the variant as a Hugging Face directory with its model card; returns the directory.
 
     model: an align Decoder (LoRA adapters merged first); tokenizer: align.data.Tokenizer;
@@ -156,9 +188,16 @@ def export_variant(model, tokenizer, spec: VariantSpec, out_dir: str | Path, *, 
         save_hf_dir(model, out, tokenizer=hf, generation_config=generation_config(spec, tokenizer))
     finally:
         hf.chat_template = previous
-    card = render_card(name=f"{Path(base_model).name}-{spec.name}", variant=spec.name,
-                       description=spec.description, base_model=base_model, differences=spec.differences(),
-                       generation=generation_config(spec, tokenizer), stages=stages, results=results,
-                       reward_mixture=reward_mixture)
+    card = render_card(
+        name=f"{Path(base_model).name}-{spec.name}",
+        variant=spec.name,
+        description=spec.description,
+        base_model=base_model,
+        differences=spec.differences(),
+        generation=generation_config(spec, tokenizer),
+        stages=stages,
+        results=results,
+        reward_mixture=reward_mixture,
+    )
     (out / "README.md").write_text(card)
     return out

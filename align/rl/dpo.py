@@ -53,8 +53,13 @@ def pair_logprobs(model: Decoder, batch: Mapping[str, jax.Array], chunk_size: in
     B, P, T = batch["tokens"].shape
     flat = {k: batch[k].reshape(B * P, T) for k in PAIR_KEYS}  # [B * P, T]
     hidden = model.hidden(flat["tokens"], flat["positions"], flat["segment_ids"])  # [B * P, T, D]
-    lp = chunked_token_logprobs(hidden, model.unembed_matrix(), flat["targets"], chunk_size=chunk_size,
-                                final_softcap=model.config.final_logit_softcap)
+    lp = chunked_token_logprobs(
+        hidden,
+        model.unembed_matrix(),
+        flat["targets"],
+        chunk_size=chunk_size,
+        final_softcap=model.config.final_logit_softcap,
+    )
     return sequence_logprob(lp, flat["loss_mask"]).reshape(B, P)
 
 
@@ -67,9 +72,16 @@ def dpo_loss_fn(model: Decoder, batch: Mapping[str, jax.Array], rng, *, config: 
     if config.loss_type == "ipo":
         lengths = jnp.sum(batch["loss_mask"], axis=-1)  # [B, P] response tokens
     loss, metrics = dpo_loss(
-        lp[:, 0], lp[:, 1], ref[:, 0], ref[:, 1], config.beta, config.loss_type, config.label_smoothing,
+        lp[:, 0],
+        lp[:, 1],
+        ref[:, 0],
+        ref[:, 1],
+        config.beta,
+        config.loss_type,
+        config.label_smoothing,
         chosen_lengths=None if lengths is None else lengths[:, 0],
-        rejected_lengths=None if lengths is None else lengths[:, 1])
+        rejected_lengths=None if lengths is None else lengths[:, 1],
+    )
     metrics["logps/chosen"] = jnp.mean(lp[:, 0])
     metrics["logps/rejected"] = jnp.mean(lp[:, 1])
     # Every pair weighs the same (dpo_loss is a mean over pairs): weight = pairs in the micro-batch.
@@ -87,15 +99,21 @@ def reference_logprobs(reference: Decoder, batch: Mapping[str, np.ndarray], chun
     return _ref_logps(graphdef, state, {k: jnp.asarray(batch[k]) for k in PAIR_KEYS}, chunk_size=chunk_size)
 
 
-def precompute_reference(reference: Decoder, batches: Iterable[Mapping[str, np.ndarray]],
-                         chunk_size: int) -> np.ndarray:
+def precompute_reference(
+    reference: Decoder, batches: Iterable[Mapping[str, np.ndarray]], chunk_size: int
+) -> np.ndarray:
     """[N, P] reference log-probs of every row of `batches`, in order (for a dataset-wide cache)."""
     out = [np.asarray(reference_logprobs(reference, b, chunk_size)) for b in batches]
     return np.concatenate(out, axis=0)
 
 
-def make_dpo_step(config: DPOConfig, optimizer: optax.GradientTransformation, *,
-                  reference: Decoder | None = None, grad_accum: int = 1) -> Callable:
+def make_dpo_step(
+    config: DPOConfig,
+    optimizer: optax.GradientTransformation,
+    *,
+    reference: Decoder | None = None,
+    grad_accum: int = 1,
+) -> Callable:
     """step(state, batch) -> (state, metrics), for align.training.loop.train_loop.
 
     Without `reference`, every batch must carry "ref_logps" [B, P] (precomputed); with it, they are
@@ -107,6 +125,7 @@ def make_dpo_step(config: DPOConfig, optimizer: optax.GradientTransformation, *,
 
 def with_reference(step: Callable, reference: Decoder, chunk_size: int) -> Callable:
     """step(state, batch) that first adds batch["ref_logps"] from the frozen `reference`."""
+
     def step_with_reference(state: TrainState, batch: Mapping[str, np.ndarray]):
         ref = reference_logprobs(reference, batch, chunk_size)
         return step(state, {**{k: batch[k] for k in PAIR_KEYS}, "ref_logps": ref})

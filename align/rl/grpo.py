@@ -58,12 +58,22 @@ class GRPOConfig:
 def grpo_loss_fn(model: Decoder, batch: Mapping[str, jax.Array], rng, *, config: GRPOConfig):
     """grpo_loss on one minibatch (align.training's loss_fn signature)."""
     del rng
-    logp = response_logprobs(model, batch, temperature=config.rollout.temperature,
-                             chunk_size=config.rollout.logprob_chunk)
+    logp = response_logprobs(
+        model, batch, temperature=config.rollout.temperature, chunk_size=config.rollout.logprob_chunk
+    )
     m = batch["response_mask"]
     ref = batch["ref_logprobs"] if config.beta != 0 else None
-    loss, metrics = grpo_loss(logp, batch["logprobs"], ref, batch["advantages"], m, config.clip_eps,
-                              config.beta, config.aggregation, clip_eps_high=config.clip_eps_high)
+    loss, metrics = grpo_loss(
+        logp,
+        batch["logprobs"],
+        ref,
+        batch["advantages"],
+        m,
+        config.clip_eps,
+        config.beta,
+        config.aggregation,
+        clip_eps_high=config.clip_eps_high,
+    )
     # Token aggregation weighs micro-batches by tokens, sequence aggregation by rows: either way
     # gradient accumulation reproduces the full minibatch's loss.
     weight = jnp.sum(m) if config.aggregation == "token" else jnp.asarray(m.shape[0], jnp.float32)
@@ -79,33 +89,42 @@ def group_scores(scores: jax.Array, has_eos: jax.Array, config: GRPOConfig) -> j
 
 def repeat_prompts(prompts: Mapping, group_size: int) -> tuple[jax.Array, jax.Array]:
     """([B * G, P] tokens, [B * G] lengths): each prompt G times in a row (TRL's repeat_interleave)."""
-    return (jnp.repeat(jnp.asarray(prompts["tokens"]), group_size, axis=0),
-            jnp.repeat(jnp.asarray(prompts["lengths"]), group_size, axis=0))
+    return (
+        jnp.repeat(jnp.asarray(prompts["tokens"]), group_size, axis=0),
+        jnp.repeat(jnp.asarray(prompts["lengths"]), group_size, axis=0),
+    )
 
 
-def make_grpo_iteration(config: GRPOConfig, optimizer: optax.GradientTransformation, reference: Decoder,
-                        reward_fn: RewardFn):
+def make_grpo_iteration(
+    config: GRPOConfig, optimizer: optax.GradientTransformation, reference: Decoder, reward_fn: RewardFn
+):
     """iterate(state, prompts, beta) -> (state, beta, metrics) for align.rl.loop.rl_loop.
 
     `state` is a TrainState of the policy Decoder; `prompts` a right-padded prompt batch of B rows,
     sampled G times each.
     """
-    step = make_train_step(functools.partial(grpo_loss_fn, config=config), optimizer,
-                           grad_accum=config.grad_accum)
+    step = make_train_step(
+        functools.partial(grpo_loss_fn, config=config), optimizer, grad_accum=config.grad_accum
+    )
 
     def iterate(state: TrainState, prompts: Mapping, beta: jax.Array):
         state, sample_rng = split_rng(state)
         tokens, lengths = repeat_prompts(prompts, config.group_size)
-        rollout, metrics = make_rollout(state.model(), reference, None, reward_fn, tokens, lengths,
-                                        config.rollout, sample_rng)
+        rollout, metrics = make_rollout(
+            state.model(), reference, None, reward_fn, tokens, lengths, config.rollout, sample_rng
+        )
         scores = group_scores(rollout.scores, rollout.has_eos, config)
         advantages = group_relative_advantages(scores, config.group_size, config.normalize_std)
         grouped = scores.reshape(-1, config.group_size)
         metrics["reward/group_std"] = float(jnp.mean(jnp.std(grouped, axis=1)))
         metrics["groups/all_equal_frac"] = float(jnp.mean(jnp.all(grouped == grouped[:, :1], axis=1)))
         batch = {**rollout.as_batch(), "advantages": advantages}
-        state, update_metrics = optimize_epochs(step, state, batch, config.num_iterations, config.minibatch_size)
-        update_metrics["advantages/abs_mean"] = float(masked_mean(jnp.abs(advantages), jnp.ones_like(advantages)))
+        state, update_metrics = optimize_epochs(
+            step, state, batch, config.num_iterations, config.minibatch_size
+        )
+        update_metrics["advantages/abs_mean"] = float(
+            masked_mean(jnp.abs(advantages), jnp.ones_like(advantages))
+        )
         return state, beta, {**metrics, **update_metrics}
 
     return iterate

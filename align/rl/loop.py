@@ -76,9 +76,13 @@ def resume(checkpointer: Checkpointer, like: TrainState) -> Resumed | None:
         return None
     rl = restored.manifest.get("rl")
     if rl is None:
-        raise ValueError(f"{checkpointer.directory}/{restored.step}: checkpoint manifest has no 'rl' section "
-                         "(iteration, kl_coef): it was not written by an RL run")
-    return Resumed(restored.state, int(rl["iteration"]), float(rl["kl_coef"]), restored.manifest["data_position"])
+        raise ValueError(
+            f"{checkpointer.directory}/{restored.step}: checkpoint manifest has no 'rl' section "
+            "(iteration, kl_coef): it was not written by an RL run"
+        )
+    return Resumed(
+        restored.state, int(rl["iteration"]), float(rl["kl_coef"]), restored.manifest["data_position"]
+    )
 
 
 def _bar(enabled: bool, start: int, total: int):
@@ -93,13 +97,24 @@ def _check_finite(iteration: int, metrics: Mapping, checkpointer: Checkpointer |
     bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
     if bad:
         last = None if checkpointer is None else checkpointer.latest_step()
-        raise NonFiniteLoss(f"non-finite RL metrics at iteration {iteration}: {bad}; the latest checkpoint "
-                            f"(optimizer step {last}) is the last good one: resume from it with a lower lr")
+        raise NonFiniteLoss(
+            f"non-finite RL metrics at iteration {iteration}: {bad}; the latest checkpoint "
+            f"(optimizer step {last}) is the last good one: resume from it with a lower lr"
+        )
 
 
-def rl_loop(iterate: Iterate, state: TrainState, prompt_batches: Iterator, config: RLLoopConfig, *,
-            kl_coef: float, start_iteration: int = 0, checkpointer: Checkpointer | None = None,
-            writer: MetricsWriter | None = None, data_position: Mapping | None = None) -> RLResult:
+def rl_loop(
+    iterate: Iterate,
+    state: TrainState,
+    prompt_batches: Iterator,
+    config: RLLoopConfig,
+    *,
+    kl_coef: float,
+    start_iteration: int = 0,
+    checkpointer: Checkpointer | None = None,
+    writer: MetricsWriter | None = None,
+    data_position: Mapping | None = None,
+) -> RLResult:
     """Run iterations start_iteration .. config.iterations (see the module docstring)."""
     it, logs, stopped = start_iteration, [], "done"
     coef = jnp.asarray(kl_coef, jnp.float32)
@@ -107,8 +122,9 @@ def rl_loop(iterate: Iterate, state: TrainState, prompt_batches: Iterator, confi
 
     def save() -> None:
         if checkpointer is not None:
-            checkpointer.save(state, data_position=data_position,
-                              extra={"rl": {"iteration": it, "kl_coef": float(coef)}})
+            checkpointer.save(
+                state, data_position=data_position, extra={"rl": {"iteration": it, "kl_coef": float(coef)}}
+            )
 
     with sigterm_flag() as term:
         try:
@@ -130,8 +146,11 @@ def rl_loop(iterate: Iterate, state: TrainState, prompt_batches: Iterator, confi
                     writer.write(it, row)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(reward=f"{row.get('reward/mean', float('nan')):.3f}",
-                                    kl=f"{row.get('kl/ref', float('nan')):.3f}", refresh=False)
+                    bar.set_postfix(
+                        reward=f"{row.get('reward/mean', float('nan')):.3f}",
+                        kl=f"{row.get('kl/ref', float('nan')):.3f}",
+                        refresh=False,
+                    )
                 if term["set"]:
                     stopped = "sigterm"
                     break
@@ -143,5 +162,11 @@ def rl_loop(iterate: Iterate, state: TrainState, prompt_batches: Iterator, confi
         finally:
             if bar is not None:
                 bar.close()
-    return RLResult(state=state, iteration=it, kl_coef=float(coef), stopped=stopped, logs=logs,
-                    data_position=data_position)
+    return RLResult(
+        state=state,
+        iteration=it,
+        kl_coef=float(coef),
+        stopped=stopped,
+        logs=logs,
+        data_position=data_position,
+    )

@@ -58,8 +58,10 @@ class PPOConfig:
 
     def __post_init__(self):
         if self.ppo_epochs < 1 or self.minibatch_size < 1:
-            raise ValueError(f"PPOConfig: ppo_epochs={self.ppo_epochs} and minibatch_size="
-                             f"{self.minibatch_size} must be >= 1")
+            raise ValueError(
+                f"PPOConfig: ppo_epochs={self.ppo_epochs} and minibatch_size="
+                f"{self.minibatch_size} must be >= 1"
+            )
 
     def kl_controller(self) -> FixedKLController | AdaptiveKLController:
         if self.adaptive_kl:
@@ -80,8 +82,14 @@ def ppo_advantages(rollout: Rollout, kl_coef: jax.Array, config: PPOConfig):
     """(advantages [B, M] whitened, returns [B, M], metrics) from a scored rollout (pure)."""
     m = rollout.response_mask
     rewards, kl_metrics = per_token_kl_penalty_rewards(
-        rollout.scores, rollout.logprobs, rollout.ref_logprobs, m, kl_coef,
-        has_eos=rollout.has_eos, missing_eos_penalty=config.missing_eos_penalty)
+        rollout.scores,
+        rollout.logprobs,
+        rollout.ref_logprobs,
+        m,
+        kl_coef,
+        has_eos=rollout.has_eos,
+        missing_eos_penalty=config.missing_eos_penalty,
+    )
     if config.whiten_rewards:
         rewards = whiten(rewards, m, shift_mean=False)
     advantages, returns = gae(rewards, rollout.values, m, config.gamma, config.lam)
@@ -98,8 +106,13 @@ def ppo_advantages(rollout: Rollout, kl_coef: jax.Array, config: PPOConfig):
 def ppo_loss(model: PolicyAndValue, batch: Mapping[str, jax.Array], rng, *, config: PPOConfig):
     """L = policy loss + vf_coef * value loss on one minibatch (align.training's loss_fn signature)."""
     del rng
-    logp, entropy = response_logprobs(model.policy, batch, temperature=config.rollout.temperature,
-                                      chunk_size=config.rollout.logprob_chunk, with_entropy=True)
+    logp, entropy = response_logprobs(
+        model.policy,
+        batch,
+        temperature=config.rollout.temperature,
+        chunk_size=config.rollout.logprob_chunk,
+        with_entropy=True,
+    )
     values = response_values(model.value, batch)
     m = batch["response_mask"]
     p_loss, p_metrics = ppo_policy_loss(logp, batch["logprobs"], batch["advantages"], m, config.clip_eps)
@@ -141,28 +154,45 @@ def split_rng(state: TrainState) -> tuple[TrainState, jax.Array]:
     return state.replace(rng=rng), sample_rng
 
 
-def create_ppo_state(policy: Decoder, value: ScoreModel, optimizer: optax.GradientTransformation, *,
-                     seed: int = 0, trainable=nnx.Param) -> TrainState:
+def create_ppo_state(
+    policy: Decoder,
+    value: ScoreModel,
+    optimizer: optax.GradientTransformation,
+    *,
+    seed: int = 0,
+    trainable=nnx.Param,
+) -> TrainState:
     """A TrainState of PolicyAndValue(policy, value) with its own copy of the weights (see
     align.rl.loop.owned_train_state: `policy` may go on serving as the frozen reference)."""
     return owned_train_state(PolicyAndValue(policy, value), optimizer, seed=seed, trainable=trainable)
 
 
-def make_ppo_iteration(config: PPOConfig, optimizer: optax.GradientTransformation, reference: Decoder,
-                       reward_fn: RewardFn):
+def make_ppo_iteration(
+    config: PPOConfig, optimizer: optax.GradientTransformation, reference: Decoder, reward_fn: RewardFn
+):
     """iterate(state, prompts, kl_coef) -> (state, kl_coef, metrics) for align.rl.loop.rl_loop.
 
     `state` is a TrainState of a PolicyAndValue model; `prompts` a right-padded prompt batch
     ({"tokens" [B, P], "lengths" [B]}).
     """
-    step = make_train_step(functools.partial(ppo_loss, config=config), optimizer, grad_accum=config.grad_accum)
+    step = make_train_step(
+        functools.partial(ppo_loss, config=config), optimizer, grad_accum=config.grad_accum
+    )
     controller = config.kl_controller()
 
     def iterate(state: TrainState, prompts: Mapping, kl_coef: jax.Array):
         state, sample_rng = split_rng(state)
         model = state.model()
-        rollout, metrics = make_rollout(model.policy, reference, model.value, reward_fn, prompts["tokens"],
-                                        prompts["lengths"], config.rollout, sample_rng)
+        rollout, metrics = make_rollout(
+            model.policy,
+            reference,
+            model.value,
+            reward_fn,
+            prompts["tokens"],
+            prompts["lengths"],
+            config.rollout,
+            sample_rng,
+        )
         advantages, returns, adv_metrics = ppo_advantages(rollout, kl_coef, config)
         batch = {**rollout.as_batch(), "advantages": advantages, "returns": returns}
         state, update_metrics = optimize_epochs(step, state, batch, config.ppo_epochs, config.minibatch_size)

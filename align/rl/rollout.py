@@ -56,7 +56,7 @@ class Rollout:
     def batch_size(self) -> int:
         return self.response.shape[0]
 
-    def select(self, index) -> "Rollout":
+    def select(self, index) -> Rollout:
         """The rows `index` (an int array) of every field."""
         return jax.tree.map(lambda x: x[index], self)
 
@@ -123,8 +123,13 @@ def response_logprobs(
     hidden = model.hidden(batch["tokens"], batch["positions"], batch["segment_ids"])  # [B, L, D]
     h = _gather(hidden, response_index(batch["prompt_lengths"], batch["response"].shape[1]))  # [B, M, D]
     return chunked_token_logprobs(
-        h, model.unembed_matrix(), batch["response"], chunk_size=chunk_size,
-        final_softcap=model.config.final_logit_softcap, temperature=temperature, return_entropy=with_entropy,
+        h,
+        model.unembed_matrix(),
+        batch["response"],
+        chunk_size=chunk_size,
+        final_softcap=model.config.final_logit_softcap,
+        temperature=temperature,
+        return_entropy=with_entropy,
     )
 
 
@@ -134,13 +139,23 @@ def response_values(value_model: ScoreModel, batch: Mapping[str, jax.Array]) -> 
     return _gather(scores, response_index(batch["prompt_lengths"], batch["response"].shape[1]))
 
 
-def _score(policy_def, policy_state, ref_def, ref_state, value_def, value_state, rollout: Rollout,
-           temperature: float, chunk_size: int) -> Rollout:
+def _score(
+    policy_def,
+    policy_state,
+    ref_def,
+    ref_state,
+    value_def,
+    value_state,
+    rollout: Rollout,
+    temperature: float,
+    chunk_size: int,
+) -> Rollout:
     """The jitted scoring pass: fills logprobs, entropy, ref_logprobs and values of `rollout`."""
     policy = nnx.merge(policy_def, policy_state)
     batch = rollout.as_batch()
-    logp, entropy = response_logprobs(policy, batch, temperature=temperature, chunk_size=chunk_size,
-                                      with_entropy=True)
+    logp, entropy = response_logprobs(
+        policy, batch, temperature=temperature, chunk_size=chunk_size, with_entropy=True
+    )
     ref = nnx.merge(ref_def, ref_state)
     ref_logp = response_logprobs(ref, batch, temperature=temperature, chunk_size=chunk_size)
     if value_def is None:
@@ -148,20 +163,38 @@ def _score(policy_def, policy_state, ref_def, ref_state, value_def, value_state,
     else:
         values = response_values(nnx.merge(value_def, value_state), batch)
     m = rollout.response_mask
-    return rollout.replace(logprobs=logp * m, ref_logprobs=ref_logp * m, values=values * m, entropy=entropy * m)
+    return rollout.replace(
+        logprobs=logp * m, ref_logprobs=ref_logp * m, values=values * m, entropy=entropy * m
+    )
 
 
-_score_jit = jax.jit(_score, static_argnames=("policy_def", "ref_def", "value_def", "temperature", "chunk_size"))
+_score_jit = jax.jit(
+    _score, static_argnames=("policy_def", "ref_def", "value_def", "temperature", "chunk_size")
+)
 
 
-def score_rollout(policy: Decoder, reference: Decoder, value_model: ScoreModel | None, rollout: Rollout,
-                  config: RolloutConfig) -> Rollout:
+def score_rollout(
+    policy: Decoder,
+    reference: Decoder,
+    value_model: ScoreModel | None,
+    rollout: Rollout,
+    config: RolloutConfig,
+) -> Rollout:
     """Policy / reference log-probs, entropy and values of a sampled rollout (one jit, no recompiles)."""
     policy_def, policy_state = nnx.split(policy)
     ref_def, ref_state = nnx.split(reference)
     value_def, value_state = nnx.split(value_model) if value_model is not None else (None, None)
-    return _score_jit(policy_def, policy_state, ref_def, ref_state, value_def, value_state, rollout,
-                      temperature=config.temperature, chunk_size=config.logprob_chunk)
+    return _score_jit(
+        policy_def,
+        policy_state,
+        ref_def,
+        ref_state,
+        value_def,
+        value_state,
+        rollout,
+        temperature=config.temperature,
+        chunk_size=config.logprob_chunk,
+    )
 
 
 def sample_rollout(policy: Decoder, prompt, prompt_lengths, config: RolloutConfig, rng) -> Rollout:
@@ -178,9 +211,18 @@ def sample_rollout(policy: Decoder, prompt, prompt_lengths, config: RolloutConfi
     tokens, positions, segments = join_prompt_response(prompt, prompt_lengths, res.tokens, res.lengths)
     zeros = jnp.zeros(res.tokens.shape, jnp.float32)
     return Rollout(
-        tokens=tokens, positions=positions, segment_ids=segments, prompt_lengths=prompt_lengths,
-        response=res.tokens, response_mask=mask, has_eos=jnp.any(is_stop, axis=-1), logprobs=zeros,
-        ref_logprobs=zeros, values=zeros, entropy=zeros, scores=jnp.zeros(res.tokens.shape[:1], jnp.float32),
+        tokens=tokens,
+        positions=positions,
+        segment_ids=segments,
+        prompt_lengths=prompt_lengths,
+        response=res.tokens,
+        response_mask=mask,
+        has_eos=jnp.any(is_stop, axis=-1),
+        logprobs=zeros,
+        ref_logprobs=zeros,
+        values=zeros,
+        entropy=zeros,
+        scores=jnp.zeros(res.tokens.shape[:1], jnp.float32),
     )
 
 

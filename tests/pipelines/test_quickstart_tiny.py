@@ -39,8 +39,13 @@ def test_every_stage_runs_and_writes_its_output(finished):
     for variant in ("chat", "developer"):
         assert load_results(out / "evals" / f"{variant}.json").model.variant == variant
         exported = out / "variants" / variant
-        assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
-                "README.md"} <= {p.name for p in exported.iterdir()}
+        assert {
+            "config.json",
+            "model.safetensors",
+            "generation_config.json",
+            "tokenizer.json",
+            "README.md",
+        } <= {p.name for p in exported.iterdir()}
         card = (exported / "README.md").read_text()
         assert f"variant-{variant}" in card and "| crows_pairs | pct_stereotype |" in card
         assert "held-out reward" in card  # the RL row of the training table

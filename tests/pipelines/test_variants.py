@@ -15,8 +15,8 @@ from pipelines.model_card import Stage
 from pipelines.rewards import RewardModelSpec, RewardOptions
 from pipelines.variants import (
     GenerationDefaults,
-    VariantSpec,
     VariantsConfig,
+    VariantSpec,
     chat_template,
     export_variant,
     load_variants,
@@ -26,24 +26,51 @@ from safety_evals import results
 from safety_evals.results_io import load_results
 
 SYSTEM = "Be kind | brief."
-CHAT = VariantSpec(name="chat", description="assistant", system_prompt=SYSTEM,
-                   reward_weights={"helpfulness": 1.0, "harmlessness": 2.0},
-                   generation=GenerationDefaults(temperature=0.7, top_k=20, top_p=0.9, max_new_tokens=12))
+CHAT = VariantSpec(
+    name="chat",
+    description="assistant",
+    system_prompt=SYSTEM,
+    reward_weights={"helpfulness": 1.0, "harmlessness": 2.0},
+    generation=GenerationDefaults(temperature=0.7, top_k=20, top_p=0.9, max_new_tokens=12),
+)
 DEVELOPER = VariantSpec(name="developer", generation=GenerationDefaults(temperature=0.0, max_new_tokens=12))
 
 
 def _results(tmp_path, variant):
     suites = {
-        "crows_pairs": {"status": "ok", "version": "1", "error": None, "seconds": 1.0, "metrics": {
-            "pct_stereotype": {"value": 0.61, "ci_low": 0.585, "ci_high": 0.634, "n": 1508,
-                               "higher_is_better": False},
-            "pct_stereotype/gender": {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 10,
-                                      "higher_is_better": False}}},
-        "toxicity": {"status": "failed", "version": "1", "error": "RuntimeError: no detoxify weights\ntrace",
-                     "seconds": 0.1, "metrics": {}},
+        "crows_pairs": {
+            "status": "ok",
+            "version": "1",
+            "error": None,
+            "seconds": 1.0,
+            "metrics": {
+                "pct_stereotype": {
+                    "value": 0.61,
+                    "ci_low": 0.585,
+                    "ci_high": 0.634,
+                    "n": 1508,
+                    "higher_is_better": False,
+                },
+                "pct_stereotype/gender": {
+                    "value": 0.5,
+                    "ci_low": 0.4,
+                    "ci_high": 0.6,
+                    "n": 10,
+                    "higher_is_better": False,
+                },
+            },
+        },
+        "toxicity": {
+            "status": "failed",
+            "version": "1",
+            "error": "RuntimeError: no detoxify weights\ntrace",
+            "seconds": 0.1,
+            "metrics": {},
+        },
     }
-    doc = results.build_document(model=results.model_record("tiny", None, variant=variant, step=3),
-                                 config={"limit": 50}, suites=suites)
+    doc = results.build_document(
+        model=results.model_record("tiny", None, variant=variant, step=3), config={"limit": 50}, suites=suites
+    )
     path = tmp_path / f"results_{variant}.json"
     results.write_atomic(path, doc)
     return load_results(path)
@@ -53,25 +80,44 @@ def _results(tmp_path, variant):
 def exported(tmp_path_factory):
     model, tokenizer = load_model(ModelOptions(spec="preset:tiny", seed=0))
     root = tmp_path_factory.mktemp("variants")
-    stages = [Stage("sft", "hh helpful-base (64 rows)", 20), Stage("ppo", "hh prompts", 12, "iterations",
-                                                                 "held-out reward 0.10 -> 0.30")]
+    stages = [
+        Stage("sft", "hh helpful-base (64 rows)", 20),
+        Stage("ppo", "hh prompts", 12, "iterations", "held-out reward 0.10 -> 0.30"),
+    ]
     dirs = {}
     for spec in (CHAT, DEVELOPER):
-        dirs[spec.name] = export_variant(model, tokenizer, spec, root / spec.name, base_model="preset:tiny",
-                                         stages=stages, results=_results(root, spec.name),
-                                         reward_mixture=[{"name": "helpfulness", "weight": 1.0, "source": "rm"}])
+        dirs[spec.name] = export_variant(
+            model,
+            tokenizer,
+            spec,
+            root / spec.name,
+            base_model="preset:tiny",
+            stages=stages,
+            results=_results(root, spec.name),
+            reward_mixture=[{"name": "helpfulness", "weight": 1.0, "source": "rm"}],
+        )
     return model, tokenizer, dirs
 
 
 def test_exported_variants_load_in_transformers_and_generate_like_align(exported):
     model, tokenizer, dirs = exported
-    prompt = tokenizer.encode_chat([{"role": "user", "content": "Hi there"}], add_generation_prompt=True).tokens
-    ours = generate(model, prompt[None], np.array([len(prompt)]),
-                    SamplingConfig(max_new_tokens=6, stop_ids=tokenizer.stop_ids), jax.random.PRNGKey(0))
-    for name, path in dirs.items():
+    prompt = tokenizer.encode_chat(
+        [{"role": "user", "content": "Hi there"}], add_generation_prompt=True
+    ).tokens
+    ours = generate(
+        model,
+        prompt[None],
+        np.array([len(prompt)]),
+        SamplingConfig(max_new_tokens=6, stop_ids=tokenizer.stop_ids),
+        jax.random.PRNGKey(0),
+    )
+    for path in dirs.values():
         hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         out = hf.generate(torch.tensor(prompt[None], dtype=torch.long), do_sample=False, max_new_tokens=6)
-        assert out[0, len(prompt):].tolist() == np.asarray(ours.tokens[0, : out.shape[1] - len(prompt)]).tolist()
+        assert (
+            out[0, len(prompt) :].tolist()
+            == np.asarray(ours.tokens[0, : out.shape[1] - len(prompt)]).tolist()
+        )
         assert hf.generation_config.eos_token_id == list(tokenizer.stop_ids)
     chat_gen = AutoModelForCausalLM.from_pretrained(dirs["chat"]).generation_config
     assert (chat_gen.do_sample, chat_gen.temperature, chat_gen.top_k, chat_gen.top_p) == (True, 0.7, 20, 0.9)
@@ -81,10 +127,14 @@ def test_exported_variants_load_in_transformers_and_generate_like_align(exported
 def test_chat_templates_carry_each_variants_system_policy(exported):
     _, _, dirs = exported
     user = [{"role": "user", "content": "Hi there"}]
-    chat_tok, dev_tok = AutoTokenizer.from_pretrained(dirs["chat"]), AutoTokenizer.from_pretrained(dirs["developer"])
+    chat_tok, dev_tok = (
+        AutoTokenizer.from_pretrained(dirs["chat"]),
+        AutoTokenizer.from_pretrained(dirs["developer"]),
+    )
     # chat: the default system prompt is folded in exactly like an explicit system message
     assert chat_tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True) == render_chat(
-        [{"role": "system", "content": SYSTEM}, *user], add_generation_prompt=True)
+        [{"role": "system", "content": SYSTEM}, *user], add_generation_prompt=True
+    )
     # developer: plain Gemma, a given system message still folds in
     assert dev_tok.apply_chat_template(user, tokenize=False) == render_chat(user)
     with_system = [{"role": "system", "content": "Reply in French."}, *user]
@@ -105,17 +155,28 @@ def test_model_card_reports_training_and_the_variants_results(exported, tmp_path
     assert "Be kind \\| brief." in card  # table cells escape pipes
     assert '"temperature": 0.7' in card
     with pytest.raises(ValueError, match="results are for variant 'developer', not 'chat'"):
-        export_variant(exported[0], tokenizer, CHAT, tmp_path / "x", base_model="t",
-                       results=_results(tmp_path, "developer"))
+        export_variant(
+            exported[0],
+            tokenizer,
+            CHAT,
+            tmp_path / "x",
+            base_model="t",
+            results=_results(tmp_path, "developer"),
+        )
 
 
 def test_reward_weights_by_name_and_config_file():
-    reward = RewardOptions(models=(RewardModelSpec("a", 1.0, "helpfulness"), RewardModelSpec("b", 1.0, "harmlessness")))
+    reward = RewardOptions(
+        models=(RewardModelSpec("a", 1.0, "helpfulness"), RewardModelSpec("b", 1.0, "harmlessness"))
+    )
     assert [m.weight for m in weighted_reward(reward, CHAT).models] == [1.0, 2.0]
     with pytest.raises(ValueError, match=r"\['honesty'\] match no reward model"):
         weighted_reward(reward, VariantSpec(name="y", reward_weights={"honesty": 1.0}))
     config = load_variants("configs/variants/gemma3_270m.yaml")
     assert [v.name for v in config.variants] == ["chat", "developer"]
-    assert config.get("chat").reward_weights["harmlessness"] > config.get("developer").reward_weights["harmlessness"]
+    assert (
+        config.get("chat").reward_weights["harmlessness"]
+        > config.get("developer").reward_weights["harmlessness"]
+    )
     with pytest.raises(ValueError, match="unique"):
         VariantsConfig(variants=(CHAT, CHAT))

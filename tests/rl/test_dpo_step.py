@@ -52,8 +52,13 @@ def test_pair_logprobs_equal_full_logits_by_hand(batch):
         return jnp.sum(token_logprobs(out.logits, targets[None])[0] * mask)
 
     for b, p in [(0, 0), (2, 1)]:
-        expect = full_logits_reference(model, *(jnp.asarray(batch[k][b, p]) for k in
-                                                ("tokens", "positions", "segment_ids", "targets", "loss_mask")))
+        expect = full_logits_reference(
+            model,
+            *(
+                jnp.asarray(batch[k][b, p])
+                for k in ("tokens", "positions", "segment_ids", "targets", "loss_mask")
+            ),
+        )
         assert float(lp[b, p]) == pytest.approx(float(expect), abs=1e-4)
 
 

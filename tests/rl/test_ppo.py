@@ -11,7 +11,14 @@ from align.model import Decoder, ModelConfig
 from align.model.heads import ScoreModel
 from align.rl.advantages import masked_mean
 from align.rl.loop import RLLoopConfig, resume, rl_loop
-from align.rl.ppo import PolicyAndValue, PPOConfig, create_ppo_state, make_ppo_iteration, ppo_advantages, ppo_loss
+from align.rl.ppo import (
+    PolicyAndValue,
+    PPOConfig,
+    create_ppo_state,
+    make_ppo_iteration,
+    ppo_advantages,
+    ppo_loss,
+)
 from align.rl.rewards import TokenFraction
 from align.rl.rollout import RolloutConfig, make_rollout
 from align.sampling import SamplingConfig
@@ -21,7 +28,10 @@ V = 32
 TARGET = 20  # ~5% of the untrained policy's samples (seed 0): rare but not unseen
 CONFIG = PPOConfig(
     rollout=RolloutConfig(SamplingConfig(max_new_tokens=8, temperature=1.0), logprob_chunk=64),
-    ppo_epochs=2, minibatch_size=8, kl_coef=0.05, vf_coef=0.5,
+    ppo_epochs=2,
+    minibatch_size=8,
+    kl_coef=0.05,
+    vf_coef=0.5,
 )
 
 
@@ -38,8 +48,13 @@ def _prompts(n=64, seed=0):
 
 
 def _stream(prompts, position=None, rows=16):
-    return batches(prompts, DataOrder(len(prompts), seed=1), position, rows,
-                   lambda items: prompt_batch(items, 4, padding="right", rows=rows))
+    return batches(
+        prompts,
+        DataOrder(len(prompts), seed=1),
+        position,
+        rows,
+        lambda items: prompt_batch(items, 4, padding="right", rows=rows),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,18 +69,31 @@ def test_ratio_is_one_and_kl_zero_when_policy_is_reference(setup):
     policy, value, _, _ = setup
     batch, _ = next(_stream(_prompts()))
     config = PPOConfig(rollout=CONFIG.rollout, missing_eos_penalty=0.5)
-    rollout, metrics = make_rollout(policy, policy, value, TokenFraction(TARGET), batch["tokens"], batch["lengths"],
-                                    config.rollout, jax.random.PRNGKey(0))
+    rollout, metrics = make_rollout(
+        policy,
+        policy,
+        value,
+        TokenFraction(TARGET),
+        batch["tokens"],
+        batch["lengths"],
+        config.rollout,
+        jax.random.PRNGKey(0),
+    )
     assert metrics["kl/ref"] == 0.0
     adv, returns, adv_metrics = ppo_advantages(rollout, jnp.float32(0.05), config)
     assert float(adv_metrics["reward/non_score"]) == 0.0  # zero KL: the penalty adds nothing
     # no stop ids: no response has an EOS, so every score pays the missing-EOS penalty
-    assert float(adv_metrics["reward/shaped_score"]) == pytest.approx(float(jnp.mean(rollout.scores)) - 0.5, abs=1e-6)
+    assert float(adv_metrics["reward/shaped_score"]) == pytest.approx(
+        float(jnp.mean(rollout.scores)) - 0.5, abs=1e-6
+    )
     m = rollout.response_mask
     assert float(masked_mean(adv, m)) == pytest.approx(0.0, abs=1e-5)  # whitened
-    loss, lm = nnx.jit(ppo_loss, static_argnames="config")(
-        PolicyAndValue(policy, value), {**rollout.as_batch(), "advantages": adv, "returns": returns}, None,
-        config=config)
+    _, lm = nnx.jit(ppo_loss, static_argnames="config")(
+        PolicyAndValue(policy, value),
+        {**rollout.as_batch(), "advantages": adv, "returns": returns},
+        None,
+        config=config,
+    )
     assert float(lm["ratio_mean"]) == pytest.approx(1.0, abs=1e-6)
     assert float(lm["approx_kl"]) == pytest.approx(0.0, abs=1e-10)
     assert float(lm["clip_frac"]) == 0.0
@@ -79,8 +107,13 @@ def test_ratio_is_one_and_kl_zero_when_policy_is_reference(setup):
 def test_ppo_raises_the_reward_with_bounded_kl(setup):
     policy, value, optimizer, iterate = setup
     state = create_ppo_state(policy, value, optimizer, seed=0)
-    result = rl_loop(iterate, state, _stream(_prompts()), RLLoopConfig(iterations=15, progress=False),
-                     kl_coef=CONFIG.kl_coef)
+    result = rl_loop(
+        iterate,
+        state,
+        _stream(_prompts()),
+        RLLoopConfig(iterations=15, progress=False),
+        kl_coef=CONFIG.kl_coef,
+    )
     rewards = [row["reward/mean"] for row in result.logs]
     assert np.mean(rewards[:2]) < 0.1
     assert np.mean(rewards[-3:]) > np.mean(rewards[:2]) + 0.5, rewards
@@ -93,20 +126,36 @@ def test_resume_continues_exactly(setup, tmp_path):
     policy, value, optimizer, iterate = setup
     prompts = _prompts()
     config = RLLoopConfig(iterations=4, progress=False)
-    straight = rl_loop(iterate, create_ppo_state(policy, value, optimizer, seed=5), _stream(prompts), config,
-                       kl_coef=0.05)
+    straight = rl_loop(
+        iterate, create_ppo_state(policy, value, optimizer, seed=5), _stream(prompts), config, kl_coef=0.05
+    )
 
     with Checkpointer(tmp_path / "ckpt", async_save=False) as ckpt:
-        first = rl_loop(iterate, create_ppo_state(policy, value, optimizer, seed=5), _stream(prompts),
-                        RLLoopConfig(iterations=2, progress=False), kl_coef=0.05, checkpointer=ckpt)
+        first = rl_loop(
+            iterate,
+            create_ppo_state(policy, value, optimizer, seed=5),
+            _stream(prompts),
+            RLLoopConfig(iterations=2, progress=False),
+            kl_coef=0.05,
+            checkpointer=ckpt,
+        )
         assert first.iteration == 2
     with Checkpointer(tmp_path / "ckpt", async_save=False) as ckpt:
         fresh = create_ppo_state(policy, value, optimizer, seed=99)  # a different rng: must be overwritten
         r = resume(ckpt, fresh)
         assert r.iteration == 2 and r.data_position == first.data_position
-        second = rl_loop(iterate, r.state, _stream(prompts, r.data_position), config, kl_coef=r.kl_coef,
-                         start_iteration=r.iteration, checkpointer=ckpt)
+        second = rl_loop(
+            iterate,
+            r.state,
+            _stream(prompts, r.data_position),
+            config,
+            kl_coef=r.kl_coef,
+            start_iteration=r.iteration,
+            checkpointer=ckpt,
+        )
     keys = ("reward/mean", "kl/ref", "policy_loss", "value_loss", "kl_coef")
-    assert [[row[k] for k in keys] for row in second.logs] == [[row[k] for k in keys] for row in straight.logs[2:]]
+    assert [[row[k] for k in keys] for row in second.logs] == [
+        [row[k] for k in keys] for row in straight.logs[2:]
+    ]
     for a, b in zip(jax.tree.leaves(second.state.params), jax.tree.leaves(straight.state.params)):
         np.testing.assert_array_equal(a, b)

@@ -33,19 +33,27 @@ def test_join_prompt_response_by_hand():
     prompt, plen = _prompts()
     response = np.array([[11, 1, 0], [12, 13, 14], [15, 0, 0]], np.int32)
     rlen = np.array([2, 3, 1], np.int32)
-    tokens, positions, segments = join_prompt_response(jnp.asarray(prompt), jnp.asarray(plen),
-                                                       jnp.asarray(response), jnp.asarray(rlen))
-    np.testing.assert_array_equal(tokens, [[2, 5, 6, 7, 11, 1, 0], [2, 9, 12, 13, 14, 0, 0],
-                                           [2, 4, 4, 15, 0, 0, 0]])
-    np.testing.assert_array_equal(segments, [[1, 1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 0, 0]])
-    np.testing.assert_array_equal(positions, [[0, 1, 2, 3, 4, 5, 0], [0, 1, 2, 3, 4, 0, 0], [0, 1, 2, 3, 0, 0, 0]])
+    tokens, positions, segments = join_prompt_response(
+        jnp.asarray(prompt), jnp.asarray(plen), jnp.asarray(response), jnp.asarray(rlen)
+    )
+    np.testing.assert_array_equal(
+        tokens, [[2, 5, 6, 7, 11, 1, 0], [2, 9, 12, 13, 14, 0, 0], [2, 4, 4, 15, 0, 0, 0]]
+    )
+    np.testing.assert_array_equal(
+        segments, [[1, 1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 0, 0]]
+    )
+    np.testing.assert_array_equal(
+        positions, [[0, 1, 2, 3, 4, 5, 0], [0, 1, 2, 3, 4, 0, 0], [0, 1, 2, 3, 0, 0, 0]]
+    )
     np.testing.assert_array_equal(response_index(jnp.asarray(plen), 3), [[3, 4, 5], [1, 2, 3], [2, 3, 4]])
 
 
 def test_rollout_scores_match_sampler_and_zero_kl_when_policy_is_reference(models):
     policy, value = models
     prompt, plen = _prompts()
-    config = RolloutConfig(SamplingConfig(max_new_tokens=6, temperature=0.7, stop_ids=(STOP,)), logprob_chunk=5)
+    config = RolloutConfig(
+        SamplingConfig(max_new_tokens=6, temperature=0.7, stop_ids=(STOP,)), logprob_chunk=5
+    )
     rng = jax.random.PRNGKey(3)
     rollout, metrics = make_rollout(policy, policy, value, TokenFraction(7), prompt, plen, config, rng)
     sampled = generate(policy, prompt, plen, config.sampling, rng)
