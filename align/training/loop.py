@@ -5,7 +5,7 @@ checkpoint records where the data stream is and a resumed run sees exactly the b
 
 Stops:
   * total_steps reached: final eval and checkpoint, `stopped="done"`;
-  * SIGTERM (preemption): checkpoint at the next step boundary, `stopped="sigterm"`;
+  * SIGTERM (preemption): the step in flight finishes, then a checkpoint, `stopped="sigterm"`;
   * data exhausted: final checkpoint, `stopped="data_exhausted"`;
   * a non-finite loss or gradient: raises NonFiniteLoss. The step left the weights unchanged and the
     bad state is never saved, so the latest checkpoint is the last good one.
@@ -138,6 +138,9 @@ def train_loop(step_fn: Callable, state: TrainState, batches: Iterator, config: 
     with sigterm_flag() as term:
         try:
             while step < config.total_steps:
+                if term["set"]:
+                    stopped = "sigterm"
+                    break
                 item = next(batches, None)
                 if item is None:
                     stopped = "data_exhausted"
@@ -162,9 +165,6 @@ def train_loop(step_fn: Callable, state: TrainState, batches: Iterator, config: 
                 if evaluate is not None and ((config.eval_every and step % config.eval_every == 0) or last):
                     log({f"eval/{k}": v for k, v in evaluate(state).items()})
                 progress.update(row)
-                if term["set"]:
-                    stopped = "sigterm"
-                    break
                 if last or (config.checkpoint_every and step % config.checkpoint_every == 0):
                     save()
                 if on_step is not None:

@@ -68,7 +68,8 @@ def load_model(options: ModelOptions):
             raise ValueError(f"model.spec {options.spec!r} needs model.tokenizer (a tokenizer file or directory)")
         else:
             config, tokenizer = PRESETS[name](), load_tokenizer(options.tokenizer)
-        model = Decoder(config, rngs=nnx.Rngs(options.seed), param_dtype=param_dtype, dtype=dtype)
+        model = init_model(lambda: Decoder(config, rngs=nnx.Rngs(options.seed), param_dtype=param_dtype,
+                                           dtype=dtype))
     else:
         import align
 
@@ -78,6 +79,12 @@ def load_model(options: ModelOptions):
             tokenizer = load_tokenizer(options.tokenizer)
     model.remat = options.remat
     return model, tokenizer
+
+
+def init_model(make_model: Callable[[], nnx.Module]) -> nnx.Module:
+    """make_model() under one jit: a random init is one compile, not one per parameter shape."""
+    graphdef, _ = nnx.split(nnx.eval_shape(make_model))
+    return nnx.merge(graphdef, jax.jit(lambda: nnx.state(make_model()))())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,12 +184,13 @@ def evaluate(eval_fn: Callable, state: TrainState, batches: Iterable[Mapping], l
 
 
 def fit(run: Run, make_batches: Callable[[Mapping | None], Iterator], loop: LoopConfig,
-        evaluate_fn: Callable[[TrainState], Mapping] | None = None) -> LoopResult:
+        evaluate_fn: Callable[[TrainState], Mapping] | None = None,
+        on_step: Callable[[int, TrainState], None] | None = None) -> LoopResult:
     """train_loop from the run's (possibly resumed) state and data position."""
     try:
         result = train_loop(run.step_fn, run.state, make_batches(run.data_position), loop,
                             checkpointer=run.checkpointer, evaluate=evaluate_fn, writer=run.writer,
-                            data_position=run.data_position)
+                            data_position=run.data_position, on_step=on_step)
     finally:
         run.writer.close()
     run.state, run.data_position = result.state, result.data_position
