@@ -1,11 +1,17 @@
 """`JaxLM`: the align JAX decoder behind the `LanguageModel` interface.
 
-Scoring is one forward pass per batch: the final hidden states are unembedded chunk by chunk over
-T (so [B, T, V] float32 logits never exist whole: V is 262k for Gemma 3; see `chunk_size`),
-log_softmax in float32, and the target token's log-prob gathered. Batches are padded to
-`batch_size` rows and T to a power-of-two bucket, so `jit` compiles once per bucket and never per
-request. Request encoding is lm-evaluation-harness's (`lm.encode_request`), so numbers compare
-with HFLM / `HFTorchLM`.
+Scoring is one forward pass per batch of `batch_size` rows, T padded to a `score_bucket` length
+(steps of 8 up to 64, then four steps per octave), so `jit` compiles once per bucket and never
+per request. Only the positions that score a continuation token are unembedded: the host lists
+them first in `order_M`, the device gathers their hidden states into chunks of C tokens and a
+`lax.cond` skips every chunk past the last scored one. So padding and unscored context cost no
+[C, V] logits (V is 262k for Gemma 3), and [B, T, V] float32 logits never exist whole. Per
+scored token, in float32:
+
+    log p(t) = z_t - logsumexp(z)        is_greedy = z_t >= max(z)
+
+(z: the token's logits; no [C, V] log-softmax is materialised). Request encoding is
+lm-evaluation-harness's (`lm.encode_request`), so numbers compare with HFLM / `HFTorchLM`.
 Generation goes through `align.sampling.generate` (KV cache, right-padded bucketed prompts).
 """
 
@@ -27,41 +33,91 @@ from safety_evals.lm import (
     truncate_at_stop,
 )
 
-LOGITS_BUDGET = 1 << 29  # bytes of float32 [B, C, V] logits per chunk (512 MiB)
+LOGITS_BUDGET = 1 << 27  # bytes of float32 [C, V] logits per unembedding chunk (128 MiB: C = 128 for Gemma 3)
 
 
-def chunk_size(B: int, T: int, V: int, budget: int = LOGITS_BUDGET) -> int:
-    """Largest power of two C <= T with B*C*V float32 logits within `budget` (at least 1).
-    T is a power of two, so C divides it."""
-    C = T
-    while C > 1 and B * C * V * 4 > budget:
-        C //= 2
-    return C
+def score_bucket(n: int, minimum: int = 8) -> int:
+    """Smallest length >= max(n, minimum) on the ladder 8, 16, ..., 64, 80, 96, 112, 128, 160, ...
+    (steps of 8, then a quarter of the power of two below): at most 8 tokens or 25% of a row is
+    rounding padding, against up to 50% with powers of two, for a few more compiled shapes."""
+    size = minimum
+    while size < n:
+        size += max(8, (1 << (size.bit_length() - 1)) // 4)
+    return size
 
 
-def _score(graphdef, state, tokens_BT, lengths_B, targets_BT):
-    """(log p(target_t | tokens_<=t) [B, T] float32, target is the argmax [B, T] bool)."""
+def chunk_size(B: int, T: int, V: int, budget: int | None = None) -> int:
+    """Largest divisor C of T with B*C*V float32 logits within `budget` (default LOGITS_BUDGET,
+    read at call time; at least 1)."""
+    budget = LOGITS_BUDGET if budget is None else budget
+    for C in range(T, 0, -1):
+        if T % C == 0 and B * C * V * 4 <= budget:
+            return C
+    return 1
+
+
+def _score(graphdef, state, tokens_BT, lengths_B, targets_BT, order_M, n_scored):
+    """log p(target) and is-greedy [M] float32 / bool for the flat positions `order_M` (M = B*T,
+    row-major index b*T + t); only the first `n_scored` entries are computed, the rest are 0."""
     model = nnx.merge(graphdef, state)
     B, T = tokens_BT.shape
     positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
     segments = (positions < lengths_B[:, None]).astype(jnp.int32)  # 0 = padding, never attended
-    hidden = model.hidden(tokens_BT, positions, segments)  # [B, T, D]
-    C = chunk_size(B, T, model.config.vocab_size)
-    hidden_NBCD = hidden.reshape(B, T // C, C, -1).swapaxes(0, 1)  # [T/C, B, C, D]
-    targets_NBC = targets_BT.reshape(B, T // C, C).swapaxes(0, 1)
+    hidden_MD = model.hidden(tokens_BT, positions, segments).reshape(B * T, -1)[order_M]
+    M, V = B * T, model.config.vocab_size
+    C = chunk_size(1, M, V)
+    hidden_NCD = hidden_MD.reshape(M // C, C, -1)
+    targets_NC = targets_BT.reshape(M)[order_M].reshape(M // C, C)
+    starts_N = jnp.arange(M // C, dtype=jnp.int32) * C
+
+    def compute(h_CD, t_C):
+        z = model.logits(h_CD[None])[0]  # [C, V] float32 (soft-capped where the config says)
+        z_t = jnp.take_along_axis(z, t_C[:, None], axis=-1)[:, 0]
+        z_max = jnp.max(z, axis=-1)
+        lse = z_max + jnp.log(jnp.sum(jnp.exp(z - z_max[:, None]), axis=-1))
+        return z_t - lse, z_t >= z_max
+
+    def skip(h_CD, t_C):
+        return jnp.zeros((C,), jnp.float32), jnp.zeros((C,), bool)
 
     def chunk(args):
-        h, tgt = args
-        logits = model.logits(h).astype(jnp.float32)  # [B, C, V]; float32 so log_softmax is stable
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        picked = jnp.take_along_axis(logp, tgt[..., None], axis=-1)[..., 0]
-        return picked, jnp.argmax(logits, axis=-1) == tgt
+        h_CD, t_C, start = args
+        return jax.lax.cond(start < n_scored, compute, skip, h_CD, t_C)
 
-    picked, greedy = jax.lax.map(chunk, (hidden_NBCD, targets_NBC))
-    return picked.swapaxes(0, 1).reshape(B, T), greedy.swapaxes(0, 1).reshape(B, T)
+    picked, greedy = jax.lax.map(chunk, (hidden_NCD, targets_NC, starts_N))
+    return picked.reshape(M), greedy.reshape(M)
 
 
 _score_jit = jax.jit(_score, static_argnames=("graphdef",))
+
+
+def layout(rows: Sequence[tuple[Sequence[int], int, int]], B: int, T: int, pad: int):
+    """One scoring batch from rows of (window tokens, n scored, last continuation token).
+
+    Window position t predicts token t+1 of ctx+cont, and the final target is the last continuation
+    token (the one token the window itself leaves out); the last n positions are scored. Returns
+    tokens, targets [B, T] int32, lengths [B] int32 (filler rows: one pad token), order [B*T] int32
+    (flat scored positions b*T + t first, row by row in order, then all the others) and n_scored.
+    """
+    if len(rows) > B:
+        raise ValueError(f"layout: {len(rows)} rows for a batch of {B}")
+    tokens = np.full((B, T), pad, np.int32)
+    targets = np.full((B, T), pad, np.int32)
+    lengths = np.ones((B,), np.int32)
+    scored: list[int] = []
+    for b, (toks, n, last) in enumerate(rows):
+        L = len(toks)
+        if L > T:
+            raise ValueError(f"layout: row {b} has {L} tokens, more than T={T}")
+        lengths[b] = L
+        if L:
+            tokens[b, :L] = toks
+            targets[b, :L] = list(toks[1:]) + [last]
+        scored.extend(range(b * T + L - n, b * T + L))
+    is_scored = np.zeros(B * T, bool)
+    is_scored[scored] = True
+    order = np.concatenate([np.asarray(scored, np.int64), np.flatnonzero(~is_scored)]).astype(np.int32)
+    return tokens, targets, lengths, order, len(scored)
 
 
 class JaxLM:
@@ -107,29 +163,22 @@ class JaxLM:
     # ------------------------------------------------------------------ scoring
     def loglikelihood_tokens(self, requests: Sequence[tuple[list[int], list[int]]]) -> list[TokenScores]:
         windows = [scoring_window(c, k, self.max_length) for c, k in requests]
+        # longest first, as lm-eval sorts: a batch's rows have similar lengths, so little padding
         order = sorted(range(len(windows)), key=lambda i: -len(windows[i][0]))
         out: list[TokenScores | None] = [None] * len(windows)
         B, pad = self.batch_size, self.tokenizer.pad_id
         for chunk in batched(order, B):
-            T = length_bucket(max(len(windows[i][0]) for i in chunk))
-            tokens = np.full((B, T), pad, np.int32)
-            targets = np.full((B, T), pad, np.int32)
-            lengths = np.ones((B,), np.int32)  # filler rows: one pad token, results ignored
-            for row, i in enumerate(chunk):
-                toks, n = windows[i]
-                L = len(toks)
-                # window position t predicts token t+1 of ctx+cont; the final target is the last
-                # continuation token (the one token the window itself leaves out)
-                tokens[row, :L] = toks
-                targets[row, : L - 1] = toks[1:]
-                targets[row, L - 1] = requests[i][1][-1] if n else pad
-                lengths[row] = L
-            picked, greedy = jax.device_get(_score_jit(self._graphdef, self._state, tokens, lengths, targets))
-            for row, i in enumerate(chunk):
-                L, n = lengths[row], windows[i][1]
-                out[i] = TokenScores(
-                    tuple(float(x) for x in picked[row, L - n : L]), bool(greedy[row, L - n : L].all())
-                )
+            rows = [(*windows[i], requests[i][1][-1] if windows[i][1] else pad) for i in chunk]
+            T = score_bucket(max(len(r[0]) for r in rows))
+            tokens, targets, lengths, order_M, n_scored = layout(rows, B, T, pad)
+            picked, greedy = jax.device_get(
+                _score_jit(self._graphdef, self._state, tokens, lengths, targets, order_M, np.int32(n_scored))
+            )
+            start = 0
+            for i, (_, n, _) in zip(chunk, rows):
+                span = slice(start, start + n)
+                out[i] = TokenScores(tuple(float(x) for x in picked[span]), bool(greedy[span].all()))
+                start += n
         return out  # type: ignore[return-value]
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[TokenScores]:

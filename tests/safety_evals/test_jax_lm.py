@@ -1,5 +1,6 @@
 """JaxLM (align decoder) against the HFTorchLM reference on one tiny random Gemma3 checkpoint."""
 
+import jax
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -109,9 +110,41 @@ def test_align_eval_end_to_end_through_align_load(pair, tmp_path):
 
 
 def test_logit_chunks_divide_t_and_respect_the_budget():
-    assert jax_lm.chunk_size(8, 512, 262144) == 64  # 8 * 64 * 262144 * 4 B = 512 MiB
+    assert jax_lm.chunk_size(8, 512, 262144) == 16  # 8 * 16 * 262144 * 4 B = 128 MiB
+    assert jax_lm.chunk_size(1, 16 * 24, 262144) == 128  # flat scoring tokens of a [16, 24] batch
+    assert jax_lm.chunk_size(1, 200, 262144) == 100  # the largest divisor within the budget
     assert jax_lm.chunk_size(2, 16, 320) == 16
     assert jax_lm.chunk_size(64, 32, 262144, budget=1) == 1
-    for B, T, V in [(4, 256, 1000), (32, 1024, 262144)]:
+    for B, T, V in [(4, 256, 1000), (32, 1024, 262144), (1, 16 * 40, 262144)]:
         C = jax_lm.chunk_size(B, T, V)
         assert T % C == 0 and (B * C * V * 4 <= jax_lm.LOGITS_BUDGET or C == 1)
+
+
+def test_score_buckets_step_by_eight_then_by_quarter_octaves():
+    got = [jax_lm.score_bucket(n) for n in (1, 8, 9, 17, 33, 64, 65, 81, 129, 300)]
+    assert got == [8, 8, 16, 24, 40, 64, 80, 96, 160, 320]
+
+
+def test_layout_lists_scored_positions_first_row_by_row():
+    # row 0: window [2, 5, 6] scores its last 2 positions (targets 6 and the last cont token 7);
+    # row 1: window [2, 9] scores 1; row 2 is filler
+    tokens, targets, lengths, order, n = jax_lm.layout([([2, 5, 6], 2, 7), ([2, 9], 1, 4)], 3, 4, 0)
+    assert tokens.tolist() == [[2, 5, 6, 0], [2, 9, 0, 0], [0, 0, 0, 0]]
+    assert targets.tolist() == [[5, 6, 7, 0], [9, 4, 0, 0], [0, 0, 0, 0]]
+    assert lengths.tolist() == [3, 2, 1]
+    assert n == 3 and order[:3].tolist() == [1, 2, 5]
+    assert sorted(order.tolist()) == list(range(12))
+    with pytest.raises(ValueError, match="row 0 has 3 tokens"):
+        jax_lm.layout([([2, 5, 6], 1, 7)], 1, 2, 0)
+
+
+def test_small_chunks_skip_unscored_tail_and_match_reference(pair, monkeypatch):
+    """Chunks of 4 tokens: several chunks per batch, the unscored tail skipped by lax.cond."""
+    ref, jlm = pair
+    V = jlm.model.config.vocab_size
+    monkeypatch.setattr(jax_lm, "LOGITS_BUDGET", 4 * V * 4)
+    monkeypatch.setattr(jax_lm, "_score_jit", jax.jit(jax_lm._score, static_argnames=("graphdef",)))
+    want, got = ref.loglikelihood(REQUESTS), jlm.loglikelihood(REQUESTS)
+    for w, g in zip(want, got):
+        assert g.logprobs == pytest.approx(w.logprobs, abs=2e-4)
+        assert g.is_greedy == w.is_greedy
