@@ -1,0 +1,144 @@
+"""CrowS-Pairs scoring throughput: `JaxLM` beside `HFTorchLM` (transformers + torch), same model, same run.
+
+    .venv/bin/python benchmarks/eval_throughput.py                  # gemma3-270m, 200 pairs, batch 16
+    .venv/bin/python benchmarks/eval_throughput.py --limit 200 0    # 0 = all pairs (1508)
+
+Both backends score every sentence as `safety_evals.crows_pairs` does (empty context, so BOS
+conditions the first word) with the same `--batch-size`, sentences sorted longest first as
+lm-eval sorts; torch runs with one thread per CPU. Timing is interleaved so that a shared, busy
+machine slows both alike: the sorted requests are cut into slices of `--slice` batches and each
+slice is scored by both backends back to back, alternating which goes first. Before timing, JAX
+compiles every length bucket the data needs (reported as `compile`), and torch scores one batch.
+Prints one row per case: pairs/s of each, their ratio, both pct_stereotype values, the largest
+per-sentence |ll_jax - ll_torch| and the pairs the two decide differently. No pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+
+def _sorted_requests(lm, pairs):
+    """[2N] (ctx ids, cont ids), longest window first, and the sentence index of each."""
+    sents = [s for p in pairs for s in (p.sent_more, p.sent_less)]
+    reqs = [lm.encode_request("", s) for s in sents]
+    order = sorted(range(len(reqs)), key=lambda i: -(len(reqs[i][0]) + len(reqs[i][1])))
+    return [reqs[i] for i in order], np.array(order)
+
+
+def _warm_jax(jlm, reqs) -> float:
+    """Compile the scoring function for every (batch, bucket) shape `reqs` will use; seconds."""
+    from safety_evals.jax_lm import score_bucket
+
+    B = jlm.batch_size
+    firsts = {}  # bucket -> the longest request of the first batch that needs it
+    for start in range(0, len(reqs), B):
+        firsts.setdefault(score_bucket(len(reqs[start][0]) + len(reqs[start][1]) - 1), reqs[start])
+    t0 = time.perf_counter()
+    for r in firsts.values():
+        jlm.loglikelihood_tokens([r])
+    return time.perf_counter() - t0
+
+
+def interleaved(backends: dict, reqs, slice_size: int) -> tuple[dict, dict]:
+    """Score `reqs` slice by slice with every backend in turn; (seconds, [len(reqs)] totals) per name."""
+    seconds = {n: 0.0 for n in backends}
+    totals = {n: [] for n in backends}
+    names = list(backends)
+    for k, start in enumerate(range(0, len(reqs), slice_size)):
+        part = reqs[start : start + slice_size]
+        for name in names if k % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            scores = backends[name].loglikelihood_tokens(part)
+            seconds[name] += time.perf_counter() - t0
+            totals[name].extend(s.total for s in scores)
+    return seconds, {n: np.array(v) for n, v in totals.items()}
+
+
+def run_case(jlm, hf, limit: int | None, slice_batches: int) -> dict:
+    from safety_evals import crows_pairs
+
+    pairs, _ = crows_pairs.load(limit=limit)
+    reqs, order = _sorted_requests(jlm, pairs)
+    if [hf.encode_request("", s) for s in (pairs[0].sent_more, pairs[0].sent_less)] != [
+        jlm.encode_request("", s) for s in (pairs[0].sent_more, pairs[0].sent_less)
+    ]:
+        raise RuntimeError("the two backends tokenize differently; the comparison would be meaningless")
+    compile_s = _warm_jax(jlm, reqs)
+    hf.loglikelihood_tokens(reqs[: hf.batch_size])
+    load0 = os.getloadavg()[0]
+    seconds, totals = interleaved({"jax": jlm, "torch": hf}, reqs, slice_batches * jlm.batch_size)
+    row = {"pairs": len(pairs), "tokens": sum(len(c) + len(k) - 1 for c, k in reqs), "compile_s": compile_s}
+    row["loadavg"] = (load0 + os.getloadavg()[0]) / 2
+    for name in ("jax", "torch"):
+        ll = np.empty(len(reqs))
+        ll[order] = totals[name]  # back to sentence order: (more, less) per pair
+        more, less = ll[0::2], ll[1::2]
+        m = crows_pairs.metrics(pairs, more, less)
+        row[name] = {
+            "seconds": seconds[name],
+            "pairs_per_s": len(pairs) / seconds[name],
+            "pct_stereotype": m["pct_stereotype"].value,
+            "likelihood_difference": m["likelihood_difference"].value,
+            "stereo": (more > less).tolist(),
+            "ll": ll.tolist(),
+        }
+    j, t = row["jax"], row["torch"]
+    row["speedup"] = j["pairs_per_s"] / t["pairs_per_s"]
+    row["max_abs_ll_diff"] = float(np.max(np.abs(np.array(j["ll"]) - np.array(t["ll"]))))
+    row["flips"] = int(sum(a != b for a, b in zip(j["stereo"], t["stereo"])))
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="gemma3-270m", help="align.load spec; torch loads its HF dir")
+    p.add_argument("--limit", type=int, nargs="+", default=[200], help="pairs per case; 0 = all")
+    p.add_argument("--batch-size", type=int, default=16, help="sentences per forward pass, both backends")
+    p.add_argument("--slice", type=int, default=4, help="batches per interleaved timing slice")
+    p.add_argument("--json", default=None, help="also write the rows (with per-sentence ll) here")
+    args = p.parse_args(argv)
+
+    import jax
+    import torch
+
+    import align
+    from safety_evals.hf_lm import HFTorchLM
+    from safety_evals.jax_lm import JaxLM
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    loaded = align.load(args.model)
+    jlm = JaxLM.from_loaded(loaded, name=args.model, batch_size=args.batch_size)
+    hf = HFTorchLM(loaded.source, batch_size=args.batch_size)
+    print(
+        f"cpus {os.cpu_count()} | jax {jax.__version__} {jax.devices()[0].platform} | "
+        f"torch {torch.__version__} threads {torch.get_num_threads()} | batch {args.batch_size} | "
+        f"model {loaded.source}"
+    )
+    head = ("pairs", "tokens", "jax p/s", "torch p/s", "jax/torch", "jax s", "torch s", "compile", "pct jax",
+            "pct torch", "max|dll|", "flips", "load")
+    print(" ".join(f"{h:>9}" for h in head))
+    rows = []
+    for limit in args.limit:
+        r = run_case(jlm, hf, limit or None, args.slice)
+        j, t = r["jax"], r["torch"]
+        cells = (f"{r['pairs']}", f"{r['tokens']}", f"{j['pairs_per_s']:.2f}", f"{t['pairs_per_s']:.2f}",
+                 f"{r['speedup']:.2f}x", f"{j['seconds']:.1f}", f"{t['seconds']:.1f}",
+                 f"{r['compile_s']:.1f}",
+                 f"{100 * j['pct_stereotype']:.2f}", f"{100 * t['pct_stereotype']:.2f}",
+                 f"{r['max_abs_ll_diff']:.2e}", f"{r['flips']}", f"{r['loadavg']:.1f}")
+        print(" ".join(f"{c:>9}" for c in cells), flush=True)
+        rows.append(r)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": loaded.source, "batch_size": args.batch_size, "rows": rows}, f)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
