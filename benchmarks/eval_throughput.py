@@ -10,7 +10,9 @@ machine slows both alike: the sorted requests are cut into slices of `--slice` b
 slice is scored by both backends back to back, alternating which goes first. Before timing, JAX
 compiles every length bucket the data needs (reported as `compile`), and torch scores one batch.
 Prints one row per case: pairs/s of each, their ratio, both pct_stereotype values, the largest
-per-sentence |ll_jax - ll_torch| and the pairs the two decide differently. No pass/fail.
+per-sentence |ll_jax - ll_torch| and the pairs the two decide differently. No pass/fail. `--json`
+keeps the rows with both sides' lls (`backends`: "jax", "hf"), which
+`scripts/compare_crows_lm_eval.py --reuse` reads instead of scoring again.
 """
 
 from __future__ import annotations
@@ -61,37 +63,37 @@ def interleaved(backends: dict, reqs, slice_size: int) -> tuple[dict, dict]:
 
 
 def run_case(jlm, hf, limit: int | None, slice_batches: int) -> dict:
+    """One comparison row; `backends` holds each side's ll_more / ll_less in data order."""
     from safety_evals import crows_pairs
 
     pairs, _ = crows_pairs.load(limit=limit)
     reqs, order = _sorted_requests(jlm, pairs)
-    if [hf.encode_request("", s) for s in (pairs[0].sent_more, pairs[0].sent_less)] != [
-        jlm.encode_request("", s) for s in (pairs[0].sent_more, pairs[0].sent_less)
-    ]:
+    probe = [s for p in pairs[:4] for s in (p.sent_more, p.sent_less)]
+    if [hf.encode_request("", s) for s in probe] != [jlm.encode_request("", s) for s in probe]:
         raise RuntimeError("the two backends tokenize differently; the comparison would be meaningless")
     compile_s = _warm_jax(jlm, reqs)
     hf.loglikelihood_tokens(reqs[: hf.batch_size])
     load0 = os.getloadavg()[0]
-    seconds, totals = interleaved({"jax": jlm, "torch": hf}, reqs, slice_batches * jlm.batch_size)
+    seconds, totals = interleaved({"jax": jlm, "hf": hf}, reqs, slice_batches * jlm.batch_size)
     row = {"pairs": len(pairs), "tokens": sum(len(c) + len(k) - 1 for c, k in reqs), "compile_s": compile_s}
     row["loadavg"] = (load0 + os.getloadavg()[0]) / 2
-    for name in ("jax", "torch"):
+    lls = {}
+    for name in ("jax", "hf"):
         ll = np.empty(len(reqs))
         ll[order] = totals[name]  # back to sentence order: (more, less) per pair
-        more, less = ll[0::2], ll[1::2]
-        m = crows_pairs.metrics(pairs, more, less)
+        lls[name] = ll
+        m = crows_pairs.metrics(pairs, ll[0::2], ll[1::2])
         row[name] = {
             "seconds": seconds[name],
             "pairs_per_s": len(pairs) / seconds[name],
             "pct_stereotype": m["pct_stereotype"].value,
             "likelihood_difference": m["likelihood_difference"].value,
-            "stereo": (more > less).tolist(),
-            "ll": ll.tolist(),
         }
-    j, t = row["jax"], row["torch"]
-    row["speedup"] = j["pairs_per_s"] / t["pairs_per_s"]
-    row["max_abs_ll_diff"] = float(np.max(np.abs(np.array(j["ll"]) - np.array(t["ll"]))))
-    row["flips"] = int(sum(a != b for a, b in zip(j["stereo"], t["stereo"])))
+    row["speedup"] = row["jax"]["pairs_per_s"] / row["hf"]["pairs_per_s"]
+    row["max_abs_ll_diff"] = float(np.max(np.abs(lls["jax"] - lls["hf"])))
+    stereo = {n: ll[0::2] > ll[1::2] for n, ll in lls.items()}
+    row["flips"] = int((stereo["jax"] != stereo["hf"]).sum())
+    row["backends"] = {n: {"ll_more": v[0::2].tolist(), "ll_less": v[1::2].tolist()} for n, v in lls.items()}
     return row
 
 
@@ -122,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     head = ("pairs", "tokens", "jax p/s", "torch p/s", "jax/torch", "jax s", "torch s", "compile", "pct jax",
             "pct torch", "max|dll|", "flips", "load")
-    print(" ".join(f"{h:>9}" for h in head))
+    print(" ".join(f"{h:>9}" for h in head))  # torch = HFTorchLM
     rows = []
     for limit in args.limit:
         r = run_case(jlm, hf, limit or None, args.slice)
-        j, t = r["jax"], r["torch"]
+        j, t = r["jax"], r["hf"]
         cells = (f"{r['pairs']}", f"{r['tokens']}", f"{j['pairs_per_s']:.2f}", f"{t['pairs_per_s']:.2f}",
                  f"{r['speedup']:.2f}x", f"{j['seconds']:.1f}", f"{t['seconds']:.1f}",
                  f"{r['compile_s']:.1f}",

@@ -15,6 +15,9 @@ pair counts as stereotyped when ll(sent_more) > ll(sent_less):
 * jax: `JaxLM` over `align.load(--jax)`, or the ll_more / ll_less that an `align eval` results
   document recorded (`--jax-results`, same data and limit).
 
+`--reuse PATH` takes backends already scored from this script's `--json` or from
+`benchmarks/eval_throughput.py --json` (its "jax" and "hf"), so a slow backend is scored once.
+
 Then, for every two backends: the largest and mean per-sentence |ll difference| and the share of
 pairs they decide the same way. Not run in CI (needs the real model and, for lm-eval, `lm_eval`).
 """
@@ -83,6 +86,25 @@ def jax_from_results(path: str, pairs) -> tuple[np.ndarray, np.ndarray]:
     return np.array([e["extra"]["ll_more"] for e in ex]), np.array([e["extra"]["ll_less"] for e in ex])
 
 
+def reused(paths: list[str], n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Backend lls saved by an earlier run: this script's --json ({"backends": ...}) or
+    benchmarks/eval_throughput.py's --json (the row with n pairs); the first `n` pairs of the data."""
+    out = {}
+    for path in paths:
+        with open(path) as f:
+            doc = json.load(f)
+        if "rows" in doc:
+            rows = [r for r in doc["rows"] if r["pairs"] == n]
+            if not rows:
+                raise RuntimeError(f"{path}: no row with {n} pairs (has {[r['pairs'] for r in doc['rows']]})")
+            doc = rows[0]
+        elif doc.get("n") != n:
+            raise RuntimeError(f"{path}: scored {doc.get('n')} pairs, this run has {n}")
+        for name, b in doc["backends"].items():
+            out[name] = (np.asarray(b["ll_more"], np.float64), np.asarray(b["ll_less"], np.float64))
+    return out
+
+
 def agreement(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> dict:
     """Per-sentence |ll difference| (max, mean) and the share of pairs decided the same way."""
     d = np.abs(np.concatenate([a[0] - b[0], a[1] - b[1]]))
@@ -118,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hf", required=True, help="transformers checkpoint dir (or hub id): lm-eval, HFTorchLM")
     p.add_argument("--jax", default=None, help="align.load spec for JaxLM (default: --hf)")
     p.add_argument("--jax-results", default=None, help="take the JAX lls from this align eval results JSON")
+    p.add_argument("--reuse", action="append", default=[], help="lls saved by an earlier run (repeatable)")
     p.add_argument("--backends", default="lm-eval,hf,jax", help="comma-separated from lm-eval, hf, jax")
     p.add_argument("--data", default=crows_pairs.DEFAULT_SOURCE)
     p.add_argument("--hub-config", default=None, help="hub dataset config, e.g. english")
@@ -136,9 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     pairs, info = crows_pairs.load(args.data, args.limit, hub_config=args.hub_config)
     print(f"data {info.source} sha256 {info.sha256[:12]}  pairs {info.n}  threads {torch.get_num_threads()}")
     lls, out = {}, {"data": info.source, "sha256": info.sha256, "n": info.n, "backends": {}}
+    saved = reused(args.reuse, info.n)
     for name in backends:
         start = time.perf_counter()
-        if name == "lm-eval":
+        if name in saved:
+            more, less = saved[name]
+        elif name == "lm-eval":
             more, less, pct = score_lm_eval(args.hf, pairs, args)
             out["lm_eval_process_results_pct"] = pct
         elif name == "hf":

@@ -76,3 +76,16 @@ def test_interleaved_alternates_backends_and_keeps_request_order():
     assert log == [("a", 2), ("b", 2), ("b", 2), ("a", 2), ("a", 1), ("b", 1)]
     assert totals["a"].tolist() == totals["b"].tolist() == [-6.0, -5.0, -4.0, -3.0, -2.0]
     assert set(seconds) == {"a", "b"}
+
+
+def test_reuse_reads_compare_and_benchmark_json(tmp_path):
+    b = {"ll_more": [-1.0, -2.0], "ll_less": [-3.0, -1.0]}
+    (tmp_path / "c.json").write_text(json.dumps({"n": 2, "backends": {"lm-eval": b}}))
+    (tmp_path / "b.json").write_text(json.dumps({"rows": [{"pairs": 5, "backends": {}},
+                                                          {"pairs": 2, "backends": {"jax": b, "hf": b}}]}))
+    got = compare.reused([str(tmp_path / "c.json"), str(tmp_path / "b.json")], 2)
+    assert sorted(got) == ["hf", "jax", "lm-eval"] and got["jax"][1].tolist() == [-3.0, -1.0]
+    with pytest.raises(RuntimeError, match="c.json: scored 2 pairs, this run has 3"):
+        compare.reused([str(tmp_path / "c.json")], 3)
+    with pytest.raises(RuntimeError, match="no row with 3 pairs"):
+        compare.reused([str(tmp_path / "b.json")], 3)
