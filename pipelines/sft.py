@@ -206,11 +206,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML file (configs/sft/*.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="dotted overrides, e.g. optim.learning_rate=1e-4 train.batch_size=8")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
 def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = load_config(SFTConfig, args.config, args.overrides)
+    if args.print_config:
+        print(dump_yaml(config))
+        return 0
     summary = run_sft(config)
     if "stopped" in summary:
         return 143 if summary["stopped"] == "sigterm" else 1

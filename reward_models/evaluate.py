@@ -1,0 +1,74 @@
+"""Held-out evaluation of a reward model: pairwise accuracy with a 95% interval, reward statistics.
+
+Accuracy counts a pair as correct when r_chosen > r_rejected (ties are wrong, as in
+reward_models.losses.pairwise_accuracy). The interval is Wilson's score interval for a binomial
+proportion (Wilson 1927), which stays inside [0, 1] and behaves at small n; 50% is chance.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+
+from align.data import TokenizedPair, preference_batch
+from reward_models.model import ScoreModel, pair_rewards
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95% (z = 1.96) Wilson score interval of k successes in n trials."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pairwise_stats(rewards: np.ndarray) -> dict[str, float]:
+    """Metrics of rewards [n, 2] (column 0 chosen, 1 rejected)."""
+    rewards = np.asarray(rewards, np.float64)
+    n = len(rewards)
+    diff = rewards[:, 0] - rewards[:, 1]
+    k = int(np.sum(diff > 0))
+    low, high = wilson_interval(k, n)
+    return {
+        "accuracy": k / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n,
+        "ties": int(np.sum(diff == 0)), "margin_mean": float(diff.mean()) if n else float("nan"),
+        "margin_std": float(diff.std()) if n else float("nan"),
+        "reward_mean": float(rewards.mean()) if n else float("nan"),
+        "reward_std": float(rewards.std()) if n else float("nan"),
+        "chosen_mean": float(rewards[:, 0].mean()) if n else float("nan"),
+        "rejected_mean": float(rewards[:, 1].mean()) if n else float("nan"),
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def _pair_forward(graphdef):
+    """One jitted forward per model structure, reused across evaluations (compiled once per shape)."""
+    return jax.jit(lambda state, batch: pair_rewards(nnx.merge(graphdef, state), batch))
+
+
+def score_pairs(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
+                pad_id: int = 0) -> np.ndarray:
+    """Rewards [n, 2] of tokenized pairs, `batch_size` pairs per (fixed-shape) forward."""
+    graphdef, state = nnx.split(model)
+    forward = _pair_forward(graphdef)
+    out = []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i: i + batch_size]
+        batch = preference_batch(chunk, length, rows=batch_size, pad_id=pad_id)
+        out.append(np.asarray(forward(state, {k: batch[k] for k in ("tokens", "positions", "segment_ids")}))
+                   [: len(chunk)])
+    return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+
+
+def evaluate_reward_model(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
+                          pad_id: int = 0) -> dict[str, float]:
+    """pairwise_stats of the model's rewards on `pairs`."""
+    return pairwise_stats(score_pairs(model, pairs, batch_size=batch_size, length=length, pad_id=pad_id))

@@ -1,0 +1,91 @@
+"""The SFT pipeline end to end on a tiny model: loss goes down, export loads, finished runs are skipped,
+an extended run resumes from its checkpoint."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from align.model.hf_io import load_hf_dir
+from align.training import read_jsonl
+from pipelines import cli
+from pipelines.config_io import load_config
+from pipelines.sft import SFTConfig, run_sft
+
+
+def tiny_dataset(path, n=24):
+    """Prompt/completion rows a 2-layer model learns in a few steps (the answer repeats the question)."""
+    rows = [{"prompt": f"say {w}:", "completion": f" {w} {w}"} for w in
+            ["cat", "dog", "sun", "sea", "red", "tea", "hat", "pen"] * (n // 8)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def config_file(tmp_path):
+    path = tmp_path / "sft.yaml"
+    path.write_text(f"""
+output_dir: {tmp_path / 'run'}
+model: {{spec: "preset:tiny"}}
+data:
+  path: {tiny_dataset(tmp_path / 'data.jsonl')}
+  max_length: 32
+  heldout: {{heldout_fraction: 0.25, seed: 0}}
+optim: {{learning_rate: 1.0e-2, warmup_steps: 1, total_steps: 12, schedule: cosine}}
+train: {{batch_size: 4, log_every: 4, checkpoint_every: 4, progress: false}}
+mesh: {{devices: 1}}
+chunk_size: 64
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("sft")
+    path = config_file(tmp_path)
+    assert cli.main(["sft", "--config", str(path)]) == 0
+    return tmp_path, path
+
+
+def test_tiny_sft_learns_and_exports(finished):
+    tmp_path, _ = finished
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["step"] == 12 and summary["resumed_from"] is None
+    assert summary["data"]["train"]["sequences"] == 18 and summary["data"]["heldout"]["sequences"] == 6
+    before, after = summary["eval_before"]["loss"], summary["eval_after"]["loss"]
+    assert after < 0.6 * before, (before, after)
+    train = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in train] == [4, 8, 12] and train[-1]["loss"] < train[0]["loss"]
+    model = load_hf_dir(tmp_path / "run" / "export")
+    assert model.config.vocab_size == 272 and (tmp_path / "run" / "export" / "tokenizer.json").exists()
+    assert sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()) == [8, 12]
+
+
+def test_finished_run_is_not_redone(finished):
+    tmp_path, path = finished
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text()
+    summary = run_sft(load_config(SFTConfig, path))
+    assert summary["step"] == 12
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == lines
+
+
+def test_extended_run_resumes_from_the_last_checkpoint(finished):
+    tmp_path, path = finished
+    (tmp_path / "run" / "summary.json").unlink()
+    summary = run_sft(load_config(SFTConfig, path, ["optim.total_steps=16", "export=false"]))
+    assert summary["resumed_from"] == 12 and summary["step"] == 16
+    steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    assert steps == [4, 8, 12, 16]
+
+
+def test_sft_loss_on_preference_rows_uses_the_chosen_response():
+    from align.data import PreferenceExample, Tokenizer
+    from align.data.testing import tiny_tokenizer
+    from pipelines.sft import as_sft_example
+
+    tok = Tokenizer(tiny_tokenizer())
+    ex = as_sft_example(PreferenceExample("Hi", " yes", " no"))
+    from align.data import sft_example
+
+    seq = sft_example(ex, tok)
+    assert tok.decode(seq.tokens[seq.loss_mask]) == " yes"
