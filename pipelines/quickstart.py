@@ -113,7 +113,7 @@ class Pipeline:
         )
 
     def rm_config(self, rm: RewardModelStage):
-        from pipelines.rm import RMConfig
+        from reward_models.train import RMConfig
 
         return _sub_config(
             RMConfig,
@@ -124,10 +124,9 @@ class Pipeline:
         )
 
     def reward(self, variant=None) -> RewardOptions:
-        models = tuple(
-            RewardModelSpec(path=str(self.rm_dir(rm) / "export"), weight=rm.weight, name=rm.name)
-            for rm in self.config.reward_models
-        )
+        """Every trained reward model, standardised by its held-out reward mean and std (so that the
+        variants' weights mix comparable scales), plus the rlhf section's own rewards."""
+        models = tuple(self._reward_spec(rm) for rm in self.config.reward_models)
         base = _sub_config(RewardOptions, self.config.rlhf.get("reward", {}), f"{self.source}: rlhf.reward")
         reward = dataclasses.replace(base, models=models + base.models)
         if variant is not None and self.config.rl_per_variant:
@@ -135,6 +134,19 @@ class Pipeline:
 
             reward = weighted_reward(reward, variant)
         return reward
+
+    def _reward_spec(self, rm: RewardModelStage) -> RewardModelSpec:
+        summary_file = self.rm_dir(rm) / "summary.json"
+        stats = (json.loads(summary_file.read_text()).get("eval_after") or {}) if summary_file.exists() else {}
+        shift, scale = stats.get("reward_mean"), stats.get("reward_std")
+        ok = isinstance(shift, float) and isinstance(scale, float) and scale > 0
+        return RewardModelSpec(
+            path=str(self.rm_dir(rm) / "export"),
+            weight=rm.weight,
+            name=rm.name,
+            shift=shift if ok else 0.0,
+            scale=scale if ok else 1.0,
+        )
 
     def rlhf_config(self, variant=None):
         from pipelines.rlhf import RLHFConfig
@@ -249,6 +261,8 @@ class Pipeline:
         from safety_evals.results_io import load_results
 
         model, tokenizer = load_model(ModelOptions(spec=str(self.policy_dir(variant))))
+        if not self.config.rl_per_variant:  # one shared RL run: the variant's RL settings were not used
+            variant = dataclasses.replace(variant, data=(), reward_weights={})
         results_file = self.results_file(variant.name)
         results = load_results(results_file) if results_file.exists() else None
         export_variant(
@@ -311,9 +325,9 @@ def _rl_notes(summary: dict) -> str:
 
 
 def _run_rm(config) -> None:
-    from pipelines.rm import run_rm
+    from reward_models.train import run_rm_training
 
-    run_rm(config)
+    run_rm_training(config)
 
 
 def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stream=sys.stderr) -> dict:

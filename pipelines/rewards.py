@@ -36,6 +36,7 @@ class RewardModelSpec:
     name: str = ""  # e.g. helpfulness / harmlessness, for logs and model cards
     shift: float = 0.0  # r = (score - shift) / scale: centre and scale each model before mixing
     scale: float = 1.0
+    close_turn: bool = True  # score responses as finished chat turns (see close_turn)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,28 +77,65 @@ def _score(graphdef, state, tokens, positions, segment_ids):
     return nnx.merge(graphdef, state)(tokens, positions, segment_ids)
 
 
-class ScoreModelReward:
-    """RewardFn from a reward model: the score at the last token of prompt + response (one jit)."""
+def close_turn(response, response_mask, stop_ids, suffix) -> tuple[jax.Array, jax.Array]:
+    """(tokens [B, M + S], lengths [B]): each response without its stop token, then `suffix` [S].
 
-    def __init__(self, model: ScoreModel, *, shift: float = 0.0, scale: float = 1.0):
+    A chat reward model was trained on assistant turns that end with "<end_of_turn>\n" and reads its
+    reward at that last token; scoring a sampled response the same way (a truncated one as if it
+    had ended there) keeps the reward model on its training distribution.
+    """
+    M = response.shape[1]
+    n = jnp.sum(response_mask > 0, axis=-1).astype(jnp.int32)
+    last = jnp.take_along_axis(response, jnp.maximum(n - 1, 0)[:, None], axis=1)[:, 0]
+    ends_with_stop = (n > 0) & jnp.any(last[:, None] == jnp.asarray(stop_ids)[None, :], axis=-1)
+    content = n - ends_with_stop.astype(jnp.int32)  # [B]
+    S = len(suffix)
+    col = jnp.arange(M + S)[None, :]  # [1, M + S]
+    padded = jnp.pad(response, ((0, 0), (0, S)))
+    from_suffix = jnp.asarray(suffix, jnp.int32)[jnp.clip(col - content[:, None], 0, S - 1)]
+    tokens = jnp.where(
+        col < content[:, None], padded, jnp.where(col < (content + S)[:, None], from_suffix, 0)
+    )
+    return tokens.astype(jnp.int32), content + S
+
+
+class ScoreModelReward:
+    """RewardFn from a reward model: its score of prompt + response (one jit per shape).
+
+    With `turn_end` (the token ids of "<end_of_turn>\n"), the response is closed as a chat turn
+    first (see `close_turn`); `stop_ids` are the sampler's stop tokens.
+    """
+
+    def __init__(
+        self,
+        model: ScoreModel,
+        *,
+        shift: float = 0.0,
+        scale: float = 1.0,
+        turn_end: tuple[int, ...] = (),
+        stop_ids: tuple[int, ...] = (),
+    ):
         self.graphdef, self.state = nnx.split(model)
-        self.shift, self.scale = shift, scale
+        self.shift, self.scale, self.turn_end, self.stop_ids = shift, scale, tuple(turn_end), tuple(stop_ids)
 
     def __call__(self, prompt, prompt_mask, response, response_mask) -> jax.Array:
         plen = jnp.sum(prompt_mask > 0, axis=-1).astype(jnp.int32)
-        rlen = jnp.sum(response_mask > 0, axis=-1).astype(jnp.int32)
-        tokens, positions, segments = join_prompt_response(
-            jnp.asarray(prompt), plen, jnp.asarray(response), rlen
-        )
+        response = jnp.asarray(response)
+        if self.turn_end:
+            response, rlen = close_turn(response, response_mask, self.stop_ids or (-1,), self.turn_end)
+        else:
+            rlen = jnp.sum(response_mask > 0, axis=-1).astype(jnp.int32)
+        tokens, positions, segments = join_prompt_response(jnp.asarray(prompt), plen, response, rlen)
         scores = _score(self.graphdef, self.state, tokens, positions, segments)
         return (scores - self.shift) / self.scale
 
 
 def load_reward_model(path: str) -> ScoreModel:
-    """A reward model (decoder + scalar head) saved by the reward-model pipeline."""
+    """A reward model (decoder + scalar head) saved by `align rm` (reward_models.model)."""
     from reward_models.model import load_reward_model as load
 
-    return load(path)
+    model, _ = load(path, with_tokenizer=False)
+    return model
 
 
 def single_token(tokenizer: Tokenizer, text: str) -> int:
@@ -112,8 +150,18 @@ def single_token(tokenizer: Tokenizer, text: str) -> int:
 def build_reward(options: RewardOptions, tokenizer: Tokenizer) -> RewardFn:
     """The weighted mixture of every reward model and rule of `options` (at least one)."""
     fns, weights = [], []
+    turn_end = tuple(tokenizer.encode("<end_of_turn>\n")) if tokenizer.end_of_turn_id is not None else ()
     for spec in options.models:
-        fns.append(ScoreModelReward(load_reward_model(spec.path), shift=spec.shift, scale=spec.scale))
+        model = load_reward_model(spec.path)
+        fns.append(
+            ScoreModelReward(
+                model,
+                shift=spec.shift,
+                scale=spec.scale,
+                stop_ids=tokenizer.stop_ids,
+                turn_end=turn_end if spec.close_turn else (),
+            )
+        )
         weights.append(spec.weight)
     for rule in options.rules:
         if rule.kind == "token_fraction":

@@ -68,3 +68,21 @@ def test_rerun_skips_finished_stages_and_redoes_only_missing_ones(finished):
     rl = json.loads((out / "rl" / "summary.json").read_text())
     assert rl["resumed_from"] == config.rlhf["train"]["iterations"]  # no iteration was redone
     assert "done already" in log.getvalue()
+
+
+def test_per_variant_rl_stages_take_each_variants_mixture_system_prompt_and_reward_weights(tmp_path):
+    rms = "[{name: helpfulness, weight: 1.0}, {name: harmlessness, weight: 1.0}]"
+    config = load_config(
+        QuickstartConfig, CONFIG, [f"output_dir={tmp_path}", "rl_per_variant=true", f"reward_models={rms}"]
+    )
+    pipeline = Pipeline(config, CONFIG)
+    names = [s.name for s in pipeline.stages()]
+    assert names[:5] == ["sft", "rm:helpfulness", "rm:harmlessness", "rl:chat", "rl:developer"]
+    for variant in pipeline.variants:
+        rl = pipeline.rlhf_config(variant)
+        assert rl.output_dir == str(tmp_path / f"rl_{variant.name}")
+        assert rl.model.spec == str(tmp_path / "sft" / "export")
+        assert rl.data.mixture == variant.data and rl.data.system_prompt == variant.system_prompt
+        weights = {m.name: m.weight for m in rl.reward.models}
+        assert weights == {**{"helpfulness": 1.0, "harmlessness": 1.0}, **variant.reward_weights}
+        assert {m.path for m in rl.reward.models} == {str(tmp_path / f"rm_{n}" / "export") for n in weights}
