@@ -12,6 +12,7 @@ start from and the reward models filled in here.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import logging
@@ -84,6 +85,14 @@ class Pipeline:
         if not self.variants:
             raise ValueError(f"{config.variants}: no variants configured")
 
+    def check(self) -> None:
+        """Build every stage's config now, so that a typo fails before hours of training, not after."""
+        self.sft_config()
+        for rm in self.config.reward_models:
+            self.rm_config(rm)
+        for v in self.variants if self.config.rl_per_variant else (None,):
+            self.rlhf_config(v)
+
     # ---- paths ------------------------------------------------------------------------------
     def sft_dir(self) -> Path:
         return self.out / "sft"
@@ -137,7 +146,9 @@ class Pipeline:
 
     def _reward_spec(self, rm: RewardModelStage) -> RewardModelSpec:
         summary_file = self.rm_dir(rm) / "summary.json"
-        stats = (json.loads(summary_file.read_text()).get("eval_after") or {}) if summary_file.exists() else {}
+        stats = (
+            (json.loads(summary_file.read_text()).get("eval_after") or {}) if summary_file.exists() else {}
+        )
         shift, scale = stats.get("reward_mean"), stats.get("reward_std")
         ok = isinstance(shift, float) and isinstance(scale, float) and scale > 0
         return RewardModelSpec(
@@ -330,9 +341,35 @@ def _run_rm(config) -> None:
     run_rm_training(config)
 
 
+STAGE_SECTIONS = ("sft", "rlhf")  # free-form mappings, checked when their stage config is built
+
+
+def load_quickstart(path: str, overrides=()) -> QuickstartConfig:
+    """load_config, except that `sft.x.y=v` / `rlhf.x.y=v` overrides go into those stage mappings."""
+    from pipelines.config_io import ConfigError, parse_override
+
+    def into_section(text: str) -> bool:
+        key = text.split("=", 1)[0]
+        return "." in key and key.split(".")[0] in STAGE_SECTIONS
+
+    config = load_config(QuickstartConfig, path, [o for o in overrides if not into_section(o)])
+    for text in filter(into_section, overrides):
+        keys, value = parse_override(text)
+        section = copy.deepcopy(getattr(config, keys[0]))
+        node = section
+        for key in keys[1:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {key} is a value, not a section")
+        node[keys[-1]] = value
+        config = dataclasses.replace(config, **{keys[0]: section})
+    return config
+
+
 def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stream=sys.stderr) -> dict:
     """Run every unfinished stage in order; returns {stage: {"output", "status", "seconds"}}."""
     pipeline = Pipeline(config, source)
+    pipeline.check()
     stages = pipeline.stages()
     report, t_all = {}, time.perf_counter()
     for i, stage in enumerate(stages, 1):
@@ -380,7 +417,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    config = load_config(QuickstartConfig, args.config, args.overrides)
+    config = load_quickstart(args.config, args.overrides)
     report = run_pipeline(config, args.config)
     print_report(report, Path(config.output_dir))
     return 0

@@ -56,10 +56,6 @@ class Rollout:
     def batch_size(self) -> int:
         return self.response.shape[0]
 
-    def select(self, index) -> Rollout:
-        """The rows `index` (an int array) of every field."""
-        return jax.tree.map(lambda x: x[index], self)
-
     def as_batch(self) -> dict[str, jax.Array]:
         """The fields as a plain dict (what align.training's step and loss functions take)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
