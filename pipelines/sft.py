@@ -137,6 +137,10 @@ def _eval_batches(seqs, config: SFTConfig, pad_id: int):
         yield collate(seqs[i: i + rows], length, rows=rows, pad_id=pad_id)
 
 
+def _read_json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=2))
@@ -166,7 +170,7 @@ def run_sft(config: SFTConfig) -> dict:
                             config.train.eval_batches)
 
         before_file = out / "eval_before.json"
-        if not before_file.exists():
+        if config.train.eval_before and not before_file.exists():
             _write_json(before_file, {"step": int(jax.device_get(run.state.step)), **evaluate_fn(run.state)})
     loop = LoopConfig(total_steps=config.optim.total_steps, log_every=config.train.log_every,
                       eval_every=config.train.eval_every, checkpoint_every=config.train.checkpoint_every,
@@ -179,7 +183,7 @@ def run_sft(config: SFTConfig) -> dict:
         return {"stopped": result.stopped, "step": result.step}
     summary = {"step": result.step, "seconds": time.perf_counter() - t0, "resumed_from": run.resumed_from,
                "data": data_report,
-               "eval_before": json.loads((out / "eval_before.json").read_text()) if held_seqs else None,
+               "eval_before": _read_json(out / "eval_before.json"),
                "eval_after": {k[5:]: v for row in result.logs for k, v in row.items() if k.startswith("eval/")}
                or (evaluate_fn(result.state) if evaluate_fn else None),
                "train_last": next((r for r in reversed(result.logs) if "loss" in r), None)}

@@ -147,7 +147,7 @@ def run_rm_training(config: RMConfig) -> dict:
                       learning_rate=learning_rate_schedule(config.optim),
                       manifest={"config": dataclasses.asdict(config), "model_config": model.backbone.config})
     evaluate = _eval_fn(held_pairs, config, tokenizer.pad_id) if held_pairs else None
-    if evaluate is not None and not (out / "eval_before.json").exists():
+    if evaluate is not None and config.train.eval_before and not (out / "eval_before.json").exists():
         _write_json(out / "eval_before.json", {"step": int(jax.device_get(run.state.step)), **evaluate(run.state)})
     rows, length = config.train.batch_size, config.data.max_length
     order = DataOrder(len(train_pairs), seed=config.train.seed)
@@ -167,7 +167,8 @@ def run_rm_training(config: RMConfig) -> dict:
         return {"stopped": result.stopped, "step": result.step}
     summary = {"step": result.step, "seconds": time.perf_counter() - t0, "resumed_from": run.resumed_from,
                "data": data_report,
-               "eval_before": json.loads((out / "eval_before.json").read_text()) if evaluate else None,
+               "eval_before": json.loads((out / "eval_before.json").read_text())
+               if (out / "eval_before.json").exists() else None,
                "eval_after": evaluate(result.state) if evaluate else None,
                "train_last": next((r for r in reversed(result.logs) if "loss" in r), None)}
     if config.export:

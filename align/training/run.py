@@ -109,6 +109,7 @@ class TrainOptions:
     log_every: int = 10
     eval_every: int = 0  # 0: only before and after training
     eval_batches: int | None = None  # cap on held-out batches per evaluation
+    eval_before: bool = True  # also evaluate the starting model (once, saved as eval_before.json)
     checkpoint_every: int = 0  # 0: only at the end
     keep_checkpoints: int = 2
     async_checkpoints: bool = True
@@ -203,7 +204,8 @@ class SplitOptions:
 
     heldout_fraction: float = 0.0
     seed: int = 0
-    heldout_max: int | None = None  # cap on held-out examples (evaluation cost)
+    heldout_max: int | None = None  # evaluate on at most this many of the held-out examples (cost);
+    #                                 the rest of the held-out part is still kept out of training
 
     def __post_init__(self):
         if not 0.0 <= self.heldout_fraction < 1.0:
@@ -211,14 +213,17 @@ class SplitOptions:
 
 
 def heldout_split(items: list, options: SplitOptions) -> tuple[list, list]:
-    """(train, held-out): a permutation by `seed`; the first round(n * fraction) examples are held out.
+    """(train, held-out): a permutation by `seed`; its first round(n * fraction) examples are held out.
 
-    A function of (n, fraction, seed) only, so the same file always gives the same cut.
+    A function of (n, fraction, seed) only, so the same file always gives the same cut (the SFT and RM
+    configs share it, so RM held-out pairs were never SFT training data). heldout_max only shortens
+    the returned held-out list.
     """
     n = len(items)
     k = int(round(n * options.heldout_fraction))
-    if options.heldout_max is not None:
-        k = min(k, options.heldout_max)
     perm = np.random.default_rng(options.seed).permutation(n)
     held = set(perm[:k].tolist())
-    return [x for i, x in enumerate(items) if i not in held], [items[i] for i in sorted(held)]
+    shown = sorted(perm[:k].tolist())
+    if options.heldout_max is not None:
+        shown = sorted(perm[: min(k, options.heldout_max)].tolist())
+    return [x for i, x in enumerate(items) if i not in held], [items[i] for i in shown]

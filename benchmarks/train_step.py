@@ -1,0 +1,180 @@
+"""SFT train-step throughput and peak memory: align's JAX step beside TRL's SFTTrainer (transformers, torch).
+
+    python benchmarks/train_step.py                      # gemma3-270m, batch 4, seq 512
+    python benchmarks/train_step.py --preset tiny --steps 5
+    python benchmarks/train_step.py --sides jax --dtype bfloat16 --trainable no_embeddings
+
+Each side runs in a fresh subprocess (`--worker SIDE`) so its peak resident memory is its own: VmHWM
+from /proc/self/status (what XLA and torch allocate on the host is invisible to tracemalloc). Both
+sides train the same weights (the JAX model is written as a HF directory for transformers) on the same
+random token batch, every token supervised, AdamW with the same hyper-parameters; the first
+`--warmup` steps (compilation, allocator warm-up) are not timed. One row per case:
+
+    side  model  B  T  dtype  step_s  tokens_per_s  peak_rss_mb  first_step_s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_mb() -> float:
+    """VmHWM (peak resident set size) of this process in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def random_tokens(args, vocab_size: int):
+    import numpy as np
+
+    return np.random.default_rng(0).integers(3, min(vocab_size, 32_000), (args.batch, args.seq)).astype(np.int32)
+
+
+def load(args):
+    from align.training.run import ModelOptions, load_model
+
+    spec = f"preset:{args.preset}" if args.preset else args.model
+    return load_model(ModelOptions(spec=spec, dtype=args.dtype, remat=args.remat))
+
+
+def worker_jax(args) -> dict:
+    import jax
+    import numpy as np
+
+    from align.training import OptimConfig, create_train_state, make_optimizer, make_train_step, trainable_filter
+    from pipelines.sft import sft_loss
+
+    model, _ = load(args)
+    tokens = random_tokens(args, model.config.vocab_size)
+    B, T = tokens.shape
+    batch = {"tokens": tokens, "positions": np.tile(np.arange(T, dtype=np.int32), (B, 1)),
+             "segment_ids": np.ones((B, T), np.int32), "targets": np.roll(tokens, -1, 1),
+             "loss_mask": np.ones((B, T), np.float32)}
+    batch["loss_mask"][:, -1] = 0
+    optim = OptimConfig(learning_rate=1e-5, total_steps=10_000, weight_decay=0.0, clip_norm=1.0,
+                        schedule="constant")
+    optimizer = make_optimizer(optim)
+    state = create_train_state(model, optimizer, trainable=trainable_filter(args.trainable))
+    del model
+    step = make_train_step(sft_loss(args.chunk_size), optimizer)
+    times = []
+    for _ in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        state, metrics = step(state, batch)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t0)
+    return {"first_step_s": times[0], "step_s": float(np.median(times[args.warmup:])),
+            "loss": float(metrics["loss"])}
+
+
+def hf_dir_for(args, tmp: str) -> str:
+    """A transformers-loadable directory holding exactly the weights the JAX side trains."""
+    from align.model.hf_io import save_hf_dir
+
+    model, tokenizer = load(args)
+    return str(save_hf_dir(model, Path(tmp) / "hf", tokenizer=tokenizer.hf))
+
+
+def worker_trl(args) -> dict:
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = hf_dir_for(args, tmp)
+        import gc
+
+        gc.collect()
+        dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="eager")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    if args.trainable == "no_embeddings":
+        model.get_input_embeddings().weight.requires_grad_(False)
+    tokens = random_tokens(args, model.config.vocab_size)
+    data = Dataset.from_dict({"input_ids": [row.tolist() for row in tokens] * (args.warmup + args.steps)})
+    times, starts = [], []
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            starts.append(time.perf_counter())
+
+        def on_step_end(self, *a, **k):
+            times.append(time.perf_counter() - starts[-1])
+
+    config = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch, max_length=args.seq,
+                       max_steps=args.warmup + args.steps, learning_rate=1e-5, weight_decay=0.0, max_grad_norm=1.0,
+                       lr_scheduler_type="constant", optim="adamw_torch", logging_steps=10_000, save_strategy="no",
+                       report_to=[], use_cpu=True, bf16=False, gradient_checkpointing=args.remat,
+                       dataloader_num_workers=0, packing=False, seed=0, disable_tqdm=True)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
+                         callbacks=[Timer()])
+    out = trainer.train()
+    return {"first_step_s": times[0], "step_s": float(np.median(times[args.warmup:])),
+            "loss": float(out.training_loss)}
+
+
+def run_worker(side: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--worker", side] + [a for a in sys.argv[1:] if a != "--worker"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {"side": side, "error": (proc.stderr or proc.stdout)[-1500:]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="gemma3-270m", help="any align.load spec")
+    p.add_argument("--preset", default=None, help="a random-init preset instead of --model (e.g. tiny)")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seq", type=int, default=512)
+    p.add_argument("--steps", type=int, default=3, help="timed steps")
+    p.add_argument("--warmup", type=int, default=1, help="untimed first steps (compilation)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype")
+    p.add_argument("--trainable", default="all", choices=["all", "no_embeddings"])
+    p.add_argument("--remat", action="store_true", help="JAX remat / torch gradient checkpointing")
+    p.add_argument("--chunk-size", type=int, default=1024, help="JAX loss: tokens per logits tile")
+    p.add_argument("--sides", default="jax,trl")
+    p.add_argument("--timeout", type=int, default=3600)
+    p.add_argument("--json", default=None, help="also write the rows here")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        result = {"jax": worker_jax, "trl": worker_trl}[args.worker](args)
+        print(json.dumps({"side": args.worker, **result, "peak_rss_mb": peak_rss_mb()}))
+        return 0
+    model = f"preset:{args.preset}" if args.preset else args.model
+    rows = []
+    print(f"{'side':<5} {'model':<14} {'B':>2} {'T':>5} {'dtype':<9} {'step_s':>8} {'tokens/s':>9} "
+          f"{'peak_rss_mb':>11} {'first_step_s':>12}")
+    for side in args.sides.split(","):
+        r = run_worker(side, args)
+        r.update(model=model, batch=args.batch, seq=args.seq, dtype=args.dtype, trainable=args.trainable)
+        if "error" in r:
+            print(f"{side:<5} {model:<14} failed: {r['error']}")
+        else:
+            r["tokens_per_s"] = args.batch * args.seq / r["step_s"]
+            print(f"{side:<5} {model:<14} {args.batch:>2} {args.seq:>5} {args.dtype:<9} {r['step_s']:>8.3f} "
+                  f"{r['tokens_per_s']:>9.1f} {r['peak_rss_mb']:>11.0f} {r['first_step_s']:>12.2f}", flush=True)
+        rows.append(r)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
