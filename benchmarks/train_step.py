@@ -52,7 +52,13 @@ def worker_jax(args) -> dict:
     import jax
     import numpy as np
 
-    from align.training import OptimConfig, create_train_state, make_optimizer, make_train_step, trainable_filter
+    from align.training import (
+        OptimConfig,
+        create_train_state,
+        make_optimizer,
+        make_train_step,
+        trainable_filter,
+    )
     from pipelines.sft import sft_loss
 
     model, _ = load(args)
@@ -129,7 +135,7 @@ def worker_trl(args) -> dict:
 def run_worker(side: str, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", side] + [a for a in sys.argv[1:] if a != "--worker"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=args.timeout)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import jax

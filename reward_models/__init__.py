@@ -19,8 +19,22 @@ from reward_models.score import RewardScorer, score
 from reward_models.train import RMConfig, RMDataOptions, rm_loss, run_rm_training
 
 __all__ = [
-    "evaluate_reward_model", "pairwise_stats", "score_pairs", "wilson_interval",
-    "bradley_terry_loss", "pairwise_accuracy",
-    "RewardModel", "build_reward_model", "is_reward_model_dir", "load_reward_model", "pair_rewards",
-    "save_reward_model", "RewardScorer", "score", "RMConfig", "RMDataOptions", "rm_loss", "run_rm_training",
+    "RMConfig",
+    "RMDataOptions",
+    "RewardModel",
+    "RewardScorer",
+    "bradley_terry_loss",
+    "build_reward_model",
+    "evaluate_reward_model",
+    "is_reward_model_dir",
+    "load_reward_model",
+    "pair_rewards",
+    "pairwise_accuracy",
+    "pairwise_stats",
+    "rm_loss",
+    "run_rm_training",
+    "save_reward_model",
+    "score",
+    "score_pairs",
+    "wilson_interval",
 ]  # fmt: skip

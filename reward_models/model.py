@@ -82,7 +82,7 @@ def save_reward_model(model: ScoreModel, path: str | os.PathLike, *, tokenizer=N
     from safetensors import safe_open
 
     with safe_open(str(path / backbone_file), framework="numpy") as f:
-        weight_map = {k: backbone_file for k in f.keys()}
+        weight_map = dict.fromkeys(f.keys(), backbone_file)
     weight_map["score.weight"] = score_file
     total = sum(os.path.getsize(path / f) for f in (backbone_file, score_file))
     (path / "model.safetensors.index.json").write_text(
@@ -133,5 +133,15 @@ def load_reward_model(path: str | os.PathLike, *, param_dtype=jnp.float32, dtype
     return model, tokenizer
 
 
-__all__ = ["RewardModel", "ScalarHead", "ScoreModel", "build_reward_model", "is_reward_model_dir",
-           "last_token_index", "load_reward_model", "pair_rewards", "save_reward_model", "HEAD_BIAS"]
+__all__ = [
+    "HEAD_BIAS",
+    "RewardModel",
+    "ScalarHead",
+    "ScoreModel",
+    "build_reward_model",
+    "is_reward_model_dir",
+    "last_token_index",
+    "load_reward_model",
+    "pair_rewards",
+    "save_reward_model",
+]

@@ -5,13 +5,18 @@
     step = make_train_step(loss_fn, optimizer, grad_accum=2)      # loss_fn(model, batch, rng) -> (loss, metrics)
     with Checkpointer(run_dir / "checkpoints") as ckpt:
         result = train_loop(step, state, batches, LoopConfig(total_steps=100), checkpointer=ckpt)
+
+Sections: log-probs and losses (logprobs, losses) | optimizer and trainable filters (optim) | state,
+step and metrics (state, step, metrics) | checkpoints and the host loop (checkpoint, loop) | LoRA (lora)
+| run plumbing shared by pipelines (run: model options, mesh, resume-or-start, fit).
 """
 
-# Log-probabilities and losses (pure)
+from align.training.checkpoint import Checkpointer, Restored
 from align.training.logprobs import chunked_token_logprobs, sequence_logprob, token_entropy, token_logprobs
+from align.training.loop import LoopConfig, LoopResult, NonFiniteLoss, count_tokens, sigterm_flag, train_loop
+from align.training.lora import LoRAConfig, LoRADecoder, add_lora, merge_lora
 from align.training.losses import nll_loss
-
-# Optimizer and trainable filters
+from align.training.metrics import MeanTracker, MetricsWriter, finalize, read_jsonl, weighted_sums
 from align.training.optim import (
     OptimConfig,
     excluding,
@@ -19,8 +24,17 @@ from align.training.optim import (
     make_optimizer,
     trainable_filter,
 )
-
-# State, step, metrics
+from align.training.run import (
+    MeshOptions,
+    ModelOptions,
+    SplitOptions,
+    TrainOptions,
+    fit,
+    heldout_split,
+    init_model,
+    load_model,
+    prepare_run,
+)
 from align.training.state import (
     TrainState,
     abstract_train_state,
@@ -31,22 +45,17 @@ from align.training.state import (
     train_state_shardings,
 )
 from align.training.step import accumulate_gradients, make_eval_step, make_train_step, split_micro_batches
-from align.training.metrics import MeanTracker, MetricsWriter, finalize, read_jsonl, weighted_sums
 
-# Checkpoints and the host loop
-from align.training.checkpoint import Checkpointer, Restored
-from align.training.loop import LoopConfig, LoopResult, NonFiniteLoss, count_tokens, train_loop
-
-# LoRA
-from align.training.lora import LoRAConfig, LoRADecoder, add_lora, merge_lora
-
-__all__ = [
+__all__ = [  # noqa: RUF022  (grouped by section, as the imports)
     "chunked_token_logprobs", "sequence_logprob", "token_entropy", "token_logprobs", "nll_loss",
     "OptimConfig", "excluding", "learning_rate_schedule", "make_optimizer", "trainable_filter",
     "TrainState", "abstract_train_state", "create_train_state", "shard_train_state", "sharded_train_state",
     "split_model", "train_state_shardings",
     "accumulate_gradients", "make_eval_step", "make_train_step", "split_micro_batches",
     "MeanTracker", "MetricsWriter", "finalize", "read_jsonl", "weighted_sums",
-    "Checkpointer", "Restored", "LoopConfig", "LoopResult", "NonFiniteLoss", "count_tokens", "train_loop",
+    "Checkpointer", "Restored", "LoopConfig", "LoopResult", "NonFiniteLoss", "count_tokens", "sigterm_flag",
+    "train_loop",
     "LoRAConfig", "LoRADecoder", "add_lora", "merge_lora",
+    "MeshOptions", "ModelOptions", "SplitOptions", "TrainOptions", "fit", "heldout_split", "init_model",
+    "load_model", "prepare_run",
 ]  # fmt: skip

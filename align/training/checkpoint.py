@@ -62,9 +62,9 @@ def code_version() -> dict:
         out = {"align": None}
     root = Path(__file__).resolve().parents[2]
     try:
-        out["git"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                    timeout=5).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        out["git"] = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True,
+                                    text=True, timeout=5).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=root,
                                 capture_output=True, text=True, timeout=5).stdout
         out["dirty"] = bool(status.strip())
     except (OSError, subprocess.SubprocessError):
@@ -155,7 +155,7 @@ class Checkpointer:
         self.manager.wait_until_finished()
         self.manager.close()
 
-    def __enter__(self) -> "Checkpointer":
+    def __enter__(self) -> Checkpointer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -220,7 +220,7 @@ def heldout_split(items: list, options: SplitOptions) -> tuple[list, list]:
     the returned held-out list.
     """
     n = len(items)
-    k = int(round(n * options.heldout_fraction))
+    k = round(n * options.heldout_fraction)
     perm = np.random.default_rng(options.seed).permutation(n)
     held = set(perm[:k].tolist())
     shown = sorted(perm[:k].tolist())

@@ -3,7 +3,6 @@ an extended run resumes from its checkpoint."""
 
 import json
 
-import jax
 import numpy as np
 import pytest
 
@@ -110,8 +109,15 @@ def test_gemma3_270m_chunked_sft_loss_matches_full_logits_and_decreases():
     import jax.numpy as jnp
 
     from align.data import encode_sft, load_records, pad_batch
-    from align.training import OptimConfig, create_train_state, make_optimizer, make_train_step, token_logprobs
-    from align.training import nll_loss, trainable_filter
+    from align.training import (
+        OptimConfig,
+        create_train_state,
+        make_optimizer,
+        make_train_step,
+        nll_loss,
+        token_logprobs,
+        trainable_filter,
+    )
     from align.training.run import ModelOptions, load_model
     from pipelines.sft import as_sft_example, sft_loss
 

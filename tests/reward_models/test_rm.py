@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from pipelines.config_io import load_config
 from reward_models import (
     RewardScorer,
     load_reward_model,
@@ -16,7 +17,6 @@ from reward_models import (
     wilson_interval,
 )
 from reward_models.train import RMConfig
-from pipelines.config_io import load_config
 
 WORDS = ["apple", "river", "stone", "cloud", "green", "seven", "paper", "light", "horse", "music"]
 

@@ -11,17 +11,17 @@ import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
+import jax
+import numpy as np
+from flax import nnx
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-from align.data import DataOrder, Tokenized, batches, pad_batch  # noqa: E402
-from align.model import Decoder, ModelConfig  # noqa: E402
-from align.training import LoopConfig, OptimConfig, make_optimizer  # noqa: E402
-from align.training.run import MeshOptions, TrainOptions, fit, init_model, make_run_mesh, prepare_run  # noqa: E402
-from pipelines.sft import sft_loss  # noqa: E402
+from align.data import DataOrder, Tokenized, batches, pad_batch
+from align.model import Decoder, ModelConfig
+from align.training import LoopConfig, OptimConfig, make_optimizer
+from align.training.run import MeshOptions, TrainOptions, fit, init_model, make_run_mesh, prepare_run
+from pipelines.sft import sft_loss
 
 V, T, ROWS = 64, 16, 4
 

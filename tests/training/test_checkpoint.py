@@ -20,7 +20,8 @@ def make_model():
     return Decoder(CONFIG, rngs=nnx.Rngs(0))
 
 
-def state_at(step: int, opt=optax.adam(1e-3)):
+def state_at(step: int):
+    opt = optax.adam(1e-3)
     """A state with non-trivial Adam moments and rng, at `step`."""
     state = create_train_state(make_model(), opt, seed=step)
     fake = jax.tree.map(lambda p: jnp.full_like(p, 0.1 * step), state.params)
@@ -92,6 +93,6 @@ def test_restore_into_another_model_names_missing_arrays(tmp_path):
     with Checkpointer(tmp_path) as ck:
         ck.save(state_at(1))
         ck.wait()
-        bigger = lambda: Decoder(ModelConfig.tiny(32), rngs=nnx.Rngs(0))  # noqa: E731  (2 layers)
+        bigger = lambda: Decoder(ModelConfig.tiny(32), rngs=nnx.Rngs(0))
         with pytest.raises(Exception, match="layers"):
             ck.restore_latest(abstract_train_state(bigger, optax.adam(1e-3)))

@@ -41,7 +41,7 @@ def test_global_norm_clipping_scales_the_update():
     # clipping factor shows up directly: global norm 10 clipped to 1 -> update 10x smaller.
     params = {"w": jnp.zeros((2,))}
     grads = {"w": jnp.array([6.0, 8.0])}  # norm 10
-    cfg = dict(learning_rate=1.0, total_steps=10, schedule="constant", eps=1e6, b1=0.0, b2=0.0)
+    cfg = {"learning_rate": 1.0, "total_steps": 10, "schedule": "constant", "eps": 1e6, "b1": 0.0, "b2": 0.0}
     upd_clip, _ = make_optimizer(OptimConfig(clip_norm=1.0, **cfg)).update(
         grads, make_optimizer(OptimConfig(clip_norm=1.0, **cfg)).init(params), params)
     upd_free, _ = make_optimizer(OptimConfig(clip_norm=None, **cfg)).update(

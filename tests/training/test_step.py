@@ -62,7 +62,7 @@ def reference():
         g1, m1 = accumulate_gradients(LOSS, state, batch, state.rng, 1)
         g4, m4 = accumulate_gradients(LOSS, state, batch, state.rng, 4)
         micro = split_micro_batches(batch, 4)
-        plain = [LOSS(state.model(), jax.tree.map(lambda x: x[i], micro), None)[0] for i in range(4)]
+        plain = [LOSS(state.model(), jax.tree.map(lambda x, i=i: x[i], micro), None)[0] for i in range(4)]
         return g1, m1, g4, m4, jnp.stack(plain)
 
     g1, m1, g4, m4, plain = grads(state, batch)
