@@ -10,7 +10,8 @@ scored token, in float32:
 
     log p(t) = z_t - logsumexp(z)        is_greedy = z_t >= max(z)
 
-(z: the token's logits; no [C, V] log-softmax is materialised). Request encoding is
+(z: the token's logits; no [C, V] log-softmax is materialised; an exact tie for the max counts as
+greedy, where HF's argmax would pick the lower id). Request encoding is
 lm-evaluation-harness's (`lm.encode_request`), so numbers compare with HFLM / `HFTorchLM`.
 Generation goes through `align.sampling.generate` (KV cache, right-padded bucketed prompts).
 """
