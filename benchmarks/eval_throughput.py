@@ -136,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                  f"{r['max_abs_ll_diff']:.2e}", f"{r['flips']}", f"{r['loadavg']:.1f}")
         print(" ".join(f"{c:>9}" for c in cells), flush=True)
         rows.append(r)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"model": loaded.source, "batch_size": args.batch_size, "rows": rows}, f)
+        if args.json:  # after every case, so a long run that dies keeps the cases it finished
+            with open(args.json, "w") as f:
+                json.dump({"model": loaded.source, "batch_size": args.batch_size, "rows": rows}, f)
     return 0
 
 
