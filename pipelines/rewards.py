@@ -130,8 +130,13 @@ class ScoreModelReward:
         return (scores - self.shift) / self.scale
 
 
+@functools.lru_cache(maxsize=4)
 def load_reward_model(path: str) -> ScoreModel:
-    """A reward model (decoder + scalar head) saved by `align rm` (reward_models.model)."""
+    """A reward model (decoder + scalar head) saved by `align rm` (reward_models.model).
+
+    Cached: the reward and PPO's critic start from the same model, and a 270M model is a gigabyte.
+    The module is shared, never trained in place (RL train states own copies of their weights).
+    """
     from reward_models.model import load_reward_model as load
 
     model, _ = load(path, with_tokenizer=False)
@@ -147,12 +152,15 @@ def single_token(tokenizer: Tokenizer, text: str) -> int:
     return ids[0]
 
 
-def build_reward(options: RewardOptions, tokenizer: Tokenizer) -> RewardFn:
-    """The weighted mixture of every reward model and rule of `options` (at least one)."""
+def build_reward(options: RewardOptions, tokenizer: Tokenizer, models: list | None = None) -> RewardFn:
+    """The weighted mixture of every reward model and rule of `options` (at least one).
+
+    models: the loaded reward models, one per options.models entry (default: load them).
+    """
     fns, weights = [], []
     turn_end = tuple(tokenizer.encode("<end_of_turn>\n")) if tokenizer.end_of_turn_id is not None else ()
-    for spec in options.models:
-        model = load_reward_model(spec.path)
+    models = [load_reward_model(spec.path) for spec in options.models] if models is None else models
+    for spec, model in zip(options.models, models, strict=True):
         fns.append(
             ScoreModelReward(
                 model,

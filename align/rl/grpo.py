@@ -24,6 +24,7 @@ import optax
 
 from align.model import Decoder
 from align.rl.advantages import group_relative_advantages, masked_mean
+from align.rl.loop import FromState, resolve
 from align.rl.losses import Aggregation, grpo_loss
 from align.rl.ppo import optimize_epochs, split_rng
 from align.rl.rewards import RewardFn
@@ -96,7 +97,10 @@ def repeat_prompts(prompts: Mapping, group_size: int) -> tuple[jax.Array, jax.Ar
 
 
 def make_grpo_iteration(
-    config: GRPOConfig, optimizer: optax.GradientTransformation, reference: Decoder, reward_fn: RewardFn
+    config: GRPOConfig,
+    optimizer: optax.GradientTransformation,
+    reference: Decoder | FromState,
+    reward_fn: RewardFn | FromState,
 ):
     """iterate(state, prompts, beta) -> (state, beta, metrics) for align.rl.loop.rl_loop.
 
@@ -110,8 +114,9 @@ def make_grpo_iteration(
     def iterate(state: TrainState, prompts: Mapping, beta: jax.Array):
         state, sample_rng = split_rng(state)
         tokens, lengths = repeat_prompts(prompts, config.group_size)
+        ref, reward = resolve(reference, state), resolve(reward_fn, state)
         rollout, metrics = make_rollout(
-            state.model(), reference, None, reward_fn, tokens, lengths, config.rollout, sample_rng
+            state.model(), ref, None, reward, tokens, lengths, config.rollout, sample_rng
         )
         scores = group_scores(rollout.scores, rollout.has_eos, config)
         advantages = group_relative_advantages(scores, config.group_size, config.normalize_std)

@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from align.training.checkpoint import Checkpointer
 from align.training.loop import NonFiniteLoss, sigterm_flag
@@ -60,13 +61,50 @@ def owned_train_state(model, optimizer, *, seed: int = 0, trainable=None) -> Tra
     The jitted step donates the state's buffers, and in RL the model passed here is usually also the
     frozen reference: without the copy, the first update would free the reference's weights.
     """
-    from flax import nnx
-
     trainable = nnx.Param if trainable is None else trainable
     state = create_train_state(model, optimizer, seed=seed, trainable=trainable)
     # Committed to the default device like a restored checkpoint's arrays, so that a resumed run
     # hits the same compiled programs (jit keys on whether an input is committed).
     return jax.device_put(jax.tree.map(jnp.copy, state), jax.devices()[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class FromState:
+    """A frozen model (or reward function) rebuilt from the train state at every iteration.
+
+    See `shared_frozen`: it lets the reference reuse the train state's frozen arrays instead of
+    holding its own copy of them.
+    """
+
+    build: Callable[[TrainState], Any]
+
+
+def resolve(x, state: TrainState):
+    """`x` itself, or x.build(state) for a FromState."""
+    return x.build(state) if isinstance(x, FromState) else x
+
+
+def shared_frozen(
+    model: nnx.Module, trainable, path: str | None = None
+) -> Callable[[TrainState], nnx.Module]:
+    """state -> a frozen copy of `model` (as it is now) that shares the state's frozen arrays.
+
+    `model` must be the model the train state started from (its `path` sub-module, e.g. "policy" of
+    a PolicyAndValue state), split with the same `trainable` filter. Only the trainable part is copied:
+    the frozen part (e.g. Gemma's [V, D] embedding table under trainable="no_embeddings") is never
+    updated, so the state's current frozen arrays are the model's own. They must be fetched anew from
+    each state: the step donates them, so the arrays of a previous state are invalid.
+    """
+    graphdef, params, _ = nnx.split(model, trainable, ...)
+    params = jax.tree.map(jnp.copy, params)
+
+    def build(state: TrainState) -> nnx.Module:
+        frozen = state.frozen
+        if path is not None:  # a sub-module with nothing frozen has no entry at all
+            frozen = frozen[path] if path in frozen else nnx.State({})
+        return nnx.merge(graphdef, params, frozen)
+
+    return build
 
 
 def resume(checkpointer: Checkpointer, like: TrainState) -> Resumed | None:

@@ -10,7 +10,7 @@ One iteration:
     KL control beta <- controller.update(beta, mean sequence KL, B)    (fixed or adaptive)
 
 The policy and the critic are two decoders trained by one optimizer (`PolicyAndValue`); the frozen
-reference is passed separately and never enters the TrainState. Shapes: B batch, M response length.
+reference is passed separately (or as a `FromState` view sharing the state's frozen arrays). Shapes: B batch, M response length.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from align.model import Decoder
 from align.model.heads import ScoreModel
 from align.rl.advantages import gae, masked_mean, whiten
 from align.rl.kl import AdaptiveKLController, FixedKLController, per_token_kl_penalty_rewards
-from align.rl.loop import owned_train_state
+from align.rl.loop import FromState, owned_train_state, resolve
 from align.rl.losses import ppo_policy_loss, ppo_value_loss
 from align.rl.rewards import RewardFn
 from align.rl.rollout import Rollout, RolloutConfig, make_rollout, response_logprobs, response_values
@@ -168,7 +168,10 @@ def create_ppo_state(
 
 
 def make_ppo_iteration(
-    config: PPOConfig, optimizer: optax.GradientTransformation, reference: Decoder, reward_fn: RewardFn
+    config: PPOConfig,
+    optimizer: optax.GradientTransformation,
+    reference: Decoder | FromState,
+    reward_fn: RewardFn | FromState,
 ):
     """iterate(state, prompts, kl_coef) -> (state, kl_coef, metrics) for align.rl.loop.rl_loop.
 
@@ -185,9 +188,9 @@ def make_ppo_iteration(
         model = state.model()
         rollout, metrics = make_rollout(
             model.policy,
-            reference,
+            resolve(reference, state),
             model.value,
-            reward_fn,
+            resolve(reward_fn, state),
             prompts["tokens"],
             prompts["lengths"],
             config.rollout,

@@ -10,7 +10,7 @@ from align.data import DataOrder, batches, prompt_batch
 from align.model import Decoder, ModelConfig
 from align.model.heads import ScoreModel
 from align.rl.advantages import masked_mean
-from align.rl.loop import RLLoopConfig, resume, rl_loop
+from align.rl.loop import FromState, RLLoopConfig, resume, rl_loop, shared_frozen
 from align.rl.ppo import (
     PolicyAndValue,
     PPOConfig,
@@ -22,7 +22,7 @@ from align.rl.ppo import (
 from align.rl.rewards import TokenFraction
 from align.rl.rollout import RolloutConfig, make_rollout
 from align.sampling import SamplingConfig
-from align.training import Checkpointer, OptimConfig, make_optimizer
+from align.training import Checkpointer, OptimConfig, make_optimizer, trainable_filter
 
 V = 32
 TARGET = 20  # ~5% of the untrained policy's samples (seed 0): rare but not unseen
@@ -159,3 +159,19 @@ def test_resume_continues_exactly(setup, tmp_path):
     ]
     for a, b in zip(jax.tree.leaves(second.state.params), jax.tree.leaves(straight.state.params)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_reference_sharing_the_states_frozen_arrays_trains_exactly_like_a_full_copy():
+    policy, value = _models()
+    trainable = trainable_filter("no_embeddings")  # the [V, D] tables are frozen: shareable
+    optimizer = make_optimizer(OptimConfig(learning_rate=2e-3, total_steps=1000, schedule="constant"))
+    shared = FromState(shared_frozen(policy, trainable, "policy"))
+    logs = []
+    for reference in (policy, shared):
+        iterate = make_ppo_iteration(CONFIG, optimizer, reference, TokenFraction(TARGET))
+        state = create_ppo_state(policy, value, optimizer, seed=3, trainable=trainable)
+        result = rl_loop(
+            iterate, state, _stream(_prompts()), RLLoopConfig(iterations=3, progress=False), kl_coef=0.05
+        )
+        logs.append([(row["kl/ref"], row["policy_loss"], row["reward/mean"]) for row in result.logs])
+    assert logs[0] == logs[1] and logs[0][-1][0] > 0  # the policy moved, and both saw the same KL
