@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", force=True)
+    logging.getLogger("align").setLevel(logging.INFO)  # our progress lines, not every library's INFO
     config = load_config(RMConfig, args.config, args.overrides)
     if args.print_config:
         print(dump_yaml(config))

@@ -162,6 +162,7 @@ def run_sft(config: SFTConfig) -> dict:
     run = prepare_run(model, optimizer, sft_loss(config.chunk_size), run_dir=out, train=config.train,
                       mesh=make_run_mesh(config.mesh), learning_rate=learning_rate_schedule(config.optim),
                       manifest={"config": to_dict(config), "model_config": model.config})
+    del model  # the run's state holds the weights now; do not keep a second copy alive
     evaluate_fn = None
     if held_seqs:
         def evaluate_fn(state):
@@ -213,7 +214,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", force=True)
+    logging.getLogger("align").setLevel(logging.INFO)  # our progress lines, not every library's INFO
     config = load_config(SFTConfig, args.config, args.overrides)
     if args.print_config:
         print(dump_yaml(config))

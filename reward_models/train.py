@@ -146,6 +146,7 @@ def run_rm_training(config: RMConfig) -> dict:
                       trainable=rm_trainable(config.train.trainable),
                       learning_rate=learning_rate_schedule(config.optim),
                       manifest={"config": dataclasses.asdict(config), "model_config": model.backbone.config})
+    del model  # the run's state holds the weights now; do not keep a second copy alive
     evaluate = _eval_fn(held_pairs, config, tokenizer.pad_id) if held_pairs else None
     if evaluate is not None and config.train.eval_before and not (out / "eval_before.json").exists():
         _write_json(out / "eval_before.json", {"step": int(jax.device_get(run.state.step)), **evaluate(run.state)})
