@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -144,6 +145,23 @@ def _with_ref(pairs, reference, config: DPORunConfig, pad_id: int, precompute: b
     return list(zip(pairs, ref[: len(pairs)]))
 
 
+def _prepare(config: DPORunConfig, model, reference):
+    """align.training's run (state, step, checkpointer; resumed when possible), the reference wired in."""
+    run = prepare_run(
+        with_lora(model, config.train),
+        make_optimizer(config.optim),
+        functools.partial(dpo_loss_fn, config=config.dpo),
+        run_dir=config.output_dir,
+        train=config.train,
+        mesh=make_run_mesh(config.mesh),
+        learning_rate=learning_rate_schedule(config.optim),
+        manifest={"config": to_dict(config), "model_config": model.config},
+    )
+    if not config.precompute_reference:
+        run.step_fn = with_reference(run.step_fn, reference, config.dpo.logprob_chunk)
+    return run
+
+
 def run_dpo(config: DPORunConfig) -> dict:
     """Train (or resume, or skip if finished); returns the summary written to summary.json."""
     out = Path(config.output_dir)
@@ -160,19 +178,7 @@ def run_dpo(config: DPORunConfig) -> dict:
     train_items = _with_ref(train_pairs, reference, config, pad, config.precompute_reference)
     # The eval step never sees the reference: held-out pairs always carry precomputed log-probs.
     held_items = _with_ref(held_pairs, reference, config, pad, True)
-    loss_fn = lambda m, b, rng: dpo_loss_fn(m, b, rng, config=config.dpo)
-    run = prepare_run(
-        with_lora(model, config.train),
-        make_optimizer(config.optim),
-        loss_fn,
-        run_dir=out,
-        train=config.train,
-        mesh=make_run_mesh(config.mesh),
-        learning_rate=learning_rate_schedule(config.optim),
-        manifest={"config": to_dict(config), "model_config": model.config},
-    )
-    if not config.precompute_reference:
-        run.step_fn = with_reference(run.step_fn, reference, config.dpo.logprob_chunk)
+    run = _prepare(config, model, reference)
     collate = _collate(rows, length, pad)
     evaluate_fn = None
     if held_items:
@@ -182,10 +188,8 @@ def run_dpo(config: DPORunConfig) -> dict:
             return evaluate(run.eval_fn, state, chunks, config.train.eval_batches)
 
         if not (out / "eval_before.json").exists():
-            _write_json(
-                out / "eval_before.json",
-                {"step": int(jax.device_get(run.state.step)), **evaluate_fn(run.state)},
-            )
+            before = {"step": int(jax.device_get(run.state.step)), **evaluate_fn(run.state)}
+            _write_json(out / "eval_before.json", before)
     order = DataOrder(len(train_items), seed=config.train.seed)
     loop = LoopConfig(
         total_steps=config.optim.total_steps,

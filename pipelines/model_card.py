@@ -28,6 +28,21 @@ class Stage:
     notes: str = ""  # e.g. "held-out reward 0.12 -> 0.31"
 
 
+def rm_notes(summary: Mapping) -> str:
+    """A reward-model stage's card note from its summary.json."""
+    acc = (summary.get("eval_after") or {}).get("accuracy")
+    return f"held-out pair accuracy {acc:.3f}" if isinstance(acc, (int, float)) else ""
+
+
+def rl_notes(summary: Mapping) -> str:
+    """An RL stage's card note: held-out reward before -> after, and the KL to the starting policy."""
+    before, after = summary.get("eval_before") or {}, summary.get("eval_after") or {}
+    if "reward/mean" not in before or "reward/mean" not in after:
+        return ""
+    kl = after.get("kl/ref", float("nan"))
+    return f"held-out reward {before['reward/mean']:.3f} -> {after['reward/mean']:.3f} (KL {kl:.2f} nats)"
+
+
 def _cell(x: Any) -> str:
     """A value safe inside a Markdown table cell (no pipes, no newlines, no raw HTML)."""
     text = "" if x is None else str(x)
@@ -120,6 +135,26 @@ def training_section(stages: Sequence[Stage], reward_mixture: Sequence[Mapping] 
     return out + [""]
 
 
+USAGE_AND_LIMITATIONS = """## Usage
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained(PATH)
+model = AutoModelForCausalLM.from_pretrained(PATH)
+ids = tok.apply_chat_template([{"role": "user", "content": "Hello!"}], add_generation_prompt=True,
+                              return_tensors="pt", return_dict=True)
+out = model.generate(**ids)  # sampling defaults come from generation_config.json
+print(tok.decode(out[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))
+```
+
+## Limitations
+
+A small model briefly post-trained on CPU-sized data: it makes factual errors, can produce harmful or
+biased text, and its safety numbers above come from small samples. Evaluate it for your own use before
+deploying it.
+""".splitlines()
+
+
 def render_card(
     *,
     name: str,
@@ -160,29 +195,7 @@ def render_card(
     ]
     lines += training_section(stages, reward_mixture)
     lines += eval_section(results, variant)
-    lines += [
-        "## Usage",
-        "",
-        "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "tok = AutoTokenizer.from_pretrained(PATH)",
-        "model = AutoModelForCausalLM.from_pretrained(PATH)",
-        'ids = tok.apply_chat_template([{"role": "user", "content": "Hello!"}], add_generation_prompt=True,',
-        '                              return_tensors="pt", return_dict=True)',
-        "out = model.generate(**ids)  # sampling defaults come from generation_config.json",
-        "print(tok.decode(out[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))",
-        "```",
-        "",
-        "## Limitations",
-        "",
-        (
-            "A small model briefly post-trained on CPU-sized data: it makes factual errors, can produce "
-            "harmful or biased text, and its safety numbers above come from small samples. Evaluate it "
-            "for your own use before deploying it."
-        ),
-        "",
-    ]
-    return "\n".join(lines)
+    return "\n".join(lines + USAGE_AND_LIMITATIONS)
 
 
 def _json(obj: Mapping) -> str:

@@ -182,52 +182,32 @@ class Pipeline:
     def stages(self) -> list[Stage]:
         from pipelines.rlhf import run_rlhf
         from pipelines.sft import run_sft
+        from reward_models.train import run_rm_training
 
-        out = [
-            Stage(
-                "sft",
-                self.sft_dir() / "summary.json",
-                lambda: run_sft(self.sft_config()),
-                "supervised fine-tuning",
-            )
-        ]
+        out = [Stage("sft", self.sft_dir() / "summary.json", lambda: run_sft(self.sft_config()), "SFT")]
         for rm in self.config.reward_models:
+            run = lambda rm=rm: run_rm_training(self.rm_config(rm))
+            out.append(Stage(f"rm:{rm.name}", self.rm_dir(rm) / "summary.json", run, "reward model"))
+        for v in self.variants if self.config.rl_per_variant else (None,):
+            run = lambda v=v: run_rlhf(self.rlhf_config(v))
+            algorithm = self.config.rlhf.get("algorithm", "ppo")
             out.append(
                 Stage(
-                    f"rm:{rm.name}",
-                    self.rm_dir(rm) / "summary.json",
-                    lambda rm=rm: _run_rm(self.rm_config(rm)),
-                    "reward model",
-                )
-            )
-        rl_variants = self.variants if self.config.rl_per_variant else (None,)
-        for v in rl_variants:
-            name = "rl" if v is None else f"rl:{v.name}"
-            out.append(
-                Stage(
-                    name,
+                    "rl" if v is None else f"rl:{v.name}",
                     self.rl_dir(v and v.name) / "summary.json",
-                    lambda v=v: run_rlhf(self.rlhf_config(v)),
-                    self.config.rlhf.get("algorithm", "ppo"),
+                    run,
+                    algorithm,
                 )
             )
         for v in self.variants:
             if self.config.eval.enabled:
+                suites = f"safety evals ({self.config.eval.suites})"
                 out.append(
-                    Stage(
-                        f"eval:{v.name}",
-                        self.results_file(v.name),
-                        lambda v=v: self.run_eval(v),
-                        f"safety evals ({self.config.eval.suites})",
-                    )
+                    Stage(f"eval:{v.name}", self.results_file(v.name), lambda v=v: self.run_eval(v), suites)
                 )
+            export = lambda v=v: self.export(v)
             out.append(
-                Stage(
-                    f"variant:{v.name}",
-                    self.variant_dir(v.name) / "README.md",
-                    lambda v=v: self.export(v),
-                    "HF export + model card",
-                )
+                Stage(f"variant:{v.name}", self.variant_dir(v.name) / "README.md", export, "HF export + card")
             )
         return out
 
@@ -241,23 +221,10 @@ class Pipeline:
         parser = argparse.ArgumentParser(prog="align eval")
         eval_cli.add_arguments(parser)
         self.results_file(variant.name).parent.mkdir(parents=True, exist_ok=True)
-        args = parser.parse_args(
-            [
-                "--model",
-                str(self.policy_dir(variant)),
-                "--variant",
-                variant.name,
-                "--suite",
-                e.suites,
-                "--limit",
-                str(e.limit),
-                "--batch-size",
-                str(e.batch_size),
-                "--out",
-                str(self.results_file(variant.name)),
-                *e.extra_args,
-            ]
-        )
+        results = str(self.results_file(variant.name))
+        args = parser.parse_args(["--model", str(self.policy_dir(variant)), "--variant", variant.name,
+                                  "--suite", e.suites, "--limit", str(e.limit), "--batch-size", str(e.batch_size),
+                                  "--out", results, *e.extra_args])  # fmt: skip
         code = eval_cli.run(args)
         if code == 2:
             raise ValueError(f"align eval rejected its arguments: {e}")
@@ -289,6 +256,7 @@ class Pipeline:
 
     def card_stages(self, variant):
         from pipelines.model_card import Stage as CardStage
+        from pipelines.model_card import rl_notes, rm_notes
 
         def summary(path: Path) -> dict:
             return json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
@@ -302,7 +270,7 @@ class Pipeline:
                     f"rm ({rm.name})",
                     str(rm.config.get("data", {}).get("path", "")),
                     s.get("step"),
-                    notes=_rm_notes(s),
+                    notes=rm_notes(s),
                 )
             )
         rl = summary(self.rl_dir(variant.name))
@@ -314,31 +282,10 @@ class Pipeline:
                 data,
                 rl.get("iterations"),
                 "iterations",
-                _rl_notes(rl),
+                rl_notes(rl),
             )
         )
         return stages
-
-
-def _rm_notes(summary: dict) -> str:
-    acc = (summary.get("eval_after") or {}).get("accuracy")
-    return f"held-out pair accuracy {acc:.3f}" if isinstance(acc, (int, float)) else ""
-
-
-def _rl_notes(summary: dict) -> str:
-    before, after = summary.get("eval_before") or {}, summary.get("eval_after") or {}
-    if "reward/mean" not in before or "reward/mean" not in after:
-        return ""
-    return (
-        f"held-out reward {before['reward/mean']:.3f} -> {after['reward/mean']:.3f} "
-        f"(KL {after.get('kl/ref', float('nan')):.2f} nats)"
-    )
-
-
-def _run_rm(config) -> None:
-    from reward_models.train import run_rm_training
-
-    run_rm_training(config)
 
 
 STAGE_SECTIONS = ("sft", "rlhf")  # free-form mappings, checked when their stage config is built

@@ -25,53 +25,23 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 from flax import nnx
 
-from align.data import (
-    DataOrder,
-    PromptExample,
-    Tokenizer,
-    as_prompt,
-    batches,
-    encode_prompts,
-    load_records,
-    prompt_batch,
-)
+from align.data import DataOrder, Tokenizer, batches, prompt_batch
 from align.rl.grpo import GRPOConfig, make_grpo_iteration
 from align.rl.loop import FromState, RLLoopConfig, owned_train_state, resolve, resume, rl_loop, shared_frozen
 from align.rl.ppo import PolicyAndValue, PPOConfig, make_ppo_iteration
 from align.rl.rewards import RewardFn
-from align.rl.rollout import RolloutConfig, make_rollout
+from align.rl.rollout import RolloutConfig
 from align.training import Checkpointer, MetricsWriter, OptimConfig, make_optimizer, trainable_filter
-from align.training.run import ModelOptions, SplitOptions, heldout_split, load_model
+from align.training.run import ModelOptions, load_model
 from pipelines.config_io import dump_yaml, load_config, to_dict
 from pipelines.rewards import RewardOptions, build_reward, load_reward_model, load_value_model
+from pipelines.rl_data import PromptDataOptions, load_prompts
+from pipelines.rl_eval import evaluate_policy, write_samples
 
 log = logging.getLogger("align.rlhf")
 ALGORITHMS = ("ppo", "grpo")
-
-
-@dataclasses.dataclass(frozen=True)
-class PromptSource:
-    """One dataset of a prompt mixture; `weight` is its share of the mixture."""
-
-    path: str
-    weight: float = 1.0
-    split: str = "train"
-    limit: int | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class PromptDataOptions:
-    path: str = ""  # file or directory (align.data.load_records): any format with a prompt
-    split: str = "train"
-    limit: int | None = None
-    mixture: tuple[PromptSource, ...] = ()  # several weighted sources instead of `path`
-    system_prompt: str | None = None  # prepended as a system message to chat prompts that have none
-    max_prompt_length: int = 128  # P: prompts are cut from the left (keeping <bos>) to this many tokens
-    skip_invalid: bool = True
-    heldout: SplitOptions = SplitOptions(heldout_fraction=0.1, heldout_max=32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,55 +115,6 @@ def with_tokenizer_ids(config: RLHFConfig, tokenizer: Tokenizer) -> RLHFConfig:
     )
 
 
-def load_prompts(options: PromptDataOptions, tokenizer: Tokenizer) -> tuple[list, list, dict]:
-    """(train prompts, held-out prompts, report): int32 token arrays, cut from the left to max_prompt_length."""
-    sources = options.mixture or (
-        (PromptSource(options.path, 1.0, options.split, options.limit),) if options.path else ()
-    )
-    if not sources:
-        raise ValueError("data.path is empty and data.mixture has no source: set one of them")
-    examples, report = mix_sources(sources, options.skip_invalid)
-    examples = [with_system_prompt(as_prompt(e), options.system_prompt) for e in examples]
-    train_ex, held_ex = heldout_split(examples, options.heldout)
-    train, train_stats = encode_prompts(train_ex, tokenizer, max_length=options.max_prompt_length)
-    held, _ = encode_prompts(held_ex, tokenizer, max_length=options.max_prompt_length)
-    if not train:
-        raise ValueError(f"{[s.path for s in sources]}: no prompts to train on")
-    report.update(train=len(train), heldout=len(held), truncation=dataclasses.asdict(train_stats))
-    return train, held, report
-
-
-def mix_sources(sources, skip_invalid: bool) -> tuple[list, dict]:
-    """The largest mixture with the exact shares w_i / sum(w) that the sources can fill: N = min_i n_i / share_i,
-    source i gives its first round(share_i * N) examples (so the mixture is deterministic)."""
-    if any(s.weight < 0 for s in sources) or sum(s.weight for s in sources) <= 0:
-        raise ValueError(f"data.mixture weights {[s.weight for s in sources]} must be >= 0 and not all 0")
-    loaded = [load_records(s.path, s.split, limit=s.limit, skip_invalid=skip_invalid) for s in sources]
-    weight = sum(s.weight for s in sources)
-    total = min(len(r) * weight / s.weight for s, r in zip(sources, loaded, strict=True) if s.weight > 0)
-    out, report = [], {"sources": []}
-    for s, records in zip(sources, loaded, strict=True):
-        take = min(len(records), round(s.weight / weight * total))
-        out += list(records)[:take]
-        report["sources"].append(
-            {
-                "path": s.path,
-                "rows_loaded": len(records),
-                "rows_skipped": records.report.skipped,
-                "used": take,
-            }
-        )
-    return out, report
-
-
-def with_system_prompt(example: PromptExample, system_prompt: str | None) -> PromptExample:
-    """A chat prompt with `system_prompt` as its first message unless it has a system message already."""
-    prompt = example.prompt
-    if system_prompt is None or not isinstance(prompt, list) or (prompt and prompt[0]["role"] == "system"):
-        return example
-    return dataclasses.replace(example, prompt=[{"role": "system", "content": system_prompt}, *prompt])
-
-
 def prompt_stream(prompts: list, config: RLHFConfig, pad_id: int, position=None):
     rows, length = config.train.batch_size, config.data.max_prompt_length
     order = DataOrder(len(prompts), seed=config.train.seed)
@@ -231,81 +152,20 @@ def initial_state(config: RLHFConfig, policy, optimizer):
     return owned_train_state(model, optimizer, seed=config.train.seed, trainable=trainable)
 
 
-@dataclasses.dataclass
-class Evaluation:
-    metrics: dict
-    samples: list[dict]
-
-
-def evaluate_policy(
-    policy, reference, reward_fn: RewardFn, prompts: list, config: RLHFConfig, tokenizer: Tokenizer
-) -> Evaluation:
-    """Reward (and KL to the reference) of the policy's responses to held-out prompts.
-
-    Sampled like the rollouts, with a fixed key per batch, so the starting and the trained policy
-    see the same noise; the response rows are decoded for eval_samples.jsonl.
-    """
-    rows, length = config.eval.batch_size, config.data.max_prompt_length
-    scores, kls, lengths, samples = [], [], [], []
-    for i in range(0, len(prompts), rows):
-        chunk = prompts[i : i + rows]
-        # Pad the last batch with copies of the first prompt (one jit shape); their rows are dropped.
-        batch = prompt_batch(
-            chunk + [chunk[0]] * (rows - len(chunk)),
-            length,
-            padding="right",
-            rows=rows,
-            pad_id=tokenizer.pad_id,
-        )
-        key = jax.random.fold_in(jax.random.PRNGKey(config.eval.seed), i)
-        rollout, _ = make_rollout(
-            policy, reference, None, reward_fn, batch["tokens"], batch["lengths"], config.rollout, key
-        )
-        n, m = len(chunk), np.asarray(rollout.response_mask)
-        scores += np.asarray(rollout.scores)[:n].tolist()
-        kls += (np.asarray(rollout.logprobs - rollout.ref_logprobs) * m).sum(-1)[:n].tolist()
-        lengths += m.sum(-1)[:n].tolist()
-        for b in range(n):
-            samples.append(
-                {
-                    "prompt": tokenizer.decode(chunk[b], skip_special=False),
-                    "response": tokenizer.decode(np.asarray(rollout.response[b])[: int(m[b].sum())]),
-                    "reward": scores[i + b],
-                }
-            )
-    s = np.asarray(scores)
-    metrics = {
-        "reward/mean": float(s.mean()),
-        "reward/stderr": float(s.std(ddof=1) / np.sqrt(len(s))) if len(s) > 1 else 0.0,
-        "kl/ref": float(np.mean(kls)),
-        "response/length": float(np.mean(lengths)),
-        "n": len(s),
-    }
-    return Evaluation(metrics, samples)
-
-
 def write_json(path: Path, obj) -> None:
     from pipelines.sft import _write_json
 
     _write_json(path, obj)
 
 
-def write_samples(path: Path, before: list[dict], after: list[dict], n: int) -> None:
-    """The first n held-out prompts with the responses before and after training, one JSON per line."""
-    with path.open("w") as f:
-        for b, a in list(zip(before, after))[:n]:
-            f.write(
-                json.dumps(
-                    {
-                        "prompt": b["prompt"],
-                        "before": b["response"],
-                        "reward_before": b["reward"],
-                        "after": a["response"],
-                        "reward_after": a["reward"],
-                    }
-                )
-                + "\n"
-            )
+def eval_options(config: RLHFConfig) -> dict:
+    e = config.eval
+    return {
+        "rollout": config.rollout,
+        "batch_size": e.batch_size,
+        "prompt_length": config.data.max_prompt_length,
+        "seed": e.seed,
+    }
 
 
 def training_views(config: RLHFConfig, reference, tokenizer):
@@ -383,6 +243,24 @@ def train(config: RLHFConfig, state, iterate, kl_coef: float, make_stream, manif
     return result, start
 
 
+def evaluate_before(config: RLHFConfig, reference, held: list, tokenizer) -> None:
+    """eval_before.json (+ samples): the starting policy's held-out reward, computed once per run."""
+    out = Path(config.output_dir)
+    reward_fn = build_reward(config.reward, tokenizer)
+    before = evaluate_policy(reference, reference, reward_fn, held, tokenizer, **eval_options(config))
+    write_json(out / "eval_before.json", before.metrics)
+    write_json(out / "eval_before_samples.json", before.samples)
+
+
+def evaluate_after(config: RLHFConfig, policy, reference, reward_fn, held: list, tokenizer) -> dict:
+    """{"eval_before", "eval_after"} for the summary; eval_samples.jsonl with both responses."""
+    out = Path(config.output_dir)
+    after = evaluate_policy(policy, reference, reward_fn, held, tokenizer, **eval_options(config))
+    before_samples = json.loads((out / "eval_before_samples.json").read_text())
+    write_samples(out / "eval_samples.jsonl", before_samples, after.samples, config.eval.samples)
+    return {"eval_before": json.loads((out / "eval_before.json").read_text()), "eval_after": after.metrics}
+
+
 def run_rlhf(config: RLHFConfig) -> dict:
     """Train (or resume, or skip if finished); returns the summary written to summary.json."""
     out = Path(config.output_dir)
@@ -399,25 +277,15 @@ def run_rlhf(config: RLHFConfig) -> dict:
     state = initial_state(config, reference, optimizer)
     held = held_prompts[: config.eval.prompts]
     if held and not (out / "eval_before.json").exists():
-        reward_fn = build_reward(config.reward, tokenizer)
-        before = evaluate_policy(reference, reference, reward_fn, held, config, tokenizer)
-        write_json(out / "eval_before.json", before.metrics)
-        write_json(out / "eval_before_samples.json", before.samples)
-        del reward_fn
+        evaluate_before(config, reference, held, tokenizer)
     reference_src, reward_src = training_views(config, reference, tokenizer)
     model_config = reference.config
     del reference  # from here on its frozen arrays live only in the train state
     iterate, kl_coef = make_iteration(config, optimizer, reference_src, reward_src)
     t0 = time.perf_counter()
     stream = prompt_stream_from(train_prompts, config, tokenizer.pad_id)
-    result, start = train(
-        config,
-        state,
-        iterate,
-        kl_coef,
-        stream,
-        manifest={"config": to_dict(config), "model_config": model_config},
-    )
+    manifest = {"config": to_dict(config), "model_config": model_config}
+    result, start = train(config, state, iterate, kl_coef, stream, manifest=manifest)
     if result.stopped != "done":
         log.warning("stopped at iteration %d (%s); run again to resume", result.iteration, result.stopped)
         return {"stopped": result.stopped, "iteration": result.iteration}
@@ -433,12 +301,8 @@ def run_rlhf(config: RLHFConfig) -> dict:
         "train_last": result.logs[-1] if result.logs else None,
     }
     if held:
-        reference, reward_fn = resolve(reference_src, result.state), resolve(reward_src, result.state)
-        after = evaluate_policy(policy, reference, reward_fn, held, config, tokenizer)
-        summary["eval_before"] = json.loads((out / "eval_before.json").read_text())
-        summary["eval_after"] = after.metrics
-        before_samples = json.loads((out / "eval_before_samples.json").read_text())
-        write_samples(out / "eval_samples.jsonl", before_samples, after.samples, config.eval.samples)
+        sources = (resolve(reference_src, result.state), resolve(reward_src, result.state))
+        summary.update(evaluate_after(config, policy, *sources, held, tokenizer))
     if config.export:
         from pipelines.sft import export_model
 

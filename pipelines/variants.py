@@ -30,7 +30,7 @@ from align.data.testing import GEMMA3_CHAT_TEMPLATE
 from pipelines.config_io import load_config
 from pipelines.model_card import Stage, render_card
 from pipelines.rewards import RewardOptions
-from pipelines.rlhf import PromptSource
+from pipelines.rl_data import PromptSource
 
 SYSTEM_HANDLING = ("fold", "drop")
 TEMPLATES = ("gemma", "none")

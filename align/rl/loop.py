@@ -131,6 +131,18 @@ def _bar(enabled: bool, start: int, total: int):
     return tqdm(total=total, initial=start, desc="rl", unit="it", dynamic_ncols=True)
 
 
+def _report(iteration: int, row: Mapping, writer: MetricsWriter | None, bar) -> None:
+    """One iteration's metrics to the JSONL / TensorBoard writer and the progress bar."""
+    if writer is not None:
+        writer.write(iteration, row)
+    if bar is not None:
+        bar.update(1)
+        nan = float("nan")
+        bar.set_postfix(
+            reward=f"{row.get('reward/mean', nan):.3f}", kl=f"{row.get('kl/ref', nan):.3f}", refresh=False
+        )
+
+
 def _check_finite(iteration: int, metrics: Mapping, checkpointer: Checkpointer | None) -> None:
     bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
     if bad:
@@ -180,15 +192,7 @@ def rl_loop(
                 data_position = position
                 row = {**metrics, "kl_coef": float(coef), "iteration_seconds": time.perf_counter() - t0}
                 logs.append({"iteration": it, **row})
-                if writer is not None:
-                    writer.write(it, row)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(
-                        reward=f"{row.get('reward/mean', float('nan')):.3f}",
-                        kl=f"{row.get('kl/ref', float('nan')):.3f}",
-                        refresh=False,
-                    )
+                _report(it, row, writer, bar)
                 if term["set"]:
                     stopped = "sigterm"
                     break
@@ -200,11 +204,4 @@ def rl_loop(
         finally:
             if bar is not None:
                 bar.close()
-    return RLResult(
-        state=state,
-        iteration=it,
-        kl_coef=float(coef),
-        stopped=stopped,
-        logs=logs,
-        data_position=data_position,
-    )
+    return RLResult(state, it, float(coef), stopped, logs, data_position)

@@ -1,0 +1,79 @@
+"""Prompt data for RL: weighted mixtures of prompt sources, system prompts, held-out split, encoding."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from align.data import PromptExample, Tokenizer, as_prompt, encode_prompts, load_records
+from align.training.run import SplitOptions, heldout_split
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptSource:
+    """One dataset of a prompt mixture; `weight` is its share of the mixture."""
+
+    path: str
+    weight: float = 1.0
+    split: str = "train"
+    limit: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptDataOptions:
+    path: str = ""  # file or directory (align.data.load_records): any format with a prompt
+    split: str = "train"
+    limit: int | None = None
+    mixture: tuple[PromptSource, ...] = ()  # several weighted sources instead of `path`
+    system_prompt: str | None = None  # prepended as a system message to chat prompts that have none
+    max_prompt_length: int = 128  # P: prompts are cut from the left (keeping <bos>) to this many tokens
+    skip_invalid: bool = True
+    heldout: SplitOptions = SplitOptions(heldout_fraction=0.1, heldout_max=32)
+
+
+def load_prompts(options: PromptDataOptions, tokenizer: Tokenizer) -> tuple[list, list, dict]:
+    """(train prompts, held-out prompts, report): int32 token arrays, cut from the left to max_prompt_length."""
+    sources = options.mixture or (
+        (PromptSource(options.path, 1.0, options.split, options.limit),) if options.path else ()
+    )
+    if not sources:
+        raise ValueError("data.path is empty and data.mixture has no source: set one of them")
+    examples, report = mix_sources(sources, options.skip_invalid)
+    examples = [with_system_prompt(as_prompt(e), options.system_prompt) for e in examples]
+    train_ex, held_ex = heldout_split(examples, options.heldout)
+    train, train_stats = encode_prompts(train_ex, tokenizer, max_length=options.max_prompt_length)
+    held, _ = encode_prompts(held_ex, tokenizer, max_length=options.max_prompt_length)
+    if not train:
+        raise ValueError(f"{[s.path for s in sources]}: no prompts to train on")
+    report.update(train=len(train), heldout=len(held), truncation=dataclasses.asdict(train_stats))
+    return train, held, report
+
+
+def mix_sources(sources, skip_invalid: bool) -> tuple[list, dict]:
+    """The largest mixture with the exact shares w_i / sum(w) that the sources can fill: N = min_i n_i / share_i,
+    source i gives its first round(share_i * N) examples (so the mixture is deterministic)."""
+    if any(s.weight < 0 for s in sources) or sum(s.weight for s in sources) <= 0:
+        raise ValueError(f"data.mixture weights {[s.weight for s in sources]} must be >= 0 and not all 0")
+    loaded = [load_records(s.path, s.split, limit=s.limit, skip_invalid=skip_invalid) for s in sources]
+    weight = sum(s.weight for s in sources)
+    total = min(len(r) * weight / s.weight for s, r in zip(sources, loaded, strict=True) if s.weight > 0)
+    out, report = [], {"sources": []}
+    for s, records in zip(sources, loaded, strict=True):
+        take = min(len(records), round(s.weight / weight * total))
+        out += list(records)[:take]
+        report["sources"].append(
+            {
+                "path": s.path,
+                "rows_loaded": len(records),
+                "rows_skipped": records.report.skipped,
+                "used": take,
+            }
+        )
+    return out, report
+
+
+def with_system_prompt(example: PromptExample, system_prompt: str | None) -> PromptExample:
+    """A chat prompt with `system_prompt` as its first message unless it has a system message already."""
+    prompt = example.prompt
+    if system_prompt is None or not isinstance(prompt, list) or (prompt and prompt[0]["role"] == "system"):
+        return example
+    return dataclasses.replace(example, prompt=[{"role": "system", "content": system_prompt}, *prompt])
