@@ -37,6 +37,7 @@ from align.training.run import (
 )
 from reward_models.evaluate import evaluate_reward_model
 from reward_models.losses import bradley_terry_loss
+from reward_models.probe import DEFAULT_L2_GRID, fit_probe
 from reward_models.model import (
     HEAD_BIAS,
     build_reward_model,
@@ -61,6 +62,14 @@ class RMDataOptions:
 
 
 @dataclasses.dataclass(frozen=True)
+class ProbeOptions:
+    """fit=probe: l2 picked from `l2_grid` by `folds`-fold cross-validation on the training pairs."""
+    l2_grid: tuple[float, ...] = DEFAULT_L2_GRID
+    folds: int = 5
+    batch_size: int = 8  # pairs per feature forward
+
+
+@dataclasses.dataclass(frozen=True)
 class RMConfig:
     output_dir: str
     model: ModelOptions = ModelOptions()
@@ -71,6 +80,12 @@ class RMConfig:
     margin: float = 0.0  # the chosen reward must win by this much (Llama 2's margin loss)
     center_coef: float = 0.0  # weight of mean((r_c + r_r)^2)
     export: bool = True
+    fit: str = "finetune"  # finetune: the training loop below | probe: head only, frozen backbone (probe.py)
+    probe: ProbeOptions = ProbeOptions()
+
+    def __post_init__(self):
+        if self.fit not in ("finetune", "probe"):
+            raise ValueError(f"fit={self.fit!r}: expected finetune or probe")
 
 
 def rm_loss(margin: float = 0.0, center_coef: float = 0.0):
@@ -141,6 +156,8 @@ def run_rm_training(config: RMConfig) -> dict:
     model, tokenizer = load_reward_backbone(config)
     train_pairs, held_pairs, data_report = load_pairs(config.data, tokenizer)
     log.info("data: %s", data_report)
+    if config.fit == "probe":
+        return _run_probe(config, model, tokenizer, train_pairs, held_pairs, data_report)
     run = prepare_run(model, make_optimizer(config.optim), rm_loss(config.margin, config.center_coef),
                       run_dir=out, train=config.train, mesh=make_run_mesh(config.mesh),
                       trainable=rm_trainable(config.train.trainable),
@@ -174,6 +191,29 @@ def run_rm_training(config: RMConfig) -> dict:
                "train_last": next((r for r in reversed(result.logs) if "loss" in r), None)}
     if config.export:
         save_reward_model(result.state.model(), out / "export", tokenizer=tokenizer)
+        summary["export"] = str(out / "export")
+    _write_json(out / "summary.json", summary)
+    return summary
+
+
+def _run_probe(config: RMConfig, model, tokenizer, train_pairs, held_pairs, data_report) -> dict:
+    """fit=probe: one feature pass over the training pairs, the head solved exactly, then as above."""
+    from tqdm.auto import tqdm
+
+    out, t0 = Path(config.output_dir), time.perf_counter()
+    with tqdm(total=len(train_pairs), desc="rm probe features", unit="pair", dynamic_ncols=True,
+              disable=not config.train.progress) as bar:
+        model, report = fit_probe(model, train_pairs, batch_size=config.probe.batch_size,
+                                  length=config.data.max_length, pad_id=tokenizer.pad_id,
+                                  l2_grid=config.probe.l2_grid, folds=config.probe.folds,
+                                  seed=config.train.seed, progress=bar.update)
+    log.info("probe: %s", report)
+    summary = {"fit": "probe", "probe": report, "seconds": time.perf_counter() - t0, "data": data_report,
+               "eval_after": evaluate_reward_model(model, held_pairs, batch_size=config.probe.batch_size,
+                                                   length=config.data.max_length, pad_id=tokenizer.pad_id)
+               if held_pairs else None}
+    if config.export:
+        save_reward_model(model, out / "export", tokenizer=tokenizer)
         summary["export"] = str(out / "export")
     _write_json(out / "summary.json", summary)
     return summary

@@ -206,6 +206,7 @@ class SplitOptions:
     seed: int = 0
     heldout_max: int | None = None  # evaluate on at most this many of the held-out examples (cost);
     #                                 the rest of the held-out part is still kept out of training
+    train_max: int | None = None  # train on at most the first N training examples (file order)
 
     def __post_init__(self):
         if not 0.0 <= self.heldout_fraction < 1.0:
@@ -216,8 +217,8 @@ def heldout_split(items: list, options: SplitOptions) -> tuple[list, list]:
     """(train, held-out): a permutation by `seed`; its first round(n * fraction) examples are held out.
 
     A function of (n, fraction, seed) only, so the same file always gives the same cut (the SFT and RM
-    configs share it, so RM held-out pairs were never SFT training data). heldout_max only shortens
-    the returned held-out list.
+    configs share it, so RM held-out pairs were never SFT training data). heldout_max and train_max
+    only shorten the returned lists.
     """
     n = len(items)
     k = round(n * options.heldout_fraction)
@@ -226,4 +227,5 @@ def heldout_split(items: list, options: SplitOptions) -> tuple[list, list]:
     shown = sorted(perm[:k].tolist())
     if options.heldout_max is not None:
         shown = sorted(perm[: min(k, options.heldout_max)].tolist())
-    return [x for i, x in enumerate(items) if i not in held], [items[i] for i in shown]
+    train = [x for i, x in enumerate(items) if i not in held]
+    return train[: options.train_max] if options.train_max is not None else train, [items[i] for i in shown]

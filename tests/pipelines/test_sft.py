@@ -101,6 +101,9 @@ def test_heldout_split_is_deterministic_disjoint_and_capped():
     # a cap shortens the evaluation list but keeps all 10 out of training
     train_c, held_c = heldout_split(items, SplitOptions(heldout_fraction=0.2, seed=3, heldout_max=4))
     assert train_c == train and len(held_c) == 4 and set(held_c) <= set(held)
+    # train_max keeps the first training examples; the held-out cut does not move
+    train_t, held_t = heldout_split(items, SplitOptions(heldout_fraction=0.2, seed=3, train_max=7))
+    assert train_t == train[:7] and held_t == held
 
 
 @pytest.mark.integration

@@ -1,0 +1,110 @@
+"""A reward model's head fitted on frozen backbone features: a Bradley-Terry linear probe.
+
+    model = fit_probe(model, train_pairs, batch_size=8, length=256, pad_id=0)   # sets model.head.w
+
+The CPU-cheap way to a reward model: one forward pass over the training pairs gives the last-token
+features h_c, h_r [n, D] (ScoreModel pools there too); with z = (h - mu) / sd standardised on the
+training features and x_i = z_c,i - z_r,i, the head minimises the L2-regularised Bradley-Terry loss
+
+    L(u) = mean_i softplus(-x_i . u) + (l2 / 2) |u|^2
+
+which is logistic regression without intercept on the differences, convex, solved exactly by Newton
+steps (D x D Hessian, D = 640 for Gemma 3 270M). l2 is chosen by k-fold cross-validated pairwise
+accuracy on the training pairs only (held-out pairs stay unseen). The head on raw features is
+w = u / sd; its bias stays 0 (the HF export has none and Bradley-Terry ignores shifts).
+Compared with fine-tuning (reward_models.train), it costs one forward per pair and no backward.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from align.data import TokenizedPair, preference_batch
+from align.model.heads import ScoreModel, last_token_index
+
+DEFAULT_L2_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _feature_fn(graphdef):
+    """jit: (state, tokens/positions/segment_ids [B*P, T]) -> last-token hidden [B*P, D]."""
+    def features(state, tokens, positions, segment_ids):
+        model = nnx.merge(graphdef, state)
+        hidden = model.backbone.hidden(tokens, positions, segment_ids)  # [B*P, T, D]
+        return jnp.take_along_axis(hidden, last_token_index(segment_ids)[:, None, None], axis=1)[:, 0]
+    return jax.jit(features)
+
+
+def pair_features(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
+                  pad_id: int = 0, progress=None) -> np.ndarray:
+    """Last-token features [n, 2, D] (chosen, rejected) in float64, `batch_size` pairs per forward."""
+    graphdef, state = nnx.split(model)
+    features = _feature_fn(graphdef)
+    out = []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i: i + batch_size]
+        batch = preference_batch(chunk, length, rows=batch_size, pad_id=pad_id)  # [B, P, T]
+        B, P, T = batch["tokens"].shape
+        flat = [batch[k].reshape(B * P, T) for k in ("tokens", "positions", "segment_ids")]
+        h = np.asarray(features(state, *flat), np.float64).reshape(B, P, -1)
+        out.append(h[: len(chunk)])
+        if progress is not None:
+            progress(len(chunk))
+    return np.concatenate(out)
+
+
+def fit_logistic(x: np.ndarray, l2: float, *, iterations: int = 50, tol: float = 1e-10) -> np.ndarray:
+    """argmin_u mean softplus(-x @ u) + l2/2 |u|^2 by Newton's method (x [n, D]); returns u [D]."""
+    n, d = x.shape
+    u = np.zeros(d)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(x @ u))  # sigma(-x.u): the gradient weight of each pair
+        grad = -(x.T @ p) / n + l2 * u
+        hess = (x.T * (p * (1 - p))) @ x / n + l2 * np.eye(d)
+        step = np.linalg.solve(hess, grad)
+        u -= step
+        if float(np.abs(step).max()) < tol:
+            break
+    return u
+
+
+def cross_validate_l2(x: np.ndarray, grid: Sequence[float], folds: int, seed: int = 0) -> dict[float, float]:
+    """{l2: mean k-fold accuracy (x_i . u > 0)} on the training differences x [n, D]."""
+    folds = max(2, min(folds, len(x)))
+    fold_of = np.random.default_rng(seed).permutation(len(x)) % folds
+    scores = {}
+    for l2 in grid:
+        correct = 0
+        for f in range(folds):
+            u = fit_logistic(x[fold_of != f], l2)
+            correct += int(np.sum(x[fold_of == f] @ u > 0))
+        scores[float(l2)] = correct / len(x)
+    return scores
+
+
+def fit_probe(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
+              pad_id: int = 0, l2_grid: Sequence[float] = DEFAULT_L2_GRID, folds: int = 5, seed: int = 0,
+              progress=None) -> tuple[ScoreModel, dict]:
+    """Set `model.head` to the cross-validated Bradley-Terry probe; returns (model, report)."""
+    if len(pairs) < 2:
+        raise ValueError(f"a probe needs at least 2 training pairs, got {len(pairs)}")
+    h = pair_features(model, pairs, batch_size=batch_size, length=length, pad_id=pad_id, progress=progress)
+    flat = h.reshape(-1, h.shape[-1])
+    mu, sd = flat.mean(0), flat.std(0) + 1e-6
+    x = (h[:, 0] - h[:, 1]) / sd  # the mean cancels in a difference
+    cv = cross_validate_l2(x, l2_grid, folds, seed)
+    l2 = max(cv, key=lambda k: (cv[k], k))  # ties -> the stronger regularisation
+    u = fit_logistic(x, l2)
+    w = u / sd
+    model.head.w[...] = jnp.asarray(w, model.head.w[...].dtype)
+    model.head.b[...] = jnp.zeros_like(model.head.b[...])
+    train_accuracy = float(np.mean(x @ u > 0))
+    return model, {"pairs": len(pairs), "l2": l2, "cv_accuracy": {str(k): v for k, v in cv.items()},
+                   "train_accuracy": train_accuracy,
+                   "feature_mean_norm": float(np.linalg.norm(mu))}
