@@ -76,6 +76,17 @@ def evaluate_policy(
     return Evaluation(metrics, samples)
 
 
+def paired_gain(before: list[float], after: list[float]) -> dict:
+    """after - before per held-out prompt (same prompt, same sampling key): mean, its standard error,
+    a 95% normal interval, and the share of prompts whose reward rose."""
+    d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
+    n = len(d)
+    stderr = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    mean = float(d.mean()) if n else float("nan")
+    return {"mean": mean, "stderr": stderr, "ci_low": mean - 1.96 * stderr, "ci_high": mean + 1.96 * stderr,
+            "wins": float(np.mean(d > 0)) if n else float("nan"), "n": n}
+
+
 def write_samples(path: Path, before: list[dict], after: list[dict], n: int) -> None:
     """The first n held-out prompts with the responses before and after training, one JSON per line."""
     with path.open("w") as f:

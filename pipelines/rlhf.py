@@ -38,7 +38,7 @@ from align.training.run import ModelOptions, load_model
 from pipelines.config_io import dump_yaml, load_config, to_dict
 from pipelines.rewards import RewardOptions, build_reward, load_reward_model, load_value_model
 from pipelines.rl_data import PromptDataOptions, load_prompts
-from pipelines.rl_eval import evaluate_policy, write_samples
+from pipelines.rl_eval import evaluate_policy, paired_gain, write_samples
 
 log = logging.getLogger("align.rlhf")
 ALGORITHMS = ("ppo", "grpo")
@@ -258,7 +258,8 @@ def evaluate_after(config: RLHFConfig, policy, reference, reward_fn, held: list,
     after = evaluate_policy(policy, reference, reward_fn, held, tokenizer, **eval_options(config))
     before_samples = json.loads((out / "eval_before_samples.json").read_text())
     write_samples(out / "eval_samples.jsonl", before_samples, after.samples, config.eval.samples)
-    return {"eval_before": json.loads((out / "eval_before.json").read_text()), "eval_after": after.metrics}
+    return {"eval_before": json.loads((out / "eval_before.json").read_text()), "eval_after": after.metrics,
+            "reward_gain": paired_gain([s["reward"] for s in before_samples], [s["reward"] for s in after.samples])}
 
 
 def run_rlhf(config: RLHFConfig) -> dict:

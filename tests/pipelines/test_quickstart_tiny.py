@@ -36,6 +36,9 @@ def test_every_stage_runs_and_writes_its_output(finished):
     rl = json.loads((out / "rl" / "summary.json").read_text())
     assert rl["iterations"] == config.rlhf["train"]["iterations"]
     assert set(rl["eval_after"]) >= {"reward/mean", "kl/ref"}
+    gain = rl["reward_gain"]  # paired per prompt: its mean is the difference of the two means
+    assert gain["n"] == rl["eval_after"]["n"]
+    assert gain["mean"] == pytest.approx(rl["eval_after"]["reward/mean"] - rl["eval_before"]["reward/mean"])
     for variant in ("chat", "developer"):
         assert load_results(out / "evals" / f"{variant}.json").model.variant == variant
         exported = out / "variants" / variant

@@ -55,3 +55,12 @@ def test_reward_options_describe_and_reject_unknown_rules():
     ]
     with pytest.raises(ValueError, match="kind='shout'"):
         RuleSpec("shout")
+
+
+def test_paired_gain_by_hand():
+    from pipelines.rl_eval import paired_gain
+
+    g = paired_gain([0.0, 1.0, 2.0], [1.0, 1.0, 4.0])  # differences 1, 0, 2
+    assert g["mean"] == 1.0 and g["n"] == 3 and g["wins"] == 2 / 3
+    assert g["stderr"] == pytest.approx(1.0 / 3**0.5)  # sample std of (1, 0, 2) is 1
+    assert g["ci_low"] == pytest.approx(1.0 - 1.96 / 3**0.5)
