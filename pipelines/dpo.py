@@ -50,7 +50,9 @@ from align.training.run import (
     prepare_run,
     with_lora,
 )
-from pipelines.config_io import dump_yaml, load_config, to_dict
+from align.training.rundir import finished_summary, write_json
+from pipelines.config_cmd import add_config_arguments, run_config_command
+from pipelines.config_io import dump_yaml, to_dict
 
 log = logging.getLogger("align.dpo")
 
@@ -165,9 +167,8 @@ def _prepare(config: DPORunConfig, model, reference):
 def run_dpo(config: DPORunConfig) -> dict:
     """Train (or resume, or skip if finished); returns the summary written to summary.json."""
     out = Path(config.output_dir)
-    if (out / "summary.json").exists():
-        log.info("%s is finished (summary.json exists): nothing to do", out)
-        return json.loads((out / "summary.json").read_text())
+    if (done := finished_summary(out, log)) is not None:
+        return done
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_yaml(config))
     model, tokenizer = load_model(config.model)
@@ -189,7 +190,7 @@ def run_dpo(config: DPORunConfig) -> dict:
 
         if not (out / "eval_before.json").exists():
             before = {"step": int(jax.device_get(run.state.step)), **evaluate_fn(run.state)}
-            _write_json(out / "eval_before.json", before)
+            write_json(out / "eval_before.json", before)
     order = DataOrder(len(train_items), seed=config.train.seed)
     loop = LoopConfig(
         total_steps=config.optim.total_steps,
@@ -219,38 +220,16 @@ def run_dpo(config: DPORunConfig) -> dict:
 
         export_model(result.state.model(), tokenizer, out / "export")
         summary["export"] = str(out / "export")
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     return summary
-
-
-def _write_json(path: Path, obj) -> None:
-    from pipelines.sft import _write_json as write
-
-    write(path, obj)
 
 
 # ---- CLI -------------------------------------------------------------------------------------
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML file (configs/dpo/*.yaml)")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="dotted overrides, e.g. dpo.beta=0.1 dpo.loss_type=ipo optim.total_steps=50",
-    )
+    add_config_arguments(parser, "dpo", "dpo.beta=0.1 dpo.loss_type=ipo optim.total_steps=50")
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    config = load_config(DPORunConfig, args.config, args.overrides)
-    summary = run_dpo(config)
-    if "stopped" in summary:
-        return 143 if summary["stopped"] == "sigterm" else 1
-    print(
-        json.dumps(
-            {k: summary[k] for k in ("step", "eval_before", "eval_after", "export") if k in summary}, indent=2
-        )
-    )
-    return 0
+    return run_config_command(args, DPORunConfig, run_dpo, ("step", "eval_before", "eval_after", "export"))

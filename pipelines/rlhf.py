@@ -35,7 +35,9 @@ from align.rl.rewards import RewardFn
 from align.rl.rollout import RolloutConfig
 from align.training import Checkpointer, MetricsWriter, OptimConfig, make_optimizer, trainable_filter
 from align.training.run import ModelOptions, load_model
-from pipelines.config_io import dump_yaml, load_config, to_dict
+from align.training.rundir import finished_summary, write_json
+from pipelines.config_cmd import add_config_arguments, run_config_command
+from pipelines.config_io import dump_yaml, to_dict
 from pipelines.rewards import RewardOptions, build_reward, load_reward_model, load_value_model
 from pipelines.rl_data import PromptDataOptions, load_prompts
 from pipelines.rl_eval import evaluate_policy, paired_gain, write_samples
@@ -152,12 +154,6 @@ def initial_state(config: RLHFConfig, policy, optimizer):
     return owned_train_state(model, optimizer, seed=config.train.seed, trainable=trainable)
 
 
-def write_json(path: Path, obj) -> None:
-    from pipelines.sft import _write_json
-
-    _write_json(path, obj)
-
-
 def eval_options(config: RLHFConfig) -> dict:
     e = config.eval
     return {
@@ -265,9 +261,8 @@ def evaluate_after(config: RLHFConfig, policy, reference, reward_fn, held: list,
 def run_rlhf(config: RLHFConfig) -> dict:
     """Train (or resume, or skip if finished); returns the summary written to summary.json."""
     out = Path(config.output_dir)
-    if (out / "summary.json").exists():
-        log.info("%s is finished (summary.json exists): nothing to do", out)
-        return json.loads((out / "summary.json").read_text())
+    if (done := finished_summary(out, log)) is not None:
+        return done
     out.mkdir(parents=True, exist_ok=True)
     reference, tokenizer = load_model(config.model)
     config = with_tokenizer_ids(config, tokenizer)
@@ -317,21 +312,9 @@ def run_rlhf(config: RLHFConfig) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML file (configs/rlhf/*.yaml)")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="dotted overrides, e.g. algorithm=grpo train.iterations=20 ppo.kl_coef=0.1",
-    )
+    add_config_arguments(parser, "rlhf", "algorithm=grpo train.iterations=20 ppo.kl_coef=0.1")
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    config = load_config(RLHFConfig, args.config, args.overrides)
-    summary = run_rlhf(config)
-    if "stopped" in summary:
-        return 143 if summary["stopped"] == "sigterm" else 1
-    keys = ("algorithm", "iterations", "eval_before", "eval_after", "export")
-    print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
-    return 0
+    keys = ("algorithm", "iterations", "eval_before", "eval_after", "reward_gain", "export")
+    return run_config_command(args, RLHFConfig, run_rlhf, keys)

@@ -7,30 +7,14 @@ held-out result (pairwise accuracy with its 95% Wilson interval, before and afte
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 
-from pipelines.config_io import dump_yaml, load_config
+from pipelines.config_cmd import add_config_arguments, run_config_command
 from reward_models.train import RMConfig, run_rm_training
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML file (configs/rm/*.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, e.g. optim.learning_rate=1e-5 data.limit=200")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_config_arguments(parser, "rm", "optim.learning_rate=1e-5 data.limit=200 fit=probe")
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", force=True)
-    logging.getLogger("align").setLevel(logging.INFO)  # our progress lines, not every library's INFO
-    config = load_config(RMConfig, args.config, args.overrides)
-    if args.print_config:
-        print(dump_yaml(config))
-        return 0
-    summary = run_rm_training(config)
-    if "stopped" in summary:
-        return 143 if summary["stopped"] == "sigterm" else 1
-    keys = ("step", "eval_before", "eval_after", "export")
-    print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
-    return 0
+    return run_config_command(args, RMConfig, run_rm_training, ("step", "eval_before", "eval_after", "export"))

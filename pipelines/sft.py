@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -50,7 +48,9 @@ from align.training.run import (
     prepare_run,
     with_lora,
 )
-from pipelines.config_io import dump_yaml, load_config, to_dict
+from align.training.rundir import finished_summary, read_json, write_json
+from pipelines.config_cmd import add_config_arguments, run_config_command
+from pipelines.config_io import dump_yaml, to_dict
 
 log = logging.getLogger("align.sft")
 
@@ -136,22 +136,11 @@ def _eval_batches(seqs, config: SFTConfig, pad_id: int):
         yield collate(seqs[i: i + rows], length, rows=rows, pad_id=pad_id)
 
 
-def _read_json(path: Path):
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
 def run_sft(config: SFTConfig) -> dict:
     """Train (or resume, or skip if finished); returns the summary written to summary.json."""
     out = Path(config.output_dir)
-    if (out / "summary.json").exists():
-        log.info("%s is finished (summary.json exists): nothing to do", out)
-        return json.loads((out / "summary.json").read_text())
+    if (done := finished_summary(out, log)) is not None:
+        return done
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_yaml(config))
     model, tokenizer = load_model(config.model)
@@ -171,7 +160,7 @@ def run_sft(config: SFTConfig) -> dict:
 
         before_file = out / "eval_before.json"
         if config.train.eval_before and not before_file.exists():
-            _write_json(before_file, {"step": int(jax.device_get(run.state.step)), **evaluate_fn(run.state)})
+            write_json(before_file, {"step": int(jax.device_get(run.state.step)), **evaluate_fn(run.state)})
     loop = LoopConfig(total_steps=config.optim.total_steps, log_every=config.train.log_every,
                       eval_every=config.train.eval_every, checkpoint_every=config.train.checkpoint_every,
                       progress=config.train.progress)
@@ -183,14 +172,14 @@ def run_sft(config: SFTConfig) -> dict:
         return {"stopped": result.stopped, "step": result.step}
     summary = {"step": result.step, "seconds": time.perf_counter() - t0, "resumed_from": run.resumed_from,
                "data": data_report,
-               "eval_before": _read_json(out / "eval_before.json"),
+               "eval_before": read_json(out / "eval_before.json"),
                "eval_after": {k[5:]: v for row in result.logs for k, v in row.items() if k.startswith("eval/")}
                or (evaluate_fn(result.state) if evaluate_fn else None),
                "train_last": next((r for r in reversed(result.logs) if "loss" in r), None)}
     if config.export:
         export_model(result.state.model(), tokenizer, out / "export")
         summary["export"] = str(out / "export")
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     return summary
 
 
@@ -207,22 +196,8 @@ def export_model(model, tokenizer: Tokenizer, path: Path) -> Path:
 # ---- CLI -------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML file (configs/sft/*.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, e.g. optim.learning_rate=1e-4 train.batch_size=8")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_config_arguments(parser, "sft", "optim.learning_rate=1e-4 train.batch_size=8")
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", force=True)
-    logging.getLogger("align").setLevel(logging.INFO)  # our progress lines, not every library's INFO
-    config = load_config(SFTConfig, args.config, args.overrides)
-    if args.print_config:
-        print(dump_yaml(config))
-        return 0
-    summary = run_sft(config)
-    if "stopped" in summary:
-        return 143 if summary["stopped"] == "sigterm" else 1
-    print(json.dumps({k: summary[k] for k in ("step", "eval_before", "eval_after", "export") if k in summary},
-                     indent=2))
-    return 0
+    return run_config_command(args, SFTConfig, run_sft, ("step", "eval_before", "eval_after", "export"))

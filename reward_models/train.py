@@ -11,9 +11,7 @@ sequence-classification directory), summary.json (written last; a finished run i
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from flax import nnx
 from align.data import DataOrder, Tokenizer, batches, encode_preferences, load_records, preference_batch
 from align.training import LoopConfig, OptimConfig, make_optimizer
 from align.training.optim import excluding, learning_rate_schedule, trainable_filter
+from align.training.rundir import finished_summary, read_json, write_json
 from align.training.run import (
     MeshOptions,
     ModelOptions,
@@ -139,20 +138,13 @@ def load_reward_backbone(config: RMConfig):
     return build_reward_model(with_lora(backbone, config.train), seed=config.model.seed), tokenizer
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
 def run_rm_training(config: RMConfig) -> dict:
     """Train (or resume, or skip if finished) a reward model; returns the summary (summary.json)."""
     out = Path(config.output_dir)
-    if (out / "summary.json").exists():
-        log.info("%s is finished (summary.json exists): nothing to do", out)
-        return json.loads((out / "summary.json").read_text())
+    if (done := finished_summary(out, log)) is not None:
+        return done
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "config.json", dataclasses.asdict(config))
+    write_json(out / "config.json", dataclasses.asdict(config))
     model, tokenizer = load_reward_backbone(config)
     train_pairs, held_pairs, data_report = load_pairs(config.data, tokenizer)
     log.info("data: %s", data_report)
@@ -166,7 +158,7 @@ def run_rm_training(config: RMConfig) -> dict:
     del model  # the run's state holds the weights now; do not keep a second copy alive
     evaluate = _eval_fn(held_pairs, config, tokenizer.pad_id) if held_pairs else None
     if evaluate is not None and config.train.eval_before and not (out / "eval_before.json").exists():
-        _write_json(out / "eval_before.json", {"step": int(jax.device_get(run.state.step)), **evaluate(run.state)})
+        write_json(out / "eval_before.json", {"step": int(jax.device_get(run.state.step)), **evaluate(run.state)})
     rows, length = config.train.batch_size, config.data.max_length
     order = DataOrder(len(train_pairs), seed=config.train.seed)
 
@@ -185,14 +177,13 @@ def run_rm_training(config: RMConfig) -> dict:
         return {"stopped": result.stopped, "step": result.step}
     summary = {"step": result.step, "seconds": time.perf_counter() - t0, "resumed_from": run.resumed_from,
                "data": data_report,
-               "eval_before": json.loads((out / "eval_before.json").read_text())
-               if (out / "eval_before.json").exists() else None,
+               "eval_before": read_json(out / "eval_before.json"),
                "eval_after": evaluate(result.state) if evaluate else None,
                "train_last": next((r for r in reversed(result.logs) if "loss" in r), None)}
     if config.export:
         save_reward_model(result.state.model(), out / "export", tokenizer=tokenizer)
         summary["export"] = str(out / "export")
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     return summary
 
 
@@ -215,7 +206,7 @@ def _run_probe(config: RMConfig, model, tokenizer, train_pairs, held_pairs, data
     if config.export:
         save_reward_model(model, out / "export", tokenizer=tokenizer)
         summary["export"] = str(out / "export")
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     return summary
 
 
