@@ -50,18 +50,19 @@ def evaluate_policy(
             pad_id=tokenizer.pad_id,
         )
         key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
-        rollout, _ = make_rollout(
+        # `result`, not `rollout`: that name is the config every batch is sampled with
+        result, _ = make_rollout(
             policy, reference, None, reward_fn, batch["tokens"], batch["lengths"], rollout, key
         )
-        n, m = len(chunk), np.asarray(rollout.response_mask)
-        scores += np.asarray(rollout.scores)[:n].tolist()
-        kls += (np.asarray(rollout.logprobs - rollout.ref_logprobs) * m).sum(-1)[:n].tolist()
+        n, m = len(chunk), np.asarray(result.response_mask)
+        scores += np.asarray(result.scores)[:n].tolist()
+        kls += (np.asarray(result.logprobs - result.ref_logprobs) * m).sum(-1)[:n].tolist()
         lengths += m.sum(-1)[:n].tolist()
         for b in range(n):
             samples.append(
                 {
                     "prompt": tokenizer.decode(chunk[b], skip_special=False),
-                    "response": tokenizer.decode(np.asarray(rollout.response[b])[: int(m[b].sum())]),
+                    "response": tokenizer.decode(np.asarray(result.response[b])[: int(m[b].sum())]),
                     "reward": scores[i + b],
                 }
             )

@@ -37,7 +37,7 @@ def test_every_stage_runs_and_writes_its_output(finished):
     assert rl["iterations"] == config.rlhf["train"]["iterations"]
     assert set(rl["eval_after"]) >= {"reward/mean", "kl/ref"}
     gain = rl["reward_gain"]  # paired per prompt: its mean is the difference of the two means
-    assert gain["n"] == rl["eval_after"]["n"]
+    assert gain["n"] == rl["eval_after"]["n"] == 8  # two eval batches of 4
     assert gain["mean"] == pytest.approx(rl["eval_after"]["reward/mean"] - rl["eval_before"]["reward/mean"])
     for variant in ("chat", "developer"):
         assert load_results(out / "evals" / f"{variant}.json").model.variant == variant
