@@ -55,8 +55,9 @@ def _pair_forward(graphdef):
 
 
 def score_pairs(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
-                pad_id: int = 0) -> np.ndarray:
-    """Rewards [n, 2] of tokenized pairs, `batch_size` pairs per (fixed-shape) forward."""
+                pad_id: int = 0, progress=None) -> np.ndarray:
+    """Rewards [n, 2] of tokenized pairs, `batch_size` pairs per (fixed-shape) forward; `progress(k)`
+    is called with the number of pairs after each batch (a tqdm bar's update)."""
     graphdef, state = nnx.split(model)
     forward = _pair_forward(graphdef)
     out = []
@@ -65,10 +66,17 @@ def score_pairs(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size
         batch = preference_batch(chunk, length, rows=batch_size, pad_id=pad_id)
         out.append(np.asarray(forward(state, {k: batch[k] for k in ("tokens", "positions", "segment_ids")}))
                    [: len(chunk)])
+        if progress is not None:
+            progress(len(chunk))
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
 
 
 def evaluate_reward_model(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
-                          pad_id: int = 0) -> dict[str, float]:
-    """pairwise_stats of the model's rewards on `pairs`."""
-    return pairwise_stats(score_pairs(model, pairs, batch_size=batch_size, length=length, pad_id=pad_id))
+                          pad_id: int = 0, progress: bool = False) -> dict[str, float]:
+    """pairwise_stats of the model's rewards on `pairs` (with a tqdm bar when `progress`)."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(pairs), desc="rm eval", unit="pair", dynamic_ncols=True, disable=not progress) as bar:
+        rewards = score_pairs(model, pairs, batch_size=batch_size, length=length, pad_id=pad_id,
+                              progress=bar.update)
+    return pairwise_stats(rewards)

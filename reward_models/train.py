@@ -201,7 +201,8 @@ def _run_probe(config: RMConfig, model, tokenizer, train_pairs, held_pairs, data
     log.info("probe: %s", report)
     summary = {"fit": "probe", "probe": report, "seconds": time.perf_counter() - t0, "data": data_report,
                "eval_after": evaluate_reward_model(model, held_pairs, batch_size=config.probe.batch_size,
-                                                   length=config.data.max_length, pad_id=tokenizer.pad_id)
+                                                   length=config.data.max_length, pad_id=tokenizer.pad_id,
+                                                   progress=config.train.progress)
                if held_pairs else None}
     if config.export:
         save_reward_model(model, out / "export", tokenizer=tokenizer)
@@ -213,5 +214,6 @@ def _run_probe(config: RMConfig, model, tokenizer, train_pairs, held_pairs, data
 def _eval_fn(held, config: RMConfig, pad_id: int):
     def evaluate(state):
         return evaluate_reward_model(state.model(), held, batch_size=config.train.batch_size,
-                                     length=config.data.max_length, pad_id=pad_id)
+                                     length=config.data.max_length, pad_id=pad_id,
+                                     progress=config.train.progress)
     return evaluate
