@@ -31,14 +31,18 @@ def evaluate_policy(
     batch_size: int,
     prompt_length: int,
     seed: int,
+    progress: bool = False,
 ) -> Evaluation:
     """Reward (and KL to the reference) of the policy's responses to held-out prompts.
 
     Sampled like the rollouts, with a fixed key per batch, so the starting and the trained policy
     see the same noise; the response rows are decoded for eval_samples.jsonl.
     """
+    from tqdm.auto import tqdm
+
     rows, length = batch_size, prompt_length
     scores, kls, lengths, samples = [], [], [], []
+    bar = tqdm(total=len(prompts), desc="rl eval", unit="prompt", dynamic_ncols=True, disable=not progress)
     for i in range(0, len(prompts), rows):
         chunk = prompts[i : i + rows]
         # Pad the last batch with copies of the first prompt (one jit shape); their rows are dropped.
@@ -58,6 +62,7 @@ def evaluate_policy(
         scores += np.asarray(result.scores)[:n].tolist()
         kls += (np.asarray(result.logprobs - result.ref_logprobs) * m).sum(-1)[:n].tolist()
         lengths += m.sum(-1)[:n].tolist()
+        bar.update(n)
         for b in range(n):
             samples.append(
                 {
@@ -66,6 +71,7 @@ def evaluate_policy(
                     "reward": scores[i + b],
                 }
             )
+    bar.close()
     s = np.asarray(scores)
     metrics = {
         "reward/mean": float(s.mean()),

@@ -161,6 +161,7 @@ def eval_options(config: RLHFConfig) -> dict:
         "batch_size": e.batch_size,
         "prompt_length": config.data.max_prompt_length,
         "seed": e.seed,
+        "progress": config.train.progress,
     }
 
 
