@@ -21,7 +21,6 @@ from flax import nnx
 from align.data import DataOrder, Tokenizer, batches, encode_preferences, load_records, preference_batch
 from align.training import LoopConfig, OptimConfig, make_optimizer
 from align.training.optim import excluding, learning_rate_schedule, trainable_filter
-from align.training.rundir import finished_summary, read_json, write_json
 from align.training.run import (
     MeshOptions,
     ModelOptions,
@@ -34,9 +33,9 @@ from align.training.run import (
     prepare_run,
     with_lora,
 )
+from align.training.rundir import finished_summary, read_json, write_json
 from reward_models.evaluate import evaluate_reward_model
 from reward_models.losses import bradley_terry_loss
-from reward_models.probe import DEFAULT_L2_GRID, fit_probe
 from reward_models.model import (
     HEAD_BIAS,
     build_reward_model,
@@ -45,6 +44,7 @@ from reward_models.model import (
     pair_rewards,
     save_reward_model,
 )
+from reward_models.probe import DEFAULT_L2_GRID, fit_probe
 
 log = logging.getLogger("align.rm")
 
