@@ -54,12 +54,10 @@ def _pair_forward(graphdef):
     return jax.jit(lambda state, batch: pair_rewards(nnx.merge(graphdef, state), batch))
 
 
-def score_pairs(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
-                pad_id: int = 0, progress=None) -> np.ndarray:
-    """Rewards [n, 2] of tokenized pairs, `batch_size` pairs per (fixed-shape) forward; `progress(k)`
-    is called with the number of pairs after each batch (a tqdm bar's update)."""
-    graphdef, state = nnx.split(model)
-    forward = _pair_forward(graphdef)
+def map_pairs(forward, state, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int, pad_id: int = 0,
+              progress=None) -> np.ndarray:
+    """`forward(state, batch)` on fixed-shape [batch_size, P, T] batches of `pairs`; the real rows of every
+    batch, concatenated. `progress(k)` is called with the number of pairs after each batch (tqdm's update)."""
     out = []
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i: i + batch_size]
@@ -68,7 +66,17 @@ def score_pairs(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size
                    [: len(chunk)])
         if progress is not None:
             progress(len(chunk))
-    return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+    return np.concatenate(out)
+
+
+def score_pairs(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
+                pad_id: int = 0, progress=None) -> np.ndarray:
+    """Rewards [n, 2] of tokenized pairs, `batch_size` pairs per (fixed-shape) forward."""
+    if not pairs:
+        return np.zeros((0, 2), np.float32)
+    graphdef, state = nnx.split(model)
+    return map_pairs(_pair_forward(graphdef), state, pairs, batch_size=batch_size, length=length, pad_id=pad_id,
+                     progress=progress)
 
 
 def evaluate_reward_model(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,

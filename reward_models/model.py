@@ -42,11 +42,22 @@ def build_reward_model(backbone: Decoder | LoRADecoder, *, seed: int = 0) -> Sco
     return ScoreModel(backbone, rngs=nnx.Rngs(seed))
 
 
+def _flat_pairs(batch) -> list[jax.Array]:
+    """tokens/positions/segment_ids [B, P, T] -> [B*P, T] each."""
+    B, P, T = batch["tokens"].shape
+    return [batch[k].reshape(B * P, T) for k in ("tokens", "positions", "segment_ids")]
+
+
 def pair_rewards(model: ScoreModel, batch) -> jax.Array:
     """Rewards [B, P] of a preference batch (tokens/positions/segment_ids [B, P, T]); P = (chosen, rejected)."""
-    B, P, T = batch["tokens"].shape
-    flat = [batch[k].reshape(B * P, T) for k in ("tokens", "positions", "segment_ids")]  # [B*P, T]
-    return model(*flat).reshape(B, P)
+    B, P, _ = batch["tokens"].shape
+    return model(*_flat_pairs(batch)).reshape(B, P)
+
+
+def pair_last_hidden(model: ScoreModel, batch) -> jax.Array:
+    """Last-token hidden states [B, P, D] of a preference batch: the reward head's input features."""
+    B, P, _ = batch["tokens"].shape
+    return model.last_hidden(*_flat_pairs(batch)).reshape(B, P, -1)
 
 
 def backbone_of(model: ScoreModel) -> Decoder:

@@ -25,38 +25,26 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from align.data import TokenizedPair, preference_batch
-from align.model.heads import ScoreModel, last_token_index
+from align.data import TokenizedPair
+from align.model.heads import ScoreModel
+from reward_models.evaluate import map_pairs
+from reward_models.model import pair_last_hidden
 
 DEFAULT_L2_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
 @functools.lru_cache(maxsize=4)
 def _feature_fn(graphdef):
-    """jit: (state, tokens/positions/segment_ids [B*P, T]) -> last-token hidden [B*P, D]."""
-    def features(state, tokens, positions, segment_ids):
-        model = nnx.merge(graphdef, state)
-        hidden = model.backbone.hidden(tokens, positions, segment_ids)  # [B*P, T, D]
-        return jnp.take_along_axis(hidden, last_token_index(segment_ids)[:, None, None], axis=1)[:, 0]
-    return jax.jit(features)
+    """jit: (state, preference batch [B, P, T]) -> last-token hidden [B, P, D]."""
+    return jax.jit(lambda state, batch: pair_last_hidden(nnx.merge(graphdef, state), batch))
 
 
 def pair_features(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
                   pad_id: int = 0, progress=None) -> np.ndarray:
     """Last-token features [n, 2, D] (chosen, rejected) in float64, `batch_size` pairs per forward."""
     graphdef, state = nnx.split(model)
-    features = _feature_fn(graphdef)
-    out = []
-    for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i: i + batch_size]
-        batch = preference_batch(chunk, length, rows=batch_size, pad_id=pad_id)  # [B, P, T]
-        B, P, T = batch["tokens"].shape
-        flat = [batch[k].reshape(B * P, T) for k in ("tokens", "positions", "segment_ids")]
-        h = np.asarray(features(state, *flat), np.float64).reshape(B, P, -1)
-        out.append(h[: len(chunk)])
-        if progress is not None:
-            progress(len(chunk))
-    return np.concatenate(out)
+    return map_pairs(_feature_fn(graphdef), state, pairs, batch_size=batch_size, length=length, pad_id=pad_id,
+                     progress=progress).astype(np.float64)
 
 
 def fit_logistic(x: np.ndarray, l2: float, *, iterations: int = 50, tol: float = 1e-10) -> np.ndarray:

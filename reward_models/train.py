@@ -180,8 +180,14 @@ def run_rm_training(config: RMConfig) -> dict:
                "eval_before": read_json(out / "eval_before.json"),
                "eval_after": evaluate(result.state) if evaluate else None,
                "train_last": next((r for r in reversed(result.logs) if "loss" in r), None)}
+    return _finish(config, summary, result.state.model(), tokenizer)
+
+
+def _finish(config: RMConfig, summary: dict, model, tokenizer) -> dict:
+    """Export the model (when asked) and write summary.json last: the run is finished."""
+    out = Path(config.output_dir)
     if config.export:
-        save_reward_model(result.state.model(), out / "export", tokenizer=tokenizer)
+        save_reward_model(model, out / "export", tokenizer=tokenizer)
         summary["export"] = str(out / "export")
     write_json(out / "summary.json", summary)
     return summary
@@ -191,7 +197,7 @@ def _run_probe(config: RMConfig, model, tokenizer, train_pairs, held_pairs, data
     """fit=probe: one feature pass over the training pairs, the head solved exactly, then as above."""
     from tqdm.auto import tqdm
 
-    out, t0 = Path(config.output_dir), time.perf_counter()
+    t0 = time.perf_counter()
     with tqdm(total=len(train_pairs), desc="rm probe features", unit="pair", dynamic_ncols=True,
               disable=not config.train.progress) as bar:
         model, report = fit_probe(model, train_pairs, batch_size=config.probe.batch_size,
@@ -204,11 +210,7 @@ def _run_probe(config: RMConfig, model, tokenizer, train_pairs, held_pairs, data
                                                    length=config.data.max_length, pad_id=tokenizer.pad_id,
                                                    progress=config.train.progress)
                if held_pairs else None}
-    if config.export:
-        save_reward_model(model, out / "export", tokenizer=tokenizer)
-        summary["export"] = str(out / "export")
-    write_json(out / "summary.json", summary)
-    return summary
+    return _finish(config, summary, model, tokenizer)
 
 
 def _eval_fn(held, config: RMConfig, pad_id: int):

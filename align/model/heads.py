@@ -39,6 +39,11 @@ class ScoreModel(nnx.Module):
         """[B, T] score after every token (PPO's value estimates)."""
         return self.head(self.backbone.hidden(tokens, positions, segment_ids))
 
+    def last_hidden(self, tokens, positions, segment_ids) -> jax.Array:
+        """[B, D] hidden state at the last non-padding token: what the head reads for a reward."""
+        hidden = self.backbone.hidden(tokens, positions, segment_ids)  # [B, T, D]
+        return jnp.take_along_axis(hidden, last_token_index(segment_ids)[:, None, None], axis=1)[:, 0]
+
     def __call__(self, tokens, positions, segment_ids) -> jax.Array:
         """[B] score at the last non-padding token of each right-padded row (a reward)."""
         scores = self.token_scores(tokens, positions, segment_ids)
