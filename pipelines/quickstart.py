@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from align.training.run import ModelOptions
+from align.training.rundir import SUMMARY, read_json
 from pipelines.config_io import build, load_config, to_dict
 from pipelines.rewards import RewardModelSpec, RewardOptions
 
@@ -145,10 +146,7 @@ class Pipeline:
         return reward
 
     def _reward_spec(self, rm: RewardModelStage) -> RewardModelSpec:
-        summary_file = self.rm_dir(rm) / "summary.json"
-        stats = (
-            (json.loads(summary_file.read_text()).get("eval_after") or {}) if summary_file.exists() else {}
-        )
+        stats = (read_json(self.rm_dir(rm) / SUMMARY) or {}).get("eval_after") or {}
         shift, scale = stats.get("reward_mean"), stats.get("reward_std")
         ok = isinstance(shift, float) and isinstance(scale, float) and scale > 0
         return RewardModelSpec(
@@ -259,7 +257,7 @@ class Pipeline:
         from pipelines.model_card import rl_notes, rm_notes
 
         def summary(path: Path) -> dict:
-            return json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
+            return read_json(path / SUMMARY) or {}
 
         sft = summary(self.sft_dir())
         stages = [CardStage("sft", str(self.config.sft.get("data", {}).get("path", "")), sft.get("step"))]
