@@ -6,7 +6,8 @@
 
 Each side runs in a fresh subprocess (`--worker SIDE`) so its peak resident memory is its own: VmHWM
 from /proc/self/status (what XLA and torch allocate on the host is invisible to tracemalloc). Both
-sides train the same weights (the JAX model is written as a HF directory for transformers) on the same
+sides train the same weights (the JAX model is written as a HF directory for transformers, in a third
+subprocess, so that neither side's peak holds the other's model) on the same
 random token batch, every token supervised, AdamW with the same hyper-parameters; the first
 `--warmup` steps (compilation, allocator warm-up) are not timed. One row per case:
 
@@ -84,12 +85,12 @@ def worker_jax(args) -> dict:
             "loss": float(metrics["loss"])}
 
 
-def hf_dir_for(args, tmp: str) -> str:
-    """A transformers-loadable directory holding exactly the weights the JAX side trains."""
+def worker_export(args) -> dict:
+    """Write a transformers-loadable directory holding exactly the weights the JAX side trains."""
     from align.model.hf_io import save_hf_dir
 
     model, tokenizer = load(args)
-    return str(save_hf_dir(model, Path(tmp) / "hf", tokenizer=tokenizer.hf))
+    return {"path": str(save_hf_dir(model, Path(args.hf_dir), tokenizer=tokenizer.hf))}
 
 
 def worker_trl(args) -> dict:
@@ -99,14 +100,9 @@ def worker_trl(args) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = hf_dir_for(args, tmp)
-        import gc
-
-        gc.collect()
-        dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="eager")
-        tokenizer = AutoTokenizer.from_pretrained(path)
+    dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(args.hf_dir, dtype=dtype, attn_implementation="eager")
+    tokenizer = AutoTokenizer.from_pretrained(args.hf_dir)
     if args.trainable == "no_embeddings":
         model.get_input_embeddings().weight.requires_grad_(False)
     tokens = random_tokens(args, model.config.vocab_size)
@@ -133,7 +129,7 @@ def worker_trl(args) -> dict:
 
 
 def run_worker(side: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", side] + [a for a in sys.argv[1:] if a != "--worker"]
+    cmd = [sys.executable, __file__, "--worker", side, "--hf-dir", args.hf_dir] + args.argv
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=args.timeout)
     for line in reversed(proc.stdout.splitlines()):
@@ -158,16 +154,26 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=int, default=3600)
     p.add_argument("--json", default=None, help="also write the rows here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--hf-dir", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.worker:
-        result = {"jax": worker_jax, "trl": worker_trl}[args.worker](args)
+        result = {"jax": worker_jax, "trl": worker_trl, "export": worker_export}[args.worker](args)
         print(json.dumps({"side": args.worker, **result, "peak_rss_mb": peak_rss_mb()}))
         return 0
     model = f"preset:{args.preset}" if args.preset else args.model
     rows = []
+    sides = args.sides.split(",")
+    tmp = tempfile.TemporaryDirectory()
+    args.hf_dir = str(Path(tmp.name) / "hf")
+    if "trl" in sides:
+        exported = run_worker("export", args)
+        if "error" in exported:
+            print(f"export of the JAX weights for transformers failed: {exported['error']}")
+            return 1
     print(f"{'side':<5} {'model':<14} {'B':>2} {'T':>5} {'dtype':<9} {'step_s':>8} {'tokens/s':>9} "
           f"{'peak_rss_mb':>11} {'first_step_s':>12}")
-    for side in args.sides.split(","):
+    for side in sides:
         r = run_worker(side, args)
         r.update(model=model, batch=args.batch, seq=args.seq, dtype=args.dtype, trainable=args.trainable)
         if "error" in r:
@@ -177,6 +183,7 @@ def main(argv=None) -> int:
             print(f"{side:<5} {model:<14} {args.batch:>2} {args.seq:>5} {args.dtype:<9} {r['step_s']:>8.3f} "
                   f"{r['tokens_per_s']:>9.1f} {r['peak_rss_mb']:>11.0f} {r['first_step_s']:>12.2f}", flush=True)
         rows.append(r)
+    tmp.cleanup()
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
