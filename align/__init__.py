@@ -4,6 +4,10 @@ Public surface: `align.load` (model + tokenizer from a name, GGUF file, HF direc
 sub-packages `align.model`, `align.data`, `align.sampling`, `align.training`, `align.rl`.
 """
 
-from align.hub import Loaded, ModelNotFound, load
+from align.xla_flags import apply_cpu_defaults
+
+apply_cpu_defaults()  # before anything creates a JAX backend: see align/xla_flags.py
+
+from align.hub import Loaded, ModelNotFound, load  # noqa: E402
 
 __all__ = ["Loaded", "ModelNotFound", "load"]
