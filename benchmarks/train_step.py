@@ -164,26 +164,25 @@ def main(argv=None) -> int:
     model = f"preset:{args.preset}" if args.preset else args.model
     rows = []
     sides = args.sides.split(",")
-    tmp = tempfile.TemporaryDirectory()
-    args.hf_dir = str(Path(tmp.name) / "hf")
-    if "trl" in sides:
-        exported = run_worker("export", args)
-        if "error" in exported:
-            print(f"export of the JAX weights for transformers failed: {exported['error']}")
-            return 1
-    print(f"{'side':<5} {'model':<14} {'B':>2} {'T':>5} {'dtype':<9} {'step_s':>8} {'tokens/s':>9} "
-          f"{'peak_rss_mb':>11} {'first_step_s':>12}")
-    for side in sides:
-        r = run_worker(side, args)
-        r.update(model=model, batch=args.batch, seq=args.seq, dtype=args.dtype, trainable=args.trainable)
-        if "error" in r:
-            print(f"{side:<5} {model:<14} failed: {r['error']}")
-        else:
-            r["tokens_per_s"] = args.batch * args.seq / r["step_s"]
-            print(f"{side:<5} {model:<14} {args.batch:>2} {args.seq:>5} {args.dtype:<9} {r['step_s']:>8.3f} "
-                  f"{r['tokens_per_s']:>9.1f} {r['peak_rss_mb']:>11.0f} {r['first_step_s']:>12.2f}", flush=True)
-        rows.append(r)
-    tmp.cleanup()
+    with tempfile.TemporaryDirectory() as tmp:  # the HF copy of the weights, for the trl side
+        args.hf_dir = str(Path(tmp) / "hf")
+        if "trl" in sides:
+            exported = run_worker("export", args)
+            if "error" in exported:
+                print(f"export of the JAX weights for transformers failed: {exported['error']}")
+                return 1
+        print(f"{'side':<5} {'model':<14} {'B':>2} {'T':>5} {'dtype':<9} {'step_s':>8} {'tokens/s':>9} "
+              f"{'peak_rss_mb':>11} {'first_step_s':>12}")
+        for side in sides:
+            r = run_worker(side, args)
+            r.update(model=model, batch=args.batch, seq=args.seq, dtype=args.dtype, trainable=args.trainable)
+            if "error" in r:
+                print(f"{side:<5} {model:<14} failed: {r['error']}")
+            else:
+                r["tokens_per_s"] = args.batch * args.seq / r["step_s"]
+                print(f"{side:<5} {model:<14} {args.batch:>2} {args.seq:>5} {args.dtype:<9} {r['step_s']:>8.3f} "
+                      f"{r['tokens_per_s']:>9.1f} {r['peak_rss_mb']:>11.0f} {r['first_step_s']:>12.2f}", flush=True)
+            rows.append(r)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
