@@ -8,7 +8,7 @@ from flax import nnx
 
 from align.model import axes as ax
 from align.model.config import ModelConfig
-from align.model.layers import RMSNorm, apply_rope, param
+from align.model.layers import RMSNorm, apply_rope, dense, param
 
 # Finite, so that a query row with every key masked (a padding query) gives no NaN.
 NEG_INF = -2.3819763e38
@@ -64,9 +64,9 @@ class Attention(nnx.Module):
         cache segment ids [B,S], write index) with this step's positions already written in.
         """
         c, dt = self.config, x.dtype
-        q = jnp.einsum("BTD,DNH->BTNH", x, self.q[...].astype(dt))
-        k = jnp.einsum("BTD,DKH->BTKH", x, self.k[...].astype(dt))
-        v = jnp.einsum("BTD,DKH->BTKH", x, self.v[...].astype(dt))
+        q = dense("BTD,DNH->BTNH", x, self.q[...].astype(dt))
+        k = dense("BTD,DKH->BTKH", x, self.k[...].astype(dt))
+        v = dense("BTD,DKH->BTKH", x, self.v[...].astype(dt))
         if c.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q = apply_rope(q, positions, self.rope_base, self.rope_scale)
@@ -91,7 +91,7 @@ class Attention(nnx.Module):
             mask = attention_mask(q_slots, positions, segment_ids, k_pos, k_seg, self.window)  # [B, T, S]
             out = self._attend(q, keys, values, mask)
         out = out.reshape(B, T, c.num_heads, c.head_dim)
-        return jnp.einsum("BTNH,NHD->BTD", out, self.o[...].astype(dt)), new_kv
+        return dense("BTNH,NHD->BTD", out, self.o[...].astype(dt)), new_kv
 
     def _attend(self, q, keys, values, mask):
         """q [B,T,K,G,H], keys/values [B,S,K,H], mask [B,T,S] -> [B,T,K,G,H]."""

@@ -11,7 +11,7 @@ from align.model import axes as ax
 from align.model.attention import Attention
 from align.model.cache import Cache
 from align.model.config import ModelConfig
-from align.model.layers import MLP, Embedder, RMSNorm, param
+from align.model.layers import MLP, Embedder, RMSNorm, dense, param
 
 
 @flax.struct.dataclass
@@ -76,7 +76,7 @@ class Decoder(nnx.Module):
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """[B, T, D] -> [B, T, V] float32, soft-capped when the config says so."""
-        logits = jnp.einsum("BTD,VD->BTV", hidden, self.unembed_matrix().astype(hidden.dtype))
+        logits = dense("BTD,VD->BTV", hidden, self.unembed_matrix().astype(hidden.dtype))
         logits = logits.astype(jnp.float32)
         cap = self.config.final_logit_softcap
         return logits if cap is None else jnp.tanh(logits / cap) * cap

@@ -2,11 +2,42 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from align.model import axes as ax
+
+
+def dense(spec: str, x: jax.Array, w: jax.Array) -> jax.Array:
+    """`jnp.einsum(spec, x, w)` for a projection, computed as one 2-D matmul [X, I] @ [I, O].
+
+    `spec` names the letters as einsum does, e.g. "BTD,DNH->BTNH" or "BTD,VD->BTV": x is [*lead, *in],
+    w is [*in, *out] or [*out, *in], the result [*lead, *out]. The lead letters (B, T) fold into X
+    and the in/out letters of w into I/O before the dot and unfold after it.
+
+    Why not plain einsum: for the weight gradient of a 3-D einsum (a contraction over both B and T)
+    XLA:CPU fuses a transposing copy of the [B, T, F] activation gradient into its elementwise
+    producer, a strided write: one gemma3-270m MLP's forward+backward at B4 x T512 took 642 ms as
+    einsums and 420 ms as 2-D dots on a 2-core Xeon. On TPU/GPU XLA lowers to the 2-D form anyway.
+    Folding the leading axes keeps the batch axis' sharding (it is the major one).
+    """
+    ins, out = spec.replace(" ", "").split("->")
+    xs, ws = ins.split(",")
+    contracted = "".join(c for c in xs if c in ws and c not in out)
+    lead, w_out = xs[: len(xs) - len(contracted)], "".join(c for c in ws if c not in contracted)
+    if xs != lead + contracted or out != lead + w_out or ws not in (contracted + w_out, w_out + contracted):
+        raise ValueError(f"dense: {spec!r} is not [*lead, *in] x [*in, *out] (or [*out, *in]) -> [*lead, *out]")
+    if x.ndim != len(xs) or w.ndim != len(ws):
+        raise ValueError(f"dense: {spec!r} does not fit x {x.shape} and w {w.shape}")
+    n_lead, n_in = x.shape[: len(lead)], math.prod(x.shape[len(lead):])
+    w_in_first = ws.startswith(contracted)
+    out_shape = w.shape[len(contracted):] if w_in_first else w.shape[: len(w_out)]
+    w2 = w.reshape((n_in, -1) if w_in_first else (-1, n_in))  # [I, O] or [O, I]
+    y = jax.lax.dot_general(x.reshape(-1, n_in), w2, (((1,), (0,) if w_in_first else (1,)), ((), ())))
+    return y.reshape(*n_lead, *out_shape)
 
 
 def param(rngs: nnx.Rngs, shape, names, dtype, scale: float | None = None) -> nnx.Param:
@@ -59,10 +90,10 @@ class MLP(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         dt = x.dtype
-        gate = jnp.einsum("BTD,DF->BTF", x, self.gate[...].astype(dt))
-        up = jnp.einsum("BTD,DF->BTF", x, self.up[...].astype(dt))
+        gate = dense("BTD,DF->BTF", x, self.gate[...].astype(dt))
+        up = dense("BTD,DF->BTF", x, self.up[...].astype(dt))
         act = jax.nn.gelu(gate, approximate=True) if self.activation == "gelu_tanh" else jax.nn.silu(gate)
-        return jnp.einsum("BTF,FD->BTD", act * up, self.down[...].astype(dt))
+        return dense("BTF,FD->BTD", act * up, self.down[...].astype(dt))
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, base: float, scale: float = 1.0) -> jax.Array:
