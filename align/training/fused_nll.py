@@ -1,0 +1,128 @@
+"""Weighted next-token NLL whose gradient is formed in the forward pass: 3 unembedding matmuls, not 4.
+
+`chunked_token_logprobs` under `jax.grad` costs four [C, D] x [D, V] matmuls per tile: the logits in
+the forward pass, the same logits again in the backward pass (the tile is rematerialised so that
+the [N, V] logits are never stored), then dz @ E and dz^T @ h. When the loss is *linear* in the
+per-token log-probabilities with weights known up front (SFT's token-mean NLL), the cotangent of
+every token is known in the forward pass up to one scalar, so the tile's gradient can be taken
+right after its logits:
+
+    loss      = sum_n w_n * -log softmax(z_n)[t_n],        z_n = softcap(h_n . E^T)
+    dloss/dz  = w_n * (softmax(z_n) - onehot(t_n))          (times softcap' when capped)
+    dloss/dh  = dz @ E                [N, D]   (kept: 4 bytes * N * D)
+    dloss/dE  = sum_tiles dz^T @ h    [V, D]   (kept: one extra table from forward to backward)
+
+The backward pass only scales those two by the incoming scalar. Memory: one [V, D] float32 table
+lives from the loss forward to the end of the backward pass (671 MB for gemma3-270m), against a
+[C, V] tile in both versions. Use `chunked_token_logprobs` where the loss is not linear in log p
+(DPO, PPO), or when `weights` depend on the parameters.
+
+Shapes: B batch, T time, D model dim, V vocab, C tokens per chunk, N = B*T flattened tokens.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from align.training.logprobs import chunked_token_logprobs
+
+
+def _tile(h, t, w, unembed, final_softcap):
+    """One tile: (sum_c -w_c log p_c, dloss/dh [C, D], dloss/dz [C, V])."""
+    z = jnp.einsum("CD,VD->CV", h, unembed, preferred_element_type=jnp.float32)  # [C, V]
+    if final_softcap is not None:
+        capped = jnp.tanh(z / final_softcap)
+        z = final_softcap * capped
+    lse = jax.nn.logsumexp(z, axis=-1)  # [C]
+    rows = jnp.arange(h.shape[0])
+    lp = z[rows, t] - lse
+    dz = w[:, None] * jnp.exp(z - lse[:, None])  # w * softmax
+    dz = dz.at[rows, t].add(-w)  # - w * onehot(t), written in place
+    if final_softcap is not None:
+        dz = dz * (1.0 - capped * capped)  # d(cap * tanh(x / cap)) / dx
+    dz = dz.astype(unembed.dtype)
+    dh = jnp.einsum("CV,VD->CD", dz, unembed, preferred_element_type=jnp.float32)
+    return -jnp.sum(w * lp), dh, dz
+
+
+def _forward(hidden, unembed, targets, weights, chunk_size, final_softcap):
+    B, T, D = hidden.shape
+    n = B * T
+    n_chunks = -(-n // chunk_size)
+    pad = n_chunks * chunk_size - n
+    # Padded tokens get weight 0: they add nothing to the loss or to either gradient.
+    xs = (jnp.pad(hidden.reshape(n, D), ((0, pad), (0, 0))).reshape(n_chunks, chunk_size, D),
+          jnp.pad(targets.reshape(n).astype(jnp.int32), (0, pad)).reshape(n_chunks, chunk_size),
+          jnp.pad(weights.reshape(n).astype(jnp.float32), (0, pad)).reshape(n_chunks, chunk_size))
+
+    def body(carry, x):
+        loss, d_unembed = carry
+        h, t, w = x
+        tile_loss, dh, dz = _tile(h, t, w, unembed, final_softcap)
+        d_unembed = d_unembed + jnp.einsum("CV,CD->VD", dz, h, preferred_element_type=jnp.float32)
+        return (loss + tile_loss, d_unembed), dh
+
+    init = (jnp.zeros((), jnp.float32), jnp.zeros(unembed.shape, jnp.float32))
+    (loss, d_unembed), dh = jax.lax.scan(body, init, xs)
+    d_hidden = dh.reshape(-1, D)[:n].reshape(B, T, D)
+    return loss, (d_hidden.astype(hidden.dtype), d_unembed.astype(unembed.dtype))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _fused(hidden, unembed, targets, weights, chunk_size, final_softcap):
+    # Not differentiated (evaluation): the plain chunked log-probs, one matmul per tile.
+    lp = chunked_token_logprobs(hidden, unembed, targets, chunk_size=chunk_size, final_softcap=final_softcap)
+    return -jnp.sum(weights.astype(jnp.float32) * lp)
+
+
+def _fused_fwd(hidden, unembed, targets, weights, chunk_size, final_softcap):
+    return _forward(hidden, unembed, targets, weights, chunk_size, final_softcap)
+
+
+def _fused_bwd(chunk_size, final_softcap, grads, g):
+    d_hidden, d_unembed = grads
+    # targets are integers and weights are treated as constants: no cotangent for either.
+    return g.astype(d_hidden.dtype) * d_hidden, g.astype(d_unembed.dtype) * d_unembed, None, None
+
+
+_fused.defvjp(_fused_fwd, _fused_bwd)
+
+
+def chunked_weighted_nll(
+    hidden: jax.Array,
+    unembed: jax.Array,
+    targets: jax.Array,
+    weights: jax.Array,
+    *,
+    chunk_size: int,
+    final_softcap: float | None = None,
+) -> jax.Array:
+    """sum_{b,t} weights[b,t] * -log softmax(softcap(hidden[b,t] @ unembed.T))[targets[b,t]].
+
+    Equal in value and gradient to `-(weights * chunked_token_logprobs(...)).sum()`, with one
+    unembedding matmul per tile fewer under `jax.grad` (see the module docstring for the cost).
+
+    Args:
+      hidden: [B, T, D] final-normed hidden states.
+      unembed: [V, D] output embedding.
+      targets: [B, T] int ids in [0, V).
+      weights: [B, T] per-token weights, e.g. loss_mask / n_tokens for a token mean. No gradient
+        flows into them.
+      chunk_size: tokens per logits tile C (>= 1).
+      final_softcap: Gemma 2's final logit soft-capping, None for none.
+
+    Returns:
+      scalar float32 loss.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunked_weighted_nll: chunk_size must be >= 1, got {chunk_size}")
+    B, T, D = hidden.shape
+    if targets.shape != (B, T) or weights.shape != (B, T) or unembed.shape[-1] != D:
+        raise ValueError(
+            f"chunked_weighted_nll: hidden {hidden.shape}, unembed {unembed.shape}, targets {targets.shape} "
+            f"and weights {weights.shape} do not fit [B, T, D], [V, D], [B, T], [B, T]"
+        )
+    return _fused(hidden, unembed, targets, jax.lax.stop_gradient(weights), chunk_size, final_softcap)

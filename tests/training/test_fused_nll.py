@@ -1,0 +1,84 @@
+"""The fused weighted NLL: same value and gradients as the chunked log-probs, one matmul fewer."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from align.training.fused_nll import chunked_weighted_nll
+from align.training.logprobs import chunked_token_logprobs, token_logprobs
+
+B, T, D, V = 2, 7, 8, 13
+
+
+def _inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    hidden = jnp.asarray(rng.normal(size=(B, T, D)), jnp.float32)
+    unembed = jnp.asarray(rng.normal(size=(V, D)), jnp.float32)
+    targets = jnp.asarray(rng.integers(0, V, size=(B, T)), jnp.int32)
+    weights = jnp.asarray(rng.uniform(size=(B, T)) * (rng.uniform(size=(B, T)) > 0.3), jnp.float32)
+    return hidden, unembed, targets, weights
+
+
+def _reference(h, w, targets, weights, softcap):
+    z = jnp.einsum("BTD,VD->BTV", h, w)
+    if softcap is not None:
+        z = softcap * jnp.tanh(z / softcap)
+    return -jnp.sum(weights * token_logprobs(z, targets))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 5, 14, 64])  # 14 = B*T: one tile; 3, 5: a padded last tile
+@pytest.mark.parametrize("softcap", [None, 2.5])
+def test_value_and_gradients_equal_the_unfused_loss(chunk_size, softcap):
+    hidden, unembed, targets, weights = _inputs(seed=chunk_size)
+    fused = jax.jit(jax.value_and_grad(
+        lambda h, w: chunked_weighted_nll(h, w, targets, weights, chunk_size=chunk_size, final_softcap=softcap),
+        argnums=(0, 1)))
+    ref = jax.value_and_grad(lambda h, w: _reference(h, w, targets, weights, softcap), argnums=(0, 1))
+    (v, (gh, gw)), (v_ref, (gh_ref, gw_ref)) = fused(hidden, unembed), ref(hidden, unembed)
+    np.testing.assert_allclose(v, v_ref, rtol=1e-5)
+    np.testing.assert_allclose(gh, gh_ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gw, gw_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_by_hand_on_one_token():
+    # One token, V=3, h=1-d: z = h * E; dloss/dh = w * (sum_v p_v E_v - E_t), dloss/dE_v = w * (p_v - [v=t]) * h.
+    h = jnp.array([[[2.0]]])
+    e = jnp.array([[0.5], [-1.0], [0.25]])
+    t, w = jnp.array([[2]]), jnp.array([[0.5]])
+    p = np.exp(2.0 * np.array([0.5, -1.0, 0.25]))
+    p /= p.sum()
+    gh, ge = jax.grad(lambda h, e: chunked_weighted_nll(h, e, t, w, chunk_size=4), argnums=(0, 1))(h, e)
+    np.testing.assert_allclose(gh[0, 0, 0], 0.5 * (p @ np.array([0.5, -1.0, 0.25]) - 0.25), rtol=1e-6)
+    np.testing.assert_allclose(ge[:, 0], 0.5 * (p - np.array([0, 0, 1.0])) * 2.0, rtol=1e-6)
+
+
+def test_scales_with_the_outer_cotangent_and_ignores_weight_gradients():
+    hidden, unembed, targets, weights = _inputs(seed=7)
+
+    def outer(h, w, weights):
+        return 3.0 * chunked_weighted_nll(h, w, targets, weights, chunk_size=4) ** 2
+
+    def outer_ref(h, w, weights):
+        return 3.0 * _reference(h, w, targets, jax.lax.stop_gradient(weights), None) ** 2
+
+    got = jax.grad(outer, argnums=(0, 1, 2))(hidden, unembed, weights)
+    want = jax.grad(outer_ref, argnums=(0, 1, 2))(hidden, unembed, weights)
+    for g, g_ref in zip(got, want):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-6)
+    assert not np.any(got[2])  # the weights are constants by contract
+
+
+def test_forward_alone_matches_chunked_token_logprobs():
+    hidden, unembed, targets, weights = _inputs(seed=9)
+    lp = chunked_token_logprobs(hidden, unembed, targets, chunk_size=4)
+    np.testing.assert_allclose(chunked_weighted_nll(hidden, unembed, targets, weights, chunk_size=4),
+                               -jnp.sum(weights * lp), rtol=1e-6)
+
+
+def test_rejects_bad_arguments():
+    hidden, unembed, targets, weights = _inputs()
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        chunked_weighted_nll(hidden, unembed, targets, weights, chunk_size=0)
+    with pytest.raises(ValueError, match="do not fit"):
+        chunked_weighted_nll(hidden, unembed, targets, weights[:, :3], chunk_size=4)
