@@ -31,7 +31,8 @@ from align.training.logprobs import chunked_token_logprobs
 
 
 def _tile(h, t, w, unembed, final_softcap):
-    """One tile: (sum_c -w_c log p_c, dloss/dh [C, D], dloss/dz [C, V])."""
+    """One tile: (sum_c -w_c log p_c, dloss/dh [C, D], dloss/dz [C, V] in h's dtype)."""
+    unembed = unembed.astype(h.dtype)  # matmuls in the compute dtype, accumulated in float32
     z = jnp.einsum("CD,VD->CV", h, unembed, preferred_element_type=jnp.float32)  # [C, V]
     if final_softcap is not None:
         capped = jnp.tanh(z / final_softcap)
@@ -43,7 +44,7 @@ def _tile(h, t, w, unembed, final_softcap):
     dz = dz.at[rows, t].add(-w)  # - w * onehot(t), written in place
     if final_softcap is not None:
         dz = dz * (1.0 - capped * capped)  # d(cap * tanh(x / cap)) / dx
-    dz = dz.astype(unembed.dtype)
+    dz = dz.astype(h.dtype)
     dh = jnp.einsum("CV,VD->CD", dz, unembed, preferred_element_type=jnp.float32)
     return -jnp.sum(w * lp), dh, dz
 

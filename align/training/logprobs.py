@@ -71,6 +71,32 @@ def sequence_logprob(token_lp: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(token_lp * mask.astype(token_lp.dtype), axis=-1)
 
 
+@jax.custom_vjp
+def tile_logits(hidden: jax.Array, unembed: jax.Array) -> jax.Array:
+    """[C, D] x [V, D] -> float32 [C, V] logits, with both matmuls of the backward pass in the operands' dtype.
+
+    Operands in the compute dtype (bf16 activations with float32 master weights must not promote
+    the largest matmul of the model to float32); accumulation in float32, since the logits feed an
+    exp. Plain autodiff would hand the float32 cotangent to the two backward matmuls, i.e. mixed
+    float32 x bf16 dots; here it is cast to the operands' dtype first (identity in float32).
+    """
+    return jnp.einsum("CD,VD->CV", hidden, unembed, preferred_element_type=jnp.float32)
+
+
+def _tile_logits_fwd(hidden, unembed):
+    return tile_logits(hidden, unembed), (hidden, unembed)
+
+
+def _tile_logits_bwd(res, g):
+    hidden, unembed = res
+    g = g.astype(hidden.dtype)
+    return (jnp.einsum("CV,VD->CD", g, unembed, preferred_element_type=jnp.float32).astype(hidden.dtype),
+            jnp.einsum("CV,CD->VD", g, hidden, preferred_element_type=jnp.float32).astype(unembed.dtype))
+
+
+tile_logits.defvjp(_tile_logits_fwd, _tile_logits_bwd)
+
+
 def _chunk_stats(
     hidden: jax.Array,
     unembed: jax.Array,
@@ -80,8 +106,7 @@ def _chunk_stats(
     with_entropy: bool,
 ) -> tuple[jax.Array, jax.Array | None]:
     """Log-prob of the target (and entropy if asked) for one chunk of tokens: [C, D] -> [C]."""
-    # The matmul accumulates in float32 even for bfloat16 weights: the logits feed an exp.
-    z = jnp.einsum("CD,VD->CV", hidden, unembed, preferred_element_type=jnp.float32)
+    z = tile_logits(hidden, unembed.astype(hidden.dtype))
     z = _softcap(z, final_softcap) / temperature  # [C, V]
     lse = jax.nn.logsumexp(z, axis=-1)  # [C]
     target_logit = jnp.take_along_axis(z, targets[:, None], axis=-1)[:, 0]

@@ -82,3 +82,39 @@ def test_rejects_bad_arguments():
         chunked_weighted_nll(hidden, unembed, targets, weights, chunk_size=0)
     with pytest.raises(ValueError, match="do not fit"):
         chunked_weighted_nll(hidden, unembed, targets, weights[:, :3], chunk_size=4)
+
+
+def _dot_operand_dtypes(jaxpr):
+    """Operand dtypes of every dot_general in a jaxpr, scan and custom_vjp bodies included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(tuple(str(v.aval.dtype) for v in eqn.invars))
+        for p in eqn.params.values():
+            inner = getattr(p, "jaxpr", None)
+            if inner is not None and hasattr(inner, "eqns"):
+                found += _dot_operand_dtypes(inner)
+            elif hasattr(p, "eqns"):
+                found += _dot_operand_dtypes(p)
+    return found
+
+
+@pytest.mark.parametrize("which", ["fused", "chunked"])
+def test_bfloat16_activations_with_float32_weights_matmul_in_bfloat16(which):
+    """Mixed precision: bf16 hidden states and float32 master weights. Every unembedding matmul
+    takes bf16 operands (a promotion to float32 would run the largest matmul at the float32 rate),
+    the weight's gradient stays float32, and the loss stays within bf16 rounding of float32's."""
+    hidden, unembed, targets, weights = _inputs(seed=3)
+    if which == "fused":
+        loss = lambda h, w: chunked_weighted_nll(h, w, targets, weights, chunk_size=5)  # noqa: E731
+    else:
+        loss = lambda h, w: -jnp.sum(weights * chunked_token_logprobs(h, w, targets, chunk_size=5))  # noqa: E731
+    grad_fn = jax.value_and_grad(loss, argnums=(0, 1))
+    h16 = hidden.astype(jnp.bfloat16)
+    dtypes = _dot_operand_dtypes(jax.make_jaxpr(grad_fn)(h16, unembed).jaxpr)
+    assert dtypes and all(d == ("bfloat16", "bfloat16") for d in dtypes), dtypes
+    v, (gh, gw) = grad_fn(h16, unembed)
+    v_ref, (gh_ref, gw_ref) = grad_fn(hidden, unembed)
+    assert gh.dtype == jnp.bfloat16 and gw.dtype == jnp.float32
+    np.testing.assert_allclose(v, v_ref, rtol=2e-2)
+    np.testing.assert_allclose(gw, gw_ref, rtol=5e-2, atol=5e-2 * float(jnp.abs(gw_ref).max()))
