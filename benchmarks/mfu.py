@@ -61,21 +61,42 @@ def config_for(preset: str):
     return PRESETS[preset]()
 
 
+def random_model(config, *, param_dtype, dtype, **kwargs):
+    """A Decoder with normal(0, 0.02) weights, filled leaf by leaf by one small jitted kernel per
+    distinct shape. (`init_model` compiles the whole initialiser as one program: on a GPU that took
+    over 4 minutes for gemma3_1b, with most of the lease spent compiling random-number kernels.)"""
+    import functools
+    import itertools
+
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from align.model import Decoder
+
+    graphdef, abstract = nnx.split(nnx.eval_shape(
+        lambda: Decoder(config, rngs=nnx.Rngs(0), param_dtype=param_dtype, dtype=dtype, **kwargs)))
+
+    @functools.partial(jax.jit, static_argnums=(1, 2))
+    def fill(key, shape, dt):
+        return (0.02 * jax.random.normal(key, shape, jnp.float32)).astype(dt)
+
+    keys = (jax.random.PRNGKey(i) for i in itertools.count())
+    state = jax.tree.map(lambda leaf: fill(next(keys), leaf.shape, leaf.dtype), abstract)
+    return nnx.merge(graphdef, state)
+
+
 def train_case(preset, batch, seq, dtype, loss_chunk, attn_chunk, remat, steps, warmup) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from flax import nnx
 
-    from align.model import Decoder
     from align.model.flops import train_flops_per_token
     from align.training import OptimConfig, create_train_state, make_optimizer, make_train_step
-    from align.training.run import init_model
     from pipelines.sft import sft_loss
 
     config = config_for(preset)
-    model = init_model(lambda: Decoder(config, rngs=nnx.Rngs(0), param_dtype=jnp.float32, dtype=dtype,
-                                       remat=remat, attn_chunk=attn_chunk or None))
+    model = random_model(config, param_dtype=jnp.float32, dtype=dtype, remat=remat, attn_chunk=attn_chunk or None)
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-5, total_steps=10_000, weight_decay=0.0,
                                            clip_norm=1.0, schedule="constant"))
     state = create_train_state(model, optimizer)
@@ -108,14 +129,11 @@ def train_case(preset, batch, seq, dtype, loss_chunk, attn_chunk, remat, steps, 
 def gen_case(preset, batch, prompt_len, new_tokens, dtype, repeats) -> dict:
     import jax
     import numpy as np
-    from flax import nnx
 
-    from align.model import Decoder
     from align.sampling import SamplingConfig, generate
-    from align.training.run import init_model
 
     config = config_for(preset)
-    model = init_model(lambda: Decoder(config, rngs=nnx.Rngs(0), param_dtype=dtype, dtype=dtype))
+    model = random_model(config, param_dtype=dtype, dtype=dtype)
     prompt = np.random.default_rng(1).integers(3, config.vocab_size, (batch, prompt_len)).astype(np.int32)
     lengths = np.full((batch,), prompt_len, np.int32)
     cfg = SamplingConfig(max_new_tokens=new_tokens)  # greedy, no stop ids: exactly new_tokens each
