@@ -1,19 +1,15 @@
 """benchmarks/mfu.py runs end to end on the CPU (tiny preset) and its MFU arithmetic holds."""
 
 import argparse
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from align.model.config import ModelConfig
 from align.model.flops import train_flops_per_token
+from tests.scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("mfu", ROOT / "benchmarks" / "mfu.py")
-mfu = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mfu)
+mfu = load_script("benchmarks/mfu.py")
 
 
 def test_peak_lookup_and_shape_parsing():

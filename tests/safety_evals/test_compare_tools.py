@@ -1,27 +1,16 @@
 """The CrowS-Pairs comparison script and the scoring-throughput benchmark, without a real model."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from safety_evals import crows_pairs
 from safety_evals.lm import TokenScores
+from tests.scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module(rel: str):
-    spec = importlib.util.spec_from_file_location(Path(rel).stem, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-compare = _module("scripts/compare_crows_lm_eval.py")
-bench = _module("benchmarks/eval_throughput.py")
+compare = load_script("scripts/compare_crows_lm_eval.py")
+bench = load_script("benchmarks/eval_throughput.py")
 
 
 def test_agreement_counts_decisions_and_sentence_differences():
