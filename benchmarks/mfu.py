@@ -63,9 +63,9 @@ def config_for(preset: str):
 
 def random_model(config, *, param_dtype, dtype, **kwargs):
     """A Decoder with normal(0, 0.02) weights, filled leaf by leaf by one small jitted kernel per
-    distinct shape. (`init_model` compiles the whole initialiser as one program: on an H200 the
-    gemma3_1b case was still compiling after 4 minutes, XLA's slow-compile alarm naming that jit;
-    filled per shape, the same case compiled and ran its first two steps in 58 s.)"""
+    distinct shape. (The whole initialiser compiled as one jit program, as `load_model` did until
+    2026-11-27, was still compiling after 4 minutes for gemma3_1b on an H200; filled per shape, the
+    same case compiled and ran its first two steps in 58 s. `load_model` now builds eagerly.)"""
     import functools
     import itertools
 

@@ -32,7 +32,6 @@ from align.training.run import (
     TrainOptions,
     fit,
     heldout_split,
-    init_model,
     load_model,
     prepare_run,
 )
@@ -58,6 +57,6 @@ __all__ = [  # noqa: RUF022  (grouped by section, as the imports)
     "Checkpointer", "Restored", "LoopConfig", "LoopResult", "NonFiniteLoss", "count_tokens", "sigterm_flag",
     "train_loop",
     "LoRAConfig", "LoRADecoder", "add_lora", "merge_lora",
-    "MeshOptions", "ModelOptions", "SplitOptions", "TrainOptions", "fit", "heldout_split", "init_model",
+    "MeshOptions", "ModelOptions", "SplitOptions", "TrainOptions", "fit", "heldout_split",
     "load_model", "prepare_run",
 ]  # fmt: skip

@@ -68,8 +68,10 @@ def load_model(options: ModelOptions):
             raise ValueError(f"model.spec {options.spec!r} needs model.tokenizer (a tokenizer file or directory)")
         else:
             config, tokenizer = PRESETS[name](), load_tokenizer(options.tokenizer)
-        model = init_model(lambda: Decoder(config, rngs=nnx.Rngs(options.seed), param_dtype=param_dtype,
-                                           dtype=dtype))
+        # Built eagerly: one small cached kernel per distinct weight shape. Compiling the whole
+        # initialiser as one jit took 2.5x longer for gemma3-270m on CPU and was still compiling
+        # after 4 minutes for gemma3-1b on an H200 (benchmarks/init.py).
+        model = Decoder(config, rngs=nnx.Rngs(options.seed), param_dtype=param_dtype, dtype=dtype)
     else:
         import align
 
@@ -79,12 +81,6 @@ def load_model(options: ModelOptions):
             tokenizer = load_tokenizer(options.tokenizer)
     model.remat = options.remat
     return model, tokenizer
-
-
-def init_model(make_model: Callable[[], nnx.Module]) -> nnx.Module:
-    """make_model() under one jit: a random init is one compile, not one per parameter shape."""
-    graphdef, _ = nnx.split(nnx.eval_shape(make_model))
-    return nnx.merge(graphdef, jax.jit(lambda: nnx.state(make_model()))())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ jax.config.update("jax_default_matmul_precision", "highest")
 from align.data import DataOrder, Tokenized, batches, pad_batch
 from align.model import Decoder, ModelConfig
 from align.training import LoopConfig, OptimConfig, make_optimizer
-from align.training.run import MeshOptions, TrainOptions, fit, init_model, make_run_mesh, prepare_run
+from align.training.run import MeshOptions, TrainOptions, fit, make_run_mesh, prepare_run
 from pipelines.sft import sft_loss
 
 V, T, ROWS = 64, 16, 4
@@ -33,7 +33,7 @@ def dataset(n=24, seed=0):
 
 def main(run_dir: str, total: int, kill_at: int, out: str | None) -> dict:
     config = ModelConfig.tiny(V).replace(num_layers=1, layer_types=("global",))
-    model = init_model(lambda: Decoder(config, rngs=nnx.Rngs(0)))
+    model = Decoder(config, rngs=nnx.Rngs(0))
     optim = OptimConfig(learning_rate=1e-2, warmup_steps=2, total_steps=total)
     train = TrainOptions(batch_size=ROWS, grad_accum=2, checkpoint_every=2, keep_checkpoints=3, log_every=1,
                          progress=False, seed=0)

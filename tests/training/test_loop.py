@@ -23,7 +23,6 @@ from align.training import (
     read_jsonl,
     train_loop,
 )
-from align.training.run import init_model
 from pipelines.sft import sft_loss
 
 V, T, ROWS = 64, 12, 4
@@ -55,7 +54,7 @@ _INITIAL = []
 def fresh_state():
     """The same initial state for every test, as host arrays (the step donates its device input)."""
     if not _INITIAL:
-        state = create_train_state(init_model(lambda: Decoder(CONFIG, rngs=nnx.Rngs(0))), optax.adam(1e-2))
+        state = create_train_state(Decoder(CONFIG, rngs=nnx.Rngs(0)), optax.adam(1e-2))
         _INITIAL.append(jax.tree.map(np.asarray, state))
     return _INITIAL[0]
 
