@@ -4,9 +4,11 @@ Public surface: `align.load` (model + tokenizer from a name, GGUF file, HF direc
 sub-packages `align.model`, `align.data`, `align.sampling`, `align.training`, `align.rl`.
 """
 
+from align.host_memory import keep_host_memory
 from align.xla_flags import apply_cpu_defaults
 
 apply_cpu_defaults()  # before anything creates a JAX backend: see align/xla_flags.py
+keep_host_memory()  # only with ALIGN_KEEP_HOST_MEMORY=1, before XLA's threads allocate: see align/host_memory.py
 
 from align.hub import Loaded, ModelNotFound, load  # noqa: E402
 

@@ -128,9 +128,17 @@ def worker_trl(args) -> dict:
             "loss": float(out.training_loss)}
 
 
+# "+mem": the side under align/host_memory.py's glibc malloc settings (one arena, no mmap, no
+# trimming): through ALIGN_KEEP_HOST_MEMORY for JAX, the equivalent glibc tunables for TRL.
+SIDE_ENV = {"jax+mem": ("jax", {"ALIGN_KEEP_HOST_MEMORY": "1"}),
+            "trl+mem": ("trl", {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
+                                                  "glibc.malloc.trim_threshold=70368744177664"})}
+
+
 def run_worker(side: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", side, "--hf-dir", args.hf_dir] + args.argv
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    worker, extra_env = SIDE_ENV.get(side, (side, {}))
+    cmd = [sys.executable, __file__, "--worker", worker, "--hf-dir", args.hf_dir] + args.argv
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **extra_env}
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=args.timeout)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
@@ -150,7 +158,8 @@ def main(argv=None) -> int:
     p.add_argument("--trainable", default="all", choices=["all", "no_embeddings"])
     p.add_argument("--remat", action="store_true", help="JAX remat / torch gradient checkpointing")
     p.add_argument("--chunk-size", type=int, default=1024, help="JAX loss: tokens per logits tile")
-    p.add_argument("--sides", default="jax,trl")
+    p.add_argument("--sides", default="jax,trl",
+                   help="comma list of jax, trl, jax+mem, trl+mem (+mem: align/host_memory.py's malloc settings)")
     p.add_argument("--timeout", type=int, default=3600)
     p.add_argument("--json", default=None, help="also write the rows here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -166,23 +175,23 @@ def main(argv=None) -> int:
     sides = args.sides.split(",")
     with tempfile.TemporaryDirectory() as tmp:  # the HF copy of the weights, for the trl side
         args.hf_dir = str(Path(tmp) / "hf")
-        if "trl" in sides:
+        if any(SIDE_ENV.get(side, (side,))[0] == "trl" for side in sides):
             exported = run_worker("export", args)
             if "error" in exported:
                 print(f"export of the JAX weights for transformers failed: {exported['error']}")
                 return 1
-        print(f"{'side':<5} {'model':<14} {'B':>2} {'T':>5} {'dtype':<9} {'step_s':>8} {'tokens/s':>9} "
+        print(f"{'side':<8} {'model':<14} {'B':>2} {'T':>5} {'dtype':<9} {'step_s':>8} {'tokens/s':>9} "
               f"{'peak_rss_mb':>11} {'first_step_s':>12}")
         for side in sides:
             r = run_worker(side, args)
             r.update(model=model, batch=args.batch, seq=args.seq, dtype=args.dtype, trainable=args.trainable)
             if "error" in r:
-                print(f"{side:<5} {model:<14} failed: {r['error']}")
+                print(f"{side:<8} {model:<14} failed: {r['error']}")
             else:
                 r["tokens_per_s"] = args.batch * args.seq / r["step_s"]
-                print(f"{side:<5} {model:<14} {args.batch:>2} {args.seq:>5} {args.dtype:<9} {r['step_s']:>8.3f} "
+                print(f"{side:<8} {model:<14} {args.batch:>2} {args.seq:>5} {args.dtype:<9} {r['step_s']:>8.3f} "
                       f"{r['tokens_per_s']:>9.1f} {r['peak_rss_mb']:>11.0f} {r['first_step_s']:>12.2f}", flush=True)
-            rows.append(r)
+            rows.append({**r, "side": side})
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
