@@ -15,8 +15,9 @@ Not the default, because of its price in peak memory: freed memory stays mapped 
 all threads share one arena, so big blocks fragment. With the real gemma3-270m loaded first
 (benchmarks/train_step.py, 2026-11-27) the second step found no hole for its temporaries and the peak
 RSS rose from 9.8 to 14.4 GB (malloc_trim after loading and after the first step did not help:
-14.3 GB). The same glibc settings speed TRL up even more (63.3 -> 39.1 s per step, peak 10.8 ->
-12.8 GB), so the allocator, not the framework, was most of the difference there.
+14.3 GB), and the benchmark's step was no faster (37.5 and 39.9 s against 38.4 s with glibc's
+defaults). The same glibc settings speed TRL up far more (63.3 -> 39.1 and 60.8 -> 33.6 s per step),
+so at glibc's defaults the allocator, not the framework, is most of the JAX-TRL difference.
 
 Set ALIGN_KEEP_HOST_MEMORY=1 to apply it when `align` is imported; it takes effect for threads that
 have not allocated yet, so import `align` before JAX runs anything (as for align/xla_flags.py). A
