@@ -130,7 +130,8 @@ def worker_trl(args) -> dict:
 
 # "+mem": the side under align/host_memory.py's glibc malloc settings (one arena, no mmap, no
 # trimming): through ALIGN_KEEP_HOST_MEMORY for JAX, the equivalent glibc tunables for TRL.
-SIDE_ENV = {"jax+mem": ("jax", {"ALIGN_KEEP_HOST_MEMORY": "1"}),
+SIDE_ENV = {"jax": ("jax", {"ALIGN_KEEP_HOST_MEMORY": "0"}),
+            "jax+mem": ("jax", {"ALIGN_KEEP_HOST_MEMORY": "1"}),
             "trl+mem": ("trl", {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
                                                   "glibc.malloc.trim_threshold=70368744177664"})}
 
