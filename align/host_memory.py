@@ -35,6 +35,9 @@ ENV = "ALIGN_KEEP_HOST_MEMORY"
 # mallopt parameters (glibc malloc.h) and their values: one arena, never mmap, never trim the heap.
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
 SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))  # -1 disables trimming
+# The same settings as glibc tunables, read at start-up by a process that does not import align (the
+# TRL side of benchmarks/train_step.py); a 2**46-byte threshold stands for "never trim".
+GLIBC_TUNABLES = "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=70368744177664"
 
 
 def keep_host_memory(environ: Mapping[str, str] = os.environ) -> bool:

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from align import host_memory
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -129,11 +131,10 @@ def worker_trl(args) -> dict:
 
 
 # "+mem": the side under align/host_memory.py's glibc malloc settings (one arena, no mmap, no
-# trimming): through ALIGN_KEEP_HOST_MEMORY for JAX, the equivalent glibc tunables for TRL.
-SIDE_ENV = {"jax": ("jax", {"ALIGN_KEEP_HOST_MEMORY": "0"}),
-            "jax+mem": ("jax", {"ALIGN_KEEP_HOST_MEMORY": "1"}),
-            "trl+mem": ("trl", {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
-                                                  "glibc.malloc.trim_threshold=70368744177664"})}
+# trimming): through ALIGN_KEEP_HOST_MEMORY for JAX, the same settings as glibc tunables for TRL.
+SIDE_ENV = {"jax": ("jax", {host_memory.ENV: "0"}),
+            "jax+mem": ("jax", {host_memory.ENV: "1"}),
+            "trl+mem": ("trl", {"GLIBC_TUNABLES": host_memory.GLIBC_TUNABLES})}
 
 
 def run_worker(side: str, args) -> dict:
