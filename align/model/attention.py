@@ -8,7 +8,7 @@ from flax import nnx
 
 from align.model import axes as ax
 from align.model.config import ModelConfig
-from align.model.layers import RMSNorm, apply_rope, dense, param
+from align.model.layers import Projections, RMSNorm, apply_rope, param
 
 # Finite, so that a query row with every key masked (a padding query) gives no NaN.
 NEG_INF = -2.3819763e38
@@ -38,7 +38,9 @@ def attention_mask(
     return mask
 
 
-class Attention(nnx.Module):
+class Attention(Projections, nnx.Module):
+    PROJECTIONS = {"q": "BTD,DNH->BTNH", "k": "BTD,DKH->BTKH", "v": "BTD,DKH->BTKH", "o": "BTNH,NHD->BTD"}
+
     def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype, chunk: int | None = None):
         c = config
         self.chunk = chunk  # query-chunk size of the memory-linear attention path (None: always dense)
@@ -64,9 +66,7 @@ class Attention(nnx.Module):
         cache segment ids [B,S], write index) with this step's positions already written in.
         """
         c, dt = self.config, x.dtype
-        q = dense("BTD,DNH->BTNH", x, self.q[...].astype(dt))
-        k = dense("BTD,DKH->BTKH", x, self.k[...].astype(dt))
-        v = dense("BTD,DKH->BTKH", x, self.v[...].astype(dt))
+        q, k, v = self.project("q", x), self.project("k", x), self.project("v", x)
         if c.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q = apply_rope(q, positions, self.rope_base, self.rope_scale)
@@ -91,7 +91,7 @@ class Attention(nnx.Module):
             mask = attention_mask(q_slots, positions, segment_ids, k_pos, k_seg, self.window)  # [B, T, S]
             out = self._attend(q, keys, values, mask)
         out = out.reshape(B, T, c.num_heads, c.head_dim)
-        return dense("BTNH,NHD->BTD", out, self.o[...].astype(dt)), new_kv
+        return self.project("o", out), new_kv
 
     def _attend(self, q, keys, values, mask):
         """q [B,T,K,G,H], keys/values [B,S,K,H], mask [B,T,S] -> [B,T,K,G,H]."""

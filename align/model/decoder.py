@@ -11,7 +11,7 @@ from align.model import axes as ax
 from align.model.attention import Attention
 from align.model.cache import Cache
 from align.model.config import ModelConfig
-from align.model.layers import MLP, Embedder, RMSNorm, dense, param
+from align.model.layers import MLP, Embedder, Projections, RMSNorm, dense, param
 
 
 @flax.struct.dataclass
@@ -76,10 +76,38 @@ class Decoder(nnx.Module):
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """[B, T, D] -> [B, T, V] float32, soft-capped when the config says so."""
-        logits = dense("BTD,VD->BTV", hidden, self.unembed_matrix().astype(hidden.dtype))
+        return self._softcap(dense("BTD,VD->BTV", hidden, self.unembed_matrix().astype(hidden.dtype)))
+
+    def next_token_logits(self, hidden: jax.Array, *, vocab_major: bool = False) -> jax.Array:
+        """[B, D] final-normed hidden -> float32 logits [B, V], or [V, B] when vocab_major.
+
+        vocab_major is the decode-step form for XLA:CPU: the [V, D] table as the dot's left operand
+        streams at ~2x the rate (gemma3-270m, 8 rows: 120 -> 65 ms a step on a 2-core Xeon), and
+        softmax/argmax then reduce over axis 0 instead of paying for a [V, B] -> [B, V] transpose.
+        """
+        table = self.unembed_matrix().astype(hidden.dtype)
+        if vocab_major:
+            return self._softcap(jnp.einsum("VD,BD->VB", table, hidden))
+        return self._softcap(dense("BD,VD->BV", hidden, table))
+
+    def _softcap(self, logits: jax.Array) -> jax.Array:
         logits = logits.astype(jnp.float32)
         cap = self.config.final_logit_softcap
         return logits if cap is None else jnp.tanh(logits / cap) * cap
+
+    def for_decoding(self) -> Decoder:
+        """A copy whose projection weights are stored [*out, *in] (layers.Projections.to_out_first).
+
+        For CPU decode loops: made once before the loop (one copy of the layer weights, not the
+        embedding table), each step's few-row matmuls then stream the weights (dense's weight_first).
+        The original module is left as it is.
+        """
+        graphdef, state = nnx.split(self)
+        model = nnx.merge(graphdef, state)
+        for _, module in nnx.iter_modules(model):
+            if isinstance(module, Projections):
+                module.to_out_first()
+        return model
 
     def __call__(self, tokens, positions, segment_ids, cache: Cache | None = None, *,
                  return_logits: bool = True) -> Output:

@@ -99,8 +99,15 @@ class LoRADecoder(nnx.Module):
     def logits(self, hidden: jax.Array) -> jax.Array:
         return self.merged().logits(hidden)
 
+    def next_token_logits(self, hidden: jax.Array, *, vocab_major: bool = False) -> jax.Array:
+        return self.merged().next_token_logits(hidden, vocab_major=vocab_major)
+
     def unembed_matrix(self) -> jax.Array:
         return self.merged().unembed_matrix()
+
+    def for_decoding(self) -> Decoder:
+        """The merged Decoder in decode layout: adapters folded in once, not at every decode step."""
+        return self.merged().for_decoding()
 
 
 def add_lora(base: Decoder, config: LoRAConfig, *, seed: int = 0) -> LoRADecoder:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from align.model.layers import dense
+from align.model.layers import dense, out_first_spec
 
 B, T, D, N, H, F, V = 2, 3, 4, 2, 5, 6, 7
 
@@ -48,3 +48,33 @@ def test_rejects_specs_that_are_not_a_projection(spec):
 def test_rejects_arrays_that_do_not_fit_the_spec():
     with pytest.raises(ValueError, match="does not fit"):
         dense("BTD,DF->BTF", jnp.ones((B, D)), jnp.ones((D, F)))
+
+
+@pytest.mark.parametrize("spec, x_shape, w_shape", [
+    ("BTD,FD->BTF", (B, 1, D), (F, D)),
+    ("BTD,NHD->BTNH", (B, 1, D), (N, H, D)),
+    ("BTNH,DNH->BTD", (B, 1, N, H), (D, N, H)),
+    ("BD,VD->BV", (B, D), (V, D)),
+])
+def test_weight_first_equals_einsum_with_the_weight_as_left_operand(spec, x_shape, w_shape):
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=x_shape), jnp.float32)
+    w = jnp.asarray(rng.normal(size=w_shape), jnp.float32)
+    np.testing.assert_allclose(dense(spec, x, w, weight_first=True), jnp.einsum(spec, x, w), rtol=1e-5, atol=1e-6)
+    dot = next(e for e in jax.make_jaxpr(lambda x, w: dense(spec, x, w, weight_first=True))(x, w).jaxpr.eqns
+               if e.primitive.name == "dot_general")
+    assert dot.outvars[0].aval.shape == (np.prod(w_shape) // np.prod(x_shape[-len(w_shape) + 1:]), B)  # [O, X]
+
+
+def test_weight_first_needs_an_out_first_weight():
+    with pytest.raises(ValueError, match="weight_first"):
+        dense("BTD,DF->BTF", jnp.ones((B, T, D)), jnp.ones((D, F)), weight_first=True)
+
+
+@pytest.mark.parametrize("spec, want", [
+    ("BTD,DF->BTF", "BTD,FD->BTF"),
+    ("BTD,DNH->BTNH", "BTD,NHD->BTNH"),
+    ("BTNH,NHD->BTD", "BTNH,DNH->BTD"),
+])
+def test_out_first_spec_moves_the_output_letters_of_the_weight_first(spec, want):
+    assert out_first_spec(spec) == want

@@ -1,0 +1,67 @@
+"""Decoder.for_decoding (weights [out, in]) and vocab-major next-token logits give the same numbers."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from align.model import Decoder, ModelConfig, init_cache
+from align.model.layers import Projections
+
+
+def _model():
+    return Decoder(ModelConfig.tiny(vocab_size=96), rngs=nnx.Rngs(3))
+
+
+def _inputs(B=2, T=6):
+    tokens = jnp.asarray(np.random.default_rng(0).integers(1, 96, (B, T)), jnp.int32)
+    return tokens, jnp.broadcast_to(jnp.arange(T), (B, T)), jnp.ones((B, T), jnp.int32)
+
+
+def test_for_decoding_transposes_every_projection_and_leaves_the_original():
+    model = _model()
+    before = {k: np.asarray(v[...]) for k, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    dec = model.for_decoding()
+    attn, dec_attn = model.layers[0].attn, dec.layers[0].attn
+    assert dec_attn.q.shape == (attn.q.shape[1], attn.q.shape[2], attn.q.shape[0])  # [D,N,H] -> [N,H,D]
+    assert dec_attn.o.shape == (attn.o.shape[2], attn.o.shape[0], attn.o.shape[1])  # [N,H,D] -> [D,N,H]
+    assert dec.layers[0].mlp.down.shape == model.layers[0].mlp.down.shape[::-1]
+    np.testing.assert_array_equal(dec_attn.q[...], jnp.transpose(attn.q[...], (1, 2, 0)))
+    assert dec_attn.o.get_metadata()["axes"] == (attn.o.get_metadata()["axes"][2], *attn.o.get_metadata()["axes"][:2])
+    transposed = [m for _, m in nnx.iter_modules(dec) if isinstance(m, Projections)]
+    assert transposed and all(m.out_first for m in transposed)
+    assert not any(m.out_first for _, m in nnx.iter_modules(model) if isinstance(m, Projections))
+    after = {k: np.asarray(v[...]) for k, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    assert before.keys() == after.keys() and all((before[k] == after[k]).all() for k in before)
+
+
+def test_decode_layout_forward_equals_the_plain_forward():
+    model = _model()
+    tokens, positions, segments = _inputs()
+    want = model(tokens, positions, segments)
+    got = model.for_decoding()(tokens, positions, segments)
+    np.testing.assert_allclose(got.logits, want.logits, rtol=1e-5, atol=1e-5)
+    # one cached decode step, the case it is made for
+    cache = init_cache(model.config, 2, 8)
+    step = lambda m: m(tokens[:, :1], positions[:, :1], segments[:, :1], cache).hidden  # noqa: E731
+    np.testing.assert_allclose(step(model.for_decoding()), step(model), rtol=1e-5, atol=1e-5)
+
+
+def test_vocab_major_next_token_logits_are_the_transposed_logits():
+    model = _model()
+    tokens, positions, segments = _inputs()
+    out = model(tokens, positions, segments)
+    last = out.hidden[:, -1]
+    np.testing.assert_allclose(model.next_token_logits(last), out.logits[:, -1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.next_token_logits(last, vocab_major=True), out.logits[:, -1].T,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_next_token_logits_are_soft_capped_like_logits():
+    model = Decoder(dataclasses.replace(ModelConfig.tiny(vocab_size=96), final_logit_softcap=0.5), rngs=nnx.Rngs(3))
+    tokens, positions, segments = _inputs()
+    out = model(tokens, positions, segments)
+    got = model.next_token_logits(out.hidden[:, -1], vocab_major=True)
+    assert float(jnp.abs(got).max()) <= 0.5
+    np.testing.assert_allclose(got, out.logits[:, -1].T, rtol=1e-5, atol=1e-6)
