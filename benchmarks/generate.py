@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/generate.py                      # gemma3-270m, batch 8, 32 new tokens
     .venv/bin/python benchmarks/generate.py --batch 8 32 --new-tokens 128
 
-Both sides decode greedily with stop tokens disabled, so they produce exactly B * new_tokens tokens.
+"jax" is the sampler as `generate` runs it (on CPU: the decode layout, [out, in] weights and
+vocab-major logits); "jax plain" is the same sampler with cpu_layout=False, the weights as trained,
+to show what that layout buys (--no-plain skips it). Both sides decode greedily with stop tokens disabled, so they produce exactly B * new_tokens tokens.
 The JAX number excludes compilation (one warm-up call of the same shape); torch gets one warm-up too.
 Prints one comparison row per case; no pass/fail.
 """
@@ -23,7 +25,7 @@ def _prompts(batch):
     return [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
 
 
-def bench_jax(loaded, batch, new_tokens, repeats):
+def bench_jax(loaded, batch, new_tokens, repeats, cpu_layout=None):
     import jax
     import numpy as np
 
@@ -36,11 +38,12 @@ def bench_jax(loaded, batch, new_tokens, repeats):
         tokens[i, : len(r)] = r
     lengths = np.array([len(r) for r in ids], np.int32)
     cfg = SamplingConfig(max_new_tokens=new_tokens)  # no stop ids: always new_tokens tokens
-    jax.block_until_ready(generate(loaded.model, tokens, lengths, cfg).tokens)  # compile
+    run = lambda: generate(loaded.model, tokens, lengths, cfg, cpu_layout=cpu_layout).tokens  # noqa: E731
+    jax.block_until_ready(run())  # compile
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(generate(loaded.model, tokens, lengths, cfg).tokens)
+        jax.block_until_ready(run())
         best = min(best, time.perf_counter() - t0)
     return batch * new_tokens / best
 
@@ -70,6 +73,7 @@ def main():
     parser.add_argument("--batch", type=int, nargs="+", default=[8])
     parser.add_argument("--new-tokens", type=int, nargs="+", default=[32])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-plain", action="store_true", help="skip the cpu_layout=False JAX column")
     args = parser.parse_args()
     import align
 
@@ -79,12 +83,14 @@ def main():
 
     torch.set_num_threads(os.cpu_count() or 1)
     print(f"device: jax {jax.devices()[0].platform} | torch threads {torch.get_num_threads()} | model {loaded.source}")
-    print(f"{'batch':>5} {'new':>5} {'jax tok/s':>10} {'torch tok/s':>12} {'jax/torch':>9}")
+    print(f"{'batch':>5} {'new':>5} {'jax tok/s':>10} {'jax plain':>10} {'torch tok/s':>12} {'jax/torch':>9} "
+          f"{'plain/torch':>11}")
     for batch in args.batch:
         for new in args.new_tokens:
             j = bench_jax(loaded, batch, new, args.repeats)
+            p = float("nan") if args.no_plain else bench_jax(loaded, batch, new, args.repeats, cpu_layout=False)
             t = bench_torch(loaded.source, loaded.tokenizer, batch, new, args.repeats)
-            print(f"{batch:>5} {new:>5} {j:>10.1f} {t:>12.1f} {j / t:>9.2f}x", flush=True)
+            print(f"{batch:>5} {new:>5} {j:>10.1f} {p:>10.1f} {t:>12.1f} {j / t:>8.2f}x {p / t:>10.2f}x", flush=True)
 
 
 if __name__ == "__main__":

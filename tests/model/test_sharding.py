@@ -49,3 +49,20 @@ def test_sharded_init_never_builds_unsharded_and_matches():
     expected = state_shardings(nnx.state(model), mesh)
     got = jax.tree.map(lambda v: v.sharding, nnx.state(model))
     assert jax.tree.leaves(got) == jax.tree.leaves(expected)
+
+
+def test_sharded_generate_in_cpu_layout_equals_unsharded():
+    from align.sampling import SamplingConfig, generate
+
+    cfg = ModelConfig.tiny()
+    tokens, _, _ = _inputs(T=5)
+    lengths = jnp.full((8,), 5, jnp.int32)
+    sampling = SamplingConfig(max_new_tokens=6)
+    want = generate(Decoder(cfg, rngs=nnx.Rngs(0)), tokens, lengths, sampling, cpu_layout=False)
+    mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+    model = shard_model(Decoder(cfg, rngs=nnx.Rngs(0)), mesh)
+    bs = batch_sharding(mesh)
+    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*bs.spec[:1]))
+    got = generate(model, jax.device_put(tokens, bs), jax.device_put(lengths, rows), sampling, cpu_layout=True)
+    np.testing.assert_array_equal(got.tokens, want.tokens)
+    np.testing.assert_allclose(got.logprobs, want.logprobs, atol=1e-5)
