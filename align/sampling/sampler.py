@@ -8,7 +8,7 @@ Buffer sizes depend only on (B, P, max_new_tokens): repeated calls of one shape 
 Logits are formed for the next token only (the prefill's last prompt position, then each step), never
 for the whole prompt. With `cpu_layout` (the default when the weights live on CPU) the loop decodes
 with `Decoder.for_decoding()`'s [out, in] weights and vocab-major logits, the forms XLA:CPU streams
-fastest for a few rows; gemma3-270m, batch 8, 2-core Xeon: 224 -> ~125 ms a step (benchmarks/generate.py).
+fastest for a few rows (gemma3-270m, batch 8, 2-core Xeon: 216 -> 131-147 ms a step; README).
 """
 
 from __future__ import annotations
@@ -94,8 +94,11 @@ _generate_jit = jax.jit(_generate, static_argnames=("graphdef", "config", "cache
 
 
 def _on_cpu(state) -> bool:
-    leaves = jax.tree.leaves(state)
-    return bool(leaves) and all(d.platform == "cpu" for d in leaves[0].devices())
+    """Whether the model's weights live on CPU (host arrays count as the default backend's)."""
+    leaf = next(iter(jax.tree.leaves(state)), None)
+    if not isinstance(leaf, jax.Array):
+        return jax.default_backend() == "cpu"
+    return all(d.platform == "cpu" for d in leaf.devices())
 
 
 def generate(model: Decoder, prompt_tokens, prompt_lengths, config: SamplingConfig, rng=None,

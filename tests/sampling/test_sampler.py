@@ -156,3 +156,13 @@ def test_cpu_layout_samples_score_as_the_full_forward_scores_them(model):
             tok = int(res.tokens[b, i])
             assert tok in np.argsort(-logp)[:5]
             np.testing.assert_allclose(float(res.logprobs[b, i]), logp[tok], atol=1e-4)
+
+
+def test_cpu_layout_is_the_default_for_weights_on_cpu(model):
+    # The two layouts draw different Gumbel noise from one rng, which shows which one ran.
+    tokens, lengths = _prompts()
+    hot = SamplingConfig(max_new_tokens=8, temperature=1.0)
+    draw = lambda **kw: np.asarray(generate(model, tokens, lengths, hot, jax.random.PRNGKey(5), **kw).tokens)  # noqa: E731
+    default = draw()
+    np.testing.assert_array_equal(default, draw(cpu_layout=True))
+    assert (default != draw(cpu_layout=False)).any()
