@@ -5,7 +5,8 @@
 
 "jax" is the sampler as `generate` runs it (on CPU: the decode layout, [out, in] weights and
 vocab-major logits); "jax plain" is the same sampler with cpu_layout=False, the weights as trained,
-to show what that layout buys (--no-plain skips it). Both sides decode greedily with stop tokens disabled, so they produce exactly B * new_tokens tokens.
+to show what that layout buys (--no-plain skips it). Both sides decode greedily with stop tokens
+disabled, so they produce exactly B * new_tokens tokens.
 The JAX number excludes compilation (one warm-up call of the same shape); torch gets one warm-up too.
 Prints one comparison row per case; no pass/fail.
 """
