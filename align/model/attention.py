@@ -34,8 +34,15 @@ def attention_mask(
     mask &= q_segments[:, :, None] == k_segments[:, None, :]
     mask &= k_segments[:, None, :] != 0
     if window is not None:
-        mask &= (q_positions[:, :, None] - k_positions[:, None, :]) < window
+        mask &= window_mask(q_positions, k_positions, window)
     return mask
+
+
+def window_mask(q_positions: jax.Array, k_positions: jax.Array, window: int | None) -> jax.Array:
+    """[B, T, S] boolean: the key lies inside the query's sliding window (all True without one)."""
+    if window is None:
+        return jnp.ones(q_positions.shape + k_positions.shape[1:], bool)
+    return (q_positions[:, :, None] - k_positions[:, None, :]) < window
 
 
 class Attention(Projections, nnx.Module):
@@ -59,11 +66,14 @@ class Attention(Projections, nnx.Module):
         self.rope_scale = c.rope_scale_local if local else c.rope_scale_global
         self.config = c
 
-    def __call__(self, x, positions, segment_ids, kv_cache=None):
+    def __call__(self, x, positions, segment_ids, kv_cache=None, attn_mask=None):
         """x [B, T, D] -> ([B, T, D], (k, v) written to the cache or None).
 
         kv_cache: None (keys are the queries) or (k [B,S,K,H], v [B,S,K,H], cache positions [B,S],
         cache segment ids [B,S], write index) with this step's positions already written in.
+        attn_mask: optional [B, T, T] bool, which keys each query may see (without a cache only). It
+        replaces the causal-by-slot and segment rule, e.g. for prefix trees; the sliding window still
+        applies by position.
         """
         c, dt = self.config, x.dtype
         q, k, v = self.project("q", x), self.project("k", x), self.project("v", x)
@@ -73,6 +83,8 @@ class Attention(Projections, nnx.Module):
         k = apply_rope(k, positions, self.rope_base, self.rope_scale)
 
         T = x.shape[1]
+        if attn_mask is not None and kv_cache is not None:
+            raise ValueError("Attention: attn_mask is for cache-free passes only")
         if kv_cache is None:
             keys, values, k_pos, k_seg, q_slots = k, v, positions, segment_ids, jnp.arange(T)
             new_kv = None
@@ -86,9 +98,12 @@ class Attention(Projections, nnx.Module):
         B = keys.shape[0]
         q = (q * jnp.asarray(c.query_scale, dt)).reshape(B, T, c.num_kv_heads, c.num_groups, c.head_dim)
         if kv_cache is None and self.chunk and T > self.chunk and T % self.chunk == 0:
-            out = self._chunked(q, keys, values, positions, segment_ids)
+            out = self._chunked(q, keys, values, positions, segment_ids, attn_mask)
         else:
-            mask = attention_mask(q_slots, positions, segment_ids, k_pos, k_seg, self.window)  # [B, T, S]
+            if attn_mask is None:
+                mask = attention_mask(q_slots, positions, segment_ids, k_pos, k_seg, self.window)  # [B, T, S]
+            else:
+                mask = attn_mask & window_mask(positions, k_pos, self.window)
             out = self._attend(q, keys, values, mask)
         out = out.reshape(B, T, c.num_heads, c.head_dim)
         return self.project("o", out), new_kv
@@ -106,24 +121,31 @@ class Attention(Projections, nnx.Module):
         probs = jnp.where(jnp.any(mask, axis=-1)[:, None, None, :, None], probs, 0)
         return jnp.einsum("BKGTS,BSKH->BTKGH", probs, values)
 
-    def _chunked(self, q, keys, values, positions, segment_ids):
+    def _chunked(self, q, keys, values, positions, segment_ids, attn_mask=None):
         """Attention one query chunk [C] at a time, each chunk rematerialised in the backward pass.
 
         Peak memory is O(C * S) instead of O(T * S): no quadratic blow-up at long T. On sliding-window
-        layers a chunk only sees keys in [chunk start - window, chunk end), so compute is linear in T too.
+        layers a chunk only sees keys in [chunk start - window, chunk end), so compute is linear in T too
+        (not with an explicit attn_mask, whose [B, T, T] is itself quadratic).
         """
         B, T = q.shape[:2]
         C = self.chunk
-        span = T if self.window is None else min(T, C + -(-self.window // C) * C)  # keys a chunk can see
+        # keys a chunk can see; with an explicit mask (a prefix tree) a key's slot says nothing about
+        # its position, so every slot stays in view and the window applies by position only
+        span = T if self.window is None or attn_mask is not None else min(T, C + -(-self.window // C) * C)
 
         @jax.checkpoint
         def one(i):
             q_start = i * C
             k_start = jnp.clip(q_start + C - span, 0, T - span)
             sl = lambda x, start, size: jax.lax.dynamic_slice_in_dim(x, start, size, axis=1)  # noqa: E731
-            mask = attention_mask(q_start + jnp.arange(C), sl(positions, q_start, C), sl(segment_ids, q_start, C),
-                                  sl(positions, k_start, span), sl(segment_ids, k_start, span), self.window,
-                                  k_slots=k_start + jnp.arange(span))
+            if attn_mask is None:
+                mask = attention_mask(q_start + jnp.arange(C), sl(positions, q_start, C),
+                                      sl(segment_ids, q_start, C), sl(positions, k_start, span),
+                                      sl(segment_ids, k_start, span), self.window, k_slots=k_start + jnp.arange(span))
+            else:
+                mask = jax.lax.dynamic_slice(attn_mask, (0, q_start, k_start), (B, C, span))
+                mask &= window_mask(sl(positions, q_start, C), sl(positions, k_start, span), self.window)
             return self._attend(sl(q, q_start, C), sl(keys, k_start, span), sl(values, k_start, span), mask)
 
         out = jax.lax.map(one, jnp.arange(T // C))  # [T/C, B, C, K, G, H]

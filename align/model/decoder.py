@@ -34,8 +34,8 @@ class Block(nnx.Module):
         self.mlp = MLP(c.embed_dim, c.hidden_dim, activation=c.activation, rngs=rngs, dtype=dtype)
         self.post_norms = c.post_norms
 
-    def __call__(self, x, positions, segment_ids, kv_cache=None):
-        h, new_kv = self.attn(self.pre_attn_norm(x), positions, segment_ids, kv_cache)
+    def __call__(self, x, positions, segment_ids, kv_cache=None, attn_mask=None):
+        h, new_kv = self.attn(self.pre_attn_norm(x), positions, segment_ids, kv_cache, attn_mask)
         if self.post_norms:
             h = self.post_attn_norm(h)
         x = x + h
@@ -110,8 +110,12 @@ class Decoder(nnx.Module):
         return model
 
     def __call__(self, tokens, positions, segment_ids, cache: Cache | None = None, *,
-                 return_logits: bool = True) -> Output:
-        """tokens, positions, segment_ids: int32 [B, T]. With a cache, the step is written at cache.index."""
+                 return_logits: bool = True, attn_mask: jax.Array | None = None) -> Output:
+        """tokens, positions, segment_ids: int32 [B, T]. With a cache, the step is written at cache.index.
+
+        attn_mask: optional [B, T, T] bool in place of the causal + segment rule (no cache), e.g. a
+        prefix tree: several continuations after one shared context in one row (see Attention).
+        """
         x = self.embedder.encode(tokens, self.dtype)  # [B, T, D]
         if cache is not None:
             index = cache.index
@@ -121,9 +125,9 @@ class Decoder(nnx.Module):
         for i, block in enumerate(self.layers):
             kv = None if cache is None else (cache.k[i], cache.v[i], cache_pos, cache_seg, index)
             if self.remat and cache is None:
-                x, _ = nnx.remat(lambda b, *a: b(*a))(block, x, positions, segment_ids)
+                x, _ = nnx.remat(lambda b, *a: b(*a))(block, x, positions, segment_ids, None, attn_mask)
             else:
-                x, step_kv = block(x, positions, segment_ids, kv)
+                x, step_kv = block(x, positions, segment_ids, kv, attn_mask)
                 if step_kv is not None:
                     new_k.append(step_kv[0])
                     new_v.append(step_kv[1])
@@ -134,6 +138,6 @@ class Decoder(nnx.Module):
                               index=index + tokens.shape[1])
         return Output(logits=self.logits(hidden) if return_logits else None, hidden=hidden, cache=new_cache)
 
-    def hidden(self, tokens, positions, segment_ids) -> jax.Array:
+    def hidden(self, tokens, positions, segment_ids, *, attn_mask: jax.Array | None = None) -> jax.Array:
         """Final-normed hidden states [B, T, D] without the (large) logits: for chunked losses and heads."""
-        return self(tokens, positions, segment_ids, return_logits=False).hidden
+        return self(tokens, positions, segment_ids, return_logits=False, attn_mask=attn_mask).hidden

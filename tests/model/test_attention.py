@@ -65,3 +65,30 @@ def test_chunked_attention_equals_dense_with_windows_and_packing():
     g_chunk = nnx.grad(loss)(chunked)
     for a, b in zip(jax.tree.leaves(g_dense), jax.tree.leaves(g_chunk)):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_an_explicit_mask_scores_a_prefix_tree_as_separate_rows_dense_and_chunked():
+    """One row holding context c (8 tokens), then branches b1 (5) and b2 (6) that each see c and
+    themselves only, positions continuing from c, gives each branch the logits of row c+b alone;
+    the sliding window (6) still applies by position."""
+    cfg = ModelConfig.tiny().replace(sliding_window=6)
+    rng = np.random.default_rng(1)
+    c, b1, b2 = (rng.integers(0, cfg.vocab_size, n).tolist() for n in (8, 5, 6))
+    T = 24  # 19 tokens and 5 of padding; a multiple of the chunk below
+    tokens = jnp.asarray([c + b1 + b2 + [0] * 5], jnp.int32)
+    positions = jnp.asarray([list(range(8)) + list(range(8, 13)) + list(range(8, 14)) + [0] * 5], jnp.int32)
+    segments = jnp.asarray([[1] * 19 + [0] * 5], jnp.int32)
+    branch = np.array([0] * 8 + [1] * 5 + [2] * 6 + [0] * 5)
+    slot = np.arange(T)
+    mask = (slot[None, :] <= slot[:, None]) & ((branch[None, :] == 0) | (branch[None, :] == branch[:, None]))
+    mask &= (np.asarray(segments[0])[None, :] != 0) & (np.asarray(segments[0])[:, None] != 0)
+    for chunk in (None, 8):
+        model = Decoder(cfg, rngs=nnx.Rngs(0), attn_chunk=chunk)
+        tree = model(tokens, positions, segments, attn_mask=jnp.asarray(mask)[None]).logits[0]
+        alone1 = _run(model, jnp.asarray([c + b1], jnp.int32))[0]
+        alone2 = _run(model, jnp.asarray([c + b2], jnp.int32))[0]
+        np.testing.assert_allclose(tree[:13], alone1, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(tree[13:19], alone2[8:], atol=1e-5, rtol=1e-5)
+        # and the mask matters: without it b2 would read b1
+        plain = model(tokens, positions, segments).logits[0]
+        assert float(jnp.abs(plain[13:19] - alone2[8:]).max()) > 1e-3

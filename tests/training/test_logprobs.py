@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from align.model.scoring import streamed_token_logprobs
 from align.training.logprobs import (
     chunked_token_logprobs,
     sequence_logprob,
@@ -182,3 +183,42 @@ def test_chunked_rejects_bad_arguments():
         chunked_token_logprobs(hidden, unembed, targets, chunk_size=0)
     with pytest.raises(ValueError, match="unembed"):
         chunked_token_logprobs(hidden, unembed[:, :3], targets, chunk_size=2)
+
+
+@pytest.mark.parametrize("vocab_chunk", [1, 4, 11, 64])  # one entry, a ragged last block (11 = 2*4 + 3), one block
+@pytest.mark.parametrize("softcap", [None, 2.0])
+def test_streamed_equals_naive(vocab_chunk, softcap):
+    hidden, unembed, targets = _inputs(seed=1)
+    lp_ref, _ = _naive(hidden, unembed, targets, softcap, temperature=0.7)
+    logits = jnp.einsum("BTD,VD->BTV", hidden, unembed)
+    if softcap is not None:
+        logits = softcap * jnp.tanh(logits / softcap)
+    fn = jax.jit(
+        lambda h, w, t: streamed_token_logprobs(
+            h, w, t, vocab_chunk=vocab_chunk, final_softcap=softcap, temperature=0.7
+        )
+    )
+    lp, is_max = fn(hidden.reshape(B * T, D), unembed, targets.reshape(B * T))
+    np.testing.assert_allclose(lp, lp_ref.reshape(-1), rtol=1e-5, atol=1e-5)
+    want = jnp.argmax(logits, axis=-1).reshape(-1) == targets.reshape(-1)
+    assert is_max.tolist() == want.tolist()
+
+
+def test_streamed_counts_a_tied_maximum_as_most_likely_and_reads_no_full_logits():
+    d, v = 4, 1000
+    unembed = jnp.zeros((v, d)).at[7].set(1.0).at[900].set(1.0)  # entries 7 and 900 tie for the max
+    hidden = jnp.ones((3, d))
+    targets = jnp.array([7, 900, 8], jnp.int32)
+    lp, is_max = streamed_token_logprobs(hidden, unembed, targets, vocab_chunk=64)
+    assert is_max.tolist() == [True, True, False]
+    lse = math.log(2 * math.exp(4.0) + (v - 2))
+    np.testing.assert_allclose(lp, [4.0 - lse, 4.0 - lse, -lse], rtol=1e-6)
+    jaxpr = jax.make_jaxpr(lambda h, w: streamed_token_logprobs(h, w, targets, vocab_chunk=64))(hidden, unembed)
+    sizes = [math.prod(a.shape) for a in _all_avals(jaxpr.jaxpr) if hasattr(a, "shape")]
+    others = [s for s in sizes if s != v * d]  # all but the table itself
+    assert 3 * 64 <= max(others) < 3 * v / 4  # the [C, Vc] blocks were reached; no [C, V] logits exist
+
+
+def test_streamed_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="do not fit"):
+        streamed_token_logprobs(jnp.ones((3, 4)), jnp.ones((10, 4)), jnp.zeros((2,), jnp.int32))
