@@ -1,17 +1,20 @@
 """`JaxLM`: the align JAX decoder behind the `LanguageModel` interface.
 
-Scoring is one forward pass per batch of `batch_size` rows, T padded to a `score_bucket` length
-(steps of 8 up to 64, then four steps per octave), so `jit` compiles once per bucket and never
-per request. Only the positions that score a continuation token are unembedded: the host lists
-them first in `order_M`, the device gathers their hidden states into chunks of C tokens and a
-`lax.cond` skips every chunk past the last scored one. So padding and unscored context cost no
-[C, V] logits (V is 262k for Gemma 3), and [B, T, V] float32 logits never exist whole. Per
-scored token, in float32:
+Scoring lays requests out as `safety_evals.packing` plans: requests that start with the same
+tokens share one prefix tree (the context of a multiple-choice question read once for all its
+answers), and trees of up to `pack_tokens` tokens are packed several to a row, each its own
+segment, so short requests such as CrowS-Pairs sentences pay for almost no padding. A forward
+pass takes R <= `batch_size` rows of T tokens (a few shapes, so `jit` compiles once per shape and
+never per request). Only the distinct (position, target) entries that score a continuation token
+are unembedded: the device gathers their hidden states into tiles of up to TILE_ROWS entries and
+a `lax.cond` skips every tile past the last one. Each tile streams the
+vocabulary (`align.training.logprobs.streamed_token_logprobs`): no [C, V] logits block exists
+(V is 262k for Gemma 3). Per scored token, in float32:
 
     log p(t) = z_t - logsumexp(z)        is_greedy = z_t >= max(z)
 
-(z: the token's logits; no [C, V] log-softmax is materialised; an exact tie for the max counts as
-greedy, where HF's argmax would pick the lower id). Request encoding is
+(z: the token's logits; an exact tie for the max counts as greedy, where HF's argmax would pick
+the lower id). Request encoding is
 lm-evaluation-harness's (`lm.encode_request`), so numbers compare with HFLM / `HFTorchLM`.
 Generation goes through `align.sampling.generate` (KV cache, right-padded bucketed prompts).
 """
@@ -25,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from align.model.scoring import streamed_token_logprobs
+from safety_evals import packing
 from safety_evals.lm import (
     TokenScores,
     batched,
@@ -34,99 +39,75 @@ from safety_evals.lm import (
     truncate_at_stop,
 )
 
-LOGITS_BUDGET = 1 << 27  # bytes of float32 [C, V] logits per unembedding chunk (128 MiB: C = 128 for Gemma 3)
+PACK_TOKENS = 128  # row length that requests (or prefix trees) this short are packed into, several to a row
+TILE_ROWS = 256  # scored entries per unembedding tile (streamed over the vocabulary, see _score)
 
 
-def score_bucket(n: int, minimum: int = 8) -> int:
-    """Smallest length >= max(n, minimum) on the ladder 8, 16, ..., 64, 80, 96, 112, 128, 160, ...
-    (steps of 8, then a quarter of the power of two below): at most 8 tokens or 25% of a row is
-    rounding padding, against up to 50% with powers of two, for a few more compiled shapes."""
-    size = minimum
-    while size < n:
-        size += max(8, (1 << (size.bit_length() - 1)) // 4)
-    return size
+def tile_rows(E: int, limit: int | None = None) -> int:
+    """Largest divisor C of E with C <= limit (default TILE_ROWS, read at call time)."""
+    limit = TILE_ROWS if limit is None else limit
+    return next(C for C in range(min(E, limit), 0, -1) if E % C == 0)
 
 
-def chunk_size(B: int, T: int, V: int, budget: int | None = None) -> int:
-    """Largest divisor C of T with B*C*V float32 logits within `budget` (default LOGITS_BUDGET,
-    read at call time; at least 1)."""
-    budget = LOGITS_BUDGET if budget is None else budget
-    for C in range(T, 0, -1):
-        if T % C == 0 and B * C * V * 4 <= budget:
-            return C
-    return 1
+def entry_count(n: int, R: int, T: int) -> int:
+    """Static size E of the entry arrays: R*T (a pass scores at most one entry per token unless
+    windows of one tree end on the same position), else n rounded up to whole tiles."""
+    return R * T if n <= R * T else -(-n // TILE_ROWS) * TILE_ROWS
 
 
-def _score(graphdef, state, tokens_BT, lengths_B, targets_BT, order_M, n_scored):
-    """log p(target) and is-greedy [M] float32 / bool for the flat positions `order_M` (M = B*T,
-    row-major index b*T + t); only the first `n_scored` entries are computed, the rest are 0."""
+def tree_mask(segments_RT: jax.Array, branches_RT: jax.Array) -> jax.Array:
+    """[R, T, T] bool: same non-zero segment, key not after the query, and the key in the group's
+    shared prefix (branch 0) or in the query's own branch (packing.layout)."""
+    slots = jnp.arange(segments_RT.shape[1])
+    mask = segments_RT[:, :, None] == segments_RT[:, None, :]
+    mask &= segments_RT[:, None, :] != 0
+    mask &= slots[None, None, :] <= slots[None, :, None]
+    return mask & ((branches_RT[:, None, :] == 0) | (branches_RT[:, None, :] == branches_RT[:, :, None]))
+
+
+def _score(graphdef, state, tokens_RT, positions_RT, segments_RT, branches_RT, slots_E, targets_E, n_entries,
+           tree: bool):
+    """log p(target) and is-greedy [E] float32 / bool of the hidden state at each flat slot r*T + t;
+    only the first `n_entries` are computed, the rest are 0. `tree`: apply the prefix-tree mask."""
     model = nnx.merge(graphdef, state)
-    B, T = tokens_BT.shape
-    positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
-    segments = (positions < lengths_B[:, None]).astype(jnp.int32)  # 0 = padding, never attended
-    hidden_MD = model.hidden(tokens_BT, positions, segments).reshape(B * T, -1)[order_M]
-    M, V = B * T, model.config.vocab_size
-    C = chunk_size(1, M, V)
-    hidden_NCD = hidden_MD.reshape(M // C, C, -1)
-    targets_NC = targets_BT.reshape(M)[order_M].reshape(M // C, C)
-    starts_N = jnp.arange(M // C, dtype=jnp.int32) * C
+    R, T = tokens_RT.shape
+    mask = tree_mask(segments_RT, branches_RT) if tree else None
+    hidden = model.hidden(tokens_RT, positions_RT, segments_RT, attn_mask=mask).reshape(R * T, -1)
+    E = slots_E.shape[0]
+    C = tile_rows(E)
+    hidden_NCD = hidden[slots_E].reshape(E // C, C, -1)
+    targets_NC = targets_E.reshape(E // C, C)
+    starts_N = jnp.arange(E // C, dtype=jnp.int32) * C
+    unembed = model.unembed_matrix()
 
     def compute(h_CD, t_C):
-        z = model.logits(h_CD[None])[0]  # [C, V] float32 (soft-capped where the config says)
-        z_t = jnp.take_along_axis(z, t_C[:, None], axis=-1)[:, 0]
-        z_max = jnp.max(z, axis=-1)
-        lse = z_max + jnp.log(jnp.sum(jnp.exp(z - z_max[:, None]), axis=-1))
-        return z_t - lse, z_t >= z_max
+        return streamed_token_logprobs(h_CD, unembed, t_C, final_softcap=model.config.final_logit_softcap)
 
     def skip(h_CD, t_C):
         return jnp.zeros((C,), jnp.float32), jnp.zeros((C,), bool)
 
-    def chunk(args):
+    def tile(args):
         h_CD, t_C, start = args
-        return jax.lax.cond(start < n_scored, compute, skip, h_CD, t_C)
+        return jax.lax.cond(start < n_entries, compute, skip, h_CD, t_C)
 
-    picked, greedy = jax.lax.map(chunk, (hidden_NCD, targets_NC, starts_N))
-    return picked.reshape(M), greedy.reshape(M)
-
-
-_score_jit = jax.jit(_score, static_argnames=("graphdef",))
+    picked, greedy = jax.lax.map(tile, (hidden_NCD, targets_NC, starts_N))
+    return picked.reshape(E), greedy.reshape(E)
 
 
-def layout(rows: Sequence[tuple[Sequence[int], int, int]], B: int, T: int, pad: int):
-    """One scoring batch from rows of (window tokens, n scored, last continuation token).
-
-    Window position t predicts token t+1 of ctx+cont, and the final target is the last continuation
-    token (the one token the window itself leaves out); the last n positions are scored. Returns
-    tokens, targets [B, T] int32, lengths [B] int32 (filler rows: one pad token), order [B*T] int32
-    (flat scored positions b*T + t first, row by row in order, then all the others) and n_scored.
-    """
-    if len(rows) > B:
-        raise ValueError(f"layout: {len(rows)} rows for a batch of {B}")
-    tokens = np.full((B, T), pad, np.int32)
-    targets = np.full((B, T), pad, np.int32)
-    lengths = np.ones((B,), np.int32)
-    scored: list[int] = []
-    for b, (toks, n, last) in enumerate(rows):
-        L = len(toks)
-        if L > T:
-            raise ValueError(f"layout: row {b} has {L} tokens, more than T={T}")
-        lengths[b] = L
-        if L:
-            tokens[b, :L] = toks
-            targets[b, :L] = list(toks[1:]) + [last]
-        scored.extend(range(b * T + L - n, b * T + L))
-    is_scored = np.zeros(B * T, bool)
-    is_scored[scored] = True
-    order = np.concatenate([np.asarray(scored, np.int64), np.flatnonzero(~is_scored)]).astype(np.int32)
-    return tokens, targets, lengths, order, len(scored)
+_score_jit = jax.jit(_score, static_argnames=("graphdef", "tree"))
 
 
 class JaxLM:
     """Wraps an `align.model.Decoder` and an `align.data.Tokenizer`.
 
     Args:
+      batch_size: rows per forward pass (scoring and generation); a scoring row holds several
+        requests when they fit in `pack_tokens`.
       add_bos: prepend BOS when encoding (lm-eval does for every Gemma model).
       max_length: scoring context window (default: the model config's max_seq_len).
+      pack_tokens: row length that shorter requests are packed into (0: one request per row).
+      share_prefixes: score requests that start with the same tokens as one prefix tree
+        (`safety_evals.packing`); the log-probs are the same either way.
     """
 
     def __init__(
@@ -139,8 +120,11 @@ class JaxLM:
         add_bos: bool = True,
         max_length: int | None = None,
         cache_dtype=jnp.float32,
+        pack_tokens: int = PACK_TOKENS,
+        share_prefixes: bool = True,
     ):
         self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.pack_tokens, self.share_prefixes = pack_tokens, share_prefixes
         self.batch_size, self.add_bos = batch_size, add_bos
         self.max_length = max_length or int(model.config.max_seq_len)
         self.cache_dtype = cache_dtype
@@ -162,24 +146,40 @@ class JaxLM:
         )
 
     # ------------------------------------------------------------------ scoring
+    def plan(self, requests: Sequence[tuple[list[int], list[int]]]) -> list[packing.Batch]:
+        """The forward passes `loglikelihood_tokens(requests)` makes (benchmarks compile them first)."""
+        windows = [self.window(r)[0] for r in requests]
+        return packing.plan(windows, self.batch_size, self.pack_tokens, share=self.share_prefixes)
+
+    def window(self, request: tuple[list[int], list[int]]) -> packing.Window:
+        """(tokens the model reads, positions scored, last target) of one (context, continuation) ids."""
+        ctx, cont = request
+        toks, n = scoring_window(ctx, cont, self.max_length)
+        return toks, n, cont[-1] if n else self.tokenizer.pad_id
+
+    def score_batch(self, batch: packing.Batch, windows: Sequence[packing.Window]) -> list[TokenScores]:
+        """Scores of the requests of `batch`, in `batch.members()` order."""
+        lay = packing.layout(batch, windows, self.tokenizer.pad_id)
+        n = len(lay.entry_slots)
+        E = entry_count(n, batch.R, batch.T)
+        slots = np.zeros(E, np.int32)
+        targets = np.full(E, self.tokenizer.pad_id, np.int32)
+        slots[:n], targets[:n] = lay.entry_slots, lay.entry_targets
+        picked, greedy = jax.device_get(
+            _score_jit(self._graphdef, self._state, lay.tokens, lay.positions, lay.segments, lay.branches, slots,
+                       targets, np.int32(n), tree=lay.is_tree)
+        )
+        return [
+            TokenScores(tuple(float(picked[e]) for e in mine), bool(all(greedy[e] for e in mine)))
+            for mine in lay.request_entries
+        ]
+
     def loglikelihood_tokens(self, requests: Sequence[tuple[list[int], list[int]]]) -> list[TokenScores]:
-        windows = [scoring_window(c, k, self.max_length) for c, k in requests]
-        # longest first, as lm-eval sorts: a batch's rows have similar lengths, so little padding
-        order = sorted(range(len(windows)), key=lambda i: -len(windows[i][0]))
+        windows = [self.window(r) for r in requests]
         out: list[TokenScores | None] = [None] * len(windows)
-        B, pad = self.batch_size, self.tokenizer.pad_id
-        for chunk in batched(order, B):
-            rows = [(*windows[i], requests[i][1][-1] if windows[i][1] else pad) for i in chunk]
-            T = score_bucket(max(len(r[0]) for r in rows))
-            tokens, targets, lengths, order_M, n_scored = layout(rows, B, T, pad)
-            picked, greedy = jax.device_get(
-                _score_jit(self._graphdef, self._state, tokens, lengths, targets, order_M, np.int32(n_scored))
-            )
-            start = 0
-            for i, (_, n, _) in zip(chunk, rows):
-                span = slice(start, start + n)
-                out[i] = TokenScores(tuple(float(x) for x in picked[span]), bool(greedy[span].all()))
-                start += n
+        for batch in self.plan(requests):
+            for i, s in zip(batch.members(), self.score_batch(batch, windows)):
+                out[i] = s
         return out  # type: ignore[return-value]
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[TokenScores]:

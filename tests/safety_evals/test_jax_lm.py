@@ -51,13 +51,46 @@ def test_loglikelihood_matches_hf_reference(pair):
         assert g.is_greedy == w.is_greedy
 
 
-def test_scoring_compiles_once_per_length_bucket(pair):
+def test_scoring_compiles_once_per_pass_shape(pair):
     _, jlm = pair
-    jlm.loglikelihood([("", "The cat")])  # warm the 16-token bucket
+    jlm.loglikelihood([("", "The cat")])  # warm one row of the 8-token bucket
     before = jax_lm._score_jit._cache_size()
-    jlm.loglikelihood([("", "The dog ran.")])
-    jlm.loglikelihood([("Hello", " world"), ("", "the mat")] * 3)  # two batches, same bucket
+    jlm.loglikelihood([("", "The dog")])
+    jlm.loglikelihood([("", "yes")])
     assert jax_lm._score_jit._cache_size() == before
+
+
+# Several continuations of one context, an exact duplicate, and sentences that part after a few
+# words: prefix trees with positions past the tiny model's 8-token sliding window.
+TREE_REQUESTS = [
+    ("Hello world, the quick brown fox", " jumps over the lazy dog"),
+    ("Hello world, the quick brown fox", " sleeps"),
+    ("Hello world, the quick brown fox", " sleeps"),
+    ("Hello world, the quick brown fox", " is quick and brown and very far away from here"),
+    ("", "The cat sat on the mat and looked at the dog."),
+    ("", "The cat sat on the mat and looked at the bird."),
+    ("", "The man sat."),
+    ("Is the response supported?", " no"),
+]
+
+
+def test_prefix_trees_and_packing_score_as_each_request_alone(pair):
+    ref, jlm = pair
+    want = ref.loglikelihood(TREE_REQUESTS)
+    plans = jlm.plan([jlm.encode_request(c, k) for c, k in TREE_REQUESTS])
+    assert any(g.prefix and len(g.members) > 1 for b in plans for row in b.rows for g in row)
+    assert any(len(row) > 1 for b in plans for row in b.rows)  # packed
+    got = jlm.loglikelihood(TREE_REQUESTS)
+    jlm.share_prefixes, jlm.pack_tokens = False, 0  # one request per row, no tree
+    try:
+        alone = jlm.loglikelihood(TREE_REQUESTS)
+    finally:
+        jlm.share_prefixes, jlm.pack_tokens = True, jax_lm.PACK_TOKENS
+    for w, g, a in zip(want, got, alone):
+        assert g.n_tokens == w.n_tokens == a.n_tokens
+        assert g.logprobs == pytest.approx(w.logprobs, abs=2e-4)
+        assert g.logprobs == pytest.approx(a.logprobs, abs=1e-5)
+        assert g.is_greedy == w.is_greedy == a.is_greedy
 
 
 def test_greedy_generation_matches_hf_reference(pair):
@@ -109,42 +142,19 @@ def test_align_eval_end_to_end_through_align_load(pair, tmp_path):
     assert ll == pytest.approx(list(crows_pairs.score_pairs(pair[1], pairs)[0]), abs=1e-5)
 
 
-def test_logit_chunks_divide_t_and_respect_the_budget():
-    assert jax_lm.chunk_size(8, 512, 262144) == 16  # 8 * 16 * 262144 * 4 B = 128 MiB
-    assert jax_lm.chunk_size(1, 16 * 24, 262144) == 128  # flat scoring tokens of a [16, 24] batch
-    assert jax_lm.chunk_size(1, 200, 262144) == 100  # the largest divisor within the budget
-    assert jax_lm.chunk_size(2, 16, 320) == 16
-    assert jax_lm.chunk_size(64, 32, 262144, budget=1) == 1
-    for B, T, V in [(4, 256, 1000), (32, 1024, 262144), (1, 16 * 40, 262144)]:
-        C = jax_lm.chunk_size(B, T, V)
-        assert T % C == 0 and (B * C * V * 4 <= jax_lm.LOGITS_BUDGET or C == 1)
+def test_tiles_divide_the_entries_and_cover_one_per_token():
+    assert jax_lm.tile_rows(2048) == 256 and jax_lm.tile_rows(24) == 24 and jax_lm.tile_rows(200) == 200
+    assert jax_lm.tile_rows(1000, limit=256) == 250
+    assert jax_lm.entry_count(100, 4, 128) == 512  # one entry per token fits: E = R*T
+    assert jax_lm.entry_count(600, 4, 128) == 768  # more entries than tokens: whole tiles
 
 
-def test_score_buckets_step_by_eight_then_by_quarter_octaves():
-    got = [jax_lm.score_bucket(n) for n in (1, 8, 9, 17, 33, 64, 65, 81, 129, 300)]
-    assert got == [8, 8, 16, 24, 40, 64, 80, 96, 160, 320]
-
-
-def test_layout_lists_scored_positions_first_row_by_row():
-    # row 0: window [2, 5, 6] scores its last 2 positions (targets 6 and the last cont token 7);
-    # row 1: window [2, 9] scores 1; row 2 is filler
-    tokens, targets, lengths, order, n = jax_lm.layout([([2, 5, 6], 2, 7), ([2, 9], 1, 4)], 3, 4, 0)
-    assert tokens.tolist() == [[2, 5, 6, 0], [2, 9, 0, 0], [0, 0, 0, 0]]
-    assert targets.tolist() == [[5, 6, 7, 0], [9, 4, 0, 0], [0, 0, 0, 0]]
-    assert lengths.tolist() == [3, 2, 1]
-    assert n == 3 and order[:3].tolist() == [1, 2, 5]
-    assert sorted(order.tolist()) == list(range(12))
-    with pytest.raises(ValueError, match="row 0 has 3 tokens"):
-        jax_lm.layout([([2, 5, 6], 1, 7)], 1, 2, 0)
-
-
-def test_small_chunks_skip_unscored_tail_and_match_reference(pair, monkeypatch):
-    """Chunks of 4 tokens: several chunks per batch, the unscored tail skipped by lax.cond."""
+def test_small_tiles_skip_the_unscored_tail_and_match_reference(pair, monkeypatch):
+    """Tiles of 4 entries: several tiles per pass, the tail past the last entry skipped by lax.cond."""
     ref, jlm = pair
-    V = jlm.model.config.vocab_size
-    monkeypatch.setattr(jax_lm, "LOGITS_BUDGET", 4 * V * 4)
-    monkeypatch.setattr(jax_lm, "_score_jit", jax.jit(jax_lm._score, static_argnames=("graphdef",)))
-    want, got = ref.loglikelihood(REQUESTS), jlm.loglikelihood(REQUESTS)
+    monkeypatch.setattr(jax_lm, "TILE_ROWS", 4)
+    monkeypatch.setattr(jax_lm, "_score_jit", jax.jit(jax_lm._score, static_argnames=("graphdef", "tree")))
+    want, got = ref.loglikelihood(REQUESTS + TREE_REQUESTS), jlm.loglikelihood(REQUESTS + TREE_REQUESTS)
     for w, g in zip(want, got):
         assert g.logprobs == pytest.approx(w.logprobs, abs=2e-4)
         assert g.is_greedy == w.is_greedy
