@@ -4,11 +4,15 @@
     .venv/bin/python benchmarks/eval_throughput.py --limit 200 0    # 0 = all pairs (1508)
 
 Both backends score every sentence as `safety_evals.crows_pairs` does (empty context, so BOS
-conditions the first word) with the same `--batch-size`, sentences sorted longest first as
-lm-eval sorts; torch runs with one thread per CPU. Timing is interleaved so that a shared, busy
-machine slows both alike: the sorted requests are cut into slices of `--slice` batches and each
-slice is scored by both backends back to back, alternating which goes first. Before timing, JAX
-compiles every length bucket the data needs (reported as `compile`), and torch scores one batch.
+conditions the first word) and lay out each call their own way: torch sorts the sentences
+longest first as lm-eval does; JAX packs them into rows of `JaxLM.pack_tokens` (128) tokens and
+scores sentences that start alike as prefix trees (`safety_evals.packing`). Torch runs with one
+thread per CPU. `--batch-size` is rows per forward pass on both sides (a torch row is one
+sentence; `--torch-batch-size` sets torch's alone). Timing is interleaved so that a shared, busy
+machine slows both alike: the requests are cut into slices of `--slice` sentences in data order
+(a pair's two sentences side by side, as `align eval` passes them) and each slice is scored by
+both backends back to back, alternating which goes first. Before timing, JAX compiles every pass
+shape the slices need (reported as `compile`), and torch scores one batch.
 Prints one row per case: pairs/s of each, their ratio, both pct_stereotype values, the largest
 per-sentence |ll_jax - ll_torch| and the pairs the two decide differently. No pass/fail. `--json`
 keeps the rows with both sides' lls (`backends`: "jax", "hf"), which
@@ -25,25 +29,21 @@ import time
 import numpy as np
 
 
-def _sorted_requests(lm, pairs):
-    """[2N] (ctx ids, cont ids), longest window first, and the sentence index of each."""
-    sents = [s for p in pairs for s in (p.sent_more, p.sent_less)]
-    reqs = [lm.encode_request("", s) for s in sents]
-    order = sorted(range(len(reqs)), key=lambda i: -(len(reqs[i][0]) + len(reqs[i][1])))
-    return [reqs[i] for i in order], np.array(order)
+def _requests(lm, pairs):
+    """[2N] (ctx ids, cont ids) in data order: (sent_more, sent_less) of each pair, as the suite asks."""
+    return [lm.encode_request("", s) for p in pairs for s in (p.sent_more, p.sent_less)]
 
 
-def _warm_jax(jlm, reqs) -> float:
-    """Compile the scoring function for every (batch, bucket) shape `reqs` will use; seconds."""
-    from safety_evals.jax_lm import score_bucket
-
-    B = jlm.batch_size
-    firsts = {}  # bucket -> the longest request of the first batch that needs it
-    for start in range(0, len(reqs), B):
-        firsts.setdefault(score_bucket(len(reqs[start][0]) + len(reqs[start][1]) - 1), reqs[start])
+def _warm_jax(jlm, reqs, slice_size: int) -> float:
+    """Compile the scoring function for every (rows, length) shape the timed slices will use; seconds."""
+    firsts = {}  # (R, T) -> (the slice's windows, its first batch of that shape)
+    for start in range(0, len(reqs), slice_size):
+        part = reqs[start : start + slice_size]
+        for batch in jlm.plan(part):
+            firsts.setdefault((batch.R, batch.T), (part, batch))
     t0 = time.perf_counter()
-    for r in firsts.values():
-        jlm.loglikelihood_tokens([r])
+    for part, batch in firsts.values():
+        jlm.score_batch(batch, [jlm.window(r) for r in part])
     return time.perf_counter() - t0
 
 
@@ -62,25 +62,24 @@ def interleaved(backends: dict, reqs, slice_size: int) -> tuple[dict, dict]:
     return seconds, {n: np.array(v) for n, v in totals.items()}
 
 
-def run_case(jlm, hf, limit: int | None, slice_batches: int) -> dict:
+def run_case(jlm, hf, limit: int | None, slice_size: int) -> dict:
     """One comparison row; `backends` holds each side's ll_more / ll_less in data order."""
     from safety_evals import crows_pairs
 
     pairs, _ = crows_pairs.load(limit=limit)
-    reqs, order = _sorted_requests(jlm, pairs)
+    reqs = _requests(jlm, pairs)
     probe = [s for p in pairs[:4] for s in (p.sent_more, p.sent_less)]
     if [hf.encode_request("", s) for s in probe] != [jlm.encode_request("", s) for s in probe]:
         raise RuntimeError("the two backends tokenize differently; the comparison would be meaningless")
-    compile_s = _warm_jax(jlm, reqs)
+    compile_s = _warm_jax(jlm, reqs, slice_size)
     hf.loglikelihood_tokens(reqs[: hf.batch_size])
     load0 = os.getloadavg()[0]
-    seconds, totals = interleaved({"jax": jlm, "hf": hf}, reqs, slice_batches * jlm.batch_size)
+    seconds, totals = interleaved({"jax": jlm, "hf": hf}, reqs, slice_size)
     row = {"pairs": len(pairs), "tokens": sum(len(c) + len(k) - 1 for c, k in reqs), "compile_s": compile_s}
     row["loadavg"] = (load0 + os.getloadavg()[0]) / 2
     lls = {}
     for name in ("jax", "hf"):
-        ll = np.empty(len(reqs))
-        ll[order] = totals[name]  # back to sentence order: (more, less) per pair
+        ll = totals[name]  # sentence order: (more, less) per pair
         lls[name] = ll
         m = crows_pairs.metrics(pairs, ll[0::2], ll[1::2])
         row[name] = {
@@ -101,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="gemma3-270m", help="align.load spec; torch loads its HF dir")
     p.add_argument("--limit", type=int, nargs="+", default=[200], help="pairs per case; 0 = all")
-    p.add_argument("--batch-size", type=int, default=16, help="sentences per forward pass, both backends")
-    p.add_argument("--slice", type=int, default=4, help="batches per interleaved timing slice")
+    p.add_argument("--batch-size", type=int, default=16, help="rows per forward pass, both backends")
+    p.add_argument("--torch-batch-size", type=int, default=None, help="torch rows per pass (default: --batch-size)")
+    p.add_argument("--slice", type=int, default=256, help="sentences per interleaved timing slice")
     p.add_argument("--json", default=None, help="also write the rows (with per-sentence ll) here")
     args = p.parse_args(argv)
 
@@ -116,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(os.cpu_count() or 1)
     loaded = align.load(args.model)
     jlm = JaxLM.from_loaded(loaded, name=args.model, batch_size=args.batch_size)
-    hf = HFTorchLM(loaded.source, batch_size=args.batch_size)
+    hf = HFTorchLM(loaded.source, batch_size=args.torch_batch_size or args.batch_size)
     print(
         f"cpus {os.cpu_count()} | jax {jax.__version__} {jax.devices()[0].platform} | "
-        f"torch {torch.__version__} threads {torch.get_num_threads()} | batch {args.batch_size} | "
+        f"torch {torch.__version__} threads {torch.get_num_threads()} | batch {args.batch_size} (torch {hf.batch_size}) | "
         f"model {loaded.source}"
     )
     head = ("pairs", "tokens", "jax p/s", "torch p/s", "jax/torch", "jax s", "torch s", "compile", "pct jax",
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(r)
         if args.json:  # after every case, so a long run that dies keeps the cases it finished
             with open(args.json, "w") as f:
-                json.dump({"model": loaded.source, "batch_size": args.batch_size, "rows": rows}, f)
+                json.dump({"model": loaded.source, "batch_size": args.batch_size, "torch_batch_size": hf.batch_size, "rows": rows}, f)
     return 0
 
 
