@@ -2,8 +2,9 @@
 
 Suites (one module each, `run(lm, ...) -> SuiteResult`): `factuality` (TruthfulQA), `attribution`
 (AIS on BEGIN), `hedging` (SelfAware), `stereoset`, `crows_pairs`, `bbq`, `toxicity`.
-Models: `jax_lm.JaxLM` (align decoder), `hf_lm.HFTorchLM` (transformers reference); both are
-imported from their modules so that importing this package pulls in neither JAX nor torch.
+Models: `jax_lm.JaxLM` (align decoder; `packing` lays its scoring requests out as packed rows of
+prefix trees), `hf_lm.HFTorchLM` (transformers reference); both are imported from their modules
+so that importing this package pulls in neither JAX nor torch.
 Results: `results` (the document of docs/results_schema.md), `bootstrap` (95% CIs).
 CLI: `align eval` (`safety_evals.cli`).
 """

@@ -6,16 +6,16 @@ answers), and trees of up to `pack_tokens` tokens are packed several to a row, e
 segment, so short requests such as CrowS-Pairs sentences pay for almost no padding. A forward
 pass takes R <= `batch_size` rows of T tokens (a few shapes, so `jit` compiles once per shape and
 never per request). Only the distinct (position, target) entries that score a continuation token
-are unembedded: the device gathers their hidden states into tiles of up to TILE_ROWS entries and
-a `lax.cond` skips every tile past the last one. Each tile streams the
-vocabulary (`align.training.logprobs.streamed_token_logprobs`): no [C, V] logits block exists
-(V is 262k for Gemma 3). Per scored token, in float32:
+are unembedded: the device gathers their hidden states into tiles of up to TILE_ROWS entries, a
+`lax.cond` skips every tile past the last one, and each tile streams the vocabulary
+(`align.model.scoring.streamed_token_logprobs`), so no [C, V] logits block exists (V is 262k for
+Gemma 3). Per scored token, in float32:
 
     log p(t) = z_t - logsumexp(z)        is_greedy = z_t >= max(z)
 
 (z: the token's logits; an exact tie for the max counts as greedy, where HF's argmax would pick
-the lower id). Request encoding is
-lm-evaluation-harness's (`lm.encode_request`), so numbers compare with HFLM / `HFTorchLM`.
+the lower id). Request encoding is lm-evaluation-harness's (`lm.encode_request`), so numbers
+compare with HFLM / `HFTorchLM`.
 Generation goes through `align.sampling.generate` (KV cache, right-padded bucketed prompts).
 """
 
@@ -50,8 +50,8 @@ def tile_rows(E: int, limit: int | None = None) -> int:
 
 
 def entry_count(n: int, R: int, T: int) -> int:
-    """Static size E of the entry arrays: R*T (a pass scores at most one entry per token unless
-    windows of one tree end on the same position), else n rounded up to whole tiles."""
+    """Static size E of the entry arrays: R*T (at most one entry per token, unless members of a tree
+    score one prefix position for different targets), else n rounded up to whole tiles."""
     return R * T if n <= R * T else -(-n // TILE_ROWS) * TILE_ROWS
 
 
