@@ -35,15 +35,20 @@ def _requests(lm, pairs):
 
 
 def _warm_jax(jlm, reqs, slice_size: int) -> float:
-    """Compile the scoring function for every (rows, length) shape the timed slices will use; seconds."""
-    firsts = {}  # (R, T) -> (the slice's windows, its first batch of that shape)
+    """Compile the scoring function for every pass shape the timed slices will use; seconds."""
+    from safety_evals import packing
+    from safety_evals.jax_lm import entry_count
+
+    firsts = {}  # (R, T, tree, E): the jit's shape key -> (the slice's windows, its first batch of that shape)
     for start in range(0, len(reqs), slice_size):
-        part = reqs[start : start + slice_size]
-        for batch in jlm.plan(part):
-            firsts.setdefault((batch.R, batch.T), (part, batch))
+        windows = [jlm.window(r) for r in reqs[start : start + slice_size]]
+        for batch in jlm.plan(reqs[start : start + slice_size]):
+            lay = packing.layout(batch, windows, jlm.tokenizer.pad_id)
+            key = (batch.R, batch.T, lay.is_tree, entry_count(len(lay.entry_slots), batch.R, batch.T))
+            firsts.setdefault(key, (windows, batch))
     t0 = time.perf_counter()
-    for part, batch in firsts.values():
-        jlm.score_batch(batch, [jlm.window(r) for r in part])
+    for windows, batch in firsts.values():
+        jlm.score_batch(batch, windows)
     return time.perf_counter() - t0
 
 
