@@ -158,3 +158,23 @@ def test_small_tiles_skip_the_unscored_tail_and_match_reference(pair, monkeypatc
     for w, g in zip(want, got):
         assert g.logprobs == pytest.approx(w.logprobs, abs=2e-4)
         assert g.is_greedy == w.is_greedy
+
+
+def test_benchmark_warm_up_compiles_every_pass_shape_its_slices_use(pair, monkeypatch):
+    from tests.scripts import load_script
+
+    bench = load_script("benchmarks/eval_throughput.py")
+    _, jlm = pair
+    monkeypatch.setattr(jax_lm, "_score_jit", jax.jit(jax_lm._score, static_argnames=("graphdef", "tree")))
+    # slices of 2: two packed sentences, then a prefix tree, both one row of 24 tokens: the same
+    # (rows, length) but another jit shape (the tree flag)
+    texts = [("", "The cat sat on the mat."), ("", "A dog ran far away."),
+             ("Hello there", " my friend"), ("Hello there", " old chap")]
+    reqs = [jlm.encode_request(c, k) for c, k in texts]
+    shapes = [(b.R, b.T) for s in (0, 2) for b in jlm.plan(reqs[s : s + 2])]
+    assert shapes == [(1, 24), (1, 24)]
+    bench._warm_jax(jlm, reqs, 2)
+    before = jax_lm._score_jit._cache_size()
+    for start in range(0, len(reqs), 2):
+        jlm.loglikelihood_tokens(reqs[start : start + 2])
+    assert jax_lm._score_jit._cache_size() == before
