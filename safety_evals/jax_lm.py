@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from align.model.attention import attention_mask
 from align.model.scoring import streamed_token_logprobs
 from safety_evals import packing
 from safety_evals.lm import (
@@ -58,10 +59,10 @@ def entry_count(n: int, R: int, T: int) -> int:
 def tree_mask(segments_RT: jax.Array, branches_RT: jax.Array) -> jax.Array:
     """[R, T, T] bool: same non-zero segment, key not after the query, and the key in the group's
     shared prefix (branch 0) or in the query's own branch (packing.layout)."""
-    slots = jnp.arange(segments_RT.shape[1])
-    mask = segments_RT[:, :, None] == segments_RT[:, None, :]
-    mask &= segments_RT[:, None, :] != 0
-    mask &= slots[None, None, :] <= slots[None, :, None]
+    # the decoder's own causal + segment rule; without a window positions do not enter it (the
+    # decoder applies the sliding window by position on top of this mask)
+    no_pos = jnp.zeros_like(segments_RT)
+    mask = attention_mask(jnp.arange(segments_RT.shape[1]), no_pos, segments_RT, no_pos, segments_RT, window=None)
     return mask & ((branches_RT[:, None, :] == 0) | (branches_RT[:, None, :] == branches_RT[:, :, None]))
 
 
@@ -148,8 +149,10 @@ class JaxLM:
     # ------------------------------------------------------------------ scoring
     def plan(self, requests: Sequence[tuple[list[int], list[int]]]) -> list[packing.Batch]:
         """The forward passes `loglikelihood_tokens(requests)` makes (benchmarks compile them first)."""
-        windows = [self.window(r)[0] for r in requests]
-        return packing.plan(windows, self.batch_size, self.pack_tokens, share=self.share_prefixes)
+        return self._plan([self.window(r) for r in requests])
+
+    def _plan(self, windows: Sequence[packing.Window]) -> list[packing.Batch]:
+        return packing.plan([w for w, _, _ in windows], self.batch_size, self.pack_tokens, share=self.share_prefixes)
 
     def window(self, request: tuple[list[int], list[int]]) -> packing.Window:
         """(tokens the model reads, positions scored, last target) of one (context, continuation) ids."""
@@ -177,7 +180,7 @@ class JaxLM:
     def loglikelihood_tokens(self, requests: Sequence[tuple[list[int], list[int]]]) -> list[TokenScores]:
         windows = [self.window(r) for r in requests]
         out: list[TokenScores | None] = [None] * len(windows)
-        for batch in self.plan(requests):
+        for batch in self._plan(windows):
             for i, s in zip(batch.members(), self.score_batch(batch, windows)):
                 out[i] = s
         return out  # type: ignore[return-value]

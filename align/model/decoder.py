@@ -11,7 +11,7 @@ from align.model import axes as ax
 from align.model.attention import Attention
 from align.model.cache import Cache
 from align.model.config import ModelConfig
-from align.model.layers import MLP, Embedder, Projections, RMSNorm, dense, param
+from align.model.layers import MLP, Embedder, Projections, RMSNorm, dense, param, softcap
 
 
 @flax.struct.dataclass
@@ -91,9 +91,7 @@ class Decoder(nnx.Module):
         return self._softcap(dense("BD,VD->BV", hidden, table))
 
     def _softcap(self, logits: jax.Array) -> jax.Array:
-        logits = logits.astype(jnp.float32)
-        cap = self.config.final_logit_softcap
-        return logits if cap is None else jnp.tanh(logits / cap) * cap
+        return softcap(logits.astype(jnp.float32), self.config.final_logit_softcap)
 
     def for_decoding(self) -> Decoder:
         """A copy whose projection weights are stored [*out, *in] (layers.Projections.to_out_first).

@@ -95,6 +95,11 @@ class Projections:
         self.out_first = True
 
 
+def softcap(x: jax.Array, cap: float | None) -> jax.Array:
+    """Gemma-style soft-capping `cap * tanh(x / cap)`; identity when `cap` is None."""
+    return x if cap is None else cap * jnp.tanh(x / cap)
+
+
 def param(rngs: nnx.Rngs, shape, names, dtype, scale: float | None = None) -> nnx.Param:
     """A normal(0, scale) parameter tagged with logical axis `names` (scale defaults to fan-in**-0.5)."""
     std = shape[0] ** -0.5 if scale is None else scale

@@ -8,6 +8,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from align.model.layers import softcap
+
 
 def streamed_token_logprobs(
     hidden: jax.Array,
@@ -55,9 +57,7 @@ def streamed_token_logprobs(
     def block(carry, table_KD, start):
         m, s, z_t = carry
         z = jnp.einsum("CD,KD->CK", hidden, table_KD, preferred_element_type=jnp.float32)
-        if final_softcap is not None:
-            z = final_softcap * jnp.tanh(z / final_softcap)
-        z = z / temperature  # [C, Vc]
+        z = softcap(z, final_softcap) / temperature  # [C, Vc]
         m_new = jnp.maximum(m, jnp.max(z, axis=-1))
         s = s * jnp.exp(m - m_new) + jnp.sum(jnp.exp(z - m_new[:, None]), axis=-1)
         local = targets - start

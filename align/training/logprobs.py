@@ -14,12 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-
-def _softcap(logits: jax.Array, cap: float | None) -> jax.Array:
-    """Gemma-style final soft-capping `cap * tanh(z / cap)`; identity when `cap` is None."""
-    if cap is None:
-        return logits
-    return cap * jnp.tanh(logits / cap)
+from align.model.layers import softcap
 
 
 def token_logprobs(logits: jax.Array, targets: jax.Array, *, temperature: float = 1.0) -> jax.Array:
@@ -107,7 +102,7 @@ def _chunk_stats(
 ) -> tuple[jax.Array, jax.Array | None]:
     """Log-prob of the target (and entropy if asked) for one chunk of tokens: [C, D] -> [C]."""
     z = tile_logits(hidden, unembed.astype(hidden.dtype))
-    z = _softcap(z, final_softcap) / temperature  # [C, V]
+    z = softcap(z, final_softcap) / temperature  # [C, V]
     lse = jax.nn.logsumexp(z, axis=-1)  # [C]
     target_logit = jnp.take_along_axis(z, targets[:, None], axis=-1)[:, 0]
     if not with_entropy:
