@@ -57,6 +57,9 @@ def _keep_indices(shape, rows_idx) -> jax.Array:
 def _filter(logprobs: jax.Array, config: SamplingConfig) -> jax.Array:
     """Drop tokens outside top-k, then outside the top-p nucleus of what is left (HF's order).
 
+    `logprobs` [B, V] may be any per-row shift of the log-probs (the scaled logits): only their
+    order and softmax are used.
+
     Masks are built from indices, never by comparing values against a threshold: XLA may recompute
     log_softmax in two fusions that differ in the last bit, and `x < max(x)` then drops the maximum.
     """
@@ -90,9 +93,19 @@ def argmax_vocab_major(x: jax.Array) -> jax.Array:
     return first * C + inside
 
 
+def _logsumexp(x: jax.Array, axis: int) -> jax.Array:
+    """log sum exp(x) over `axis`, stabilised by the max (x finite)."""
+    m = jnp.max(x, axis=axis)
+    return m + jnp.log(jnp.sum(jnp.exp(x - jnp.expand_dims(m, axis)), axis=axis))
+
+
 def sample_next(logits: jax.Array, rng: jax.Array, config: SamplingConfig, *,
                 vocab_major: bool = False) -> tuple[jax.Array, jax.Array]:
     """logits [B, V] ([V, B] if vocab_major) -> (token [B], its log-prob under softmax(logits / T) [B]).
+
+    The log-prob is logit[token] / T - logsumexp(logits / T): the full [B, V] log-softmax is never
+    written out (gemma3-270m, 32 rows on a 2-core EPYC: 21.6 -> 3.1 ms a step for greedy, the same
+    tokens; README). Filters and argmax read the scaled logits, which order tokens as the log-probs do.
 
     vocab_major takes the logits as Decoder.next_token_logits gives them for CPU decoding. Its
     Gumbel noise has the [V, B] shape, so one rng draws other tokens than in the [B, V] layout
@@ -100,13 +113,16 @@ def sample_next(logits: jax.Array, rng: jax.Array, config: SamplingConfig, *,
     """
     axis = 0 if vocab_major else 1
     argmax = argmax_vocab_major if vocab_major else functools.partial(jnp.argmax, axis=1)
-    logprobs = scaled_logprobs(logits, config, axis=axis)
+    scaled = logits.astype(jnp.float32)
+    if not config.greedy:
+        scaled = scaled / config.temperature
     if config.greedy:
-        token = argmax(logprobs)
+        token = argmax(scaled)
     else:
-        # Gumbel-max: argmax(log p + Gumbel noise) is a draw from p.
-        noise = jax.random.gumbel(rng, logprobs.shape, jnp.float32)
-        filtered = _filter(logprobs.T, config).T if vocab_major else _filter(logprobs, config)
+        # Gumbel-max: argmax(log p + Gumbel noise) is a draw from p (log p and the logits differ by a constant).
+        noise = jax.random.gumbel(rng, scaled.shape, jnp.float32)
+        filtered = _filter(scaled.T, config).T if vocab_major else _filter(scaled, config)
         token = argmax(filtered + noise)
     token = token.astype(jnp.int32)
-    return token, jnp.take_along_axis(logprobs, jnp.expand_dims(token, axis), axis=axis).squeeze(axis)
+    picked = jnp.take_along_axis(scaled, jnp.expand_dims(token, axis), axis=axis).squeeze(axis)
+    return token, picked - _logsumexp(scaled, axis)

@@ -126,6 +126,22 @@ def test_vocab_major_sampling_matches_distribution():
     np.testing.assert_allclose(lp, jax.nn.log_softmax(logits[:, 0] / 2.0)[tok], rtol=1e-6)
 
 
+@pytest.mark.parametrize("vocab_major", [False, True])
+@pytest.mark.parametrize("cfg", [SamplingConfig(), SamplingConfig(temperature=0.7, top_k=5),
+                                 SamplingConfig(temperature=1.5, top_p=0.9)])
+def test_sampled_logprob_is_the_unfiltered_log_softmax_of_the_token(cfg, vocab_major):
+    # the log-prob is formed as logit / T - logsumexp(logits / T), never from a materialised log-softmax
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(3, 1000)).astype(np.float32) * 4)  # [B, V]
+    x = logits.T if vocab_major else logits
+    tok, lp = sample_next(x, jax.random.PRNGKey(1), cfg, vocab_major=vocab_major)
+    ref = jax.nn.log_softmax(logits / (cfg.temperature or 1.0), axis=-1)
+    np.testing.assert_allclose(lp, ref[jnp.arange(3), tok], rtol=1e-5, atol=1e-5)
+    if cfg.greedy:
+        np.testing.assert_array_equal(tok, jnp.argmax(logits, axis=-1))
+    if cfg.top_k:
+        assert all(int(t) in set(np.argsort(-np.asarray(logits[i]))[:cfg.top_k]) for i, t in enumerate(tok))
+
+
 @pytest.mark.parametrize("lora", [False, True])
 def test_cpu_layout_decodes_the_same_tokens(model, lora):
     tokens, lengths = _prompts()
