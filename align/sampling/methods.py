@@ -114,12 +114,11 @@ def sample_next(logits: jax.Array, rng: jax.Array, config: SamplingConfig, *,
     axis = 0 if vocab_major else 1
     argmax = argmax_vocab_major if vocab_major else functools.partial(jnp.argmax, axis=1)
     scaled = logits.astype(jnp.float32)
-    if not config.greedy:
-        scaled = scaled / config.temperature
     if config.greedy:
         token = argmax(scaled)
     else:
-        # Gumbel-max: argmax(log p + Gumbel noise) is a draw from p (log p and the logits differ by a constant).
+        scaled = scaled / config.temperature
+        # Gumbel-max: argmax(log p + Gumbel noise) is a draw from p (log p = scaled logits + a constant).
         noise = jax.random.gumbel(rng, scaled.shape, jnp.float32)
         filtered = _filter(scaled.T, config).T if vocab_major else _filter(scaled, config)
         token = argmax(filtered + noise)
