@@ -36,12 +36,15 @@ class SamplingConfig:
         return self.temperature == 0.0
 
 
+def _scaled(logits: jax.Array, config: SamplingConfig) -> jax.Array:
+    """logits / temperature in float32 (unscaled when greedy): the log-probs up to a per-row constant."""
+    logits = logits.astype(jnp.float32)
+    return logits if config.greedy else logits / config.temperature
+
+
 def scaled_logprobs(logits: jax.Array, config: SamplingConfig, axis: int = -1) -> jax.Array:
     """log softmax(logits / temperature) over the vocab `axis`, float32: the log-probs RL uses."""
-    logits = logits.astype(jnp.float32)
-    if not config.greedy:
-        logits = logits / config.temperature
-    return jax.nn.log_softmax(logits, axis=axis)
+    return jax.nn.log_softmax(_scaled(logits, config), axis=axis)
 
 
 # Filtered-out tokens get a large finite negative rather than -inf, so noise added to them stays finite.
@@ -93,12 +96,6 @@ def argmax_vocab_major(x: jax.Array) -> jax.Array:
     return first * C + inside
 
 
-def _logsumexp(x: jax.Array, axis: int) -> jax.Array:
-    """log sum exp(x) over `axis`, stabilised by the max (x finite)."""
-    m = jnp.max(x, axis=axis)
-    return m + jnp.log(jnp.sum(jnp.exp(x - jnp.expand_dims(m, axis)), axis=axis))
-
-
 def sample_next(logits: jax.Array, rng: jax.Array, config: SamplingConfig, *,
                 vocab_major: bool = False) -> tuple[jax.Array, jax.Array]:
     """logits [B, V] ([V, B] if vocab_major) -> (token [B], its log-prob under softmax(logits / T) [B]).
@@ -113,15 +110,14 @@ def sample_next(logits: jax.Array, rng: jax.Array, config: SamplingConfig, *,
     """
     axis = 0 if vocab_major else 1
     argmax = argmax_vocab_major if vocab_major else functools.partial(jnp.argmax, axis=1)
-    scaled = logits.astype(jnp.float32)
+    scaled = _scaled(logits, config)
     if config.greedy:
         token = argmax(scaled)
     else:
-        scaled = scaled / config.temperature
         # Gumbel-max: argmax(log p + Gumbel noise) is a draw from p (log p = scaled logits + a constant).
         noise = jax.random.gumbel(rng, scaled.shape, jnp.float32)
         filtered = _filter(scaled.T, config).T if vocab_major else _filter(scaled, config)
         token = argmax(filtered + noise)
     token = token.astype(jnp.int32)
     picked = jnp.take_along_axis(scaled, jnp.expand_dims(token, axis), axis=axis).squeeze(axis)
-    return token, picked - _logsumexp(scaled, axis)
+    return token, picked - jax.nn.logsumexp(scaled, axis=axis)
