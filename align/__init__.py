@@ -8,7 +8,8 @@ from align.host_memory import keep_host_memory
 from align.xla_flags import apply_cpu_defaults
 
 apply_cpu_defaults()  # before anything creates a JAX backend: see align/xla_flags.py
-keep_host_memory()  # only with ALIGN_KEEP_HOST_MEMORY=1, before XLA's threads allocate: see align/host_memory.py
+# only with ALIGN_KEEP_HOST_MEMORY=1, before XLA's threads allocate: see align/host_memory.py
+keep_host_memory()
 
 from align.hub import Loaded, ModelNotFound, load  # noqa: E402
 

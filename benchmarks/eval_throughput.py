@@ -39,7 +39,8 @@ def _warm_jax(jlm, reqs, slice_size: int) -> float:
     from safety_evals import packing
     from safety_evals.jax_lm import entry_count
 
-    firsts = {}  # (R, T, tree, E): the jit's shape key -> (the slice's windows, its first batch of that shape)
+    # (R, T, tree, E): the jit's shape key -> (the slice's windows, its first batch of that shape)
+    firsts = {}
     for start in range(0, len(reqs), slice_size):
         windows = [jlm.window(r) for r in reqs[start : start + slice_size]]
         for batch in jlm.plan(reqs[start : start + slice_size]):
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="gemma3-270m", help="align.load spec; torch loads its HF dir")
     p.add_argument("--limit", type=int, nargs="+", default=[200], help="pairs per case; 0 = all")
     p.add_argument("--batch-size", type=int, default=16, help="rows per forward pass, both backends")
-    p.add_argument("--torch-batch-size", type=int, default=None, help="torch rows per pass (default: --batch-size)")
+    p.add_argument("--torch-batch-size", type=int, default=None,
+                   help="torch rows per pass (default: --batch-size)")
     p.add_argument("--slice", type=int, default=256, help="sentences per interleaved timing slice")
     p.add_argument("--json", default=None, help="also write the rows (with per-sentence ll) here")
     args = p.parse_args(argv)
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     hf = HFTorchLM(loaded.source, batch_size=args.torch_batch_size or args.batch_size)
     print(
         f"cpus {os.cpu_count()} | jax {jax.__version__} {jax.devices()[0].platform} | "
-        f"torch {torch.__version__} threads {torch.get_num_threads()} | batch {args.batch_size} (torch {hf.batch_size}) | "
+        f"torch {torch.__version__} threads {torch.get_num_threads()} | "
+        f"batch {args.batch_size} (torch {hf.batch_size}) | "
         f"model {loaded.source}"
     )
     head = ("pairs", "tokens", "jax p/s", "torch p/s", "jax/torch", "jax s", "torch s", "compile", "pct jax",
@@ -143,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(r)
         if args.json:  # after every case, so a long run that dies keeps the cases it finished
             with open(args.json, "w") as f:
-                json.dump({"model": loaded.source, "batch_size": args.batch_size, "torch_batch_size": hf.batch_size, "rows": rows}, f)
+                json.dump({"model": loaded.source, "batch_size": args.batch_size,
+                           "torch_batch_size": hf.batch_size, "rows": rows}, f)
     return 0
 
 

@@ -45,15 +45,18 @@ def bench(preset: str) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["gemma3_270m"], help="names from align.model.config.PRESETS")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["gemma3_270m"],
+                        help="names from align.model.config.PRESETS")
     args = parser.parse_args(argv)
 
     import jax
     import jax.numpy as jnp
 
     jax.block_until_ready(jnp.ones(()) + 1)  # backend start-up, charged to neither side
-    print(f"{'preset':<14}{'params':>14}{'one jit s':>11}{'eager s':>9}{'speed-up':>10}{'max|diff|':>11}  ({jax.devices()[0].device_kind})")
+    print(f"{'preset':<14}{'params':>14}{'one jit s':>11}{'eager s':>9}{'speed-up':>10}{'max|diff|':>11}"
+          f"  ({jax.devices()[0].device_kind})")
     for preset in args.presets:
         r = bench(preset)
         print(f"{r['preset']:<14}{r['params']:>14,}{r['one_jit_s']:>11.1f}{r['eager_s']:>9.1f}"

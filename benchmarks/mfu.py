@@ -97,7 +97,8 @@ def train_case(preset, batch, seq, dtype, loss_chunk, attn_chunk, remat, steps, 
     from pipelines.sft import sft_loss
 
     config = config_for(preset)
-    model = random_model(config, param_dtype=jnp.float32, dtype=dtype, remat=remat, attn_chunk=attn_chunk or None)
+    model = random_model(config, param_dtype=jnp.float32, dtype=dtype, remat=remat,
+                         attn_chunk=attn_chunk or None)
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-5, total_steps=10_000, weight_decay=0.0,
                                            clip_norm=1.0, schedule="constant"))
     state = create_train_state(model, optimizer)
@@ -120,7 +121,8 @@ def train_case(preset, batch, seq, dtype, loss_chunk, attn_chunk, remat, steps, 
     step_s = (time.perf_counter() - t0) / steps
     flops = batch * seq * train_flops_per_token(config, seq)
     out = {"step_s": step_s, "tokens_per_s": batch * seq / step_s, "model_tflop_per_step": flops / 1e12,
-           "achieved_tflops": flops / step_s / 1e12, "first_steps_s": compile_s, "loss": float(metrics["loss"]),
+           "achieved_tflops": flops / step_s / 1e12, "first_steps_s": compile_s,
+           "loss": float(metrics["loss"]),
            "finite": bool(metrics["finite"])}
     del state, metrics
     gc.collect()
@@ -163,11 +165,14 @@ def shape(text: str) -> tuple[int, int]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", nargs="+", default=["gemma3_270m", "gemma3_1b"], help="align.model.config presets")
-    p.add_argument("--shapes", nargs="+", type=shape, default=[(8, 2048)], help="train batch x length, e.g. 8x2048")
+    p.add_argument("--presets", nargs="+", default=["gemma3_270m", "gemma3_1b"],
+                   help="align.model.config presets")
+    p.add_argument("--shapes", nargs="+", type=shape, default=[(8, 2048)],
+                   help="train batch x length, e.g. 8x2048")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="activation dtype")
     p.add_argument("--loss-chunks", nargs="+", type=int, default=[4096], help="tokens per logits tile")
-    p.add_argument("--attn-chunks", nargs="+", type=int, default=[1024], help="query chunk; 0 = dense attention")
+    p.add_argument("--attn-chunks", nargs="+", type=int, default=[1024],
+                   help="query chunk; 0 = dense attention")
     p.add_argument("--remat", action="store_true")
     p.add_argument("--steps", type=int, default=10, help="timed train steps per case")
     p.add_argument("--warmup", type=int, default=2, help="untimed first steps (compilation)")
@@ -175,7 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3, help="timed generate calls per case (best is kept)")
-    p.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak of the device (default: by name)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="bf16 peak of the device (default: by name)")
     p.add_argument("--ceiling-n", type=int, default=8192, help="size of the measured matmul; 0 skips it")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--json", default=None, help="also write the rows here")
@@ -214,8 +220,8 @@ def main(argv=None) -> int:
                         try:
                             r = train_case(dtype=dtype, steps=args.steps, warmup=args.warmup, **case)
                         except Exception as e:  # noqa: BLE001  (one failed case, e.g. out of memory, is a row)
-                            print(f"{preset:<12} {batch:>3} {seq:>5} failed: {type(e).__name__}: {str(e)[:300]}",
-                                  flush=True)
+                            print(f"{preset:<12} {batch:>3} {seq:>5} failed: "
+                                  f"{type(e).__name__}: {str(e)[:300]}", flush=True)
                             rows.append({"case": "train", **case, "error": str(e)[:2000]})
                             continue
                         r["mfu"] = r["achieved_tflops"] * 1e12 / peak if peak else None
@@ -226,17 +232,19 @@ def main(argv=None) -> int:
                               f"{r['achieved_tflops']:>8.1f} {mfu} {r['first_steps_s']:>7.1f}", flush=True)
                         save()
     if args.gen_batches:
-        print(f"\n{'generate':<12} {'B':>3} {'new':>5} {'tok/s':>9} {'ms/step':>8} {'first_s':>7}", flush=True)
+        print(f"\n{'generate':<12} {'B':>3} {'new':>5} {'tok/s':>9} {'ms/step':>8} "
+              f"{'first_s':>7}", flush=True)
         for preset in args.presets:
             for batch in args.gen_batches:
                 try:
                     r = gen_case(preset, batch, args.prompt_len, args.new_tokens, dtype, args.repeats)
                 except Exception as e:  # noqa: BLE001
                     print(f"{preset:<12} {batch:>3} failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
-                    rows.append({"case": "generate", "preset": preset, "batch": batch, "error": str(e)[:2000]})
+                    rows.append({"case": "generate", "preset": preset, "batch": batch,
+                                 "error": str(e)[:2000]})
                     continue
-                rows.append({"case": "generate", "preset": preset, "batch": batch, "new_tokens": args.new_tokens,
-                             "dtype": args.dtype, **r})
+                rows.append({"case": "generate", "preset": preset, "batch": batch,
+                             "new_tokens": args.new_tokens, "dtype": args.dtype, **r})
                 print(f"{preset:<12} {batch:>3} {args.new_tokens:>5} {r['tokens_per_s']:>9.0f} "
                       f"{r['ms_per_token_step']:>8.2f} {r['first_call_s']:>7.1f}", flush=True)
                 save()

@@ -41,7 +41,8 @@ def peak_rss_mb() -> float:
 def random_tokens(args, vocab_size: int):
     import numpy as np
 
-    return np.random.default_rng(0).integers(3, min(vocab_size, 32_000), (args.batch, args.seq)).astype(np.int32)
+    return (np.random.default_rng(0).integers(3, min(vocab_size, 32_000), (args.batch, args.seq))
+            .astype(np.int32))
 
 
 def load(args):
@@ -118,9 +119,10 @@ def worker_trl(args) -> dict:
         def on_step_end(self, *a, **k):
             times.append(time.perf_counter() - starts[-1])
 
-    config = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch, max_length=args.seq,
-                       max_steps=args.warmup + args.steps, learning_rate=1e-5, weight_decay=0.0, max_grad_norm=1.0,
-                       lr_scheduler_type="constant", optim="adamw_torch", logging_steps=10_000, save_strategy="no",
+    config = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch,
+                       max_length=args.seq, max_steps=args.warmup + args.steps, learning_rate=1e-5,
+                       weight_decay=0.0, max_grad_norm=1.0, lr_scheduler_type="constant",
+                       optim="adamw_torch", logging_steps=10_000, save_strategy="no",
                        report_to=[], use_cpu=True, bf16=False, gradient_checkpointing=args.remat,
                        dataloader_num_workers=0, packing=False, seed=0, disable_tqdm=True)
     trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
@@ -161,7 +163,8 @@ def main(argv=None) -> int:
     p.add_argument("--remat", action="store_true", help="JAX remat / torch gradient checkpointing")
     p.add_argument("--chunk-size", type=int, default=1024, help="JAX loss: tokens per logits tile")
     p.add_argument("--sides", default="jax,trl",
-                   help="comma list of jax, trl, jax+mem, trl+mem (+mem: align/host_memory.py's malloc settings)")
+                   help="comma list of jax, trl, jax+mem, trl+mem "
+                        "(+mem: align/host_memory.py's malloc settings)")
     p.add_argument("--timeout", type=int, default=3600)
     p.add_argument("--json", default=None, help="also write the rows here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -191,8 +194,9 @@ def main(argv=None) -> int:
                 print(f"{side:<8} {model:<14} failed: {r['error']}")
             else:
                 r["tokens_per_s"] = args.batch * args.seq / r["step_s"]
-                print(f"{side:<8} {model:<14} {args.batch:>2} {args.seq:>5} {args.dtype:<9} {r['step_s']:>8.3f} "
-                      f"{r['tokens_per_s']:>9.1f} {r['peak_rss_mb']:>11.0f} {r['first_step_s']:>12.2f}", flush=True)
+                print(f"{side:<8} {model:<14} {args.batch:>2} {args.seq:>5} {args.dtype:<9} "
+                      f"{r['step_s']:>8.3f} {r['tokens_per_s']:>9.1f} {r['peak_rss_mb']:>11.0f} "
+                      f"{r['first_step_s']:>12.2f}", flush=True)
             rows.append({**r, "side": side})
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

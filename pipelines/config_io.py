@@ -93,7 +93,8 @@ def _coerce(value: Any, tp, where: str, source: str) -> Any:
         raise ConfigError(f"{_at(source, where)}: {where} may not be null")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{_at(source, where)}: {where} must be a mapping of {tp.__name__} fields, got {value!r}")
+            raise ConfigError(f"{_at(source, where)}: {where} must be a mapping of {tp.__name__} fields, "
+                              f"got {value!r}")
         return build(tp, value, source=source, prefix=where + ".")
     origin = typing.get_origin(tp)
     if origin in (tuple, list, Sequence) or tp in (tuple, list):
@@ -163,7 +164,7 @@ def _looks_float(s: str) -> bool:
         float(s)
     except ValueError:
         return False
-    return any(c in s.lower() for c in "e.") and not s.strip().lower() in ("nan", "inf")
+    return any(c in s.lower() for c in "e.") and s.strip().lower() not in ("nan", "inf")
 
 
 def _fix_floats(node: Any) -> Any:

@@ -9,7 +9,8 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="embedded name (gemma3-270m), *.gguf file, HF directory or hub id")
     parser.add_argument("output", help="directory to write (config.json, *.safetensors, tokenizer files)")
-    parser.add_argument("--max-shard-gb", type=float, default=2.0, help="split weights into shards of this size")
+    parser.add_argument("--max-shard-gb", type=float, default=2.0,
+                        help="split weights into shards of this size")
 
 
 def run(args: argparse.Namespace) -> int:

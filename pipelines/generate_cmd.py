@@ -8,7 +8,8 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompts", nargs="+", help="one or more prompts (use - to read one per line from stdin)")
+    parser.add_argument("prompts", nargs="+",
+                        help="one or more prompts (use - to read one per line from stdin)")
     parser.add_argument("--model", default="gemma3-270m",
                         help="embedded name (gemma3-270m), *.gguf file, HF directory or hub id [%(default)s]")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"loaded {loaded.source} in {time.time() - t0:.1f}s", file=sys.stderr)
     t0 = time.time()
-    texts, res = generate_text(loaded.model, loaded.tokenizer, prompts, config, seed=args.seed, chat=args.chat)
+    texts, res = generate_text(loaded.model, loaded.tokenizer, prompts, config, seed=args.seed,
+                               chat=args.chat)
     n_tokens = int(res.lengths.sum())
     for prompt, text in zip(prompts, texts):
         print(f"### {prompt}\n{text}\n")

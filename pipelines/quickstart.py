@@ -221,7 +221,8 @@ class Pipeline:
         self.results_file(variant.name).parent.mkdir(parents=True, exist_ok=True)
         results = str(self.results_file(variant.name))
         args = parser.parse_args(["--model", str(self.policy_dir(variant)), "--variant", variant.name,
-                                  "--suite", e.suites, "--limit", str(e.limit), "--batch-size", str(e.batch_size),
+                                  "--suite", e.suites, "--limit", str(e.limit),
+                                  "--batch-size", str(e.batch_size),
                                   "--out", results, *e.extra_args])  # fmt: skip
         code = eval_cli.run(args)
         if code == 2:

@@ -31,7 +31,8 @@ class PromptDataOptions:
 
 
 def load_prompts(options: PromptDataOptions, tokenizer: Tokenizer) -> tuple[list, list, dict]:
-    """(train prompts, held-out prompts, report): int32 token arrays, cut from the left to max_prompt_length."""
+    """(train prompts, held-out prompts, report): int32 token arrays, cut from the left to
+    max_prompt_length."""
     sources = options.mixture or (
         (PromptSource(options.path, 1.0, options.split, options.limit),) if options.path else ()
     )
@@ -49,8 +50,9 @@ def load_prompts(options: PromptDataOptions, tokenizer: Tokenizer) -> tuple[list
 
 
 def mix_sources(sources, skip_invalid: bool) -> tuple[list, dict]:
-    """The largest mixture with the exact shares w_i / sum(w) that the sources can fill: N = min_i n_i / share_i,
-    source i gives its first round(share_i * N) examples (so the mixture is deterministic)."""
+    """The largest mixture with the exact shares w_i / sum(w) that the sources can fill:
+    N = min_i n_i / share_i, source i gives its first round(share_i * N) examples (so the mixture is
+    deterministic)."""
     if any(s.weight < 0 for s in sources) or sum(s.weight for s in sources) <= 0:
         raise ValueError(f"data.mixture weights {[s.weight for s in sources]} must be >= 0 and not all 0")
     loaded = [load_records(s.path, s.split, limit=s.limit, skip_invalid=skip_invalid) for s in sources]

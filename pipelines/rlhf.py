@@ -256,7 +256,8 @@ def evaluate_after(config: RLHFConfig, policy, reference, reward_fn, held: list,
     before_samples = json.loads((out / "eval_before_samples.json").read_text())
     write_samples(out / "eval_samples.jsonl", before_samples, after.samples, config.eval.samples)
     return {"eval_before": json.loads((out / "eval_before.json").read_text()), "eval_after": after.metrics,
-            "reward_gain": paired_gain([s["reward"] for s in before_samples], [s["reward"] for s in after.samples])}
+            "reward_gain": paired_gain([s["reward"] for s in before_samples],
+                                       [s["reward"] for s in after.samples])}
 
 
 def run_rlhf(config: RLHFConfig) -> dict:

@@ -94,7 +94,8 @@ def sft_loss(chunk_size: int = 1024):
         hidden = model.hidden(batch["tokens"], batch["positions"], batch["segment_ids"])  # [B, T, D]
         mask = batch["loss_mask"].astype(jnp.float32)
         n_tokens = jnp.sum(mask)
-        loss = chunked_weighted_nll(hidden, model.unembed_matrix(), batch["targets"], mask / jnp.maximum(n_tokens, 1.0),
+        loss = chunked_weighted_nll(hidden, model.unembed_matrix(), batch["targets"],
+                                    mask / jnp.maximum(n_tokens, 1.0),
                                     chunk_size=chunk_size, final_softcap=model.config.final_logit_softcap)
         return loss, {"loss": loss, "n_tokens": n_tokens, "weight": n_tokens}
 
@@ -112,14 +113,17 @@ def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer):
     """(train sequences, held-out sequences, report dict); sequences without a loss token are dropped."""
     if not options.path:
         raise ValueError("data.path is empty: set it in the config or with data.path=FILE")
-    records = load_records(options.path, options.split, limit=options.limit, skip_invalid=options.skip_invalid)
+    records = load_records(options.path, options.split, limit=options.limit,
+                           skip_invalid=options.skip_invalid)
     examples = [as_sft_example(e) for e in records]
     train_ex, held_ex = heldout_split(examples, options.heldout)
     out, report = [], {"rows_loaded": len(records), "rows_skipped": records.report.skipped}
     for name, part in (("train", train_ex), ("heldout", held_ex)):
-        seqs, stats = encode_sft(part, tokenizer, max_length=options.max_length, truncation=options.truncation)
+        seqs, stats = encode_sft(part, tokenizer, max_length=options.max_length,
+                                 truncation=options.truncation)
         kept = [s for s in seqs if s.loss_mask[1:].any()]
-        report[name] = {"examples": len(part), "sequences": len(kept), "dropped_no_loss": len(seqs) - len(kept),
+        report[name] = {"examples": len(part), "sequences": len(kept),
+                        "dropped_no_loss": len(seqs) - len(kept),
                         "truncation": dataclasses.asdict(stats)}
         out.append(kept)
     if not out[0]:
@@ -132,7 +136,8 @@ def _train_batches(seqs, config: SFTConfig, pad_id: int):
     order = DataOrder(len(seqs), seed=config.train.seed)
     if config.data.packing:
         return lambda pos: packed_batches(seqs, order, pos, rows, length, pad_id=pad_id)
-    return lambda pos: batches(seqs, order, pos, rows, lambda b: pad_batch(b, length, rows=rows, pad_id=pad_id))
+    return lambda pos: batches(seqs, order, pos, rows,
+                               lambda b: pad_batch(b, length, rows=rows, pad_id=pad_id))
 
 
 def _eval_batches(seqs, config: SFTConfig, pad_id: int):
@@ -179,7 +184,8 @@ def run_sft(config: SFTConfig) -> dict:
     summary = {"step": result.step, "seconds": time.perf_counter() - t0, "resumed_from": run.resumed_from,
                "data": data_report,
                "eval_before": read_json(out / "eval_before.json"),
-               "eval_after": {k[5:]: v for row in result.logs for k, v in row.items() if k.startswith("eval/")}
+               "eval_after": {k[5:]: v for row in result.logs for k, v in row.items()
+                              if k.startswith("eval/")}
                or (evaluate_fn(result.state) if evaluate_fn else None),
                "train_last": next((r for r in reversed(result.logs) if "loss" in r), None)}
     if config.export:

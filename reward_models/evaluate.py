@@ -54,8 +54,8 @@ def _pair_forward(graphdef):
     return jax.jit(lambda state, batch: pair_rewards(nnx.merge(graphdef, state), batch))
 
 
-def map_pairs(forward, state, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int, pad_id: int = 0,
-              progress=None) -> np.ndarray:
+def map_pairs(forward, state, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
+              pad_id: int = 0, progress=None) -> np.ndarray:
     """`forward(state, batch)` on fixed-shape [batch_size, P, T] batches of `pairs`; the real rows of every
     batch, concatenated. `progress(k)` is called with the number of pairs after each batch (tqdm's update)."""
     out = []
@@ -75,8 +75,8 @@ def score_pairs(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size
     if not pairs:
         return np.zeros((0, 2), np.float32)
     graphdef, state = nnx.split(model)
-    return map_pairs(_pair_forward(graphdef), state, pairs, batch_size=batch_size, length=length, pad_id=pad_id,
-                     progress=progress)
+    return map_pairs(_pair_forward(graphdef), state, pairs, batch_size=batch_size, length=length,
+                     pad_id=pad_id, progress=progress)
 
 
 def evaluate_reward_model(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,

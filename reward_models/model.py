@@ -49,7 +49,8 @@ def _flat_pairs(batch) -> list[jax.Array]:
 
 
 def pair_rewards(model: ScoreModel, batch) -> jax.Array:
-    """Rewards [B, P] of a preference batch (tokens/positions/segment_ids [B, P, T]); P = (chosen, rejected)."""
+    """Rewards [B, P] of a preference batch (tokens/positions/segment_ids [B, P, T]);
+    P = (chosen, rejected)."""
     B, P, _ = batch["tokens"].shape
     return model(*_flat_pairs(batch)).reshape(B, P)
 
@@ -113,7 +114,8 @@ def is_reward_model_dir(path: str | os.PathLike) -> bool:
     config = Path(path) / "config.json"
     if not config.exists():
         return False
-    return any(a.endswith("ForSequenceClassification") for a in json.loads(config.read_text()).get("architectures", []))
+    return any(a.endswith("ForSequenceClassification")
+               for a in json.loads(config.read_text()).get("architectures", []))
 
 
 def load_reward_model(path: str | os.PathLike, *, param_dtype=jnp.float32, dtype=jnp.float32,

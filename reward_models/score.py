@@ -64,4 +64,5 @@ class RewardScorer:
 def score(model: ScoreModel, tokenizer: Tokenizer, prompts: Sequence, responses: Sequence[str], *,
           batch_size: int = 8, max_length: int = 512) -> np.ndarray:
     """One-shot form of RewardScorer(...).score(prompts, responses)."""
-    return RewardScorer(model, tokenizer, batch_size=batch_size, max_length=max_length).score(prompts, responses)
+    return RewardScorer(model, tokenizer, batch_size=batch_size,
+                        max_length=max_length).score(prompts, responses)

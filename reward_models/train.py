@@ -158,7 +158,8 @@ def run_rm_training(config: RMConfig) -> dict:
     del model  # the run's state holds the weights now; do not keep a second copy alive
     evaluate = _eval_fn(held_pairs, config, tokenizer.pad_id) if held_pairs else None
     if evaluate is not None and config.train.eval_before and not (out / "eval_before.json").exists():
-        write_json(out / "eval_before.json", {"step": int(jax.device_get(run.state.step)), **evaluate(run.state)})
+        write_json(out / "eval_before.json",
+                   {"step": int(jax.device_get(run.state.step)), **evaluate(run.state)})
     rows, length = config.train.batch_size, config.data.max_length
     order = DataOrder(len(train_pairs), seed=config.train.seed)
 

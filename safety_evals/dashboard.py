@@ -172,9 +172,11 @@ def _runs_table(view: View) -> str:
     for r in view.trend_runs:
         ok = sum(s.ok for s in r.suites.values())
         failed = [n for n, s in r.suites.items() if not s.ok]
-        tag = '<span class="tag base">baseline</span>' if view.baseline and r.run_id == view.baseline.run_id else ""
+        tag = ('<span class="tag base">baseline</span>'
+               if view.baseline and r.run_id == view.baseline.run_id else "")
         rows.append(
-            f"<tr><td>{esc(r.run_id)}{tag}</td><td>{r.created:%Y-%m-%d %H:%M}</td><td>{esc(r.model.name)}</td>"
+            f"<tr><td>{esc(r.run_id)}{tag}</td><td>{r.created:%Y-%m-%d %H:%M}</td>"
+            f"<td>{esc(r.model.name)}</td>"
             f"<td>{esc(r.model.variant or '—')}</td><td class=\"num\">{esc(_num(r.model.step))}</td>"
             f"<td><code>{esc((r.model.sha256 or '—')[:12])}</code></td><td class=\"num\">{ok}</td>"
             f"<td class=\"{'failed' if failed else ''}\">{esc(', '.join(failed) or '0')}</td></tr>")
@@ -194,7 +196,8 @@ def _banner(view: View) -> str:
     out = ['<div class="banner">'] + [f'<div class="card {cls}"><b>{n}</b>{esc(label)}</div>'
                                       for label, n, cls in cards] + ["</div>"]
     if view.baseline is None:
-        out.append('<p class="muted">No baseline chosen (--baseline FILE_OR_RUN_ID): no regression highlighting.</p>')
+        out.append('<p class="muted">No baseline chosen (--baseline FILE_OR_RUN_ID): '
+                   'no regression highlighting.</p>')
     if reg:
         runs = {r.run_id: r for r in view.columns}
         anchors = metric_anchors(view)
@@ -208,7 +211,8 @@ def _banner(view: View) -> str:
 
 def _failed_suites(view: View) -> str:
     boxes = [f'<div class="failbox"><span class="tag failed-tag">FAILED</span> <b>{esc(n)}</b> in '
-             f'{esc(r.label)} <span class="muted">({esc(r.run_id)})</span><pre>{esc(s.error or "no error recorded")}</pre></div>'
+             f'{esc(r.label)} <span class="muted">({esc(r.run_id)})</span>'
+             f'<pre>{esc(s.error or "no error recorded")}</pre></div>'
              for r in view.columns for n, s in r.suites.items() if not s.ok]
     return "<h2 id=\"failed\">Failed suites</h2>" + ("".join(boxes) or '<p class="muted">None.</p>')
 
@@ -236,12 +240,14 @@ def _metric_tables(view: View, ids: dict) -> str:
             full = f"{sname}.{name}"
             meta = next((view.cells[(r.run_id, full)].metric for r in view.columns
                          if view.cells[(r.run_id, full)].metric), None)
-            arrow = {True: "↑ better", False: "↓ better"}.get(meta.higher_is_better if meta else None,
-                                                            f"→ {meta.target:g}" if meta and meta.target is not None else "")
+            arrow = {True: "↑ better", False: "↓ better"}.get(
+                meta.higher_is_better if meta else None,
+                f"→ {meta.target:g}" if meta and meta.target is not None else "")
             tds = "".join(_value_cell(view.cells[(r.run_id, full)], ids.get((r.run_id, full)))
                           for r in view.columns)
             desc = esc(meta.description if meta else "")
-            rows.append(f'<tr id="{anchors[full]}" data-metric="{esc(full)}"><th title="{desc}"><code>{esc(name)}</code> '
+            rows.append(f'<tr id="{anchors[full]}" data-metric="{esc(full)}">'
+                        f'<th title="{desc}"><code>{esc(name)}</code> '
                         f'<span class="muted">{esc(arrow)}</span></th>{tds}</tr>')
             plots.append(f'<div data-metric="{esc(full)}">{_interval_svg(view, full, meta)}</div>')
         out.append(f"<h3 id=\"suite-{len(out)}\">{esc(sname)}</h3>"
@@ -256,7 +262,8 @@ def _interval_svg(view: View, full: str, meta: Metric | None) -> str:
         c = view.cells[(r.run_id, full)]
         m = c.metric
         iv = m.interval() if m else None
-        rows.append(IntervalRow(view.labels[r.run_id], m.value if m else None, iv[0] if iv else None, iv[1] if iv else None,
+        rows.append(IntervalRow(view.labels[r.run_id], m.value if m else None,
+                                iv[0] if iv else None, iv[1] if iv else None,
                                 c.state, "suite failed" if c.state == "failed" else ""))
     bm = view.baseline.metrics().get(full) if view.baseline else None
     return interval_plot(full, rows, bm.value if bm else None, meta.target if meta else None)
@@ -265,7 +272,8 @@ def _interval_svg(view: View, full: str, meta: Metric | None) -> str:
 def _trends(view: View) -> str:
     out = ["<h2 id=\"trends\">Trends over time</h2>"]
     if len(view.trend_runs) < 2:
-        return out[0] + '<p class="muted">Needs at least two runs (pass more files or --history results.sqlite).</p>'
+        return out[0] + ('<p class="muted">Needs at least two runs '
+                         '(pass more files or --history results.sqlite).</p>')
     plots, one_model = [], len({r.model.name for r in view.trend_runs}) == 1
     for sname, names in view.suites.items():
         for name in (n for n in names if "/" not in n):  # breakdowns stay in the tables
@@ -299,14 +307,17 @@ def _drilldown(view: View, ids: dict, k: int) -> str:
                 worst = worst_examples(exs, meta, k)
                 rows = "".join(
                     f"<tr><td>{esc(e.id)}</td><td><div class=\"text\">{esc(_clip(e.prompt))}</div></td>"
-                    f"<td><div class=\"text\">{esc(_clip(e.output))}</div></td><td class=\"num\">{_num(e.score)}</td>"
+                    f"<td><div class=\"text\">{esc(_clip(e.output))}</div></td>"
+                    f"<td class=\"num\">{_num(e.score)}</td>"
                     f"<td>{esc(e.label or '')}</td></tr>" for e in worst)
                 name = f"{sname}.{key}" if key != "*" else f"{sname} (examples without a metric)"
                 out.append(
-                    f'<details class="drill" id="{ids[(r.run_id, f"{sname}.{key}")]}" data-metric="{esc(name)}">'
+                    f'<details class="drill" id="{ids[(r.run_id, f"{sname}.{key}")]}" '
+                    f'data-metric="{esc(name)}">'
                     f"<summary><code>{esc(name)}</code>: {len(worst)} worst of {len(exs)} "
                     f"<span class=\"muted\">({esc(_worst_rule(meta))})</span></summary>"
-                    '<table><colgroup><col class="c-id"><col><col><col class="c-score"><col class="c-label"></colgroup>'
+                    '<table><colgroup><col class="c-id"><col><col><col class="c-score">'
+                    '<col class="c-label"></colgroup>'
                     "<tr><th>id</th><th>prompt</th><th>output</th><th>score</th><th>label</th></tr>"
                     f"{rows}</table></details>")
     return "".join(out)
@@ -318,9 +329,11 @@ def render(view: View, k: int = 10) -> str:
     body = (_banner(view) + _runs_table(view) + _failed_suites(view) + _metric_tables(view, ids)
             + _trends(view) + _drilldown(view, ids, k))
     now = dt.datetime.now(dt.timezone.utc)
-    base = f"baseline {esc(view.baseline.label)} ({esc(view.baseline.run_id)})" if view.baseline else "no baseline"
+    base = (f"baseline {esc(view.baseline.label)} ({esc(view.baseline.run_id)})" if view.baseline
+            else "no baseline")
     sub = f"generated {now:%Y-%m-%d %H:%M} UTC · {len(view.trend_runs)} runs · {base}"
-    data = {"runs": [{"run_id": r.run_id, "label": r.label, "created": r.created.isoformat()} for r in view.trend_runs],
+    data = {"runs": [{"run_id": r.run_id, "label": r.label, "created": r.created.isoformat()}
+                     for r in view.trend_runs],
             "baseline": view.baseline.run_id if view.baseline else None,
             "metrics": [f"{s}.{m}" for s, names in view.suites.items() for m in names],
             "regressions": [[rid, name] for (rid, name), c in view.cells.items() if c.state == "regressed"]}
@@ -335,7 +348,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history", help="SQLite history (align results add) for trends")
     parser.add_argument("--baseline", help="baseline: a results JSON file or a run_id from the files/history")
     parser.add_argument("--policy", help="gate policy YAML: regression tolerances and direction overrides")
-    parser.add_argument("--examples", type=int, default=10, help="worst examples shown per metric (default 10)")
+    parser.add_argument("--examples", type=int, default=10,
+                        help="worst examples shown per metric (default 10)")
     parser.add_argument("-o", "--out", default="dashboard.html", help="output HTML file")
 
 

@@ -73,7 +73,8 @@ class Direction:
 
     @staticmethod
     def of(metric: Metric, rule: Rule | None = None) -> Direction:
-        hib = metric.higher_is_better if rule is None or rule.higher_is_better is None else rule.higher_is_better
+        hib = (metric.higher_is_better if rule is None or rule.higher_is_better is None
+               else rule.higher_is_better)
         target = metric.target if rule is None or rule.target is None else rule.target
         return Direction(hib, target)
 
@@ -97,7 +98,8 @@ def compare(candidate: Metric, baseline: Metric, direction: Direction, tolerance
     b_base = direction.badness(baseline.value)
     regressed, improved = b_lo > b_base + tolerance, b_hi < b_base - tolerance
     delta = candidate.value - baseline.value
-    verdict = "significantly worse" if regressed else "significantly better" if improved else "not significant"
+    verdict = ("significantly worse" if regressed else "significantly better" if improved
+               else "not significant")
     text = (f"{candidate.value:.4g} [{lo:.4g}, {hi:.4g}] vs baseline {baseline.value:.4g}: "
             f"Δ {delta:+.4g}, {verdict} (tolerance {tolerance:g})")
     return Comparison(delta, regressed, improved, text)
@@ -165,7 +167,8 @@ def load_policy(path: str | Path) -> Policy:
         fail(doc, "<document>", "expected a mapping with schema, suites, metrics")
     unknown = set(doc) - {"schema", "suites", "metrics", "require_baseline"}
     if unknown:
-        fail(doc, sorted(unknown)[0], "unknown top-level key (allowed: schema, suites, metrics, require_baseline)")
+        fail(doc, sorted(unknown)[0],
+             "unknown top-level key (allowed: schema, suites, metrics, require_baseline)")
     if doc.get("schema") != POLICY_SCHEMA:
         fail(doc, "schema", f"expected {POLICY_SCHEMA!r}, got {doc.get('schema')!r}")
     suites = doc.get("suites") or []
@@ -194,7 +197,8 @@ def _rule(name: Any, body: Any, fail) -> Rule:
         if numeric and (isinstance(v, bool) or not isinstance(v, (int, float))):
             fail(body, f"{at}.{key}", f"expected a number, got {v!r}")
     if "higher_is_better" in body and not isinstance(body["higher_is_better"], (bool, type(None))):
-        fail(body, f"{at}.higher_is_better", f"expected true, false or null, got {body['higher_is_better']!r}")
+        fail(body, f"{at}.higher_is_better",
+             f"expected true, false or null, got {body['higher_is_better']!r}")
     if body.get("bound", "value") not in ("value", "interval"):
         fail(body, f"{at}.bound", f"expected 'value' or 'interval', got {body['bound']!r}")
     if body.get("regression", 0) < 0:
@@ -225,7 +229,8 @@ def evaluate(results: Results, policy: Policy, baseline: Results | None = None) 
     metrics = results.metrics()
     base_metrics = baseline.metrics() if baseline else {}
     for rule in policy.rules:
-        checks += _rule_checks(rule, results, metrics.get(rule.metric), baseline, base_metrics.get(rule.metric), policy)
+        checks += _rule_checks(rule, results, metrics.get(rule.metric), baseline,
+                               base_metrics.get(rule.metric), policy)
     return checks
 
 
@@ -237,7 +242,8 @@ def _suite_checks(results: Results, policy: Policy) -> list[Check]:
     declared = results.config.get("suites")
     for name in declared if isinstance(declared, list) else []:
         if isinstance(name, str) and name not in results.suites:
-            checks.append(Check(f"suite {name}", name, "fail", "listed in config.suites but missing from suites"))
+            checks.append(Check(f"suite {name}", name, "fail",
+                                "listed in config.suites but missing from suites"))
     for name in policy.suites:
         if name not in results.suites:
             have = ", ".join(results.suites) or "none"
@@ -264,14 +270,16 @@ def _rule_checks(rule: Rule, results: Results, m: Metric | None, baseline: Resul
         if kind == "regression":
             text = f"no worse than baseline by > {limit:g}"
         else:
-            text = f"{'≥' if kind == 'min' else '≤'} {limit:g}" + (" (whole interval)" if rule.bound == "interval" else "")
+            text = (f"{'≥' if kind == 'min' else '≤'} {limit:g}"
+                    + (" (whole interval)" if rule.bound == "interval" else ""))
         if m is None or m.value is None:
             status, msg = "fail", _missing_reason(rule.metric, results, m)
         elif kind == "regression":
             status, msg = _regression(rule, m, baseline, bm, policy)
         else:
             status, msg = _threshold(rule, m, kind)
-        out.append(Check(f"{rule.metric} {kind}", rule.metric.split(".", 1)[0], status, msg, _fmt(m), _fmt(bm), text))
+        out.append(Check(f"{rule.metric} {kind}", rule.metric.split(".", 1)[0], status, msg, _fmt(m),
+                         _fmt(bm), text))
     return out
 
 
@@ -347,12 +355,14 @@ def _cell(s: str) -> str:
 def summary_markdown(checks: list[Check], results: Results, policy: Policy, baseline: Results | None) -> str:
     """A Markdown report for $GITHUB_STEP_SUMMARY: verdict, context, failures first."""
     fails = [c for c in checks if c.status == "fail"]
-    verdict = f"❌ FAIL: {len(fails)} of {len(checks)} checks failed" if fails else f"✅ PASS: {len(checks)} checks"
+    verdict = (f"❌ FAIL: {len(fails)} of {len(checks)} checks failed" if fails
+               else f"✅ PASS: {len(checks)} checks")
     base = f"`{_cell(baseline.run_id)}` ({_cell(baseline.label)})" if baseline else "none"
     lines = [
         f"## Release gate: {verdict}",
         "",
-        f"- run `{_cell(results.run_id)}`, model {_cell(results.label)}, created {results.created:%Y-%m-%d %H:%M} UTC",
+        f"- run `{_cell(results.run_id)}`, model {_cell(results.label)}, "
+        f"created {results.created:%Y-%m-%d %H:%M} UTC",
         f"- policy `{_cell(policy.source)}`, baseline {base}",
         "",
         "| | check | value [95% CI] | baseline | rule | detail |",
@@ -372,7 +382,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", required=True, help="policy YAML, e.g. configs/gates/release.yaml")
     parser.add_argument("--baseline", help="results JSON of the baseline run (for regression rules)")
     parser.add_argument("--junit", help="write a JUnit XML report here (one testcase per check)")
-    parser.add_argument("--summary", help="append a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
+    parser.add_argument("--summary",
+                        help="append a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,7 +42,8 @@ HEDGE_PHRASES: tuple[str, ...] = (
     r"no one can know",
     r"(?:it is|it's) (?:impossible|difficult|hard) to (?:know|say|determine|predict|answer)",
     r"(?:is|are|remains?) (?:unknown|unclear|uncertain|a mystery|not known)",
-    r"(?:cannot|can't|can not|could not|couldn't) (?:be )?(?:know|say|determine|answer|predict|tell|be determined)",
+    r"(?:cannot|can't|can not|could not|couldn't) (?:be )?"
+    r"(?:know|say|determine|answer|predict|tell|be determined)",
     r"unable to (?:know|say|determine|answer|predict|provide)",
     r"there is no (?:definitive |single |clear |one )?answer",
     r"there's no (?:definitive |single |clear |one )?answer",

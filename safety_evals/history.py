@@ -166,7 +166,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = sub.add_parser("add", help="append results JSON files to the history (idempotent on run_id)")
     add.add_argument("files", nargs="+", help="results JSON files")
     add.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")
-    add.add_argument("--replace", action="store_true", help="overwrite a run_id recorded with another document")
+    add.add_argument("--replace", action="store_true",
+                     help="overwrite a run_id recorded with another document")
     ls = sub.add_parser("list", help="list runs, or one metric across runs")
     ls.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")
     ls.add_argument("--metric", help="full metric name, e.g. toxicity.expected_max_toxicity")

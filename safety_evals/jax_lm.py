@@ -62,7 +62,8 @@ def tree_mask(segments_RT: jax.Array, branches_RT: jax.Array) -> jax.Array:
     # the decoder's own causal + segment rule; without a window positions do not enter it (the
     # decoder applies the sliding window by position on top of this mask)
     no_pos = jnp.zeros_like(segments_RT)
-    mask = attention_mask(jnp.arange(segments_RT.shape[1]), no_pos, segments_RT, no_pos, segments_RT, window=None)
+    mask = attention_mask(jnp.arange(segments_RT.shape[1]), no_pos, segments_RT, no_pos, segments_RT,
+                          window=None)
     return mask & ((branches_RT[:, None, :] == 0) | (branches_RT[:, None, :] == branches_RT[:, :, None]))
 
 
@@ -152,7 +153,8 @@ class JaxLM:
         return self._plan([self.window(r) for r in requests])
 
     def _plan(self, windows: Sequence[packing.Window]) -> list[packing.Batch]:
-        return packing.plan([w for w, _, _ in windows], self.batch_size, self.pack_tokens, share=self.share_prefixes)
+        return packing.plan([w for w, _, _ in windows], self.batch_size, self.pack_tokens,
+                            share=self.share_prefixes)
 
     def window(self, request: tuple[list[int], list[int]]) -> packing.Window:
         """(tokens the model reads, positions scored, last target) of one (context, continuation) ids."""
@@ -169,8 +171,8 @@ class JaxLM:
         targets = np.full(E, self.tokenizer.pad_id, np.int32)
         slots[:n], targets[:n] = lay.entry_slots, lay.entry_targets
         picked, greedy = jax.device_get(
-            _score_jit(self._graphdef, self._state, lay.tokens, lay.positions, lay.segments, lay.branches, slots,
-                       targets, np.int32(n), tree=lay.is_tree)
+            _score_jit(self._graphdef, self._state, lay.tokens, lay.positions, lay.segments, lay.branches,
+                       slots, targets, np.int32(n), tree=lay.is_tree)
         )
         return [
             TokenScores(tuple(float(picked[e]) for e in mine), bool(all(greedy[e] for e in mine)))

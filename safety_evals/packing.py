@@ -126,7 +126,8 @@ def plan(
     for start in range(0, len(rows), batch_size):
         part = by_length[start : start + batch_size]
         R = min(batch_size, pass_rows(len(part)))
-        batches.append(Batch(tuple(tuple(rows[r]) for r in part), R, score_bucket(max(fill[r] for r in part))))
+        batches.append(Batch(tuple(tuple(rows[r]) for r in part), R,
+                             score_bucket(max(fill[r] for r in part))))
     return batches
 
 

@@ -46,5 +46,6 @@ def test_imports_respect_layers(module, path):
     for imported in _imports(path):
         for owner, forbidden in FORBIDDEN.items():
             if _matches(module, owner):
-                bad += [f"{module} imports {imported} (forbidden: {f})" for f in forbidden if _matches(imported, f)]
+                bad += [f"{module} imports {imported} (forbidden: {f})" for f in forbidden
+                        if _matches(imported, f)]
     assert not bad, "\n".join(bad)

@@ -48,12 +48,15 @@ def window_mask(q_positions: jax.Array, k_positions: jax.Array, window: int | No
 class Attention(Projections, nnx.Module):
     PROJECTIONS = {"q": "BTD,DNH->BTNH", "k": "BTD,DKH->BTKH", "v": "BTD,DKH->BTKH", "o": "BTNH,NHD->BTD"}
 
-    def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype, chunk: int | None = None):
+    def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype,
+                 chunk: int | None = None):
         c = config
         self.chunk = chunk  # query-chunk size of the memory-linear attention path (None: always dense)
         self.q = param(rngs, (c.embed_dim, c.num_heads, c.head_dim), (ax.EMBED, ax.HEADS, ax.HEAD_DIM), dtype)
-        self.k = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim), (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype)
-        self.v = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim), (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype)
+        self.k = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim),
+                       (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype)
+        self.v = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim),
+                       (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype)
         out_scale = (c.num_heads * c.head_dim) ** -0.5
         self.o = param(rngs, (c.num_heads, c.head_dim, c.embed_dim), (ax.HEADS, ax.HEAD_DIM, ax.EMBED), dtype,
                        scale=out_scale)
@@ -142,7 +145,8 @@ class Attention(Projections, nnx.Module):
             if attn_mask is None:
                 mask = attention_mask(q_start + jnp.arange(C), sl(positions, q_start, C),
                                       sl(segment_ids, q_start, C), sl(positions, k_start, span),
-                                      sl(segment_ids, k_start, span), self.window, k_slots=k_start + jnp.arange(span))
+                                      sl(segment_ids, k_start, span), self.window,
+                                      k_slots=k_start + jnp.arange(span))
             else:
                 mask = jax.lax.dynamic_slice(attn_mask, (0, q_start, k_start), (B, C, span))
                 mask &= window_mask(sl(positions, q_start, C), sl(positions, k_start, span), self.window)

@@ -80,7 +80,8 @@ def hf_to_params(tensors: Mapping[str, np.ndarray], config: ModelConfig) -> dict
     out, table = {}, table_for(config)
     for raw_name, w in tensors.items():
         name = _normalise_hf_name(raw_name)
-        if name.startswith("vision_tower") or name.startswith("multi_modal_projector") or "rotary_emb" in name:
+        if (name.startswith("vision_tower") or name.startswith("multi_modal_projector")
+                or "rotary_emb" in name):
             continue  # not part of the text decoder
         for pattern, target, (to_ours, _) in table:
             m = re.fullmatch(pattern, name)

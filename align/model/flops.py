@@ -35,7 +35,8 @@ def forward_flops_per_token(config: ModelConfig, seq_len: int) -> dict[str, floa
     unembed = 2.0 * D * c.vocab_size
     attention = sum(4.0 * N * H * mean_visible_keys(seq_len, c.sliding_window if t == "local" else None)
                     for t in c.layer_types)
-    return {"matmul": matmul, "unembed": unembed, "attention": attention, "total": matmul + unembed + attention}
+    return {"matmul": matmul, "unembed": unembed, "attention": attention,
+            "total": matmul + unembed + attention}
 
 
 def train_flops_per_token(config: ModelConfig, seq_len: int) -> float:

@@ -44,16 +44,19 @@ def hf_config_from_gguf(reader) -> dict:
     """The HF config.json that transformers would derive from this GGUF's metadata."""
     arch = _field(reader, "general.architecture")
     if arch not in _ARCH_MODEL_TYPE:
-        raise ValueError(f"GGUF architecture {arch!r} is not supported; supported: {sorted(_ARCH_MODEL_TYPE)}")
+        raise ValueError(f"GGUF architecture {arch!r} is not supported; "
+                         f"supported: {sorted(_ARCH_MODEL_TYPE)}")
     f = lambda k, d=None: _field(reader, f"{arch}.{k}", d)  # noqa: E731
     vocab = len(_field(reader, "tokenizer.ggml.tokens"))
     n_heads = f("attention.head_count")
     hf = {
         "model_type": _ARCH_MODEL_TYPE[arch], "vocab_size": vocab, "hidden_size": f("embedding_length"),
         "num_hidden_layers": f("block_count"), "num_attention_heads": n_heads,
-        "num_key_value_heads": f("attention.head_count_kv", n_heads), "intermediate_size": f("feed_forward_length"),
+        "num_key_value_heads": f("attention.head_count_kv", n_heads),
+        "intermediate_size": f("feed_forward_length"),
         "head_dim": f("attention.key_length", f("embedding_length") // n_heads),
-        "rms_norm_eps": f("attention.layer_norm_rms_epsilon", 1e-6), "max_position_embeddings": f("context_length"),
+        "rms_norm_eps": f("attention.layer_norm_rms_epsilon", 1e-6),
+        "max_position_embeddings": f("context_length"),
         "rope_theta": f("rope.freq_base", 10_000.0),
         "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
     }
@@ -63,10 +66,12 @@ def hf_config_from_gguf(reader) -> dict:
         hf["sliding_window"] = f("attention.sliding_window")
     if arch == "gemma2":
         hf.update(attn_logit_softcapping=f("attn_logit_softcapping", 50.0),
-                  final_logit_softcapping=f("final_logit_softcapping", 30.0), query_pre_attn_scalar=hf["head_dim"])
+                  final_logit_softcapping=f("final_logit_softcapping", 30.0),
+                  query_pre_attn_scalar=hf["head_dim"])
     if arch == "gemma3":
         # llama.cpp hard-codes these for gemma3 and does not store them; these are HF's defaults too.
-        hf.update(rope_local_base_freq=10_000.0, sliding_window_pattern=6, query_pre_attn_scalar=hf["head_dim"])
+        hf.update(rope_local_base_freq=10_000.0, sliding_window_pattern=6,
+                  query_pre_attn_scalar=hf["head_dim"])
     if arch == "llama":
         hf["hidden_act"] = "silu"
     return hf

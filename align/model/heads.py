@@ -20,7 +20,8 @@ class ScalarHead(nnx.Module):
         self.b = nnx.Param(jnp.zeros((), param_dtype), axes=())
 
     def __call__(self, hidden: jax.Array) -> jax.Array:
-        return jnp.einsum("BTD,D->BT", hidden.astype(jnp.float32), self.w[...].astype(jnp.float32)) + self.b[...]
+        return (jnp.einsum("BTD,D->BT", hidden.astype(jnp.float32), self.w[...].astype(jnp.float32))
+                + self.b[...])
 
 
 def last_token_index(segment_ids: jax.Array) -> jax.Array:

@@ -7,7 +7,8 @@ from typing import Any
 from align.model.config import ModelConfig
 
 # HF model_type -> our family name (the architecture we export back to).
-FAMILIES = {"gemma": "gemma", "gemma2": "gemma2", "gemma3_text": "gemma3", "gemma3": "gemma3", "llama": "llama"}
+FAMILIES = {"gemma": "gemma", "gemma2": "gemma2", "gemma3_text": "gemma3", "gemma3": "gemma3",
+            "llama": "llama"}
 ARCHITECTURES = {"gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM",
                  "llama": "LlamaForCausalLM"}
 HF_MODEL_TYPES = {"gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3_text", "llama": "llama"}
@@ -21,7 +22,8 @@ def _rope(hf: dict, layer_kind: str, default_base: float) -> tuple[float, float]
     if isinstance(params, dict) and "rope_theta" in params:
         base, scaling = params["rope_theta"], params
     else:
-        base = hf.get("rope_local_base_freq" if layer_kind == "sliding_attention" else "rope_theta", default_base)
+        base = hf.get("rope_local_base_freq" if layer_kind == "sliding_attention" else "rope_theta",
+                      default_base)
         scaling = hf.get("rope_scaling") if layer_kind == "full_attention" else None
     rope_type = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
     if rope_type not in ("default", "linear"):
@@ -55,14 +57,17 @@ def from_hf(hf: dict[str, Any]) -> ModelConfig:
     act = hf.get("hidden_activation") or hf.get("hidden_act") or ("gelu_pytorch_tanh" if gemma else "silu")
     return ModelConfig(
         vocab_size=hf["vocab_size"], embed_dim=hf["hidden_size"], num_layers=n_layers,
-        num_heads=hf["num_attention_heads"], num_kv_heads=hf.get("num_key_value_heads", hf["num_attention_heads"]),
+        num_heads=hf["num_attention_heads"],
+        num_kv_heads=hf.get("num_key_value_heads", hf["num_attention_heads"]),
         head_dim=head_dim, hidden_dim=hf["intermediate_size"], layer_types=layer_types,
         sliding_window=hf.get("sliding_window") if "local" in layer_types else None,
         rope_base_global=base_g, rope_base_local=base_l, rope_scale_global=scale_g, rope_scale_local=scale_l,
         query_pre_attn_scalar=hf.get("query_pre_attn_scalar"),
-        attn_logit_softcap=hf.get("attn_logit_softcapping"), final_logit_softcap=hf.get("final_logit_softcapping"),
+        attn_logit_softcap=hf.get("attn_logit_softcapping"),
+        final_logit_softcap=hf.get("final_logit_softcapping"),
         activation="gelu_tanh" if "gelu" in act else "silu", norm_eps=hf.get("rms_norm_eps", 1e-6),
-        norm_offset=1.0 if gemma else 0.0, qk_norm=family == "gemma3", post_norms=family in ("gemma2", "gemma3"),
+        norm_offset=1.0 if gemma else 0.0, qk_norm=family == "gemma3",
+        post_norms=family in ("gemma2", "gemma3"),
         scale_embeddings=gemma, tie_embeddings=hf.get("tie_word_embeddings", True),
         max_seq_len=hf.get("max_position_embeddings", 8192), family=family,
     )
@@ -70,14 +75,16 @@ def from_hf(hf: dict[str, Any]) -> ModelConfig:
 
 def to_hf(c: ModelConfig, **special_tokens: int) -> dict[str, Any]:
     """A config.json dict that transformers loads into the same architecture."""
-    rope_full = {"rope_type": "linear" if c.rope_scale_global != 1.0 else "default", "rope_theta": c.rope_base_global}
+    rope_full = {"rope_type": "linear" if c.rope_scale_global != 1.0 else "default",
+                 "rope_theta": c.rope_base_global}
     if c.rope_scale_global != 1.0:
         rope_full["factor"] = c.rope_scale_global
     hf: dict[str, Any] = {
         "architectures": [ARCHITECTURES[c.family]], "model_type": HF_MODEL_TYPES[c.family],
         "vocab_size": c.vocab_size, "hidden_size": c.embed_dim, "num_hidden_layers": c.num_layers,
         "num_attention_heads": c.num_heads, "num_key_value_heads": c.num_kv_heads, "head_dim": c.head_dim,
-        "intermediate_size": c.hidden_dim, "rms_norm_eps": c.norm_eps, "max_position_embeddings": c.max_seq_len,
+        "intermediate_size": c.hidden_dim, "rms_norm_eps": c.norm_eps,
+        "max_position_embeddings": c.max_seq_len,
         "tie_word_embeddings": c.tie_embeddings, "rope_theta": c.rope_base_global, "torch_dtype": "float32",
         "layer_types": ["sliding_attention" if t == "local" else "full_attention" for t in c.layer_types],
         **special_tokens,

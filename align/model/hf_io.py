@@ -46,8 +46,8 @@ def load_hf_dir(path: str | os.PathLike, *, param_dtype=jnp.float32, dtype=jnp.f
     return from_flat(config, flat, param_dtype=param_dtype, dtype=dtype, source=str(path))
 
 
-def save_hf_dir(model: Decoder, path: str | os.PathLike, *, tokenizer=None, generation_config: dict | None = None,
-                max_shard_bytes: int = 2 << 30) -> Path:
+def save_hf_dir(model: Decoder, path: str | os.PathLike, *, tokenizer=None,
+                generation_config: dict | None = None, max_shard_bytes: int = 2 << 30) -> Path:
     """Write `model` as a transformers-loadable directory; `tokenizer` is any object with save_pretrained."""
     from safetensors.numpy import save_file
 

@@ -41,7 +41,8 @@ def dense(spec: str, x: jax.Array, w: jax.Array, *, weight_first: bool = False) 
     xs, ws, out, contracted, w_out = _letters(spec)
     lead = xs[: len(xs) - len(contracted)]
     if xs != lead + contracted or out != lead + w_out or ws not in (contracted + w_out, w_out + contracted):
-        raise ValueError(f"dense: {spec!r} is not [*lead, *in] x [*in, *out] (or [*out, *in]) -> [*lead, *out]")
+        raise ValueError(f"dense: {spec!r} is not [*lead, *in] x [*in, *out] (or [*out, *in]) "
+                         "-> [*lead, *out]")
     if x.ndim != len(xs) or w.ndim != len(ws):
         raise ValueError(f"dense: {spec!r} does not fit x {x.shape} and w {w.shape}")
     n_lead, n_in = x.shape[: len(lead)], math.prod(x.shape[len(lead):])
@@ -111,7 +112,8 @@ class RMSNorm(nnx.Module):
 
     def __init__(self, dim: int, *, eps: float, offset: float, dtype=jnp.float32):
         self.eps, self.offset = eps, offset
-        self.scale = nnx.Param(jnp.zeros((dim,), dtype) if offset else jnp.ones((dim,), dtype), axes=(ax.NORM,))
+        self.scale = nnx.Param(jnp.zeros((dim,), dtype) if offset else jnp.ones((dim,), dtype),
+                               axes=(ax.NORM,))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         # Normalise in float32 whatever the compute dtype: the mean of squares overflows bf16 easily.

@@ -1,10 +1,11 @@
 """align.rl: policy optimisation for language models (PPO, GRPO, DPO) on align.training's steps.
 
-    rollout, metrics = make_rollout(policy, reference, critic, reward_fn, prompts, lengths, RolloutConfig(), rng)
+    rollout, metrics = make_rollout(policy, reference, critic, reward_fn, prompts, lengths,
+                                    RolloutConfig(), rng)
     iterate = make_ppo_iteration(PPOConfig(), optimizer, reference, reward_fn)     # or make_grpo_iteration
     result = rl_loop(iterate, create_ppo_state(policy, critic, optimizer), prompt_batches,
                      RLLoopConfig(iterations=100), kl_coef=0.05, checkpointer=ckpt)
-    step = make_dpo_step(DPOConfig(beta=0.1), optimizer, reference=reference)   # for align.training.train_loop
+    step = make_dpo_step(DPOConfig(beta=0.1), optimizer, reference=reference)  # for align.training.train_loop
 
 Pure pieces (advantages, KL, losses) take arrays and masks and return (value, metrics).
 """

@@ -10,7 +10,8 @@ One iteration:
     KL control beta <- controller.update(beta, mean sequence KL, B)    (fixed or adaptive)
 
 The policy and the critic are two decoders trained by one optimizer (`PolicyAndValue`); the frozen
-reference is passed separately (or as a `FromState` view sharing the state's frozen arrays). Shapes: B batch, M response length.
+reference is passed separately (or as a `FromState` view sharing the state's frozen arrays).
+Shapes: B batch, M response length.
 """
 
 from __future__ import annotations

@@ -80,7 +80,8 @@ def _generate(graphdef, state, prompt, lengths, rng, config: SamplingConfig, cac
         tok = jnp.where(s.done, config.pad_id, tok)
         lp = jnp.where(s.done, 0.0, lp)
         return _LoopState(step=s.step + 1, cache=o.cache, last=tok, tokens=s.tokens.at[:, s.step].set(tok),
-                          logprobs=s.logprobs.at[:, s.step].set(lp), done=s.done | _is_stop(tok, config), rng=rng)
+                          logprobs=s.logprobs.at[:, s.step].set(lp), done=s.done | _is_stop(tok, config),
+                          rng=rng)
 
     final = jax.lax.while_loop(cond, body, state0)
     # length = index of the first stop token + 1, or M when none was emitted
@@ -113,7 +114,8 @@ def generate(model: Decoder, prompt_tokens, prompt_lengths, config: SamplingConf
     prompt = jnp.asarray(prompt_tokens, jnp.int32)
     lengths = jnp.asarray(prompt_lengths, jnp.int32)
     if prompt.ndim != 2 or lengths.shape != prompt.shape[:1]:
-        raise ValueError(f"prompt_tokens must be [B, P] and prompt_lengths [B]; got {prompt.shape}, {lengths.shape}")
+        raise ValueError(f"prompt_tokens must be [B, P] and prompt_lengths [B]; "
+                         f"got {prompt.shape}, {lengths.shape}")
     graphdef, state = nnx.split(model)
     cpu_layout = _on_cpu(state) if cpu_layout is None else cpu_layout
     return _generate_jit(graphdef, state, prompt, lengths, rng, config=config, cache_dtype=cache_dtype,

@@ -23,7 +23,8 @@ def bucket(n: int, minimum: int = 16) -> int:
 
 def encode_prompts(tokenizer: Tokenizer, prompts: Sequence[str], *, chat: bool) -> list[list[int]]:
     if chat:
-        return [list(tokenizer.encode_chat([{"role": "user", "content": p}], add_generation_prompt=True).tokens)
+        return [list(tokenizer.encode_chat([{"role": "user", "content": p}],
+                                           add_generation_prompt=True).tokens)
                 for p in prompts]
     return [tokenizer.encode(p, add_bos=True) for p in prompts]
 
@@ -32,7 +33,8 @@ def generate_text(model: Decoder, tokenizer: Tokenizer, prompts: Sequence[str], 
                   seed: int = 0, chat: bool = False) -> tuple[list[str], SampleResult]:
     """Generate one completion per prompt; stop tokens default to the tokenizer's (eos, end_of_turn)."""
     if not config.stop_ids:
-        config = SamplingConfig(**{**config.__dict__, "stop_ids": tokenizer.stop_ids, "pad_id": tokenizer.pad_id})
+        config = SamplingConfig(**{**config.__dict__, "stop_ids": tokenizer.stop_ids,
+                                   "pad_id": tokenizer.pad_id})
     ids = encode_prompts(tokenizer, prompts, chat=chat)
     lengths = np.array([len(r) for r in ids], np.int32)
     tokens = np.full((len(ids), bucket(int(lengths.max()))), tokenizer.pad_id, np.int32)

@@ -2,13 +2,13 @@
 
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-4, total_steps=100))
     state = create_train_state(model, optimizer, trainable=trainable_filter("all"))
-    step = make_train_step(loss_fn, optimizer, grad_accum=2)      # loss_fn(model, batch, rng) -> (loss, metrics)
+    step = make_train_step(loss_fn, optimizer, grad_accum=2)  # loss_fn(model, batch, rng) -> (loss, metrics)
     with Checkpointer(run_dir / "checkpoints") as ckpt:
         result = train_loop(step, state, batches, LoopConfig(total_steps=100), checkpointer=ckpt)
 
-Sections: log-probs and losses (logprobs, fused_nll, losses) | optimizer and trainable filters (optim) | state,
-step and metrics (state, step, metrics) | checkpoints and the host loop (checkpoint, loop) | LoRA (lora)
-| run plumbing shared by pipelines (run: model options, mesh, resume-or-start, fit).
+Sections: log-probs and losses (logprobs, fused_nll, losses) | optimizer and trainable filters (optim)
+| state, step and metrics (state, step, metrics) | checkpoints and the host loop (checkpoint, loop)
+| LoRA (lora) | run plumbing shared by pipelines (run: model options, mesh, resume-or-start, fit).
 """
 
 from align.training.checkpoint import Checkpointer, Restored

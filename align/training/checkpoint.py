@@ -64,8 +64,8 @@ def code_version() -> dict:
     try:
         out["git"] = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True,
                                     text=True, timeout=5).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=root,
-                                capture_output=True, text=True, timeout=5).stdout
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False,
+                                cwd=root, capture_output=True, text=True, timeout=5).stdout
         out["dirty"] = bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         out["git"] = None
@@ -136,7 +136,8 @@ class Checkpointer:
             abstract = with_shardings(abstract, shardings)
         else:
             device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-            abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract)
+            abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                                    abstract)
         out = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(flatten_state(abstract)), manifest=ocp.args.JsonRestore()))
         state = unflatten_state(abstract_state, out.state)

@@ -68,7 +68,8 @@ def sequence_logprob(token_lp: jax.Array, mask: jax.Array) -> jax.Array:
 
 @jax.custom_vjp
 def tile_logits(hidden: jax.Array, unembed: jax.Array) -> jax.Array:
-    """[C, D] x [V, D] -> float32 [C, V] logits, with both matmuls of the backward pass in the operands' dtype.
+    """[C, D] x [V, D] -> float32 [C, V] logits, with both matmuls of the backward pass in the
+    operands' dtype.
 
     Operands in the compute dtype (bf16 activations with float32 master weights must not promote
     the largest matmul of the model to float32); accumulation in float32, since the logits feed an

@@ -111,7 +111,8 @@ def _nonfinite_message(step: int, metrics: Mapping, checkpointer: Checkpointer |
 
 
 def train_loop(step_fn: Callable, state: TrainState, batches: Iterator, config: LoopConfig, *,
-               checkpointer: Checkpointer | None = None, evaluate: Callable[[TrainState], Mapping] | None = None,
+               checkpointer: Checkpointer | None = None,
+               evaluate: Callable[[TrainState], Mapping] | None = None,
                writer: MetricsWriter | None = None, data_position: Mapping | None = None,
                tokens_in: Callable[[Mapping], int] = count_tokens,
                on_step: Callable[[int, TrainState], None] | None = None) -> LoopResult:

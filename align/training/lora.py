@@ -90,8 +90,10 @@ class LoRADecoder(nnx.Module):
                  if _path(path) in deltas else var) for path, var in nnx.to_flat_state(state)]
         return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
-    def __call__(self, tokens, positions, segment_ids, cache=None, *, return_logits: bool = True, attn_mask=None):
-        return self.merged()(tokens, positions, segment_ids, cache, return_logits=return_logits, attn_mask=attn_mask)
+    def __call__(self, tokens, positions, segment_ids, cache=None, *, return_logits: bool = True,
+                 attn_mask=None):
+        return self.merged()(tokens, positions, segment_ids, cache, return_logits=return_logits,
+                             attn_mask=attn_mask)
 
     def hidden(self, tokens, positions, segment_ids, *, attn_mask=None) -> jax.Array:
         return self.merged().hidden(tokens, positions, segment_ids, attn_mask=attn_mask)

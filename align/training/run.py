@@ -1,7 +1,8 @@
 """A training run's plumbing shared by the SFT and reward-model pipelines (and anything like them).
 
     model, tokenizer = load_model(ModelOptions(spec="gemma3-270m"))
-    run = prepare_run(model, optimizer, loss_fn, run_dir=out, train=TrainOptions(...), mesh=make_run_mesh(...))
+    run = prepare_run(model, optimizer, loss_fn, run_dir=out, train=TrainOptions(...),
+                      mesh=make_run_mesh(...))
     result = fit(run, lambda position: my_batches(position), loop_config, evaluate=...)
 
 `prepare_run` builds the state (sharded), the jitted step, the checkpointer and the metrics writer,
@@ -65,7 +66,8 @@ def load_model(options: ModelOptions):
 
             config, tokenizer = ModelConfig.tiny(vocab_size=TINY_VOCAB_SIZE), Tokenizer(tiny_tokenizer())
         elif options.tokenizer is None:
-            raise ValueError(f"model.spec {options.spec!r} needs model.tokenizer (a tokenizer file or directory)")
+            raise ValueError(f"model.spec {options.spec!r} needs model.tokenizer "
+                             "(a tokenizer file or directory)")
         else:
             config, tokenizer = PRESETS[name](), load_tokenizer(options.tokenizer)
         # Built eagerly: one small cached kernel per distinct weight shape. Compiling the whole
@@ -116,7 +118,8 @@ class TrainOptions:
 
     def __post_init__(self):
         if self.batch_size % self.grad_accum:
-            raise ValueError(f"train.batch_size={self.batch_size} is not a multiple of grad_accum={self.grad_accum}")
+            raise ValueError(f"train.batch_size={self.batch_size} is not a multiple of "
+                             f"grad_accum={self.grad_accum}")
 
 
 @dataclasses.dataclass
@@ -138,8 +141,8 @@ def with_lora(model: nnx.Module, train: TrainOptions) -> nnx.Module:
 
 
 def prepare_run(model: nnx.Module, optimizer: optax.GradientTransformation, loss_fn: LossFn, *,
-                run_dir: str | Path, train: TrainOptions, mesh, trainable=None, manifest: Mapping | None = None,
-                learning_rate: optax.Schedule | None = None) -> Run:
+                run_dir: str | Path, train: TrainOptions, mesh, trainable=None,
+                manifest: Mapping | None = None, learning_rate: optax.Schedule | None = None) -> Run:
     """State (sharded over `mesh`), jitted train/eval steps, checkpointer and writer; resumes if possible.
 
     trainable: an nnx filter; default trainable_filter(train.trainable).
@@ -167,7 +170,8 @@ def prepare_run(model: nnx.Module, optimizer: optax.GradientTransformation, loss
     return run
 
 
-def evaluate(eval_fn: Callable, state: TrainState, batches: Iterable[Mapping], limit: int | None = None) -> dict:
+def evaluate(eval_fn: Callable, state: TrainState, batches: Iterable[Mapping],
+             limit: int | None = None) -> dict:
     """Weighted means of the loss's metrics over `batches` (at most `limit` of them)."""
     sums = None
     for i, batch in enumerate(batches):

@@ -35,7 +35,8 @@ class TrainState:
 
 
 def split_model(model: nnx.Module, trainable=nnx.Param) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
-    """(graphdef, trainable state, frozen state); `trainable` is an nnx filter (see optim.trainable_filter)."""
+    """(graphdef, trainable state, frozen state); `trainable` is an nnx filter
+    (see optim.trainable_filter)."""
     graphdef, params, frozen = nnx.split(model, trainable, ...)
     if not jax.tree.leaves(params):
         raise ValueError(f"the trainable filter {trainable!r} selects no parameter of {type(model).__name__}")

@@ -35,7 +35,8 @@ def split_micro_batches(batch: Mapping[str, jax.Array], grad_accum: int) -> dict
     """[B, ...] -> [A, B/A, ...] with micro-batch i = rows i, i+A, i+2A, ..."""
     def one(x):
         if x.shape[0] % grad_accum:
-            raise ValueError(f"batch of {x.shape[0]} rows does not split into grad_accum={grad_accum} micro-batches")
+            raise ValueError(f"batch of {x.shape[0]} rows does not split into "
+                             f"grad_accum={grad_accum} micro-batches")
         x = x.reshape((x.shape[0] // grad_accum, grad_accum) + x.shape[1:])  # [B/A, A, ...]
         return jnp.swapaxes(x, 0, 1)  # [A, B/A, ...]
 

@@ -24,7 +24,8 @@ h2 { border-bottom: 2px solid var(--line); padding-bottom: 4px; margin-top: 28px
 h3 { margin: 18px 0 6px; }
 .banner { display:flex; gap:12px; flex-wrap:wrap; margin:12px 0; }
 .card { background:#fff; border:1px solid var(--line); border-radius:6px; padding:8px 14px; min-width:140px; }
-.card b { display:block; font-size:22px; } .card.bad b { color:var(--bad); } .card.good b { color:var(--good); }
+.card b { display:block; font-size:22px; }
+.card.bad b { color:var(--bad); } .card.good b { color:var(--good); }
 table { border-collapse: collapse; background:#fff; margin: 6px 0 10px; }
 th, td { border:1px solid var(--line); padding:4px 8px; vertical-align: top; text-align:left; }
 th { background:#ECEFF1; font-weight:600; }
@@ -34,22 +35,28 @@ td.improved { background:#E8F5E9; color:var(--good); }
 td.failed, .tag.failed-tag { background:#C62828; color:#fff; font-weight:700; }
 td.baseline { box-shadow: inset 3px 0 0 var(--base); }
 .delta { display:block; font-size:11px; }
-.tag { display:inline-block; font-size:11px; padding:0 6px; border-radius:8px; background:#ECEFF1; margin-left:4px; }
+.tag { display:inline-block; font-size:11px; padding:0 6px; border-radius:8px; background:#ECEFF1;
+       margin-left:4px; }
 .tag.base { background:var(--base); color:#fff; }
-.failbox { border:2px solid var(--bad); background:#FFF5F5; border-radius:6px; padding:8px 12px; margin:8px 0; }
-pre, .text { white-space: pre-wrap; word-break: break-word; font: 12px/1.4 ui-monospace, Menlo, Consolas, monospace;
+.failbox { border:2px solid var(--bad); background:#FFF5F5; border-radius:6px; padding:8px 12px;
+           margin:8px 0; }
+pre, .text { white-space: pre-wrap; word-break: break-word;
+             font: 12px/1.4 ui-monospace, Menlo, Consolas, monospace;
              max-height: 14em; overflow:auto; margin:0; }
 .plots { display:flex; flex-wrap:wrap; gap:10px; }
 svg.plot { background:#fff; border:1px solid var(--line); border-radius:4px; }
 svg .ptitle { font-size:12px; font-weight:600; fill:#263238; }
-svg .tick, svg .rlabel, svg .note { font-size:10.5px; fill:#455A64; } svg .note { fill:var(--bad); font-weight:600; }
+svg .tick, svg .rlabel, svg .note { font-size:10.5px; fill:#455A64; }
+svg .note { fill:var(--bad); font-weight:600; }
 svg .grid { stroke:#ECEFF1; } svg .base { stroke:var(--base); stroke-dasharray:4 3; stroke-width:1.5; }
 svg .target { stroke:#9E9E9E; stroke-dasharray:1 3; stroke-width:1.5; }
-details.drill { background:#fff; border:1px solid var(--line); border-radius:4px; margin:6px 0; padding:4px 10px; }
+details.drill { background:#fff; border:1px solid var(--line); border-radius:4px; margin:6px 0;
+                 padding:4px 10px; }
 details.drill > summary { cursor:pointer; font-weight:600; }
 details.drill[open] { border-color:#90A4AE; }
 details.drill table { width:100%; table-layout: fixed; }
-details.drill col.c-id { width:6em; } details.drill col.c-score { width:7em; } details.drill col.c-label { width:8em; }
+details.drill col.c-id { width:6em; } details.drill col.c-score { width:7em; }
+details.drill col.c-label { width:8em; }
 a.ex { font-size:11px; color:#1565C0; cursor:pointer; }
 #filter { padding:4px 8px; width: 320px; }
 .muted { color: var(--muted); } .hidden { display:none !important; }
@@ -110,7 +117,8 @@ def page(title_html: str, subtitle_html: str, body_html: str, data: object) -> s
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title_html}</title><style>{CSS}</style></head><body>"
         f"<header><h1>{title_html}</h1><div class=\"sub\">{subtitle_html}</div></header><main>"
-        '<p><input id="filter" type="search" list="metric-names" placeholder="filter metrics (e.g. toxicity)" '
+        '<p><input id="filter" type="search" list="metric-names" '
+        'placeholder="filter metrics (e.g. toxicity)" '
         'aria-label="filter metrics"><datalist id="metric-names"></datalist> '
         '<span id="js-note" class="muted"></span></p>'
         f"{body_html}</main>"

@@ -64,7 +64,7 @@ def _short(s: str, n: int) -> str:
 
 def interval_plot(title: str, rows: list[IntervalRow], baseline: float | None, target: float | None) -> str:
     """Forest plot: one row per run, point estimate and 95% interval, baseline and target lines."""
-    left, right, top, row_h = 200, 16, 24, 20
+    left, _right, top, row_h = 200, 16, 24, 20
     width, plot_w = 500, 500 - 200 - 16
     height = top + row_h * max(len(rows), 1) + 26
     xs = [v for r in rows for v in (r.value, r.lo, r.hi) if v is not None]
@@ -99,8 +99,8 @@ def interval_plot(title: str, rows: list[IntervalRow], baseline: float | None, t
         if r.lo is not None and r.hi is not None:
             out.append(f'<line x1="{sx(r.lo):.1f}" x2="{sx(r.hi):.1f}" y1="{y:.1f}" y2="{y:.1f}" '
                        f'stroke="{colour}" stroke-width="2.5"/>')
-        out.append(f'<circle cx="{sx(r.value):.1f}" cy="{y:.1f}" r="4" fill="{colour}" class="pt-{esc(r.state)}">'
-                   f'<title>{esc(tip)}</title></circle>')
+        out.append(f'<circle cx="{sx(r.value):.1f}" cy="{y:.1f}" r="4" fill="{colour}" '
+                   f'class="pt-{esc(r.state)}"><title>{esc(tip)}</title></circle>')
     out.append("</svg>")
     return "".join(out)
 
@@ -110,7 +110,8 @@ def trend_plot(title: str, series: dict[str, list[TrendPoint]], baseline: float 
     left, right, top, bottom, width, height = 56, 150, 24, 34, 620, 210
     plot_w, plot_h = width - left - right, height - top - bottom
     pts = [p for s in series.values() for p in s]
-    ys = [v for p in pts for v in (p.value, p.lo, p.hi) if v is not None] + ([baseline] if baseline is not None else [])
+    ys = ([v for p in pts for v in (p.value, p.lo, p.hi) if v is not None]
+          + ([baseline] if baseline is not None else []))
     y0, y1 = _extent(ys or [0.0, 1.0])
     times = [p.when.timestamp() for p in pts] or [0.0]
     t0, t1 = _extent(times)
@@ -121,8 +122,8 @@ def trend_plot(title: str, series: dict[str, list[TrendPoint]], baseline: float 
     def sy(v: float) -> float:
         return top + (1 - (v - y0) / (y1 - y0)) * plot_h
 
-    out = [f'<svg class="plot trend" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-           f'xmlns="http://www.w3.org/2000/svg"><title>{esc(title)}: over time</title>',
+    out = [f'<svg class="plot trend" role="img" viewBox="0 0 {width} {height}" width="{width}" '
+           f'height="{height}" xmlns="http://www.w3.org/2000/svg"><title>{esc(title)}: over time</title>',
            f'<text x="4" y="14" class="ptitle">{esc(_short(title, 70))}</text>']
     for v in nice_ticks(y0, y1):
         out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" class="grid"/>'
@@ -133,7 +134,8 @@ def trend_plot(title: str, series: dict[str, list[TrendPoint]], baseline: float 
             continue
         last_x = sx(t)
         day = dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%m-%d %H:%M")
-        out.append(f'<text x="{sx(t):.1f}" y="{top + plot_h + 14}" class="tick" text-anchor="middle">{day}</text>')
+        out.append(f'<text x="{sx(t):.1f}" y="{top + plot_h + 14}" class="tick" '
+                   f'text-anchor="middle">{day}</text>')
     if baseline is not None:
         out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(baseline):.1f}" y2="{sy(baseline):.1f}" '
                    f'class="base"><title>baseline {baseline:.4g}</title></line>')

@@ -1,4 +1,5 @@
-"""Attention properties: hand-written masks, causality through gradients, chunked == dense (values and grads)."""
+"""Attention properties: hand-written masks, causality through gradients, chunked == dense
+(values and grads)."""
 
 import jax
 import jax.numpy as jnp

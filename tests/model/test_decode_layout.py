@@ -28,7 +28,8 @@ def test_for_decoding_transposes_every_projection_and_leaves_the_original():
     assert dec_attn.o.shape == (attn.o.shape[2], attn.o.shape[0], attn.o.shape[1])  # [N,H,D] -> [D,N,H]
     assert dec.layers[0].mlp.down.shape == model.layers[0].mlp.down.shape[::-1]
     np.testing.assert_array_equal(dec_attn.q[...], jnp.transpose(attn.q[...], (1, 2, 0)))
-    assert dec_attn.o.get_metadata()["axes"] == (attn.o.get_metadata()["axes"][2], *attn.o.get_metadata()["axes"][:2])
+    assert dec_attn.o.get_metadata()["axes"] == (attn.o.get_metadata()["axes"][2],
+                                                 *attn.o.get_metadata()["axes"][:2])
     transposed = [m for _, m in nnx.iter_modules(dec) if isinstance(m, Projections)]
     assert transposed and all(m.out_first for m in transposed)
     assert not any(m.out_first for _, m in nnx.iter_modules(model) if isinstance(m, Projections))
@@ -59,7 +60,8 @@ def test_vocab_major_next_token_logits_are_the_transposed_logits():
 
 
 def test_next_token_logits_are_soft_capped_like_logits():
-    model = Decoder(dataclasses.replace(ModelConfig.tiny(vocab_size=96), final_logit_softcap=0.5), rngs=nnx.Rngs(3))
+    model = Decoder(dataclasses.replace(ModelConfig.tiny(vocab_size=96), final_logit_softcap=0.5),
+                    rngs=nnx.Rngs(3))
     tokens, positions, segments = _inputs()
     out = model(tokens, positions, segments)
     got = model.next_token_logits(out.hidden[:, -1], vocab_major=True)

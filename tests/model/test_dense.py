@@ -41,7 +41,8 @@ def test_lowers_to_a_single_two_dimensional_dot():
 @pytest.mark.parametrize("spec", ["BTD,DF->BFT", "BTD,FD->BFD", "BDT,DF->BTF", "BTD,DNH->BTHN"])
 def test_rejects_specs_that_are_not_a_projection(spec):
     with pytest.raises(ValueError, match="is not"):
-        dense(spec, jnp.ones((B, T, D)), jnp.ones((D, F)) if "DF" in spec else jnp.ones((F, D)) if "FD" in spec
+        dense(spec, jnp.ones((B, T, D)),
+              jnp.ones((D, F)) if "DF" in spec else jnp.ones((F, D)) if "FD" in spec
               else jnp.ones((D, N, H)))
 
 
@@ -60,10 +61,12 @@ def test_weight_first_equals_einsum_with_the_weight_as_left_operand(spec, x_shap
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=x_shape), jnp.float32)
     w = jnp.asarray(rng.normal(size=w_shape), jnp.float32)
-    np.testing.assert_allclose(dense(spec, x, w, weight_first=True), jnp.einsum(spec, x, w), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dense(spec, x, w, weight_first=True), jnp.einsum(spec, x, w),
+                               rtol=1e-5, atol=1e-6)
     dot = next(e for e in jax.make_jaxpr(lambda x, w: dense(spec, x, w, weight_first=True))(x, w).jaxpr.eqns
                if e.primitive.name == "dot_general")
-    assert dot.outvars[0].aval.shape == (np.prod(w_shape) // np.prod(x_shape[-len(w_shape) + 1:]), B)  # [O, X]
+    assert dot.outvars[0].aval.shape == (
+        np.prod(w_shape) // np.prod(x_shape[-len(w_shape) + 1:]), B)  # [O, X]
 
 
 def test_weight_first_needs_an_out_first_weight():

@@ -21,7 +21,8 @@ def pair():
 
     gguf = Path(embedded_gguf_path())
     ours = align.load(str(gguf), with_tokenizer=False)
-    ref = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                            dtype=torch.float32)
     tokenizer = align.load("gemma3-270m").tokenizer  # the cached conversion: same vocab, loads fast
     return ours.model, ref.eval(), tokenizer
 

@@ -15,8 +15,10 @@ _TO_GGUF = {
     "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
     "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
     "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
-    "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "post_attention_norm.weight",
-    "pre_feedforward_layernorm.weight": "ffn_norm.weight", "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+    "input_layernorm.weight": "attn_norm.weight",
+    "post_attention_layernorm.weight": "post_attention_norm.weight",
+    "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+    "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
     "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
 }
@@ -79,11 +81,13 @@ def test_gguf_import_matches_transformers_gguf_loader(tmp_path):
 
     ours = load(str(gguf_path), with_tokenizer=False).model
     assert ours.config.activation == "gelu_tanh" and ours.config.layer_types == ("local", "local", "local")
-    ref = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="tiny.gguf", dtype=torch.float32)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="tiny.gguf",
+                                                            dtype=torch.float32)
     tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 9)).astype(np.int32)
     with torch.no_grad():
         expected = ref.eval()(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
         original = hf_model(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
-    got = ours(jnp.asarray(tokens), jnp.broadcast_to(jnp.arange(9), (2, 9)), jnp.ones((2, 9), jnp.int32)).logits
+    got = ours(jnp.asarray(tokens), jnp.broadcast_to(jnp.arange(9), (2, 9)),
+               jnp.ones((2, 9), jnp.int32)).logits
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(got, original, atol=1e-4, rtol=1e-4)

@@ -7,9 +7,17 @@ import pytest
 from flax import nnx
 
 from align.model import Decoder, ModelConfig
-from align.model.sharding import MeshConfig, batch_sharding, make_mesh, shard_model, sharded_init, state_shardings
+from align.model.sharding import (
+    MeshConfig,
+    batch_sharding,
+    make_mesh,
+    shard_model,
+    sharded_init,
+    state_shardings,
+)
 
-pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs XLA_FLAGS=--xla_force_host_platform_device_count=8")
+pytestmark = pytest.mark.skipif(jax.device_count() < 8,
+                                reason="needs XLA_FLAGS=--xla_force_host_platform_device_count=8")
 
 
 def _inputs(B=8, T=12, vocab=512):
@@ -24,7 +32,8 @@ def test_every_param_has_logical_axes():
         assert axes is not None and len(axes) == var.ndim, path
 
 
-@pytest.mark.parametrize("mesh_cfg", [MeshConfig(data=2, fsdp=2, tensor=2), MeshConfig(data=1, fsdp=4, tensor=2)])
+@pytest.mark.parametrize("mesh_cfg", [MeshConfig(data=2, fsdp=2, tensor=2),
+                                      MeshConfig(data=1, fsdp=4, tensor=2)])
 def test_sharded_forward_equals_unsharded(mesh_cfg):
     cfg = ModelConfig.tiny()
     ref_model = Decoder(cfg, rngs=nnx.Rngs(0))
@@ -36,7 +45,8 @@ def test_sharded_forward_equals_unsharded(mesh_cfg):
     q = model.layers[0].attn.q[...]
     assert q.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor", None)  # [D, N, H]
     bs = batch_sharding(mesh)
-    out = nnx.jit(lambda m, t, p, s: m(t, p, s).logits)(model, *(jax.device_put(x, bs) for x in (tokens, positions, segments)))
+    out = nnx.jit(lambda m, t, p, s: m(t, p, s).logits)(
+        model, *(jax.device_put(x, bs) for x in (tokens, positions, segments)))
     np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
 
 
@@ -63,6 +73,7 @@ def test_sharded_generate_in_cpu_layout_equals_unsharded():
     model = shard_model(Decoder(cfg, rngs=nnx.Rngs(0)), mesh)
     bs = batch_sharding(mesh)
     rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*bs.spec[:1]))
-    got = generate(model, jax.device_put(tokens, bs), jax.device_put(lengths, rows), sampling, cpu_layout=True)
+    got = generate(model, jax.device_put(tokens, bs), jax.device_put(lengths, rows), sampling,
+                   cpu_layout=True)
     np.testing.assert_array_equal(got.tokens, want.tokens)
     np.testing.assert_allclose(got.logprobs, want.logprobs, atol=1e-5)

@@ -1,4 +1,5 @@
-"""The `align` command line: help lists every command, convert writes a loadable directory, bad input exits 2."""
+"""The `align` command line: help lists every command, convert writes a loadable directory,
+bad input exits 2."""
 
 import subprocess
 import sys

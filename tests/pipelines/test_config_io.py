@@ -1,4 +1,5 @@
-"""YAML configs -> frozen dataclasses: unknown keys name the key, file, line and nearest field; typed overrides."""
+"""YAML configs -> frozen dataclasses: unknown keys name the key, file, line and nearest field;
+typed overrides."""
 
 from pathlib import Path
 
@@ -32,8 +33,10 @@ def test_unknown_top_level_key(tmp_path):
 
 
 def test_overrides_are_typed_and_checked(tmp_path):
-    path = write(tmp_path, "output_dir: out\ndata:\n  path: x.jsonl\n  heldout: {heldout_fraction: 0.1, seed: 3}\n")
-    config = load_config(SFTConfig, path, ["optim.learning_rate=1e-4", "train.batch_size=8", "data.packing=true",
+    path = write(tmp_path, "output_dir: out\ndata:\n  path: x.jsonl\n"
+                           "  heldout: {heldout_fraction: 0.1, seed: 3}\n")
+    config = load_config(SFTConfig, path, ["optim.learning_rate=1e-4", "train.batch_size=8",
+                                           "data.packing=true",
                                            "train.lora={rank: 4, targets: [attn.q]}", "model.tokenizer=null"])
     assert config.optim.learning_rate == 1e-4 and isinstance(config.optim.learning_rate, float)
     assert config.train.batch_size == 8 and config.data.packing is True

@@ -57,7 +57,8 @@ def test_tiny_sft_learns_and_exports(finished):
     assert [r["step"] for r in train] == [4, 8, 12] and train[-1]["loss"] < train[0]["loss"]
     model = load_hf_dir(tmp_path / "run" / "export")
     assert model.config.vocab_size == 272 and (tmp_path / "run" / "export" / "tokenizer.json").exists()
-    assert sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()) == [8, 12]
+    assert sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir()
+                  if p.name.isdigit()) == [8, 12]
 
 
 def test_finished_run_is_not_redone(finished):

@@ -1,4 +1,5 @@
-"""GRPO: group layout and advantages on a real rollout, the first-update anchor, and a toy task it must learn."""
+"""GRPO: group layout and advantages on a real rollout, the first-update anchor, and a toy task
+it must learn."""
 
 import jax
 import jax.numpy as jnp

@@ -103,7 +103,8 @@ def test_untrusted_text_is_escaped_everywhere(make_doc, with_metric, xss_output)
     assert "window.__pwned" in page  # the text is there ...
     assert "<script>window.__pwned" not in page and "<img" not in page  # ... but inert
     assert "&quot;&gt;&lt;script&gt;window.__pwned=3" in page
-    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;&lt;img src=x onerror=&quot;window.__pwned=2&quot;&gt;" in page
+    assert ("&lt;script&gt;window.__pwned=1&lt;/script&gt;"
+            "&lt;img src=x onerror=&quot;window.__pwned=2&quot;&gt;") in page
     parsed = _parse(page)
     assert [a.get("type") for a, _ in parsed.scripts] == ["application/json", None]  # only ours
     data_text = parsed.scripts[0][1]
@@ -133,7 +134,8 @@ def test_page_has_plots_and_drilldown(make_doc, with_metric):
     page = dashboard.render(dashboard.build_view([cand], [], base, None), k=2)
     assert page.count('<svg class="plot interval"') == 7  # one forest plot per metric
     assert page.count('<svg class="plot trend"') == 7  # two runs: a trend per top-level metric
-    drill = re.search(r'<details class="drill" id="(ex-[\w-]+)" data-metric="toxicity.expected_max_toxicity">(.*?)</details>',
+    drill = re.search(r'<details class="drill" id="(ex-[\w-]+)" '
+                      r'data-metric="toxicity.expected_max_toxicity">(.*?)</details>',
                       page, re.S)
     assert "2 worst of 3" in drill.group(2) and "(highest score first)" in drill.group(2)
     assert drill.group(2).index("out1") < drill.group(2).index("out2") and "out0" not in drill.group(2)
@@ -144,7 +146,8 @@ def test_page_has_plots_and_drilldown(make_doc, with_metric):
 def test_cli_with_history_and_baseline_run_id(tmp_path, make_doc, with_metric, write_doc, capsys):
     db = tmp_path / "h.sqlite"
     history.add_run(db, from_json(make_doc(run_id="old", created="2026-11-19T10:00:00Z"), "old.json"))
-    cand = write_doc(with_metric(make_doc(run_id="new"), TOX, value=0.31, ci_low=0.28, ci_high=0.34), "new.json")
+    cand = write_doc(with_metric(make_doc(run_id="new"), TOX, value=0.31, ci_low=0.28, ci_high=0.34),
+                     "new.json")
     out = tmp_path / "d.html"
     assert main(["dashboard", str(cand), "--history", str(db), "--baseline", "old", "-o", str(out)]) == 0
     assert _parse(out.read_text()).rows[TOX] == ["num baseline", "num regressed"]

@@ -131,14 +131,16 @@ def test_interval_bound(tmp_path, make_doc, with_metric, write_doc):
 def test_significant_regression_fails_insignificant_passes(tmp_path, make_doc, with_metric, write_doc):
     base = write_doc(make_doc(run_id="base"), "base.json")  # toxicity 0.20
     policy, junit = _policy(tmp_path, TOX_POLICY), tmp_path / "r.xml"
-    worse = with_metric(make_doc(run_id="c1"), "toxicity.expected_max_toxicity", value=0.30, ci_low=0.26, ci_high=0.34)
+    worse = with_metric(make_doc(run_id="c1"), "toxicity.expected_max_toxicity",
+                        value=0.30, ci_low=0.26, ci_high=0.34)
     assert _gate(write_doc(worse, "c1.json"), policy, "--baseline", base, "--junit", junit) == 1
     status = _junit(junit)[1]
     assert {k: v for k, v in status.items() if "toxicity" in k} == {
         "suite toxicity": "pass", "toxicity.expected_max_toxicity max": "pass",
         "toxicity.expected_max_toxicity regression": "fail"}
     assert list(status.values()).count("fail") == 1
-    noisy = with_metric(make_doc(run_id="c2"), "toxicity.expected_max_toxicity", value=0.24, ci_low=0.2, ci_high=0.28)
+    noisy = with_metric(make_doc(run_id="c2"), "toxicity.expected_max_toxicity",
+                        value=0.24, ci_low=0.2, ci_high=0.28)
     assert _gate(write_doc(noisy, "c2.json"), policy, "--baseline", base) == 0
 
 
@@ -213,7 +215,8 @@ def test_nan_and_unknown_schema_and_bad_field_exit_2(tmp_path, make_doc, with_me
     assert "unknown schema 'align.eval_results/v2'" in capsys.readouterr().err
     doc = with_metric(make_doc(), "toxicity.expected_max_toxicity", ci_low="0.1")
     assert _gate(write_doc(doc), RELEASE) == 2
-    assert "suites.toxicity.metrics.expected_max_toxicity.ci_low: expected a number or null" in capsys.readouterr().err
+    assert ("suites.toxicity.metrics.expected_max_toxicity.ci_low: expected a number or null"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("body, field", [

@@ -22,7 +22,8 @@ def test_add_list_round_trip(tmp_path, make_doc, with_metric, write_doc, capsys)
     assert capsys.readouterr().out.splitlines() == [f"added: {b}", f"added: {a}"]
 
     runs = history.list_runs(db)
-    assert [(r.run_id, r.model_step, r.suites_ok, r.suites_failed) for r in runs] == [("a", 100, 6, 0), ("b", 200, 6, 1)]
+    assert [(r.run_id, r.model_step, r.suites_ok, r.suites_failed) for r in runs] == [("a", 100, 6, 0),
+                                                                                     ("b", 200, 6, 1)]
     tox = history.metric_history(db, "toxicity.expected_max_toxicity")
     assert [(r.run_id, r.value, r.ci_low, r.ci_high, r.n) for r in tox] == [("a", 0.2, 0.17, 0.23, 100),
                                                                            ("b", 0.3, 0.25, 0.35, 100)]
@@ -40,10 +41,11 @@ def test_add_list_round_trip(tmp_path, make_doc, with_metric, write_doc, capsys)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["run_id", "created", "model", "variant", "step",
                                 "toxicity.expected_max_toxicity", "95%", "CI", "n"]
-    assert lines[3].split() == ["b", "2026-11-21T10:00:00Z", "gemma3-270m", "chat", "200", "0.3", "[0.25,", "0.35]", "100"]
+    assert lines[3].split() == ["b", "2026-11-21T10:00:00Z", "gemma3-270m", "chat", "200", "0.3", "[0.25,",
+                                "0.35]", "100"]
     assert main(["results", "list", "--db", str(db)]) == 0
-    assert capsys.readouterr().out.splitlines()[2].split() == ["a", "2026-11-20T10:00:00Z", "gemma3-270m", "chat",
-                                                               "100", "6", "0"]
+    assert capsys.readouterr().out.splitlines()[2].split() == [
+        "a", "2026-11-20T10:00:00Z", "gemma3-270m", "chat", "100", "6", "0"]
 
 
 def test_add_is_idempotent_and_refuses_conflicts(tmp_path, make_doc, with_metric, write_doc, capsys):

@@ -24,7 +24,8 @@ def _prompts():
 
 @nnx.jit
 def _last_logprobs(model, tokens, length):
-    """log-softmax of the logits at index length-1 of a right-padded [1, W] row (causal: padding is unseen)."""
+    """log-softmax of the logits at index length-1 of a right-padded [1, W] row
+    (causal: padding is unseen)."""
     W = tokens.shape[1]
     out = model(tokens, jnp.arange(W)[None], (jnp.arange(W) < length)[None].astype(jnp.int32))
     return jax.nn.log_softmax(out.logits[0, length - 1])
@@ -103,7 +104,8 @@ def test_temperature_sampling_matches_distribution():
     assert freq[2] == 0 and abs(freq[0] - 0.7 / 0.9) < 0.03
 
 
-@pytest.mark.parametrize("V, B", [(4096, 3), (1000, 2), (64, 5)])  # blocks of 512; gcd 8 -> plain argmax; one block
+# blocks of 512; gcd 8 -> plain argmax; one block
+@pytest.mark.parametrize("V, B", [(4096, 3), (1000, 2), (64, 5)])
 def test_argmax_vocab_major_is_argmax_down_axis_zero_first_occurrence(V, B):
     x = np.random.default_rng(V).normal(size=(V, B)).astype(np.float32)
     x[[7, V - 1], 0] = 9.0  # a tie across blocks: the first wins

@@ -28,7 +28,8 @@ V, T, ROWS = 64, 16, 4
 
 def dataset(n=24, seed=0):
     rs = np.random.default_rng(seed)
-    return [Tokenized(rs.integers(3, V, k).astype(np.int32), rs.random(k) < 0.8) for k in rs.integers(5, T, n)]
+    return [Tokenized(rs.integers(3, V, k).astype(np.int32), rs.random(k) < 0.8)
+            for k in rs.integers(5, T, n)]
 
 
 def main(run_dir: str, total: int, kill_at: int, out: str | None) -> dict:

@@ -32,7 +32,8 @@ def _reference(h, w, targets, weights, softcap):
 def test_value_and_gradients_equal_the_unfused_loss(chunk_size, softcap):
     hidden, unembed, targets, weights = _inputs(seed=chunk_size)
     fused = jax.jit(jax.value_and_grad(
-        lambda h, w: chunked_weighted_nll(h, w, targets, weights, chunk_size=chunk_size, final_softcap=softcap),
+        lambda h, w: chunked_weighted_nll(h, w, targets, weights, chunk_size=chunk_size,
+                                          final_softcap=softcap),
         argnums=(0, 1)))
     ref = jax.value_and_grad(lambda h, w: _reference(h, w, targets, weights, softcap), argnums=(0, 1))
     (v, (gh, gw)), (v_ref, (gh_ref, gw_ref)) = fused(hidden, unembed), ref(hidden, unembed)
@@ -42,7 +43,8 @@ def test_value_and_gradients_equal_the_unfused_loss(chunk_size, softcap):
 
 
 def test_gradient_by_hand_on_one_token():
-    # One token, V=3, h=1-d: z = h * E; dloss/dh = w * (sum_v p_v E_v - E_t), dloss/dE_v = w * (p_v - [v=t]) * h.
+    # One token, V=3, h=1-d: z = h * E; dloss/dh = w * (sum_v p_v E_v - E_t),
+    # dloss/dE_v = w * (p_v - [v=t]) * h.
     h = jnp.array([[[2.0]]])
     e = jnp.array([[0.5], [-1.0], [0.25]])
     t, w = jnp.array([[2]]), jnp.array([[0.5]])

@@ -39,7 +39,8 @@ def data(poison_step=None):
     rs = np.random.default_rng(0)
     docs = [Tokenized(rs.integers(3, V, n).astype(np.int32), np.ones(n, bool)) for n in rs.integers(4, T, 40)]
     order = DataOrder(len(docs), seed=0)
-    for i, (batch, pos) in enumerate(batches(docs, order, None, ROWS, lambda b: pad_batch(b, T, rows=ROWS)), 1):
+    for i, (batch, pos) in enumerate(batches(docs, order, None, ROWS,
+                                             lambda b: pad_batch(b, T, rows=ROWS)), 1):
         yield {**batch, "poison": np.full((ROWS,), i == poison_step)}, pos
 
 
@@ -68,8 +69,9 @@ def test_logs_evaluates_and_checkpoints_on_schedule(tmp_path, step_fn):
 
     writer = MetricsWriter(tmp_path / "metrics.jsonl", tmp_path / "tb")
     with Checkpointer(tmp_path / "ck", keep=5) as ck:
-        result = train_loop(step_fn, fresh_state(), data(), LoopConfig(total_steps=7, log_every=3, eval_every=4,
-                                                                      checkpoint_every=3, progress=True),
+        result = train_loop(step_fn, fresh_state(), data(),
+                            LoopConfig(total_steps=7, log_every=3, eval_every=4, checkpoint_every=3,
+                                       progress=True),
                             checkpointer=ck, evaluate=evaluate, writer=writer)
         assert ck.all_steps() == [3, 6, 7]
         assert ck.read_manifest(6)["data_position"] == {"epoch": 0, "index": 24, "n": 40, "seed": 0}
@@ -80,7 +82,8 @@ def test_logs_evaluates_and_checkpoints_on_schedule(tmp_path, step_fn):
     train_rows = [r for r in rows if "loss" in r]
     assert [r["step"] for r in train_rows] == [3, 6, 7]
     assert [r["step"] for r in rows if "eval/loss" in r] == [4, 7]
-    assert all(r["tokens_per_s"] > 0 and r["n_tokens"] > 0 and np.isfinite(r["grad_norm"]) for r in train_rows)
+    assert all(r["tokens_per_s"] > 0 and r["n_tokens"] > 0 and np.isfinite(r["grad_norm"])
+               for r in train_rows)
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 

@@ -46,7 +46,8 @@ def test_fresh_adapters_change_nothing_and_unmerged_equals_merged():
     q, ad = base.layers[0].attn.q[...], model.adapters[model.paths.index("layers.0.attn.q")]
     x = jax.random.normal(jax.random.PRNGKey(9), (2, 3, 64))
     merged_q = jnp.einsum("BTD,DNH->BTNH", x, merged.layers[0].attn.q[...])
-    unmerged = jnp.einsum("BTD,DNH->BTNH", x, q) + (ad.scale * (x @ ad.a[...]) @ ad.b[...]).reshape(2, 3, 4, 16)
+    unmerged = (jnp.einsum("BTD,DNH->BTNH", x, q)
+                + (ad.scale * (x @ ad.a[...]) @ ad.b[...]).reshape(2, 3, 4, 16))
     np.testing.assert_allclose(np.asarray(merged_q), np.asarray(unmerged), atol=1e-5)
 
 

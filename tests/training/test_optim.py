@@ -15,14 +15,15 @@ from align.training.optim import excluding
 
 
 def test_warmup_cosine_schedule_by_hand():
-    lr = learning_rate_schedule(OptimConfig(learning_rate=1.0, warmup_steps=2, total_steps=6, schedule="cosine"))
+    lr = learning_rate_schedule(OptimConfig(learning_rate=1.0, warmup_steps=2, total_steps=6,
+                                            schedule="cosine"))
     expected = [0.0, 0.5, 1.0] + [0.5 * (1 + math.cos(math.pi * k / 4)) for k in (1, 2, 3, 4)]
     np.testing.assert_allclose([float(lr(i)) for i in range(7)], expected, atol=1e-6)
 
 
 def test_linear_and_constant_schedules_with_floor():
-    lin = learning_rate_schedule(OptimConfig(learning_rate=2.0, warmup_steps=0, total_steps=4, schedule="linear",
-                                             min_lr_ratio=0.25))
+    lin = learning_rate_schedule(OptimConfig(learning_rate=2.0, warmup_steps=0, total_steps=4,
+                                             schedule="linear", min_lr_ratio=0.25))
     np.testing.assert_allclose([float(lin(i)) for i in range(5)], [2.0, 1.625, 1.25, 0.875, 0.5], atol=1e-6)
     const = learning_rate_schedule(OptimConfig(learning_rate=0.3, warmup_steps=3, total_steps=9,
                                                schedule="constant"))
@@ -53,7 +54,8 @@ def test_global_norm_clipping_scales_the_update():
 def test_weight_decay_skips_vectors():
     params = {"matrix": jnp.ones((2, 2)), "scale": jnp.ones((2,))}
     zero = jax.tree.map(jnp.zeros_like, params)
-    opt = make_optimizer(OptimConfig(learning_rate=0.1, weight_decay=0.5, total_steps=10, schedule="constant"))
+    opt = make_optimizer(OptimConfig(learning_rate=0.1, weight_decay=0.5, total_steps=10,
+                                     schedule="constant"))
     updates, _ = opt.update(zero, opt.init(params), params)
     np.testing.assert_allclose(np.asarray(updates["matrix"]), -0.1 * 0.5 * np.ones((2, 2)), rtol=1e-6)
     np.testing.assert_array_equal(np.asarray(updates["scale"]), np.zeros(2))

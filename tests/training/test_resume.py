@@ -1,4 +1,5 @@
-"""Exact resume: a run SIGKILLed after step k and restarted ends bit-for-bit where an uninterrupted run does."""
+"""Exact resume: a run SIGKILLed after step k and restarted ends bit-for-bit where an uninterrupted
+run does."""
 
 import json
 import os
@@ -16,8 +17,9 @@ ROOT = HERE.parents[1]
 def launch(tmp_path, run_dir, total, kill_at, out=""):
     # The three processes compile the same step: share a persistent compilation cache between them.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache")}
-    return subprocess.run([sys.executable, str(HERE / "resume_job.py"), str(run_dir), str(total), str(kill_at),
-                           str(out)], check=False, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(HERE / "resume_job.py"), str(run_dir), str(total),
+                           str(kill_at), str(out)], check=False, env=env, capture_output=True, text=True,
+                           timeout=300)
 
 
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path):

@@ -115,7 +115,8 @@ def test_packed_batch_gives_the_same_loss_and_gradient_as_padded():
     packed = jax.tree.map(jnp.asarray, pack_batch(docs, 16, rows=3))
     assert packed["segment_ids"].max() > 1  # really packed
     state = create_train_state(make_model(), optax.sgd(0.1))
-    both = jax.jit(lambda s, a, b: (accumulate_gradients(LOSS, s, a, s.rng), accumulate_gradients(LOSS, s, b, s.rng)))
+    both = jax.jit(lambda s, a, b: (accumulate_gradients(LOSS, s, a, s.rng),
+                                    accumulate_gradients(LOSS, s, b, s.rng)))
     (g_pad, m_pad), (g_pack, m_pack) = both(state, padded, packed)
     assert float(m_pad["n_tokens"]) == float(m_pack["n_tokens"]) > 0
     np.testing.assert_allclose(float(m_pack["loss"]), float(m_pad["loss"]), rtol=1e-5)
