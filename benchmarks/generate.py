@@ -8,13 +8,16 @@ vocab-major logits); "jax plain" is the same sampler with cpu_layout=False, the 
 to show what that layout buys (--no-plain skips it). Both sides decode greedily with stop tokens
 disabled, so they produce exactly B * new_tokens tokens.
 The JAX number excludes compilation (one warm-up call of the same shape); torch gets one warm-up too.
-Prints one comparison row per case; no pass/fail.
+The sides' calls are timed in turn (jax, torch, jax, torch, ...): tok/s columns are each side's best
+call, and the paired column is the median (and range) of torch-time / jax-time over the pairs, each pair
+taken in the same minute of the machine. Prints one comparison row per case; no pass/fail.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 PROMPTS = ["The capital of France is", "Write a short story about a robot:", "def quicksort(xs):",
@@ -26,7 +29,8 @@ def _prompts(batch):
     return [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
 
 
-def bench_jax(loaded, batch, new_tokens, repeats, cpu_layout=None):
+def jax_runner(loaded, batch, new_tokens, cpu_layout=None):
+    """A no-argument callable that runs one JAX generate call; compiled by the time it is returned."""
     import jax
     import numpy as np
 
@@ -39,41 +43,52 @@ def bench_jax(loaded, batch, new_tokens, repeats, cpu_layout=None):
         tokens[i, : len(r)] = r
     lengths = np.array([len(r) for r in ids], np.int32)
     cfg = SamplingConfig(max_new_tokens=new_tokens)  # no stop ids: always new_tokens tokens
-    run = lambda: generate(loaded.model, tokens, lengths, cfg, cpu_layout=cpu_layout).tokens  # noqa: E731
-    jax.block_until_ready(run())  # compile
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(run())
-        best = min(best, time.perf_counter() - t0)
-    return batch * new_tokens / best
+    run = lambda: jax.block_until_ready(  # noqa: E731
+        generate(loaded.model, tokens, lengths, cfg, cpu_layout=cpu_layout).tokens)
+    run()  # compile
+    return run
 
 
-def bench_torch(path, tokenizer, batch, new_tokens, repeats):
+def torch_runner(model, tokenizer, batch, new_tokens):
+    """A no-argument callable that runs one `transformers.generate` call, after one warm-up call."""
     import torch
-    import transformers
 
-    model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     tok = tokenizer.hf
     tok.padding_side = "left"
     enc = tok(_prompts(batch), return_tensors="pt", padding=True)
-    kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-    with torch.no_grad():
-        model.generate(**enc, **kw)
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
+    kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+              pad_token_id=tok.pad_token_id)
+
+    def run():
+        with torch.no_grad():
             model.generate(**enc, **kw)
-            best = min(best, time.perf_counter() - t0)
-    return batch * new_tokens / best
+
+    run()
+    return run
+
+
+def paired(runners: dict, repeats: int) -> dict:
+    """Seconds per call for each runner, taken in turn (a, b, c, a, b, c, ...) `repeats` times.
+
+    Interleaving puts both sides of a ratio in the same minutes of a shared machine, whose speed drifts
+    by 10-20% over a run; timing all of one side first and then the other does not.
+    """
+    times = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma3-270m")
     parser.add_argument("--batch", type=int, nargs="+", default=[8])
     parser.add_argument("--new-tokens", type=int, nargs="+", default=[32])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per side, taken in turn")
     parser.add_argument("--no-plain", action="store_true", help="skip the cpu_layout=False JAX column")
     args = parser.parse_args()
     import align
@@ -81,17 +96,28 @@ def main():
     loaded = align.load(args.model)
     import jax
     import torch
+    import transformers
 
     torch.set_num_threads(os.cpu_count() or 1)
-    print(f"device: jax {jax.devices()[0].platform} | torch threads {torch.get_num_threads()} | model {loaded.source}")
+    print(f"device: jax {jax.devices()[0].platform} | torch threads {torch.get_num_threads()} "
+          f"| model {loaded.source}")
     print(f"{'batch':>5} {'new':>5} {'jax tok/s':>10} {'jax plain':>10} {'torch tok/s':>12} {'jax/torch':>9} "
-          f"{'plain/torch':>11}")
+          f"{'plain/torch':>11} {'paired jax/torch: median (range)':>34}")
+    tmodel = transformers.AutoModelForCausalLM.from_pretrained(loaded.source, dtype=torch.float32).eval()
     for batch in args.batch:
         for new in args.new_tokens:
-            j = bench_jax(loaded, batch, new, args.repeats)
-            p = float("nan") if args.no_plain else bench_jax(loaded, batch, new, args.repeats, cpu_layout=False)
-            t = bench_torch(loaded.source, loaded.tokenizer, batch, new, args.repeats)
-            print(f"{batch:>5} {new:>5} {j:>10.1f} {p:>10.1f} {t:>12.1f} {j / t:>8.2f}x {p / t:>10.2f}x", flush=True)
+            runners = {"jax": jax_runner(loaded, batch, new)}
+            if not args.no_plain:
+                runners["plain"] = jax_runner(loaded, batch, new, cpu_layout=False)
+            runners["torch"] = torch_runner(tmodel, loaded.tokenizer, batch, new)
+            times = paired(runners, args.repeats)
+            rate = {k: batch * new / min(v) for k, v in times.items()}  # best call of each side
+            ratios = [t / j for j, t in zip(times["jax"], times["torch"])]  # per pair: same minutes
+            lo, mid, hi = min(ratios), statistics.median(ratios), max(ratios)
+            plain = rate.get("plain", float("nan"))
+            print(f"{batch:>5} {new:>5} {rate['jax']:>10.1f} {plain:>10.1f} {rate['torch']:>12.1f} "
+                  f"{rate['jax'] / rate['torch']:>8.2f}x {plain / rate['torch']:>10.2f}x "
+                  f"{mid:>7.2f}x ({lo:.2f}-{hi:.2f})", flush=True)
 
 
 if __name__ == "__main__":
