@@ -32,16 +32,12 @@ def _prompts(batch):
 def jax_runner(loaded, batch, new_tokens, cpu_layout=None):
     """A no-argument callable that runs one JAX generate call; compiled by the time it is returned."""
     import jax
-    import numpy as np
 
     from align.sampling import SamplingConfig, generate
-    from align.sampling.text import bucket, encode_prompts
+    from align.sampling.text import encode_prompts, pad_prompts
 
     ids = encode_prompts(loaded.tokenizer, _prompts(batch), chat=False)
-    tokens = np.zeros((batch, bucket(max(map(len, ids)))), np.int32)
-    for i, r in enumerate(ids):
-        tokens[i, : len(r)] = r
-    lengths = np.array([len(r) for r in ids], np.int32)
+    tokens, lengths = pad_prompts(ids, loaded.tokenizer.pad_id)
     cfg = SamplingConfig(max_new_tokens=new_tokens)  # no stop ids: always new_tokens tokens
     run = lambda: jax.block_until_ready(  # noqa: E731
         generate(loaded.model, tokens, lengths, cfg, cpu_layout=cpu_layout).tokens)

@@ -35,7 +35,6 @@ from safety_evals.lm import (
     TokenScores,
     batched,
     encode_request,
-    length_bucket,
     scoring_window,
     truncate_at_stop,
 )
@@ -203,6 +202,7 @@ class JaxLM:
         stop: Sequence[str] = (),
     ) -> list[list[str]]:
         from align.sampling import SamplingConfig, generate
+        from align.sampling.text import pad_prompts
 
         config = SamplingConfig(
             max_new_tokens=max_new_tokens,
@@ -216,12 +216,8 @@ class JaxLM:
         texts: list[str] = []
         rng = jax.random.PRNGKey(seed)
         for b, chunk in enumerate(batched(rows, self.batch_size)):
-            P = length_bucket(max(len(ids) for _, ids in chunk))
-            tokens = np.full((self.batch_size, P), self.tokenizer.pad_id, np.int32)
-            lengths = np.ones((self.batch_size,), np.int32)
-            for row, (_, ids) in enumerate(chunk):
-                tokens[row, : len(ids)] = ids
-                lengths[row] = len(ids)
+            tokens, lengths = pad_prompts([ids for _, ids in chunk], self.tokenizer.pad_id,
+                                          rows=self.batch_size)
             res = generate(
                 self.model, tokens, lengths, config, jax.random.fold_in(rng, b), cache_dtype=self.cache_dtype
             )

@@ -122,11 +122,3 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
-
-def length_bucket(n: int, minimum: int = 16) -> int:
-    """Smallest power of two >= max(n, minimum): padded shapes come from a short, fixed list,
-    so a jitted function compiles once per bucket instead of once per length."""
-    size = minimum
-    while size < n:
-        size *= 2
-    return size

@@ -21,6 +21,24 @@ def bucket(n: int, minimum: int = 16) -> int:
     return size
 
 
+def pad_prompts(ids: Sequence[Sequence[int]], pad_id: int, rows: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Token lists -> right-padded int32 tokens [rows, bucket(longest)] and lengths [rows].
+
+    rows (default len(ids)) may exceed len(ids) to keep one compiled batch shape; the filler rows are a
+    single pad token of length 1 (generate reads each row's last prompt token, so a length must be >= 1).
+    """
+    rows = len(ids) if rows is None else rows
+    if rows < len(ids):
+        raise ValueError(f"pad_prompts: {len(ids)} prompts do not fit in {rows} rows")
+    tokens = np.full((rows, bucket(max(map(len, ids)))), pad_id, np.int32)
+    lengths = np.ones((rows,), np.int32)
+    for i, row in enumerate(ids):
+        tokens[i, : len(row)] = row
+        lengths[i] = len(row)
+    return tokens, lengths
+
+
 def encode_prompts(tokenizer: Tokenizer, prompts: Sequence[str], *, chat: bool) -> list[list[int]]:
     if chat:
         return [list(tokenizer.encode_chat([{"role": "user", "content": p}],
@@ -36,10 +54,7 @@ def generate_text(model: Decoder, tokenizer: Tokenizer, prompts: Sequence[str], 
         config = SamplingConfig(**{**config.__dict__, "stop_ids": tokenizer.stop_ids,
                                    "pad_id": tokenizer.pad_id})
     ids = encode_prompts(tokenizer, prompts, chat=chat)
-    lengths = np.array([len(r) for r in ids], np.int32)
-    tokens = np.full((len(ids), bucket(int(lengths.max()))), tokenizer.pad_id, np.int32)
-    for i, row in enumerate(ids):
-        tokens[i, : len(row)] = row
+    tokens, lengths = pad_prompts(ids, tokenizer.pad_id)
     res = generate(model, tokens, lengths, config, jax.random.PRNGKey(seed))
     out_tokens, out_lengths = np.asarray(res.tokens), np.asarray(res.lengths)
     texts = [tokenizer.decode(out_tokens[i, : out_lengths[i]]) for i in range(len(ids))]
