@@ -16,6 +16,7 @@ from pathlib import Path
 import jax.numpy as jnp
 
 from align.data.tokenizer import Tokenizer, load_tokenizer
+from align.errors import MissingInput
 from align.model import Decoder, ModelConfig
 from align.model.gguf_io import read_gguf
 from align.model.convert import hf_to_params
@@ -32,7 +33,7 @@ EMBEDDED = {
 CONVERSION_VERSION = 2
 
 
-class ModelNotFound(FileNotFoundError):
+class ModelNotFound(MissingInput):
     """A model spec that could not be resolved; the message says how to fix it."""
 
 

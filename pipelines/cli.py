@@ -1,7 +1,10 @@
 """The `align` command line: one explicit table of sub-commands, each imported only when it runs.
 
 Every command module exposes `add_arguments(parser)` and `run(args) -> int` (the exit code), so
-`align --help` lists everything without importing JAX.
+`align --help` lists everything without importing JAX. An `align.errors.InputError` from a command
+(a bad config, data file or model name; the message names the file, line and field) is printed as
+one line with exit code 2; ALIGN_TRACEBACK=1 shows its traceback instead. Other exceptions are bugs
+and keep their tracebacks.
 """
 
 from __future__ import annotations
@@ -56,7 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"align {name}", description=help_)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    from align.errors import InputError
+
+    try:
+        return int(module.run(args) or 0)
+    except InputError as e:  # a bad config, data file, model name...: its message says where
+        if os.environ.get("ALIGN_TRACEBACK") == "1":
+            raise
+        print(f"align {name}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from align.errors import InvalidInput, MissingInput
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInput):
     """A config key or value that does not fit the dataclass; the message says where and why."""
 
 
@@ -204,7 +206,7 @@ def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequenc
     if path is not None:
         p = Path(path)
         if not p.exists():
-            raise FileNotFoundError(f"config file {p} does not exist")
+            raise MissingInput(f"config file {p} does not exist")
         try:
             text = p.read_text()
             data = yaml.safe_load(text) or {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from align.data import PromptExample, Tokenizer, as_prompt, encode_prompts, load_records
+from align.errors import InvalidInput
 from align.training.run import SplitOptions, heldout_split
 
 
@@ -54,7 +55,7 @@ def mix_sources(sources, skip_invalid: bool) -> tuple[list, dict]:
     N = min_i n_i / share_i, source i gives its first round(share_i * N) examples (so the mixture is
     deterministic)."""
     if any(s.weight < 0 for s in sources) or sum(s.weight for s in sources) <= 0:
-        raise ValueError(f"data.mixture weights {[s.weight for s in sources]} must be >= 0 and not all 0")
+        raise InvalidInput(f"data.mixture weights {[s.weight for s in sources]} must be >= 0 and not all 0")
     loaded = [load_records(s.path, s.split, limit=s.limit, skip_invalid=skip_invalid) for s in sources]
     weight = sum(s.weight for s in sources)
     total = min(len(r) * weight / s.weight for s, r in zip(sources, loaded, strict=True) if s.weight > 0)

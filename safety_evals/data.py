@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from align.errors import InvalidInput
 from safety_evals.results import files_sha256
 
 
-class DataError(ValueError):
+class DataError(InvalidInput):
     """Malformed benchmark data; the message names file, row and field."""
 
 

@@ -36,13 +36,14 @@ from typing import Any
 
 import yaml
 
+from align.errors import InvalidInput
 from safety_evals.results_io import Metric, Results, ResultsError, load_results
 
 POLICY_SCHEMA = "align.gate_policy/v1"
 RULE_KEYS = ("min", "max", "regression", "bound", "higher_is_better", "target")
 
 
-class PolicyError(ValueError):
+class PolicyError(InvalidInput):
     """An invalid policy file; the message names the file, the line and the field."""
 
 

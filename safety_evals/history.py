@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from align.errors import InvalidInput
 from safety_evals.results_io import Results, ResultsError, from_json, load_results
 
 DEFAULT_DB = "results.sqlite"
@@ -47,7 +48,7 @@ CREATE INDEX IF NOT EXISTS metrics_by_name ON metrics(metric);
 """
 
 
-class HistoryError(ValueError):
+class HistoryError(InvalidInput):
     """A conflicting add or a missing run; the message names the database and run id."""
 
 

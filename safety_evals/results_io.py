@@ -16,11 +16,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from align.errors import InvalidInput
+
 SCHEMA = "align.eval_results/v1"
 SUITE_STATUSES = ("ok", "failed")
 
 
-class ResultsError(ValueError):
+class ResultsError(InvalidInput):
     """An unusable results document; the message names the file and where in it."""
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from align.errors import InvalidInput
+
 BOS = "<bos>"
 START_OF_TURN = "<start_of_turn>"
 END_OF_TURN = "<end_of_turn>"
@@ -28,7 +30,7 @@ ROLES = ("system", "user", "assistant")
 _GEMMA_ROLE = {"user": "user", "assistant": "model"}
 
 
-class ChatFormatError(ValueError):
+class ChatFormatError(InvalidInput):
     """A message list Gemma's template cannot render; `index` and `key` name the offending message field."""
 
     def __init__(self, message: str, index: int | None = None, key: str | None = None):

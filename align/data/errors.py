@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from align.errors import InvalidInput
+
 MAX_REASONS = 5  # how many skip reasons a report keeps verbatim
 
 
-class DataError(ValueError):
+class DataError(InvalidInput):
     """A malformed record: names the source file, the row (or line) and the field when known.
 
     `row` is 1-based; `row_kind` is "line" for JSONL (the physical line number) and "row" for

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import gzip
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +20,12 @@ from typing import Any
 
 from align.data.errors import DataError, LoadReport
 from align.data.formats import KINDS, Example, as_prompt, kind_of, normalize_row
+from align.errors import MissingInput
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
 _SPLIT_NAMES = ("train", "test", "validation", "valid", "dev", "eval")
+
+log = logging.getLogger("align.data")
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,8 @@ def load_records(
 
     kind: expected format; None takes the first valid row's and requires every row to match.
         "prompt" also accepts completion, preference and chat rows and keeps their prompts.
-    skip_invalid: skip malformed rows and count them in `Records.report` instead of raising.
+    skip_invalid: skip malformed rows, count them in `Records.report` and log a warning with
+        the first few reasons, instead of raising.
     limit: stop after this many valid examples.
     """
     if kind is not None and kind not in KINDS:
@@ -90,6 +95,8 @@ def load_records(
             continue
         examples.append(example)
     report.loaded = len(examples)
+    if report.skipped:  # skipped rows are never silent: say how many and why (the first few)
+        log.warning("%s; first skipped: %s", report.summary(), " | ".join(report.reasons))
     return Records(examples, kind, report)
 
 
@@ -113,7 +120,7 @@ def _open(source, split: str, data_files) -> tuple[str, Iterable[_Row]]:
     if path.is_file():
         return str(path), _file_rows(path)
     if str(source).endswith(SUFFIXES) or str(source).startswith((".", "/", "~")):
-        raise FileNotFoundError(f"data file {path} does not exist")
+        raise MissingInput(f"data file {path} does not exist")
     return _hub_rows(str(source), split, data_files)
 
 
@@ -155,7 +162,7 @@ def _json_lines(path: Path) -> Iterator[_Row]:
             if not line.strip():
                 continue
             try:
-                value = json.loads(line)
+                value = json.loads(line.rstrip("\r\n"))  # so a cut-off line reports its own column
             except json.JSONDecodeError as e:
                 value = DataError(f"invalid JSON: {e.msg} at column {e.colno}")
             yield _Row(str(path), "line", number, value)
@@ -185,7 +192,7 @@ def _split_files(directory: Path, split: str, data_files) -> list[Path]:
             chosen = files  # no file is named after a split: the directory is one split
     if not chosen:
         found = sorted({_split_of(p.relative_to(directory)) for p in files} - {None})
-        raise FileNotFoundError(f"{directory}: no data files for split {split!r} (splits found: {found})")
+        raise MissingInput(f"{directory}: no data files for split {split!r} (splits found: {found})")
     return chosen
 
 

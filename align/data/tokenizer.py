@@ -11,6 +11,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from align.data.chat import END_OF_TURN, START_OF_TURN, TEMPLATE, chat_segments, render_chat
+from align.errors import InvalidInput, MissingInput
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
 
     p = Path(path).expanduser()
     if not p.exists():
-        raise FileNotFoundError(
+        raise MissingInput(
             f"tokenizer path {p} does not exist (expected a directory, tokenizer.json or .gguf)"
         )
     if p.is_file() and p.suffix == ".gguf":
@@ -129,10 +130,10 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         hf = PreTrainedTokenizerFast(tokenizer_file=str(p))
     elif p.is_dir():
         if not any((p / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
-            raise FileNotFoundError(f"{p} holds no tokenizer.json, tokenizer_config.json or tokenizer.model")
+            raise MissingInput(f"{p} holds no tokenizer.json, tokenizer_config.json or tokenizer.model")
         hf = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
     else:
-        raise ValueError(
+        raise InvalidInput(
             f"cannot load a tokenizer from {p}: expected a directory, a tokenizer.json or a .gguf file"
         )
     return Tokenizer(hf)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from align.errors import InvalidInput
 from align.model.config import ModelConfig
 
 # HF model_type -> our family name (the architecture we export back to).
@@ -37,7 +38,7 @@ def from_hf(hf: dict[str, Any]) -> ModelConfig:
         hf = {**hf["text_config"], "model_type": "gemma3_text"}
     model_type = hf.get("model_type")
     if model_type not in FAMILIES:
-        raise ValueError(f"model_type {model_type!r} is not supported; supported: {sorted(FAMILIES)}")
+        raise InvalidInput(f"model_type {model_type!r} is not supported; supported: {sorted(FAMILIES)}")
     family = FAMILIES[model_type]
     n_layers = hf["num_hidden_layers"]
     head_dim = hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from align.errors import MissingInput
 from align.model.config import ModelConfig
 from align.model.convert import hf_to_params, params_to_hf
 from align.model.decoder import Decoder
@@ -27,7 +28,7 @@ def read_safetensors_dir(path: str | os.PathLike) -> dict[str, np.ndarray]:
     else:
         files = sorted(p.name for p in path.glob("*.safetensors"))
     if not files:
-        raise FileNotFoundError(f"{path}: no *.safetensors files (and no model.safetensors.index.json)")
+        raise MissingInput(f"{path}: no *.safetensors files (and no model.safetensors.index.json)")
     tensors = {}
     for name in files:
         # framework="flax" reads bf16 too (numpy has no bfloat16).
@@ -40,7 +41,7 @@ def read_safetensors_dir(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def load_hf_dir(path: str | os.PathLike, *, param_dtype=jnp.float32, dtype=jnp.float32) -> Decoder:
     config_file = Path(path) / "config.json"
     if not config_file.exists():
-        raise FileNotFoundError(f"{path}: not a Hugging Face checkpoint directory (no config.json)")
+        raise MissingInput(f"{path}: not a Hugging Face checkpoint directory (no config.json)")
     config = from_hf(json.loads(config_file.read_text()))
     flat = hf_to_params(read_safetensors_dir(path), config)
     return from_flat(config, flat, param_dtype=param_dtype, dtype=dtype, source=str(path))

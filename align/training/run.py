@@ -24,6 +24,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from align.errors import InvalidInput
 from align.model.sharding import MeshConfig, batch_sharding, make_mesh
 from align.training.checkpoint import Checkpointer
 from align.training.loop import LoopConfig, LoopResult, train_loop
@@ -55,19 +56,19 @@ def load_model(options: ModelOptions):
 
     for name in (options.dtype, options.param_dtype):
         if name not in DTYPES:
-            raise ValueError(f"model dtype {name!r}: expected one of {sorted(DTYPES)}")
+            raise InvalidInput(f"model dtype {name!r}: expected one of {sorted(DTYPES)}")
     dtype, param_dtype = DTYPES[options.dtype], DTYPES[options.param_dtype]
     if options.spec.startswith("preset:"):
         name = options.spec.split(":", 1)[1]
         if name not in PRESETS:
-            raise ValueError(f"model.spec {options.spec!r}: unknown preset; choose from {sorted(PRESETS)}")
+            raise InvalidInput(f"model.spec {options.spec!r}: unknown preset; choose from {sorted(PRESETS)}")
         if name == "tiny" and options.tokenizer is None:
             from align.data.testing import TINY_VOCAB_SIZE, tiny_tokenizer
 
             config, tokenizer = ModelConfig.tiny(vocab_size=TINY_VOCAB_SIZE), Tokenizer(tiny_tokenizer())
         elif options.tokenizer is None:
-            raise ValueError(f"model.spec {options.spec!r} needs model.tokenizer "
-                             "(a tokenizer file or directory)")
+            raise InvalidInput(f"model.spec {options.spec!r} needs model.tokenizer "
+                               "(a tokenizer file or directory)")
         else:
             config, tokenizer = PRESETS[name](), load_tokenizer(options.tokenizer)
         # Built eagerly: one small cached kernel per distinct weight shape. Compiling the whole

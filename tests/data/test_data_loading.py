@@ -46,6 +46,20 @@ def test_skip_invalid_counts_and_keeps_reasons(tmp_path):
     assert "skipped 3" in rep.summary()
 
 
+def test_skipped_rows_are_logged_with_their_reasons(tmp_path, caplog):
+    path = write_jsonl(tmp_path / "d.jsonl", [GOOD, '{"messages": [{"role": "user", "content": ', GOOD])
+    with caplog.at_level("WARNING", logger="align.data"):
+        load_records(path, skip_invalid=True)
+    (record,) = caplog.records
+    # the cut-off line's column is its own (43), not column 1 of the newline after it
+    assert "skipped 1" in record.message
+    assert "line 2: invalid JSON: Expecting value at column 43" in record.message
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="align.data"):
+        load_records(write_jsonl(tmp_path / "ok.jsonl", [GOOD]), skip_invalid=True)
+    assert not caplog.records
+
+
 def test_mixed_formats_are_an_error_unless_prompts_are_asked_for(tmp_path):
     pref = {"prompt": "p", "chosen": "c", "rejected": "r"}
     path = write_jsonl(tmp_path / "d.jsonl", [GOOD, pref])

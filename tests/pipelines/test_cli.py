@@ -1,8 +1,10 @@
 """The `align` command line: help lists every command, convert writes a loadable directory,
-bad input exits 2."""
+bad input exits 2 with one located line (no traceback), bugs keep their tracebacks."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -35,6 +37,56 @@ def test_every_command_module_has_the_interface():
 def test_unknown_model_exits_2_with_a_clear_message(capsys):
     assert main(["generate", "--model", "/no/such/model.gguf", "hi"]) == 2
     assert "not a file, a directory or a known name" in capsys.readouterr().err
+
+
+TINY_SFT = str(Path(__file__).resolve().parents[2] / "configs/sft/tiny_cpu.yaml")
+
+
+def test_config_error_is_one_located_line(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("output_dir: out\nmodel:\n  spec: preset:tiny\n  name: tiny\n")
+    assert main(["sft", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"align sft: error: {cfg}:4: unknown key 'model.name'")
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_data_error_names_file_and_line(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    data.write_text(json.dumps(good) + '\n{"messages": [{"role": "user", "content": 7}]}\n')
+    args = ["sft", "--config", TINY_SFT, f"output_dir={tmp_path / 'run'}", f"data.path={data}",
+            "data.skip_invalid=false"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"align sft: error: {data}, line 2, field 'messages[0].content'" in err and "Traceback" not in err
+
+
+def test_missing_files_and_unknown_presets_exit_2(tmp_path, capsys):
+    assert main(["pipeline", str(tmp_path / "nope.yaml")]) == 2
+    assert "config file" in capsys.readouterr().err
+    run_dir = f"output_dir={tmp_path / 'run'}"
+    assert main(["sft", "--config", TINY_SFT, run_dir, "model.spec=preset:nope"]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+
+
+def test_traceback_on_request_and_for_bugs(tmp_path, monkeypatch):
+    from pipelines import sft
+    from pipelines.config_io import ConfigError
+
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("nonsense_key: 1\n")
+    monkeypatch.setenv("ALIGN_TRACEBACK", "1")
+    with pytest.raises(ConfigError):
+        main(["sft", "--config", str(cfg)])
+    monkeypatch.delenv("ALIGN_TRACEBACK")
+
+    def broken(args):
+        raise ValueError("a bug, not an input error")
+
+    monkeypatch.setattr(sft, "run", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["sft", "--config", str(cfg)])
 
 
 def test_convert_hf_dir_round_trip(tmp_path):
