@@ -34,6 +34,7 @@ from align.data import (
     load_records,
     preference_batch,
 )
+from align.errors import InvalidInput
 from align.rl.dpo import DPOConfig, dpo_loss_fn, precompute_reference, with_reference
 from align.training import LoopConfig, OptimConfig, make_optimizer
 from align.training.optim import learning_rate_schedule
@@ -84,13 +85,14 @@ class DPORunConfig:
 def load_pairs(options: PreferenceDataOptions, tokenizer) -> tuple[list, list, dict]:
     """(train pairs, held-out pairs, report); pairs whose responses were cut away entirely are dropped."""
     if not options.path:
-        raise ValueError("data.path is empty: set it in the config or with data.path=FILE")
+        raise InvalidInput("data.path is empty: set it in the config or with data.path=FILE")
     records = load_records(
         options.path, options.split, limit=options.limit, skip_invalid=options.skip_invalid
     )
     examples = [e for e in records if isinstance(e, PreferenceExample)]
     if not examples:
-        raise ValueError(f"{options.path}: no preference rows (prompt/chosen/rejected) among {len(records)}")
+        raise InvalidInput(f"{options.path}: no preference rows (prompt/chosen/rejected) among "
+                           f"{len(records)} rows")
     train_ex, held_ex = heldout_split(examples, options.heldout)
     out, report = (
         [],
@@ -112,7 +114,7 @@ def load_pairs(options: PreferenceDataOptions, tokenizer) -> tuple[list, list, d
         }
         out.append(kept)
     if not out[0]:
-        raise ValueError(f"{options.path}: no training pair with response tokens on both sides")
+        raise InvalidInput(f"{options.path}: no training pair with response tokens on both sides")
     return out[0], out[1], report
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from align.errors import InvalidInput
 from align.training.run import ModelOptions
 from align.training.rundir import SUMMARY, read_json
 from pipelines.config_io import build, load_config, to_dict
@@ -84,7 +85,7 @@ class Pipeline:
         self.out = Path(config.output_dir)
         self.variants = load_variants(config.variants).variants
         if not self.variants:
-            raise ValueError(f"{config.variants}: no variants configured")
+            raise InvalidInput(f"{config.variants}: no variants configured")
 
     def check(self) -> None:
         """Build every stage's config now, so that a typo fails before hours of training, not after."""

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from align.data import Tokenizer
+from align.errors import InvalidInput
 from align.model.heads import ScoreModel
 from align.rl.rewards import LengthReward, Mixture, RewardFn, TokenFraction
 from align.rl.rollout import join_prompt_response
@@ -146,7 +147,7 @@ def load_reward_model(path: str) -> ScoreModel:
 def single_token(tokenizer: Tokenizer, text: str) -> int:
     ids = tokenizer.encode(text)
     if len(ids) != 1:
-        raise ValueError(
+        raise InvalidInput(
             f"reward rule token {text!r} encodes to {len(ids)} tokens {ids}; it must be exactly one"
         )
     return ids[0]
@@ -178,7 +179,7 @@ def build_reward(options: RewardOptions, tokenizer: Tokenizer, models: list | No
             fns.append(LengthReward(rule.target))
         weights.append(rule.weight)
     if not fns:
-        raise ValueError("reward: no reward model and no rule; set reward.models or reward.rules")
+        raise InvalidInput("reward: no reward model and no rule; set reward.models or reward.rules")
     return fns[0] if len(fns) == 1 and weights[0] == 1.0 else Mixture(fns, weights)
 
 
@@ -187,8 +188,8 @@ def load_value_model(value_init: str, reward: RewardOptions, policy) -> ScoreMod
     backbone with a fresh scalar head ("policy")."""
     if value_init == "reward":
         if not reward.models:
-            raise ValueError("train.value_init='reward' needs a reward model (reward.models); use 'policy'")
+            raise InvalidInput("train.value_init='reward' needs a reward model (reward.models); use 'policy'")
         return load_reward_model(reward.models[0].path)
     if value_init == "policy":
         return ScoreModel(nnx.clone(policy), rngs=nnx.Rngs(0))
-    raise ValueError(f"train.value_init={value_init!r}: expected 'reward' or 'policy'")
+    raise InvalidInput(f"train.value_init={value_init!r}: expected 'reward' or 'policy'")

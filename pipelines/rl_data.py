@@ -38,14 +38,14 @@ def load_prompts(options: PromptDataOptions, tokenizer: Tokenizer) -> tuple[list
         (PromptSource(options.path, 1.0, options.split, options.limit),) if options.path else ()
     )
     if not sources:
-        raise ValueError("data.path is empty and data.mixture has no source: set one of them")
+        raise InvalidInput("data.path is empty and data.mixture has no source: set one of them")
     examples, report = mix_sources(sources, options.skip_invalid)
     examples = [with_system_prompt(as_prompt(e), options.system_prompt) for e in examples]
     train_ex, held_ex = heldout_split(examples, options.heldout)
     train, train_stats = encode_prompts(train_ex, tokenizer, max_length=options.max_prompt_length)
     held, _ = encode_prompts(held_ex, tokenizer, max_length=options.max_prompt_length)
     if not train:
-        raise ValueError(f"{[s.path for s in sources]}: no prompts to train on")
+        raise InvalidInput(f"{[s.path for s in sources]}: no prompts to train on")
     report.update(train=len(train), heldout=len(held), truncation=dataclasses.asdict(train_stats))
     return train, held, report
 

@@ -28,6 +28,7 @@ import jax
 from flax import nnx
 
 from align.data import DataOrder, Tokenizer, batches, prompt_batch
+from align.errors import InvalidInput
 from align.rl.grpo import GRPOConfig, make_grpo_iteration
 from align.rl.loop import FromState, RLLoopConfig, owned_train_state, resolve, resume, rl_loop, shared_frozen
 from align.rl.ppo import PolicyAndValue, PPOConfig, make_ppo_iteration
@@ -138,7 +139,7 @@ def make_iteration(config: RLHFConfig, optimizer, reference, reward_fn: RewardFn
 def trainable_for(config: RLHFConfig):
     """The nnx filter of trained Variables: train.trainable, minus the critic's backbone with critic=head."""
     if config.train.critic not in ("full", "head"):
-        raise ValueError(f"train.critic={config.train.critic!r}: expected 'full' or 'head'")
+        raise InvalidInput(f"train.critic={config.train.critic!r}: expected 'full' or 'head'")
     base = trainable_filter(config.train.trainable)
     if config.algorithm == "ppo" and config.train.critic == "head":
         return nnx.All(base, nnx.Not(nnx.PathContains("backbone")))  # only the critic has a "backbone"

@@ -34,6 +34,7 @@ from align.data import (
     packed_batches,
     pad_batch,
 )
+from align.errors import InvalidInput
 from align.training import LoopConfig, OptimConfig, chunked_weighted_nll, make_optimizer
 from align.training.optim import learning_rate_schedule
 from align.training.run import (
@@ -112,7 +113,7 @@ def as_sft_example(example):
 def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer):
     """(train sequences, held-out sequences, report dict); sequences without a loss token are dropped."""
     if not options.path:
-        raise ValueError("data.path is empty: set it in the config or with data.path=FILE")
+        raise InvalidInput("data.path is empty: set it in the config or with data.path=FILE")
     records = load_records(options.path, options.split, limit=options.limit,
                            skip_invalid=options.skip_invalid)
     examples = [as_sft_example(e) for e in records]
@@ -127,7 +128,7 @@ def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer):
                         "truncation": dataclasses.asdict(stats)}
         out.append(kept)
     if not out[0]:
-        raise ValueError(f"{options.path}: no training sequence with a supervised token")
+        raise InvalidInput(f"{options.path}: no training sequence with a supervised token")
     return out[0], out[1], report
 
 

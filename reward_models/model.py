@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from align.errors import InvalidInput, MissingInput
 from align.model import Decoder
 from align.model.heads import ScalarHead, ScoreModel, last_token_index
 from align.training.lora import LoRADecoder, merge_lora
@@ -129,13 +130,16 @@ def load_reward_model(path: str | os.PathLike, *, param_dtype=jnp.float32, dtype
     from align.model.params import from_flat
 
     path = Path(path)
+    if not (path / "config.json").exists():
+        raise MissingInput(f"reward model {path}: no config.json; expected the export/ directory of an "
+                           "`align rm` run or a Hugging Face ...ForSequenceClassification checkpoint")
     hf = json.loads((path / "config.json").read_text())
     tensors = read_safetensors_dir(path)
     if "score.weight" not in tensors:
-        raise KeyError(f"{path}: no score.weight: not a sequence-classification checkpoint")
+        raise InvalidInput(f"{path}: no score.weight: not a sequence-classification checkpoint")
     score = tensors.pop("score.weight")
     if score.shape[0] != 1:
-        raise ValueError(f"{path}: score.weight has {score.shape[0]} labels; a reward model has 1")
+        raise InvalidInput(f"{path}: score.weight has {score.shape[0]} labels; a reward model has 1")
     config = from_hf(hf)
     backbone = from_flat(config, hf_to_params(tensors, config), param_dtype=param_dtype, dtype=dtype,
                          source=str(path))

@@ -26,6 +26,7 @@ import numpy as np
 from flax import nnx
 
 from align.data import TokenizedPair
+from align.errors import InvalidInput
 from align.model.heads import ScoreModel
 from reward_models.evaluate import map_pairs
 from reward_models.model import pair_last_hidden
@@ -81,7 +82,7 @@ def fit_probe(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: 
               progress=None) -> tuple[ScoreModel, dict]:
     """Set `model.head` to the cross-validated Bradley-Terry probe; returns (model, report)."""
     if len(pairs) < 2:
-        raise ValueError(f"a probe needs at least 2 training pairs, got {len(pairs)}")
+        raise InvalidInput(f"a probe needs at least 2 training pairs, got {len(pairs)}")
     h = pair_features(model, pairs, batch_size=batch_size, length=length, pad_id=pad_id, progress=progress)
     sd = h.reshape(-1, h.shape[-1]).std(0) + 1e-6
     x = (h[:, 0] - h[:, 1]) / sd  # standardised differences (the feature mean cancels)

@@ -19,6 +19,7 @@ import jax
 from flax import nnx
 
 from align.data import DataOrder, Tokenizer, batches, encode_preferences, load_records, preference_batch
+from align.errors import InvalidInput
 from align.training import LoopConfig, OptimConfig, make_optimizer
 from align.training.optim import excluding, learning_rate_schedule, trainable_filter
 from align.training.run import (
@@ -109,7 +110,7 @@ def rm_trainable(kind: str):
 def load_pairs(options: RMDataOptions, tokenizer: Tokenizer):
     """(train pairs, held-out pairs, report) as TokenizedPairs."""
     if not options.path:
-        raise ValueError("data.path is empty: set it in the config or with data.path=FILE")
+        raise InvalidInput("data.path is empty: set it in the config or with data.path=FILE")
     records = load_records(options.path, options.split, limit=options.limit, kind="preference",
                            skip_invalid=options.skip_invalid)
     train_ex, held_ex = heldout_split(list(records), options.heldout)
@@ -120,7 +121,9 @@ def load_pairs(options: RMDataOptions, tokenizer: Tokenizer):
         report[name] = {"pairs": len(pairs), "truncation": dataclasses.asdict(stats)}
         out.append(pairs)
     if not out[0]:
-        raise ValueError(f"{options.path}: no training pair")
+        raise InvalidInput(f"{options.path}: no training pair (preference rows loaded: {len(records)}, "
+                           f"skipped: {records.report.skipped}, held out: {len(held_ex)}; skipped rows "
+                           "are logged with their reasons)")
     return out[0], out[1], report
 
 

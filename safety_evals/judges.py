@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import Protocol
 
+from align.errors import InvalidInput
 from safety_evals.lm import LanguageModel, batched
 
 LLM_JUDGE_TEMPLATE = (
@@ -141,7 +142,7 @@ class Seq2SeqNLIJudge:
         self.model = AutoModelForSeq2SeqLM.from_pretrained(path).to(device).eval()
         ids = [self.tokenizer.encode(t, add_special_tokens=False) for t in (yes, no)]
         if any(len(i) != 1 for i in ids):
-            raise ValueError(f"{path}: {yes!r} and {no!r} must each be one token, got {ids}")
+            raise InvalidInput(f"{path}: {yes!r} and {no!r} must each be one token, got {ids}")
         self.yes_id, self.no_id = ids[0][0], ids[1][0]
         self.batch_size, self.max_length, self.device = batch_size, max_length, device
         self.name = f"seq2seq-nli:{path}"

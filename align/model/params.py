@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from align.errors import InvalidInput
 from align.model.config import ModelConfig
 from align.model.decoder import Decoder
 
@@ -35,8 +36,8 @@ def from_flat(config: ModelConfig, flat: Mapping[str, np.ndarray], *, param_dtyp
             raise KeyError(f"{source}: parameter {key!r} is missing")
         arr = remaining.pop(key)
         if tuple(arr.shape) != tuple(var.shape):
-            raise ValueError(f"{source}: {key} has shape {tuple(arr.shape)}, "
-                             f"the config expects {tuple(var.shape)}")
+            raise InvalidInput(f"{source}: {key} has shape {tuple(arr.shape)}, "
+                               f"the config expects {tuple(var.shape)}")
         var.set_value(jnp.asarray(arr, dtype=param_dtype))
     if remaining:
         raise KeyError(f"{source}: unexpected parameters {sorted(remaining)[:5]}")

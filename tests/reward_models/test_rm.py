@@ -114,3 +114,17 @@ def test_wilson_interval_and_pair_stats_by_hand():
     stats = pairwise_stats(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [2.0, 1.0]]))
     assert stats["accuracy"] == 0.5 and stats["ties"] == 1 and stats["n"] == 4
     assert stats["margin_mean"] == 0.0 and stats["chosen_mean"] == 1.5 and stats["rejected_mean"] == 1.5
+
+
+def test_a_missing_or_plain_checkpoint_is_an_input_error(tmp_path):
+    from flax import nnx
+
+    from align.errors import InvalidInput, MissingInput
+    from align.model import Decoder, ModelConfig
+    from align.model.hf_io import save_hf_dir
+
+    with pytest.raises(MissingInput, match="export/ directory of an `align rm` run"):
+        load_reward_model(tmp_path / "nope")
+    save_hf_dir(Decoder(ModelConfig.tiny(), rngs=nnx.Rngs(0)), tmp_path / "lm")  # a decoder, no score head
+    with pytest.raises(InvalidInput, match="no score.weight"):
+        load_reward_model(tmp_path / "lm")
