@@ -26,6 +26,7 @@ SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
 _SPLIT_NAMES = ("train", "test", "validation", "valid", "dev", "eval")
 
 log = logging.getLogger("align.data")
+_LOGGED_REASONS = 3  # skip reasons a load's warning quotes (Records.report keeps a few more)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ def load_records(
         examples.append(example)
     report.loaded = len(examples)
     if report.skipped:  # skipped rows are never silent: say how many and why (the first few)
-        log.warning("%s; first skipped: %s", report.summary(), " | ".join(report.reasons))
+        log.warning("%s; first skipped:%s", report.summary(),
+                    "".join(f"\n  {r}" for r in report.reasons[:_LOGGED_REASONS]))
     return Records(examples, kind, report)
 
 
