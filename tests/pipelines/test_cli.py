@@ -26,6 +26,14 @@ def test_help_does_not_import_jax():
     assert out.strip().endswith("False")
 
 
+def test_gate_dashboard_and_config_reader_do_not_import_jax():
+    # CI gates and dashboards run in seconds without JAX; align.errors must not drag align.hub in
+    mods = "safety_evals.gate, safety_evals.dashboard, safety_evals.history, pipelines.config_io"
+    code = f"import sys, {mods}; import align; print('jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_every_command_module_has_the_interface():
     import importlib
 
