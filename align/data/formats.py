@@ -148,6 +148,22 @@ def as_prompt(example: Example) -> PromptExample:
     raise DataError("a text example has no prompt", field="text")
 
 
+def prompt_of_pair(row: Mapping[str, Any], origin: str = "") -> PromptExample:
+    """The prompt of a preference row whose pair is unusable (e.g. chosen == rejected), for loads
+    that want prompts only (RL): its explicit prompt, or its chosen dialogue before the last
+    assistant turn. Raises DataError when neither exists."""
+    if "prompt" in row:
+        prompt = _value(row, "prompt")
+        _check_prompt(prompt, "prompt")
+        return PromptExample(prompt, origin)
+    chosen = parse_hh(row["chosen"], "chosen") if is_hh_text(row["chosen"]) else row["chosen"]
+    chosen = _value({"chosen": chosen}, "chosen")
+    if not isinstance(chosen, list):
+        raise DataError("a pair of plain strings without a prompt has no prompt of its own", field="prompt")
+    _check_turns([("chosen", chosen)])
+    return as_prompt(ChatExample(chosen, origin))
+
+
 def parse_hh(text: str, field: str = "text") -> list[Message]:
     """Split an Anthropic HH dialogue ("\\n\\nHuman: a\\n\\nAssistant: b...") into stripped messages."""
     parts = _HH_TURN.split(text)

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from align.data.errors import DataError, LoadReport
-from align.data.formats import KINDS, Example, as_prompt, kind_of, normalize_row
+from align.data.formats import (
+    KINDS,
+    Example,
+    as_prompt,
+    detect_format,
+    kind_of,
+    normalize_row,
+    prompt_of_pair,
+)
 from align.errors import MissingInput
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
@@ -69,7 +77,8 @@ def load_records(
     """Load and normalise the rows of `source` (see the module docstring).
 
     kind: expected format; None takes the first valid row's and requires every row to match.
-        "prompt" also accepts completion, preference and chat rows and keeps their prompts.
+        "prompt" also accepts completion, preference and chat rows and keeps their prompts, also
+        of preference rows whose pair is unusable (chosen == rejected; formats.prompt_of_pair).
     skip_invalid: skip malformed rows, count them in `Records.report` and log a warning with
         the first few reasons, instead of raising.
     limit: stop after this many valid examples.
@@ -86,7 +95,7 @@ def load_records(
         try:
             if isinstance(row.value, DataError):
                 raise row.value
-            example = _expect(normalize_row(row.value, f"{row.source}, {row.row_kind} {row.number}"), kind)
+            example = _expect(_normalize(row.value, f"{row.source}, {row.row_kind} {row.number}", kind), kind)
             kind = kind or kind_of(example)
         except DataError as e:
             located = e.located(row.source, row.number, row.row_kind)
@@ -100,6 +109,21 @@ def load_records(
         log.warning("%s; first skipped:%s", report.summary(),
                     "".join(f"\n  {r}" for r in report.reasons[:_LOGGED_REASONS]))
     return Records(examples, kind, report)
+
+
+def _normalize(value: Any, origin: str, kind: str | None) -> Example:
+    """normalize_row, except that a prompt-only load keeps the prompt of a preference row whose pair
+    is unusable (chosen == rejected, ...): RL needs the prompt, not the pair."""
+    try:
+        return normalize_row(value, origin)
+    except DataError:
+        if kind != "prompt" or not isinstance(value, Mapping) or detect_format(value) != "preference":
+            raise
+        try:
+            return prompt_of_pair(value, origin)
+        except DataError:
+            pass
+        raise  # the pair's own error says more than the fallback's
 
 
 def _expect(example: Example, kind: str | None) -> Example:

@@ -71,6 +71,18 @@ def test_mixed_formats_are_an_error_unless_prompts_are_asked_for(tmp_path):
     assert all(isinstance(r, PromptExample) for r in recs)
 
 
+def test_prompt_loads_keep_the_prompt_of_a_pair_without_preference(tmp_path):
+    same_hh = "\n\nHuman: hi\n\nAssistant: yo"
+    rows = [{"chosen": same_hh, "rejected": same_hh}, {"prompt": "p", "chosen": "c", "rejected": "c"},
+            {"chosen": same_hh + "\n\nAssistant: again", "rejected": same_hh + "\n\nAssistant: again"}]
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    recs = load_records(path, kind="prompt", skip_invalid=True)
+    assert [r.prompt for r in recs] == [[{"role": "user", "content": "hi"}], "p"]
+    assert recs.report.skipped == 1 and "line 3" in recs.report.reasons[0]  # not a valid dialogue either
+    with pytest.raises(DataError, match="line 1.*identical"):  # a preference load still refuses the pair
+        load_records(path, kind="preference")
+
+
 def test_file_types_and_limit(tmp_path):
     rows = [{"text": f"doc {i}"} for i in range(5)]
     write_jsonl(tmp_path / "a.jsonl.gz", rows, gzip.open)
