@@ -1,8 +1,9 @@
-"""Errors in what a user gave (a config, a data file, a model name, a policy), as opposed to bugs.
+"""Errors that are not bugs: bad input (a config, a data file, a model name, a policy) and runs that
+stopped early for a reason they can name (preemption, a non-finite loss).
 
-Their messages already say where the problem is (file, line, field), so the `align` command line
-prints such an error as one line and exits 2; any other exception is a bug and keeps its traceback.
-Subclasses keep the builtin bases callers catch (ValueError, FileNotFoundError).
+Their messages say where and why, so the `align` command line prints them as one line: exit code 2
+for an InputError, RunStopped.exit_code for a stopped run. Any other exception is a bug and keeps its
+traceback. Subclasses keep the builtin bases callers catch (ValueError, FileNotFoundError, ...).
 """
 
 from __future__ import annotations
@@ -18,3 +19,10 @@ class InvalidInput(InputError, ValueError):
 
 class MissingInput(InputError, FileNotFoundError):
     """A named file, directory, split or model does not exist."""
+
+
+class RunStopped(Exception):
+    """A run stopped early; the message says why and how to resume (a rerun continues from the last
+    checkpoint). `exit_code`: 143 after SIGTERM, as a scheduler expects from a preempted job, else 1."""
+
+    exit_code = 1

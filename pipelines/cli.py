@@ -3,8 +3,9 @@
 Every command module exposes `add_arguments(parser)` and `run(args) -> int` (the exit code), so
 `align --help` lists everything without importing JAX. An `align.errors.InputError` from a command
 (a bad config, data file or model name; the message names the file, line and field) is printed as
-one line with exit code 2; ALIGN_TRACEBACK=1 shows its traceback instead. Other exceptions are bugs
-and keep their tracebacks.
+one line with exit code 2, an `align.errors.RunStopped` (preemption, a non-finite loss) as one line
+with its exit code; ALIGN_TRACEBACK=1 shows their tracebacks instead. Other exceptions are bugs and
+keep their tracebacks.
 """
 
 from __future__ import annotations
@@ -59,15 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"align {name}", description=help_)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
-    from align.errors import InputError
+    from align.errors import InputError, RunStopped
 
     try:
         return int(module.run(args) or 0)
-    except InputError as e:  # a bad config, data file, model name...: its message says where
+    except (InputError, RunStopped) as e:  # not bugs: the message says where, or why it stopped
         if os.environ.get("ALIGN_TRACEBACK") == "1":
             raise
-        print(f"align {name}: error: {e}", file=sys.stderr)
-        return 2
+        print(f"align {name}: {'error: ' if isinstance(e, InputError) else ''}{e}", file=sys.stderr)
+        return 2 if isinstance(e, InputError) else e.exit_code
 
 
 if __name__ == "__main__":

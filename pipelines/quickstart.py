@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from align.errors import InvalidInput
+from align.errors import InvalidInput, RunStopped
 from align.training.run import ModelOptions
 from align.training.rundir import SUMMARY, read_json
 from pipelines.config_io import build, load_config, to_dict
@@ -62,8 +62,18 @@ class QuickstartConfig:
 class Stage:
     name: str
     output: Path  # what exists when the stage is finished
-    run: Any  # () -> None
+    run: Any  # () -> the stage's summary (a dict with "stopped" for training stages) or None
     describe: str = ""
+
+
+class StageStopped(RunStopped):
+    """A stage ended without writing its output (e.g. SIGTERM); running the pipeline again resumes it."""
+
+    def __init__(self, stage: str, output: Path, reason: str | None):
+        self.stage, self.reason = stage, reason
+        self.exit_code = 143 if reason == "sigterm" else 1
+        super().__init__(f"stage {stage} stopped early ({reason or 'see its log'}) without writing {output}; "
+                         "run the same command again to resume it")
 
 
 def _sub_config(cls, mapping: dict, source: str, **fixed):
@@ -327,12 +337,9 @@ def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stre
             continue
         print(f"{head} ...", file=stream, flush=True)
         t0 = time.perf_counter()
-        stage.run()
+        result = stage.run()
         if not stage.output.exists():
-            raise RuntimeError(
-                f"stage {stage.name} ended without writing {stage.output}: it stopped early "
-                "(see its log); run the pipeline again to resume it"
-            )
+            raise StageStopped(stage.name, stage.output, (result or {}).get("stopped"))
         seconds = time.perf_counter() - t0
         report[stage.name] = {"output": str(stage.output.parent), "status": "ran", "seconds": seconds}
         print(f"{head}: finished in {seconds:.0f}s -> {stage.output.parent}", file=stream, flush=True)

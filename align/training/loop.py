@@ -24,12 +24,13 @@ from typing import Any
 import jax
 import numpy as np
 
+from align.errors import RunStopped
 from align.training.checkpoint import Checkpointer
 from align.training.metrics import MeanTracker, MetricsWriter, is_finite
 from align.training.state import TrainState
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(RunStopped, RuntimeError):
     """Training produced a NaN/inf loss or gradient; the message names the last good checkpoint."""
 
 

@@ -89,3 +89,35 @@ def test_per_variant_rl_stages_take_each_variants_mixture_system_prompt_and_rewa
         weights = {m.name: m.weight for m in rl.reward.models}
         assert weights == {"helpfulness": 1.0, "harmlessness": 1.0, **variant.reward_weights}
         assert {m.path for m in rl.reward.models} == {str(tmp_path / f"rm_{n}" / "export") for n in weights}
+
+
+@pytest.mark.parametrize("result, code, why",
+                         [({"stopped": "sigterm"}, 143, "sigterm"), (None, 1, "see its log")])
+def test_a_stage_that_stops_early_exits_with_one_line_and_its_code(tmp_path, monkeypatch, capsys, result,
+                                                                   code, why):
+    from pipelines.cli import main
+    from pipelines.quickstart import Stage
+
+    def stages(self):  # one stage that ended (e.g. preempted) before writing its output
+        return [Stage("sft", tmp_path / "sft" / "summary.json", lambda: result, "SFT")]
+
+    monkeypatch.setattr(Pipeline, "check", lambda self: None)
+    monkeypatch.setattr(Pipeline, "stages", stages)
+    assert main(["pipeline", CONFIG, f"output_dir={tmp_path}"]) == code
+    err = capsys.readouterr().err
+    assert f"align pipeline: stage sft stopped early ({why})" in err and "run the same command again" in err
+    assert "Traceback" not in err
+
+
+def test_a_non_finite_loss_exits_1_with_its_message(tmp_path, monkeypatch, capsys):
+    from align.training import NonFiniteLoss
+    from pipelines.cli import main
+    from pipelines.quickstart import Stage
+
+    def diverge():
+        raise NonFiniteLoss("loss is nan at step 3; the last checkpoint is step 2")
+
+    monkeypatch.setattr(Pipeline, "check", lambda self: None)
+    monkeypatch.setattr(Pipeline, "stages", lambda self: [Stage("sft", tmp_path / "s.json", diverge, "SFT")])
+    assert main(["pipeline", CONFIG, f"output_dir={tmp_path}"]) == 1
+    assert capsys.readouterr().err == "align pipeline: loss is nan at step 3; the last checkpoint is step 2\n"
