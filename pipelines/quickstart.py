@@ -339,7 +339,8 @@ def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stre
         t0 = time.perf_counter()
         result = stage.run()
         if not stage.output.exists():
-            raise StageStopped(stage.name, stage.output, (result or {}).get("stopped"))
+            why = result.get("stopped") if isinstance(result, dict) else None  # a training summary's
+            raise StageStopped(stage.name, stage.output, why)
         seconds = time.perf_counter() - t0
         report[stage.name] = {"output": str(stage.output.parent), "status": "ran", "seconds": seconds}
         print(f"{head}: finished in {seconds:.0f}s -> {stage.output.parent}", file=stream, flush=True)

@@ -92,7 +92,8 @@ def test_per_variant_rl_stages_take_each_variants_mixture_system_prompt_and_rewa
 
 
 @pytest.mark.parametrize("result, code, why",
-                         [({"stopped": "sigterm"}, 143, "sigterm"), (None, 1, "see its log")])
+                         [({"stopped": "sigterm"}, 143, "sigterm"), (None, 1, "see its log"),
+                          (Path("results.json"), 1, "see its log")])  # a non-training stage's return
 def test_a_stage_that_stops_early_exits_with_one_line_and_its_code(tmp_path, monkeypatch, capsys, result,
                                                                    code, why):
     from pipelines.cli import main
