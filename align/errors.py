@@ -21,8 +21,14 @@ class MissingInput(InputError, FileNotFoundError):
     """A named file, directory, split or model does not exist."""
 
 
+def stop_exit_code(reason: str | None) -> int:
+    """The exit code of a run that stopped early: 143 after SIGTERM (what a scheduler expects from a
+    job it preempted), else 1."""
+    return 143 if reason == "sigterm" else 1
+
+
 class RunStopped(Exception):
     """A run stopped early; the message says why and how to resume (a rerun continues from the last
-    checkpoint). `exit_code`: 143 after SIGTERM, as a scheduler expects from a preempted job, else 1."""
+    checkpoint). `exit_code`: stop_exit_code of the reason."""
 
     exit_code = 1

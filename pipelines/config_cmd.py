@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 
+from align.errors import stop_exit_code
 from pipelines.config_io import dump_yaml, load_config
 
 
@@ -38,6 +39,6 @@ def run_config_command(args, config_cls, run_fn: Callable[[object], dict], keys:
         return 0
     summary = run_fn(config)
     if "stopped" in summary:
-        return 143 if summary["stopped"] == "sigterm" else 1
+        return stop_exit_code(summary["stopped"])
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
     return 0

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from align.errors import InvalidInput, RunStopped
+from align.errors import InvalidInput, RunStopped, stop_exit_code
 from align.training.run import ModelOptions
 from align.training.rundir import SUMMARY, read_json
 from pipelines.config_io import build, load_config, to_dict
@@ -71,7 +71,7 @@ class StageStopped(RunStopped):
 
     def __init__(self, stage: str, output: Path, reason: str | None):
         self.stage, self.reason = stage, reason
-        self.exit_code = 143 if reason == "sigterm" else 1
+        self.exit_code = stop_exit_code(reason)
         super().__init__(f"stage {stage} stopped early ({reason or 'see its log'}) without writing {output}; "
                          "run the same command again to resume it")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from align.data import PromptExample, Tokenizer, as_prompt, encode_prompts, load_records
+from align.data import PromptExample, Tokenizer, encode_prompts, load_records
 from align.errors import InvalidInput
 from align.training.run import SplitOptions, heldout_split
 
@@ -40,7 +40,7 @@ def load_prompts(options: PromptDataOptions, tokenizer: Tokenizer) -> tuple[list
     if not sources:
         raise InvalidInput("data.path is empty and data.mixture has no source: set one of them")
     examples, report = mix_sources(sources, options.skip_invalid)
-    examples = [with_system_prompt(as_prompt(e), options.system_prompt) for e in examples]
+    examples = [with_system_prompt(e, options.system_prompt) for e in examples]  # kind="prompt" rows
     train_ex, held_ex = heldout_split(examples, options.heldout)
     train, train_stats = encode_prompts(train_ex, tokenizer, max_length=options.max_prompt_length)
     held, _ = encode_prompts(held_ex, tokenizer, max_length=options.max_prompt_length)

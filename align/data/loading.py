@@ -116,14 +116,13 @@ def _normalize(value: Any, origin: str, kind: str | None) -> Example:
     is unusable (chosen == rejected, ...): RL needs the prompt, not the pair."""
     try:
         return normalize_row(value, origin)
-    except DataError:
+    except DataError as pair_error:
         if kind != "prompt" or not isinstance(value, Mapping) or detect_format(value) != "preference":
             raise
         try:
             return prompt_of_pair(value, origin)
         except DataError:
-            pass
-        raise  # the pair's own error says more than the fallback's
+            raise pair_error from None  # the pair's own error says more than the fallback's
 
 
 def _expect(example: Example, kind: str | None) -> Example:

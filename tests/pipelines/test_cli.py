@@ -111,3 +111,14 @@ def test_convert_hf_dir_round_trip(tmp_path):
     args = (tokens, jnp.arange(10)[None], jnp.ones((1, 10), jnp.int32))
     np.testing.assert_array_equal(a(*args).logits, b(*args).logits)
     assert (tmp_path / "out" / "tokenizer.json").exists()
+
+
+@pytest.mark.parametrize("stopped, code", [("sigterm", 143), ("non_finite", 1)])
+def test_a_stage_command_that_stops_early_returns_its_exit_code(stopped, code):
+    import argparse
+
+    from pipelines.config_cmd import run_config_command
+    from pipelines.sft import SFTConfig
+
+    args = argparse.Namespace(config=TINY_SFT, overrides=[], print_config=False)
+    assert run_config_command(args, SFTConfig, lambda config: {"stopped": stopped}, ("step",)) == code
