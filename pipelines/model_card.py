@@ -166,9 +166,10 @@ def render_card(
     stages: Sequence[Stage],
     results: Results | None,
     reward_mixture: Sequence[Mapping] = (),
+    caveat: str | None = None,
     created: dt.datetime | None = None,
 ) -> str:
-    """The README.md text of one exported variant."""
+    """The README.md text of one exported variant; `caveat` is quoted under the description."""
     created = created or dt.datetime.now(dt.timezone.utc)
     lines = [
         front_matter(base_model, variant),
@@ -176,6 +177,7 @@ def render_card(
         "",
         _cell(description),
         "",
+        *([f"> **Note:** {caveat}", ""] if caveat else []),
         f"Variant **{variant}** of a post-trained `{base_model}`, exported by `align` on {created:%Y-%m-%d}.",
         "",
         "## How this variant differs",

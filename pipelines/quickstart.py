@@ -249,8 +249,6 @@ class Pipeline:
         from safety_evals.results_io import load_results
 
         model, tokenizer = load_model(ModelOptions(spec=str(self.policy_dir(variant))))
-        if not self.config.rl_per_variant:  # one shared RL run: the variant's RL settings were not used
-            variant = dataclasses.replace(variant, data=(), reward_weights={})
         results_file = self.results_file(variant.name)
         results = load_results(results_file) if results_file.exists() else None
         export_variant(
@@ -262,6 +260,7 @@ class Pipeline:
             stages=self.card_stages(variant),
             results=results,
             reward_mixture=self.reward(variant).describe(),
+            rl_applied=self.config.rl_per_variant,  # False: one RL run shared by all variants
         )
 
     def card_stages(self, variant):

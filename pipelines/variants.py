@@ -33,6 +33,12 @@ from pipelines.rewards import RewardOptions
 from pipelines.rl_data import PromptSource
 
 SYSTEM_HANDLING = ("fold", "drop")
+NOT_APPLIED = "configured, not applied: one RL run shared by all variants"
+SHARED_RL_CAVEAT = (
+    "These weights come from one RL run shared by all variants (`rl_per_variant: false`): what the "
+    "description says of this variant's RL prompts and reward was configured but not applied. The "
+    "reward that was used is listed under Training."
+)
 TEMPLATES = ("gemma", "none")
 
 
@@ -71,10 +77,16 @@ class VariantSpec:
                 f"variant {self.name!r}: a system_prompt with system_handling='drop' is never used"
             )
 
-    def differences(self) -> dict[str, str]:
-        """The settings that set this variant apart, for its model card."""
+    def differences(self, rl_applied: bool = True) -> dict[str, str]:
+        """The settings that set this variant apart, for its model card.
+
+        rl_applied=False: the weights come from an RL run shared by all variants, so the variant's own
+        prompt mixture and reward weights are shown as configured but marked as not applied.
+        """
         mixture = ", ".join(f"{Path(d.path).parent.name or d.path} x{d.weight:g}" for d in self.data) or "n/a"
         rewards = ", ".join(f"{k} x{v:g}" for k, v in self.reward_weights.items()) or "n/a"
+        if not rl_applied:
+            mixture, rewards = (f"{x} ({NOT_APPLIED})" if x != "n/a" else x for x in (mixture, rewards))
         system = {"fold": "folded into the first user turn (Gemma)", "drop": "ignored"}[self.system_handling]
         return {
             "chat template": self.chat_template,
@@ -169,11 +181,14 @@ def export_variant(
     stages: Sequence[Stage] = (),
     results=None,
     reward_mixture: Sequence[Mapping] = (),
+    rl_applied: bool = True,
 ) -> Path:
     """Write the variant as a Hugging Face directory with its model card; returns the directory.
 
     model: an align Decoder (LoRA adapters merged first); tokenizer: align.data.Tokenizer;
-    results: a safety_evals.results_io.Results of this variant, or None.
+    results: a safety_evals.results_io.Results of this variant, or None;
+    rl_applied: False when the weights come from one RL run shared by all variants (the card then says
+    that the variant's own RL prompt mixture and reward weights were not used).
     """
     from align.model.hf_io import save_hf_dir
     from align.training.lora import LoRADecoder, merge_lora
@@ -193,7 +208,8 @@ def export_variant(
         variant=spec.name,
         description=spec.description,
         base_model=base_model,
-        differences=spec.differences(),
+        differences=spec.differences(rl_applied),
+        caveat=None if rl_applied else SHARED_RL_CAVEAT,
         generation=generation_config(spec, tokenizer),
         stages=stages,
         results=results,

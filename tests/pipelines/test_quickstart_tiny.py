@@ -52,6 +52,10 @@ def test_every_stage_runs_and_writes_its_output(finished):
         card = (exported / "README.md").read_text()
         assert f"variant-{variant}" in card and "| crows_pairs | pct_stereotype |" in card
         assert "held-out reward" in card  # the RL row of the training table
+        # one RL run shared by both variants: the card must not pass off the variant's RL settings as used
+        assert "> **Note:** These weights come from one RL run shared by all variants" in card
+    chat_card = (out / "variants" / "chat" / "README.md").read_text()
+    assert "| reward weights | helpfulness x1, harmlessness x1 (configured, not applied:" in chat_card
     chat = json.loads((out / "variants" / "chat" / "generation_config.json").read_text())
     developer = json.loads((out / "variants" / "developer" / "generation_config.json").read_text())
     assert chat["temperature"] < developer["temperature"]

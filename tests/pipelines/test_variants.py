@@ -165,6 +165,17 @@ def test_model_card_reports_training_and_the_variants_results(exported, tmp_path
         )
 
 
+def test_card_of_a_shared_rl_run_marks_the_variants_rl_settings_as_not_applied(exported, tmp_path):
+    model, tokenizer, dirs = exported
+    assert "Note:" not in (dirs["chat"] / "README.md").read_text()
+    assert "| reward weights | helpfulness x1, harmlessness x2 |" in (dirs["chat"] / "README.md").read_text()
+    out = export_variant(model, tokenizer, CHAT, tmp_path / "shared", base_model="t", rl_applied=False)
+    card = (out / "README.md").read_text()
+    assert "| reward weights | helpfulness x1, harmlessness x2 (configured, not applied: one RL run" in card
+    assert "| RL prompt mixture | n/a |" in card  # nothing configured: nothing to mark
+    assert card.index("assistant\n\n> **Note:** These weights come from one RL run shared") > 0
+
+
 def test_reward_weights_by_name_and_config_file():
     reward = RewardOptions(
         models=(RewardModelSpec("a", 1.0, "helpfulness"), RewardModelSpec("b", 1.0, "harmlessness"))
