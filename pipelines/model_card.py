@@ -35,12 +35,21 @@ def rm_notes(summary: Mapping) -> str:
 
 
 def rl_notes(summary: Mapping) -> str:
-    """An RL stage's card note: held-out reward before -> after, and the KL to the starting policy."""
+    """An RL stage's card note: held-out reward before -> after, the paired change with its 95% interval
+    (so a reader can tell a change from sampling noise), and the KL to the starting policy."""
     before, after = summary.get("eval_before") or {}, summary.get("eval_after") or {}
     if "reward/mean" not in before or "reward/mean" not in after:
         return ""
+    note = f"held-out reward {before['reward/mean']:.3f} -> {after['reward/mean']:.3f}"
+    gain = summary.get("reward_gain") or {}
+    if all(isinstance(gain.get(k), (int, float)) for k in ("mean", "ci_low", "ci_high", "n")):
+        note += (
+            f" over {gain['n']} prompts (paired change {gain['mean']:+.3f}, 95% interval "
+            f"[{gain['ci_low']:.3f}, {gain['ci_high']:.3f}])"
+        )
+    # k1 estimate (mean of log-ratio sums over sampled responses): near zero it can come out negative
     kl = after.get("kl/ref", float("nan"))
-    return f"held-out reward {before['reward/mean']:.3f} -> {after['reward/mean']:.3f} (KL {kl:.2f} nats)"
+    return f"{note}; sampled KL to the starting policy {kl:.2f} nats"
 
 
 def _cell(x: Any) -> str:

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from align.data import render_chat
 from align.sampling import SamplingConfig, generate
 from align.training.run import ModelOptions, load_model
-from pipelines.model_card import Stage
+from pipelines.model_card import Stage, rl_notes
 from pipelines.rewards import RewardModelSpec, RewardOptions
 from pipelines.variants import (
     GenerationDefaults,
@@ -174,6 +174,22 @@ def test_card_of_a_shared_rl_run_marks_the_variants_rl_settings_as_not_applied(e
     assert "| reward weights | helpfulness x1, harmlessness x2 (configured, not applied: one RL run" in card
     assert "| RL prompt mixture | n/a |" in card  # nothing configured: nothing to mark
     assert card.index("assistant\n\n> **Note:** These weights come from one RL run shared") > 0
+
+
+def test_rl_note_carries_the_paired_change_and_its_interval():
+    summary = {
+        "eval_before": {"reward/mean": -0.7297, "kl/ref": 0.0},
+        "eval_after": {"reward/mean": -1.0541, "kl/ref": -0.197},
+        "reward_gain": {"mean": -0.3244, "stderr": 0.218, "ci_low": -0.7516, "ci_high": 0.1028, "n": 8},
+    }
+    assert rl_notes(summary) == (
+        "held-out reward -0.730 -> -1.054 over 8 prompts (paired change -0.324, 95% interval "
+        "[-0.752, 0.103]); sampled KL to the starting policy -0.20 nats"
+    )
+    del summary["reward_gain"]  # summaries written before the paired gain existed
+    no_gain = "held-out reward -0.730 -> -1.054; sampled KL to the starting policy -0.20 nats"
+    assert rl_notes(summary) == no_gain
+    assert rl_notes({"eval_after": {"reward/mean": 1.0}}) == ""
 
 
 def test_reward_weights_by_name_and_config_file():
