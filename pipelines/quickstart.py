@@ -153,7 +153,10 @@ class Pipeline:
         if variant is not None and self.config.rl_per_variant:
             from pipelines.variants import weighted_reward
 
-            reward = weighted_reward(reward, variant)
+            try:
+                reward = weighted_reward(reward, variant)
+            except InvalidInput as e:
+                raise InvalidInput(f"{self.config.variants}: {e} (rl_per_variant is true)") from None
         return reward
 
     def _reward_spec(self, rm: RewardModelStage) -> RewardModelSpec:

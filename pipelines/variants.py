@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from align.data.testing import GEMMA3_CHAT_TEMPLATE
+from align.errors import InvalidInput
 from pipelines.config_io import load_config
 from pipelines.model_card import Stage, render_card
 from pipelines.rewards import RewardOptions
@@ -161,9 +162,10 @@ def weighted_reward(reward: RewardOptions, spec: VariantSpec) -> RewardOptions:
     names = [m.name for m in reward.models]
     unknown = sorted(set(spec.reward_weights) - set(names))
     if unknown:
-        raise ValueError(
+        raise InvalidInput(
             f"variant {spec.name!r}: reward_weights names {unknown} match no reward model "
-            f"(reward.models names: {names})"
+            f"(reward models: {names}); add them to the pipeline's reward_models or drop them from the "
+            "variant's reward_weights"
         )
     models = tuple(
         dataclasses.replace(m, weight=spec.reward_weights.get(m.name, m.weight)) for m in reward.models

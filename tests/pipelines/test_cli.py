@@ -76,6 +76,12 @@ def test_missing_files_and_unknown_presets_exit_2(tmp_path, capsys):
     run_dir = f"output_dir={tmp_path / 'run'}"
     assert main(["sft", "--config", TINY_SFT, run_dir, "model.spec=preset:nope"]) == 2
     assert "unknown preset" in capsys.readouterr().err
+    # per-variant RL with a variant weighting a reward model the pipeline does not train: caught before SFT
+    out = f"output_dir={tmp_path / 'qs'}"
+    assert main(["pipeline", "configs/quickstart_tiny.yaml", out, "rl_per_variant=true"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("align pipeline: error: configs/variants/gemma3_270m.yaml: variant 'chat': ")
+    assert "['harmlessness'] match no reward model" in err and not (tmp_path / "qs").exists()
 
 
 def test_traceback_on_request_and_for_bugs(tmp_path, monkeypatch):
