@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipelines.config_io import load_config
@@ -93,6 +94,41 @@ def test_per_variant_rl_stages_take_each_variants_mixture_system_prompt_and_rewa
         weights = {m.name: m.weight for m in rl.reward.models}
         assert weights == {"helpfulness": 1.0, "harmlessness": 1.0, **variant.reward_weights}
         assert {m.path for m in rl.reward.models} == {str(tmp_path / f"rm_{n}" / "export") for n in weights}
+
+
+def test_per_variant_rl_runs_end_to_end_and_each_card_reports_its_own_rl(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(Path(CONFIG).read_text())
+    harmless = yaml.safe_load(yaml.safe_dump(raw["reward_models"][0]))
+    harmless["name"] = "harmlessness"
+    harmless["config"]["data"]["path"] = str(DATA.parent.parent / "harmless-base" / "test.jsonl.gz")
+    raw["reward_models"].append(harmless)
+    raw.update(output_dir=str(tmp_path / "run"), rl_per_variant=True)
+    raw["rlhf"]["train"]["iterations"] = 2
+    raw["eval"]["suites"] = "crows_pairs"
+    path = tmp_path / "per_variant.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(QuickstartConfig, path)
+    report = run_pipeline(config, str(path), stream=io.StringIO())
+    out = tmp_path / "run"
+    assert {"rl:chat", "rl:developer"} <= set(report) and "rl" not in report
+    variants = Pipeline(config, str(path)).variants
+    for variant in variants:
+        rl = json.loads((out / f"rl_{variant.name}" / "summary.json").read_text())
+        sources = {Path(src["path"]).parent.name for src in rl["data"]["sources"]}
+        assert sources == {Path(d.path).parent.name for d in variant.data}  # the variant's own mixture
+        card = (out / "variants" / variant.name / "README.md").read_text()
+        weights = ", ".join(f"{k} x{v:g}" for k, v in variant.reward_weights.items())
+        assert f"| reward weights | {weights} |" in card and "Note:" not in card
+    chat, developer = (_weights(out / "variants" / v) for v in ("chat", "developer"))
+    assert any(not np.array_equal(chat[k], developer[k]) for k in chat)  # two RL runs, two policies
+
+
+def _weights(hf_dir: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    return load_file(hf_dir / "model.safetensors")
 
 
 @pytest.mark.parametrize("result, code, why",
