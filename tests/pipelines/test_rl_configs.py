@@ -22,9 +22,10 @@ def test_dpo_configs_load(path):
     assert load_config(DPORunConfig, path).dpo.beta > 0
 
 
-@pytest.mark.parametrize("path", ["configs/quickstart.yaml", "configs/quickstart_tiny.yaml"])
+@pytest.mark.parametrize("path", sorted(Path("configs").glob("quickstart*.yaml")), ids=str)
 def test_quickstart_configs_build_every_stage_config(path, tmp_path):
     pipeline = Pipeline(load_config(QuickstartConfig, path, [f"output_dir={tmp_path}"]), path)
+    pipeline.check()  # every stage's config, one RL config per variant when rl_per_variant is set
     assert pipeline.sft_config().output_dir == str(tmp_path / "sft")
     for rm in pipeline.config.reward_models:
         assert pipeline.rm_config(rm).model.spec == str(tmp_path / "sft" / "export")
