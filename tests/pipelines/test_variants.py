@@ -173,7 +173,7 @@ def test_card_of_a_shared_rl_run_marks_the_variants_rl_settings_as_not_applied(e
     card = (out / "README.md").read_text()
     assert "| reward weights | helpfulness x1, harmlessness x2 (configured, not applied: one RL run" in card
     assert "| RL prompt mixture | n/a |" in card  # nothing configured: nothing to mark
-    assert card.index("assistant\n\n> **Note:** These weights come from one RL run shared") > 0
+    assert "assistant\n\n> **Note:** These weights come from one RL run shared" in card  # under description
 
 
 def test_rl_note_carries_the_paired_change_and_its_interval():
