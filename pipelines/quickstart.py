@@ -70,7 +70,6 @@ class StageStopped(RunStopped):
     """A stage ended without writing its output (e.g. SIGTERM); running the pipeline again resumes it."""
 
     def __init__(self, stage: str, output: Path, reason: str | None):
-        self.stage, self.reason = stage, reason
         self.exit_code = stop_exit_code(reason)
         super().__init__(f"stage {stage} stopped early ({reason or 'see its log'}) without writing {output}; "
                          "run the same command again to resume it")

@@ -84,17 +84,16 @@ class VariantSpec:
         rl_applied=False: the weights come from an RL run shared by all variants, so the variant's own
         prompt mixture and reward weights are shown as configured but marked as not applied.
         """
-        mixture = ", ".join(f"{Path(d.path).parent.name or d.path} x{d.weight:g}" for d in self.data) or "n/a"
-        rewards = ", ".join(f"{k} x{v:g}" for k, v in self.reward_weights.items()) or "n/a"
-        if not rl_applied:
-            mixture, rewards = (f"{x} ({NOT_APPLIED})" if x != "n/a" else x for x in (mixture, rewards))
+        marked = "" if rl_applied else f" ({NOT_APPLIED})"
+        mixture = ", ".join(f"{Path(d.path).parent.name or d.path} x{d.weight:g}" for d in self.data)
+        rewards = ", ".join(f"{k} x{v:g}" for k, v in self.reward_weights.items())
         system = {"fold": "folded into the first user turn (Gemma)", "drop": "ignored"}[self.system_handling]
         return {
             "chat template": self.chat_template,
             "system instruction": system,
             "default system prompt": self.system_prompt or "none",
-            "RL prompt mixture": mixture,
-            "reward weights": rewards,
+            "RL prompt mixture": mixture + marked if mixture else "n/a",
+            "reward weights": rewards + marked if rewards else "n/a",
         }
 
 

@@ -125,14 +125,10 @@ def test_per_variant_rl_runs_end_to_end_and_each_card_reports_its_own_rl(tmp_pat
         card = (out / "variants" / variant.name / "README.md").read_text()
         weights = ", ".join(f"{k} x{v:g}" for k, v in variant.reward_weights.items())
         assert f"| reward weights | {weights} |" in card and "Note:" not in card
-    chat, developer = (_weights(out / "variants" / v) for v in ("chat", "developer"))
-    assert any(not np.array_equal(chat[k], developer[k]) for k in chat)  # two RL runs, two policies
-
-
-def _weights(hf_dir: Path) -> dict:
     from safetensors.numpy import load_file
 
-    return load_file(hf_dir / "model.safetensors")
+    chat, developer = (load_file(out / "variants" / v / "model.safetensors") for v in ("chat", "developer"))
+    assert any(not np.array_equal(chat[k], developer[k]) for k in chat)  # two RL runs, two policies
 
 
 @pytest.mark.parametrize("result, code, why",
