@@ -86,6 +86,18 @@ def front_matter(base_model: str, variant: str, tags: Sequence[str] = ()) -> str
     return "\n".join(lines)
 
 
+def _prompting(config: dict) -> str:
+    """How the generation suites' prompts were wrapped (absent from documents before it was recorded)."""
+    template = config.get("chat_template")
+    if template is None:
+        return ""
+    if template == "none":
+        return " Generation prompts were raw text (no chat template)."
+    system = config.get("system_prompt")
+    with_system = f" with the system prompt \"{_cell(system)}\"" if system else " with no system prompt"
+    return f" Generation prompts were one user turn of the {template} chat template{with_system}."
+
+
 def eval_section(results: Results | None, variant: str) -> list[str]:
     """The evaluation table of one results document (top-level metrics; breakdowns are in the JSON)."""
     if results is None:
@@ -101,7 +113,7 @@ def eval_section(results: Results | None, variant: str) -> list[str]:
         f"`align eval` run `{_cell(results.run_id)}` ({results.created:%Y-%m-%d %H:%M} UTC)"
         + (f", at most {limit} examples per suite" if limit else "")
         + ". "
-        "Intervals are 95% bootstrap intervals over examples.",
+        "Intervals are 95% bootstrap intervals over examples." + _prompting(results.config),
         "",
         "| suite | metric | value | 95% interval | n | better |",
         "|---|---|---|---|---|---|",

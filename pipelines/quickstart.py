@@ -84,6 +84,22 @@ def _model(spec: str, base: ModelOptions) -> dict:
     return to_dict(dataclasses.replace(base, spec=spec, tokenizer=None))
 
 
+def _cut(data) -> tuple:
+    return data.split, data.limit, data.heldout.heldout_fraction, data.heldout.seed
+
+
+def _warn_if_heldout_overlaps(sft, rm, name: str) -> None:
+    """heldout_split is a function of (rows, fraction, seed): on the SFT file, a reward model cut any
+    other way holds out pairs whose chosen responses SFT trained on, which inflates its held-out
+    accuracy (and the reward normalisation PPO takes from it)."""
+    if sft.path == rm.path and _cut(sft) != _cut(rm):
+        log.warning(
+            "reward_models.%s reads the SFT data file %s with a different held-out cut (split, limit, "
+            "heldout_fraction, seed: %s against SFT's %s), so some of its held-out pairs were SFT "
+            "training rows; give both the same values", name, rm.path, _cut(rm), _cut(sft),
+        )
+
+
 class Pipeline:
     """The stage list of one quickstart config, and where every output goes."""
 
@@ -98,9 +114,9 @@ class Pipeline:
 
     def check(self) -> None:
         """Build every stage's config now, so that a typo fails before hours of training, not after."""
-        self.sft_config()
+        sft = self.sft_config().data
         for rm in self.config.reward_models:
-            self.rm_config(rm)
+            _warn_if_heldout_overlaps(sft, self.rm_config(rm).data, rm.name)
         for v in self.variants if self.config.rl_per_variant else (None,):
             self.rlhf_config(v)
 
@@ -233,7 +249,10 @@ class Pipeline:
         eval_cli.add_arguments(parser)
         self.results_file(variant.name).parent.mkdir(parents=True, exist_ok=True)
         results = str(self.results_file(variant.name))
+        # generation suites see prompts as the exported variant would: its template and system prompt
+        system = ["--system-prompt", variant.system_prompt] if variant.system_prompt else []
         args = parser.parse_args(["--model", str(self.policy_dir(variant)), "--variant", variant.name,
+                                  "--chat-template", variant.chat_template, *system,
                                   "--suite", e.suites, "--limit", str(e.limit),
                                   "--batch-size", str(e.batch_size),
                                   "--out", results, *e.extra_args])  # fmt: skip
@@ -241,9 +260,22 @@ class Pipeline:
         if code == 2:
             raise ValueError(f"align eval rejected its arguments: {e}")
         if code:
-            log.warning(
-                "some eval suites failed for %s: see %s", variant.name, self.results_file(variant.name)
-            )
+            return self._failed_suites(variant.name)
+        return None
+
+    def _failed_suites(self, variant: str) -> dict | None:
+        """Some suites failed: the card shows them as failed. All failed (e.g. the model did not load):
+        the document is moved aside so that the stage counts as unfinished and a rerun retries it."""
+        path = self.results_file(variant)
+        suites = json.loads(path.read_text())["suites"]
+        failed = [name for name, s in suites.items() if s["status"] != "ok"]
+        if len(failed) < len(suites):
+            log.warning("eval suites %s failed for %s: see %s", ", ".join(failed), variant, path)
+            return None
+        aside = path.with_suffix(".failed.json")
+        path.replace(aside)
+        first = ((suites[failed[0]].get("error") or "").splitlines() or ["no error recorded"])[0]
+        return {"stopped": f"every eval suite failed ({first}); see {aside}"}
 
     def export(self, variant) -> None:
         from align.training.run import load_model

@@ -109,9 +109,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--variant",
-        choices=("chat", "developer"),
         default=None,
-        help="model variant to record; 'chat' also wraps generation prompts in the chat template",
+        help="variant name to record (e.g. chat, developer); 'chat' also implies --chat-template gemma",
+    )
+    parser.add_argument(
+        "--chat-template",
+        choices=("gemma", "none"),
+        default=None,
+        help="wrap generation prompts as one user turn of this template (scoring suites compare raw "
+        "text either way); default: gemma for --variant chat, else none",
+    )
+    parser.add_argument(
+        "--system-prompt",
+        default=None,
+        help="a default system prompt, folded into the user turn as Gemma does (needs a chat template)",
     )
     parser.add_argument("--step", type=int, default=None, help="training step to record")
     parser.add_argument(
@@ -144,6 +155,10 @@ def _parse(args) -> list[str]:
     unknown = [s for s in suites if s not in SUITES]
     if unknown or not suites:
         raise ValueError(f"--suite: unknown {unknown or '(empty)'}; choose from {', '.join(SUITES)}")
+    if args.chat_template is None:
+        args.chat_template = "gemma" if args.variant == "chat" else "none"
+    if args.system_prompt and args.chat_template == "none":
+        raise ValueError("--system-prompt needs a chat template to fold into (--chat-template gemma)")
     data = {}
     for item in args.data:
         name, sep, source = item.partition("=")
@@ -211,10 +226,11 @@ def run(args) -> int:
         return 2
     try:
         lm, path = load_lm(args)
-        if args.variant == "chat":
+        if args.chat_template == "gemma":
             from safety_evals.lm_wrappers import ChatPromptLM, chat_user_turn
 
-            lm = ChatPromptLM(lm, chat_user_turn)
+            system = args.system_prompt
+            lm = ChatPromptLM(lm, lambda text: chat_user_turn(text, system=system))
         entries = run_suites(lm, names, args)
     except Exception as exc:  # noqa: BLE001 - no model: every suite is recorded as failed, not dropped
         path = None
@@ -227,6 +243,8 @@ def run(args) -> int:
             "suites": names,
             "backend": args.backend,
             "judge": args.judge,
+            "chat_template": args.chat_template,
+            "system_prompt": args.system_prompt,
             "batch_size": args.batch_size,
             "data": args.data,
         },

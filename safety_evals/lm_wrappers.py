@@ -54,14 +54,12 @@ class ChatPromptLM:
         return self.lm.generate([self.format_prompt(p) for p in prompts], **kwargs)
 
 
-def chat_user_turn(text: str) -> str:
+def chat_user_turn(text: str, system: str | None = None) -> str:
     """`text` as one user turn of the Gemma chat template plus the model-turn header, without the
-    leading <bos> (the LM adds BOS when it encodes the prompt)."""
+    leading <bos> (the LM adds BOS when it encodes the prompt); a `system` prompt is folded into the
+    turn, as Gemma's template does."""
     from align.data.chat import chat_segments
 
-    return "".join(
-        seg.text
-        for seg in chat_segments(
-            [{"role": "user", "content": text}], add_generation_prompt=True, add_bos=False
-        )
-    )
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": text})
+    return "".join(seg.text for seg in chat_segments(messages, add_generation_prompt=True, add_bos=False))

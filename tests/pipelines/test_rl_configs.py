@@ -1,5 +1,7 @@
 """Every shipped RLHF / DPO / quickstart config loads, and the quickstart's stage configs build."""
 
+import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -23,9 +25,11 @@ def test_dpo_configs_load(path):
 
 
 @pytest.mark.parametrize("path", sorted(Path("configs").glob("quickstart*.yaml")), ids=str)
-def test_quickstart_configs_build_every_stage_config(path, tmp_path):
+def test_quickstart_configs_build_every_stage_config(path, tmp_path, caplog):
     pipeline = Pipeline(load_config(QuickstartConfig, path, [f"output_dir={tmp_path}"]), path)
-    pipeline.check()  # every stage's config, one RL config per variant when rl_per_variant is set
+    with caplog.at_level(logging.WARNING, logger="align.pipeline"):
+        pipeline.check()  # every stage's config, one RL config per variant when rl_per_variant is set
+    assert not caplog.records, caplog.text
     assert pipeline.sft_config().output_dir == str(tmp_path / "sft")
     for rm in pipeline.config.reward_models:
         assert pipeline.rm_config(rm).model.spec == str(tmp_path / "sft" / "export")
@@ -45,3 +49,33 @@ def test_stage_overrides_reach_the_stage_and_typos_name_the_stage_and_the_key(tm
     typo = load_quickstart(path, [f"output_dir={tmp_path}", "rlhf.trian.iterations=2"])
     with pytest.raises(ConfigError, match=r"rlhf.*unknown key 'trian'.*did you mean 'train'"):
         Pipeline(typo, path).check()
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs").glob("quickstart*.yaml")), ids=str)
+def test_no_reward_model_holds_out_a_pair_sft_trained_on(path, tmp_path):
+    from align.data import load_records
+    from align.training.run import heldout_split
+
+    pipeline = Pipeline(load_config(QuickstartConfig, path, [f"output_dir={tmp_path}"]), path)
+    sft = pipeline.sft_config().data
+    if not Path(sft.path).exists():
+        pytest.skip(f"{sft.path} (shared benchmark data) is not on this machine")
+
+    def cut(data):
+        rows = load_records(data.path, data.split, limit=data.limit, skip_invalid=data.skip_invalid)
+        train, held = heldout_split(list(rows), data.heldout)
+        key = lambda r: json.dumps([r.prompt, r.chosen])  # noqa: E731 - conversations are lists
+        return {key(r) for r in train}, {key(r) for r in held}
+
+    sft_train, _ = cut(sft)
+    for rm in pipeline.config.reward_models:
+        _, rm_held = cut(pipeline.rm_config(rm).data)
+        assert rm_held and not rm_held & sft_train, rm.name
+
+
+def test_a_reward_model_cut_apart_from_sft_on_the_same_file_is_warned_about(tmp_path, caplog):
+    path = "configs/quickstart_tiny.yaml"
+    config = load_quickstart(path, [f"output_dir={tmp_path}", "sft.data.heldout.seed=5"])
+    with caplog.at_level(logging.WARNING, logger="align.pipeline"):
+        Pipeline(config, path).check()
+    assert "reward_models.helpfulness reads the SFT data file" in caplog.text

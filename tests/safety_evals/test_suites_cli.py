@@ -118,7 +118,30 @@ def test_chat_variant_wraps_generation_prompts_only(tmp_path, fake_model):
     assert json.loads(out.read_text())["model"]["variant"] == "chat"
 
 
-@pytest.mark.parametrize("argv", [["--suite", "nope"], ["--data", "stereoset"], ["--data", "x=y"]])
+def test_any_variant_name_with_its_template_and_system_prompt(tmp_path, fake_model):
+    out = tmp_path / "r.json"
+    argv = ["eval", "--model", "fake", "--suite", "hedging", "--limit", "1", "--variant", "safety",
+            "--chat-template", "gemma", "--system-prompt", "Be brief.",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    prompt = fake_model.gen_calls[0]["prompts"][0]
+    assert prompt.startswith("<start_of_turn>user\nBe brief.\n\nQ: ")
+    doc = json.loads(out.read_text())
+    assert doc["model"]["variant"] == "safety"
+    assert doc["config"]["chat_template"] == "gemma" and doc["config"]["system_prompt"] == "Be brief."
+
+
+def test_developer_variant_keeps_raw_prompts_unless_a_template_is_named(tmp_path, fake_model):
+    argv = ["eval", "--model", "fake", "--suite", "hedging", "--limit", "1", "--variant", "developer",
+            "--out", str(tmp_path / "r.json"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert fake_model.gen_calls[0]["prompts"][0].startswith("Q: ")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--suite", "nope"], ["--data", "stereoset"], ["--data", "x=y"], ["--system-prompt", "hi"]],
+)
 def test_bad_arguments_exit_2(tmp_path, argv, capsys):
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
