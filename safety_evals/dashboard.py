@@ -157,8 +157,11 @@ def drill_ids(view: View) -> dict[tuple[str, str], str]:
 # ---------------------------------------------------------------- HTML sections
 
 
-def _num(x: float | None) -> str:
-    return "—" if x is None else f"{x:.4g}"
+def _num(x: float | int | None) -> str:
+    """Integers (steps, counts) in full: .4g prints step 12345 as 1.234e+04."""
+    if x is None:
+        return "—"
+    return str(x) if isinstance(x, int) else f"{x:.4g}"
 
 
 def _run_head(r: Results, baseline: Results | None) -> str:

@@ -7,10 +7,13 @@ The gate fails closed. Each of these is a failed check with its own message:
   * a suite with status "failed", and a suite named in `config.suites` but absent from `suites`;
   * a suite listed in the policy's `suites:` that is absent or failed;
   * a policy metric absent from the results (typo, dropped metric, failed suite) or with value null;
-  * a regression rule whose metric is absent from the baseline, or whose direction is unknown.
+  * a regression rule whose metric is absent from the baseline, or whose direction is unknown;
+  * a regression rule whose suite is not comparable with the baseline's: a different suite
+    `version`, `data.sha256` or `data.n`, or a different `config.limit` (or one of them missing).
 
 Rules (per metric in the policy; the direction comes from the metric's `higher_is_better`/`target`
-unless the rule overrides it):
+unless the rule overrides it: a rule `target` alone, or `higher_is_better: null`, means "closer to the
+target is better"; the metric's `target` only counts when the direction is null):
   * `min` / `max`: absolute thresholds on the point value, or with `bound: interval` on the whole
     95% interval (max: ci_high <= max, min: ci_low >= min).
   * `regression: X` ("no worse than the baseline by more than X", in the metric's own units).
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import html
+import json
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -41,6 +45,17 @@ from safety_evals.results_io import Metric, Results, ResultsError, load_results
 
 POLICY_SCHEMA = "align.gate_policy/v1"
 RULE_KEYS = ("min", "max", "regression", "bound", "higher_is_better", "target")
+
+
+class _Unset:
+    """Rule.higher_is_better when the policy does not name it: `higher_is_better: null` is an explicit
+    "closer to the target is better", so None cannot double as "not set"."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
 
 
 class PolicyError(InvalidInput):
@@ -74,9 +89,12 @@ class Direction:
 
     @staticmethod
     def of(metric: Metric, rule: Rule | None = None) -> Direction:
-        hib = (metric.higher_is_better if rule is None or rule.higher_is_better is None
-               else rule.higher_is_better)
-        target = metric.target if rule is None or rule.target is None else rule.target
+        """The metric's direction, overridden by the rule's keys where the policy gives them."""
+        hib, target = metric.higher_is_better, metric.target
+        if rule is not None and rule.target is not None:
+            hib, target = None, rule.target  # load_policy refuses a target with higher_is_better true/false
+        if rule is not None and rule.higher_is_better is not UNSET:
+            hib = rule.higher_is_better
         return Direction(hib, target)
 
 
@@ -115,7 +133,7 @@ class Rule:
     max: float | None = None
     regression: float | None = None
     bound: str = "value"  # "value" | "interval"
-    higher_is_better: bool | None = None
+    higher_is_better: bool | None | _Unset = UNSET  # UNSET: the metric's own direction
     target: float | None = None
 
 
@@ -200,6 +218,8 @@ def _rule(name: Any, body: Any, fail) -> Rule:
     if "higher_is_better" in body and not isinstance(body["higher_is_better"], (bool, type(None))):
         fail(body, f"{at}.higher_is_better",
              f"expected true, false or null, got {body['higher_is_better']!r}")
+    if "target" in body and isinstance(body.get("higher_is_better"), bool):
+        fail(body, f"{at}.target", "a target means 'closer is better': drop higher_is_better or set it null")
     if body.get("bound", "value") not in ("value", "interval"):
         fail(body, f"{at}.bound", f"expected 'value' or 'interval', got {body['bound']!r}")
     if body.get("regression", 0) < 0:
@@ -276,7 +296,7 @@ def _rule_checks(rule: Rule, results: Results, m: Metric | None, baseline: Resul
         if m is None or m.value is None:
             status, msg = "fail", _missing_reason(rule.metric, results, m)
         elif kind == "regression":
-            status, msg = _regression(rule, m, baseline, bm, policy)
+            status, msg = _regression(rule, m, results, baseline, bm, policy)
         else:
             status, msg = _threshold(rule, m, kind)
         out.append(Check(f"{rule.metric} {kind}", rule.metric.split(".", 1)[0], status, msg, _fmt(m),
@@ -312,7 +332,7 @@ def _threshold(rule: Rule, m: Metric, kind: str) -> tuple[str, str]:
     return ("pass" if ok else "fail"), f"{what} {x:.4g} {'≥' if ok else '<'} min {rule.min:g}"
 
 
-def _regression(rule: Rule, m: Metric, baseline: Results | None, bm: Metric | None,
+def _regression(rule: Rule, m: Metric, results: Results, baseline: Results | None, bm: Metric | None,
                 policy: Policy) -> tuple[str, str]:
     if baseline is None:
         if policy.require_baseline:
@@ -320,11 +340,37 @@ def _regression(rule: Rule, m: Metric, baseline: Results | None, bm: Metric | No
         return "skip", "no --baseline given"
     if bm is None or bm.value is None:
         return "fail", f"metric missing or null in the baseline {baseline.source}"
+    why = incomparable(m.suite, results, baseline)
+    if why:
+        return "fail", why
     direction = Direction.of(m, rule)
     if not direction.known:
         return "fail", "no direction: the metric has higher_is_better null and no target; set one in the rule"
     c = compare(m, bm, direction, rule.regression)
     return ("fail" if c.regressed else "pass"), c.text
+
+
+def _provenance(r: Results, suite: str) -> dict[str, Any]:
+    s = r.suites[suite]
+    return {"version": s.version, "data.sha256": s.data.get("sha256"), "data.n": s.data.get("n"),
+            "config.limit": r.config.get("limit", UNSET)}
+
+
+def incomparable(suite: str, results: Results, baseline: Results) -> str | None:
+    """Why the suite's numbers cannot be compared with the baseline's, or None. Other data, another
+    --limit or a rescored suite can move a metric as much as a model change, so the gate cannot tell
+    them apart; a missing field fails too (config.limit may be null: the whole data set)."""
+    cand, base = _provenance(results, suite), _provenance(baseline, suite)
+    for key in cand:
+        a, b = cand[key], base[key]
+        what = key if key.startswith("config.") else f"{suite} {key}"
+        if UNSET in (a, b) or (key != "config.limit" and None in (a, b)):
+            side = "candidate" if a is None or a is UNSET else "baseline " + baseline.source
+            return f"not comparable with the baseline: {what} is missing in the {side}"
+        if a != b:
+            return (f"not comparable with the baseline: {what} differs (candidate {json.dumps(a)}, baseline "
+                    f"{json.dumps(b)}); rerun both on the same data, --limit and suite version")
+    return None
 
 
 # ---------------------------------------------------------------- reports

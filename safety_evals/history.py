@@ -3,7 +3,9 @@
 Two tables: `runs` (one row per run_id, with the whole validated document so the dashboard can
 rebuild it, examples included) and `metrics` (one row per run and metric, for trend queries).
 Adding is idempotent on run_id: the same document again is a no-op; a different document under a
-known run_id is refused unless `--replace`, since run ids are meant to be unique per run.
+known run_id is refused unless `--replace`, since run ids are meant to be unique per run. The check
+and the insert share one `BEGIN IMMEDIATE` transaction, so of two concurrent adds of one run_id the
+second waits for the first and then sees its row. `PRAGMA user_version` holds SCHEMA_VERSION.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from align.errors import InvalidInput
 from safety_evals.results_io import Results, ResultsError, from_json, load_results
 
 DEFAULT_DB = "results.sqlite"
+SCHEMA_VERSION = 1
+LOCK_TIMEOUT_S = 60.0  # adds hold the write lock for milliseconds; a parallel CI fan-in may queue
 
 _SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE runs (
     run_id TEXT PRIMARY KEY,
     created TEXT NOT NULL,            -- ISO-8601 UTC, sorts chronologically
     model_name TEXT NOT NULL,
@@ -35,7 +39,7 @@ CREATE TABLE IF NOT EXISTS runs (
     doc_sha256 TEXT NOT NULL,         -- hash of the stored document, for idempotent adds
     doc TEXT NOT NULL                 -- the document as JSON
 );
-CREATE TABLE IF NOT EXISTS metrics (
+CREATE TABLE metrics (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
     metric TEXT NOT NULL,             -- full name suite.metric
     suite TEXT NOT NULL,
@@ -44,7 +48,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     target REAL,
     PRIMARY KEY (run_id, metric)
 );
-CREATE INDEX IF NOT EXISTS metrics_by_name ON metrics(metric);
+CREATE INDEX metrics_by_name ON metrics(metric)
 """
 
 
@@ -77,23 +81,55 @@ class MetricRow:
 
 
 @contextlib.contextmanager
-def connect(db: str | Path) -> Iterator[sqlite3.Connection]:
-    """Open (creating the tables), commit on success, roll back on error, always close."""
-    con = sqlite3.connect(str(db))
+def connect(db: str | Path, write: bool = False) -> Iterator[sqlite3.Connection]:
+    """Open (creating the tables) and run the block in one transaction, holding the write lock from
+    the start when `write`; commit on success, roll back on error, always close. SQLite errors
+    (not a database, corrupt, locked past LOCK_TIMEOUT_S) become HistoryError naming the file."""
+    try:
+        con = sqlite3.connect(str(db), timeout=LOCK_TIMEOUT_S, isolation_level=None)  # we BEGIN ourselves
+    except sqlite3.Error as e:
+        raise HistoryError(f"{db}: cannot open the results history: {e}") from e
     try:
         con.execute("PRAGMA foreign_keys = ON")
-        con.executescript(_SCHEMA_SQL)
-        with con:  # one transaction
-            yield con
+        if con.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            _create(con, db)
+        con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        yield con
+        con.execute("COMMIT")
+    except sqlite3.DatabaseError as e:
+        if isinstance(e, sqlite3.ProgrammingError):  # misuse of the API: a bug, keep the traceback
+            raise
+        raise HistoryError(f"{db}: cannot use the results history: {e}") from e
     finally:
+        with contextlib.suppress(sqlite3.Error):  # keep the error that got us here
+            if con.in_transaction:
+                con.execute("ROLLBACK")
         con.close()
+
+
+def _create(con: sqlite3.Connection, db: str | Path) -> None:
+    """Create the tables in an empty file, under the write lock so two first adds cannot both do it."""
+    con.execute("BEGIN IMMEDIATE")
+    version = con.execute("PRAGMA user_version").fetchone()[0]
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if version not in (0, SCHEMA_VERSION):
+        raise HistoryError(f"{db}: results history schema version {version}; this align reads version "
+                           f"{SCHEMA_VERSION} (written by a newer align?)")
+    if version == 0 and tables and tables != {"runs", "metrics"}:
+        raise HistoryError(f"{db}: not a results history (it holds tables {', '.join(sorted(tables))})")
+    if not tables:
+        for stmt in _SCHEMA_SQL.split(";"):  # not executescript: it would COMMIT our BEGIN
+            con.execute(stmt)
+    # version 0 with exactly runs + metrics: written before the version stamp, same layout as 1
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    con.execute("COMMIT")
 
 
 def add_run(db: str | Path, results: Results, replace: bool = False) -> bool:
     """Store one run; returns False when the identical run was already there."""
     doc = json.dumps(results.raw, ensure_ascii=False)  # key order kept: suites show in run order
     digest = hashlib.sha256(doc.encode()).hexdigest()
-    with connect(db) as con:
+    with connect(db, write=True) as con:
         row = con.execute("SELECT doc_sha256 FROM runs WHERE run_id = ?", (results.run_id,)).fetchone()
         if row and row[0] == digest:
             return False
@@ -101,18 +137,24 @@ def add_run(db: str | Path, results: Results, replace: bool = False) -> bool:
             raise HistoryError(f"{db}: run_id {results.run_id!r} is already recorded with a different "
                                f"document (from {results.source}); pass --replace to overwrite it")
         con.execute("DELETE FROM runs WHERE run_id = ?", (results.run_id,))
-        m = results.model
-        con.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (results.run_id, _iso(results), m.name, m.variant, m.step, m.sha256, results.source, digest, doc),
-        )
-        con.executemany(
-            "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(results.run_id, k, x.suite, x.value, x.ci_low, x.ci_high, x.n,
-              None if x.higher_is_better is None else int(x.higher_is_better), x.target)
-             for k, x in results.metrics().items()],
-        )
+        _insert(con, results, digest, doc)
     return True
+
+
+def _insert(con: sqlite3.Connection, results: Results, digest: str, doc: str) -> None:
+    m = results.model
+    con.execute(
+        "INSERT INTO runs (run_id, created, model_name, model_variant, model_step, model_sha256, source, "
+        "doc_sha256, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (results.run_id, _iso(results), m.name, m.variant, m.step, m.sha256, results.source, digest, doc),
+    )
+    con.executemany(
+        "INSERT INTO metrics (run_id, metric, suite, value, ci_low, ci_high, n, higher_is_better, target) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(results.run_id, k, x.suite, x.value, x.ci_low, x.ci_high, x.n,
+          None if x.higher_is_better is None else int(x.higher_is_better), x.target)
+         for k, x in results.metrics().items()],
+    )
 
 
 def _iso(results: Results) -> str:

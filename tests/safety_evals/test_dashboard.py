@@ -85,11 +85,18 @@ def test_insignificant_change_and_policy_tolerance(make_doc, with_metric):
 def test_failed_suite_shown_as_failed(make_doc, with_metric):
     base, cand = _docs(make_doc, with_metric, failed=["hedging"])
     page = dashboard.render(dashboard.build_view([cand], [], base, None))
-    assert _parse(page).rows["hedging.hedging_accuracy"] == ["num baseline", "failed"]
+    assert _parse(page).rows["hedging.hedging_balanced_accuracy"] == ["num baseline", "failed"]
     assert '<td class="failed">FAILED</td>' in page
     # the error text is untrusted too: escaped inside the failure box
     assert "hedging exploded\nTraceback tail &lt;b&gt;here&lt;/b&gt;</pre>" in page
     assert "suite failed" in page  # the interval plot says why the point is absent
+
+
+def test_step_is_printed_as_an_integer(make_doc):
+    run = from_json(make_doc(run_id="r", step=12345), "r.json")
+    page = dashboard.render(dashboard.build_view([run], [], None, None))
+    assert '<td class="num">12345</td>' in page and "1.234e+04" not in page
+    assert dashboard._num(0.123456) == "0.1235" and dashboard._num(None) == "—"
 
 
 def test_untrusted_text_is_escaped_everywhere(make_doc, with_metric, xss_output):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 import pytest
 
 from pipelines.cli import main
 from safety_evals import history
-from safety_evals.results_io import load_results
+from safety_evals.results_io import from_json, load_results
 
 
 def test_add_list_round_trip(tmp_path, make_doc, with_metric, write_doc, capsys):
@@ -75,3 +76,78 @@ def test_bad_input_exit_2(tmp_path, capsys):
     assert main(["results", "list", "--db", str(tmp_path / "missing.sqlite")]) == 2
     with pytest.raises(history.HistoryError, match="no run with run_id 'zz'"):
         history.load_run(tmp_path / "h.sqlite", "zz")
+
+
+def test_concurrent_adds_of_one_run_id_conflict(tmp_path, make_doc, with_metric, monkeypatch):
+    """Two connections add run_id 'a' with different documents: the second must be refused, not
+    silently overwrite. The first add pauses between its check and its insert."""
+    db = tmp_path / "h.sqlite"
+    first = from_json(make_doc(run_id="a"), "a.json")
+    second = from_json(with_metric(make_doc(run_id="a"), "stereoset.icat", value=71.0), "a2.json")
+    checked, release = threading.Event(), threading.Event()
+    real_insert = history._insert
+
+    def slow_insert(*args):
+        if threading.current_thread().name == "first":
+            checked.set()
+            assert release.wait(10)
+        real_insert(*args)
+
+    monkeypatch.setattr(history, "_insert", slow_insert)
+    outcome = {}
+
+    def add(name, results):
+        try:
+            outcome[name] = history.add_run(db, results)
+        except history.HistoryError as e:
+            outcome[name] = e
+
+    threads = [threading.Thread(target=add, args=("first", first), name="first"),
+               threading.Thread(target=add, args=("second", second), name="second")]
+    threads[0].start()
+    assert checked.wait(10)  # the first add has checked: no run 'a' yet
+    threads[1].start()
+    threads[1].join(0.5)
+    assert threads[1].is_alive()  # the second waits for the first's write lock ...
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert outcome["first"] is True
+    assert isinstance(outcome["second"], history.HistoryError)  # ... then sees its row and refuses
+    assert "already recorded with a different document" in str(outcome["second"])
+    assert [r.value for r in history.metric_history(db, "stereoset.icat")] == [70.0]
+
+
+def test_schema_version_is_stamped_and_checked(tmp_path, make_doc):
+    db = tmp_path / "h.sqlite"
+    history.add_run(db, from_json(make_doc(run_id="a"), "a.json"))
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA user_version").fetchone() == (history.SCHEMA_VERSION,)
+        con.execute("PRAGMA user_version = 0")  # a history written before the version stamp still opens
+    assert [r.run_id for r in history.list_runs(db)] == ["a"]
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA user_version").fetchone() == (history.SCHEMA_VERSION,)
+        con.execute("PRAGMA user_version = 7")
+    with pytest.raises(history.HistoryError, match=r"h.sqlite: results history schema version 7; this align "
+                                                   r"reads version 1"):
+        history.list_runs(db)
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as con:
+        con.execute("CREATE TABLE notes (x)")
+    with pytest.raises(history.HistoryError, match="other.sqlite: not a results history"):
+        history.list_runs(other)
+
+
+NOT_SQLITE = b"this is not a database, just text\n" * 10
+CORRUPT = b"SQLite format 3\x00" + b"\xff" * 200  # the right magic, a garbage header
+
+
+@pytest.mark.parametrize("content", [NOT_SQLITE, CORRUPT])
+def test_corrupt_or_foreign_file_is_one_line_exit_2(tmp_path, make_doc, write_doc, capsys, content):
+    db = tmp_path / "h.sqlite"
+    db.write_bytes(content)
+    res = write_doc(make_doc(run_id="a"), "a.json")
+    assert main(["results", "add", str(res), "--db", str(db)]) == 2
+    assert main(["results", "list", "--db", str(db)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(f"{db}: cannot use the results history:" in line for line in err)
