@@ -61,6 +61,9 @@ TABLE_PRE_NORMS = _COMMON + [
 ]
 # Multimodal Gemma 3 checkpoints nest the text model; these prefixes are dropped on import.
 _PREFIXES = ("model.language_model.", "language_model.model.", "language_model.")
+# Not part of the text decoder. The vision tower and projector sit at the top level in older transformers
+# checkpoints and under "model." in newer ones.
+_SKIP = re.compile(r"(^|\.)(vision_tower|multi_modal_projector)\.|rotary_emb")
 
 
 def table_for(config: ModelConfig):
@@ -80,9 +83,8 @@ def hf_to_params(tensors: Mapping[str, np.ndarray], config: ModelConfig) -> dict
     out, table = {}, table_for(config)
     for raw_name, w in tensors.items():
         name = _normalise_hf_name(raw_name)
-        if (name.startswith("vision_tower") or name.startswith("multi_modal_projector")
-                or "rotary_emb" in name):
-            continue  # not part of the text decoder
+        if _SKIP.search(name):
+            continue
         for pattern, target, (to_ours, _) in table:
             m = re.fullmatch(pattern, name)
             if m:

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from align.errors import InvalidInput
 from align.model.config import ModelConfig
 from align.model.hf_config import from_hf
 
@@ -30,6 +31,9 @@ _NAMES = [
 _FFN_NORM = {True: "model.layers.{0}.pre_feedforward_layernorm.weight",
              False: "model.layers.{0}.post_attention_layernorm.weight"}
 _ARCH_MODEL_TYPE = {"gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3_text", "llama": "llama"}
+# GGUF stores no query scale. llama.cpp (src/llama-model.cpp, after gemma_pytorch's config.py) scales the
+# 27B models' queries by (n_embd / n_head)**-0.5 and head_dim**-0.5 otherwise; it tells 27B by block count.
+_27B_BLOCKS = {"gemma2": 46, "gemma3": 62}
 
 
 def _field(reader, key, default=None):
@@ -38,6 +42,18 @@ def _field(reader, key, default=None):
         return default
     value = field.contents()
     return value
+
+
+def _rope_scaling(f) -> dict | None:
+    """HF `rope_scaling` from llama.cpp's keys (gemma3 4B/12B/27B store linear 8.0). As in HF, gemma3 applies
+    it to global layers only; llama.cpp likewise pins its sliding layers' scale to 1."""
+    kind = f("rope.scaling.type", "linear")  # llama.cpp's default when only a factor is stored
+    if kind not in ("none", "linear"):
+        raise InvalidInput(f"GGUF rope.scaling.type {kind!r} is not supported (only none and linear)")
+    factor = f("rope.scaling.factor", f("rope.scale_linear"))  # the second is llama.cpp's older key
+    if kind == "none" or not factor or factor == 1.0:
+        return None
+    return {"rope_type": "linear", "factor": float(factor)}
 
 
 def hf_config_from_gguf(reader) -> dict:
@@ -57,21 +73,21 @@ def hf_config_from_gguf(reader) -> dict:
         "head_dim": f("attention.key_length", f("embedding_length") // n_heads),
         "rms_norm_eps": f("attention.layer_norm_rms_epsilon", 1e-6),
         "max_position_embeddings": f("context_length"),
-        "rope_theta": f("rope.freq_base", 10_000.0),
+        "rope_theta": f("rope.freq_base", 10_000.0), "rope_scaling": _rope_scaling(f),
         "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
     }
     if arch.startswith("gemma"):
         hf["hidden_activation"] = "gelu_pytorch_tanh"
     if arch in ("gemma2", "gemma3"):
-        hf["sliding_window"] = f("attention.sliding_window")
+        is_27b = hf["num_hidden_layers"] == _27B_BLOCKS[arch]
+        hf.update(sliding_window=f("attention.sliding_window"),
+                  query_pre_attn_scalar=hf["hidden_size"] // n_heads if is_27b else hf["head_dim"])
     if arch == "gemma2":
         hf.update(attn_logit_softcapping=f("attn_logit_softcapping", 50.0),
-                  final_logit_softcapping=f("final_logit_softcapping", 30.0),
-                  query_pre_attn_scalar=hf["head_dim"])
+                  final_logit_softcapping=f("final_logit_softcapping", 30.0))
     if arch == "gemma3":
         # llama.cpp hard-codes these for gemma3 and does not store them; these are HF's defaults too.
-        hf.update(rope_local_base_freq=10_000.0, sliding_window_pattern=6,
-                  query_pre_attn_scalar=hf["head_dim"])
+        hf.update(rope_local_base_freq=10_000.0, sliding_window_pattern=6)
     if arch == "llama":
         hf["hidden_act"] = "silu"
     return hf
@@ -88,7 +104,7 @@ def read_gguf(path: str) -> tuple[ModelConfig, dict, dict[str, np.ndarray]]:
 
     reader = gguf.GGUFReader(path)
     hf = hf_config_from_gguf(reader)
-    config = from_hf(hf)
+    config = from_hf(hf, source=path)
     gemma = hf["model_type"] != "llama"
     tensors = {}
     for t in reader.tensors:

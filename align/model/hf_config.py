@@ -13,6 +13,16 @@ FAMILIES = {"gemma": "gemma", "gemma2": "gemma2", "gemma3_text": "gemma3", "gemm
 ARCHITECTURES = {"gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM",
                  "llama": "LlamaForCausalLM"}
 HF_MODEL_TYPES = {"gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3_text", "llama": "llama"}
+# transformers' Gemma3TextConfig defaults (models/gemma3/configuration_gemma3.py). A multimodal gemma-3
+# config.json lists only the text_config keys that differ from them (4B: sizes, sliding_window, rope_scaling).
+GEMMA3_TEXT_DEFAULTS = {
+    "vocab_size": 262_208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+    "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+    "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 131_072, "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": True, "query_pre_attn_scalar": 256, "sliding_window": 4096,
+    "sliding_window_pattern": 6, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
+}
+_REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 
 
 def _rope(hf: dict, layer_kind: str, default_base: float) -> tuple[float, float]:
@@ -32,14 +42,23 @@ def _rope(hf: dict, layer_kind: str, default_base: float) -> tuple[float, float]
     return float(base), float((scaling or {}).get("factor", 1.0)) if rope_type == "linear" else 1.0
 
 
-def from_hf(hf: dict[str, Any]) -> ModelConfig:
-    """Build a ModelConfig from a parsed HF config.json."""
+def _text_config(hf: dict[str, Any], source: str) -> dict[str, Any]:
+    """The text model's keys: a multimodal Gemma 3 config's text_config filled with transformers' defaults."""
     if hf.get("model_type") == "gemma3" and "text_config" in hf:
-        hf = {**hf["text_config"], "model_type": "gemma3_text"}
-    model_type = hf.get("model_type")
-    if model_type not in FAMILIES:
-        raise InvalidInput(f"model_type {model_type!r} is not supported; supported: {sorted(FAMILIES)}")
-    family = FAMILIES[model_type]
+        hf = {**GEMMA3_TEXT_DEFAULTS, **hf["text_config"], "model_type": "gemma3_text"}
+    if hf.get("model_type") not in FAMILIES:
+        raise InvalidInput(f"{source}: model_type {hf.get('model_type')!r} is not supported; "
+                           f"supported: {sorted(FAMILIES)}")
+    missing = [k for k in _REQUIRED if hf.get(k) is None]
+    if missing:
+        raise InvalidInput(f"{source}: {hf['model_type']} config lacks required key(s) {missing}")
+    return hf
+
+
+def from_hf(hf: dict[str, Any], source: str = "config.json") -> ModelConfig:
+    """Build a ModelConfig from a parsed HF config.json; `source` names it in errors."""
+    hf = _text_config(hf, source)
+    family = FAMILIES[hf["model_type"]]
     n_layers = hf["num_hidden_layers"]
     head_dim = hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"]
     types = hf.get("layer_types")
@@ -53,8 +72,12 @@ def from_hf(hf: dict[str, Any]) -> ModelConfig:
             types = ["full_attention"] * n_layers
     layer_types = tuple("local" if t == "sliding_attention" else "global" for t in types)
     gemma = family != "llama"
-    base_g, scale_g = _rope(hf, "full_attention", 10_000.0)
-    base_l, scale_l = _rope(hf, "sliding_attention", 10_000.0) if "local" in layer_types else (base_g, 1.0)
+    # Defaults are transformers': Gemma 3 has its own local base; other families use one rope everywhere.
+    base_g, scale_g = _rope(hf, "full_attention", 1e6 if family == "gemma3" else 10_000.0)
+    if family == "gemma3":
+        base_l, scale_l = _rope(hf, "sliding_attention", 10_000.0)
+    else:
+        base_l, scale_l = base_g, (scale_g if "local" in layer_types else 1.0)
     act = hf.get("hidden_activation") or hf.get("hidden_act") or ("gelu_pytorch_tanh" if gemma else "silu")
     return ModelConfig(
         vocab_size=hf["vocab_size"], embed_dim=hf["hidden_size"], num_layers=n_layers,

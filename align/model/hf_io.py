@@ -42,7 +42,7 @@ def load_hf_dir(path: str | os.PathLike, *, param_dtype=jnp.float32, dtype=jnp.f
     config_file = Path(path) / "config.json"
     if not config_file.exists():
         raise MissingInput(f"{path}: not a Hugging Face checkpoint directory (no config.json)")
-    config = from_hf(json.loads(config_file.read_text()))
+    config = from_hf(json.loads(config_file.read_text()), source=str(config_file))
     flat = hf_to_params(read_safetensors_dir(path), config)
     return from_flat(config, flat, param_dtype=param_dtype, dtype=dtype, source=str(path))
 
