@@ -43,6 +43,7 @@ FIELDS = (
     "ans2",
     "label",
 )
+TEXT = ("question_polarity", "context_condition", "category", "context", "question", "ans0", "ans1", "ans2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +99,24 @@ def biased_answers(row: dict) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _strings(x) -> bool:
+    return isinstance(x, list) and all(isinstance(s, str) for s in x)
+
+
+def _check_metadata(row: dict, where: str) -> None:
+    """The nested fields `_item` and `biased_answers` index into, so a bad row names itself."""
+    info = row["answer_info"]
+    answers = [info.get(f"ans{i}") if isinstance(info, dict) else None for i in range(3)]
+    if not all(_strings(a) and a for a in answers):
+        raise data.DataError(f"{where}: field 'answer_info' needs ans0..ans2 as non-empty string lists")
+    meta = row["additional_metadata"]
+    if not isinstance(meta, dict) or not _strings(meta.get("stereotyped_groups")):
+        raise data.DataError(f"{where}: field 'additional_metadata' needs a 'stereotyped_groups' string list")
+
+
 def _item(row: dict, where: str) -> Item:
-    data.require(row, FIELDS, where)
+    data.require(row, FIELDS, where, text=TEXT)
+    _check_metadata(row, where)
     unknown = [i for i in range(3) if row["answer_info"][f"ans{i}"][-1] == "unknown"]
     if len(unknown) != 1:
         raise data.DataError(f"{where}: field 'answer_info' has {len(unknown)} unknown answers, expected 1")

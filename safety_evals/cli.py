@@ -52,7 +52,10 @@ SUITES: dict[str, tuple[str, Callable[[LanguageModel, Any], results.SuiteResult]
     "crows_pairs": (
         crows_pairs.VERSION,
         lambda lm, a: crows_pairs.run(
-            lm, source=_src(a, "crows_pairs", crows_pairs.DEFAULT_SOURCE), limit=a.limit
+            lm,
+            source=_src(a, "crows_pairs", crows_pairs.DEFAULT_SOURCE),
+            limit=a.limit,
+            hub_config=a.data_config.get("crows_pairs"),
         ),
     ),
     "stereoset": (
@@ -139,6 +142,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SUITE=SOURCE",
         help="override a suite's data: a local path or a hub dataset name (repeatable)",
     )
+    parser.add_argument(
+        "--data-config",
+        action="append",
+        default=[],
+        metavar="SUITE=CONFIG",
+        help="hub dataset config of a suite's data, e.g. crows_pairs=english for "
+        "jannalu/crows_pairs_multilingual (repeatable)",
+    )
     parser.add_argument("--toxicity-model", default="original", help="detoxify model type")
     parser.add_argument("--toxicity-checkpoint", default=None, help="local detoxify checkpoint (offline)")
     parser.add_argument(
@@ -159,14 +170,22 @@ def _parse(args) -> list[str]:
         args.chat_template = "gemma" if args.variant == "chat" else "none"
     if args.system_prompt and args.chat_template == "none":
         raise ValueError("--system-prompt needs a chat template to fold into (--chat-template gemma)")
-    data = {}
-    for item in args.data:
-        name, sep, source = item.partition("=")
-        if not sep or name not in SUITES or not source:
-            raise ValueError(f"--data {item!r}: expected SUITE=SOURCE with SUITE in {', '.join(SUITES)}")
-        data[name] = source
-    args.data = data
+    args.data = _suite_values(args.data, "--data", "SOURCE")
+    args.data_config = _suite_values(args.data_config, "--data-config", "CONFIG")
+    if set(args.data_config) - {"crows_pairs"}:
+        names = sorted(args.data_config)
+        raise ValueError(f"--data-config: only crows_pairs takes a hub config, not {names}")
     return suites
+
+
+def _suite_values(items: list[str], flag: str, what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in SUITES or not value:
+            raise ValueError(f"{flag} {item!r}: expected SUITE={what} with SUITE in {', '.join(SUITES)}")
+        out[name] = value
+    return out
 
 
 def load_lm(args) -> tuple[LanguageModel, str | None]:
@@ -247,6 +266,7 @@ def run(args) -> int:
             "system_prompt": args.system_prompt,
             "batch_size": args.batch_size,
             "data": args.data,
+            "data_config": args.data_config,
         },
         suites=entries,
     )

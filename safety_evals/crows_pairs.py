@@ -30,6 +30,23 @@ VERSION = "1"
 DEFAULT_SOURCE = "/work/shared/data/crows_pairs/crows_pairs_anonymized.csv"
 HUB_SPLIT = "test"
 FIELDS = ("sent_more", "sent_less", "stereo_antistereo", "bias_type")
+DIRECTIONS = ("stereo", "antistereo")
+# ClassLabel names of nyu-mll/crows_pairs, in label-id order (its dataset script / card); used when
+# the hub copy has lost the ClassLabel features and holds bare integers
+HUB_LABELS = {
+    "stereo_antistereo": DIRECTIONS,
+    "bias_type": (
+        "race-color",
+        "socioeconomic",
+        "gender",
+        "disability",
+        "nationality",
+        "sexual-orientation",
+        "physical-appearance",
+        "religion",
+        "age",
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +56,16 @@ class Pair:
     sent_less: str
     direction: str  # "stereo" | "antistereo"
     bias_type: str
+
+
+def _label(v, field: str, where: str):
+    """A bare integer (hub ClassLabel id) mapped through HUB_LABELS; anything else unchanged."""
+    names = HUB_LABELS[field]
+    if isinstance(v, int) and not isinstance(v, bool):
+        if not 0 <= v < len(names):
+            raise data.DataError(f"{where}: field {field!r} is label id {v}, expected 0..{len(names) - 1}")
+        return names[v]
+    return v
 
 
 def load(
@@ -51,12 +78,18 @@ def load(
         sha = data.local_sha256([source])
         where = Path(source).name
     else:
-        rows = data.load_hub(source, hub_config, HUB_SPLIT)
+        rows = data.load_hub(source, hub_config, HUB_SPLIT, label_names=tuple(HUB_LABELS))
         sha = data.rows_sha256(rows)
         where = source
     pairs = []
     for i, row in enumerate(rows):
-        data.require(row, FIELDS, f"{where}:row {i + 1}")
+        at = f"{where}:row {i + 1}"
+        row = {**row, **{f: _label(row.get(f), f, at) for f in HUB_LABELS}}
+        data.require(row, FIELDS, at, text=FIELDS)
+        if row["stereo_antistereo"] not in DIRECTIONS:
+            raise data.DataError(
+                f"{at}: field 'stereo_antistereo' is {row['stereo_antistereo']!r}, expected {DIRECTIONS}"
+            )
         pid = str(row.get("") if row.get("") not in (None, "") else row.get("id", i))
         pairs.append(
             Pair(pid, row["sent_more"], row["sent_less"], row["stereo_antistereo"], row["bias_type"])
@@ -97,8 +130,14 @@ def metrics(pairs: Sequence[Pair], ll_more: np.ndarray, ll_less: np.ndarray) -> 
     return out
 
 
-def run(lm: LanguageModel, *, source: str = DEFAULT_SOURCE, limit: int | None = None) -> SuiteResult:
-    pairs, info = load(source, limit)
+def run(
+    lm: LanguageModel,
+    *,
+    source: str = DEFAULT_SOURCE,
+    limit: int | None = None,
+    hub_config: str | None = None,
+) -> SuiteResult:
+    pairs, info = load(source, limit, hub_config=hub_config)
     ll_more, ll_less = score_pairs(lm, pairs)
     examples = [
         example(

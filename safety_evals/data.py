@@ -50,12 +50,23 @@ def rows_sha256(rows: Sequence[Mapping[str, Any]]) -> str:
     return h.hexdigest()
 
 
-def load_hub(name: str, config: str | None, split: str) -> list[dict[str, Any]]:
-    """Rows of a hub dataset through `datasets.load_dataset` (needs network or a warm cache)."""
+def load_hub(
+    name: str, config: str | None, split: str, *, label_names: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Rows of a hub dataset through `datasets.load_dataset` (needs network or a warm cache).
+
+    `label_names`: columns whose ClassLabel integers are returned as the dataset's label names
+    (`features[col].int2str`); a column without ClassLabel features is left as stored."""
     import datasets  # imported lazily: the local path never needs it
 
     ds = datasets.load_dataset(name, config, split=split)
-    return [dict(r) for r in ds]
+    decode = {c: ds.features[c].int2str for c in label_names if hasattr(ds.features.get(c), "int2str")}
+    rows = [dict(r) for r in ds]
+    for row in rows:
+        for c, int2str in decode.items():
+            if isinstance(row.get(c), int):
+                row[c] = int2str(row[c])
+    return rows
 
 
 def _open_text(path: Path):
@@ -97,11 +108,18 @@ def read_csv(
     return rows
 
 
-def require(row: Mapping[str, Any], fields: Sequence[str], where: str) -> None:
-    """Raise DataError naming `where` (e.g. 'file.csv:12') and the first missing/empty field."""
+def require(row: Mapping[str, Any], fields: Sequence[str], where: str, *, text: Sequence[str] = ()) -> None:
+    """Raise DataError naming `where` (e.g. 'file.csv:12') and the first missing/empty field.
+
+    Missing: absent or None. The `text` fields must also be strings with a non-space character (a
+    blank CSV cell reads as ""). Opt-in, because some sets have legitimately blank columns (BEGIN)."""
     for f in fields:
         if f not in row or row[f] is None:
             raise DataError(f"{where}: missing field {f!r}")
+        if f in text and not isinstance(row[f], str):
+            raise DataError(f"{where}: field {f!r} is {type(row[f]).__name__}, expected text")
+        if f in text and not row[f].strip():
+            raise DataError(f"{where}: empty field {f!r}")
 
 
 def take(rows: Sequence[Any], limit: int | None) -> list[Any]:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from safety_evals import bbq, crows_pairs, stereoset
+from safety_evals import bbq, crows_pairs, data, stereoset
 from tests.safety_evals.fakes import FakeLM
 
 # ----------------------------------------------------------------------------- CrowS-Pairs
@@ -171,3 +171,70 @@ def test_bbq_biased_answer_follows_polarity_real_rows():
     }
     small, _ = bbq.load(limit=3)
     assert len(small) == 18
+
+
+# ----------------------------------------------------------------------------- CrowS-Pairs from the hub
+
+
+def _fake_hub(monkeypatch, class_labels: bool, bias_type=(2, 8, 2)):
+    """datasets.load_dataset -> a 3-row nyu-mll/crows_pairs look-alike (offline); returns the calls.
+    bias_type ids 2, 8 are gender, age."""
+    datasets = pytest.importorskip("datasets")
+
+    def label(names):
+        return datasets.ClassLabel(names=list(names)) if class_labels else datasets.Value("int64")
+
+    features = datasets.Features(
+        {
+            "id": datasets.Value("int32"),
+            "sent_more": datasets.Value("string"),
+            "sent_less": datasets.Value("string"),
+            "stereo_antistereo": label(crows_pairs.HUB_LABELS["stereo_antistereo"]),
+            "bias_type": label(crows_pairs.HUB_LABELS["bias_type"]),
+        }
+    )
+    rows = {
+        "id": [0, 1, 2],
+        "sent_more": ["m0", "m1", "m2"],
+        "sent_less": ["l0", "l1", "l2"],
+        "stereo_antistereo": [0, 1, 0],
+        "bias_type": list(bias_type),
+    }
+    calls = []
+
+    def load_dataset(name, config=None, split=None):
+        calls.append((name, config, split))
+        return datasets.Dataset.from_dict(rows, features=features)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+@pytest.mark.parametrize("class_labels", [True, False], ids=["int2str", "fallback-table"])
+def test_crows_hub_class_labels_become_names(monkeypatch, class_labels):
+    calls = _fake_hub(monkeypatch, class_labels)
+    pairs, info = crows_pairs.load("nyu-mll/crows_pairs")
+    assert calls == [("nyu-mll/crows_pairs", None, "test")]
+    assert [(p.id, p.direction, p.bias_type) for p in pairs] == [
+        ("0", "stereo", "gender"),
+        ("1", "antistereo", "age"),
+        ("2", "stereo", "gender"),
+    ]
+    res = crows_pairs.run(FakeLM(), source="nyu-mll/crows_pairs")
+    assert {k for k in res.metrics if k.startswith("pct_stereotype/")} == {
+        "pct_stereotype/gender",
+        "pct_stereotype/age",
+    }
+    assert info.n == 3
+    # with ClassLabel features the names come from the dataset itself (int2str), not the table
+    hub_rows = data.load_hub("nyu-mll/crows_pairs", None, "test", label_names=("bias_type",))
+    assert hub_rows[1]["bias_type"] == ("age" if class_labels else 8)
+
+
+def test_crows_hub_config_is_passed_and_bad_label_id_named(monkeypatch):
+    calls = _fake_hub(monkeypatch, class_labels=False, bias_type=(2, 9, 2))
+    with pytest.raises(
+        data.DataError, match=r"multilingual:row 2: field 'bias_type' is label id 9, expected 0..8"
+    ):
+        crows_pairs.run(FakeLM(), source="jannalu/crows_pairs_multilingual", hub_config="english")
+    assert calls == [("jannalu/crows_pairs_multilingual", "english", "test")]

@@ -138,10 +138,30 @@ def test_developer_variant_keeps_raw_prompts_unless_a_template_is_named(tmp_path
     assert fake_model.gen_calls[0]["prompts"][0].startswith("Q: ")
 
 
+def test_crows_hub_config_reaches_the_loader(tmp_path, fake_model, monkeypatch):
+    from safety_evals import crows_pairs
+
+    seen = {}
+
+    def fake_load(source, limit, *, hub_config=None):
+        seen.update(source=source, hub_config=hub_config)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(crows_pairs, "load", fake_load)
+    out = tmp_path / "r.json"
+    argv = ["eval", "--model", "fake", "--suite", "crows_pairs", "--out", str(out), "--no-progress",
+            "--data", "crows_pairs=jannalu/crows_pairs_multilingual",
+            "--data-config", "crows_pairs=english"]  # fmt: skip
+    assert main(argv) == 1
+    assert seen == {"source": "jannalu/crows_pairs_multilingual", "hub_config": "english"}
+    assert json.loads(out.read_text())["config"]["data_config"] == {"crows_pairs": "english"}
+
+
 @pytest.mark.parametrize(
     "argv",
-    [["--suite", "nope"], ["--data", "stereoset"], ["--data", "x=y"], ["--system-prompt", "hi"]],
-)
+    [["--suite", "nope"], ["--data", "stereoset"], ["--data", "x=y"], ["--system-prompt", "hi"],
+     ["--data-config", "stereoset=x"], ["--data-config", "crows_pairs"]],
+)  # fmt: skip
 def test_bad_arguments_exit_2(tmp_path, argv, capsys):
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from safety_evals import bbq, crows_pairs, data, hedging, stereoset
+from safety_evals import bbq, crows_pairs, data, factuality, hedging, stereoset
 from safety_evals.lm_wrappers import ProgressLM
 from tests.safety_evals.fakes import FakeLM
 
@@ -41,6 +41,68 @@ def test_crows_missing_column(tmp_path):
     f.write_text(",sent_more,sent_less,bias_type\n0,a,b,age\n")
     with pytest.raises(data.DataError, match=r"c.csv:row 1: missing field 'stereo_antistereo'"):
         crows_pairs.load(str(f))
+
+
+def test_require_rejects_blank_and_non_text():
+    row = {"a": "x", "b": " \t", "c": 3}
+    data.require(row, ("a", "b", "c"), "f.csv:row 4")  # presence only, by default
+    with pytest.raises(data.DataError, match=r"^f.csv:row 4: empty field 'b'$"):
+        data.require(row, ("a", "b"), "f.csv:row 4", text=("a", "b"))
+    with pytest.raises(data.DataError, match=r"^f.csv:row 4: field 'c' is int, expected text$"):
+        data.require(row, ("c",), "f.csv:row 4", text=("c",))
+
+
+def test_crows_blank_text_and_unknown_direction(tmp_path):
+    f = tmp_path / "c.csv"
+    f.write_text(",sent_more,sent_less,stereo_antistereo,bias_type\n0,a,b,stereo,age\n1,a, ,stereo,age\n")
+    with pytest.raises(data.DataError, match=r"c.csv:row 2: empty field 'sent_less'"):
+        crows_pairs.load(str(f))
+    f.write_text(",sent_more,sent_less,stereo_antistereo,bias_type\n0,a,b,both,age\n")
+    with pytest.raises(data.DataError, match=r"c.csv:row 1: field 'stereo_antistereo' is 'both'"):
+        crows_pairs.load(str(f))
+
+
+def test_stereoset_and_factuality_blank_text(tmp_path):
+    row = {
+        "type": "intersentence",
+        "target": "t",
+        "bias_type": "race",
+        "context": "c",
+        "stereotype": "s",
+        "anti-stereotype": "",
+        "unrelated": "u",
+    }
+    f = tmp_path / "st.jsonl"
+    f.write_text(json.dumps(row) + "\n")
+    with pytest.raises(data.DataError, match=r"st.jsonl:line 1: empty field 'anti-stereotype'"):
+        stereoset.load(str(f))
+    (tmp_path / "TruthfulQA.csv").write_text("Question,Correct Answers,Incorrect Answers\nWhy?,,No\n")
+    (tmp_path / "mc_task.json").write_text("[]")
+    with pytest.raises(data.DataError, match=r"TruthfulQA.csv:row 2: empty field 'Correct Answers'"):
+        factuality.load(str(tmp_path))
+
+
+def test_bbq_malformed_metadata(tmp_path):
+    with open("/work/shared/data/bbq/Age.jsonl", encoding="utf-8") as fh:
+        good = json.loads(fh.readline())
+    d = tmp_path / "bbq"
+    d.mkdir()
+    cases = {
+        "answer_info": [
+            {"ans0": ["x", "old"], "ans1": ["y", "nonOld"]},
+            ["x"],
+            {**good["answer_info"], "ans1": []},
+        ],
+        "additional_metadata": [{"subcategory": "None"}, {"stereotyped_groups": "old"}, "old"],
+    }
+    for field, values in cases.items():
+        for v in values:  # each used to escape as a bare KeyError / IndexError / TypeError
+            (d / "Age.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({**good, field: v}) + "\n")
+            with pytest.raises(data.DataError, match=rf"Age.jsonl:line 2: field '{field}' needs"):
+                bbq.load(str(d))
+    (d / "Age.jsonl").write_text(json.dumps({**good, "question": "  "}) + "\n")
+    with pytest.raises(data.DataError, match=r"Age.jsonl:line 1: empty field 'question'"):
+        bbq.load(str(d))
 
 
 def test_bbq_missing_field_and_bad_unknown(tmp_path):

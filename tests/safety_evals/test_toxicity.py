@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from safety_evals import toxicity
+from safety_evals import bootstrap, toxicity
 from tests.safety_evals.fakes import FakeLM, FakeScorer, save_pretrained, tiny_bert_classifier, tiny_tokenizer
 
 
@@ -13,8 +13,22 @@ def test_metrics_by_hand():
     assert m["expected_max_toxicity"].value == pytest.approx((0.7 + 0.49) / 2)
     assert m["toxicity_probability"].value == pytest.approx(0.5)  # only prompt 0 reaches 0.5
     assert m["mean_toxicity"].value == pytest.approx(scores.mean())
-    assert m["expected_max_toxicity"].n == 2 and m["mean_toxicity"].n == 6
+    assert m["expected_max_toxicity"].n == 2 and m["mean_toxicity"].n == 2  # prompts, not samples
     assert m["expected_max_toxicity"].higher_is_better is False
+
+
+def test_mean_toxicity_interval_resamples_prompts():
+    # 25 strongly correlated samples per prompt: the prompt, not the sample, is the unit of variation
+    rng = np.random.default_rng(0)
+    level = rng.uniform(0.0, 1.0, size=(200, 1))
+    scores = np.clip(level + rng.normal(0.0, 0.02, size=(200, 25)), 0.0, 1.0)
+    m = toxicity.metrics(scores)["mean_toxicity"]
+    per_prompt = scores.mean(axis=1)
+    normal_width = 2 * 1.96 * per_prompt.std(ddof=1) / np.sqrt(len(per_prompt))
+    assert m.value == pytest.approx(scores.mean())
+    assert m.ci_high - m.ci_low == pytest.approx(normal_width, rel=0.15)
+    flat_lo, flat_hi = bootstrap.mean_ci(scores.reshape(-1))  # the old, sample-level interval
+    assert flat_hi - flat_lo < 0.3 * (m.ci_high - m.ci_low)
 
 
 def test_first_human_turn():
@@ -36,6 +50,9 @@ def test_local_jsonl_prompt_layouts(tmp_path):
     assert toxicity.load(str(f))[0] == ["So I said", "plain", "t"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"nope": 1}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:line 2: no prompt text"):
+        toxicity.load(str(bad))
+    bad.write_text('{"prompt": "ok"}\n{"prompt": {"text": "  "}}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:line 2: no prompt text"):
         toxicity.load(str(bad))
 

@@ -1,0 +1,65 @@
+"""Per-example scores point the way of the metric they are filed under, so the dashboard's
+`worst_examples` lists the truly worst example first (after a round trip through the document)."""
+
+from __future__ import annotations
+
+import json
+
+from safety_evals import dashboard, factuality, hedging, results, stereoset
+from safety_evals.results_io import from_json
+from tests.safety_evals.fakes import FakeLM
+
+
+def _worst(suite: str, result: results.SuiteResult, metric: str) -> list[str]:
+    """Example ids of `metric`, worst first, as the dashboard orders them."""
+    doc = results.build_document(
+        model=results.model_record("fake", None),
+        config={},
+        suites={suite: results.run_suite("test", lambda: result)},
+    )
+    s = from_json(json.loads(json.dumps(doc)), "<test>").suites[suite]
+    exs = [e for e in s.examples if e.metric == metric]
+    return [e.id for e in dashboard.worst_examples(exs, s.metrics[metric], len(exs))]
+
+
+def test_factuality_most_inaccurate_answer_first():
+    gen, _, _ = factuality.load(limit=3)
+    lm = FakeLM(
+        responses={
+            factuality.qa_prompt(gen[0].question): "You grow watermelons in your stomach.",
+            factuality.qa_prompt(gen[1].question): "The precise origin of fortune cookies is unclear.",
+            factuality.qa_prompt(gen[2].question): "I have no comment.",
+        }
+    )
+    res = factuality.run(lm, limit=3)
+    by_id = {e["id"]: e for e in res.examples}
+    worst = _worst("factuality", res, "inaccuracy_rate")
+    assert by_id[worst[0]]["label"] == "inaccurate" and worst[0] == "0"
+    diffs = [by_id[i]["extra"]["rougeL_diff"] for i in worst]
+    assert diffs == sorted(diffs) and diffs[-1] > 0  # most truthful last
+
+
+def test_stereoset_most_one_sided_example_first(tmp_path):
+    row = {"type": "intrasentence", "target": "t", "bias_type": "race", "context": "x BLANK"}
+    ids = ("strong", "weak", "anti")
+    sents = [{"stereotype": f"s{k}", "anti-stereotype": f"a{k}", "unrelated": f"u{k}"} for k in ids]
+    f = tmp_path / "st.jsonl"
+    f.write_text("".join(json.dumps({**row, "id": k, **s}) + "\n" for k, s in zip(ids, sents)))
+    # mean log-prob stereo - anti: strong +3, weak +0.1, anti -1.5
+    totals = {("", "sstrong"): -1, ("", "astrong"): -4, ("", "sweak"): -2, ("", "aweak"): -2.1}
+    totals |= {("", "santi"): -3, ("", "aanti"): -1.5}
+    totals |= {("", f"u{k}"): -9 for k in ids}
+    res = stereoset.run(FakeLM(totals=totals), source=str(f))
+    assert _worst("stereoset", res, "ss") == ["strong", "anti", "weak"]
+    assert stereoset.stereo_preference(0.0, 0.0) == 50.0
+    assert stereoset.stereo_preference(800.0, 0.0) == 100.0 and stereoset.stereo_preference(0.0, 800.0) == 0.0
+
+
+def test_hedging_wrong_behaviour_first():
+    qs, _ = hedging.load(limit=2)  # two answerable, then two unanswerable
+    said = ["Paris.", "I don't know.", "Nobody knows.", "It is 42."]  # right, wrong, right, wrong
+    lm = FakeLM(responses={hedging.PROMPT.format(question=q.question): a for q, a in zip(qs, said)})
+    res = hedging.run(lm, limit=2)
+    worst = _worst("hedging", res, "hedging_accuracy")
+    assert set(worst[:2]) == {qs[1].id, qs[3].id} and set(worst[2:]) == {qs[0].id, qs[2].id}
+    assert [e["score"] for e in res.examples] == [1.0, 0.0, 1.0, 0.0]
