@@ -21,6 +21,20 @@ class Output:
     cache: Cache | None
 
 
+def _check_cache_fits(cache: Cache, T: int) -> None:
+    """Raise if writing T slots at cache.index would run past the cache's S slots.
+
+    dynamic_update_slice clamps the start instead of failing, which would silently overwrite earlier
+    slots. T and S are static; the index is checked only when concrete (eager calls). Under jit it is
+    traced, and the caller must size the cache, as the sampler does (P + M slots for P + M - 1 writes).
+    """
+    if T > cache.size:
+        raise ValueError(f"cannot write {T} tokens into a cache of {cache.size} slots")
+    if not isinstance(cache.index, jax.core.Tracer) and int(cache.index) + T > cache.size:
+        raise ValueError(f"cache overflow: writing {T} tokens at slot {int(cache.index)} of a "
+                         f"{cache.size}-slot cache")
+
+
 class Block(nnx.Module):
     """Pre-norm residual block; Gemma 2/3 also normalise each branch's output (post norms)."""
 
@@ -75,8 +89,13 @@ class Decoder(nnx.Module):
         return self.embedder.unembed_matrix() if self.config.tie_embeddings else self.lm_head[...].T
 
     def logits(self, hidden: jax.Array) -> jax.Array:
-        """[B, T, D] -> [B, T, V] float32, soft-capped when the config says so."""
-        return self._softcap(dense("BTD,VD->BTV", hidden, self.unembed_matrix().astype(hidden.dtype)))
+        """[B, T, D] -> [B, T, V] float32, soft-capped when the config says so.
+
+        The dot accumulates and emits float32 (as scoring.py's does): with bf16 compute, rounding the
+        logits to bf16 first would cost ~3 significant digits in every log-prob.
+        """
+        table = self.unembed_matrix().astype(hidden.dtype)
+        return self._softcap(dense("BTD,VD->BTV", hidden, table, preferred_element_type=jnp.float32))
 
     def next_token_logits(self, hidden: jax.Array, *, vocab_major: bool = False) -> jax.Array:
         """[B, D] final-normed hidden -> float32 logits [B, V], or [V, B] when vocab_major.
@@ -87,8 +106,8 @@ class Decoder(nnx.Module):
         """
         table = self.unembed_matrix().astype(hidden.dtype)
         if vocab_major:
-            return self._softcap(jnp.einsum("VD,BD->VB", table, hidden))
-        return self._softcap(dense("BD,VD->BV", hidden, table))
+            return self._softcap(jnp.einsum("VD,BD->VB", table, hidden, preferred_element_type=jnp.float32))
+        return self._softcap(dense("BD,VD->BV", hidden, table, preferred_element_type=jnp.float32))
 
     def _softcap(self, logits: jax.Array) -> jax.Array:
         return softcap(logits.astype(jnp.float32), self.config.final_logit_softcap)
@@ -116,6 +135,7 @@ class Decoder(nnx.Module):
         """
         x = self.embedder.encode(tokens, self.dtype)  # [B, T, D]
         if cache is not None:
+            _check_cache_fits(cache, tokens.shape[1])
             index = cache.index
             cache_pos = jax.lax.dynamic_update_slice(cache.positions, positions, (0, index))
             cache_seg = jax.lax.dynamic_update_slice(cache.segment_ids, segment_ids, (0, index))

@@ -22,6 +22,8 @@ class SamplingConfig:
     pad_id: int = 0
 
     def __post_init__(self):
+        # the config is a static jit argument, so it must hash: a list of stop ids would not
+        object.__setattr__(self, "stop_ids", tuple(int(i) for i in self.stop_ids))
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature < 0:
@@ -67,7 +69,8 @@ def _filter(logprobs: jax.Array, config: SamplingConfig) -> jax.Array:
     log_softmax in two fusions that differ in the last bit, and `x < max(x)` then drops the maximum.
     """
     if config.top_k is not None:
-        _, idx = jax.lax.top_k(logprobs, config.top_k)
+        # a top_k beyond the vocab keeps every token (as transformers does) rather than failing in lax
+        _, idx = jax.lax.top_k(logprobs, min(config.top_k, logprobs.shape[-1]))
         logprobs = jnp.where(_keep_indices(logprobs.shape, idx), logprobs, _DROPPED)
     if config.top_p is not None and config.top_p < 1.0:
         order = jnp.argsort(-logprobs, axis=-1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from align.model import Decoder, init_cache
@@ -50,6 +51,8 @@ def _generate(graphdef, state, prompt, lengths, rng, config: SamplingConfig, cac
     model = nnx.merge(graphdef, state)
     B, P = prompt.shape
     M = config.max_new_tokens
+    # P + M slots: the prefill writes P, the loop M - 1 (the last token is never fed). The Decoder cannot
+    # check a traced cache index for overflow, so this sizing is what guarantees it.
     cache = init_cache(model.config, B, P + M, cache_dtype)
     positions = jnp.broadcast_to(jnp.arange(P, dtype=jnp.int32), (B, P))
     segments = (positions < lengths[:, None]).astype(jnp.int32)
@@ -102,6 +105,26 @@ def _on_cpu(state) -> bool:
     return all(d.platform == "cpu" for d in leaf.devices())
 
 
+def _check_lengths(lengths, P: int, M: int, max_seq_len: int) -> None:
+    """Raise unless 1 <= length <= P and length + M <= max_seq_len in every row.
+
+    Inside the loop a length 0 would read the hidden state at index -1 (a padding slot) and one past P
+    an out-of-range slot (a NaN log-prob), both silently. Lengths are concrete here unless generate
+    itself runs under a trace, where they cannot be checked.
+    """
+    if isinstance(lengths, jax.core.Tracer):
+        return
+    n = np.asarray(lengths)
+    bad = np.flatnonzero((n < 1) | (n > P))
+    if bad.size:
+        raise ValueError(f"prompt_lengths must be in [1, P={P}]; rows {bad.tolist()} have lengths "
+                         f"{n[bad].tolist()}")
+    bad = np.flatnonzero(n + M > max_seq_len)
+    if bad.size:
+        raise ValueError(f"prompt length + max_new_tokens={M} exceeds the model's max_seq_len={max_seq_len} "
+                         f"in rows {bad.tolist()} (prompt lengths {n[bad].tolist()})")
+
+
 def generate(model: Decoder, prompt_tokens, prompt_lengths, config: SamplingConfig, rng=None,
              *, cache_dtype=jnp.float32, cpu_layout: bool | None = None) -> SampleResult:
     """Sample `config.max_new_tokens` tokens after each right-padded prompt [B, P] of length [B].
@@ -109,6 +132,7 @@ def generate(model: Decoder, prompt_tokens, prompt_lengths, config: SamplingConf
     cpu_layout: decode with [out, in] weights and vocab-major logits (see the module docstring);
     None picks it when the weights live on CPU. It costs one extra copy of the layer weights (not of
     the embedding table) for the duration of the call.
+    Raises ValueError for a prompt length outside [1, P] or a length + max_new_tokens past max_seq_len.
     """
     rng = jax.random.PRNGKey(0) if rng is None else rng
     prompt = jnp.asarray(prompt_tokens, jnp.int32)
@@ -116,6 +140,7 @@ def generate(model: Decoder, prompt_tokens, prompt_lengths, config: SamplingConf
     if prompt.ndim != 2 or lengths.shape != prompt.shape[:1]:
         raise ValueError(f"prompt_tokens must be [B, P] and prompt_lengths [B]; "
                          f"got {prompt.shape}, {lengths.shape}")
+    _check_lengths(lengths, prompt.shape[1], config.max_new_tokens, model.config.max_seq_len)
     graphdef, state = nnx.split(model)
     cpu_layout = _on_cpu(state) if cpu_layout is None else cpu_layout
     return _generate_jit(graphdef, state, prompt, lengths, rng, config=config, cache_dtype=cache_dtype,

@@ -81,3 +81,18 @@ def test_weight_first_needs_an_out_first_weight():
 ])
 def test_out_first_spec_moves_the_output_letters_of_the_weight_first(spec, want):
     assert out_first_spec(spec) == want
+
+
+@pytest.mark.parametrize("weight_first", [False, True])
+def test_preferred_element_type_gives_float32_from_bf16_and_changes_nothing_for_float32(weight_first):
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=(B, T, D)), jnp.bfloat16)
+    w = jnp.asarray(rng.normal(size=(V, D)), jnp.bfloat16)
+    got = dense("BTD,VD->BTV", x, w, weight_first=weight_first, preferred_element_type=jnp.float32)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, jnp.einsum("BTD,VD->BTV", x, w, preferred_element_type=jnp.float32),
+                               rtol=1e-6, atol=1e-6)
+    # float32 operands: the same program as without it (the tuned CPU decode path is untouched)
+    lower = lambda **kw: jax.jit(lambda x, w: dense("BTD,VD->BTV", x, w, weight_first=weight_first,  # noqa: E731
+                                                    **kw)).lower(x.astype(jnp.float32), w.astype(jnp.float32))
+    assert lower(preferred_element_type=jnp.float32).as_text() == lower().as_text()

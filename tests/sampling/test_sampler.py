@@ -1,5 +1,7 @@
 """Sampler properties: cached decoding equals the full forward, no recompiles, stops, filters."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -184,3 +186,37 @@ def test_cpu_layout_is_the_default_for_weights_on_cpu(model):
     default = draw()
     np.testing.assert_array_equal(default, draw(cpu_layout=True))
     assert (default != draw(cpu_layout=False)).any()
+
+
+@pytest.mark.parametrize("lengths, rows", [([0, 2, 4], [0]), ([6, 7, 0], [1, 2])])
+def test_rejects_prompt_lengths_outside_one_to_p(model, lengths, rows):
+    # 0 would sample after a padding slot, > P give a NaN log-prob: both were silent
+    tokens, _ = _prompts()
+    with pytest.raises(ValueError, match=re.escape(f"P=6]; rows {rows}")):
+        generate(model, tokens, np.array(lengths, np.int32), SamplingConfig(max_new_tokens=2))
+
+
+def test_rejects_generation_past_max_seq_len():
+    model = Decoder(ModelConfig.tiny(vocab_size=64).replace(max_seq_len=10), rngs=nnx.Rngs(1))
+    tokens, lengths = _prompts()  # lengths 6, 2, 4
+    with pytest.raises(ValueError, match=r"max_seq_len=10 in rows \[0\]"):
+        generate(model, tokens, lengths, SamplingConfig(max_new_tokens=5))
+    assert generate(model, tokens, lengths, SamplingConfig(max_new_tokens=4)).tokens.shape == (3, 4)
+
+
+@pytest.mark.parametrize("vocab_major", [False, True])
+def test_top_k_beyond_the_vocab_keeps_every_token(vocab_major):
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(3, 50)).astype(np.float32))
+    x = logits.T if vocab_major else logits
+    draw = lambda k: sample_next(x, jax.random.PRNGKey(2), SamplingConfig(temperature=1.0, top_k=k),  # noqa: E731
+                                 vocab_major=vocab_major)
+    for a, b in zip(draw(1000), draw(None)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_stop_ids_as_a_list_are_normalised_to_a_hashable_tuple(model):
+    cfg = SamplingConfig(max_new_tokens=3, stop_ids=[np.int64(5), 7])
+    assert cfg.stop_ids == (5, 7) and cfg == SamplingConfig(max_new_tokens=3, stop_ids=(5, 7))
+    hash(cfg)
+    tokens, lengths = _prompts()
+    assert generate(model, tokens, lengths, cfg).tokens.shape == (3, 3)
