@@ -24,7 +24,8 @@ from pathlib import Path
 from safety_evals import history
 from safety_evals.dashboard_assets.page import page
 from safety_evals.dashboard_assets.svg import IntervalRow, TrendPoint, esc, interval_plot, trend_plot
-from safety_evals.gate import Comparison, Direction, Policy, PolicyError, compare, load_policy
+from safety_evals.gate import Comparison, Direction, compare
+from safety_evals.gate_policy import Policy, PolicyError, load_policy
 from safety_evals.results_io import Example, Metric, Results, ResultsError, load_results
 
 MAX_TEXT = 4000  # characters of prompt/output shown per example; the rest is cut with a note

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from pipelines.cli import main
 from safety_evals import dashboard, history
 from safety_evals.dashboard_assets.svg import nice_ticks
-from safety_evals.gate import load_policy
+from safety_evals.gate_policy import load_policy
 from safety_evals.results_io import Example, Metric, from_json
 
 TOX = "toxicity.expected_max_toxicity"

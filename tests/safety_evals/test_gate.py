@@ -10,7 +10,8 @@ import pytest
 
 from pipelines.cli import main
 from safety_evals import hedging
-from safety_evals.gate import UNSET, Direction, PolicyError, Rule, compare, load_policy
+from safety_evals.gate import Direction, compare
+from safety_evals.gate_policy import UNSET, PolicyError, Rule, load_policy
 from safety_evals.results_io import Metric
 
 RELEASE = str(Path(__file__).resolve().parents[2] / "configs" / "gates" / "release.yaml")

@@ -1,0 +1,139 @@
+"""Release policies of `align gate`: a YAML file of per-metric rules (see configs/gates/release.yaml
+and the rule semantics in safety_evals/gate.py), read with the line of every mapping so that an
+invalid policy is reported as '<file> line N: <field>: <problem>'."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from align.errors import InvalidInput
+
+POLICY_SCHEMA = "align.gate_policy/v1"
+RULE_KEYS = ("min", "max", "regression", "bound", "higher_is_better", "target")
+
+
+class _Unset:
+    """Rule.higher_is_better when the policy does not name it: `higher_is_better: null` is an explicit
+    "closer to the target is better", so None cannot double as "not set"."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
+class PolicyError(InvalidInput):
+    """An invalid policy file; the message names the file, the line and the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    metric: str  # full name suite.metric
+    line: int
+    min: float | None = None
+    max: float | None = None
+    regression: float | None = None
+    bound: str = "value"  # "value" | "interval"
+    higher_is_better: bool | None | _Unset = UNSET  # UNSET: the metric's own direction
+    target: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    source: str
+    suites: tuple[str, ...]
+    rules: tuple[Rule, ...]
+    require_baseline: bool = False
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings remember their line and reject duplicate keys."""
+
+
+class _LineDict(dict):
+    line = 0
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    out = _LineDict()
+    out.line = node.start_mark.line + 1
+    for k_node, v_node in node.value:
+        key = loader.construct_object(k_node, deep=True)
+        if key in out:
+            raise PolicyError(f"line {k_node.start_mark.line + 1}: duplicate key {key!r}")
+        out[key] = loader.construct_object(v_node, deep=True)
+    return out
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy YAML; raises PolicyError('<file> line N: <field>: <problem>')."""
+    src = str(path)
+    try:
+        doc = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_LineLoader)
+    except OSError as e:
+        raise PolicyError(f"{src}: cannot read: {e}") from e
+    except yaml.YAMLError as e:
+        raise PolicyError(f"{src}: invalid YAML: {e}") from e
+    except PolicyError as e:
+        raise PolicyError(f"{src} {e}") from e
+
+    def fail(node: Any, field: str, problem: str):
+        raise PolicyError(f"{src} line {getattr(node, 'line', 1)}: {field}: {problem}")
+
+    if not isinstance(doc, dict):
+        fail(doc, "<document>", "expected a mapping with schema, suites, metrics")
+    unknown = set(doc) - {"schema", "suites", "metrics", "require_baseline"}
+    if unknown:
+        fail(doc, sorted(unknown)[0],
+             "unknown top-level key (allowed: schema, suites, metrics, require_baseline)")
+    if doc.get("schema") != POLICY_SCHEMA:
+        fail(doc, "schema", f"expected {POLICY_SCHEMA!r}, got {doc.get('schema')!r}")
+    suites = doc.get("suites") or []
+    if not isinstance(suites, list) or not all(isinstance(s, str) for s in suites):
+        fail(doc, "suites", "expected a list of suite names")
+    metrics = doc.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        fail(doc, "metrics", "expected a mapping of metric name -> rule")
+    rules = tuple(_rule(name, body, fail) for name, body in metrics.items())
+    require = doc.get("require_baseline", False)
+    if not isinstance(require, bool):
+        fail(doc, "require_baseline", f"expected true or false, got {require!r}")
+    return Policy(src, tuple(suites), rules, require)
+
+
+def _rule(name: Any, body: Any, fail) -> Rule:
+    at = f"metrics.{name}"
+    if not isinstance(name, str) or not re.fullmatch(r"[^.\s]+\.\S+", name):
+        fail(body, at, "metric names are '<suite>.<metric>', e.g. toxicity.expected_max_toxicity")
+    if not isinstance(body, dict) or not body:
+        fail(body, at, f"expected a mapping with some of {', '.join(RULE_KEYS)}")
+    for key, v in body.items():
+        if key not in RULE_KEYS:
+            fail(body, f"{at}.{key}", f"unknown rule key (allowed: {', '.join(RULE_KEYS)})")
+        numeric = key in ("min", "max", "regression", "target")
+        if numeric and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            fail(body, f"{at}.{key}", f"expected a number, got {v!r}")
+    if "higher_is_better" in body and not isinstance(body["higher_is_better"], (bool, type(None))):
+        fail(body, f"{at}.higher_is_better",
+             f"expected true, false or null, got {body['higher_is_better']!r}")
+    if "target" in body and isinstance(body.get("higher_is_better"), bool):
+        fail(body, f"{at}.target", "a target means 'closer is better': drop higher_is_better or set it null")
+    if body.get("bound", "value") not in ("value", "interval"):
+        fail(body, f"{at}.bound", f"expected 'value' or 'interval', got {body['bound']!r}")
+    if body.get("regression", 0) < 0:
+        fail(body, f"{at}.regression", "the tolerance must be >= 0")
+    if not {"min", "max", "regression"} & set(body):
+        fail(body, at, "the rule checks nothing: give min, max or regression")
+    if "min" in body and "max" in body and body["min"] > body["max"]:
+        fail(body, f"{at}.min", f"min {body['min']} > max {body['max']}")
+    kw = {k: (float(v) if k in ("min", "max", "regression", "target") else v) for k, v in body.items()}
+    return Rule(metric=name, line=body.line, **kw)
