@@ -125,10 +125,15 @@ def frozen_copy(model):
 
 
 def _collate(rows: int, length: int, pad_id: int):
-    """Items are (pair, ref_logps [P] or None) -> a [B, P, T] batch (+ ref_logps [B, P])."""
+    """Items are (pair, ref_logps [P] or None) -> a [B, P, T] batch (+ ref_logps [B, P]).
+
+    A short batch (the held-out set's last) is padded to `rows`; pair_mask [B] marks the real pairs so
+    that the padding rows count in no loss or metric (align.rl.dpo.dpo_loss_fn).
+    """
 
     def collate(items):
         batch = preference_batch([p for p, _ in items], length, rows=rows, pad_id=pad_id)
+        batch["pair_mask"] = (np.arange(rows) < len(items)).astype(np.float32)
         if items[0][1] is not None:
             ref = np.zeros((rows, 2), np.float32)
             ref[: len(items)] = np.stack([r for _, r in items])

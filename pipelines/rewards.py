@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from align.data import Tokenizer
+from align.data.chat import END_OF_TURN, START_OF_TURN
 from align.errors import InvalidInput
 from align.model.heads import ScoreModel
 from align.rl.rewards import LengthReward, Mixture, RewardFn, TokenFraction
@@ -37,7 +38,7 @@ class RewardModelSpec:
     name: str = ""  # e.g. helpfulness / harmlessness, for logs and model cards
     shift: float = 0.0  # r = (score - shift) / scale: centre and scale each model before mixing
     scale: float = 1.0
-    close_turn: bool = True  # score responses as finished chat turns (see close_turn)
+    close_turn: bool = True  # end responses as the RM's training rows ended (see ResponseEnding)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,9 +82,7 @@ def _score(graphdef, state, tokens, positions, segment_ids):
 def close_turn(response, response_mask, stop_ids, suffix) -> tuple[jax.Array, jax.Array]:
     """(tokens [B, M + S], lengths [B]): each response without its stop token, then `suffix` [S].
 
-    A chat reward model was trained on assistant turns that end with "<end_of_turn>\n" and reads its
-    reward at that last token; scoring a sampled response the same way (a truncated one as if it
-    had ended there) keeps the reward model on its training distribution.
+    A truncated response is closed as if it had ended there.
     """
     M = response.shape[1]
     n = jnp.sum(response_mask > 0, axis=-1).astype(jnp.int32)
@@ -100,11 +99,58 @@ def close_turn(response, response_mask, stop_ids, suffix) -> tuple[jax.Array, ja
     return tokens.astype(jnp.int32), content + S
 
 
+def ends_with(prompt, prompt_lengths, suffix) -> jax.Array:
+    """bool [B]: each right-padded prompt's last len(suffix) tokens are `suffix`."""
+    S = len(suffix)
+    idx = prompt_lengths[:, None] - S + jnp.arange(S)[None, :]  # [B, S]
+    tail = jnp.take_along_axis(prompt, jnp.clip(idx, 0, prompt.shape[1] - 1), axis=1)
+    return (prompt_lengths >= S) & jnp.all(tail == jnp.asarray(suffix)[None, :], axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponseEnding:
+    """How a sampled response is ended before a reward model scores it: as the RM's training rows were.
+
+    A reward model reads its reward at the last token, so that token must be the one it was trained on
+    (align.data.preference; reward_models.score.RewardScorer does the same at evaluation):
+      chat prompt (ends with the generation header `<start_of_turn>model\n`)  ... <end_of_turn>\n
+      string prompt (`<bos> prompt`)                                          ... <eos>
+    The sampler's stop token (<eos> or <end_of_turn>) is replaced by that ending, and a response cut
+    at the length limit gets it too. Decided per row from the prompt's tokens.
+    """
+
+    stop_ids: tuple[int, ...]
+    eos: tuple[int, ...]
+    header: tuple[int, ...] = ()  # empty: the tokenizer has no chat format
+    turn_end: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, tokenizer: Tokenizer) -> ResponseEnding:
+        chat = tokenizer.start_of_turn_id is not None and tokenizer.end_of_turn_id is not None
+        return cls(
+            stop_ids=tuple(tokenizer.stop_ids),
+            eos=(tokenizer.eos_id,),
+            header=tuple(tokenizer.encode(f"{START_OF_TURN}model\n")) if chat else (),
+            turn_end=tuple(tokenizer.encode(f"{END_OF_TURN}\n")) if chat else (),
+        )
+
+    def apply(self, prompt, prompt_lengths, response, response_mask) -> tuple[jax.Array, jax.Array]:
+        """(tokens [B, M + S], lengths [B]) of the ended responses."""
+        plain, plain_len = close_turn(response, response_mask, self.stop_ids, self.eos)
+        if not self.header:
+            return plain, plain_len
+        chat, chat_len = close_turn(response, response_mask, self.stop_ids, self.turn_end)
+        width = max(plain.shape[1], chat.shape[1])
+        plain, chat = (jnp.pad(x, ((0, 0), (0, width - x.shape[1]))) for x in (plain, chat))
+        is_chat = ends_with(prompt, prompt_lengths, self.header)  # [B]
+        return jnp.where(is_chat[:, None], chat, plain), jnp.where(is_chat, chat_len, plain_len)
+
+
 class ScoreModelReward:
     """RewardFn from a reward model: its score of prompt + response (one jit per shape).
 
-    With `turn_end` (the token ids of "<end_of_turn>\n"), the response is closed as a chat turn
-    first (see `close_turn`); `stop_ids` are the sampler's stop tokens.
+    With `ending`, each response is first ended as the reward model's training rows were (see
+    ResponseEnding); without it, it is scored as sampled.
     """
 
     def __init__(
@@ -113,20 +159,20 @@ class ScoreModelReward:
         *,
         shift: float = 0.0,
         scale: float = 1.0,
-        turn_end: tuple[int, ...] = (),
-        stop_ids: tuple[int, ...] = (),
+        ending: ResponseEnding | None = None,
     ):
         self.graphdef, self.state = nnx.split(model)
-        self.shift, self.scale, self.turn_end, self.stop_ids = shift, scale, tuple(turn_end), tuple(stop_ids)
+        self.shift, self.scale, self.ending = shift, scale, ending
 
     def __call__(self, prompt, prompt_mask, response, response_mask) -> jax.Array:
+        prompt = jnp.asarray(prompt)
         plen = jnp.sum(prompt_mask > 0, axis=-1).astype(jnp.int32)
         response = jnp.asarray(response)
-        if self.turn_end:
-            response, rlen = close_turn(response, response_mask, self.stop_ids or (-1,), self.turn_end)
+        if self.ending is not None:
+            response, rlen = self.ending.apply(prompt, plen, response, response_mask)
         else:
             rlen = jnp.sum(response_mask > 0, axis=-1).astype(jnp.int32)
-        tokens, positions, segments = join_prompt_response(jnp.asarray(prompt), plen, response, rlen)
+        tokens, positions, segments = join_prompt_response(prompt, plen, response, rlen)
         scores = _score(self.graphdef, self.state, tokens, positions, segments)
         return (scores - self.shift) / self.scale
 
@@ -159,16 +205,12 @@ def build_reward(options: RewardOptions, tokenizer: Tokenizer, models: list | No
     models: the loaded reward models, one per options.models entry (default: load them).
     """
     fns, weights = [], []
-    turn_end = tuple(tokenizer.encode("<end_of_turn>\n")) if tokenizer.end_of_turn_id is not None else ()
+    ending = ResponseEnding.of(tokenizer)
     models = [load_reward_model(spec.path) for spec in options.models] if models is None else models
     for spec, model in zip(options.models, models, strict=True):
         fns.append(
             ScoreModelReward(
-                model,
-                shift=spec.shift,
-                scale=spec.scale,
-                stop_ids=tokenizer.stop_ids,
-                turn_end=turn_end if spec.close_turn else (),
+                model, shift=spec.shift, scale=spec.scale, ending=ending if spec.close_turn else None
             )
         )
         weights.append(spec.weight)

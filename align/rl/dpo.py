@@ -1,7 +1,8 @@
 """DPO / IPO training step on preference batches with a frozen reference.
 
 A preference batch (align.data.preference_batch) holds [B, P=2, T] arrays, row 0 chosen, row 1
-rejected, with next-token `targets` and a `loss_mask` on response targets. Each step computes
+rejected, with next-token `targets`, a `loss_mask` on response targets and optionally a `pair_mask`
+[B] (0 on padding rows, which then count in no mean). Each step computes
 
     log pi(y | x) = sum_t loss_mask * log pi(target_t | prefix)          -> [B, P]
 
@@ -63,29 +64,50 @@ def pair_logprobs(model: Decoder, batch: Mapping[str, jax.Array], chunk_size: in
     return sequence_logprob(lp, flat["loss_mask"]).reshape(B, P)
 
 
+def pair_mask(batch: Mapping[str, jax.Array]) -> jax.Array:
+    """[B] 1.0 on real pairs, 0.0 on padding rows: batch["pair_mask"], else the pairs with response
+    tokens on both sides (preference_batch's padding rows have none)."""
+    if "pair_mask" in batch:
+        return batch["pair_mask"].astype(jnp.float32)
+    return jnp.all(jnp.any(batch["loss_mask"] > 0, axis=-1), axis=-1).astype(jnp.float32)
+
+
 def dpo_loss_fn(model: Decoder, batch: Mapping[str, jax.Array], rng, *, config: DPOConfig):
-    """dpo_loss on one batch (align.training's loss_fn signature); needs batch["ref_logps"] [B, P]."""
+    """dpo_loss on one batch (align.training's loss_fn signature); needs batch["ref_logps"] [B, P].
+
+    Padding rows (pair_mask 0) are left out of every mean, so a short last batch scores like its real
+    pairs alone:  L = sum_b m_b L_b / sum_b m_b, and the weight is sum_b m_b (real pairs).
+    """
     del rng
     lp = pair_logprobs(model, batch, config.logprob_chunk)  # [B, P]
     ref = batch["ref_logps"]
-    lengths = None
-    if config.loss_type == "ipo":
-        lengths = jnp.sum(batch["loss_mask"], axis=-1)  # [B, P] response tokens
-    loss, metrics = dpo_loss(
-        lp[:, 0],
-        lp[:, 1],
-        ref[:, 0],
-        ref[:, 1],
-        config.beta,
-        config.loss_type,
-        config.label_smoothing,
-        chosen_lengths=None if lengths is None else lengths[:, 0],
-        rejected_lengths=None if lengths is None else lengths[:, 1],
-    )
-    metrics["logps/chosen"] = jnp.mean(lp[:, 0])
-    metrics["logps/rejected"] = jnp.mean(lp[:, 1])
-    # Every pair weighs the same (dpo_loss is a mean over pairs): weight = pairs in the micro-batch.
-    return loss, {**metrics, "weight": jnp.asarray(lp.shape[0], jnp.float32)}
+    lengths = jnp.sum(batch["loss_mask"], axis=-1)  # [B, P] response tokens (IPO's normalisation)
+
+    def one_pair(lp, ref, lengths):
+        # dpo_loss on a batch of one pair: its loss and metrics are that pair's own values.
+        return dpo_loss(
+            lp[:1],
+            lp[1:],
+            ref[:1],
+            ref[1:],
+            config.beta,
+            config.loss_type,
+            config.label_smoothing,
+            chosen_lengths=lengths[:1] if config.loss_type == "ipo" else None,
+            rejected_lengths=lengths[1:] if config.loss_type == "ipo" else None,
+        )
+
+    losses, per_pair = jax.vmap(one_pair)(lp, ref, lengths)  # [B], {name: [B]}
+    mask = pair_mask(batch)
+    n = jnp.sum(mask)
+
+    def mean(x):  # over real pairs; an all-padding micro-batch gives 0 with weight 0
+        return jnp.sum(mask * x) / jnp.maximum(n, 1.0)
+
+    metrics = {k: mean(v) for k, v in per_pair.items()}
+    metrics["logps/chosen"] = mean(lp[:, 0])
+    metrics["logps/rejected"] = mean(lp[:, 1])
+    return mean(losses), {**metrics, "weight": n}
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "chunk_size"))
@@ -128,6 +150,7 @@ def with_reference(step: Callable, reference: Decoder, chunk_size: int) -> Calla
 
     def step_with_reference(state: TrainState, batch: Mapping[str, np.ndarray]):
         ref = reference_logprobs(reference, batch, chunk_size)
-        return step(state, {**{k: batch[k] for k in PAIR_KEYS}, "ref_logps": ref})
+        keys = (*PAIR_KEYS, "pair_mask")
+        return step(state, {**{k: batch[k] for k in keys if k in batch}, "ref_logps": ref})
 
     return step_with_reference

@@ -2,6 +2,8 @@
 
 `batches` yields (batch, data position after it) -- align.data.batches / packed_batches do -- so every
 checkpoint records where the data stream is and a resumed run sees exactly the batches that follow.
+It also records the metric sums of the logging window in progress ("metrics_window"), so a run resumed
+between two log steps writes the same rows as an uninterrupted one.
 
 Stops:
   * total_steps reached: final eval and checkpoint, `stopped="done"`;
@@ -116,15 +118,18 @@ def train_loop(step_fn: Callable, state: TrainState, batches: Iterator, config: 
                evaluate: Callable[[TrainState], Mapping] | None = None,
                writer: MetricsWriter | None = None, data_position: Mapping | None = None,
                tokens_in: Callable[[Mapping], int] = count_tokens,
-               on_step: Callable[[int, TrainState], None] | None = None) -> LoopResult:
+               on_step: Callable[[int, TrainState], None] | None = None,
+               metrics_window: Mapping[str, float] | None = None) -> LoopResult:
     """Run `step_fn` from `state.step` to `config.total_steps` (see the module docstring).
 
     evaluate(state) -> {name: value} is logged with an "eval/" prefix; on_step(step, state) runs after
-    each step's checkpoint (a hook for tests and custom callbacks).
+    each step's checkpoint (a hook for tests and custom callbacks). metrics_window: the weighted metric
+    sums of the steps since the last log row, as a checkpoint's manifest["metrics_window"] holds them.
     """
     step = int(jax.device_get(state.step))
     logs: list[dict] = []
     tracker, tokens, t0 = MeanTracker(), 0, time.perf_counter()
+    tracker.sums = {k: float(v) for k, v in (metrics_window or {}).items()}
     progress = _Progress(config.progress, step, config.total_steps)
     stopped = "done"
 
@@ -135,7 +140,7 @@ def train_loop(step_fn: Callable, state: TrainState, batches: Iterator, config: 
 
     def save() -> None:
         if checkpointer is not None:
-            checkpointer.save(state, data_position=data_position)
+            checkpointer.save(state, data_position=data_position, extra={"metrics_window": tracker.sums})
 
     with sigterm_flag() as term:
         try:

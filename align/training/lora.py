@@ -9,6 +9,9 @@ adapter is applied to the weight, not to the activations: x W' = x W + (alpha/r)
 the cost of forming W' once per forward (cheap next to the activations for r << D). Gradients reach
 only A and B (nnx.LoRAParam): split the model with optim.trainable_filter("lora") to freeze the base.
 
+A and B are float32 whatever the base weights' dtype: in bfloat16 (8 mantissa bits) Adam's small
+updates to them would round away. W + delta is formed in float32 and cast to W's dtype once.
+
 Input/output axes of a weight: its input is the first axis (q/k/v [D, N, H], gate/up [D, F]) unless its
 last axis is the model dim, in which case that one is the output (o [N, H, D], down [F, D]).
 """
@@ -74,8 +77,7 @@ class LoRADecoder(nnx.Module):
             name = _path(path)
             if any(name == t or name.endswith("." + t) for t in config.targets):
                 meta = var.get_metadata()
-                adapters.append(LoRA(var.shape, matrix_split(var.shape, meta.get("axes")), config, rngs=rngs,
-                                     dtype=var[...].dtype))
+                adapters.append(LoRA(var.shape, matrix_split(var.shape, meta.get("axes")), config, rngs=rngs))
                 paths.append(name)
         if not paths:
             raise ValueError(f"LoRA targets {config.targets} match no parameter of the decoder")
@@ -86,8 +88,12 @@ class LoRADecoder(nnx.Module):
         """A Decoder whose weights are W + delta (a new module: the base is left untouched)."""
         graphdef, state = nnx.split(self.base)
         deltas = dict(zip(self.paths, (a.delta() for a in self.adapters)))
-        flat = [(path, var.replace(var[...] + deltas[_path(path)].astype(var[...].dtype))
-                 if _path(path) in deltas else var) for path, var in nnx.to_flat_state(state)]
+
+        def merge(w, delta):  # one rounding to W's dtype, not two (delta, then the sum)
+            return (w.astype(jnp.float32) + delta.astype(jnp.float32)).astype(w.dtype)
+
+        flat = [(path, var.replace(merge(var[...], deltas[_path(path)])) if _path(path) in deltas else var)
+                for path, var in nnx.to_flat_state(state)]
         return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
     def __call__(self, tokens, positions, segment_ids, cache=None, *, return_logits: bool = True,

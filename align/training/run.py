@@ -6,8 +6,9 @@
     result = fit(run, lambda position: my_batches(position), loop_config, evaluate=...)
 
 `prepare_run` builds the state (sharded), the jitted step, the checkpointer and the metrics writer,
-and resumes from the latest checkpoint when there is one (weights, Adam moments, rng, data position;
-metric lines past that step are dropped so the log reads as one uninterrupted run).
+and resumes from the latest checkpoint when there is one (weights, Adam moments, rng, data position,
+the open logging window's metric sums; metric lines past that step are dropped so the log reads as one
+uninterrupted run).
 """
 
 from __future__ import annotations
@@ -113,14 +114,19 @@ class TrainOptions:
     keep_checkpoints: int = 2
     async_checkpoints: bool = True
     seed: int = 0  # data order and step rng
-    trainable: str = "all"  # all | no_embeddings | lora
-    lora: LoRAConfig | None = None  # adapters on the base model (then trainable should be "lora")
+    trainable: str | None = None  # all | no_embeddings | lora; unset: "lora" with train.lora, else "all"
+    lora: LoRAConfig | None = None  # adapters on the base model (only they train unless trainable says)
     progress: bool = True
 
     def __post_init__(self):
         if self.batch_size % self.grad_accum:
             raise ValueError(f"train.batch_size={self.batch_size} is not a multiple of "
                              f"grad_accum={self.grad_accum}")
+        if self.trainable is None:
+            # Resolved here, so every reader of train.trainable (and the dumped config.yaml) sees the
+            # choice: setting only `lora` means LoRA, not full fine-tuning plus adapters (LoRAParam is
+            # an nnx.Param, so "all" would select the base weights too).
+            object.__setattr__(self, "trainable", "all" if self.lora is None else "lora")
 
 
 @dataclasses.dataclass
@@ -135,10 +141,19 @@ class Run:
     train: TrainOptions
     data_position: Mapping | None = None
     resumed_from: int | None = None
+    metrics_window: Mapping | None = None  # the resumed log window's metric sums (train_loop)
 
 
 def with_lora(model: nnx.Module, train: TrainOptions) -> nnx.Module:
-    return model if train.lora is None else add_lora(model, train.lora, seed=train.seed)
+    """`model` with train.lora's adapters (unchanged without)."""
+    if train.lora is None:
+        return model
+    if train.trainable != "lora":
+        # Kept, not refused: it is an explicit choice, and runs saved with it must still resume.
+        log.warning("train.lora with train.trainable=%r: the base weights train too (full fine-tuning "
+                    "plus adapters); leave trainable unset or set it to 'lora' to train only the "
+                    "adapters", train.trainable)
+    return add_lora(model, train.lora, seed=train.seed)
 
 
 def prepare_run(model: nnx.Module, optimizer: optax.GradientTransformation, loss_fn: LossFn, *,
@@ -163,6 +178,8 @@ def prepare_run(model: nnx.Module, optimizer: optax.GradientTransformation, loss
     if restored is not None:
         run.state, run.data_position, run.resumed_from = restored.state, restored.manifest["data_position"], \
             restored.step
+        # Checkpoints written before the window was saved have none: that row then covers fewer steps.
+        run.metrics_window = restored.manifest.get("metrics_window")
         log.info("resuming from step %d (%s)", restored.step, checkpointer.directory)
     run.writer.truncate_after(run.resumed_from or 0)
     run.step_fn = make_train_step(loss_fn, optimizer, grad_accum=train.grad_accum,
@@ -192,7 +209,8 @@ def fit(run: Run, make_batches: Callable[[Mapping | None], Iterator], loop: Loop
     try:
         result = train_loop(run.step_fn, run.state, make_batches(run.data_position), loop,
                             checkpointer=run.checkpointer, evaluate=evaluate_fn, writer=run.writer,
-                            data_position=run.data_position, on_step=on_step)
+                            data_position=run.data_position, on_step=on_step,
+                            metrics_window=run.metrics_window)
     finally:
         run.writer.close()
     run.state, run.data_position = result.state, result.data_position

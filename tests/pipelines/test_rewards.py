@@ -1,4 +1,4 @@
-"""Reward-model rewards for RL: closing sampled responses as chat turns, scores equal the model's own."""
+"""Reward-model rewards for RL: responses ended as the RM was trained (chat turn or <eos>), scores by hand."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -7,9 +7,19 @@ from flax import nnx
 
 from align.model import Decoder, ModelConfig
 from align.model.heads import ScoreModel
-from pipelines.rewards import RewardModelSpec, RewardOptions, RuleSpec, ScoreModelReward, close_turn
+from align.data import Tokenizer, encode_prompt, prompt_batch
+from align.data.testing import tiny_tokenizer
+from pipelines.rewards import (
+    ResponseEnding,
+    RewardModelSpec,
+    RewardOptions,
+    RuleSpec,
+    ScoreModelReward,
+    close_turn,
+)
 
-EOT, NL, EOS = 6, 17, 1
+EOT, NL, EOS, SOT, M = 6, 17, 1, 5, 20
+ENDING = ResponseEnding(stop_ids=(EOS, EOT), eos=(EOS,), header=(SOT, M, NL), turn_end=(EOT, NL))
 
 
 def test_close_turn_by_hand():
@@ -24,11 +34,12 @@ def test_close_turn_by_hand():
 
 def test_score_model_reward_reads_the_reward_model_at_the_closed_turn():
     model = ScoreModel(Decoder(ModelConfig.tiny(vocab_size=32), rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1))
-    prompt = jnp.array([[2, 5, 7], [2, 9, 0]])
-    prompt_mask = jnp.array([[1, 1, 1], [1, 1, 0]])
+    # row 0 a chat prompt (ends with the header <start_of_turn> m \n), row 1 a string prompt
+    prompt = jnp.array([[2, 5, 7, SOT, M, NL], [2, 9, 0, 0, 0, 0]])
+    prompt_mask = jnp.array([[1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0]])
     response = jnp.array([[11, EOT, 0], [12, 13, 14]])
     response_mask = jnp.array([[1, 1, 0], [1, 1, 1]])
-    fn = ScoreModelReward(model, shift=0.5, scale=2.0, turn_end=(EOT, NL), stop_ids=(EOS, EOT))
+    fn = ScoreModelReward(model, shift=0.5, scale=2.0, ending=ENDING)
     got = fn(prompt, prompt_mask, response, response_mask)
 
     @nnx.jit
@@ -36,12 +47,31 @@ def test_score_model_reward_reads_the_reward_model_at_the_closed_turn():
         """The reward model on one unpadded row: its score at the last token."""
         return model(row[None], jnp.arange(row.shape[0])[None], jnp.ones_like(row)[None])[0]
 
-    rows = [[2, 5, 7, 11, EOT, NL], [2, 9, 12, 13, 14, EOT, NL]]
+    rows = [[2, 5, 7, SOT, M, NL, 11, EOT, NL], [2, 9, 12, 13, 14, EOS]]
     for b, row in enumerate(rows):
         expect = float(by_hand(model, jnp.asarray(row)))
         assert float(got[b]) == pytest.approx((expect - 0.5) / 2.0, abs=1e-5)
     raw = ScoreModelReward(model)(prompt, prompt_mask, response, response_mask)  # no closing: as sampled
-    assert float(raw[0]) == pytest.approx(float(by_hand(model, jnp.asarray([2, 5, 7, 11, EOT]))), abs=1e-5)
+    expect = float(by_hand(model, jnp.asarray([2, 5, 7, SOT, M, NL, 11, EOT])))
+    assert float(raw[0]) == pytest.approx(expect, abs=1e-5)
+
+
+def test_the_ending_follows_the_prompt_format():
+    """A string prompt's response ends with <eos> (as `<bos> prompt response <eos>` RM rows do), a chat
+    prompt's with <end_of_turn>\n, whichever stop token the sampler produced."""
+    tok = Tokenizer(tiny_tokenizer())
+    ending = ResponseEnding.of(tok)
+    chat = encode_prompt([{"role": "user", "content": "hi"}], tok)
+    plain = encode_prompt("hi", tok)
+    batch = prompt_batch([chat, plain, plain], 24, padding="right")
+    eot, eos, a = tok.end_of_turn_id, tok.eos_id, tok.encode("a")[0]
+    response = jnp.array([[a, eos], [a, eot], [a, a]])  # any stop token; row 2 cut at the limit
+    tokens, lengths = ending.apply(jnp.asarray(batch["tokens"]), jnp.asarray(batch["lengths"]), response,
+                                   jnp.ones_like(response))
+    turn_end = tok.encode("<end_of_turn>\n")
+    assert tokens[0, : int(lengths[0])].tolist() == [a, *turn_end]
+    assert tokens[1, : int(lengths[1])].tolist() == [a, eos]
+    assert tokens[2, : int(lengths[2])].tolist() == [a, a, eos]
 
 
 def test_reward_options_describe_and_reject_unknown_rules():

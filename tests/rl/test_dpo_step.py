@@ -1,5 +1,6 @@
 """DPO step: ln 2 at step 1 with pi == pi_ref, pair log-probs by hand, precomputed == on-the-fly, learning."""
 
+import functools
 import math
 
 import jax
@@ -12,16 +13,18 @@ from align.data import PreferenceExample, encode_preferences, preference_batch
 from align.data.testing import TINY_VOCAB_SIZE, tiny_tokenizer
 from align.data.tokenizer import Tokenizer
 from align.model import Decoder, ModelConfig
-from align.rl.dpo import DPOConfig, make_dpo_step, pair_logprobs, precompute_reference
+from align.rl.dpo import PAIR_KEYS, DPOConfig, dpo_loss_fn, make_dpo_step, pair_logprobs, precompute_reference
 from align.rl.loop import owned_train_state
 from align.training import OptimConfig, make_optimizer
 from align.training.logprobs import token_logprobs
+from align.training.metrics import finalize
+from align.training.step import make_eval_step
+from pipelines.dpo import _collate
 
 T = 32
 
 
-@pytest.fixture(scope="module")
-def batch():
+def _pairs():
     tok = Tokenizer(tiny_tokenizer())
     examples = [
         PreferenceExample("Say hi.", "hi there", "go away"),
@@ -29,8 +32,13 @@ def batch():
         PreferenceExample("Colour?", "blue", "I will not say"),
         PreferenceExample("Q", "yes indeed", "nope"),
     ]
-    pairs, _ = encode_preferences(examples, tok, max_length=T)
-    return preference_batch(pairs, T, pad_id=tok.pad_id)
+    return encode_preferences(examples, tok, max_length=T)[0], tok.pad_id
+
+
+@pytest.fixture(scope="module")
+def batch():
+    pairs, pad_id = _pairs()
+    return preference_batch(pairs, T, pad_id=pad_id)
 
 
 def _model(seed=0):
@@ -97,3 +105,30 @@ def test_precomputed_reference_equals_on_the_fly(batch):
         assert float(m1["loss"]) == pytest.approx(float(m2["loss"]), abs=1e-6)
     for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+def test_padding_rows_count_in_no_metric(loss_type):
+    """One pair scored alone == the same pair padded to 4 rows (the held-out set's short last batch)."""
+    pairs, pad_id = _pairs()
+    model = _model()
+    state = owned_train_state(model, _optimizer())
+    config = DPOConfig(beta=0.5, loss_type=loss_type, logprob_chunk=64)
+    alone = _collate(1, T, pad_id)([(pairs[0], np.zeros(2, np.float32))])
+    lp = np.asarray(pair_logprobs(model, {k: jnp.asarray(alone[k]) for k in PAIR_KEYS}, 64))[0]
+    ref = lp + np.array([-0.3, 0.2], np.float32)  # the policy prefers chosen: accuracy 1, margin > 0
+    evaluate = make_eval_step(functools.partial(dpo_loss_fn, config=config))
+
+    def score(b):
+        return finalize(jax.device_get(evaluate(state, b)))
+
+    padded = _collate(4, T, pad_id)([(pairs[0], ref)])
+    np.testing.assert_array_equal(padded["pair_mask"], [1, 0, 0, 0])
+    one = score(_collate(1, T, pad_id)([(pairs[0], ref)]))
+    masked = score(padded)
+    derived = score({k: v for k, v in padded.items() if k != "pair_mask"})  # padding by its empty loss_mask
+    assert float(one["accuracy"]) == 1.0 and float(one["margin"]) > 0
+    for got in (masked, derived):
+        assert float(got["weight"]) == float(one["weight"]) == 1.0
+        for name in ("loss", "accuracy", "margin", "rewards/chosen", "logps/rejected"):
+            assert float(got[name]) == pytest.approx(float(one[name]), abs=1e-5), name

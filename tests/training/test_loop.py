@@ -123,3 +123,37 @@ def test_data_exhaustion_is_reported(tmp_path, step_fn):
     short = itertools.islice(data(), 2)
     result = train_loop(step_fn, fresh_state(), short, LoopConfig(total_steps=5, progress=False))
     assert result.stopped == "data_exhausted" and result.step == 2
+
+
+def test_resume_between_log_steps_writes_the_rows_of_an_uninterrupted_run(tmp_path):
+    """log_every=3, stopped after step 4: the step-6 row still averages steps 4-6 (the window's sums
+    are saved with the checkpoint), so metrics.jsonl equals the straight run's."""
+    from align.training import OptimConfig, make_optimizer
+    from align.training.run import MeshOptions, TrainOptions, fit, make_run_mesh, prepare_run
+
+    rs = np.random.default_rng(0)
+    docs = [Tokenized(rs.integers(3, V, n).astype(np.int32), np.ones(n, bool)) for n in rs.integers(4, T, 40)]
+    order = DataOrder(len(docs), seed=0)
+
+    def job(run_dir, stop_at=0):
+        train = TrainOptions(batch_size=ROWS, log_every=3, progress=False, async_checkpoints=False)
+        run = prepare_run(Decoder(CONFIG, rngs=nnx.Rngs(0)), make_optimizer(OptimConfig(total_steps=7)),
+                          sft_loss(chunk_size=16), run_dir=run_dir, train=train,
+                          mesh=make_run_mesh(MeshOptions(devices=1)))
+
+        def on_step(step, state):
+            if step == stop_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        fit(run, lambda pos: batches(docs, order, pos, ROWS, lambda b: pad_batch(b, T, rows=ROWS)),
+            LoopConfig(total_steps=7, log_every=3, progress=False), on_step=on_step)
+        run.checkpointer.close()
+        return read_jsonl(run_dir / "metrics.jsonl")
+
+    assert [r["step"] for r in job(tmp_path / "resumed", stop_at=4)] == [3]
+    resumed, straight = job(tmp_path / "resumed"), job(tmp_path / "straight")
+    assert [r["step"] for r in resumed] == [r["step"] for r in straight] == [3, 6, 7]
+    for a, b in zip(resumed, straight):
+        assert a["n_tokens"] == b["n_tokens"]
+        for k in set(b) - {"tokens_per_s", "seconds"}:
+            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), (a["step"], k)

@@ -70,3 +70,44 @@ def test_training_changes_only_the_adapters():
     changed = [not np.array_equal(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(params_before),
                                                                     jax.tree.leaves(state.params))]
     assert all(changed) and len(changed) == 4  # A and B of both adapters moved
+
+
+def test_setting_only_lora_trains_only_the_adapters(tmp_path, caplog):
+    """train.lora alone (in code or in a YAML config) means LoRA, not full fine-tuning plus adapters."""
+    from align.training import make_optimizer
+    from align.training.optim import OptimConfig
+    from align.training.run import MeshOptions, TrainOptions, make_run_mesh, prepare_run, with_lora
+    from pipelines.config_io import load_config
+    from pipelines.dpo import DPORunConfig
+
+    train = TrainOptions(batch_size=2, lora=LoRAConfig(rank=2, targets=("attn.q",)), progress=False)
+    assert train.trainable == "lora" and TrainOptions().trainable == "all"
+    run = prepare_run(with_lora(Decoder(CONFIG, rngs=nnx.Rngs(0)), train), make_optimizer(OptimConfig()),
+                      sft_loss(chunk_size=8), run_dir=tmp_path, train=train,
+                      mesh=make_run_mesh(MeshOptions(devices=1)))
+    leaves = nnx.to_flat_state(run.state.params)
+    assert len(leaves) == 2 and all(isinstance(v, nnx.LoRAParam) for _, v in leaves)  # A and B of attn.q
+    config = load_config(DPORunConfig, None, ["output_dir=x", "train.lora={rank: 2}"])
+    assert config.train.trainable == "lora"
+    explicit = load_config(DPORunConfig, None,
+                           ["output_dir=x", "train.lora={rank: 2}", "train.trainable=all"])
+    assert explicit.train.trainable == "all"
+    with caplog.at_level("WARNING", logger="align.training"):
+        with_lora(Decoder(CONFIG, rngs=nnx.Rngs(0)), explicit.train)
+    assert "base weights train too" in caplog.text
+
+
+def test_bfloat16_base_keeps_float32_adapters_and_merges_once():
+    base = Decoder(CONFIG, rngs=nnx.Rngs(0), param_dtype=jnp.bfloat16, dtype=jnp.bfloat16)
+    model = add_lora(base, LoRAConfig(rank=2, targets=("attn.q",)))
+    ad = model.adapters[0]
+    assert ad.a[...].dtype == ad.b[...].dtype == jnp.float32
+    ad.b[...] = jnp.full(ad.b.shape, 1.0 + 1e-3)  # an update bfloat16 would round away (1.001 -> 1.0)
+    assert float(ad.b[0, 0]) - 1.0 == np.float32(1.0 + 1e-3) - 1.0
+    q = base.layers[0].attn.q[...]
+    merged = merge_lora(model).layers[0].attn.q[...]
+    assert merged.dtype == jnp.bfloat16
+    expected = (q.astype(jnp.float32) + ad.delta()).astype(jnp.bfloat16)  # one rounding, from float32
+    np.testing.assert_array_equal(np.asarray(merged, np.float32), np.asarray(expected, np.float32))
+    np.testing.assert_array_equal(np.asarray(model(*inputs()).logits, np.float32),
+                                  np.asarray(merge_lora(model)(*inputs()).logits, np.float32))
