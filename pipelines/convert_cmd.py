@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +25,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"align convert: {e}", file=sys.stderr)
         return 2
     out = save_hf_dir(loaded.model, args.output, tokenizer=loaded.tokenizer.hf,
+                      generation_config=generation_config(loaded.source, loaded.tokenizer),
                       max_shard_bytes=int(args.max_shard_gb * (1 << 30)))
     print(f"wrote {out} ({loaded.config.family}, {loaded.config.num_layers} layers) from {loaded.source}")
     return 0
+
+
+def generation_config(source: str, tokenizer) -> dict:
+    """The source directory's own generation_config.json, else the tokenizer's stop ids: without them
+    transformers stops only at <eos>, and a chat model runs on past <end_of_turn>."""
+    own = Path(source) / "generation_config.json"
+    if own.is_file():
+        return json.loads(own.read_text())
+    return {"bos_token_id": tokenizer.bos_id, "eos_token_id": list(tokenizer.stop_ids),
+            "pad_token_id": tokenizer.pad_id}

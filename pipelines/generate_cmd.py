@@ -22,10 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import align
+    from align.errors import InvalidInput
     from align.sampling import SamplingConfig
     from align.sampling.text import generate_text
 
     prompts = [line.rstrip("\n") for line in sys.stdin] if args.prompts == ["-"] else args.prompts
+    if not prompts:
+        raise InvalidInput("no prompts: standard input was empty")
     try:
         config = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 top_k=args.top_k, top_p=args.top_p)
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"align generate: {e}", file=sys.stderr)
         return 2
     print(f"loaded {loaded.source} in {time.time() - t0:.1f}s", file=sys.stderr)
+    _check_lengths(loaded, prompts, args)
     t0 = time.time()
     texts, res = generate_text(loaded.model, loaded.tokenizer, prompts, config, seed=args.seed,
                                chat=args.chat)
@@ -43,3 +47,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"### {prompt}\n{text}\n")
     print(f"{n_tokens} tokens in {time.time() - t0:.1f}s (including compilation)", file=sys.stderr)
     return 0
+
+
+def _check_lengths(loaded, prompts, args) -> None:
+    """The sampler's length check, as an input error that names the options to change."""
+    from align.errors import InvalidInput
+    from align.sampling.text import encode_prompts
+
+    longest = max(len(ids) for ids in encode_prompts(loaded.tokenizer, prompts, chat=args.chat))
+    limit = loaded.config.max_seq_len
+    if longest + args.max_new_tokens > limit:
+        raise InvalidInput(
+            f"the longest prompt ({longest} tokens) + --max-new-tokens={args.max_new_tokens} exceeds the "
+            f"model's max_seq_len={limit}: lower --max-new-tokens or shorten the prompt"
+        )

@@ -200,7 +200,10 @@ class Pipeline:
         config = dataclasses.replace(config, reward=self.reward(variant))
         if variant is not None and self.config.rl_per_variant:
             data = dataclasses.replace(
-                config.data, mixture=variant.data or config.data.mixture, system_prompt=variant.system_prompt
+                config.data,
+                mixture=variant.data or config.data.mixture,
+                system_prompt=variant.system_prompt,
+                system_handling=variant.system_handling,
             )
             config = dataclasses.replace(config, data=data)
         return config

@@ -26,9 +26,16 @@ class PromptDataOptions:
     limit: int | None = None
     mixture: tuple[PromptSource, ...] = ()  # several weighted sources instead of `path`
     system_prompt: str | None = None  # prepended as a system message to chat prompts that have none
+    system_handling: str = "fold"  # fold: system messages go into the first user turn; drop: removed
     max_prompt_length: int = 128  # P: prompts are cut from the left (keeping <bos>) to this many tokens
     skip_invalid: bool = True
     heldout: SplitOptions = SplitOptions(heldout_fraction=0.1, heldout_max=32)
+
+    def __post_init__(self):
+        if self.system_handling not in ("fold", "drop"):
+            raise ValueError(f"data.system_handling={self.system_handling!r}, expected 'fold' or 'drop'")
+        if self.system_handling == "drop" and self.system_prompt:
+            raise ValueError("data.system_prompt with data.system_handling='drop' is never used")
 
 
 def load_prompts(options: PromptDataOptions, tokenizer: Tokenizer) -> tuple[list, list, dict]:
@@ -40,7 +47,7 @@ def load_prompts(options: PromptDataOptions, tokenizer: Tokenizer) -> tuple[list
     if not sources:
         raise InvalidInput("data.path is empty and data.mixture has no source: set one of them")
     examples, report = mix_sources(sources, options.skip_invalid)
-    examples = [with_system_prompt(e, options.system_prompt) for e in examples]  # kind="prompt" rows
+    examples = [with_system_prompt(e, options.system_prompt, options.system_handling) for e in examples]
     train_ex, held_ex = heldout_split(examples, options.heldout)
     train, train_stats = encode_prompts(train_ex, tokenizer, max_length=options.max_prompt_length)
     held, _ = encode_prompts(held_ex, tokenizer, max_length=options.max_prompt_length)
@@ -76,9 +83,14 @@ def mix_sources(sources, skip_invalid: bool) -> tuple[list, dict]:
     return out, report
 
 
-def with_system_prompt(example: PromptExample, system_prompt: str | None) -> PromptExample:
-    """A chat prompt with `system_prompt` as its first message unless it has a system message already."""
+def with_system_prompt(
+    example: PromptExample, system_prompt: str | None, handling: str = "fold"
+) -> PromptExample:
+    """A chat prompt with `system_prompt` as its first message unless it has a system message already;
+    handling="drop" instead removes the prompt's system message, as a variant's exported template does."""
     prompt = example.prompt
+    if handling == "drop" and isinstance(prompt, list) and prompt and prompt[0]["role"] == "system":
+        return dataclasses.replace(example, prompt=prompt[1:])
     if system_prompt is None or not isinstance(prompt, list) or (prompt and prompt[0]["role"] == "system"):
         return example
     return dataclasses.replace(example, prompt=[{"role": "system", "content": system_prompt}, *prompt])

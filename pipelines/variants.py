@@ -149,10 +149,9 @@ def generation_config(spec: VariantSpec, tokenizer) -> dict:
     }
     if g.temperature > 0:
         out["temperature"] = g.temperature
-        if g.top_k is not None:
-            out["top_k"] = g.top_k
-        if g.top_p is not None:
-            out["top_p"] = g.top_p
+        # Written even when off: transformers fills an absent top_k with 50; 0 and 1.0 disable the filters.
+        out["top_k"] = g.top_k if g.top_k is not None else 0
+        out["top_p"] = g.top_p if g.top_p is not None else 1.0
     return out
 
 

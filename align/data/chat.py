@@ -7,12 +7,11 @@ As Gemma's own template does: a leading system message is folded into the first 
 system text is not), roles must alternate user/assistant, and `add_generation_prompt` appends
 `<start_of_turn>model\\n`.
 
-`chat_segments` cuts the rendering into pieces that are tokenized one by one, so each token
-belongs to exactly one piece and the loss mask is exact. A turn's role span is its content plus
-`<end_of_turn>\\n`; the `<start_of_turn>role\\n` headers and `<bos>` are `template` spans. Cuts sit
-only after `<bos>`, after a header's newline (contents are stripped, so no whitespace run is
-split) and before `<start_of_turn>` (a special token), which is why the segment-wise tokens equal
-the tokens of the whole string.
+`chat_segments` cuts the rendering into pieces: a turn's role span is its content plus
+`<end_of_turn>\\n`; the `<start_of_turn>role\\n` headers and `<bos>` are `template` spans.
+Tokenizer.encode_chat tokenizes the whole string and maps tokens back to pieces by character
+offsets, because a piece boundary can fall inside a token: the system text is not stripped, so
+one that is empty or starts with a newline joins the header's newline (`user\\n\\n\\n`).
 """
 
 from __future__ import annotations

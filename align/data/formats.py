@@ -135,16 +135,15 @@ def normalize_row(row: Mapping[str, Any], origin: str = "") -> Example:
 
 
 def as_prompt(example: Example) -> PromptExample:
-    """The prompt of any example with one (a chat's prompt is everything before its last assistant turn)."""
+    """The prompt of any example with one: a chat ending with a user turn is its own prompt, one ending
+    with an assistant turn is everything before that turn."""
     if isinstance(example, PromptExample):
         return example
     if isinstance(example, (CompletionExample, PreferenceExample)):
         return PromptExample(example.prompt, example.origin)
     if isinstance(example, ChatExample):
-        last = max((i for i, m in enumerate(example.messages) if m["role"] == "assistant"), default=None)
-        if last is None:
-            raise DataError("chat has no assistant turn to cut a prompt before", field="messages")
-        return PromptExample(example.messages[:last], example.origin)
+        messages = example.messages
+        return PromptExample(messages if messages[-1]["role"] == "user" else messages[:-1], example.origin)
     raise DataError("a text example has no prompt", field="text")
 
 
@@ -254,18 +253,28 @@ def _message(m: Any, field: str) -> Message:
     role, content = m.get(role_key), m.get(content_key)
     if not isinstance(role, str):
         raise DataError(f"missing or non-string '{role_key}'", field=f"{field}.{role_key}")
-    if isinstance(content, list):  # TRL's typed parts: Gemma renders each text part stripped, no separator
-        if not all(
-            isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str)
-            for p in content
-        ):
-            raise DataError(
-                "only text parts ({'type': 'text', 'text': ...}) are supported", field=f"{field}.content"
-            )
-        content = "".join(p["text"].strip() for p in content)
+    if isinstance(content, list):
+        content = _text_parts(content, role, f"{field}.{content_key}")
     if not isinstance(content, str):
         raise DataError(f"missing or non-string '{content_key}'", field=f"{field}.{content_key}")
     return {"role": _ROLE_ALIASES.get(role, role), "content": content}
+
+
+def _text_parts(parts: list, role: str, field: str) -> str:
+    """TRL's typed parts as Gemma 3's template renders them: user and assistant parts each stripped and
+    joined with no separator; a system message only by its first part, unstripped."""
+    if not all(
+        isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in parts
+    ):
+        raise DataError("only text parts ({'type': 'text', 'text': ...}) are supported", field=field)
+    if role != "system":
+        return "".join(p["text"].strip() for p in parts)
+    if len(parts) != 1:  # the template would silently drop the other parts
+        raise DataError(
+            f"a system message with {len(parts)} parts: Gemma's template renders only the first, so "
+            "give it exactly one text part", field=field,
+        )
+    return parts[0]["text"]
 
 
 def _check_turns(parts: list[tuple[str, list[Message]]]) -> None:

@@ -1,16 +1,14 @@
 """Read rows from local files, directories, in-memory lists or hub datasets into typed examples.
 
-Local files: .jsonl, .jsonl.gz, .json (a JSON array, or JSON lines), .json.gz, .parquet. A
-directory loads the files of the requested split (a name or parent folder starting with the
-split, e.g. `test.jsonl.gz`, `train-00000-of-00002.parquet`, `test/part.jsonl`) in sorted order.
-Anything else is a hub dataset name for `datasets.load_dataset`.
+Local files (align.data.files): .jsonl, .json (an array, one object, or JSON lines), .csv with a
+header row (each optionally .gz), .parquet. A directory loads the files of the requested split
+(align.data.splits: `train.jsonl`, `train-00000-of-00002.parquet`, `train/part.jsonl`; then a
+file named after one split starting with it, `train_v2.jsonl`) in sorted order. A missing path that
+can only be local is an error; any other name goes to `datasets.load_dataset` (the hub).
 """
 
 from __future__ import annotations
 
-import fnmatch
-import gzip
-import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from align.data.errors import DataError, LoadReport
+from align.data.files import SUFFIXES, Row, file_rows
 from align.data.formats import (
     KINDS,
     Example,
@@ -28,23 +27,11 @@ from align.data.formats import (
     normalize_row,
     prompt_of_pair,
 )
+from align.data.splits import split_files
 from align.errors import MissingInput
-
-SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
-_SPLIT_NAMES = ("train", "test", "validation", "valid", "dev", "eval")
 
 log = logging.getLogger("align.data")
 _LOGGED_REASONS = 3  # skip reasons a load's warning quotes (Records.report keeps a few more)
-
-
-@dataclass(frozen=True)
-class _Row:
-    """A raw row and where it came from; `value` is the parsed row or the DataError parsing raised."""
-
-    source: str
-    row_kind: str  # "line" (JSONL: the physical line number) or "row" (1-based index)
-    number: int
-    value: Any
 
 
 @dataclass
@@ -133,19 +120,19 @@ def _expect(example: Example, kind: str | None) -> Example:
     raise DataError(f"a {kind_of(example)} row in a {kind} dataset (every row must have the same format)")
 
 
-def _open(source, split: str, data_files) -> tuple[str, Iterable[_Row]]:
+def _open(source, split: str, data_files) -> tuple[str, Iterable[Row]]:
     """(display name, rows) for any supported source."""
     if isinstance(source, (list, tuple)) or _is_dataset(source):
         name = f"<{type(source).__name__}>"
-        return name, (_Row(name, "row", i, r) for i, r in enumerate(source, 1))
+        return name, (Row(name, "row", i, r) for i, r in enumerate(source, 1))
     path = Path(source).expanduser()
     if path.is_dir():
-        files = _split_files(path, split, data_files)
-        return str(path), (row for f in files for row in _file_rows(f))
+        files = split_files(path, split, data_files)
+        return str(path), (row for f in files for row in file_rows(f))
     if path.is_file():
-        return str(path), _file_rows(path)
-    if str(source).endswith(SUFFIXES) or str(source).startswith((".", "/", "~")):
-        raise MissingInput(f"data file {path} does not exist")
+        return str(path), file_rows(path)
+    if _looks_local(str(source)):
+        raise MissingInput(f"data path {source} does not exist (resolved to {path.absolute()})")
     return _hub_rows(str(source), split, data_files)
 
 
@@ -153,86 +140,27 @@ def _is_dataset(source: Any) -> bool:
     return type(source).__name__ in ("Dataset", "IterableDataset") and hasattr(source, "features")
 
 
-def _file_rows(path: Path) -> Iterator[_Row]:
-    name = str(path)
-    if name.endswith(".parquet"):
-        yield from (_Row(name, "row", i, r) for i, r in _parquet_rows(path))
-    elif name.endswith((".jsonl", ".jsonl.gz")):
-        yield from _json_lines(path)
-    elif name.endswith((".json", ".json.gz")):
-        with _open_text(path) as f:
-            text = f.read()
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError:
-            yield from _json_lines(path)  # JSON lines saved as .json
-            return
-        if not isinstance(rows, list):
-            raise DataError(f"a .json file must hold a list of rows, got {type(rows).__name__}", source=name)
-        yield from (_Row(name, "row", i, r) for i, r in enumerate(rows, 1))
-    else:
-        raise ValueError(f"{name}: unsupported file type; expected one of {SUFFIXES}")
+def _looks_local(name: str) -> bool:
+    """A name that can only be a local path. Hub ids are `name` or `org/name`, so a path with one
+    separator counts as local only when its parent folder exists (`my_data/train` next to `my_data/`)."""
+    if name.endswith(SUFFIXES) or name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1:
+        return True
+    parent = Path(name).parent
+    return parent != Path(".") and parent.is_dir()
 
 
-def _open_text(path: Path):
-    return (
-        gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")
-    )
-
-
-def _json_lines(path: Path) -> Iterator[_Row]:
-    """Rows with their physical 1-based line numbers; blank lines are skipped but counted."""
-    with _open_text(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line.rstrip("\r\n"))  # so a cut-off line reports its own column
-            except json.JSONDecodeError as e:
-                value = DataError(f"invalid JSON: {e.msg} at column {e.colno}")
-            yield _Row(str(path), "line", number, value)
-
-
-def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    import pyarrow.parquet as pq  # a dependency of `datasets`; imported lazily since most data is JSONL
-
-    number = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        for row in batch.to_pylist():
-            number += 1
-            yield number, row
-
-
-def _split_files(directory: Path, split: str, data_files) -> list[Path]:
-    """The data files of `split` under `directory` (or those matching the `data_files` globs)."""
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES))
-    if data_files is not None:
-        patterns = [data_files] if isinstance(data_files, str) else list(data_files)
-        chosen = [
-            p for p in files if any(fnmatch.fnmatch(str(p.relative_to(directory)), pat) for pat in patterns)
-        ]
-    else:
-        chosen = [p for p in files if _split_of(p.relative_to(directory)) == split]
-        if not chosen and not any(_split_of(p.relative_to(directory)) for p in files):
-            chosen = files  # no file is named after a split: the directory is one split
-    if not chosen:
-        found = sorted({_split_of(p.relative_to(directory)) for p in files} - {None})
-        raise MissingInput(f"{directory}: no data files for split {split!r} (splits found: {found})")
-    return chosen
-
-
-def _split_of(relative: Path) -> str | None:
-    for part in relative.parts:
-        stem = part.split(".")[0]
-        for name in _SPLIT_NAMES:
-            if stem == name or stem.startswith((name + "-", name + "_")):
-                return name
-    return None
-
-
-def _hub_rows(name: str, split: str, data_files) -> tuple[str, Iterable[_Row]]:
+def _hub_rows(name: str, split: str, data_files) -> tuple[str, Iterable[Row]]:
     import datasets  # slow to import; only hub sources need it
 
-    dataset = datasets.load_dataset(name, split=split, data_files=data_files)
+    # A bare data_files list is read as the "train" split: name the split it is for.
+    files = None if data_files is None else {split: data_files}
+    try:
+        dataset = datasets.load_dataset(name, split=split, data_files=files)
+    except Exception as e:  # offline, a typo, a gated dataset, an unknown split: say what was asked for
+        raise MissingInput(
+            f"could not load dataset {name!r} (split {split!r}) with datasets.load_dataset "
+            f"({type(e).__name__}: {e}). A local file or directory must exist; without internet, "
+            "download the dataset elsewhere and pass its local directory"
+        ) from e
     display = f"{name}[{split}]"
-    return display, (_Row(display, "row", i, r) for i, r in enumerate(dataset, 1))
+    return display, (Row(display, "row", i, r) for i, r in enumerate(dataset, 1))

@@ -21,6 +21,7 @@ from align.data.formats import Example, PreferenceExample
 from align.data.sequences import TokenizedPair, TruncationStats, left_truncate
 from align.data.sft import with_eos
 from align.data.tokenizer import Tokenizer
+from align.errors import InvalidInput
 
 P = 2  # the pair axis: chosen, rejected
 
@@ -31,7 +32,8 @@ def split_pair(example: PreferenceExample, tokenizer: Tokenizer) -> tuple[np.nda
         chosen = tokenizer.encode_chat(example.prompt + example.chosen)
         rejected = tokenizer.encode_chat(example.prompt + example.rejected)
         n = chosen.message_start(len(example.prompt))
-        # Segment-wise tokenization makes the prompt tokens independent of what follows them.
+        # The prompt ends with the generation header's newline and responses are stripped, so no token
+        # spans the cut and the prompt tokens do not depend on the response; check it all the same.
         if not np.array_equal(chosen.tokens[:n], rejected.tokens[:n]):
             raise RuntimeError(f"{example.origin}: prompt tokens differ between chosen and rejected")
         return chosen.tokens[:n], chosen.tokens[n:], rejected.tokens[n:]
@@ -54,6 +56,7 @@ def preference_pair(
         raise DataError(
             f"expected a preference example, got {type(example).__name__}", source=example.origin or None
         )
+    _check_lengths(max_length, max_prompt_length)
     stats = stats if stats is not None else TruncationStats()
     prompt, chosen, rejected = split_pair(example, tokenizer)
     before = len(prompt) * 2 + len(chosen) + len(rejected)
@@ -96,11 +99,17 @@ def encode_preferences(
     max_prompt_length: int | None = None,
 ) -> tuple[list[TokenizedPair], TruncationStats]:
     """Tokenize a preference dataset; max_prompt_length defaults to max_length // 2."""
-    if max_length is not None and max_prompt_length is not None and max_prompt_length >= max_length:
-        raise ValueError(f"max_prompt_length={max_prompt_length} must be below max_length={max_length}")
+    _check_lengths(max_length, max_prompt_length)
     stats = TruncationStats()
     pairs = [
         preference_pair(e, tokenizer, max_length=max_length, max_prompt_length=max_prompt_length, stats=stats)
         for e in examples
     ]
     return pairs, stats
+
+
+def _check_lengths(max_length: int | None, max_prompt_length: int | None) -> None:
+    # A prompt allowed max_length tokens or more leaves the responses a budget <= 0: the pair would be
+    # silently over-long (a negative slice keeps almost all of a response) or carry no loss at all.
+    if max_length is not None and max_prompt_length is not None and max_prompt_length >= max_length:
+        raise InvalidInput(f"max_prompt_length={max_prompt_length} must be below max_length={max_length}")

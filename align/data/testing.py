@@ -31,8 +31,10 @@ _MERGES = (
 )
 TINY_VOCAB_SIZE = BYTE_OFFSET + 256 + len(_MERGES)  # 272
 
-# Gemma 3's chat template, text part only (google/gemma-3-*-it tokenizer_config.json). Used only as the
-# reference in parity tests: align renders chats itself (align.data.chat).
+# Gemma 3's chat template (google/gemma-3-*-it tokenizer_config.json) for text-only models: the reference
+# in parity tests (align renders chats itself, align.data.chat) and the template exported models carry.
+# Typed content parts render as Gemma's do (text parts trimmed and joined; a system message by its first
+# part); where Gemma's writes <start_of_image> for an image part this one raises: images are not supported.
 GEMMA3_CHAT_TEMPLATE = (
     "{{ bos_token }}\n"
     "{%- if messages[0]['role'] == 'system' -%}\n"
@@ -58,6 +60,14 @@ GEMMA3_CHAT_TEMPLATE = (
     "    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}\n"
     "    {%- if message['content'] is string -%}\n"
     "        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n"
+    "        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'text' -%}\n"
+    "                {{ item['text'] | trim }}\n"
+    "            {%- else -%}\n"
+    '                {{ raise_exception("Only text content is supported: images are not supported") }}\n'
+    "            {%- endif -%}\n"
+    "        {%- endfor -%}\n"
     "    {%- else -%}\n"
     '        {{ raise_exception("Invalid content type") }}\n'
     "    {%- endif -%}\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from align.data.chat import END_OF_TURN, START_OF_TURN, TEMPLATE, chat_segments, render_chat
+from align.data.chat import END_OF_TURN, START_OF_TURN, TEMPLATE, Segment, chat_segments, render_chat
 from align.errors import InvalidInput, MissingInput
 
 
@@ -87,20 +87,40 @@ class Tokenizer:
     def encode_chat(
         self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False
     ) -> EncodedChat:
-        """Tokenize the Gemma rendering segment by segment, keeping each token's role span."""
+        """Tokenize the Gemma rendering of `messages` and record each token's role span.
+
+        The tokens are those of the whole rendered string (what apply_chat_template gives): cutting it
+        into segments first would change them where a segment boundary falls inside a token, e.g. a
+        system text that starts with a newline joins the header's newline. Each token goes to the
+        segment holding its last character, so a token that spans a boundary belongs to the content
+        it ends in.
+        """
         if self.end_of_turn_id is None or self.start_of_turn_id is None:
             raise ValueError(
                 f"{self!r} has no {START_OF_TURN}/{END_OF_TURN} tokens: it cannot encode Gemma chats"
             )
         segments = chat_segments(messages, add_generation_prompt)
-        # One batched call: the fast tokenizer encodes the pieces in parallel.
-        pieces = self.hf([s.text for s in segments], add_special_tokens=False)["input_ids"]
-        spans, start = [], 0
-        for seg, ids in zip(segments, pieces, strict=True):
-            spans.append(Span(seg.role, start, start + len(ids), seg.message))
-            start += len(ids)
-        tokens = np.fromiter((t for ids in pieces for t in ids), np.int32, count=start)
-        return EncodedChat(tokens, tuple(spans))
+        text = "".join(s.text for s in segments)
+        if not self.hf.is_fast:  # no offsets: tokenize segment-wise (equal unless a boundary merges)
+            return _segment_wise(self.hf, segments)
+        enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=True)
+        ends = np.cumsum([len(s.text) for s in segments])  # character end of each segment
+        last_chars = [max(b - 1, a) for a, b in enc["offset_mapping"]]
+        owner = np.searchsorted(ends, last_chars, side="right")  # [T] segment index of each token
+        bounds = np.searchsorted(owner, np.arange(len(segments) + 1), side="left")
+        spans = tuple(
+            Span(seg.role, int(bounds[i]), int(bounds[i + 1]), seg.message) for i, seg in enumerate(segments)
+        )
+        return EncodedChat(np.asarray(enc["input_ids"], np.int32), spans)
+
+
+def _segment_wise(hf: PreTrainedTokenizerBase, segments: Sequence[Segment]) -> EncodedChat:
+    pieces = hf([s.text for s in segments], add_special_tokens=False)["input_ids"]
+    spans, start = [], 0
+    for seg, ids in zip(segments, pieces, strict=True):
+        spans.append(Span(seg.role, start, start + len(ids), seg.message))
+        start += len(ids)
+    return EncodedChat(np.fromiter((t for ids in pieces for t in ids), np.int32, count=start), tuple(spans))
 
 
 def _token_id(hf: PreTrainedTokenizerBase, token: str) -> int | None:
@@ -127,7 +147,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         # Reading the vocabulary out of a GGUF file takes ~20 s for Gemma (262k pieces); cache the result.
         hf = AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name, local_files_only=True)
     elif p.is_file() and p.name.endswith(".json"):
-        hf = PreTrainedTokenizerFast(tokenizer_file=str(p))
+        hf = _bare_tokenizer_json(p)
     elif p.is_dir():
         if not any((p / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
             raise MissingInput(f"{p} holds no tokenizer.json, tokenizer_config.json or tokenizer.model")
@@ -137,3 +157,21 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
             f"cannot load a tokenizer from {p}: expected a directory, a tokenizer.json or a .gguf file"
         )
     return Tokenizer(hf)
+
+
+def _bare_tokenizer_json(path: Path) -> PreTrainedTokenizerFast:
+    """A tokenizer.json without the tokenizer_config.json that names its special tokens: take Gemma's
+    (<bos>, <eos>, <pad>, <unk>) from its vocabulary."""
+    from tokenizers import Tokenizer as RawTokenizer
+
+    raw = RawTokenizer.from_file(str(path))
+    missing = [t for t in ("<bos>", "<eos>") if raw.token_to_id(t) is None]
+    if missing:
+        raise InvalidInput(
+            f"{path}: no {' or '.join(missing)} token in its vocabulary, and a bare tokenizer.json does not "
+            "name its special tokens; pass the tokenizer's directory (with tokenizer_config.json) instead"
+        )
+    special = {f"{name}_token": f"<{name}>" for name in ("bos", "eos", "pad", "unk")}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=raw, **{k: v for k, v in special.items() if raw.token_to_id(v) is not None}
+    )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
-from align.errors import MissingInput
+from align.errors import InvalidInput, MissingInput
 from align.model.config import ModelConfig
 from align.model.convert import hf_to_params, params_to_hf
 from align.model.decoder import Decoder
@@ -47,13 +50,62 @@ def load_hf_dir(path: str | os.PathLike, *, param_dtype=jnp.float32, dtype=jnp.f
     return from_flat(config, flat, param_dtype=param_dtype, dtype=dtype, source=str(path))
 
 
+# What save_hf_dir (and the callers that add to its directories: model cards, reward heads) writes; an
+# existing directory holding anything else is not replaced.
+_EXPORT_FILES = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
+                 "tokenizer*", "special_tokens_map.json", "added_tokens.json", "chat_template.*",
+                 "README.md", "SOURCE.txt")
+
+
 def save_hf_dir(model: Decoder, path: str | os.PathLike, *, tokenizer=None,
                 generation_config: dict | None = None, max_shard_bytes: int = 2 << 30) -> Path:
-    """Write `model` as a transformers-loadable directory; `tokenizer` is any object with save_pretrained."""
+    """Write `model` as a transformers-loadable directory; `tokenizer` is any object with save_pretrained.
+
+    The files are written to a temporary sibling directory that then replaces `path` whole: a crash
+    leaves the previous export intact, and no file of it (a stale shard index, say) survives a re-export.
+    """
+    path = Path(path)
+    _check_replaceable(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp's 0o700 would make the export private
+        _write_hf_dir(model, tmp, tokenizer, generation_config, max_shard_bytes)
+        _replace_dir(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already unless writing failed
+    return path
+
+
+def _check_replaceable(path: Path) -> None:
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise InvalidInput(f"{path} exists and is not a directory: cannot write a Hugging Face export there")
+    foreign = sorted(p.name for p in path.iterdir()
+                     if p.is_dir() or not any(fnmatch.fnmatch(p.name, pat) for pat in _EXPORT_FILES))
+    if foreign:
+        raise InvalidInput(f"{path} holds files that are not part of a Hugging Face export "
+                           f"({', '.join(foreign)}): an export replaces its whole directory, so choose an "
+                           "empty or new one")
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move `new` to `target`, swapping out an existing `target` (two renames: a crash in between leaves
+    the old export in a `.NAME.old-*` sibling, never a half-written one under `target`)."""
+    if not target.exists():
+        new.rename(target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    target.rename(old / target.name)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_hf_dir(model: Decoder, path: Path, tokenizer, generation_config: dict | None,
+                  max_shard_bytes: int) -> None:
     from safetensors.numpy import save_file
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     config: ModelConfig = model.config
     tensors = params_to_hf({k: np.asarray(v, np.float32) for k, v in flat_params(model).items()}, config)
     special = {}
@@ -84,4 +136,3 @@ def save_hf_dir(model: Decoder, path: str | os.PathLike, *, tokenizer=None,
         (path / "generation_config.json").write_text(json.dumps(generation_config, indent=2))
     if tokenizer is not None:
         tokenizer.save_pretrained(str(path))
-    return path

@@ -128,3 +128,16 @@ def test_segments_tokenize_like_the_whole_string(tok):
         assert spans[0].start == 0 and spans[-1].end == len(enc.tokens)
         assert all(a.end == b.start for a, b in zip(spans, spans[1:], strict=False))
         assert "".join(s.text for s in chat_segments(chat)) == render_chat(chat)
+
+
+@pytest.mark.parametrize("system", ["", "\n", "\n\nBe brief.", " \tx", "a\n"])
+def test_tokens_equal_the_whole_string_when_the_system_text_starts_with_whitespace(hf_tiny, tok, system):
+    """The system text is not stripped, so it can merge with the header's newline: the tokens must still be
+    those of the whole rendered string (what apply_chat_template gives), with the spans kept exact."""
+    chat = [{"role": "system", "content": system}, {"role": "user", "content": "Hi"}, {"role": "assistant",
+            "content": "ok"}]
+    enc = tok.encode_chat(chat)
+    assert enc.tokens.tolist() == list(hf_tiny.apply_chat_template(chat, tokenize=True)["input_ids"])
+    assert tok.decode(enc.tokens[enc.role_mask("assistant")], skip_special=False) == "ok<end_of_turn>\n"
+    assert all(a.end == b.start for a, b in zip(enc.spans, enc.spans[1:], strict=False))
+    assert enc.spans[-1].end == len(enc.tokens) and enc.message_start(2) < len(enc.tokens)

@@ -131,3 +131,26 @@ def test_as_prompt():
     assert as_prompt(PreferenceExample("p", "c", "r")).prompt == "p"
     with pytest.raises(DataError):
         as_prompt(TextExample("x"))
+
+
+def test_a_chat_ending_with_a_user_turn_is_its_own_prompt():
+    more = {"role": "user", "content": "more"}
+    assert as_prompt(ChatExample([U, A1, more])).prompt == [U, A1, more]  # not [U]
+    assert as_prompt(ChatExample([U])).prompt == [U]
+    system = {"role": "system", "content": "s"}
+    assert as_prompt(ChatExample([system, U])).prompt == [system, U]
+    assert as_prompt(ChatExample([system, U, A1])).prompt == [system, U]
+
+
+def test_typed_parts_render_like_gemmas_template():
+    """User/assistant parts are each stripped and joined; of a system message's parts the template folds in
+    only the first, unstripped (google/gemma-3 chat_template: messages[0]['content'][0]['text'])."""
+    parts = [{"type": "text", "text": " a "}, {"type": "text", "text": "b "}]
+    row = {"messages": [{"role": "system", "content": [{"type": "text", "text": " Be brief. "}]},
+                        {"role": "user", "content": parts}]}
+    assert normalize_row(row).messages == [{"role": "system", "content": " Be brief. "},
+                                           {"role": "user", "content": "ab"}]
+    row["messages"][0]["content"] = parts
+    with pytest.raises(DataError, match="only the first") as err:
+        normalize_row(row)
+    assert err.value.field == "messages[0].content"

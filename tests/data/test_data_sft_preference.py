@@ -143,3 +143,11 @@ def test_prompts_left_padded(tok):
         prompt_batch(prompts, 3, padding="left")
     with pytest.raises(ValueError, match="padding="):
         prompt_batch(prompts, 5, padding="middle")
+
+
+def test_preference_pair_rejects_a_prompt_budget_that_leaves_no_room(tok):
+    pair = PreferenceExample("a prompt", " yes", " no")
+    for max_prompt_length in (8, 9):
+        with pytest.raises(ValueError, match="max_prompt_length=.* must be below max_length=8"):
+            preference_pair(pair, tok, max_length=8, max_prompt_length=max_prompt_length)
+    assert preference_pair(pair, tok, max_length=8, max_prompt_length=4).tokens.shape[1] <= 8

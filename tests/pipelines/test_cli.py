@@ -128,3 +128,65 @@ def test_a_stage_command_that_stops_early_returns_its_exit_code(stopped, code):
 
     args = argparse.Namespace(config=TINY_SFT, overrides=[], print_config=False)
     assert run_config_command(args, SFTConfig, lambda config: {"stopped": stopped}, ("step",)) == code
+
+
+@pytest.fixture
+def tiny_hf_dir(tmp_path):
+    """A tiny random model saved as a HF directory with the tiny test tokenizer (no generation config)."""
+    from flax import nnx
+
+    from align.data.testing import TINY_VOCAB_SIZE, tiny_tokenizer
+    from align.model import Decoder, ModelConfig
+    from align.model.hf_io import save_hf_dir
+
+    model = Decoder(ModelConfig.tiny(vocab_size=TINY_VOCAB_SIZE), rngs=nnx.Rngs(0))
+    return save_hf_dir(model, tmp_path / "src", tokenizer=tiny_tokenizer())
+
+
+def _files(path):
+    return sorted(p.name for p in path.iterdir())
+
+
+def test_convert_replaces_the_output_directory_whole(tiny_hf_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    assert main(["convert", str(tiny_hf_dir), str(out), "--max-shard-gb", "0.0001"]) == 0
+    assert "model.safetensors.index.json" in _files(out) and "model.safetensors" not in _files(out)
+    assert main(["convert", str(tiny_hf_dir), str(out)]) == 0  # one shard now: no stale index or shards
+    assert [f for f in _files(out) if "safetensors" in f] == ["model.safetensors"]
+    before = {name: (out / name).read_bytes() for name in _files(out)}
+
+    import safetensors.numpy
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        main(["convert", str(tiny_hf_dir), str(out)])
+    assert {name: (out / name).read_bytes() for name in _files(out)} == before  # the old export, intact
+    assert _files(tmp_path) == ["out", "src"]  # no temporary directory left behind
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not an export")
+    assert main(["convert", str(tiny_hf_dir), str(tmp_path / "mine")]) == 2
+    assert "notes.txt" in capsys.readouterr().err and (tmp_path / "mine" / "notes.txt").exists()
+
+
+def test_convert_writes_the_generation_config(tiny_hf_dir, tmp_path):
+    assert main(["convert", str(tiny_hf_dir), str(tmp_path / "a")]) == 0
+    written = json.loads((tmp_path / "a" / "generation_config.json").read_text())
+    assert (written["bos_token_id"], written["eos_token_id"], written["pad_token_id"]) == (2, [1, 6], 0)
+    own = {"eos_token_id": [1, 6], "top_k": 64, "top_p": 0.95, "do_sample": True}
+    (tiny_hf_dir / "generation_config.json").write_text(json.dumps(own))
+    assert main(["convert", str(tiny_hf_dir), str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "generation_config.json").read_text()) == own  # the source's own
+
+
+def test_generate_input_errors_are_one_line(tiny_hf_dir, monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert main(["generate", "--model", str(tiny_hf_dir), "-"]) == 2
+    assert capsys.readouterr().err.strip() == "align generate: error: no prompts: standard input was empty"
+    assert main(["generate", "--model", str(tiny_hf_dir), "--max-new-tokens", "600", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-new-tokens=600 exceeds the model's max_seq_len=512" in err and "Traceback" not in err

@@ -91,6 +91,7 @@ def test_per_variant_rl_stages_take_each_variants_mixture_system_prompt_and_rewa
         assert rl.output_dir == str(tmp_path / f"rl_{variant.name}")
         assert rl.model.spec == str(tmp_path / "sft" / "export")
         assert rl.data.mixture == variant.data and rl.data.system_prompt == variant.system_prompt
+        assert rl.data.system_handling == variant.system_handling
         weights = {m.name: m.weight for m in rl.reward.models}
         assert weights == {"helpfulness": 1.0, "harmlessness": 1.0, **variant.reward_weights}
         assert {m.path for m in rl.reward.models} == {str(tmp_path / f"rm_{n}" / "export") for n in weights}

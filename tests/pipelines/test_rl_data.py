@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from align.data import Tokenizer
 from align.data.prompts import encode_prompt
 from align.data.testing import tiny_tokenizer
@@ -38,3 +40,20 @@ def test_mixture_takes_exact_shares(tmp_path):
     options = PromptDataOptions(mixture=(PromptSource(a, 0.5), PromptSource(b, 0.5)), heldout=NO_HELD)
     train, _, report = load_prompts(options, Tokenizer(tiny_tokenizer()))
     assert [s["used"] for s in report["sources"]] == [3, 3] and len(train) == 6
+
+
+def test_system_handling_drop_removes_the_prompts_system_message_as_the_exported_template_does():
+    from align.data.formats import PromptExample
+    from pipelines.rl_data import with_system_prompt
+
+    system, user = {"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}
+    chat = PromptExample([system, user], "f:1")
+    bare = PromptExample([{"role": "user", "content": "Hi"}], "f:2")
+    assert with_system_prompt(chat, None, "drop").prompt == [{"role": "user", "content": "Hi"}]
+    assert with_system_prompt(bare, None, "drop") == bare
+    assert with_system_prompt(chat, "Be kind.").prompt == chat.prompt  # fold keeps the row's own
+    assert with_system_prompt(bare, "Be kind.").prompt[0] == {"role": "system", "content": "Be kind."}
+    with pytest.raises(ValueError, match="never used"):
+        PromptDataOptions(system_prompt="x", system_handling="drop")
+    with pytest.raises(ValueError, match="expected 'fold' or 'drop'"):
+        PromptDataOptions(system_handling="keep")

@@ -207,3 +207,33 @@ def test_reward_weights_by_name_and_config_file():
     )
     with pytest.raises(ValueError, match="unique"):
         VariantsConfig(variants=(CHAT, CHAT))
+
+
+def test_exported_templates_render_typed_parts_like_align(exported):
+    """transformers' apply_chat_template on an export renders {"type": "text"} parts as align does."""
+    from align.data import normalize_row
+
+    _, _, dirs = exported
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": " Reply in French. "}]},
+        {"role": "user", "content": [{"type": "text", "text": " Hi "}, {"type": "text", "text": "there\n"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Salut"}]},
+        {"role": "user", "content": "Merci"},
+    ]
+    ours = render_chat(normalize_row({"messages": messages}).messages, add_generation_prompt=True)
+    for name in ("chat", "developer"):
+        hf = AutoTokenizer.from_pretrained(dirs[name])
+        assert hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == ours, name
+    image = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is this?"}]}]
+    with pytest.raises(Exception, match="images are not supported"):
+        hf.apply_chat_template(image, tokenize=False)
+
+
+def test_sampling_without_top_k_disables_transformers_default_top_k(exported, tmp_path):
+    from transformers import GenerationConfig
+
+    model, tokenizer, _ = exported
+    spec = VariantSpec(name="open", generation=GenerationDefaults(temperature=0.8, top_k=None, top_p=None))
+    out = export_variant(model, tokenizer, spec, tmp_path / "open", base_model="t")
+    loaded = GenerationConfig.from_pretrained(out)
+    assert (loaded.top_k, loaded.top_p) == (0, 1.0)  # 0: transformers adds no TopKLogitsWarper (not 50)

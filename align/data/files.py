@@ -1,0 +1,134 @@
+"""Raw rows of one local data file: JSON lines, a JSON document, CSV or parquet (optionally gzipped text).
+
+Every row carries where it came from, so the loader's errors name the file and the line (or row).
+Text files are read as UTF-8 with an optional byte-order mark (as Excel and some editors write them).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from align.data.errors import DataError
+from align.errors import InvalidInput
+
+SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".csv", ".csv.gz", ".parquet")
+
+
+@dataclass(frozen=True)
+class Row:
+    """A raw row and where it came from; `value` is the parsed row or the DataError parsing raised."""
+
+    source: str
+    row_kind: str  # "line" (text files: the physical 1-based line number) or "row" (1-based index)
+    number: int
+    value: Any
+
+
+def file_rows(path: Path) -> Iterator[Row]:
+    """The rows of one data file; DataError (raised, not yielded) when the whole file is unreadable."""
+    name = str(path)
+    if name.endswith(".parquet"):
+        yield from (Row(name, "row", i, r) for i, r in _parquet_rows(path))
+    elif name.endswith((".jsonl", ".jsonl.gz")):
+        yield from _json_lines(path)
+    elif name.endswith((".json", ".json.gz")):
+        yield from _json_document(path)
+    elif name.endswith((".csv", ".csv.gz")):
+        yield from _csv_rows(path)
+    else:
+        raise InvalidInput(f"{name}: unsupported file type; expected one of {SUFFIXES}")
+
+
+def _open_text(path: Path, newline: str | None = None):
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline=newline)
+    return open(path, encoding="utf-8-sig", newline=newline)
+
+
+def _json_lines(path: Path) -> Iterator[Row]:
+    """Rows with their physical 1-based line numbers; blank lines are skipped but counted."""
+    with _open_text(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line.rstrip("\r\n"))  # so a cut-off line reports its own column
+            except json.JSONDecodeError as e:
+                value = DataError(f"invalid JSON: {e.msg} at column {e.colno}")
+            yield Row(str(path), "line", number, value)
+
+
+def _json_document(path: Path) -> Iterator[Row]:
+    """A .json file: an array of rows, a single row object, or JSON lines saved as .json."""
+    with _open_text(path) as f:
+        text = f.read()
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as e:
+        if _looks_like_json_lines(text):
+            yield from _json_lines(path)
+            return
+        # One document (an array, or an object spread over lines): only json's own position is right.
+        raise DataError(
+            f"invalid JSON: {e.msg} at column {e.colno}", source=str(path), row=e.lineno, row_kind="line"
+        ) from None
+    if isinstance(rows, dict):  # a single object: JSON lines with one row
+        first = next(i for i, line in enumerate(text.splitlines(), 1) if line.strip())
+        yield Row(str(path), "line", first, rows)
+    elif isinstance(rows, list):
+        yield from (Row(str(path), "row", i, r) for i, r in enumerate(rows, 1))
+    else:
+        raise DataError(f"a .json file must hold a list of rows, got {type(rows).__name__}", source=str(path))
+
+
+def _looks_like_json_lines(text: str) -> bool:
+    """JSON lines put one value on each line, so one of the first two lines parses on its own (a file
+    with one cut-off line also counts); a pretty-printed document's first lines never do."""
+    if text.lstrip().startswith("["):
+        return False
+    lines = [line for line in text.splitlines() if line.strip()][:2]
+    return len(lines) < 2 or any(_parses(line) for line in lines)
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _csv_rows(path: Path) -> Iterator[Row]:
+    """Header-keyed string rows, numbered by the line each record starts on; blank lines are skipped."""
+    with _open_text(path, newline="") as f:  # newline="": csv handles line ends inside quoted fields
+        reader = csv.reader(f)
+        header = next(reader, None)
+        start = reader.line_num + 1
+        try:
+            for record in reader:  # a blank line is an empty record
+                if record:
+                    value = (
+                        dict(zip(header, record, strict=True))
+                        if len(record) == len(header)
+                        else DataError(f"{len(record)} fields where the header has {len(header)}")
+                    )
+                    yield Row(str(path), "line", start, value)
+                start = reader.line_num + 1
+        except csv.Error as e:  # e.g. a quote never closed: the rest of the file cannot be split into rows
+            raise DataError(f"invalid CSV: {e}", source=str(path), row=start, row_kind="line") from None
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    import pyarrow.parquet as pq  # a dependency of `datasets`; imported lazily since most data is JSONL
+
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, row
