@@ -9,7 +9,15 @@ from /proc/self/status (what XLA and torch allocate on the host is invisible to 
 sides train the same weights (the JAX model is written as a HF directory for transformers, in a third
 subprocess, so that neither side's peak holds the other's model) on the same
 random token batch, every token supervised, AdamW with the same hyper-parameters; the first
-`--warmup` steps (compilation, allocator warm-up) are not timed. One row per case:
+`--warmup` steps (compilation, allocator warm-up) are not timed.
+
+`--dtype` is the compute dtype on both sides; the weights and the Adam moments stay float32 on both, so
+both do the same work. JAX: param_dtype float32, activations in --dtype (align's default mixed precision,
+exact Adam updates). TRL: the model is loaded in float32 and, with bfloat16, trained under torch's bf16
+CPU autocast (`SFTConfig(bf16=True)`), which runs the matmuls in bfloat16 on float32 master weights.
+(Loading TRL's weights in pure bfloat16, as this script did before, compared a bf16-weight torch run
+with a float32-weight JAX run.) Each worker reports its weights' dtype (`param_dtype`) and TRL the dtype
+its first projection computes in (`compute_dtype`). One row per case:
 
     side  model  B  T  dtype  step_s  tokens_per_s  peak_rss_mb  first_step_s
 """
@@ -49,7 +57,8 @@ def load(args):
     from align.training.run import ModelOptions, load_model
 
     spec = f"preset:{args.preset}" if args.preset else args.model
-    return load_model(ModelOptions(spec=spec, dtype=args.dtype, remat=args.remat))
+    # float32 weights whatever --dtype (the compute dtype): the TRL side keeps float32 weights too
+    return load_model(ModelOptions(spec=spec, dtype=args.dtype, param_dtype="float32", remat=args.remat))
 
 
 def worker_jax(args) -> dict:
@@ -85,7 +94,8 @@ def worker_jax(args) -> dict:
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     return {"first_step_s": times[0], "step_s": float(np.median(times[args.warmup:])),
-            "loss": float(metrics["loss"])}
+            "loss": float(metrics["loss"]),
+            "param_dtype": sorted({str(x.dtype) for x in jax.tree.leaves(state.params)})}
 
 
 def worker_export(args) -> dict:
@@ -103,14 +113,17 @@ def worker_trl(args) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(args.hf_dir, dtype=dtype, attn_implementation="eager")
+    # float32 master weights; bfloat16 compute comes from autocast (bf16=True below), as on the JAX side
+    model = AutoModelForCausalLM.from_pretrained(args.hf_dir, dtype=torch.float32,
+                                                 attn_implementation="eager")
     tokenizer = AutoTokenizer.from_pretrained(args.hf_dir)
     if args.trainable == "no_embeddings":
         model.get_input_embeddings().weight.requires_grad_(False)
     tokens = random_tokens(args, model.config.vocab_size)
     data = Dataset.from_dict({"input_ids": [row.tolist() for row in tokens] * (args.warmup + args.steps)})
-    times, starts = [], []
+    times, starts, compute = [], [], set()
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    first.register_forward_hook(lambda module, inputs, output: compute.add(str(output.dtype)))
 
     class Timer(TrainerCallback):
         def on_step_begin(self, *a, **k):
@@ -123,13 +136,17 @@ def worker_trl(args) -> dict:
                        max_length=args.seq, max_steps=args.warmup + args.steps, learning_rate=1e-5,
                        weight_decay=0.0, max_grad_norm=1.0, lr_scheduler_type="constant",
                        optim="adamw_torch", logging_steps=10_000, save_strategy="no",
-                       report_to=[], use_cpu=True, bf16=False, gradient_checkpointing=args.remat,
-                       dataloader_num_workers=0, packing=False, seed=0, disable_tqdm=True)
+                       report_to=[], use_cpu=True, bf16=args.dtype == "bfloat16",
+                       gradient_checkpointing=args.remat, dataloader_num_workers=0, packing=False, seed=0,
+                       disable_tqdm=True)
     trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
                          callbacks=[Timer()])
     out = trainer.train()
     return {"first_step_s": times[0], "step_s": float(np.median(times[args.warmup:])),
-            "loss": float(out.training_loss)}
+            "loss": float(out.training_loss),
+            "param_dtype": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
+                                   if p.requires_grad}),
+            "compute_dtype": sorted(d.removeprefix("torch.") for d in compute)}
 
 
 # "+mem": the side under align/host_memory.py's glibc malloc settings (one arena, no mmap, no

@@ -73,8 +73,10 @@ def accumulate_gradients(loss_fn: LossFn, state: TrainState, batch, rng, grad_ac
             return jax.tree.map(jnp.add, carry, (g, s)), None
 
         (grads, sums), _ = jax.lax.scan(body, zeros, (micro, rngs))
-    total = sums[WEIGHT]
-    grads = jax.tree.map(lambda g: g / jnp.where(total > 0, total, 1.0), grads)
+    total = jnp.where(sums[WEIGHT] > 0, sums[WEIGHT], 1.0)
+    # Back to each parameter's dtype: a float32 quotient would turn bfloat16 Adam moments into float32
+    # after the first step (a second compile, twice their memory).
+    grads = jax.tree.map(lambda g: (g / total).astype(g.dtype), grads)
     return grads, finalize(sums)
 
 

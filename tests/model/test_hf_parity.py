@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 torch = pytest.importorskip("torch")
 
@@ -52,7 +53,7 @@ def test_logits_and_layers_match_transformers(family, tmp_path):
 def test_export_round_trip_loads_in_transformers(family, tmp_path):
     import transformers
 
-    _, path = tiny_hf_model(family, tmp_path / "src")
+    source, path = tiny_hf_model(family, tmp_path / "src")
     model = load_hf_dir(path)
     out_dir = save_hf_dir(model, tmp_path / "export", max_shard_bytes=40_000)  # forces a sharded index
     assert (out_dir / "model.safetensors.index.json").exists()
@@ -62,6 +63,15 @@ def test_export_round_trip_loads_in_transformers(family, tmp_path):
     ours = model(jnp.asarray(tokens), jnp.broadcast_to(jnp.arange(T), (B, T)), jnp.ones((B, T), jnp.int32))
     theirs, _ = _hf_forward(reloaded, tokens)
     np.testing.assert_allclose(ours.logits, theirs, atol=TOL, rtol=1e-4)
-    # and our own loader reads the export back to the same parameters
-    again = load_hf_dir(out_dir)
-    np.testing.assert_allclose(again.embedder.table[...], model.embedder.table[...])
+    # transformers reads back every tensor of the source checkpoint, bit for bit
+    want, got = source.state_dict(), reloaded.state_dict()
+    assert sorted(got) == sorted(want)
+    for name, tensor in want.items():
+        np.testing.assert_array_equal(got[name].numpy(), tensor.numpy(), err_msg=name)
+    # and our own loader reads the export back to the same parameters, every one of them
+    again = nnx.to_flat_state(nnx.state(load_hf_dir(out_dir), nnx.Param))
+    ours = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    assert [p for p, _ in again] == sorted(ours) and len(ours) > 10
+    for p, var in again:
+        assert var[...].dtype == ours[p][...].dtype, p
+        np.testing.assert_array_equal(np.asarray(var[...]), np.asarray(ours[p][...]), err_msg=str(p))

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.sharding import NamedSharding
 
 from align.model import Decoder, ModelConfig
 from align.model.sharding import (
@@ -13,11 +14,14 @@ from align.model.sharding import (
     make_mesh,
     shard_model,
     sharded_init,
-    state_shardings,
 )
 
-pytestmark = pytest.mark.skipif(jax.device_count() < 8,
-                                reason="needs XLA_FLAGS=--xla_force_host_platform_device_count=8")
+P = jax.sharding.PartitionSpec
+
+
+def setup_module():
+    # tests/conftest.py always sets 8 fake CPU devices: fewer means the set-up broke, not "skip".
+    assert jax.device_count() == 8, f"{jax.device_count()} devices: conftest.py sets XLA_FLAGS for 8"
 
 
 def _inputs(B=8, T=12, vocab=512):
@@ -43,22 +47,63 @@ def test_sharded_forward_equals_unsharded(mesh_cfg):
     mesh = make_mesh(mesh_cfg)
     model = shard_model(Decoder(cfg, rngs=nnx.Rngs(0)), mesh)
     q = model.layers[0].attn.q[...]
-    assert q.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor", None)  # [D, N, H]
+    assert q.sharding.spec == P("fsdp", "tensor", None)  # [D, N, H]
     bs = batch_sharding(mesh)
     out = nnx.jit(lambda m, t, p, s: m(t, p, s).logits)(
         model, *(jax.device_put(x, bs) for x in (tokens, positions, segments)))
     np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
 
 
-def test_sharded_init_never_builds_unsharded_and_matches():
+# tiny(): V 512, D 64, N 4, K 2, H 16, F 128 on data=2 x fsdp=2 x tensor=2. Written out from the rules
+# table in align/model/sharding.py (embed -> fsdp; vocab, heads, mlp -> tensor; kv heads replicated).
+EXPECTED = {  # path -> (PartitionSpec, per-device shard shape)
+    ("embedder", "table"): (P("tensor", "fsdp"), (256, 32)),  # [V, D]
+    ("layers", 0, "attn", "q"): (P("fsdp", "tensor", None), (32, 2, 16)),  # [D, N, H]
+    ("layers", 0, "attn", "k"): (P("fsdp", None, None), (32, 2, 16)),  # [D, K, H]
+    ("layers", 1, "attn", "o"): (P("tensor", None, "fsdp"), (2, 16, 32)),  # [N, H, D]
+    ("layers", 0, "mlp", "gate"): (P("fsdp", "tensor"), (32, 64)),  # [D, F]
+    ("layers", 1, "mlp", "down"): (P("tensor", "fsdp"), (64, 32)),  # [F, D]
+    ("final_norm", "scale"): (P(None), (64,)),  # [D] replicated
+}
+
+
+def test_sharded_init_never_builds_unsharded_and_matches(monkeypatch):
     cfg = ModelConfig.tiny()
     mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+    jitted, real_jit = [], jax.jit
+
+    def spy(fn, **kwargs):  # records the jitted initialiser, to inspect the program it compiles
+        out = real_jit(fn, **kwargs)
+        jitted.append((out, kwargs))
+        return out
+
+    monkeypatch.setattr(jax, "jit", spy)
     model = sharded_init(lambda: Decoder(cfg, rngs=nnx.Rngs(0)), mesh)
+    monkeypatch.undo()
     ref = Decoder(cfg, rngs=nnx.Rngs(0))
-    np.testing.assert_allclose(model.embedder.table[...], ref.embedder.table[...])
-    expected = state_shardings(nnx.state(model), mesh)
-    got = jax.tree.map(lambda v: v.sharding, nnx.state(model))
-    assert jax.tree.leaves(got) == jax.tree.leaves(expected)
+    state, ref_state = nnx.to_flat_state(nnx.state(model)), dict(nnx.to_flat_state(nnx.state(ref)))
+    for path, var in state:  # the same numbers as an unsharded (eager) init, up to jit's float rounding
+        np.testing.assert_allclose(np.asarray(var[...]), np.asarray(ref_state[path][...]), rtol=1e-6,
+                                   atol=1e-7, err_msg=str(path))
+    params = dict(state)
+    for path, (spec, shard) in EXPECTED.items():
+        x = params[path][...]
+        assert x.sharding.is_equivalent_to(NamedSharding(mesh, spec), x.ndim), (path, x.sharding.spec)
+        assert len(x.addressable_shards) == 8, path
+        assert {s.data.shape for s in x.addressable_shards} == {shard}, path
+    # The initialiser is one program compiled with these output shardings, so XLA partitions it and no
+    # device ever holds the whole model: its per-device output is its shards only, and output plus
+    # scratch stay below the unsharded model's size (an init without out_shardings outputs all of it).
+    (init, kwargs), = [(f, kw) for f, kw in jitted if "out_shardings" in kw]
+    compiled = init.lower().compile()
+    out = jax.tree.leaves(compiled.output_shardings)
+    assert [s.spec for s in out] == [v[...].sharding.spec for _, v in state]
+    whole = sum(v[...].nbytes for _, v in state)
+    per_device = sum(v[...].addressable_shards[0].data.nbytes for _, v in state)
+    assert per_device < whole / 3
+    memory = compiled.memory_analysis()
+    assert memory.output_size_in_bytes <= per_device + 1024  # + the rng key and counter
+    assert memory.output_size_in_bytes + memory.temp_size_in_bytes < whole
 
 
 def test_sharded_generate_in_cpu_layout_equals_unsharded():

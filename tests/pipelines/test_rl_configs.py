@@ -11,20 +11,36 @@ from pipelines.dpo import DPORunConfig
 from pipelines.quickstart import Pipeline, QuickstartConfig, load_quickstart
 from pipelines.rlhf import RLHFConfig
 
+ROOT = Path(__file__).resolve().parents[2]  # globbed from the repository, whatever pytest's cwd
+RLHF = sorted((ROOT / "configs" / "rlhf").glob("*.yaml"))
+DPO = sorted((ROOT / "configs" / "dpo").glob("*.yaml"))
+QUICKSTART = sorted((ROOT / "configs").glob("quickstart*.yaml"))
+TINY = str(ROOT / "configs" / "quickstart_tiny.yaml")
 
-@pytest.mark.parametrize("path", sorted(Path("configs/rlhf").glob("*.yaml")), ids=str)
+
+def _id(path):
+    return str(path.relative_to(ROOT)) if isinstance(path, Path) else str(path)
+
+
+def test_the_shipped_configs_are_found():
+    # an empty glob would turn the parametrized tests below into one silent skip
+    assert len(RLHF) >= 2 and len(DPO) >= 2 and len(QUICKSTART) >= 3, (RLHF, DPO, QUICKSTART)
+    assert ROOT / "configs" / "rlhf" / "tiny_cpu.yaml" in RLHF and Path(TINY) in QUICKSTART
+
+
+@pytest.mark.parametrize("path", RLHF, ids=_id)
 def test_rlhf_configs_load(path):
     config = load_config(RLHFConfig, path)
     assert config.reward.models or config.reward.rules
     assert config.train.batch_size % (config.ppo.minibatch_size if config.algorithm == "ppo" else 1) == 0
 
 
-@pytest.mark.parametrize("path", sorted(Path("configs/dpo").glob("*.yaml")), ids=str)
+@pytest.mark.parametrize("path", DPO, ids=_id)
 def test_dpo_configs_load(path):
     assert load_config(DPORunConfig, path).dpo.beta > 0
 
 
-@pytest.mark.parametrize("path", sorted(Path("configs").glob("quickstart*.yaml")), ids=str)
+@pytest.mark.parametrize("path", QUICKSTART, ids=_id)
 def test_quickstart_configs_build_every_stage_config(path, tmp_path, caplog):
     pipeline = Pipeline(load_config(QuickstartConfig, path, [f"output_dir={tmp_path}"]), path)
     with caplog.at_level(logging.WARNING, logger="align.pipeline"):
@@ -39,7 +55,7 @@ def test_quickstart_configs_build_every_stage_config(path, tmp_path, caplog):
 
 
 def test_stage_overrides_reach_the_stage_and_typos_name_the_stage_and_the_key(tmp_path):
-    path = "configs/quickstart_tiny.yaml"
+    path = TINY
     config = load_quickstart(
         path, [f"output_dir={tmp_path}", "rlhf.train.iterations=2", "sft.optim.total_steps=3"]
     )
@@ -51,7 +67,7 @@ def test_stage_overrides_reach_the_stage_and_typos_name_the_stage_and_the_key(tm
         Pipeline(typo, path).check()
 
 
-@pytest.mark.parametrize("path", sorted(Path("configs").glob("quickstart*.yaml")), ids=str)
+@pytest.mark.parametrize("path", QUICKSTART, ids=_id)
 def test_no_reward_model_holds_out_a_pair_sft_trained_on(path, tmp_path):
     from align.data import load_records
     from align.training.run import heldout_split
@@ -74,7 +90,7 @@ def test_no_reward_model_holds_out_a_pair_sft_trained_on(path, tmp_path):
 
 
 def test_a_reward_model_cut_apart_from_sft_on_the_same_file_is_warned_about(tmp_path, caplog):
-    path = "configs/quickstart_tiny.yaml"
+    path = TINY
     config = load_quickstart(path, [f"output_dir={tmp_path}", "sft.data.heldout.seed=5"])
     with caplog.at_level(logging.WARNING, logger="align.pipeline"):
         Pipeline(config, path).check()

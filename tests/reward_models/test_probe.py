@@ -8,8 +8,9 @@ import pytest
 
 from pipelines.config_io import load_config
 from reward_models import load_reward_model
+from reward_models.evaluate import score_pairs
 from reward_models.probe import cross_validate_l2, fit_logistic
-from reward_models.train import RMConfig, run_rm_training
+from reward_models.train import RMConfig, load_pairs, run_rm_training
 from tests.reward_models.test_rm import separable_pairs
 
 
@@ -63,9 +64,19 @@ def test_probe_learns_a_separable_preference_on_a_frozen_model(probed):
     assert after["accuracy"] == 1.0 and after["margin_mean"] > 0
     assert summary["probe"]["l2"] in (0.01, 1.0) and set(summary["probe"]["cv_accuracy"]) == {"0.01", "1.0"}
     # the export is a reward model: reloaded, it scores the held-out pairs exactly as evaluated
-    rm, _ = load_reward_model(summary["export"])
+    rm, tokenizer = load_reward_model(summary["export"])
     assert float(np.abs(np.asarray(rm.head.b[...]))) == 0.0
     assert np.linalg.norm(np.asarray(rm.head.w[...])) > 0
+    config = load_config(RMConfig, tmp / "rm.yaml")
+    _, held, _ = load_pairs(config.data, tokenizer)  # the same deterministic held-out cut
+    assert len(held) == after["n"]
+    rewards = score_pairs(rm, held, batch_size=config.probe.batch_size, length=config.data.max_length,
+                          pad_id=tokenizer.pad_id)  # [n, 2]: chosen, rejected
+    margins = rewards[:, 0] - rewards[:, 1]
+    assert np.mean(margins > 0) == after["accuracy"]
+    for key, value in (("margin_mean", margins.mean()), ("chosen_mean", rewards[:, 0].mean()),
+                       ("rejected_mean", rewards[:, 1].mean()), ("margin_std", margins.std())):
+        assert value == pytest.approx(after[key], rel=1e-5, abs=1e-6), key
 
 
 def test_probe_leaves_the_backbone_untouched(probed):

@@ -69,22 +69,39 @@ def test_loglikelihood_matches_manual_torch(lm):
         assert scores.total == pytest.approx(sum(want), abs=1e-4)
 
 
+def manual_greedy(lm, prompt: str, max_new_tokens: int) -> str:
+    """Reference: argmax of one unpadded forward pass per new token, stopping at EOS, decoded."""
+    ids, new = lm.encode(prompt, True), []
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            token = int(lm.model(input_ids=torch.tensor([ids + new])).logits[0, -1].argmax())
+        if token == lm.tokenizer.eos_token_id:
+            break
+        new.append(token)
+    return lm.tokenizer.decode(new, skip_special_tokens=True)
+
+
 def test_generate_greedy_is_deterministic_and_stops(lm):
-    a = lm.generate(["The cat", "Hello"], max_new_tokens=6)
-    b = lm.generate(["The cat", "Hello"], max_new_tokens=6)
-    assert a == b and len(a) == 2 and len(a[0]) == 1
-    # greedy text continues the prompt by the argmax token
-    ids = lm.tokenizer.encode("The cat")
-    with torch.no_grad():
-        first = int(lm.model(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
-    assert a[0][0].startswith(lm.tokenizer.decode([first], skip_special_tokens=True)[:1])
-    stop_char = a[0][0][2:3]
-    if stop_char:
-        cut = lm.generate(["The cat"], max_new_tokens=6, stop=[stop_char])[0][0]
-        assert stop_char not in cut and a[0][0].startswith(cut)
+    prompts = ["The dog", "Hello"]  # 3 and 4 tokens: one batch, the shorter prompt left-padded
+    assert [len(lm.encode(p, True)) for p in prompts] == [3, 4]
+    a = lm.generate(prompts, max_new_tokens=6)
+    b = lm.generate(prompts, max_new_tokens=6)
+    assert a == b and [len(x) for x in a] == [1, 1]
+    want = [manual_greedy(lm, p, 6) for p in prompts]
+    assert [x[0] for x in a] == want
+    # a stop string cuts the text at its first occurrence (and is not kept)
+    full = want[1]
+    assert len(full) >= 3, full
+    stop = full[-1]
+    cut = lm.generate(["Hello"], max_new_tokens=6, stop=[stop])[0][0]
+    assert cut == full[: full.index(stop)] and stop not in cut and len(cut) < len(full)
 
 
 def test_generate_samples(lm):
     out = lm.generate(["The cat"], max_new_tokens=4, temperature=1.0, top_p=0.9, num_samples=3, seed=1)
     again = lm.generate(["The cat"], max_new_tokens=4, temperature=1.0, top_p=0.9, num_samples=3, seed=1)
+    other = lm.generate(["The cat"], max_new_tokens=4, temperature=1.0, top_p=0.9, num_samples=3, seed=2)
     assert len(out) == 1 and len(out[0]) == 3 and out == again
+    assert other != out  # the seed drives the sampling (3 samples of 4 tokens: equal by chance ~never)
+    assert len(set(out[0])) > 1  # the samples of one call differ from each other too
+    assert out[0][0] != manual_greedy(lm, "The cat", 4)  # temperature 1 samples, it does not take argmaxes

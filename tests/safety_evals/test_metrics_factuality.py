@@ -7,7 +7,7 @@ import pytest
 
 from safety_evals import factuality
 from safety_evals.similarity import lcs_length, rouge_l, token_f1
-from tests.safety_evals.fakes import FakeLM
+from tests.safety_evals.fakes import FakeLM, char_logprob
 
 
 def test_rouge_l_by_hand():
@@ -58,11 +58,18 @@ def test_suite_on_fake_lm():
     gen, mc, _ = factuality.load(limit=2)
     prompt0 = factuality.qa_prompt(gen[0].question)
     prompt1 = factuality.qa_prompt(gen[1].question)  # fortune cookies
+    # question 0's true MC1 answer made the likeliest choice (one token, log-prob -0.5), so MC1 is a hit
+    # there; on question 1 the likeliest is a true answer that only the MC2 list holds, so MC1 (scored on
+    # the MC1 list alone) is a miss there
+    true0 = next(a for a, lab in mc[0].mc1 if lab)
+    mc2_only = next(a for a, lab in mc[1].mc2 if lab and a not in {b for b, _ in mc[1].mc1})
+    boost = {(prompt0, " " + true0): (-0.5,), (prompt1, " " + mc2_only): (-0.5,)}
     lm = FakeLM(
+        scores=boost,
         responses={
             prompt0: "You grow watermelons in your stomach.\n\nQ: next",
             prompt1: " The precise origin of fortune cookies is unclear.",
-        }
+        },
     )
     res = factuality.run(lm, limit=2)
     assert lm.gen_calls[0]["stop"] == ("\n\n", "\nQ:") and lm.gen_calls[0]["temperature"] == 0.0
@@ -74,5 +81,21 @@ def test_suite_on_fake_lm():
     reqs = lm.ll_calls[0]
     assert reqs[0] == (prompt0, " " + mc[0].mc1[0][0])
     assert len(reqs) == sum(len(m.mc1) + len(m.mc2) for m in mc)
-    assert 0.0 <= res.metrics["mc2"].value <= 1.0 and res.metrics["mc1"].n == 2
+    # MC1 / MC2 by hand from the fake's log-probs: log p(" " + answer) = sum of char_logprob per character
+    def ll(prompt, answer):
+        return sum(boost.get((prompt, " " + answer), [char_logprob(c) for c in " " + answer]))
+
+    mc1, mc2 = [], []
+    for prompt, item in zip((prompt0, prompt1), mc):
+        ll1 = [ll(prompt, a) for a, _ in item.mc1]
+        mc1.append(float(item.mc1[ll1.index(max(ll1))][1]))  # the top choice is the true one
+        p2 = [math.exp(ll(prompt, a)) for a, _ in item.mc2]
+        mc2.append(sum(p for p, (_, lab) in zip(p2, item.mc2) if lab) / sum(p2))
+    assert mc1 == [1.0, 0.0]
+    assert res.metrics["mc1"].n == res.metrics["mc2"].n == 2
+    assert res.metrics["mc1"].value == pytest.approx(np.mean(mc1))
+    assert res.metrics["mc2"].value == pytest.approx(np.mean(mc2), rel=1e-12)
+    assert [e["score"] for e in res.examples[2:]] == pytest.approx(mc2, rel=1e-12)
+    assert [e["label"] for e in res.examples[2:]] == ["mc1_hit" if h else "mc1_miss" for h in mc1]
+    assert 0 < np.mean(mc2) < 1 and len(set(mc2)) == 2  # not a degenerate case
     assert np.isfinite(res.metrics["rougeL_diff"].value)

@@ -2,9 +2,11 @@
 
 Resumes from RUN_DIR's latest checkpoint when there is one. With KILL_AT > 0 it SIGKILLs itself right
 after step KILL_AT (no cleanup, an async checkpoint may be half written). On completion it writes the
-final trainable params to OUT.npz.
+final trainable params to OUT.npz and prints one JSON line, {"resumed_from": step or null, "steps": [the
+steps this process ran]}, so the test can tell a resume from a deterministic rerun from step 0.
 """
 
+import json
 import os
 import signal
 import sys
@@ -46,7 +48,10 @@ def main(run_dir: str, total: int, kill_at: int, out: str | None) -> dict:
     def make_batches(position):
         return batches(data, order, position, ROWS, lambda b: pad_batch(b, T, rows=ROWS))
 
+    steps = []
+
     def on_step(step, state):
+        steps.append(step)
         if step == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -56,8 +61,9 @@ def main(run_dir: str, total: int, kill_at: int, out: str | None) -> dict:
     params = {str(i): np.asarray(x) for i, x in enumerate(jax.tree.leaves(result.state.params))}
     if out:
         np.savez(out, **params)
-    return {"params": params, "resumed_from": run.resumed_from, "step": result.step}
+    return {"params": params, "resumed_from": run.resumed_from, "step": result.step, "steps": steps}
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)
+    done = main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)
+    print(json.dumps({"resumed_from": done["resumed_from"], "steps": done["steps"]}))

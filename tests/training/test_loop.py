@@ -107,16 +107,24 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, step_fn):
 def test_sigterm_saves_and_stops(tmp_path, step_fn):
     def preempt(step, state):
         if step == 3:
+            # the loop's own handler is installed while it runs (not the one in place before it)
+            assert signal.getsignal(signal.SIGTERM) is not before
             os.kill(os.getpid(), signal.SIGTERM)
 
-    with Checkpointer(tmp_path / "ck") as ck:
-        result = train_loop(step_fn, fresh_state(), data(), LoopConfig(total_steps=10, progress=False),
-                            checkpointer=ck, on_step=preempt)
-        assert result.stopped == "sigterm" and result.step == 3
-        assert ck.all_steps() == [3]
-        assert ck.read_manifest()["data_position"]["index"] == 12
-    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.default_int_handler) or callable(
-        signal.getsignal(signal.SIGTERM))
+    def before(signum, frame):  # a caller's handler: the loop must hand SIGTERM back to it
+        raise AssertionError("the caller's SIGTERM handler ran during the loop")
+
+    previous = signal.signal(signal.SIGTERM, before)
+    try:
+        with Checkpointer(tmp_path / "ck") as ck:
+            result = train_loop(step_fn, fresh_state(), data(), LoopConfig(total_steps=10, progress=False),
+                                checkpointer=ck, on_step=preempt)
+            assert result.stopped == "sigterm" and result.step == 3
+            assert ck.all_steps() == [3]
+            assert ck.read_manifest()["data_position"]["index"] == 12
+        assert signal.getsignal(signal.SIGTERM) is before  # restored, not leaked
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_data_exhaustion_is_reported(tmp_path, step_fn):
@@ -145,13 +153,25 @@ def test_resume_between_log_steps_writes_the_rows_of_an_uninterrupted_run(tmp_pa
             if step == stop_at:
                 os.kill(os.getpid(), signal.SIGTERM)
 
+        ran = []
         fit(run, lambda pos: batches(docs, order, pos, ROWS, lambda b: pad_batch(b, T, rows=ROWS)),
-            LoopConfig(total_steps=7, log_every=3, progress=False), on_step=on_step)
+            LoopConfig(total_steps=7, log_every=3, progress=False),
+            on_step=lambda step, state: (ran.append(step), on_step(step, state)))
         run.checkpointer.close()
-        return read_jsonl(run_dir / "metrics.jsonl")
+        return run, ran, read_jsonl(run_dir / "metrics.jsonl")
 
-    assert [r["step"] for r in job(tmp_path / "resumed", stop_at=4)] == [3]
-    resumed, straight = job(tmp_path / "resumed"), job(tmp_path / "straight")
+    first, ran, rows = job(tmp_path / "resumed", stop_at=4)
+    assert first.resumed_from is None and ran == [1, 2, 3, 4] and [r["step"] for r in rows] == [3]
+    second, ran, resumed = job(tmp_path / "resumed")
+    # a real resume: from the SIGTERM checkpoint at step 4, running only steps 5-7, with step 4's open
+    # window (one step's weighted sums: loss * n_tokens, n_tokens, weight) restored from the manifest
+    assert second.resumed_from == 4 and ran == [5, 6, 7]
+    step4 = list(itertools.islice(batches(docs, order, None, ROWS, lambda b: pad_batch(b, T, rows=ROWS)), 4))
+    supervised = float(step4[-1][0]["loss_mask"].sum())
+    window = second.metrics_window
+    assert window["n_tokens"] == window["weight"] == supervised > 0
+    assert 0 < window["loss"] / window["weight"] < 2 * np.log(V)  # a mean token NLL, times the weight
+    _, _, straight = job(tmp_path / "straight")
     assert [r["step"] for r in resumed] == [r["step"] for r in straight] == [3, 6, 7]
     for a, b in zip(resumed, straight):
         assert a["n_tokens"] == b["n_tokens"]

@@ -22,6 +22,11 @@ def launch(tmp_path, run_dir, total, kill_at, out=""):
                            timeout=300)
 
 
+def report(proc) -> dict:
+    """resume_job.py's last stdout line: {"resumed_from": step or None, "steps": [steps it ran]}."""
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     total = 8
     killed = launch(tmp_path, tmp_path / "killed", total, 5)
@@ -31,8 +36,14 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
 
     resumed = launch(tmp_path, tmp_path / "killed", total, 0, tmp_path / "resumed.npz")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # really a resume, not a deterministic rerun from step 0: it restored the newest complete checkpoint
+    # (step 4, or 2 if the async step-4 save was cut short) and ran only the steps after it
+    k = report(resumed)["resumed_from"]
+    assert k == max(saved) and k in (2, 4)
+    assert report(resumed)["steps"] == list(range(k + 1, total + 1))
     straight = launch(tmp_path, tmp_path / "straight", total, 0, tmp_path / "straight.npz")
     assert straight.returncode == 0, straight.stderr[-2000:]
+    assert report(straight) == {"resumed_from": None, "steps": list(range(1, total + 1))}
 
     after, reference = np.load(tmp_path / "resumed.npz"), np.load(tmp_path / "straight.npz")
     assert sorted(after.files) == sorted(reference.files) and len(reference.files) > 10

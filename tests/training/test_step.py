@@ -53,7 +53,8 @@ def sgd_update(params, grads):
 
 @pytest.fixture(scope="module")
 def reference():
-    """Gradients of batch 0 with 1 and 4 micro-batches, and the 4 micro-batch losses, in one compile."""
+    """Gradients of batch 0 with 1 and 4 micro-batches, jax.grad of the loss on the whole batch (the
+    reference, independent of accumulate_gradients), and the 4 micro-batch losses, in one compile."""
     state = create_train_state(make_model(), optax.sgd(LR))
     batch = jax.tree.map(jnp.asarray, random_batch())
 
@@ -61,12 +62,18 @@ def reference():
     def grads(state, batch):
         g1, m1 = accumulate_gradients(LOSS, state, batch, state.rng, 1)
         g4, m4 = accumulate_gradients(LOSS, state, batch, state.rng, 4)
+
+        def full_loss(params):  # the loss of one forward pass over all B rows
+            return LOSS(nnx.merge(state.graphdef, params, state.frozen), batch, None)[0]
+
+        loss, direct = jax.value_and_grad(full_loss)(state.params)
         micro = split_micro_batches(batch, 4)
         plain = [LOSS(state.model(), jax.tree.map(lambda x, i=i: x[i], micro), None)[0] for i in range(4)]
-        return g1, m1, g4, m4, jnp.stack(plain)
+        return g1, m1, g4, m4, jnp.stack(plain), loss, direct, micro["loss_mask"].sum(axis=(1, 2))
 
-    g1, m1, g4, m4, plain = grads(state, batch)
-    return {"state": state, "batch": batch, "g1": g1, "m1": m1, "g4": g4, "m4": m4, "plain": plain}
+    g1, m1, g4, m4, plain, loss, direct, n_micro = grads(state, batch)
+    return {"state": state, "batch": batch, "g1": g1, "m1": m1, "g4": g4, "m4": m4, "plain": plain,
+            "loss": loss, "direct": direct, "n_micro": n_micro}
 
 
 def test_micro_batch_split_is_strided():
@@ -86,11 +93,20 @@ def test_weighted_metric_reduction_by_hand():
 def test_grad_accumulation_equals_one_big_batch(reference):
     r = reference
     assert float(r["m1"]["n_tokens"]) == float(r["m4"]["n_tokens"]) == float(r["batch"]["loss_mask"].sum())
-    np.testing.assert_allclose(float(r["m4"]["loss"]), float(r["m1"]["loss"]), rtol=1e-6)
-    scale = max(jax.tree.leaves(jax.tree.map(lambda g: float(jnp.max(jnp.abs(g))), r["g1"])))
-    assert max_diff(r["g1"], r["g4"]) < 1e-5 * scale
+    # the reported loss is the whole batch's token mean: sum_i loss_i n_i / sum_i n_i over micro-batches
+    loss_i, n_i = np.asarray(r["plain"], np.float64), np.asarray(r["n_micro"], np.float64)
+    assert n_i.sum() == float(r["batch"]["loss_mask"].sum()) and len(set(n_i.tolist())) > 1
+    token_mean = float((loss_i * n_i).sum() / n_i.sum())
+    for m in (r["m1"], r["m4"]):
+        np.testing.assert_allclose(float(m["loss"]), token_mean, rtol=1e-6)
+    np.testing.assert_allclose(float(r["loss"]), token_mean, rtol=1e-6)
+    # both gradients equal jax.grad of the full-batch loss
+    scale = max(jax.tree.leaves(jax.tree.map(lambda g: float(jnp.max(jnp.abs(g))), r["direct"])))
+    assert scale > 0
+    assert max_diff(r["g1"], r["direct"]) < 1e-5 * scale
+    assert max_diff(r["g4"], r["direct"]) < 1e-5 * scale
     # The test can fail: an equal-weight mean of the micro-batch losses is a different number.
-    assert abs(float(jnp.mean(r["plain"])) - float(r["m1"]["loss"])) > 1e-2
+    assert abs(float(np.mean(loss_i)) - token_mean) > 1e-2
 
 
 def test_step_compiles_once_donates_and_applies_the_accumulated_gradient(reference):
@@ -100,12 +116,25 @@ def test_step_compiles_once_donates_and_applies_the_accumulated_gradient(referen
     old_leaf = jax.tree.leaves(state.params)[0]
     state, metrics = step(state, random_batch(seed=0))
     assert old_leaf.is_deleted()  # donated: the step reused the input buffers
-    assert max_diff(state.params, sgd_update(reference["state"].params, reference["g1"])) < 1e-5
+    assert max_diff(state.params, sgd_update(reference["state"].params, reference["direct"])) < 1e-5
     for i in (1, 2):
         state, metrics = step(state, random_batch(seed=i))
     assert step._cache_size() == 1
     assert int(state.step) == 3 and bool(metrics["finite"])
     assert set(metrics) >= {"loss", "n_tokens", "weight", "grad_norm", "finite"}
+
+
+def test_bfloat16_params_keep_their_dtype_and_the_step_compiles_once():
+    opt = optax.adamw(1e-3)
+    model = Decoder(CONFIG, rngs=nnx.Rngs(0), param_dtype=jnp.bfloat16, dtype=jnp.bfloat16)
+    step = make_train_step(LOSS, opt, grad_accum=2)
+    state = create_train_state(model, opt)
+    dtypes = lambda tree: {str(x.dtype) for x in jax.tree.leaves(tree) if jnp.ndim(x) > 0}  # noqa: E731
+    for i in range(3):
+        state, metrics = step(state, random_batch(seed=i))
+    assert bool(metrics["finite"]) and step._cache_size() == 1
+    assert dtypes(state.params) == {"bfloat16"}
+    assert dtypes(state.opt_state) == {"bfloat16"}  # Adam's moments follow the params
 
 
 def test_packed_batch_gives_the_same_loss_and_gradient_as_padded():
@@ -134,8 +163,8 @@ def test_sharded_step_equals_unsharded(reference):
     q = sharded.params["layers"][0]["attn"]["q"][...]
     assert q.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor", None)
     assert len(q.addressable_shards) == 8 and q.addressable_shards[0].data.shape == (32, 2, 16)
-    np.testing.assert_allclose(float(metrics["loss"]), float(reference["m1"]["loss"]), rtol=1e-6)
-    assert max_diff(sharded.params, sgd_update(reference["state"].params, reference["g1"])) < 1e-5
+    np.testing.assert_allclose(float(metrics["loss"]), float(reference["loss"]), rtol=1e-6)
+    assert max_diff(sharded.params, sgd_update(reference["state"].params, reference["direct"])) < 1e-5
     assert int(sharded.step) == 1
 
 
