@@ -32,19 +32,29 @@ class ConfigError(InvalidInput):
 
 
 class Source(str):
-    """A file name that also knows the line of every dotted key in it (for error messages)."""
+    """A file name that also knows the line of every dotted key in it and which keys were set by a
+    `key=value` override instead (for error messages)."""
 
     lines: dict[str, int]
+    overrides: dict[str, str]
 
-    def __new__(cls, name: str, lines: Mapping[str, int] | None = None):
+    def __new__(cls, name: str, lines: Mapping[str, int] | None = None,
+                overrides: Mapping[str, str] | None = None):
         obj = super().__new__(cls, name)
         obj.lines = dict(lines or {})
+        obj.overrides = dict(overrides or {})
         return obj
 
 
 def _at(source: str, key: str) -> str:
-    """"file:line" for a dotted key when the line is known, else the source name."""
+    """"file:line" for a dotted key when the line is known, "file (override 'k=v')" when an override
+    set it (or a section above it), else the source name."""
     key = re.sub(r"\[\d+\]$", "", key)
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):  # the override that set this key or a section above it
+        text = getattr(source, "overrides", {}).get(".".join(parts[:i]))
+        if text is not None:
+            return f"{source} (override {text!r})"
     line = getattr(source, "lines", {}).get(key)
     return f"{source}:{line}" if line else str(source)
 
@@ -145,7 +155,9 @@ def build(cls: type[T], data: Mapping[str, Any], *, source: str = "<config>", pr
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{source}: {prefix.rstrip('.') or cls.__name__}: {e}") from e
+        section = prefix.rstrip(".")
+        where = _at(source, section) if section else str(source)
+        raise ConfigError(f"{where}: {section or cls.__name__}: {e}") from e
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -216,6 +228,9 @@ def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequenc
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
     data = apply_overrides(cls, _fix_floats(data), overrides, source)
+    # A value an override set is reported at the override, not at the file line it replaced.
+    set_by = {".".join(parse_override(text)[0]): text for text in overrides}
+    source = Source(source, getattr(source, "lines", {}), set_by)
     return build(cls, data, source=source)
 
 

@@ -241,13 +241,20 @@ def train(config: RLHFConfig, state, iterate, kl_coef: float, make_stream, manif
     return result, start
 
 
+def eval_before_done(out: Path) -> bool:
+    """Both files of the starting policy's evaluation exist (evaluate_after reads the two)."""
+    return (out / "eval_before.json").exists() and (out / "eval_before_samples.json").exists()
+
+
 def evaluate_before(config: RLHFConfig, reference, held: list, tokenizer) -> None:
     """eval_before.json (+ samples): the starting policy's held-out reward, computed once per run."""
     out = Path(config.output_dir)
     reward_fn = build_reward(config.reward, tokenizer)
     before = evaluate_policy(reference, reference, reward_fn, held, tokenizer, **eval_options(config))
-    write_json(out / "eval_before.json", before.metrics)
+    # The samples first and eval_before.json last: a run killed between the two writes must not look
+    # evaluated, or evaluate_after would find no samples once the whole training is done.
     write_json(out / "eval_before_samples.json", before.samples)
+    write_json(out / "eval_before.json", before.metrics)
 
 
 def evaluate_after(config: RLHFConfig, policy, reference, reward_fn, held: list, tokenizer) -> dict:
@@ -275,7 +282,7 @@ def run_rlhf(config: RLHFConfig) -> dict:
     optimizer = make_optimizer(config.optim)
     state = initial_state(config, reference, optimizer)
     held = held_prompts[: config.eval.prompts]
-    if held and not (out / "eval_before.json").exists():
+    if held and not eval_before_done(out):
         evaluate_before(config, reference, held, tokenizer)
     reference_src, reward_src = training_views(config, reference, tokenizer)
     model_config = reference.config

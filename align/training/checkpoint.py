@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import os
 import subprocess
 from collections.abc import Mapping
@@ -28,6 +29,12 @@ import orbax.checkpoint as ocp
 from align.training.state import TrainState, with_shardings
 
 MANIFEST_FORMAT = "align.checkpoint/v1"
+# Manifest sections that describe the run; a resume under different values is warned about.
+RUN_SECTIONS = ("config", "model_config")
+# Keys that may differ without changing the run (the run directory itself may have been moved).
+IGNORED_CHANGES = ("config.output_dir",)
+
+log = logging.getLogger("align.checkpoint")
 
 
 def flatten_state(state: Any) -> dict[str, Any]:
@@ -45,11 +52,26 @@ def unflatten_state(like: Any, flat: Mapping[str, Any]) -> Any:
     return jax.tree_util.tree_unflatten(treedef, [flat[jax.tree_util.keystr(p)] for p, _ in leaves])
 
 
+def manifest_changes(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """'key: saved -> current' for every dotted key whose value differs between two JSON trees."""
+    if isinstance(saved, Mapping) and isinstance(current, Mapping):
+        out = []
+        for k in sorted(set(saved) | set(current), key=str):
+            key = f"{prefix}{k}"
+            if key in IGNORED_CHANGES:
+                continue
+            missing = "<absent>"
+            out += manifest_changes(saved.get(k, missing), current.get(k, missing), key + ".")
+        return out
+    return [] if saved == current else [f"{prefix.rstrip('.')}: {saved!r} -> {current!r}"]
+
+
 @dataclasses.dataclass
 class Restored:
     state: TrainState
     manifest: dict
     step: int
+    config_changes: list[str] = dataclasses.field(default_factory=list)  # saved -> this run's config
 
 
 def code_version() -> dict:
@@ -141,7 +163,15 @@ class Checkpointer:
         out = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(flatten_state(abstract)), manifest=ocp.args.JsonRestore()))
         state = unflatten_state(abstract_state, out.state)
-        return Restored(state=state, manifest=dict(out.manifest), step=step)
+        manifest = dict(out.manifest)
+        changes = [c for section in RUN_SECTIONS if section in self.base_manifest and section in manifest
+                   for c in manifest_changes(manifest[section], self.base_manifest[section], section + ".")]
+        if changes:
+            # Warned, not refused: extending a run (more steps) is a legitimate change. Anything else
+            # means the resumed state was trained under another config than the one now written.
+            log.warning("%s/%d was saved under another config; resuming with %d change(s): %s",
+                        self.directory, step, len(changes), "; ".join(changes))
+        return Restored(state=state, manifest=manifest, step=step, config_changes=changes)
 
     def restore_latest(self, abstract_state: TrainState, shardings: Any = None) -> Restored | None:
         """The latest complete checkpoint, or None when there is none."""

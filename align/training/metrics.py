@@ -78,13 +78,23 @@ class JsonlWriter:
             f.write(json.dumps(row) + "\n")
 
     def truncate_after(self, step: int) -> None:
+        """Keep the rows of steps <= `step`; a torn line (a run killed mid-write) is dropped too."""
         if not self.path.exists():
             return
-        keep = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
+        keep = [line for line in self.path.read_text().splitlines() if _row_step(line) <= step]
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(line + "\n" for line in keep))
         os.replace(tmp, self.path)
+
+
+def _row_step(line: str) -> float:
+    """The "step" of one JSONL row; inf for a blank, torn or foreign line (never kept on truncation)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return math.inf
+    step = row.get("step") if isinstance(row, dict) else None
+    return step if isinstance(step, (int, float)) else math.inf
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

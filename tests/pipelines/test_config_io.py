@@ -66,3 +66,19 @@ def test_shipped_configs_load_and_round_trip(cls, pattern, tmp_path):
         config = load_config(cls, f)
         again = load_config(cls, write(tmp_path, dump_yaml(config)))
         assert again == config, f
+
+
+def test_a_bad_override_value_is_reported_at_the_override_not_the_file_line(tmp_path):
+    path = write(tmp_path, "output_dir: out\ntrain:\n  batch_size: 2\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(SFTConfig, path, ["train.batch_size=eight"])
+    msg = str(e.value)  # line 3 holds a valid value: pointing there would send the user to the wrong place
+    assert f"{path} (override 'train.batch_size=eight')" in msg and f"{path}:3" not in msg
+    with pytest.raises(ConfigError, match=r"override 'train.lora=\{rank: x\}'\): train.lora.rank must be"):
+        load_config(SFTConfig, path, ["train.lora={rank: x}"])
+
+
+def test_a_section_validation_error_names_the_section_line(tmp_path):
+    path = write(tmp_path, "output_dir: out\ntrain:\n  batch_size: 2\noptim:\n  schedule: exponential\n")
+    with pytest.raises(ConfigError, match=rf"{path}:4: optim: OptimConfig.schedule='exponential'"):
+        load_config(SFTConfig, path)

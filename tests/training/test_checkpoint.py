@@ -110,3 +110,19 @@ def test_unflatten_names_the_missing_keys():
         unflatten_state({"a": 1, "b": 2}, {"['a']": 1})
     assert err.value.args[0] == "checkpoint lacks 1 arrays the state needs, e.g. [\"['b']\"]"
     assert unflatten_state({"a": 1, "b": 2}, {"['a']": 3, "['b']": 4}) == {"a": 3, "b": 4}
+
+
+def test_resume_under_a_changed_config_is_warned_with_the_changed_keys(tmp_path, caplog):
+    manifest = {"config": {"output_dir": "a", "optim": {"lr": 1e-3}}, "model_config": CONFIG}
+    with Checkpointer(tmp_path / "ck", manifest=manifest) as ck:
+        ck.save(state_at(2))
+    like = abstract_train_state(make_model, optax.adam(1e-3))
+    with caplog.at_level("WARNING", logger="align.checkpoint"):
+        with Checkpointer(tmp_path / "ck", manifest=manifest) as ck:
+            assert ck.restore_latest(like).config_changes == []  # model_config survives the JSON round trip
+        assert not caplog.records
+        moved = {"config": {"output_dir": "b", "optim": {"lr": 3e-4}, "seed": 1}, "model_config": CONFIG}
+        with Checkpointer(tmp_path / "ck", manifest=moved) as ck:
+            restored = ck.restore_latest(like)
+    assert restored.config_changes == ["config.optim.lr: 0.001 -> 0.0003", "config.seed: '<absent>' -> 1"]
+    assert "config.optim.lr: 0.001 -> 0.0003" in caplog.text and "2 change(s)" in caplog.text
