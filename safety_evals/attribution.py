@@ -10,7 +10,11 @@ Two parts, both on BEGIN (Dziri et al. 2022; passage = `knowledge`, previous tur
        balanced_accuracy = (TPR + TNR) / 2
 
 2. The policy's own grounded answers: the policy answers the message using only the passage, the
-   judge scores each answer, and `ais` = mean [score >= threshold].
+   judge scores each answer, and `ais` = mean [score >= threshold]. An empty answer (nothing before
+   the stop string) scores 0 without asking the judge: AIS first asks whether the output can be
+   interpreted at all and counts an uninterpretable one as not attributable, whereas an NLI or
+   word-overlap judge would find an empty hypothesis vacuously supported. Every other answer,
+   refusals and "I don't know" included, goes to the judge like any claim.
 """
 
 from __future__ import annotations
@@ -152,7 +156,10 @@ def run(
     items, info = load(source, limit)
     judge_scores, out = validate_judge(judge, items, config.threshold)
     answers = grounded_answers(lm, items, config)
-    ais = np.array(judge.score([it.knowledge for it in items], answers))
+    ais = np.zeros(len(items))
+    given = [i for i, a in enumerate(answers) if a]
+    if given:
+        ais[given] = judge.score([items[i].knowledge for i in given], [answers[i] for i in given])
     out["ais"] = mean_metric(
         ais >= config.threshold,
         higher_is_better=True,

@@ -123,10 +123,13 @@ class HFTorchLM:
             for row, e in enumerate(encoded):
                 ids[row, width - len(e) :] = torch.tensor(e)
                 mask[row, width - len(e) :] = 1
+            # greedy decoding gives one sequence per prompt (transformers refuses num_return_sequences > 1
+            # without sampling); it is repeated below, as JaxLM's independent greedy rows are identical
+            per_prompt = num_samples if sample else 1
             kwargs = {
                 "do_sample": sample,
                 "max_new_tokens": max_new_tokens,
-                "num_return_sequences": num_samples,
+                "num_return_sequences": per_prompt,
                 "pad_token_id": self.pad_id,
             }
             if sample:
@@ -137,7 +140,6 @@ class HFTorchLM:
                 )
             texts = self.tokenizer.batch_decode(gen[:, width:].cpu(), skip_special_tokens=True)
             for row in range(len(chunk)):
-                out.append(
-                    [truncate_at_stop(t, stop) for t in texts[row * num_samples : (row + 1) * num_samples]]
-                )
+                mine = [truncate_at_stop(t, stop) for t in texts[row * per_prompt : (row + 1) * per_prompt]]
+                out.append(mine if sample else mine * num_samples)
         return out

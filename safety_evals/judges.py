@@ -147,12 +147,27 @@ class Seq2SeqNLIJudge:
         self.batch_size, self.max_length, self.device = batch_size, max_length, device
         self.name = f"seq2seq-nli:{path}"
 
+    def _text(self, passage: str, response: str) -> str:
+        """The judge's input; a passage too long for `max_length` loses its tail, never the response
+        (plain truncation would cut the hypothesis, which comes last)."""
+        text = f"premise: {passage} hypothesis: {response}"
+        excess = len(self.tokenizer(text)["input_ids"]) - self.max_length
+        if excess <= 0:
+            return text
+        ids = self.tokenizer(passage, add_special_tokens=False)["input_ids"]
+        while excess > 0 and ids:  # re-encoding the cut text may merge tokens: re-measure each time
+            ids = ids[: max(len(ids) - excess, 0)]
+            text = f"premise: {self.tokenizer.decode(ids, skip_special_tokens=True)} hypothesis: {response}"
+            excess = len(self.tokenizer(text)["input_ids"]) - self.max_length
+        return text
+
     def score(self, passages: Sequence[str], responses: Sequence[str]) -> list[float]:
         _check_pairs(passages, responses)
         torch = self.torch
         out: list[float] = []
-        texts = [f"premise: {p} hypothesis: {r}" for p, r in zip(passages, responses)]
+        texts = [self._text(p, r) for p, r in zip(passages, responses)]
         for chunk in batched(texts, self.batch_size):
+            # truncation only bites when the response alone is longer than max_length
             enc = self.tokenizer(
                 list(chunk), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             ).to(self.device)

@@ -13,7 +13,8 @@ transformers reference (`hf_lm.HFTorchLM`) and a deterministic fake in the tests
   `cont = encode(context + continuation)[len(encode(context)):]`, where `encode` adds BOS when the
   model wants one (lm-eval forces this for every Gemma model).
 * the model sees `(ctx + cont)[-(max_length + 1):][:-1]`; the last `len(cont)` positions score the
-  continuation tokens.
+  continuation tokens. A continuation longer than `max_length` cannot be scored whole and raises
+  (lm-eval asserts the same) rather than silently scoring only its tail.
 """
 
 from __future__ import annotations
@@ -98,7 +99,14 @@ def encode_request(
 def scoring_window(ctx: Sequence[int], cont: Sequence[int], max_length: int) -> tuple[list[int], int]:
     """Tokens the model reads (`(ctx+cont)[-(max_length+1):][:-1]`) and how many trailing
     positions score the continuation. Position t of the window predicts window token t+1, and the
-    last scored target is the final continuation token."""
+    last scored target is the final continuation token.
+
+    Raises ValueError when the continuation alone is longer than `max_length`: only its tail would
+    fit, and a total over fewer tokens than asked for is a silently wrong number."""
+    if len(cont) > max_length:
+        raise ValueError(
+            f"continuation of {len(cont)} tokens does not fit the scoring window of max_length={max_length}"
+        )
     full = list(ctx) + list(cont)
     full = full[-(max_length + 1) :]
     return full[:-1], min(len(cont), len(full) - 1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -266,7 +267,15 @@ class _Reader:
             return None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             self.fail(at, f"expected a number or null, got {_kind(v)}")
-        return float(v)
+        # NaN/inf reach here from documents decoded elsewhere (the history db) or from literals that
+        # overflow a float (1e999); the schema writes null for them
+        try:
+            x = float(v)
+        except OverflowError:  # an integer literal too large for a float
+            x = math.inf
+        if not math.isfinite(x):
+            self.fail(at, f"expected a finite number or null, got {_kind(v)} (schema: use null)")
+        return x
 
     def opt_int(self, v: Any, at: str) -> int | None:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):

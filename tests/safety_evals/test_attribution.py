@@ -133,3 +133,59 @@ def test_suite_on_fakes(tmp_path):
     # policy: only the first grounded answer is supported
     assert res.metrics["ais"].value == pytest.approx(1 / 3)
     assert res.examples[0]["output"] == "the cat sat" and res.examples[0]["label"] == "attributable"
+
+
+def test_empty_policy_answers_are_not_attributable_and_skip_the_judge(tmp_path):
+    f = tmp_path / "b.tsv"
+    f.write_text(
+        "model_name\tdata_source\tknowledge\tmessage\tresponse\tbegin_label\n"
+        "t5\twow\tthe cat sat\thi\tthe cat\tFully attributable\n"
+        "t5\twow\tthe dog ran\tyo\ta fox\tNot fully attributable\n"
+    )
+    prompt0 = attribution.GROUNDED_PROMPT.format(passage="the cat sat", message="hi")
+    # the second answer stops at once: "" (the word-overlap judge would call it vacuously supported)
+    lm = FakeLM(responses={prompt0: "the cat"}, default="\n\nthe dog ran")
+    seen: list[str] = []
+
+    class Recording(FakeJudge):
+        def score(self, passages, responses):
+            seen.extend(responses)
+            return super().score(passages, responses)
+
+    res = attribution.run(lm, judge=Recording(), source=str(f))
+    assert res.metrics["ais"].value == pytest.approx(1 / 2)
+    assert res.examples[1]["output"] == "" and res.examples[1]["label"] == "not_attributable"
+    assert res.examples[1]["score"] == 0.0
+    assert "" not in seen
+
+
+def test_seq2seq_judge_truncates_the_passage_never_the_response(tmp_path):
+    torch = pytest.importorskip("torch")
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = tiny_tokenizer()
+    cfg = T5Config(
+        vocab_size=len(tok),
+        d_model=16,
+        d_kv=8,
+        d_ff=32,
+        num_layers=1,
+        num_heads=2,
+        decoder_start_token_id=tok.pad_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(0)
+    path = save_pretrained(T5ForConditionalGeneration(cfg).eval(), tok, tmp_path / "t5")
+    # room for the longer response after a few words of the passage, far less than the whole passage
+    limit = len(tok("premise: the cat sat hypothesis: the quick brown fox jumps")["input_ids"])
+    judge = Seq2SeqNLIJudge(str(path), max_length=limit)
+    passage = "the cat sat on the mat. " * 6
+    texts = [judge._text(passage, r) for r in ("a cat sat", "the quick brown fox jumps")]
+    for text, r in zip(texts, ("a cat sat", "the quick brown fox jumps")):
+        assert text.startswith("premise: the cat") and text.endswith(f" hypothesis: {r}")
+        assert len(tok(text)["input_ids"]) <= limit
+    # the response reaches the model: two responses to one long passage score differently
+    a, b = judge.score([passage, passage], ["a cat sat", "the quick brown fox jumps"])
+    assert a != pytest.approx(b, abs=1e-6)
+    assert judge._text("the cat", "a cat") == "premise: the cat hypothesis: a cat"  # fits: unchanged

@@ -50,7 +50,18 @@ def test_encode_request_prefix_already_in_continuation():
 def test_scoring_window_truncates_from_the_left():
     assert scoring_window([1, 2, 3], [4, 5], max_length=10) == ([1, 2, 3, 4], 2)
     assert scoring_window([1, 2, 3], [4, 5], max_length=3) == ([2, 3, 4], 2)
-    assert scoring_window([1], [2, 3, 4, 5], max_length=2) == ([3, 4], 2)
+    assert scoring_window([1], [2, 3], max_length=2) == ([1, 2], 2)
+
+
+def test_a_continuation_longer_than_the_window_raises_instead_of_scoring_its_tail(lm):
+    with pytest.raises(ValueError, match="max_length=2"):
+        scoring_window([1], [2, 3, 4, 5], max_length=2)
+    cont = "the quick brown fox jumps over the lazy dog"
+    n = len(lm.encode_request("Hello", " " + cont)[1])
+    short = HFTorchLM(lm.model, lm.tokenizer, batch_size=2, max_length=n - 1)
+    with pytest.raises(ValueError, match="does not fit"):
+        short.loglikelihood([("Hello", " " + cont)])
+    assert short.loglikelihood([("Hello", " fox")])[0].n_tokens >= 1  # a context is still left-truncated
 
 
 def test_loglikelihood_matches_manual_torch(lm):
@@ -105,3 +116,10 @@ def test_generate_samples(lm):
     assert other != out  # the seed drives the sampling (3 samples of 4 tokens: equal by chance ~never)
     assert len(set(out[0])) > 1  # the samples of one call differ from each other too
     assert out[0][0] != manual_greedy(lm, "The cat", 4)  # temperature 1 samples, it does not take argmaxes
+
+
+def test_greedy_generation_with_several_samples_repeats_the_greedy_text(lm):
+    # JaxLM decodes num_samples independent rows; greedy rows are all the same text
+    out = lm.generate(["The dog", "Hello"], max_new_tokens=4, num_samples=3)
+    want = [x[0] for x in lm.generate(["The dog", "Hello"], max_new_tokens=4)]
+    assert out == [[w] * 3 for w in want]

@@ -116,3 +116,17 @@ def test_run_ids_are_unique_and_timestamped():
     ids = {results.new_run_id() for _ in range(50)}
     assert len(ids) == 50
     assert all(len(i.split("-")[0]) == 16 and i.split("-")[0].endswith("Z") for i in ids)
+
+
+def test_reader_rejects_non_finite_numbers_however_they_arrive():
+    from tests.safety_evals.conftest import make_doc, with_metric
+
+    full = "toxicity.expected_max_toxicity"
+    # a document decoded elsewhere (the history db's json.loads accepts NaN) goes through from_json
+    for bad in (float("nan"), float("inf"), 10**400):
+        with pytest.raises(results_io.ResultsError, match=r"expected_max_toxicity.value: expected a finite"):
+            results_io.from_json(with_metric(make_doc(), full, value=bad), "db#run")
+    # a literal too large for a float decodes to inf without passing parse_constant
+    text = json.dumps(with_metric(make_doc(), full, ci_high=12345.5)).replace("12345.5", "1e999")
+    with pytest.raises(results_io.ResultsError, match=r"expected_max_toxicity.ci_high: expected a finite"):
+        results_io.parse_results(text, "r.json")
