@@ -3,6 +3,11 @@
     python benchmarks/train_step.py                      # gemma3-270m, batch 4, seq 512
     python benchmarks/train_step.py --preset tiny --steps 5
     python benchmarks/train_step.py --sides jax --dtype bfloat16 --trainable no_embeddings
+    python benchmarks/train_step.py --sides jax,jax-merged --trainable lora --lora-rank 8
+
+`--trainable lora` trains rank-`--lora-rank` adapters on every projection (JAX sides only): `jax` applies
+them on the activations (align.training.lora), `jax-merged` through merged weights W + s A B, the
+formulation align used before, kept here for comparison only.
 
 Each side runs in a fresh subprocess (`--worker SIDE`) so its peak resident memory is its own: VmHWM
 from /proc/self/status (what XLA and torch allocate on the host is invisible to tracemalloc). Both
@@ -75,6 +80,8 @@ def worker_jax(args) -> dict:
     from pipelines.sft import sft_loss
 
     model, _ = load(args)
+    if args.trainable == "lora":
+        model = lora_model(model, args.lora_rank, merged=args.lora_merged)
     tokens = random_tokens(args, model.config.vocab_size)
     B, T = tokens.shape
     batch = {"tokens": tokens, "positions": np.tile(np.arange(T, dtype=np.int32), (B, 1)),
@@ -96,6 +103,23 @@ def worker_jax(args) -> dict:
     return {"first_step_s": times[0], "step_s": float(np.median(times[args.warmup:])),
             "loss": float(metrics["loss"]),
             "param_dtype": sorted({str(x.dtype) for x in jax.tree.leaves(state.params)})}
+
+
+def lora_model(base, rank: int, *, merged: bool):
+    """base with rank-`rank` adapters on every projection; merged=True: the old W + s A B forward."""
+    from flax import nnx
+
+    from align.training.lora import LoRAConfig, LoRADecoder
+
+    class MergedLoRADecoder(LoRADecoder):
+        def hidden(self, tokens, positions, segment_ids, *, attn_mask=None):
+            return self.merged().hidden(tokens, positions, segment_ids, attn_mask=attn_mask)
+
+        def unembed_matrix(self):
+            return self.merged().unembed_matrix()
+
+    cls = MergedLoRADecoder if merged else LoRADecoder
+    return cls(base, LoRAConfig(rank=rank, alpha=2.0 * rank), rngs=nnx.Rngs(0))
 
 
 def worker_export(args) -> dict:
@@ -152,6 +176,7 @@ def worker_trl(args) -> dict:
 # "+mem": the side under align/host_memory.py's glibc malloc settings (one arena, no mmap, no
 # trimming): through ALIGN_KEEP_HOST_MEMORY for JAX, the same settings as glibc tunables for TRL.
 SIDE_ENV = {"jax": ("jax", {host_memory.ENV: "0"}),
+            "jax-merged": ("jax", {host_memory.ENV: "0"}),
             "jax+mem": ("jax", {host_memory.ENV: "1"}),
             "trl+mem": ("trl", {"GLIBC_TUNABLES": host_memory.GLIBC_TUNABLES})}
 
@@ -159,6 +184,8 @@ SIDE_ENV = {"jax": ("jax", {host_memory.ENV: "0"}),
 def run_worker(side: str, args) -> dict:
     worker, extra_env = SIDE_ENV.get(side, (side, {}))
     cmd = [sys.executable, __file__, "--worker", worker, "--hf-dir", args.hf_dir] + args.argv
+    if side == "jax-merged":
+        cmd.append("--lora-merged")
     env = {**os.environ, "PYTHONPATH": str(ROOT), **extra_env}
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=args.timeout)
     for line in reversed(proc.stdout.splitlines()):
@@ -176,12 +203,15 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3, help="timed steps")
     p.add_argument("--warmup", type=int, default=1, help="untimed first steps (compilation)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype")
-    p.add_argument("--trainable", default="all", choices=["all", "no_embeddings"])
+    p.add_argument("--trainable", default="all", choices=["all", "no_embeddings", "lora"])
+    p.add_argument("--lora-rank", type=int, default=8, help="with --trainable lora")
+    p.add_argument("--lora-merged", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--remat", action="store_true", help="JAX remat / torch gradient checkpointing")
     p.add_argument("--chunk-size", type=int, default=1024, help="JAX loss: tokens per logits tile")
     p.add_argument("--sides", default="jax,trl",
                    help="comma list of jax, trl, jax+mem, trl+mem "
-                        "(+mem: align/host_memory.py's malloc settings)")
+                        "(+mem: align/host_memory.py's malloc settings; jax-merged: LoRA through "
+                        "merged weights)")
     p.add_argument("--timeout", type=int, default=3600)
     p.add_argument("--json", default=None, help="also write the rows here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -195,6 +225,8 @@ def main(argv=None) -> int:
     model = f"preset:{args.preset}" if args.preset else args.model
     rows = []
     sides = args.sides.split(",")
+    if args.trainable == "lora" and any(SIDE_ENV.get(side, (side,))[0] == "trl" for side in sides):
+        p.error("--trainable lora runs the JAX sides only (jax, jax-merged, jax+mem)")
     with tempfile.TemporaryDirectory() as tmp:  # the HF copy of the weights, for the trl side
         args.hf_dir = str(Path(tmp) / "hf")
         if any(SIDE_ENV.get(side, (side,))[0] == "trl" for side in sides):

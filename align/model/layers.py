@@ -72,22 +72,67 @@ def out_first_spec(spec: str) -> str:
     return f"{xs},{w_out}{w_in}->{out}"
 
 
+def low_rank(x: jax.Array, a: jax.Array, b: jax.Array, scale: float, n_lead: int) -> jax.Array:
+    """scale * (x A) B in float32: x [*lead, *in], a [I, r], b [r, O] -> [*lead, O] (I = prod(in)).
+
+    Float32 whatever x's dtype, because early in training this term is far below x W and must keep
+    its own significant digits. x enters the first dot as it is (a bf16 operand with float32
+    accumulation, not a float32 copy), so the backward keeps x itself for dA. Both dots are thin (rank
+    r): the [I, O] product A B is never formed, forwards or backwards.
+    """
+    lead = x.shape[:n_lead]
+    x2 = x.reshape(math.prod(lead), -1)  # [X, I]
+    h = dense("XI,Ir->Xr", x2, a.astype(jnp.float32), preferred_element_type=jnp.float32) * scale  # [X, r]
+    return dense("Xr,rO->XO", h, b.astype(jnp.float32)).reshape(*lead, b.shape[-1])  # [*lead, O]
+
+
+# A low-rank adapter on projection `name` is the attribute ADAPTER_PREFIX + name (see Projections).
+ADAPTER_PREFIX = "lora_"
+
+
 class Projections:
     """Mixin for modules whose weights are dense() projections named in PROJECTIONS {attribute: spec}.
 
     Weights are stored as the specs say ([*in, *out]); `to_out_first()` transposes them in place to
     [*out, *in] for decode steps on CPU (dense's weight_first), which is what `Decoder.for_decoding`
     does to a throwaway copy of the model. Training never sees that layout.
+
+    Adapters: `attach_adapter(name, adapter)` makes project(name, x) return
+    dense(x, W) + scale * (x A) B, where the adapter has `a` [I, r], `b` [r, O] (arrays or Variables)
+    and a float `scale`, with I and O the weight's input and output axes flattened as dense() folds
+    them (q [D, N, H]: I = D, O = N*H; o [N, H, D]: I = N*H, O = D). align.training.lora attaches
+    them to a throwaway copy of the model per forward; this module knows nothing of LoRA itself.
     """
 
     PROJECTIONS: dict[str, str] = {}
     out_first: bool = False
 
+    def n_in(self, name: str) -> int:
+        """How many leading axes of weight `name` (as stored for training) are its input axes."""
+        return len(_letters(self.PROJECTIONS[name])[3])
+
+    def attach_adapter(self, name: str, adapter) -> None:
+        """Make project(name, x) add adapter's scale * (x A) B (see the class docstring)."""
+        if name not in self.PROJECTIONS:
+            raise KeyError(f"{type(self).__name__} has no projection {name!r} (has {list(self.PROJECTIONS)})")
+        setattr(self, ADAPTER_PREFIX + name, adapter)
+
     def project(self, name: str, x: jax.Array) -> jax.Array:
+        spec = self.PROJECTIONS[name]
         w = getattr(self, name)[...].astype(x.dtype)
+        adapter = getattr(self, ADAPTER_PREFIX + name, None)
+        # With an adapter, x W comes out in float32 and the float32 low-rank term is added before the one
+        # rounding to x's dtype: added to an already rounded bf16 x W, a term below half of bf16's
+        # spacing there would round back to the same value, as a bf16 merge W + delta drops it.
+        acc = None if adapter is None else jnp.float32
         if self.out_first:
-            return dense(out_first_spec(self.PROJECTIONS[name]), x, w, weight_first=True)
-        return dense(self.PROJECTIONS[name], x, w)
+            y = dense(out_first_spec(spec), x, w, weight_first=True, preferred_element_type=acc)
+        else:
+            y = dense(spec, x, w, preferred_element_type=acc)
+        if adapter is None:
+            return y
+        delta = low_rank(x, adapter.a[...], adapter.b[...], adapter.scale, x.ndim - self.n_in(name))
+        return (y + delta.reshape(y.shape)).astype(x.dtype)
 
     def to_out_first(self) -> None:
         if self.out_first:
