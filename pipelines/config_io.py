@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import yaml
 
 from align.errors import InvalidInput, MissingInput
+from align.fileio import write_text_atomic
 
 T = TypeVar("T")
 
@@ -247,3 +248,9 @@ def to_dict(config: Any) -> Any:
 
 def dump_yaml(config: Any) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def write_config(run_dir: str | os.PathLike, config: Any) -> None:
+    """`run_dir/config.yaml`, atomically: a run killed mid-write must not leave a torn config behind
+    for the resumed run (or a reader) to find."""
+    write_text_atomic(Path(run_dir) / "config.yaml", dump_yaml(config))

@@ -38,7 +38,7 @@ from align.training import Checkpointer, MetricsWriter, OptimConfig, make_optimi
 from align.training.run import ModelOptions, load_model
 from align.training.rundir import finished_summary, write_json
 from pipelines.config_cmd import add_config_arguments, run_config_command
-from pipelines.config_io import dump_yaml, to_dict
+from pipelines.config_io import to_dict, write_config
 from pipelines.rewards import RewardOptions, build_reward, load_reward_model, load_value_model
 from pipelines.rl_data import PromptDataOptions, load_prompts
 from pipelines.rl_eval import evaluate_policy, paired_gain, write_samples
@@ -276,7 +276,7 @@ def run_rlhf(config: RLHFConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     reference, tokenizer = load_model(config.model)
     config = with_tokenizer_ids(config, tokenizer)
-    (out / "config.yaml").write_text(dump_yaml(config))
+    write_config(out, config)
     train_prompts, held_prompts, data_report = load_prompts(config.data, tokenizer)
     log.info("prompts: %s", data_report)
     optimizer = make_optimizer(config.optim)

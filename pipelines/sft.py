@@ -52,7 +52,7 @@ from align.training.run import (
 )
 from align.training.rundir import finished_summary, read_json, write_json
 from pipelines.config_cmd import add_config_arguments, run_config_command
-from pipelines.config_io import dump_yaml, to_dict
+from pipelines.config_io import to_dict, write_config
 
 log = logging.getLogger("align.sft")
 
@@ -154,7 +154,7 @@ def run_sft(config: SFTConfig) -> dict:
     if (done := finished_summary(out, log)) is not None:
         return done
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_yaml(config))
+    write_config(out, config)
     model, tokenizer = load_model(config.model)
     train_seqs, held_seqs, data_report = load_sft_data(config.data, tokenizer)
     log.info("data: %s", data_report)

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import secrets
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from align.fileio import write_text_atomic
 from safety_evals import bootstrap
 
 SCHEMA = "align.eval_results/v1"
@@ -239,18 +239,9 @@ def build_document(
 
 
 def write_atomic(path: str | os.PathLike, document: Mapping[str, Any]) -> None:
-    """Write JSON to a temp file in the target directory, fsync, then os.replace it into place."""
+    """Write JSON to a temp file in the target directory, fsync, then os.replace it into place
+    (`align.fileio.write_text_atomic`: the file keeps the mode a plain open() would give it)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(target, text)

@@ -13,15 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from align.fileio import write_text_atomic
+
 SUMMARY = "summary.json"
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write `obj` as indented JSON, atomically (a temporary file renamed over the target)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    """Write `obj` as indented JSON, atomically (align.fileio: temp file, fsync, rename)."""
+    write_text_atomic(path, json.dumps(obj, indent=2))
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -82,3 +82,43 @@ def test_a_section_validation_error_names_the_section_line(tmp_path):
     path = write(tmp_path, "output_dir: out\ntrain:\n  batch_size: 2\noptim:\n  schedule: exponential\n")
     with pytest.raises(ConfigError, match=rf"{path}:4: optim: OptimConfig.schedule='exponential'"):
         load_config(SFTConfig, path)
+
+
+class _Stop(Exception):
+    """Raised by the run's first step after config.yaml is written: the test needs no model or data."""
+
+
+def _stop(*args, **kwargs):
+    raise _Stop
+
+
+@pytest.mark.parametrize("name, cls, run, stop_at", [
+    ("sft", "SFTConfig", "run_sft", "load_model"),
+    ("dpo", "DPORunConfig", "run_dpo", "load_model"),
+    ("rlhf", "RLHFConfig", "run_rlhf", "load_prompts"),  # rlhf writes it after loading the tokenizer
+])
+def test_run_dirs_write_config_yaml_atomically(name, cls, run, stop_at, tmp_path, monkeypatch):
+    import importlib
+    import os
+
+    module = importlib.import_module(f"pipelines.{name}")
+    out = tmp_path / "run"
+    path = ROOT / "configs" / name / "tiny_cpu.yaml"
+    config = load_config(getattr(module, cls), path, [f"output_dir={out}"])
+    if name == "rlhf":
+        monkeypatch.setattr(module, "load_model", lambda options: (None, None))
+        monkeypatch.setattr(module, "with_tokenizer_ids", lambda config, tokenizer: config)
+    monkeypatch.setattr(module, stop_at, _stop)
+    renamed, real_replace = [], os.replace
+
+    def replace(src, dst):
+        renamed.append((Path(src), Path(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(_Stop):
+        getattr(module, run)(config)
+    # written whole to a temp file beside it, then renamed over it: a crash never leaves a torn file
+    assert [(src.parent, dst) for src, dst in renamed] == [(out, out / "config.yaml")]
+    assert (out / "config.yaml").read_text() == dump_yaml(config)
+    assert [p.name for p in out.iterdir()] == ["config.yaml"]

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import stat
 
 import pytest
 
@@ -89,6 +90,20 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
         results.write_atomic(path, {"v": 2})
     assert json.loads(path.read_text()) == {"v": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # temp file removed
+
+
+def test_write_atomic_gives_the_mode_open_would_not_mkstemps_0600(tmp_path):
+    # release jobs read results as another user: the file must be readable as open() would leave it
+    saved = os.umask(0o022)
+    try:
+        path = tmp_path / "results.json"
+        results.write_atomic(path, {"v": 1})
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        path.chmod(0o640)
+        results.write_atomic(path, {"v": 2})
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640  # a rewrite keeps the file's own mode
+    finally:
+        os.umask(saved)
 
 
 def test_write_atomic_rejects_nan_before_touching_the_file(tmp_path):
