@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -115,7 +116,10 @@ class MetricsWriter:
         if tensorboard_dir is not None:
             from tensorboardX import SummaryWriter
 
-            self.tb = SummaryWriter(str(tensorboard_dir))
+            # tensorboardX names event files by the second only and opens them with "wb": a resumed run
+            # started within the same second would truncate the crashed run's file. The nanosecond
+            # suffix keeps the name unique and sorting by start time, the order TensorBoard reads them.
+            self.tb = SummaryWriter(str(tensorboard_dir), filename_suffix=f".{time.time_ns()}")
 
     def write(self, step: int, metrics: Mapping) -> None:
         self.jsonl.write(step, metrics)
@@ -125,7 +129,15 @@ class MetricsWriter:
                     self.tb.add_scalar(k, float(np.asarray(v)), step)
 
     def truncate_after(self, step: int) -> None:
+        """Drop the rows of steps > `step` (a resumed run redoes them) from metrics.jsonl and TensorBoard."""
         self.jsonl.truncate_after(step)
+        if self.tb is not None:
+            from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+            # Event files are append-only: what SummaryWriter(purge_step=step + 1) writes, a SessionLog
+            # START at step + 1, makes TensorBoard discard the earlier files' events of steps >= step + 1.
+            start = SessionLog(status=SessionLog.START)
+            self.tb.file_writer.add_event(Event(step=step + 1, session_log=start))
 
     def close(self) -> None:
         if self.tb is not None:
