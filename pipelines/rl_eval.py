@@ -85,13 +85,19 @@ def evaluate_policy(
 
 def paired_gain(before: list[float], after: list[float]) -> dict:
     """after - before per held-out prompt (same prompt, same sampling key): mean, its standard error,
-    a 95% normal interval, and the share of prompts whose reward rose."""
+    a 95% normal interval, and the share of prompts whose reward rose.
+
+    What n cannot define is None, never NaN (summary.json must stay strict JSON, as the results files
+    are): the stderr and interval with fewer than two prompts, the mean and wins too with none."""
     d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
     n = len(d)
-    stderr = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    mean = float(d.mean()) if n else float("nan")
+    mean = float(d.mean()) if n else None
+    wins = float(np.mean(d > 0)) if n else None
+    if n < 2:
+        return {"mean": mean, "stderr": None, "ci_low": None, "ci_high": None, "wins": wins, "n": n}
+    stderr = float(d.std(ddof=1) / np.sqrt(n))
     return {"mean": mean, "stderr": stderr, "ci_low": mean - 1.96 * stderr, "ci_high": mean + 1.96 * stderr,
-            "wins": float(np.mean(d > 0)) if n else float("nan"), "n": n}
+            "wins": wins, "n": n}
 
 
 def write_samples(path: Path, before: list[dict], after: list[dict], n: int) -> None:

@@ -94,3 +94,15 @@ def test_paired_gain_by_hand():
     assert g["mean"] == 1.0 and g["n"] == 3 and g["wins"] == 2 / 3
     assert g["stderr"] == pytest.approx(1.0 / 3**0.5)  # sample std of (1, 0, 2) is 1
     assert g["ci_low"] == pytest.approx(1.0 - 1.96 / 3**0.5)
+
+
+def test_paired_gain_of_one_or_no_prompt_leaves_undefined_fields_none_not_nan():
+    import json
+
+    from pipelines.rl_eval import paired_gain
+
+    one = paired_gain([1.0], [3.0])  # a mean, but no spread to build an interval from
+    assert one == {"mean": 2.0, "stderr": None, "ci_low": None, "ci_high": None, "wins": 1.0, "n": 1}
+    none = paired_gain([], [])
+    assert none == {"mean": None, "stderr": None, "ci_low": None, "ci_high": None, "wins": None, "n": 0}
+    json.dumps([one, none], allow_nan=False)  # summary.json stays strict JSON
