@@ -214,13 +214,19 @@ class JaxLM:
         # each prompt repeated num_samples times; rows are independent samples
         rows = [(p, self.encode(p, True)) for p in prompts for _ in range(num_samples)]
         texts: list[str] = []
-        rng = jax.random.PRNGKey(seed)
+        root = jax.random.PRNGKey(seed)
+        # One key per (prompt index, sample index), not per batch: a prompt's samples then depend on
+        # neither batch_size nor the prompts batched with it (the sampler draws each row from its key).
+        prompt_idx = np.repeat(np.arange(len(prompts)), num_samples)
+        sample_idx = np.tile(np.arange(num_samples), len(prompts))
+        row_key = jax.vmap(lambda i, k: jax.random.fold_in(jax.random.fold_in(root, i), k))
         for b, chunk in enumerate(batched(rows, self.batch_size)):
             tokens, lengths = pad_prompts([ids for _, ids in chunk], self.tokenizer.pad_id,
                                           rows=self.batch_size)
-            res = generate(
-                self.model, tokens, lengths, config, jax.random.fold_in(rng, b), cache_dtype=self.cache_dtype
-            )
+            # pad_prompts' filler rows reuse the last real row's key: their samples are dropped
+            take = np.minimum(np.arange(b * self.batch_size, (b + 1) * self.batch_size), len(rows) - 1)
+            keys = row_key(prompt_idx[take], sample_idx[take])
+            res = generate(self.model, tokens, lengths, config, keys, cache_dtype=self.cache_dtype)
             gen, n = jax.device_get((res.tokens, res.lengths))
             for row in range(len(chunk)):
                 ids = [int(t) for t in gen[row, : n[row]] if int(t) not in config.stop_ids]

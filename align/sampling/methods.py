@@ -99,6 +99,22 @@ def argmax_vocab_major(x: jax.Array) -> jax.Array:
     return first * C + inside
 
 
+def is_row_keys(rng: jax.Array) -> bool:
+    """Whether `rng` holds one key per row ([B] typed keys or [B, 2] raw ones) rather than one key."""
+    return rng.ndim == (1 if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key) else 2)
+
+
+def _gumbel(rng: jax.Array, shape: tuple[int, int], vocab_major: bool) -> jax.Array:
+    """Gumbel noise of `shape` ([B, V], or [V, B] if vocab_major). With one key per row, row b's noise
+    comes from its own key alone: its samples then do not depend on the other rows (nor on B, nor on
+    the layout). With one key, the whole block is drawn at once."""
+    if not is_row_keys(rng):
+        return jax.random.gumbel(rng, shape, jnp.float32)
+    V = shape[0] if vocab_major else shape[1]
+    draw = functools.partial(jax.random.gumbel, shape=(V,), dtype=jnp.float32)
+    return jax.vmap(draw, out_axes=1 if vocab_major else 0)(rng)
+
+
 def sample_next(logits: jax.Array, rng: jax.Array, config: SamplingConfig, *,
                 vocab_major: bool = False) -> tuple[jax.Array, jax.Array]:
     """logits [B, V] ([V, B] if vocab_major) -> (token [B], its log-prob under softmax(logits / T) [B]).
@@ -109,7 +125,7 @@ def sample_next(logits: jax.Array, rng: jax.Array, config: SamplingConfig, *,
 
     vocab_major takes the logits as Decoder.next_token_logits gives them for CPU decoding. Its
     Gumbel noise has the [V, B] shape, so one rng draws other tokens than in the [B, V] layout
-    (the same distribution).
+    (the same distribution). `rng` may also be one key per row (see `_gumbel`).
     """
     axis = 0 if vocab_major else 1
     argmax = argmax_vocab_major if vocab_major else functools.partial(jnp.argmax, axis=1)
@@ -118,7 +134,7 @@ def sample_next(logits: jax.Array, rng: jax.Array, config: SamplingConfig, *,
         token = argmax(scaled)
     else:
         # Gumbel-max: argmax(log p + Gumbel noise) is a draw from p (log p = scaled logits + a constant).
-        noise = jax.random.gumbel(rng, scaled.shape, jnp.float32)
+        noise = _gumbel(rng, scaled.shape, vocab_major)
         filtered = _filter(scaled.T, config).T if vocab_major else _filter(scaled, config)
         token = argmax(filtered + noise)
     token = token.astype(jnp.int32)

@@ -20,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from align.model import Decoder, init_cache
-from align.sampling.methods import SamplingConfig, sample_next
+from align.sampling.methods import SamplingConfig, is_row_keys, sample_next
 
 
 @flax.struct.dataclass
@@ -39,6 +39,15 @@ class _LoopState:
     logprobs: jax.Array  # [B, M]
     done: jax.Array  # [B]
     rng: jax.Array
+
+
+def _split(rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(next carry, key for this step), row by row when `rng` holds one key per row."""
+    if is_row_keys(rng):
+        keys = jax.vmap(jax.random.split)(rng)  # [B, 2, ...]
+        return keys[:, 0], keys[:, 1]
+    carry, sub = jax.random.split(rng)
+    return carry, sub
 
 
 def _is_stop(token, config: SamplingConfig):
@@ -64,7 +73,7 @@ def _generate(graphdef, state, prompt, lengths, rng, config: SamplingConfig, cac
         logits = step_model.next_token_logits(hidden, vocab_major=cpu_layout)
         return sample_next(logits, rng, config, vocab_major=cpu_layout)
 
-    rng, sub = jax.random.split(rng)
+    rng, sub = _split(rng)
     first, first_lp = next_token(last_hidden, sub)
     done = _is_stop(first, config)
     state0 = _LoopState(
@@ -78,7 +87,7 @@ def _generate(graphdef, state, prompt, lengths, rng, config: SamplingConfig, cac
     def body(s: _LoopState):
         pos = (lengths + s.step - 1)[:, None]  # position of the token fed now
         o = step_model(s.last[:, None], pos, jnp.ones((B, 1), jnp.int32), s.cache, return_logits=False)
-        rng, sub = jax.random.split(s.rng)
+        rng, sub = _split(s.rng)
         tok, lp = next_token(o.hidden[:, 0], sub)
         tok = jnp.where(s.done, config.pad_id, tok)
         lp = jnp.where(s.done, 0.0, lp)
@@ -129,6 +138,8 @@ def generate(model: Decoder, prompt_tokens, prompt_lengths, config: SamplingConf
              *, cache_dtype=jnp.float32, cpu_layout: bool | None = None) -> SampleResult:
     """Sample `config.max_new_tokens` tokens after each right-padded prompt [B, P] of length [B].
 
+    rng: one key for the batch, or one key per row ([B] typed or [B, 2] raw keys); with per-row keys a
+    row's samples depend only on its key and prompt, not on the batch it is in.
     cpu_layout: decode with [out, in] weights and vocab-major logits (see the module docstring);
     None picks it when the weights live on CPU. It costs one extra copy of the layer weights (not of
     the embedding table) for the duration of the call.
@@ -140,6 +151,8 @@ def generate(model: Decoder, prompt_tokens, prompt_lengths, config: SamplingConf
     if prompt.ndim != 2 or lengths.shape != prompt.shape[:1]:
         raise ValueError(f"prompt_tokens must be [B, P] and prompt_lengths [B]; "
                          f"got {prompt.shape}, {lengths.shape}")
+    if is_row_keys(rng) and rng.shape[0] != prompt.shape[0]:
+        raise ValueError(f"{rng.shape[0]} per-row keys for {prompt.shape[0]} rows")
     _check_lengths(lengths, prompt.shape[1], config.max_new_tokens, model.config.max_seq_len)
     graphdef, state = nnx.split(model)
     cpu_layout = _on_cpu(state) if cpu_layout is None else cpu_layout

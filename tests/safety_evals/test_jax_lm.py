@@ -104,6 +104,17 @@ def test_greedy_generation_matches_hf_reference(pair):
     assert twice == [[w[0], w[0]] for w in want]
 
 
+def test_sampled_generation_does_not_depend_on_batch_size(pair):
+    _, jlm = pair
+    prompts = ["The cat", "Hello world, the quick", "The dog ran", "Is the"]
+    kwargs = dict(max_new_tokens=6, temperature=4.0, num_samples=2, seed=5)  # hot: the peaked model varies
+    by_size = {bs: JaxLM(jlm.model, jlm.tokenizer, name="jax", batch_size=bs, max_length=256).generate(
+        prompts, **kwargs) for bs in (1, 3)}  # 3: a batch mixes prompts, the last one has filler rows
+    assert by_size[1] == by_size[3]
+    assert any(a != b for a, b in by_size[1])  # sampling is on: a prompt's two samples differ
+    assert by_size[1] != jlm.generate(prompts, max_new_tokens=6, num_samples=2)  # and differ from greedy
+
+
 def test_align_eval_end_to_end_through_align_load(pair, tmp_path):
     import json
 

@@ -188,6 +188,25 @@ def test_cpu_layout_is_the_default_for_weights_on_cpu(model):
     assert (default != draw(cpu_layout=False)).any()
 
 
+@pytest.mark.parametrize("typed", [False, True], ids=["raw_keys", "typed_keys"])
+@pytest.mark.parametrize("cpu_layout", [False, True])
+def test_per_row_keys_make_a_rows_samples_independent_of_its_batch(model, cpu_layout, typed):
+    tokens, lengths = _prompts()
+    cfg = SamplingConfig(max_new_tokens=6, temperature=1.5)
+    keys = jax.random.split(jax.random.key(7) if typed else jax.random.PRNGKey(7), 3)  # one per row
+    batch = generate(model, tokens, lengths, cfg, keys, cpu_layout=cpu_layout)
+    for b in range(3):
+        alone = generate(model, tokens[b:b + 1], lengths[b:b + 1], cfg, keys[b:b + 1], cpu_layout=cpu_layout)
+        np.testing.assert_array_equal(alone.tokens[0], batch.tokens[b])
+    flip = np.arange(3)[::-1]  # the rows' order in the batch does not matter either
+    flipped = generate(model, tokens[flip], lengths[flip], cfg, keys[flip], cpu_layout=cpu_layout)
+    np.testing.assert_array_equal(flipped.tokens[flip], batch.tokens)
+    greedy = generate(model, tokens, lengths, SamplingConfig(max_new_tokens=6))
+    assert not np.array_equal(batch.tokens, greedy.tokens)  # sampling is on: the noise mattered
+    with pytest.raises(ValueError, match="2 per-row keys for 3 rows"):
+        generate(model, tokens, lengths, cfg, keys[:2])
+
+
 @pytest.mark.parametrize("lengths, rows", [([0, 2, 4], [0]), ([6, 7, 0], [1, 2])])
 def test_rejects_prompt_lengths_outside_one_to_p(model, lengths, rows):
     # 0 would sample after a padding slot, > P give a NaN log-prob: both were silent
