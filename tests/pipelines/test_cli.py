@@ -4,13 +4,13 @@ bad input exits 2 with one located line (no traceback), bugs keep their tracebac
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from pipelines.cli import COMMANDS, main
+from tests.paths import CONFIGS, VARIANTS, VARIANTS_FILE
 
 
 def test_help_lists_every_command(capsys):
@@ -47,7 +47,7 @@ def test_unknown_model_exits_2_with_a_clear_message(capsys):
     assert "not a file, a directory or a known name" in capsys.readouterr().err
 
 
-TINY_SFT = str(Path(__file__).resolve().parents[2] / "configs/sft/tiny_cpu.yaml")
+TINY_SFT = str(CONFIGS / "sft" / "tiny_cpu.yaml")
 
 
 def test_config_error_is_one_located_line(tmp_path, capsys):
@@ -78,9 +78,10 @@ def test_missing_files_and_unknown_presets_exit_2(tmp_path, capsys):
     assert "unknown preset" in capsys.readouterr().err
     # per-variant RL with a variant weighting a reward model the pipeline does not train: caught before SFT
     out = f"output_dir={tmp_path / 'qs'}"
-    assert main(["pipeline", "configs/quickstart_tiny.yaml", out, "rl_per_variant=true"]) == 2
+    tiny = str(CONFIGS / "quickstart_tiny.yaml")
+    assert main(["pipeline", tiny, out, "rl_per_variant=true", VARIANTS]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("align pipeline: error: configs/variants/gemma3_270m.yaml: variant 'chat': ")
+    assert err.startswith(f"align pipeline: error: {VARIANTS_FILE}: variant 'chat': ")
     assert "['harmlessness'] match no reward model" in err and not (tmp_path / "qs").exists()
 
 

@@ -8,8 +8,9 @@ import pytest
 
 from pipelines.config_io import load_config
 from pipelines.dpo import DPORunConfig, run_dpo
+from tests.paths import CONFIGS
 
-CONFIG = "configs/dpo/tiny_cpu.yaml"
+CONFIG = CONFIGS / "dpo" / "tiny_cpu.yaml"
 DATA = Path("/work/shared/data/hh_rlhf/helpful-base/test.jsonl.gz")
 
 

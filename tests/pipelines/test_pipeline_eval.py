@@ -11,8 +11,9 @@ from pipelines.quickstart import Pipeline, QuickstartConfig, StageStopped, run_p
 from safety_evals import cli as eval_cli
 from safety_evals import results
 from safety_evals.results_io import load_results
+from tests.paths import CONFIGS, VARIANTS
 
-CONFIG = "configs/quickstart_tiny.yaml"
+CONFIG = str(CONFIGS / "quickstart_tiny.yaml")
 
 
 def _suite(ok: bool) -> dict:
@@ -22,7 +23,7 @@ def _suite(ok: bool) -> dict:
 
 @pytest.fixture
 def pipeline(tmp_path):
-    return Pipeline(load_config(QuickstartConfig, CONFIG, [f"output_dir={tmp_path}"]), CONFIG)
+    return Pipeline(load_config(QuickstartConfig, CONFIG, [f"output_dir={tmp_path}", VARIANTS]), CONFIG)
 
 
 def _fake_eval(statuses: dict[str, bool], seen: list):

@@ -11,8 +11,9 @@ import pytest
 from pipelines.config_io import load_config
 from pipelines.quickstart import Pipeline, QuickstartConfig, run_pipeline
 from safety_evals.results_io import load_results
+from tests.paths import CONFIGS, VARIANTS, VARIANTS_FILE
 
-CONFIG = "configs/quickstart_tiny.yaml"
+CONFIG = str(CONFIGS / "quickstart_tiny.yaml")
 DATA = Path("/work/shared/data/hh_rlhf/helpful-base/test.jsonl.gz")
 
 
@@ -21,7 +22,7 @@ def finished(tmp_path_factory):
     if not DATA.exists():
         pytest.skip(f"{DATA} (shared benchmark data) is not on this machine")
     out = tmp_path_factory.mktemp("quickstart")
-    config = load_config(QuickstartConfig, CONFIG, [f"output_dir={out}"])
+    config = load_config(QuickstartConfig, CONFIG, [f"output_dir={out}", VARIANTS])
     log = io.StringIO()
     report = run_pipeline(config, CONFIG, stream=log)
     return config, out, report, log.getvalue()
@@ -81,7 +82,8 @@ def test_rerun_skips_finished_stages_and_redoes_only_missing_ones(finished):
 def test_per_variant_rl_stages_take_each_variants_mixture_system_prompt_and_reward_weights(tmp_path):
     rms = "[{name: helpfulness, weight: 1.0}, {name: harmlessness, weight: 1.0}]"
     config = load_config(
-        QuickstartConfig, CONFIG, [f"output_dir={tmp_path}", "rl_per_variant=true", f"reward_models={rms}"]
+        QuickstartConfig, CONFIG,
+        [f"output_dir={tmp_path}", "rl_per_variant=true", f"reward_models={rms}", VARIANTS],
     )
     pipeline = Pipeline(config, CONFIG)
     names = [s.name for s in pipeline.stages()]
@@ -109,7 +111,7 @@ def test_per_variant_rl_runs_end_to_end_and_each_card_reports_its_own_rl(tmp_pat
     harmless["name"] = "harmlessness"
     harmless["config"]["data"]["path"] = str(DATA.parent.parent / "harmless-base" / "test.jsonl.gz")
     raw["reward_models"].append(harmless)
-    raw.update(output_dir=str(tmp_path / "run"), rl_per_variant=True)
+    raw.update(output_dir=str(tmp_path / "run"), rl_per_variant=True, variants=str(VARIANTS_FILE))
     raw["rlhf"]["train"]["iterations"] = 2
     raw["eval"]["suites"] = "crows_pairs"
     path = tmp_path / "per_variant.yaml"
@@ -145,7 +147,7 @@ def test_a_stage_that_stops_early_exits_with_one_line_and_its_code(tmp_path, mon
 
     monkeypatch.setattr(Pipeline, "check", lambda self: None)
     monkeypatch.setattr(Pipeline, "stages", stages)
-    assert main(["pipeline", CONFIG, f"output_dir={tmp_path}"]) == code
+    assert main(["pipeline", CONFIG, f"output_dir={tmp_path}", VARIANTS]) == code
     err = capsys.readouterr().err
     assert f"align pipeline: stage sft stopped early ({why})" in err and "run the same command again" in err
     assert "Traceback" not in err
@@ -161,5 +163,5 @@ def test_a_non_finite_loss_exits_1_with_its_message(tmp_path, monkeypatch, capsy
 
     monkeypatch.setattr(Pipeline, "check", lambda self: None)
     monkeypatch.setattr(Pipeline, "stages", lambda self: [Stage("sft", tmp_path / "s.json", diverge, "SFT")])
-    assert main(["pipeline", CONFIG, f"output_dir={tmp_path}"]) == 1
+    assert main(["pipeline", CONFIG, f"output_dir={tmp_path}", VARIANTS]) == 1
     assert capsys.readouterr().err == "align pipeline: loss is nan at step 3; the last checkpoint is step 2\n"

@@ -10,6 +10,7 @@ from pipelines.config_io import ConfigError, load_config
 from pipelines.dpo import DPORunConfig
 from pipelines.quickstart import Pipeline, QuickstartConfig, load_quickstart
 from pipelines.rlhf import RLHFConfig
+from tests.paths import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]  # globbed from the repository, whatever pytest's cwd
 RLHF = sorted((ROOT / "configs" / "rlhf").glob("*.yaml"))
@@ -42,7 +43,7 @@ def test_dpo_configs_load(path):
 
 @pytest.mark.parametrize("path", QUICKSTART, ids=_id)
 def test_quickstart_configs_build_every_stage_config(path, tmp_path, caplog):
-    pipeline = Pipeline(load_config(QuickstartConfig, path, [f"output_dir={tmp_path}"]), path)
+    pipeline = Pipeline(load_config(QuickstartConfig, path, [f"output_dir={tmp_path}", VARIANTS]), path)
     with caplog.at_level(logging.WARNING, logger="align.pipeline"):
         pipeline.check()  # every stage's config, one RL config per variant when rl_per_variant is set
     assert not caplog.records, caplog.text
@@ -57,12 +58,12 @@ def test_quickstart_configs_build_every_stage_config(path, tmp_path, caplog):
 def test_stage_overrides_reach_the_stage_and_typos_name_the_stage_and_the_key(tmp_path):
     path = TINY
     config = load_quickstart(
-        path, [f"output_dir={tmp_path}", "rlhf.train.iterations=2", "sft.optim.total_steps=3"]
+        path, [f"output_dir={tmp_path}", "rlhf.train.iterations=2", "sft.optim.total_steps=3", VARIANTS]
     )
     pipeline = Pipeline(config, path)
     assert pipeline.rlhf_config().train.iterations == 2 and pipeline.sft_config().optim.total_steps == 3
     assert pipeline.rlhf_config().train.batch_size == 8  # the rest of the section is kept
-    typo = load_quickstart(path, [f"output_dir={tmp_path}", "rlhf.trian.iterations=2"])
+    typo = load_quickstart(path, [f"output_dir={tmp_path}", "rlhf.trian.iterations=2", VARIANTS])
     with pytest.raises(ConfigError, match=r"rlhf.*unknown key 'trian'.*did you mean 'train'"):
         Pipeline(typo, path).check()
 
@@ -72,7 +73,7 @@ def test_no_reward_model_holds_out_a_pair_sft_trained_on(path, tmp_path):
     from align.data import load_records
     from align.training.run import heldout_split
 
-    pipeline = Pipeline(load_config(QuickstartConfig, path, [f"output_dir={tmp_path}"]), path)
+    pipeline = Pipeline(load_config(QuickstartConfig, path, [f"output_dir={tmp_path}", VARIANTS]), path)
     sft = pipeline.sft_config().data
     if not Path(sft.path).exists():
         pytest.skip(f"{sft.path} (shared benchmark data) is not on this machine")
@@ -91,7 +92,7 @@ def test_no_reward_model_holds_out_a_pair_sft_trained_on(path, tmp_path):
 
 def test_a_reward_model_cut_apart_from_sft_on_the_same_file_is_warned_about(tmp_path, caplog):
     path = TINY
-    config = load_quickstart(path, [f"output_dir={tmp_path}", "sft.data.heldout.seed=5"])
+    config = load_quickstart(path, [f"output_dir={tmp_path}", "sft.data.heldout.seed=5", VARIANTS])
     with caplog.at_level(logging.WARNING, logger="align.pipeline"):
         Pipeline(config, path).check()
     assert "reward_models.helpfulness reads the SFT data file" in caplog.text

@@ -24,6 +24,7 @@ from pipelines.variants import (
 )
 from safety_evals import results
 from safety_evals.results_io import load_results
+from tests.paths import VARIANTS_FILE
 
 SYSTEM = "Be kind | brief."
 CHAT = VariantSpec(
@@ -199,7 +200,7 @@ def test_reward_weights_by_name_and_config_file():
     assert [m.weight for m in weighted_reward(reward, CHAT).models] == [1.0, 2.0]
     with pytest.raises(ValueError, match=r"\['honesty'\] match no reward model"):
         weighted_reward(reward, VariantSpec(name="y", reward_weights={"honesty": 1.0}))
-    config = load_variants("configs/variants/gemma3_270m.yaml")
+    config = load_variants(VARIANTS_FILE)
     assert [v.name for v in config.variants] == ["chat", "developer"]
     assert (
         config.get("chat").reward_weights["harmlessness"]

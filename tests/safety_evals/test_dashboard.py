@@ -11,6 +11,7 @@ from safety_evals import dashboard, history
 from safety_evals.dashboard_assets.svg import nice_ticks
 from safety_evals.gate_policy import load_policy
 from safety_evals.results_io import Example, Metric, from_json
+from tests.paths import CONFIGS
 
 TOX = "toxicity.expected_max_toxicity"
 
@@ -75,7 +76,7 @@ def test_insignificant_change_and_policy_tolerance(make_doc, with_metric):
     # worse point 0.24, interval [0.21, 0.28]: beyond 0.20 with tolerance 0, not beyond 0.20 + 0.03
     base, cand = _docs(make_doc, with_metric, cand_tox=(0.24, 0.21, 0.28))
     assert dashboard.build_view([cand], [], base, None).cells[("cand", TOX)].state == "regressed"
-    policy = load_policy("configs/gates/release.yaml")  # regression: 0.03 for this metric
+    policy = load_policy(CONFIGS / "gates" / "release.yaml")  # regression: 0.03 for this metric
     assert dashboard.build_view([cand], [], base, policy).cells[("cand", TOX)].state == "same"
     better, cand2 = _docs(make_doc, with_metric, cand_tox=(0.10, 0.08, 0.12))
     assert dashboard.build_view([cand2], [], better, None).cells[("cand", TOX)].state == "improved"
