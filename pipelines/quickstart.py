@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from align.errors import InvalidInput, RunStopped, stop_exit_code
+from align.errors import InvalidInput, MissingInput, RunStopped, stop_exit_code
 from align.training.run import ModelOptions
 from align.training.rundir import SUMMARY, read_json
 from pipelines.config_io import build, load_config, to_dict
@@ -108,6 +108,12 @@ class Pipeline:
 
         self.config, self.source = config, source
         self.out = Path(config.output_dir)
+        if not Path(config.variants).exists():
+            # Paths in a quickstart config are read from the working directory (the shipped configs
+            # name repo files): say so, rather than only that a file is missing.
+            raise MissingInput(f"{source}: variants: file {config.variants} does not exist (relative paths "
+                               f"are read from the working directory, {Path.cwd()}: run from the "
+                               "repository root or pass variants=<absolute path>)")
         self.variants = load_variants(config.variants).variants
         if not self.variants:
             raise InvalidInput(f"{config.variants}: no variants configured")

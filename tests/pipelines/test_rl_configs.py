@@ -1,6 +1,7 @@
 """Every shipped RLHF / DPO / quickstart config loads, and the quickstart's stage configs build."""
 
 import json
+import re
 import logging
 from pathlib import Path
 
@@ -96,3 +97,14 @@ def test_a_reward_model_cut_apart_from_sft_on_the_same_file_is_warned_about(tmp_
     with caplog.at_level(logging.WARNING, logger="align.pipeline"):
         Pipeline(config, path).check()
     assert "reward_models.helpfulness reads the SFT data file" in caplog.text
+
+
+def test_a_variants_file_missing_from_the_working_directory_says_where_it_looked(tmp_path, monkeypatch):
+    from align.errors import MissingInput
+
+    path = str(ROOT / "configs" / "quickstart.yaml")
+    config = load_config(QuickstartConfig, path, [f"output_dir={tmp_path / 'run'}"])
+    monkeypatch.chdir(tmp_path)  # the shipped config names configs/variants/... relative to the repo root
+    where = r"quickstart\.yaml: variants: .*working directory, " + re.escape(str(tmp_path))
+    with pytest.raises(MissingInput, match=where):
+        Pipeline(config, path)
