@@ -72,7 +72,7 @@ class Attention(Projections, nnx.Module):
     def __call__(self, x, positions, segment_ids, kv_cache=None, attn_mask=None):
         """x [B, T, D] -> ([B, T, D], (k, v) written to the cache or None).
 
-        kv_cache: None (keys are the queries) or (k [B,S,K,H], v [B,S,K,H], cache positions [B,S],
+        kv_cache: None (keys are the queries) or (k [B*K,S,H], v [B*K,H,S], cache positions [B,S],
         cache segment ids [B,S], write index) with this step's positions already written in.
         attn_mask: optional [B, T, T] bool, which keys each query may see (without a cache only). It
         replaces the causal-by-slot and segment rule, e.g. for prefix trees; the sliding window still
@@ -92,13 +92,15 @@ class Attention(Projections, nnx.Module):
             keys, values, k_pos, k_seg, q_slots = k, v, positions, segment_ids, jnp.arange(T)
             new_kv = None
         else:
-            cache_k, cache_v, k_pos, k_seg, index = kv_cache
-            keys = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, index, 0, 0))
-            values = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, index, 0, 0))
+            cache_k, cache_v, k_pos, k_seg, index = kv_cache  # [B*K, S, H], [B*K, H, S] (see Cache)
+            k_new = jnp.einsum("BTKH->BKTH", k).reshape(-1, T, c.head_dim)  # [B*K, T, H]
+            v_new = jnp.einsum("BTKH->BKHT", v).reshape(-1, c.head_dim, T)  # [B*K, H, T]
+            keys = jax.lax.dynamic_update_slice(cache_k, k_new.astype(cache_k.dtype), (0, index, 0))
+            values = jax.lax.dynamic_update_slice(cache_v, v_new.astype(cache_v.dtype), (0, 0, index))
             q_slots, new_kv = index + jnp.arange(T), (keys, values)
             keys, values = keys.astype(dt), values.astype(dt)
 
-        B = keys.shape[0]
+        B = x.shape[0]
         q = (q * jnp.asarray(c.query_scale, dt)).reshape(B, T, c.num_kv_heads, c.num_groups, c.head_dim)
         if kv_cache is None and self.chunk and T > self.chunk and T % self.chunk == 0:
             out = self._chunked(q, keys, values, positions, segment_ids, attn_mask)
@@ -107,22 +109,45 @@ class Attention(Projections, nnx.Module):
                 mask = attention_mask(q_slots, positions, segment_ids, k_pos, k_seg, self.window)  # [B, T, S]
             else:
                 mask = attn_mask & window_mask(positions, k_pos, self.window)
-            out = self._attend(q, keys, values, mask)
+            attend = self._attend if kv_cache is None else self._attend_cache
+            out = attend(q, keys, values, mask)
         out = out.reshape(B, T, c.num_heads, c.head_dim)
         return self.project("o", out), new_kv
 
     def _attend(self, q, keys, values, mask):
         """q [B,T,K,G,H], keys/values [B,S,K,H], mask [B,T,S] -> [B,T,K,G,H]."""
-        c = self.config
         logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, keys).astype(jnp.float32)
+        probs = self._probs(logits, mask).astype(q.dtype)
+        return jnp.einsum("BKGTS,BSKH->BTKGH", probs, values)
+
+    def _probs(self, logits, mask):
+        """Logits [B,K,G,T,S], mask [B,T,S] -> soft-capped, masked softmax over S, in float32."""
+        c = self.config
+        logits = logits.astype(jnp.float32)
         if c.attn_logit_softcap is not None:
             logits = jnp.tanh(logits / c.attn_logit_softcap) * c.attn_logit_softcap
         logits = jnp.where(mask[:, None, None], logits, NEG_INF)
         # softmax in float32 for stability whatever the compute dtype.
-        probs = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
+        probs = jax.nn.softmax(logits, axis=-1)
         # A query that sees no key at all (padding) outputs 0, not a uniform average of whatever is there.
-        probs = jnp.where(jnp.any(mask, axis=-1)[:, None, None, :, None], probs, 0)
-        return jnp.einsum("BKGTS,BSKH->BTKGH", probs, values)
+        return jnp.where(jnp.any(mask, axis=-1)[:, None, None, :, None], probs, 0)
+
+    def _attend_cache(self, q, keys, values, mask):
+        """_attend over the cache's layout: keys [B*K,S,H], values [B*K,H,S] (Q = G*T queries per row).
+
+        The dots are written in the forms XLA:CPU runs as library matmuls without copying the cache:
+        keys times queries with H minor in both ([S,H] x [Q,H] -> [S,Q]; the barrier keeps the
+        simplifier from folding the [S,Q] -> [Q,S] transpose into the dot, which made it an operand
+        order the library rejects and a slow fallback dot), then values times probabilities with S minor
+        in both ([H,S] x [Q,S] -> [H,Q]).
+        """
+        B, T, K, G, H = q.shape
+        q_rows = jnp.einsum("BTKGH->BKGTH", q).reshape(B * K, G * T, H)
+        logits = jnp.einsum("ZSH,ZQH->ZSQ", keys, q_rows)
+        logits = jnp.einsum("ZSQ->ZQS", jax.lax.optimization_barrier(logits)).reshape(B, K, G, T, -1)
+        probs = self._probs(logits, mask).astype(q.dtype)
+        out = jnp.einsum("ZHS,ZQS->ZHQ", values, probs.reshape(B * K, G * T, -1))  # [B*K, H, G*T]
+        return jnp.einsum("BKHGT->BTKGH", out.reshape(B, K, H, G, T))
 
     def _chunked(self, q, keys, values, positions, segment_ids, attn_mask=None):
         """Attention one query chunk [C] at a time, each chunk rematerialised in the backward pass.

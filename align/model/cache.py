@@ -13,8 +13,14 @@ from align.model.config import ModelConfig
 class Cache:
     """Keys and values per layer plus the per-slot bookkeeping the attention mask needs.
 
-    k, v: tuple over layers of [B, S, K, H]. positions / segment_ids: [B, S] for every slot
-    (segment 0 = empty or padding, never attended). index: the next slot to write (scalar).
+    k: tuple over layers of [B*K, S, H]; v: tuple over layers of [B*K, H, S] (row b*K + kv head).
+    positions / segment_ids: [B, S] for every slot (segment 0 = empty or padding, never attended).
+    index: the next slot to write (scalar).
+
+    Why these layouts (decode loop on XLA:CPU): the attention dots then read the cache in place. With
+    [B, S, K, H] XLA squeezed the unit K axis between the in-place write and the dot, duplicated the
+    write and copied every cache buffer twice a step, and transposed the values to [B, H, S] for the
+    probs x values dot (gemma3-270m, batch 8, 144 slots: 3.5 + 2.9 ms of a 73 ms step).
     """
 
     k: tuple[jax.Array, ...]
@@ -29,11 +35,10 @@ class Cache:
 
 
 def init_cache(config: ModelConfig, batch: int, size: int, dtype=jnp.float32) -> Cache:
-    shape = (batch, size, config.num_kv_heads, config.head_dim)  # [B, S, K, H]
-    zeros = tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers))
+    rows, H = batch * config.num_kv_heads, config.head_dim
     return Cache(
-        k=zeros,
-        v=zeros,
+        k=tuple(jnp.zeros((rows, size, H), dtype) for _ in range(config.num_layers)),  # [B*K, S, H]
+        v=tuple(jnp.zeros((rows, H, size), dtype) for _ in range(config.num_layers)),  # [B*K, H, S]
         positions=jnp.zeros((batch, size), jnp.int32),
         segment_ids=jnp.zeros((batch, size), jnp.int32),
         index=jnp.zeros((), jnp.int32),
