@@ -133,7 +133,7 @@ class Attention(Projections, nnx.Module):
         return jnp.where(jnp.any(mask, axis=-1)[:, None, None, :, None], probs, 0)
 
     def _attend_cache(self, q, keys, values, mask):
-        """_attend over the cache's layout: keys [B*K,S,H], values [B*K,H,S] (Q = G*T queries per row).
+        """_attend over the cache's layout: keys [Z,S,H], values [Z,H,S] (Z = B*K rows, Q = G*T queries).
 
         The dots are written in the forms XLA:CPU runs as library matmuls without copying the cache:
         keys times queries with H minor in both ([S,H] x [Q,H] -> [S,Q]; the barrier keeps the
