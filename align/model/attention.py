@@ -116,7 +116,7 @@ class Attention(Projections, nnx.Module):
 
     def _attend(self, q, keys, values, mask):
         """q [B,T,K,G,H], keys/values [B,S,K,H], mask [B,T,S] -> [B,T,K,G,H]."""
-        logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, keys).astype(jnp.float32)
+        logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, keys)
         probs = self._probs(logits, mask).astype(q.dtype)
         return jnp.einsum("BKGTS,BSKH->BTKGH", probs, values)
 
