@@ -20,7 +20,7 @@ target is better"; the metric's `target` only counts when the direction is null)
     Map every value to a badness b (lower is better): b = x if higher_is_better is false, b = -x if
     true, b = |x - target| if null. With the candidate interval mapped to [b_lo, b_hi] and the
     baseline point value to b_base, the check FAILS iff  b_lo > b_base + X,  i.e. the candidate's
-    whole 95% bootstrap interval lies beyond the baseline value plus the tolerance in the bad
+    whole 95% interval lies beyond the baseline value plus the tolerance in the bad
     direction. A worse point estimate whose interval still reaches baseline + X passes (not
     significant). A candidate metric without an interval is compared on its point value (stricter).
     Without `--baseline`, regression checks are skipped unless the policy sets `require_baseline`.

@@ -24,6 +24,7 @@ import numpy as np
 
 from align.fileio import write_text_atomic
 from safety_evals import bootstrap
+from safety_evals.wilson import wilson_ci
 
 SCHEMA = "align.eval_results/v1"
 _CHUNK = 1 << 20
@@ -39,7 +40,10 @@ def clean_float(x: Any) -> float | None:
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
-    """One metric with its 95% bootstrap interval and the number of examples behind it."""
+    """One metric with its 95% interval and the number of examples behind it.
+
+    `interval` names how the interval was made: "bootstrap" (the percentile bootstrap, the default,
+    not written to JSON) or "wilson" (a proportion: every example scored 0 or 1)."""
 
     value: float | None
     ci_low: float | None
@@ -48,6 +52,7 @@ class Metric:
     higher_is_better: bool | None  # None: closer to `target` is better
     target: float | None = None
     description: str = ""
+    interval: str = "bootstrap"
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -61,6 +66,8 @@ class Metric:
             out["target"] = float(self.target)
         if self.description:
             out["description"] = self.description
+        if self.interval != "bootstrap":
+            out["interval"] = self.interval
         return out
 
 
@@ -72,9 +79,13 @@ def mean_metric(
     target: float | None = None,
     scale: float = 1.0,
 ) -> Metric:
-    """mean(values) * scale with its bootstrap CI; value None when there are no values."""
+    """mean(values) * scale with its 95% CI; value None when there are no values.
+
+    A proportion (every value 0 or 1) gets the Wilson interval, anything else the percentile
+    bootstrap: the bootstrap of 0 hits out of n is [0, 0], which claims certainty it has not got."""
     x = np.asarray(values, dtype=np.float64)
-    low, high = bootstrap.mean_ci(x)
+    proportion = x.size > 0 and bool(np.all((x == 0) | (x == 1)))
+    low, high = wilson_ci(float(x.sum()), x.size) if proportion else bootstrap.mean_ci(x)
     value = float(x.mean()) * scale if x.size else None
     return Metric(
         value,
@@ -84,6 +95,7 @@ def mean_metric(
         higher_is_better,
         target,
         description,
+        "wilson" if proportion else "bootstrap",
     )
 
 
