@@ -10,7 +10,8 @@ training features and x_i = z_c,i - z_r,i, the head minimises the L2-regularised
 
 which is logistic regression without intercept on the differences, convex, solved exactly by Newton
 steps (D x D Hessian, D = 640 for Gemma 3 270M). l2 is chosen by k-fold cross-validated pairwise
-accuracy on the training pairs only (held-out pairs stay unseen). The head on raw features is
+accuracy on the training pairs only (held-out pairs stay unseen; each fold is standardised on
+its own training rows). The head on raw features is
 w = u / sd; its bias stays 0 (the HF export has none and Bradley-Terry ignores shifts).
 Compared with fine-tuning (reward_models.train), it costs one forward per pair and no backward.
 """
@@ -63,17 +64,28 @@ def fit_logistic(x: np.ndarray, l2: float, *, iterations: int = 50, tol: float =
     return u
 
 
-def cross_validate_l2(x: np.ndarray, grid: Sequence[float], folds: int, seed: int = 0) -> dict[float, float]:
-    """{l2: mean k-fold accuracy (x_i . u > 0)} on the training differences x [n, D]."""
-    folds = max(2, min(folds, len(x)))
-    fold_of = np.random.default_rng(seed).permutation(len(x)) % folds
+def feature_scale(h: np.ndarray) -> np.ndarray:
+    """sd [D] of the chosen and rejected features h [n, 2, D] together (+1e-6 for dead units)."""
+    return h.reshape(-1, h.shape[-1]).std(0) + 1e-6
+
+
+def cross_validate_l2(h: np.ndarray, grid: Sequence[float], folds: int, seed: int = 0) -> dict[float, float]:
+    """{l2: mean k-fold accuracy (x_i . u > 0)} on the training features h [n, 2, D].
+
+    Each fold is standardised with the sd of its own training rows, as the final fit is with the
+    sd of all training pairs: the held-out rows of a fold take no part in its fit, scale included."""
+    n = len(h)
+    folds = max(2, min(folds, n))
+    fold_of = np.random.default_rng(seed).permutation(n) % folds
+    diff = h[:, 0] - h[:, 1]
+    scales = [feature_scale(h[fold_of != f]) for f in range(folds)]
     scores = {}
     for l2 in grid:
         correct = 0
-        for f in range(folds):
-            u = fit_logistic(x[fold_of != f], l2)
-            correct += int(np.sum(x[fold_of == f] @ u > 0))
-        scores[float(l2)] = correct / len(x)
+        for f, sd in enumerate(scales):
+            u = fit_logistic(diff[fold_of != f] / sd, l2)
+            correct += int(np.sum(diff[fold_of == f] / sd @ u > 0))
+        scores[float(l2)] = correct / n
     return scores
 
 
@@ -84,9 +96,9 @@ def fit_probe(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: 
     if len(pairs) < 2:
         raise InvalidInput(f"a probe needs at least 2 training pairs, got {len(pairs)}")
     h = pair_features(model, pairs, batch_size=batch_size, length=length, pad_id=pad_id, progress=progress)
-    sd = h.reshape(-1, h.shape[-1]).std(0) + 1e-6
+    sd = feature_scale(h)
     x = (h[:, 0] - h[:, 1]) / sd  # standardised differences (the feature mean cancels)
-    cv = cross_validate_l2(x, l2_grid, folds, seed)
+    cv = cross_validate_l2(h, l2_grid, folds, seed)
     l2 = max(cv, key=lambda k: (cv[k], k))  # ties -> the stronger regularisation
     u = fit_logistic(x, l2)
     w = u / sd

@@ -34,11 +34,31 @@ def test_newton_solution_is_the_regularised_optimum():
 
 def test_cross_validation_scores_every_l2_and_prefers_signal():
     rng = np.random.default_rng(1)
-    signal = rng.normal(size=(80, 4)) + np.array([1.5, 0, 0, 0])
-    noise = rng.normal(size=(80, 4))
+    rejected = rng.normal(size=(80, 1, 4))
+    signal = np.concatenate([rejected + rng.normal(size=(80, 1, 4)) + np.array([1.5, 0, 0, 0]), rejected], 1)
+    noise = np.concatenate([rejected + rng.normal(size=(80, 1, 4)), rejected], 1)
     assert set(cross_validate_l2(signal, (0.1, 1.0), folds=4)) == {0.1, 1.0}
     assert min(cross_validate_l2(signal, (0.1, 1.0), folds=4).values()) > 0.8
     assert max(cross_validate_l2(noise, (0.1, 1.0), folds=4).values()) < 0.7
+
+
+def test_cross_validation_scales_each_fold_on_its_training_rows_only():
+    # Feature 1 is 1000x larger in the first 10 pairs only, so each fold's training sd differs from
+    # the sd of all rows; scaling every fold with the latter (held-out rows leaking into the fit)
+    # scores 31/40 on this data, the per-fold reference below 30/40.
+    rng = np.random.default_rng(2)
+    h = rng.normal(size=(40, 2, 3))
+    h[:, 0, 0] += 1.0
+    h[:10, :, 1] *= 1000.0
+    folds, l2 = 4, 1.0
+    fold_of = np.random.default_rng(0).permutation(40) % folds
+    correct = 0
+    for f in range(folds):
+        train = h[fold_of != f]
+        sd = train.reshape(-1, 3).std(0) + 1e-6
+        u = fit_logistic((train[:, 0] - train[:, 1]) / sd, l2)
+        correct += int(np.sum((h[fold_of == f, 0] - h[fold_of == f, 1]) / sd @ u > 0))
+    assert correct == 30 and cross_validate_l2(h, (l2,), folds=folds) == {l2: correct / 40}
 
 
 @pytest.fixture(scope="module")
