@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from align.data.chat import END_OF_TURN
 from safety_evals.lm import TokenScores, batched, encode_request, scoring_window, truncate_at_stop
 
 
@@ -54,6 +55,7 @@ class HFTorchLM:
         bos = tokenizer.bos_token_id
         self.prefix_id = bos if bos is not None else tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.stop_ids = stop_token_ids(model, tokenizer)
 
     # ------------------------------------------------------------------ tokenization
     def encode(self, text: str, add_special_tokens: bool) -> list[int]:
@@ -131,6 +133,7 @@ class HFTorchLM:
                 "max_new_tokens": max_new_tokens,
                 "num_return_sequences": per_prompt,
                 "pad_token_id": self.pad_id,
+                "eos_token_id": list(self.stop_ids),
             }
             if sample:
                 kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
@@ -143,3 +146,16 @@ class HFTorchLM:
                 mine = [truncate_at_stop(t, stop) for t in texts[row * per_prompt : (row + 1) * per_prompt]]
                 out.append(mine if sample else mine * num_samples)
         return out
+
+
+def stop_token_ids(model, tokenizer) -> tuple[int, ...]:
+    """Ids that end a generation, as JaxLM stops (align Tokenizer.stop_ids): <eos>, and <end_of_turn>
+    when the vocabulary has it, plus whatever the model's generation config lists. A base
+    checkpoint's config names only <eos>, so without this a chat-tuned model would run on past its
+    <end_of_turn> (dropped from the text as a special token) into a made-up next turn."""
+    config = getattr(model, "generation_config", None)
+    listed = getattr(config, "eos_token_id", None)
+    listed = [] if listed is None else [listed] if isinstance(listed, int) else list(listed)
+    end_of_turn = tokenizer.get_vocab().get(END_OF_TURN)
+    ids = [tokenizer.eos_token_id, end_of_turn, *listed]
+    return tuple(dict.fromkeys(int(i) for i in ids if i is not None))

@@ -123,3 +123,30 @@ def test_greedy_generation_with_several_samples_repeats_the_greedy_text(lm):
     out = lm.generate(["The dog", "Hello"], max_new_tokens=4, num_samples=3)
     want = [x[0] for x in lm.generate(["The dog", "Hello"], max_new_tokens=4)]
     assert out == [[w] * 3 for w in want]
+
+
+def test_generation_stops_at_end_of_turn_like_jax():
+    # A tokenizer with <end_of_turn> and a tiny model that greedily emits it as its second new token:
+    # with tied embeddings, swapping the rows of that token (x) and <end_of_turn> makes the model say
+    # <end_of_turn> wherever it said x (the prompt holds neither). The config's eos list names only <eos>.
+    from safety_evals.hf_lm import stop_token_ids
+
+    tok = tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<end_of_turn>"]})
+    eot = tok.convert_tokens_to_ids("<end_of_turn>")
+    model = tiny_gemma3(len(tok), seed=3)
+    embed = model.model.embed_tokens.weight
+    assert model.lm_head.weight.data_ptr() == embed.data_ptr()  # tied: one swap moves input and output
+    lm = HFTorchLM(model, tok, batch_size=1)
+    assert lm.stop_ids == (tok.eos_token_id, eot) == stop_token_ids(model, tok)
+    prompt = lm.encode("Hello", True)
+    first = [int(model(input_ids=torch.tensor([prompt])).logits[0, -1].argmax())]
+    x = int(model(input_ids=torch.tensor([prompt + first])).logits[0, -1].argmax())
+    assert x not in (*prompt, *first, tok.eos_token_id, eot)
+    with torch.no_grad():
+        embed[[x, eot]] = embed[[eot, x]]
+    assert lm.generate(["Hello"], max_new_tokens=6)[0][0] == tok.decode(first)
+    # without <end_of_turn> as a stop token, generation ran on past it (the old behaviour)
+    runs_on = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=6, do_sample=False,
+                             eos_token_id=tok.eos_token_id, pad_token_id=lm.pad_id)[0, len(prompt):].tolist()
+    assert runs_on[:2] == [*first, eot] and len(runs_on) > 2
