@@ -113,7 +113,8 @@ class Decoder(nnx.Module):
         return softcap(logits.astype(jnp.float32), self.config.final_logit_softcap)
 
     def for_decoding(self) -> Decoder:
-        """A copy whose projection weights are stored [*out, *in] (layers.Projections.to_out_first).
+        """A copy whose projection weights are stored [*out, *in] (layers.Projections.to_out_first)
+        and whose cached attention takes one matrix-vector product per query (Attention.per_query_dots).
 
         For CPU decode loops: made once before the loop (one copy of the layer weights, not the
         embedding table), each step's few-row matmuls then stream the weights (dense's weight_first).
@@ -124,6 +125,8 @@ class Decoder(nnx.Module):
         for _, module in nnx.iter_modules(model):
             if isinstance(module, Projections):
                 module.to_out_first()
+            if isinstance(module, Attention):
+                module.per_query_dots = True
         return model
 
     def __call__(self, tokens, positions, segment_ids, cache: Cache | None = None, *,

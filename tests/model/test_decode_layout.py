@@ -30,6 +30,7 @@ def test_for_decoding_transposes_every_projection_and_leaves_the_original():
     np.testing.assert_array_equal(dec_attn.q[...], jnp.transpose(attn.q[...], (1, 2, 0)))
     assert dec_attn.o.get_metadata()["axes"] == (attn.o.get_metadata()["axes"][2],
                                                  *attn.o.get_metadata()["axes"][:2])
+    assert dec_attn.per_query_dots and not attn.per_query_dots
     transposed = [m for _, m in nnx.iter_modules(dec) if isinstance(m, Projections)]
     assert transposed and all(m.out_first for m in transposed)
     assert not any(m.out_first for _, m in nnx.iter_modules(model) if isinstance(m, Projections))
@@ -67,3 +68,24 @@ def test_next_token_logits_are_soft_capped_like_logits():
     got = model.next_token_logits(out.hidden[:, -1], vocab_major=True)
     assert float(jnp.abs(got).max()) <= 0.5
     np.testing.assert_allclose(got, out.logits[:, -1].T, rtol=1e-5, atol=1e-6)
+
+
+def test_cached_steps_after_a_prefill_equal_the_plain_model():
+    # 6 prompt tokens in the cache, then chunks of T = 1 and 4 (G * T = 2 and 8 queries a row: one
+    # matrix-vector product per query) and T = 5 (10 queries: the batched dot) with for_decoding's
+    # attention, against the plain model's; every key slot that matters is filled and attended.
+    model = _model()
+    tokens = jnp.asarray(np.random.default_rng(1).integers(1, 96, (2, 16)), jnp.int32)
+    positions, segments = jnp.broadcast_to(jnp.arange(16), (2, 16)), jnp.ones((2, 16), jnp.int32)
+    prefill = model(tokens[:, :6], positions[:, :6], segments[:, :6], init_cache(model.config, 2, 16))
+    dec = model.for_decoding()
+    start = 6
+    for T in (1, 4, 5):
+        sl = slice(start, start + T)
+        want = model(tokens[:, sl], positions[:, sl], segments[:, sl], prefill.cache)
+        got = dec(tokens[:, sl], positions[:, sl], segments[:, sl], prefill.cache)
+        np.testing.assert_allclose(got.logits, want.logits, rtol=1e-5, atol=1e-5)
+        full = model(tokens[:, : start + T], positions[:, : start + T], segments[:, : start + T])
+        np.testing.assert_allclose(got.logits, full.logits[:, start:], rtol=1e-4, atol=1e-4)
+        prefill = want
+        start += T
