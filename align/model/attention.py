@@ -8,7 +8,7 @@ from flax import nnx
 
 from align.model import axes as ax
 from align.model.config import ModelConfig
-from align.model.layers import Projections, RMSNorm, apply_rope, param
+from align.model.layers import Projections, RMSNorm, apply_rope, param, rope_table
 
 # Finite, so that a query row with every key masked (a padding query) gives no NaN.
 NEG_INF = -2.3819763e38
@@ -50,6 +50,7 @@ def window_mask(q_positions: jax.Array, k_positions: jax.Array, window: int | No
 class Attention(Projections, nnx.Module):
     PROJECTIONS = {"q": "BTD,DNH->BTNH", "k": "BTD,DKH->BTKH", "v": "BTD,DKH->BTKH", "o": "BTNH,NHD->BTD"}
     per_query_dots: bool = False  # the CPU decode-step form of the cached attention (_attend_cache)
+    rope_table: nnx.Variable | None = None  # sin/cos by position, made by Decoder.for_decoding (apply_rope)
 
     def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype,
                  chunk: int | None = None):
@@ -72,6 +73,14 @@ class Attention(Projections, nnx.Module):
         self.rope_scale = c.rope_scale_local if local else c.rope_scale_global
         self.config = c
 
+    def use_rope_table(self, n_positions: int) -> None:
+        """Look the rotary sin/cos up in a table of positions 0 .. n_positions - 1 from now on.
+
+        Every position this module then sees must be below n_positions (a gather clamps, it does not
+        fail); Decoder.for_decoding sizes it as the cache is sized."""
+        c = self.config
+        self.rope_table = nnx.Variable(rope_table(n_positions, c.head_dim, self.rope_base, self.rope_scale))
+
     def __call__(self, x, positions, segment_ids, kv_cache=None, attn_mask=None):
         """x [B, T, D] -> ([B, T, D], (k, v) written to the cache or None).
 
@@ -85,8 +94,9 @@ class Attention(Projections, nnx.Module):
         q, k, v = self.project("q", x), self.project("k", x), self.project("v", x)
         if c.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q = apply_rope(q, positions, self.rope_base, self.rope_scale)
-        k = apply_rope(k, positions, self.rope_base, self.rope_scale)
+        table = None if self.rope_table is None else self.rope_table[...]
+        q = apply_rope(q, positions, self.rope_base, self.rope_scale, table)
+        k = apply_rope(k, positions, self.rope_base, self.rope_scale, table)
 
         T = x.shape[1]
         if attn_mask is not None and kv_cache is not None:

@@ -112,12 +112,14 @@ class Decoder(nnx.Module):
     def _softcap(self, logits: jax.Array) -> jax.Array:
         return softcap(logits.astype(jnp.float32), self.config.final_logit_softcap)
 
-    def for_decoding(self) -> Decoder:
+    def for_decoding(self, n_positions: int | None = None) -> Decoder:
         """A copy whose projection weights are stored [*out, *in] (layers.Projections.to_out_first)
         and whose cached attention takes one matrix-vector product per query (Attention.per_query_dots).
 
         For CPU decode loops: made once before the loop (one copy of the layer weights, not the
         embedding table), each step's few-row matmuls then stream the weights (dense's weight_first).
+        n_positions: every position the copy will see is below it; its rotary sin/cos are then looked
+        up in tables made here, before the loop (Attention.use_rope_table), not computed each step.
         The original module is left as it is.
         """
         graphdef, state = nnx.split(self)
@@ -127,6 +129,8 @@ class Decoder(nnx.Module):
                 module.to_out_first()
             if isinstance(module, Attention):
                 module.per_query_dots = True
+                if n_positions is not None:
+                    module.use_rope_table(n_positions)
         return model
 
     def __call__(self, tokens, positions, segment_ids, cache: Cache | None = None, *,

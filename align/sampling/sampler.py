@@ -8,7 +8,8 @@ Buffer sizes depend only on (B, P, max_new_tokens): repeated calls of one shape 
 Logits are formed for the next token only (the prefill's last prompt position, then each step), never
 for the whole prompt. With `cpu_layout` (the default when the weights live on CPU) the loop decodes
 with `Decoder.for_decoding()`'s [out, in] weights and vocab-major logits, the forms XLA:CPU streams
-fastest for a few rows (gemma3-270m, batch 8, 2-core Xeon: 216 -> 131-147 ms a step; README).
+fastest for a few rows (gemma3-270m, batch 8, 2-core Xeon: 216 -> 131-147 ms a step; README), one
+matrix-vector product per query over the cache, and rotary sin/cos from tables made before the loop.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def _generate(graphdef, state, prompt, lengths, rng, config: SamplingConfig, cac
     segments = (positions < lengths[:, None]).astype(jnp.int32)
     out = model(prompt, positions, segments, cache, return_logits=False)
     last_hidden = jnp.take_along_axis(out.hidden, (lengths - 1)[:, None, None], axis=1)[:, 0]  # [B, D]
-    step_model = model.for_decoding() if cpu_layout else model
+    # positions stay below P + M, the cache size (prompt slots, then one position a step)
+    step_model = model.for_decoding(n_positions=P + M) if cpu_layout else model
 
     def next_token(hidden, rng):  # [B, D] -> (token [B], log-prob [B])
         logits = step_model.next_token_logits(hidden, vocab_major=cpu_layout)

@@ -7,7 +7,7 @@ import numpy as np
 from flax import nnx
 
 from align.model import Decoder, ModelConfig, init_cache
-from align.model.layers import Projections
+from align.model.layers import Projections, apply_rope, rope_table
 
 
 def _model():
@@ -78,7 +78,8 @@ def test_cached_steps_after_a_prefill_equal_the_plain_model():
     tokens = jnp.asarray(np.random.default_rng(1).integers(1, 96, (2, 16)), jnp.int32)
     positions, segments = jnp.broadcast_to(jnp.arange(16), (2, 16)), jnp.ones((2, 16), jnp.int32)
     prefill = model(tokens[:, :6], positions[:, :6], segments[:, :6], init_cache(model.config, 2, 16))
-    dec = model.for_decoding()
+    dec = model.for_decoding(n_positions=16)  # rotary sin/cos looked up in tables, too
+    assert all(m.rope_table[...].shape == (16, 2, 8) for m in (dec.layers[0].attn, dec.layers[1].attn))
     start = 6
     for T in (1, 4, 5):
         sl = slice(start, start + T)
@@ -89,3 +90,16 @@ def test_cached_steps_after_a_prefill_equal_the_plain_model():
         np.testing.assert_allclose(got.logits, full.logits[:, start:], rtol=1e-4, atol=1e-4)
         prefill = want
         start += T
+
+
+def test_rope_from_a_table_equals_rope_computed():
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 3, 4, 16)), jnp.float32)  # [B, T, N, H]
+    positions = jnp.asarray([[0, 5, 9], [3, 4, 11]])
+    for base, scale in ((1e4, 1.0), (1e6, 8.0)):
+        table = rope_table(12, 16, base, scale)
+        np.testing.assert_array_equal(apply_rope(x, positions, base, scale, table),
+                                      apply_rope(x, positions, base, scale))
+    # a rotation by the angle at each position: norms kept, position 0 untouched
+    rotated = apply_rope(x, positions, 1e4, 1.0, rope_table(12, 16, 1e4))
+    np.testing.assert_allclose(jnp.linalg.norm(rotated, axis=-1), jnp.linalg.norm(x, axis=-1), rtol=1e-6)
+    np.testing.assert_array_equal(rotated[0, 0], x[0, 0])

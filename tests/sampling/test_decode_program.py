@@ -1,4 +1,5 @@
-"""The compiled decode loop writes the KV cache in place and never copies or transposes it.
+"""The compiled decode loop writes the KV cache in place and never copies or transposes it, and
+computes no rotary sin/cos (they come from tables made before the loop).
 
 With the cache stored [B, S, K, H], XLA:CPU squeezed the unit K axis between the in-place write and
 the attention dot, so it duplicated the write, copied every cache buffer two or three times a step and
@@ -51,3 +52,21 @@ def test_decode_loop_updates_the_cache_in_place_without_copies():
     assert sum(op == "get-tuple-element" for _, op in sized) == 2 * config.num_layers  # k and v per layer
     assert all(op == "fusion" and "dynamic-update-slice" in name for name, op in made), made
     assert len(made) == 2 * config.num_layers, made
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="pins XLA:CPU's program")
+def test_decode_loop_computes_no_sin_or_cos():
+    # XLA fuses sin/cos into the rotation and evaluates them per element of q and k, in every layer and
+    # step; the CPU decode layout looks them up in tables made before the loop instead.
+    config = ModelConfig.tiny(vocab_size=96)
+    graphdef, state = nnx.split(Decoder(config, rngs=nnx.Rngs(0)))
+    prompt, lengths = jnp.ones((B, P), jnp.int32), jnp.full((B,), P, jnp.int32)
+    hlo = _generate_jit.lower(graphdef, state, prompt, lengths, jax.random.PRNGKey(0),
+                              config=SamplingConfig(max_new_tokens=M), cache_dtype=jnp.float32,
+                              cpu_layout=True).compile().as_text()
+    computations = {m.group(1): m.group(0)
+                    for m in re.finditer(r"\n%([\w.\-]+) [^\n]*\{\n.*?\n}\n", hlo, re.S)}
+    body = _loop_body(hlo)
+    called = [computations.get(name, "") for name in re.findall(r"calls=%([\w.\-]+)", body)]
+    assert called and not any(" sine(" in c or " cosine(" in c for c in [body, *called])
+    assert " sine(" in hlo  # the prefill and the tables still compute them
