@@ -11,8 +11,8 @@ training features and x_i = z_c,i - z_r,i, the head minimises the L2-regularised
 which is logistic regression without intercept on the differences, convex, solved exactly by Newton
 steps (D x D Hessian, D = 640 for Gemma 3 270M). l2 is chosen by k-fold cross-validated pairwise
 accuracy on the training pairs only (held-out pairs stay unseen; each fold is standardised on
-its own training rows). The head on raw features is
-w = u / sd; its bias stays 0 (the HF export has none and Bradley-Terry ignores shifts).
+its own training rows). The head on raw features is w = u / sd; its bias stays 0 (the HF export
+has none and Bradley-Terry ignores shifts).
 Compared with fine-tuning (reward_models.train), it costs one forward per pair and no backward.
 """
 

@@ -50,7 +50,7 @@ def window_mask(q_positions: jax.Array, k_positions: jax.Array, window: int | No
 class Attention(Projections, nnx.Module):
     PROJECTIONS = {"q": "BTD,DNH->BTNH", "k": "BTD,DKH->BTKH", "v": "BTD,DKH->BTKH", "o": "BTNH,NHD->BTD"}
     per_query_dots: bool = False  # the CPU decode-step form of the cached attention (_attend_cache)
-    rope_table: nnx.Variable | None = None  # sin/cos by position, made by Decoder.for_decoding (apply_rope)
+    rope_lookup: nnx.Variable | None = None  # sin/cos by position (use_rope_table; apply_rope's table)
 
     def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype,
                  chunk: int | None = None):
@@ -79,7 +79,7 @@ class Attention(Projections, nnx.Module):
         Every position this module then sees must be below n_positions (a gather clamps, it does not
         fail); Decoder.for_decoding sizes it as the cache is sized."""
         c = self.config
-        self.rope_table = nnx.Variable(rope_table(n_positions, c.head_dim, self.rope_base, self.rope_scale))
+        self.rope_lookup = nnx.Variable(rope_table(n_positions, c.head_dim, self.rope_base, self.rope_scale))
 
     def __call__(self, x, positions, segment_ids, kv_cache=None, attn_mask=None):
         """x [B, T, D] -> ([B, T, D], (k, v) written to the cache or None).
@@ -94,7 +94,7 @@ class Attention(Projections, nnx.Module):
         q, k, v = self.project("q", x), self.project("k", x), self.project("v", x)
         if c.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        table = None if self.rope_table is None else self.rope_table[...]
+        table = None if self.rope_lookup is None else self.rope_lookup[...]
         q = apply_rope(q, positions, self.rope_base, self.rope_scale, table)
         k = apply_rope(k, positions, self.rope_base, self.rope_scale, table)
 

@@ -79,7 +79,7 @@ def test_cached_steps_after_a_prefill_equal_the_plain_model():
     positions, segments = jnp.broadcast_to(jnp.arange(16), (2, 16)), jnp.ones((2, 16), jnp.int32)
     prefill = model(tokens[:, :6], positions[:, :6], segments[:, :6], init_cache(model.config, 2, 16))
     dec = model.for_decoding(n_positions=16)  # rotary sin/cos looked up in tables, too
-    assert all(m.rope_table[...].shape == (16, 2, 8) for m in (dec.layers[0].attn, dec.layers[1].attn))
+    assert all(m.rope_lookup[...].shape == (16, 2, 8) for m in (dec.layers[0].attn, dec.layers[1].attn))
     start = 6
     for T in (1, 4, 5):
         sl = slice(start, start + T)
