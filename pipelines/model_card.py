@@ -113,7 +113,9 @@ def eval_section(results: Results | None, variant: str) -> list[str]:
         f"`align eval` run `{_cell(results.run_id)}` ({results.created:%Y-%m-%d %H:%M} UTC)"
         + (f", at most {limit} examples per suite" if limit else "")
         + ". "
-        "Intervals are 95% bootstrap intervals over examples." + _prompting(results.config),
+        "Intervals are 95% intervals over examples: the percentile bootstrap, or for a proportion "
+        "(every example scored 0 or 1) the Wilson score interval, marked (Wilson)."
+        + _prompting(results.config),
         "",
         "| suite | metric | value | 95% interval | n | better |",
         "|---|---|---|---|---|---|",
@@ -128,6 +130,8 @@ def eval_section(results: Results | None, variant: str) -> list[str]:
                 continue
             ci = m.interval()
             interval = f"[{_num(ci[0])}, {_num(ci[1])}]" if ci else "n/a"
+            if ci and m.ci_method == "wilson":
+                interval += " (Wilson)"
             out.append(
                 f"| {_cell(suite.name)} | {_cell(m.name)} | {_num(m.value)} | {interval} | "
                 f"{m.n if m.n is not None else 'n/a'} | {_direction(m.higher_is_better, m.target)} |"

@@ -40,6 +40,7 @@ class Metric:
     higher_is_better: bool | None  # None: closer to `target` is better
     target: float | None = None
     description: str = ""
+    ci_method: str = "bootstrap"  # the JSON's "interval": "wilson" for a proportion, else the bootstrap
 
     @property
     def full_name(self) -> str:
@@ -206,6 +207,7 @@ def _metric(r: _Reader, suite: str, name: str, obj: Any) -> Metric:
         higher_is_better=hib,
         target=r.opt_number(m.get("target"), f"{at}.target"),
         description=r.opt_string(m.get("description"), f"{at}.description") or "",
+        ci_method=r.opt_string(m.get("interval"), f"{at}.interval") or "bootstrap",
     )
     if metric.ci_low is not None and metric.ci_high is not None and metric.ci_low > metric.ci_high:
         r.fail(f"{at}.ci_low", f"ci_low {metric.ci_low} > ci_high {metric.ci_high}")
