@@ -39,14 +39,20 @@ def _cache_sized(body: str, n: int) -> list[tuple[str, str]]:
     return out
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="pins XLA:CPU's program")
-def test_decode_loop_updates_the_cache_in_place_without_copies():
-    config = ModelConfig.tiny(vocab_size=96).replace(num_kv_heads=1)
+def _compiled_generate(config: ModelConfig) -> str:
+    """The compiled HLO text of generate (CPU decode layout) for a random model of `config`."""
     graphdef, state = nnx.split(Decoder(config, rngs=nnx.Rngs(0)))
     prompt, lengths = jnp.ones((B, P), jnp.int32), jnp.full((B,), P, jnp.int32)
     hlo = _generate_jit.lower(graphdef, state, prompt, lengths, jax.random.PRNGKey(0),
                               config=SamplingConfig(max_new_tokens=M), cache_dtype=jnp.float32,
                               cpu_layout=True).compile().as_text()
+    return hlo
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="pins XLA:CPU's program")
+def test_decode_loop_updates_the_cache_in_place_without_copies():
+    config = ModelConfig.tiny(vocab_size=96).replace(num_kv_heads=1)
+    hlo = _compiled_generate(config)
     sized = _cache_sized(_loop_body(hlo), B * config.num_kv_heads * (P + M) * config.head_dim)
     made = [(name, op) for name, op in sized if op != "get-tuple-element"]
     assert sum(op == "get-tuple-element" for _, op in sized) == 2 * config.num_layers  # k and v per layer
@@ -59,11 +65,7 @@ def test_decode_loop_computes_no_sin_or_cos():
     # XLA fuses sin/cos into the rotation and evaluates them per element of q and k, in every layer and
     # step; the CPU decode layout looks them up in tables made before the loop instead.
     config = ModelConfig.tiny(vocab_size=96)
-    graphdef, state = nnx.split(Decoder(config, rngs=nnx.Rngs(0)))
-    prompt, lengths = jnp.ones((B, P), jnp.int32), jnp.full((B,), P, jnp.int32)
-    hlo = _generate_jit.lower(graphdef, state, prompt, lengths, jax.random.PRNGKey(0),
-                              config=SamplingConfig(max_new_tokens=M), cache_dtype=jnp.float32,
-                              cpu_layout=True).compile().as_text()
+    hlo = _compiled_generate(config)
     computations = {m.group(1): m.group(0)
                     for m in re.finditer(r"\n%([\w.\-]+) [^\n]*\{\n.*?\n}\n", hlo, re.S)}
     body = _loop_body(hlo)
