@@ -53,8 +53,11 @@ def _tile(h, t, w, unembed, final_softcap):
     total = jnp.sum(e, axis=-1)  # [C]
     rows = jnp.arange(h.shape[0])
     lp = z[rows, t] - z_max - jnp.log(total)
-    dz = e * (w / total)[:, None]  # w * softmax
-    dz = dz.at[rows, t].add(-w)  # - w * onehot(t), written in place
+    # w * (softmax - onehot(t)) as one elementwise pass that writes h's dtype: the one-hot is an iota
+    # compare inside the fusion. (A scatter of -w into the float32 tile kept the cast out of the
+    # fusion: one more [C, V] float32 read and write; on an H200, 6 of 95 ms of gemma3-270m's step.)
+    target = jnp.arange(z.shape[-1])[None, :] == t[:, None]
+    dz = e * (w / total)[:, None] - jnp.where(target, w[:, None], 0.0)
     if final_softcap is not None:
         dz = dz * (1.0 - capped * capped)  # d(cap * tanh(x / cap)) / dx
     dz = dz.astype(h.dtype)
