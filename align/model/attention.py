@@ -14,6 +14,8 @@ from align.model.layers import Projections, RMSNorm, apply_rope, param, rope_tab
 NEG_INF = -2.3819763e38
 # Most queries per cache row (G * T) that take one matrix-vector product each (Attention._attend_cache).
 MAX_PER_QUERY_DOTS = 8
+# How a cache-free pass computes attention: XLA's einsums (any backend) or cuDNN's fused flash kernel.
+IMPLEMENTATIONS = ("xla", "cudnn")
 
 
 def attention_mask(
@@ -47,15 +49,26 @@ def window_mask(q_positions: jax.Array, k_positions: jax.Array, window: int | No
     return (q_positions[:, :, None] - k_positions[:, None, :]) < window
 
 
+def check_impl(config: ModelConfig, impl: str) -> None:
+    """Raise ValueError unless attention implementation `impl` can run `config`."""
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"Attention: impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+    if impl == "cudnn" and config.attn_logit_softcap is not None:
+        raise ValueError("Attention: impl='cudnn' has no attention-logit soft-capping "
+                         f"(attn_logit_softcap={config.attn_logit_softcap}); use impl='xla'")
+
+
 class Attention(Projections, nnx.Module):
     PROJECTIONS = {"q": "BTD,DNH->BTNH", "k": "BTD,DKH->BTKH", "v": "BTD,DKH->BTKH", "o": "BTNH,NHD->BTD"}
     per_query_dots: bool = False  # the CPU decode-step form of the cached attention (_attend_cache)
     rope_lookup: nnx.Variable | None = None  # sin/cos by position (use_rope_table; apply_rope's table)
 
     def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype,
-                 chunk: int | None = None):
+                 chunk: int | None = None, impl: str = "xla"):
         c = config
+        check_impl(c, impl)
         self.chunk = chunk  # query-chunk size of the memory-linear attention path (None: always dense)
+        self.impl = impl
         self.q = param(rngs, (c.embed_dim, c.num_heads, c.head_dim), (ax.EMBED, ax.HEADS, ax.HEAD_DIM), dtype)
         self.k = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim),
                        (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype)
@@ -115,7 +128,9 @@ class Attention(Projections, nnx.Module):
 
         B = x.shape[0]
         q = (q * jnp.asarray(c.query_scale, dt)).reshape(B, T, c.num_kv_heads, c.num_groups, c.head_dim)
-        if kv_cache is None and self.chunk and T > self.chunk and T % self.chunk == 0:
+        if kv_cache is None and attn_mask is None and self.impl == "cudnn":
+            out = self._cudnn(q, keys, values, segment_ids)
+        elif kv_cache is None and self.chunk and T > self.chunk and T % self.chunk == 0:
             out = self._chunked(q, keys, values, positions, segment_ids, attn_mask)
         else:
             if attn_mask is None:
@@ -175,6 +190,26 @@ class Attention(Projections, nnx.Module):
         else:
             out = jnp.einsum("ZHS,ZQS->ZHQ", values, probs)  # [B*K, H, Q]
         return jnp.einsum("BKHGT->BTKGH", out.reshape(B, K, H, G, T))
+
+    def _cudnn(self, q, keys, values, segment_ids):
+        """cuDNN's fused (flash) attention, GPU only: q [B,T,K,G,H] (already scaled), keys/values
+        [B,T,K,H] -> [B,T,K,G,H].
+
+        Causal and sliding-window masking happen inside the kernel, which skips fully masked key blocks
+        and never writes the [T, S] probabilities; packed documents enter as a [B, 1, T, S] mask
+        (cuDNN reads it as a bf16 bias: 2 bytes per query-key pair, against the XLA path's float32
+        logits and probabilities). Same rule as attention_mask, except a padding query (segment 0)
+        that sees no key: its output is left to cuDNN, not zeroed (it feeds no real token).
+        """
+        B, T, K, G, H = q.shape
+        if q.dtype not in (jnp.bfloat16, jnp.float16):
+            raise ValueError(f"Attention: impl='cudnn' needs bfloat16 or float16 activations, got {q.dtype}")
+        same_doc = (segment_ids[:, :, None] == segment_ids[:, None, :]) & (segment_ids[:, None, :] != 0)
+        window = None if self.window is None else (self.window - 1, 0)  # q - k < window, by slot
+        out = jax.nn.dot_product_attention(
+            q.reshape(B, T, K * G, H), keys, values, mask=same_doc[:, None], scale=1.0, is_causal=True,
+            local_window_size=window, implementation="cudnn")
+        return out.reshape(B, T, K, G, H)
 
     def _chunked(self, q, keys, values, positions, segment_ids, attn_mask=None):
         """Attention one query chunk [C] at a time, each chunk rematerialised in the backward pass.

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from align.model import axes as ax
-from align.model.attention import Attention
+from align.model.attention import Attention, check_impl
 from align.model.cache import Cache
 from align.model.config import ModelConfig
 from align.model.layers import MLP, Embedder, Projections, RMSNorm, dense, param, softcap
@@ -38,13 +38,14 @@ def _check_cache_fits(cache: Cache, T: int) -> None:
 class Block(nnx.Module):
     """Pre-norm residual block; Gemma 2/3 also normalise each branch's output (post norms)."""
 
-    def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype, attn_chunk=None):
+    def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype, attn_chunk=None,
+                 attn_impl="xla"):
         c = config
         norm = lambda: RMSNorm(c.embed_dim, eps=c.norm_eps, offset=c.norm_offset, dtype=dtype)  # noqa: E731
         self.pre_attn_norm, self.pre_mlp_norm = norm(), norm()
         if c.post_norms:
             self.post_attn_norm, self.post_mlp_norm = norm(), norm()
-        self.attn = Attention(c, layer_type, rngs=rngs, dtype=dtype, chunk=attn_chunk)
+        self.attn = Attention(c, layer_type, rngs=rngs, dtype=dtype, chunk=attn_chunk, impl=attn_impl)
         self.mlp = MLP(c.embed_dim, c.hidden_dim, activation=c.activation, rngs=rngs, dtype=dtype)
         self.post_norms = c.post_norms
 
@@ -70,16 +71,19 @@ class Decoder(nnx.Module):
       remat: recompute each block in the backward pass instead of storing its activations.
       attn_chunk: sequences longer than this (and a multiple of it) use query-chunked attention, whose
         memory grows linearly with length; None keeps the dense [T, S] attention everywhere.
+      attn_impl: "xla" (einsums, any backend) or "cudnn" (cuDNN's fused flash attention for passes
+        without a cache or an explicit attn_mask; GPU, bf16/fp16 activations, no logit soft-capping;
+        attn_chunk is then unused there).
     """
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=jnp.float32,
-                 remat: bool = False, attn_chunk: int | None = 1024):
+                 remat: bool = False, attn_chunk: int | None = 1024, attn_impl: str = "xla"):
         c = config
         self.config, self.dtype, self.remat = c, dtype, remat
         self.embedder = Embedder(c.vocab_size, c.embed_dim, scale_by_sqrt_dim=c.scale_embeddings, rngs=rngs,
                                  dtype=param_dtype)
-        self.layers = nnx.List([Block(c, t, rngs=rngs, dtype=param_dtype, attn_chunk=attn_chunk)
-                                for t in c.layer_types])
+        self.layers = nnx.List([Block(c, t, rngs=rngs, dtype=param_dtype, attn_chunk=attn_chunk,
+                                      attn_impl=attn_impl) for t in c.layer_types])
         self.final_norm = RMSNorm(c.embed_dim, eps=c.norm_eps, offset=c.norm_offset, dtype=param_dtype)
         if not c.tie_embeddings:
             self.lm_head = param(rngs, (c.embed_dim, c.vocab_size), (ax.EMBED, ax.VOCAB), param_dtype)
@@ -111,6 +115,14 @@ class Decoder(nnx.Module):
 
     def _softcap(self, logits: jax.Array) -> jax.Array:
         return softcap(logits.astype(jnp.float32), self.config.final_logit_softcap)
+
+    def use_attention(self, impl: str) -> None:
+        """Switch every layer's cache-free attention to `impl` ("xla" or "cudnn"; see attn_impl), e.g.
+        after loading a checkpoint. Raises ValueError for an impl that cannot run this config."""
+        check_impl(self.config, impl)
+        for _, module in nnx.iter_modules(self):
+            if isinstance(module, Attention):
+                module.impl = impl
 
     def for_decoding(self, n_positions: int | None = None) -> Decoder:
         """A copy whose projection weights are stored [*out, *in] (layers.Projections.to_out_first)

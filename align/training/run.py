@@ -45,6 +45,9 @@ class ModelOptions:
     dtype: str = "float32"  # compute dtype of activations: float32 | bfloat16
     param_dtype: str = "float32"  # storage dtype of the weights (float32 keeps exact Adam updates)
     remat: bool = False  # recompute each block in the backward pass (less memory, ~1/3 more compute)
+    # training-pass attention: xla (einsums, any backend) | cudnn (fused flash kernel; NVIDIA GPU,
+    # bfloat16 dtype; gemma3-270m's SFT step 135 -> 95 ms on an H200, README)
+    attention: str = "xla"
     seed: int = 0  # initialisation of random presets
     tokenizer: str | None = None  # tokenizer source for presets other than tiny
 
@@ -84,6 +87,12 @@ def load_model(options: ModelOptions):
         if options.tokenizer is not None:
             tokenizer = load_tokenizer(options.tokenizer)
     model.remat = options.remat
+    if options.attention == "cudnn" and options.dtype != "bfloat16":
+        raise InvalidInput(f"model.attention 'cudnn' needs model.dtype bfloat16, got {options.dtype!r}")
+    try:
+        model.use_attention(options.attention)
+    except ValueError as e:
+        raise InvalidInput(f"model.attention {options.attention!r}: {e}") from None
     return model, tokenizer
 
 

@@ -56,3 +56,14 @@ def test_init_benchmark_runs_on_tiny(capsys):
     load_script("benchmarks/init.py").main(["--presets", "tiny"])
     row = capsys.readouterr().out.splitlines()[1].split()
     assert row[0] == "tiny" and row[1] == "107,136" and float(row[5]) < 1e-6  # same weights both ways
+
+
+def test_attention_option_switches_every_layer_and_names_bad_values():
+    model, _ = load_model(ModelOptions(spec="preset:tiny", dtype="bfloat16", attention="cudnn"))
+    assert {layer.attn.impl for layer in model.layers} == {"cudnn"}
+    model.use_attention("xla")
+    assert {layer.attn.impl for layer in model.layers} == {"xla"}
+    with pytest.raises(ValueError, match="model.attention 'flash'"):
+        load_model(ModelOptions(spec="preset:tiny", attention="flash"))
+    with pytest.raises(ValueError, match="needs model.dtype bfloat16"):
+        load_model(ModelOptions(spec="preset:tiny", attention="cudnn"))

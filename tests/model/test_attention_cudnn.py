@@ -1,0 +1,102 @@
+"""Decoder(attn_impl="cudnn"): cuDNN's fused attention against the XLA einsum path.
+
+The parity test needs an NVIDIA GPU (it runs on a lent device: `JAX_PLATFORMS=cuda pytest
+tests/model/test_attention_cudnn.py`); on CPU it is skipped and only the argument checks run.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from align.model import Decoder, ModelConfig
+from align.training.fused_nll import chunked_weighted_nll
+
+on_gpu = pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN attention needs an NVIDIA GPU")
+
+
+def _config():
+    # gemma3-270m's attention shape (MQA, 4 query heads of 256) at toy width, window 16 < T.
+    return ModelConfig.tiny().replace(embed_dim=128, num_heads=4, num_kv_heads=1, head_dim=256,
+                                      hidden_dim=256, sliding_window=16, query_pre_attn_scalar=256)
+
+
+def _packed_batch(T=128):
+    """Row 0: two documents then padding; row 1: one document. Positions restart per document."""
+    seg = np.zeros((2, T), np.int32)
+    seg[0, :50], seg[0, 50:110], seg[1] = 1, 2, 1
+    pos = np.zeros((2, T), np.int32)
+    pos[0, :50], pos[0, 50:110], pos[1] = np.arange(50), np.arange(60), np.arange(T)
+    tokens = np.random.default_rng(0).integers(3, 512, (2, T)).astype(np.int32) * (seg > 0)
+    return tokens, pos, seg
+
+
+def _loss_and_grads(cfg, impl, dtype, batch):
+    tokens, pos, seg = batch
+    model = Decoder(cfg, rngs=nnx.Rngs(0), param_dtype=jnp.float32, dtype=dtype, attn_chunk=None,
+                    attn_impl=impl)
+    weights = jnp.asarray((seg > 0) & (np.roll(seg, -1, 1) == seg), jnp.float32)
+
+    def loss_fn(m):
+        out = m(tokens, pos, seg, return_logits=False)
+        nll = chunked_weighted_nll(out.hidden, m.unembed_matrix(), jnp.roll(tokens, -1, 1), weights,
+                                   chunk_size=64)
+        return nll / weights.sum(), out.hidden
+
+    (loss, hidden), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    return loss, hidden.astype(jnp.float32), jax.tree.leaves(nnx.state(grads, nnx.Param))
+
+
+@on_gpu
+def test_cudnn_attention_matches_xla_on_packed_rows_with_windows():
+    cfg, batch = _config(), _packed_batch()
+    real = batch[2] > 0  # padding queries' outputs are not defined by the cuDNN path
+    ref_loss, ref_h, ref_g = _loss_and_grads(cfg, "xla", jnp.float32, batch)
+    xla_loss, xla_h, xla_g = _loss_and_grads(cfg, "xla", jnp.bfloat16, batch)
+    dnn_loss, dnn_h, dnn_g = _loss_and_grads(cfg, "cudnn", jnp.bfloat16, batch)
+
+    def err(h, g):  # hidden on real tokens, and the gradient's relative error, against float32 XLA
+        dh = float(jnp.max(jnp.abs(h - ref_h)[real]))
+        dg = max(float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b)) for a, b in zip(g, ref_g))
+        return dh, dg
+
+    (xla_dh, xla_dg), (dnn_dh, dnn_dg) = err(xla_h, xla_g), err(dnn_h, dnn_g)
+    # cuDNN in bf16 is as close to the float32 reference as XLA in bf16 is (rounding alone), and a
+    # wrong mask (window, causality, document boundary) would be far off: the gap is checked too.
+    assert dnn_dh <= 2 * xla_dh + 1e-2, (dnn_dh, xla_dh)
+    assert dnn_dg <= 2 * xla_dg + 1e-2, (dnn_dg, xla_dg)
+    assert abs(float(dnn_loss - ref_loss)) <= 2 * abs(float(xla_loss - ref_loss)) + 1e-3
+
+
+@on_gpu
+def test_cudnn_attention_sees_the_window_and_document_boundary():
+    """Changing a token only moves outputs its mask lets see it: none before it, none in another
+    document, and on a local layer none beyond the window (probed with a local-only model)."""
+    cfg = _config().replace(num_layers=1, layer_types=("local",))
+    tokens, pos, seg = _packed_batch()
+    model = Decoder(cfg, rngs=nnx.Rngs(0), dtype=jnp.bfloat16, attn_chunk=None, attn_impl="cudnn")
+    base = model(tokens, pos, seg, return_logits=False).hidden
+    changed = tokens.copy()
+    changed[1, 40] = (changed[1, 40] + 7) % 512
+    moved = jnp.any(model(changed, pos, seg, return_logits=False).hidden != base, axis=-1)[1]
+    moved = np.asarray(moved)
+    assert not moved[:40].any()  # causal
+    assert moved[40:40 + cfg.sliding_window].all()  # inside the window (the residual stream, then attention)
+    assert not moved[40 + cfg.sliding_window:].any()  # one local layer: nothing past the window
+
+    changed = tokens.copy()
+    changed[0, 10] = (changed[0, 10] + 7) % 512  # document 1 of row 0
+    moved = np.asarray(jnp.any(model(changed, pos, seg, return_logits=False).hidden != base, axis=-1)[0])
+    assert not moved[50:110].any()  # document 2 never sees document 1
+
+
+def test_cudnn_attention_rejects_what_it_cannot_do():
+    with pytest.raises(ValueError, match="impl must be one of"):
+        Decoder(ModelConfig.tiny(), rngs=nnx.Rngs(0), attn_impl="flash")
+    with pytest.raises(ValueError, match="soft-capping"):
+        Decoder(ModelConfig.tiny().replace(attn_logit_softcap=50.0), rngs=nnx.Rngs(0), attn_impl="cudnn")
+    model = Decoder(ModelConfig.tiny(), rngs=nnx.Rngs(0), dtype=jnp.float32, attn_impl="cudnn")
+    tokens = jnp.ones((1, 8), jnp.int32)
+    with pytest.raises(ValueError, match="bfloat16 or float16"):
+        model(tokens, jnp.arange(8)[None], tokens)
