@@ -2,6 +2,7 @@
 
     python benchmarks/mfu.py                                  # gemma3_270m and gemma3_1b, bf16, B8 x T2048
     python benchmarks/mfu.py --presets gemma3_1b --shapes 4x4096 --loss-chunks 4096 --attn-chunks 0
+    python benchmarks/mfu.py --attn-impl xla cudnn --profile /tmp/trace    # + where the GPU time goes
     python benchmarks/mfu.py --presets tiny --shapes 2x64 --gen-batches 2 --new-tokens 8   # CPU smoke run
 
 Train rows time the real SFT step (`pipelines.sft.sft_loss` + AdamW + clipping through
@@ -15,13 +16,16 @@ override). The measured rate of one large bf16 matmul is printed first as the pr
 Weights are float32 (exact Adam updates), activations --dtype. Generation rows decode greedily
 with no stop token, so every row produces exactly B * new_tokens tokens; weights, activations and
 the KV cache in --dtype; compilation is excluded (one untimed call of the same shape).
-One row per case; no pass/fail.
+`--attn-impl cudnn` runs the training pass's attention as cuDNN's fused kernel (Decoder attn_impl);
+`--profile DIR` traces a few more steps of each train case and prints device time by category and
+kernel (benchmarks/profile_summary.py). One row per case; no pass/fail.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import sys
 import time
@@ -87,7 +91,8 @@ def random_model(config, *, param_dtype, dtype, **kwargs):
     return nnx.merge(graphdef, state)
 
 
-def train_case(preset, batch, seq, dtype, loss_chunk, attn_chunk, remat, steps, warmup) -> dict:
+def train_case(preset, batch, seq, dtype, loss_chunk, attn_chunk, remat, steps, warmup, attn_impl="xla",
+               profile_dir=None, profile_steps=3) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -98,7 +103,7 @@ def train_case(preset, batch, seq, dtype, loss_chunk, attn_chunk, remat, steps, 
 
     config = config_for(preset)
     model = random_model(config, param_dtype=jnp.float32, dtype=dtype, remat=remat,
-                         attn_chunk=attn_chunk or None)
+                         attn_chunk=attn_chunk or None, attn_impl=attn_impl)
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-5, total_steps=10_000, weight_decay=0.0,
                                            clip_norm=1.0, schedule="constant"))
     state = create_train_state(model, optimizer)
@@ -124,6 +129,17 @@ def train_case(preset, batch, seq, dtype, loss_chunk, attn_chunk, remat, steps, 
            "achieved_tflops": flops / step_s / 1e12, "first_steps_s": compile_s,
            "loss": float(metrics["loss"]),
            "finite": bool(metrics["finite"])}
+    if profile_dir:
+        from benchmarks.profile_summary import format_summary, summarize
+
+        trace_dir = Path(profile_dir) / f"{preset}_{batch}x{seq}_{attn_impl}_{attn_chunk}_{loss_chunk}"
+        with jax.profiler.trace(str(trace_dir)):
+            for _ in range(profile_steps):
+                state, metrics = step(state, batch_arrays)
+            jax.block_until_ready(metrics)
+        summary = summarize(trace_dir, profile_steps)
+        print(format_summary(summary), flush=True)
+        out["profile"] = {k: summary[k] for k in ("busy_ms_per_step", "categories", "kernels")}
     del state, metrics
     gc.collect()
     return out
@@ -173,6 +189,8 @@ def main(argv=None) -> int:
     p.add_argument("--loss-chunks", nargs="+", type=int, default=[4096], help="tokens per logits tile")
     p.add_argument("--attn-chunks", nargs="+", type=int, default=[1024],
                    help="query chunk; 0 = dense attention")
+    p.add_argument("--attn-impl", nargs="+", default=["xla"], choices=["xla", "cudnn"],
+                   help="attention of the training pass (Decoder attn_impl); cudnn needs a GPU")
     p.add_argument("--remat", action="store_true")
     p.add_argument("--steps", type=int, default=10, help="timed train steps per case")
     p.add_argument("--warmup", type=int, default=2, help="untimed first steps (compilation)")
@@ -185,6 +203,10 @@ def main(argv=None) -> int:
     p.add_argument("--ceiling-n", type=int, default=8192, help="size of the measured matmul; 0 skips it")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--json", default=None, help="also write the rows here")
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="after timing, trace --profile-steps more steps of each train case into DIR and "
+                        "print where the device time goes (benchmarks/profile_summary.py)")
+    p.add_argument("--profile-steps", type=int, default=3)
     args = p.parse_args(argv)
 
     import align  # noqa: F401  (XLA flags before the backend starts)
@@ -209,16 +231,19 @@ def main(argv=None) -> int:
             Path(args.json).write_text(json.dumps(rows, indent=2))
 
     if not args.skip_train:
-        print(f"\n{'train':<12} {'B':>3} {'T':>5} {'loss_C':>6} {'attn_C':>6} {'remat':>5} {'step_ms':>8} "
+        print(f"\n{'train':<12} {'B':>3} {'T':>5} {'loss_C':>6} {'attn':>6} {'remat':>5} {'step_ms':>8} "
               f"{'tok/s':>9} {'TFLOP/s':>8} {'MFU%':>5} {'first_s':>7}", flush=True)
         for preset in args.presets:
             for batch, seq in args.shapes:
                 for loss_chunk in args.loss_chunks:
-                    for attn_chunk in args.attn_chunks:
+                    for attn_impl, attn_chunk in itertools.product(args.attn_impl, args.attn_chunks):
+                        if attn_impl == "cudnn" and attn_chunk != args.attn_chunks[0]:
+                            continue  # the chunk size does not reach the cuDNN path
                         case = dict(preset=preset, batch=batch, seq=seq, loss_chunk=loss_chunk,
-                                    attn_chunk=attn_chunk, remat=args.remat)
+                                    attn_chunk=attn_chunk, attn_impl=attn_impl, remat=args.remat)
                         try:
-                            r = train_case(dtype=dtype, steps=args.steps, warmup=args.warmup, **case)
+                            r = train_case(dtype=dtype, steps=args.steps, warmup=args.warmup,
+                                           profile_dir=args.profile, profile_steps=args.profile_steps, **case)
                         except Exception as e:  # noqa: BLE001  (one failed case, e.g. out of memory, is a row)
                             print(f"{preset:<12} {batch:>3} {seq:>5} failed: "
                                   f"{type(e).__name__}: {str(e)[:300]}", flush=True)
@@ -227,7 +252,8 @@ def main(argv=None) -> int:
                         r["mfu"] = r["achieved_tflops"] * 1e12 / peak if peak else None
                         rows.append({"case": "train", **case, **r})
                         mfu = f"{100 * r['mfu']:>5.1f}" if peak else f"{'-':>5}"
-                        print(f"{preset:<12} {batch:>3} {seq:>5} {loss_chunk:>6} {attn_chunk:>6} "
+                        attn = "cudnn" if attn_impl == "cudnn" else attn_chunk
+                        print(f"{preset:<12} {batch:>3} {seq:>5} {loss_chunk:>6} {attn:>6} "
                               f"{str(args.remat):>5} {1e3 * r['step_s']:>8.1f} {r['tokens_per_s']:>9.0f} "
                               f"{r['achieved_tflops']:>8.1f} {mfu} {r['first_steps_s']:>7.1f}", flush=True)
                         save()

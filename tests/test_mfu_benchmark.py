@@ -42,3 +42,29 @@ def test_tiny_run_writes_consistent_rows(tmp_path):
     config = ModelConfig.tiny()
     assert train["finite"] and abs(train["loss"] - math.log(config.vocab_size)) < 0.1, train["loss"]
     assert gen["tokens_per_s"] == pytest.approx(2 * 4 / gen["seconds"])
+
+
+def test_profile_rows_account_for_the_traced_kernels(tmp_path):
+    """--profile traces more steps and sums kernel time by category: the categories add up to the
+    busy time, the top kernels are sorted and none exceeds it."""
+    out = tmp_path / "rows.json"
+    assert mfu.main(["--presets", "tiny", "--shapes", "2x32", "--steps", "1", "--warmup", "1",
+                     "--gen-batches", "--ceiling-n", "0", "--peak-tflops", "0.001", "--json", str(out),
+                     "--profile", str(tmp_path / "trace"), "--profile-steps", "2"]) == 0
+    prof = next(r for r in json.loads(out.read_text()) if r["case"] == "train")["profile"]
+    busy = prof["busy_ms_per_step"]
+    assert busy > 0
+    assert sum(c["ms"] for c in prof["categories"].values()) == pytest.approx(busy)
+    assert sum(c["share"] for c in prof["categories"].values()) == pytest.approx(1.0)
+    times = [k["ms"] for k in prof["kernels"]]
+    assert times == sorted(times, reverse=True) and times[0] <= busy
+    assert prof["categories"]["matmul"]["ms"] > 0  # the projections and the unembedding
+
+
+def test_profile_categories():
+    ps = load_script("benchmarks/profile_summary.py")
+    assert ps.category("cudnn_generated_fort_native_sdpa_sm90_flash_bprop", "") == "attention"
+    assert ps.category("nvjet_sm90_tss_176x128_64x5_1x2_h_bz_TNN", "command_buffer_1") == "matmul"
+    assert ps.category("input_reduce_fusion_1", "") == "reduction"
+    assert ps.category("loop_convert_fusion", "") == "elementwise"
+    assert ps.category("input_transpose_fusion", "") == "copy"
