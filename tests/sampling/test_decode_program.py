@@ -72,3 +72,13 @@ def test_decode_loop_computes_no_sin_or_cos():
     called = [computations.get(name, "") for name in re.findall(r"calls=%([\w.\-]+)", body)]
     assert called and not any(" sine(" in c or " cosine(" in c for c in [body, *called])
     assert " sine(" in hlo  # the prefill and the tables still compute them
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="pins XLA:CPU's program")
+def test_rotary_tables_are_made_once_per_base_not_once_per_layer():
+    # for_decoding gives every attention layer its own table; layers with the same (base, scale) build
+    # the same one, and XLA's common-subexpression pass keeps a single copy of each: 2 tables for 6
+    # layers, not 6 (at 32K positions a table is 32 MB; gemma3-270m has 18 layers, 2 bases).
+    config = ModelConfig.tiny(vocab_size=96).replace(num_layers=6, layer_types=("local", "global") * 3)
+    tables = re.findall(rf"= f32\[{P + M},{config.head_dim // 2}\]\S* sine\(", _compiled_generate(config))
+    assert len(tables) == 2, tables
