@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -128,11 +130,16 @@ class Attention(Projections, nnx.Module):
 
         B = x.shape[0]
         q = (q * jnp.asarray(c.query_scale, dt)).reshape(B, T, c.num_kv_heads, c.num_groups, c.head_dim)
+        out = None
         if kv_cache is None and attn_mask is None and self.impl == "cudnn":
-            out = self._cudnn(q, keys, values, segment_ids)
-        elif kv_cache is None and self.chunk and T > self.chunk and T % self.chunk == 0:
+            try:
+                out = self._cudnn(q, keys, values, segment_ids)
+            except NotImplementedError as e:  # a shape cuDNN's kernel does not take (odd T, head dim...)
+                warnings.warn(f"cuDNN attention cannot run this pass ({e}); XLA's attention runs it instead",
+                              RuntimeWarning, stacklevel=2)
+        if out is None and kv_cache is None and self.chunk and T > self.chunk and T % self.chunk == 0:
             out = self._chunked(q, keys, values, positions, segment_ids, attn_mask)
-        else:
+        elif out is None:
             if attn_mask is None:
                 mask = attention_mask(q_slots, positions, segment_ids, k_pos, k_seg, self.window)  # [B, T, S]
             else:

@@ -101,3 +101,21 @@ def test_cudnn_attention_rejects_what_it_cannot_do():
     tokens = jnp.ones((1, 8), jnp.int32)
     with pytest.raises(ValueError, match="bfloat16 or float16"):
         model(tokens, jnp.arange(8)[None], tokens)
+
+
+def test_a_shape_cudnn_refuses_falls_back_to_xla_with_a_warning(monkeypatch):
+    """jax raises NotImplementedError while tracing for shapes the kernel does not take (odd T with a
+    mask, head dims over 256, ...): that pass then runs XLA's attention, same numbers, and says so."""
+    from align.model import attention
+
+    def refuse(*args, **kwargs):
+        raise NotImplementedError("Unsupported sequence length Q 7, KV 7.")
+
+    monkeypatch.setattr(attention.jax.nn, "dot_product_attention", refuse)
+    cfg = ModelConfig.tiny()
+    tokens = np.arange(1, 15, dtype=np.int32).reshape(2, 7)
+    pos, seg = np.tile(np.arange(7, dtype=np.int32), (2, 1)), np.ones((2, 7), np.int32)
+    xla = Decoder(cfg, rngs=nnx.Rngs(0), dtype=jnp.bfloat16).hidden(tokens, pos, seg)
+    with pytest.warns(RuntimeWarning, match="XLA's attention runs it instead"):
+        dnn = Decoder(cfg, rngs=nnx.Rngs(0), dtype=jnp.bfloat16, attn_impl="cudnn").hidden(tokens, pos, seg)
+    np.testing.assert_array_equal(np.asarray(dnn, np.float32), np.asarray(xla, np.float32))
