@@ -73,7 +73,7 @@ class Decoder(nnx.Module):
         memory grows linearly with length; None keeps the dense [T, S] attention everywhere.
       attn_impl: "xla" (einsums, any backend) or "cudnn" (cuDNN's fused flash attention for passes
         without a cache or an explicit attn_mask; GPU, bf16/fp16 activations, no logit soft-capping;
-        attn_chunk is then unused there).
+        attn_chunk is then unused there; a shape the kernel refuses runs XLA's, with a warning).
     """
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=jnp.float32,
