@@ -133,7 +133,9 @@ class Attention(Projections, nnx.Module):
         out = None
         if kv_cache is None and attn_mask is None and self.impl == "cudnn":
             try:
-                out = self._cudnn(q, keys, values, segment_ids)
+                # the window is the kernel's (by slot); causality and documents by the shared rule
+                mask = attention_mask(q_slots, positions, segment_ids, k_pos, k_seg, window=None)
+                out = self._cudnn(q, keys, values, mask)
             except NotImplementedError as e:  # a shape cuDNN's kernel does not take (odd T, head dim...)
                 warnings.warn(f"cuDNN attention cannot run this pass ({e}); XLA's attention runs it instead",
                               RuntimeWarning, stacklevel=2)
@@ -198,23 +200,22 @@ class Attention(Projections, nnx.Module):
             out = jnp.einsum("ZHS,ZQS->ZHQ", values, probs)  # [B*K, H, Q]
         return jnp.einsum("BKHGT->BTKGH", out.reshape(B, K, H, G, T))
 
-    def _cudnn(self, q, keys, values, segment_ids):
+    def _cudnn(self, q, keys, values, mask):
         """cuDNN's fused (flash) attention, GPU only: q [B,T,K,G,H] (already scaled), keys/values
-        [B,T,K,H] -> [B,T,K,G,H].
+        [B,T,K,H], mask [B,T,S] (attention_mask without the window) -> [B,T,K,G,H].
 
-        Causal and sliding-window masking happen inside the kernel, which skips fully masked key blocks
-        and never writes the [T, S] probabilities; packed documents enter as a [B, 1, T, S] mask
-        (cuDNN reads it as a bf16 bias: 2 bytes per query-key pair, against the XLA path's float32
-        logits and probabilities). Same rule as attention_mask, except a padding query (segment 0)
-        that sees no key: its output is left to cuDNN, not zeroed (it feeds no real token).
+        Causal and sliding-window masking also happen inside the kernel, which skips fully masked key
+        blocks and never writes the [T, S] probabilities; the mask brings in packed documents (cuDNN
+        reads it as a bf16 bias: 2 bytes per query-key pair, against the XLA path's float32 logits and
+        probabilities). One difference from the XLA path: a padding query (segment 0) that sees no key
+        gets whatever cuDNN gives, not zeros (it feeds no real token).
         """
         B, T, K, G, H = q.shape
         if q.dtype not in (jnp.bfloat16, jnp.float16):
             raise ValueError(f"Attention: impl='cudnn' needs bfloat16 or float16 activations, got {q.dtype}")
-        same_doc = (segment_ids[:, :, None] == segment_ids[:, None, :]) & (segment_ids[:, None, :] != 0)
         window = None if self.window is None else (self.window - 1, 0)  # q - k < window, by slot
         out = jax.nn.dot_product_attention(
-            q.reshape(B, T, K * G, H), keys, values, mask=same_doc[:, None], scale=1.0, is_causal=True,
+            q.reshape(B, T, K * G, H), keys, values, mask=mask[:, None], scale=1.0, is_causal=True,
             local_window_size=window, implementation="cudnn")
         return out.reshape(B, T, K, G, H)
 
