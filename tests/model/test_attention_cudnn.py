@@ -1,7 +1,10 @@
 """Decoder(attn_impl="cudnn"): cuDNN's fused attention against the XLA einsum path.
 
-The parity test needs an NVIDIA GPU (it runs on a lent device: `JAX_PLATFORMS=cuda pytest
-tests/model/test_attention_cudnn.py`); on CPU it is skipped and only the argument checks run.
+The kernel itself needs an NVIDIA GPU (a lent device: `JAX_PLATFORMS=cuda pytest
+tests/model/test_attention_cudnn.py`). On CPU the same parity and mask checks run the cuDNN path with
+jax's reference implementation of the same call (`jax.nn.dot_product_attention(...,
+implementation="xla")`): that checks what the path asks of the kernel (scale, causality, the window
+as (window - 1, 0), the document mask), leaving only the kernel's own numbers to the GPU run.
 """
 
 import jax
@@ -13,7 +16,25 @@ from flax import nnx
 from align.model import Decoder, ModelConfig
 from align.training.fused_nll import chunked_weighted_nll
 
-on_gpu = pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN attention needs an NVIDIA GPU")
+ON_GPU = jax.default_backend() == "gpu"
+
+
+@pytest.fixture
+def cudnn_call(monkeypatch):
+    """On a GPU, nothing: the kernel runs. Elsewhere the path's dot_product_attention call is routed to
+    jax's reference implementation with the same arguments; yields the calls' keyword arguments."""
+    from align.model import attention
+
+    calls, real = [], jax.nn.dot_product_attention
+
+    def reference(*args, **kwargs):
+        assert kwargs["implementation"] == "cudnn"
+        calls.append(kwargs)
+        return real(*args, **{**kwargs, "implementation": "xla"})
+
+    if not ON_GPU:
+        monkeypatch.setattr(attention.jax.nn, "dot_product_attention", reference)
+    yield calls
 
 
 def _config():
@@ -49,8 +70,7 @@ def _loss_and_grads(cfg, impl, dtype, batch):
     return loss, hidden.astype(jnp.float32), jax.tree.leaves(nnx.state(grads, nnx.Param))
 
 
-@on_gpu
-def test_cudnn_attention_matches_xla_on_packed_rows_with_windows():
+def test_cudnn_attention_matches_xla_on_packed_rows_with_windows(cudnn_call):
     cfg, batch = _config(), _packed_batch()
     real = batch[2] > 0  # padding queries' outputs are not defined by the cuDNN path
     ref_loss, ref_h, ref_g = _loss_and_grads(cfg, "xla", jnp.float32, batch)
@@ -68,10 +88,12 @@ def test_cudnn_attention_matches_xla_on_packed_rows_with_windows():
     assert dnn_dh <= 2 * xla_dh + 1e-2, (dnn_dh, xla_dh)
     assert dnn_dg <= 2 * xla_dg + 1e-2, (dnn_dg, xla_dg)
     assert abs(float(dnn_loss - ref_loss)) <= 2 * abs(float(xla_loss - ref_loss)) + 1e-3
+    if not ON_GPU:  # both layer kinds went through the call: local with its window, global without
+        windows = {c["local_window_size"] for c in cudnn_call}
+        assert windows == {(cfg.sliding_window - 1, 0), None}, windows
 
 
-@on_gpu
-def test_cudnn_attention_sees_the_window_and_document_boundary():
+def test_cudnn_attention_sees_the_window_and_document_boundary(cudnn_call):
     """Changing a token only moves outputs its mask lets see it: none before it, none in another
     document, and on a local layer none beyond the window (probed with a local-only model)."""
     cfg = _config().replace(num_layers=1, layer_types=("local",))
