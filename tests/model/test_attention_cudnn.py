@@ -141,3 +141,41 @@ def test_a_shape_cudnn_refuses_falls_back_to_xla_with_a_warning(monkeypatch):
     with pytest.warns(RuntimeWarning, match="XLA's attention runs it instead"):
         dnn = Decoder(cfg, rngs=nnx.Rngs(0), dtype=jnp.bfloat16, attn_impl="cudnn").hidden(tokens, pos, seg)
     np.testing.assert_array_equal(np.asarray(dnn, np.float32), np.asarray(xla, np.float32))
+
+
+def test_cudnn_path_under_remat_and_a_sharded_mesh_matches_xla(cudnn_call):
+    """The path's wiring under remat and under data x fsdp x tensor sharding: same loss and gradients as
+    XLA attention unsharded. (On CPU the call runs jax's reference implementation, so this checks the
+    path, not cuDNN's own partitioning of the kernel; on one GPU only the remat run applies.)"""
+    from align.model.sharding import MeshConfig, batch_sharding, make_mesh, shard_model
+
+    cfg = _config().replace(num_heads=4, num_kv_heads=2, head_dim=64, query_pre_attn_scalar=64)
+    tokens, pos, seg = (np.tile(a, (2, 1)) for a in _packed_batch())  # B 4
+    targets, weights = np.roll(tokens, -1, 1), ((seg > 0) & (np.roll(seg, -1, 1) == seg)).astype(np.float32)
+
+    def loss_fn(m, t, p, s):
+        out = m(t, p, s, return_logits=False)
+        return chunked_weighted_nll(out.hidden, m.unembed_matrix(), targets, weights, chunk_size=64)
+
+    def run(impl, remat, mesh=None):
+        model = Decoder(cfg, rngs=nnx.Rngs(0), dtype=jnp.bfloat16, attn_chunk=None, attn_impl=impl,
+                        remat=remat)
+        args = (tokens, pos, seg)
+        if mesh is not None:
+            model = shard_model(model, mesh)
+            args = tuple(jax.device_put(a, batch_sharding(mesh)) for a in args)
+        loss, grads = nnx.jit(nnx.value_and_grad(loss_fn))(model, *args)
+        return float(loss), [np.asarray(g, np.float32) for g in jax.tree.leaves(nnx.state(grads, nnx.Param))]
+
+    ref_loss, ref_g = run("xla", remat=False)
+    runs = [(True, None)]
+    if jax.device_count() >= 8:  # tests/conftest.py gives the CPU 8 fake devices
+        mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+        runs += [(False, mesh), (True, mesh)]
+    for remat, m in runs:
+        loss, grads = run("cudnn", remat, m)
+        assert abs(loss - ref_loss) <= 2e-2 * abs(ref_loss), (remat, loss, ref_loss)
+        for a, b in zip(grads, ref_g):
+            assert np.linalg.norm(a - b) <= 3e-2 * np.linalg.norm(b) + 1e-6, (remat, m)
+    if not ON_GPU:  # both layer kinds went through the call in every run
+        assert len(cudnn_call) >= 2 * len(runs), len(cudnn_call)
