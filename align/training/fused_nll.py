@@ -61,8 +61,8 @@ def _minus_onehot_scatter(e, scale, t, w):
 
 
 def _tile(h, t, w, unembed, final_softcap):
-    """One tile: (sum_c -w_c log p_c, dloss/dh [C, D], dloss/dz [C, V] in h's dtype)."""
-    unembed = unembed.astype(h.dtype)  # matmuls in the compute dtype, accumulated in float32
+    """One tile: (sum_c -w_c log p_c, dloss/dh [C, D], dloss/dz [C, V] in h's dtype); `unembed` is
+    already in h's dtype (matmuls in the compute dtype, accumulated in float32)."""
     z = jnp.einsum("CD,VD->CV", h, unembed, preferred_element_type=jnp.float32)  # [C, V]
     if final_softcap is not None:
         capped = jnp.tanh(z / final_softcap)
@@ -90,10 +90,14 @@ def _forward(hidden, unembed, targets, weights, chunk_size, final_softcap):
           jnp.pad(targets.reshape(n).astype(jnp.int32), (0, pad)).reshape(n_chunks, chunk_size),
           jnp.pad(weights.reshape(n).astype(jnp.float32), (0, pad)).reshape(n_chunks, chunk_size))
 
+    # Cast once, not in every tile: inside the scan body it runs per tile (H200 profile, gemma3-270m:
+    # a convert kernel once per tile, 0.24 ms each, the time of one [V, D] float32 -> bf16 pass).
+    unembed_c = unembed.astype(hidden.dtype)
+
     def body(carry, x):
         loss, d_unembed = carry
         h, t, w = x
-        tile_loss, dh, dz = _tile(h, t, w, unembed, final_softcap)
+        tile_loss, dh, dz = _tile(h, t, w, unembed_c, final_softcap)
         d_unembed = d_unembed + jnp.einsum("CV,CD->VD", dz, h, preferred_element_type=jnp.float32)
         return (loss + tile_loss, d_unembed), dh
 

@@ -155,3 +155,25 @@ def test_gradient_tile_forms_agree_and_each_platform_lowers_its_own():
             e, scale, t, w).mlir_module()
 
     assert "scatter" in lowered_for("cpu") and "scatter" not in lowered_for("cuda")
+
+
+def test_float32_weight_is_cast_to_the_compute_dtype_once_not_per_tile():
+    """Mixed precision: the [V, D] cast happens before the scan over tiles. Inside the scan body XLA
+    runs it once per tile (H200, gemma3-270m: 0.9 ms a step)."""
+    hidden, unembed, targets, weights = _inputs(seed=3)
+    grad_fn = jax.grad(lambda h, w: chunked_weighted_nll(h, w, targets, weights, chunk_size=5),
+                       argnums=(0, 1))
+    jaxpr = jax.make_jaxpr(grad_fn)(hidden.astype(jnp.bfloat16), unembed).jaxpr
+
+    def casts_of_the_table(jaxpr, in_scan):
+        found = []
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "convert_element_type" and eqn.invars[0].aval.shape == unembed.shape:
+                found.append(in_scan)
+            for p in eqn.params.values():
+                inner = getattr(p, "jaxpr", p)
+                if hasattr(inner, "eqns"):
+                    found += casts_of_the_table(inner, in_scan or eqn.primitive.name == "scan")
+        return found
+
+    assert casts_of_the_table(jaxpr, False) == [False], casts_of_the_table(jaxpr, False)
