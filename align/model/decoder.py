@@ -104,13 +104,16 @@ class Decoder(nnx.Module):
     def next_token_logits(self, hidden: jax.Array, *, vocab_major: bool = False) -> jax.Array:
         """[B, D] final-normed hidden -> float32 logits [B, V], or [V, B] when vocab_major.
 
-        vocab_major is the decode-step form for XLA:CPU: the [V, D] table as the dot's left operand
-        streams at ~2x the rate (gemma3-270m, 8 rows: 120 -> 65 ms a step on a 2-core Xeon), and
-        softmax/argmax then reduce over axis 0 instead of paying for a [V, B] -> [B, V] transpose.
+        vocab_major is the decode-step form for XLA:CPU: logits [V, B] as one fused multiply-and-sum
+        over D, which streams the [V, D] table once with the few hidden rows in cache, and softmax/argmax
+        then reduce over axis 0 instead of paying for a [V, B] -> [B, V] transpose. gemma3-270m's table,
+        8 rows, 2-core AMD EPYC: 18.0 ms, against 22.2 for the `VD,BD->VB` dot (the form before) and
+        29.8 for `BD,VD->BV`; a decode step 12% faster at 8 rows, 3% at 32 (README, 2026-12-04).
         """
         table = self.unembed_matrix().astype(hidden.dtype)
-        if vocab_major:
-            return self._softcap(jnp.einsum("VD,BD->VB", table, hidden, preferred_element_type=jnp.float32))
+        if vocab_major:  # the dot's operands, multiplied and summed in float32 like its accumulation
+            f32 = jnp.float32
+            return self._softcap(jnp.sum(table.astype(f32)[:, None, :] * hidden.astype(f32)[None], axis=-1))
         return self._softcap(dense("BD,VD->BV", hidden, table, preferred_element_type=jnp.float32))
 
     def _softcap(self, logits: jax.Array) -> jax.Array:

@@ -103,3 +103,16 @@ def test_rope_from_a_table_equals_rope_computed():
     rotated = apply_rope(x, positions, 1e4, 1.0, rope_table(12, 16, 1e4))
     np.testing.assert_allclose(jnp.linalg.norm(rotated, axis=-1), jnp.linalg.norm(x, axis=-1), rtol=1e-6)
     np.testing.assert_array_equal(rotated[0, 0], x[0, 0])
+
+
+def test_vocab_major_logits_of_bfloat16_hidden_are_summed_in_float32():
+    # bf16 operands (the table rounded like the [B, V] dot's), products and sum in float32
+    model = _model()
+    tokens, positions, segments = _inputs()
+    last = model(tokens, positions, segments).hidden[:, -1].astype(jnp.bfloat16)
+    table = np.asarray(model.unembed_matrix().astype(jnp.bfloat16), np.float64)
+    want = np.asarray(last, np.float64) @ table.T  # [B, V]
+    got = model.next_token_logits(last, vocab_major=True)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.T, model.next_token_logits(last), rtol=1e-5, atol=1e-5)

@@ -82,3 +82,12 @@ def test_rotary_tables_are_made_once_per_base_not_once_per_layer():
     config = ModelConfig.tiny(vocab_size=96).replace(num_layers=6, layer_types=("local", "global") * 3)
     tables = re.findall(rf"= f32\[{P + M},{config.head_dim // 2}\]\S* sine\(", _compiled_generate(config))
     assert len(tables) == 2, tables
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="pins XLA:CPU's program")
+def test_vocab_major_logits_are_one_fused_multiply_and_sum():
+    # Decoder.next_token_logits(vocab_major=True) writes the unembedding as products summed over D:
+    # fused, it streams the table once; unfused, it would write [V, B, D] products every step.
+    config = ModelConfig.tiny(vocab_size=96)
+    products = _cache_sized(_loop_body(_compiled_generate(config)), config.vocab_size * B * config.embed_dim)
+    assert products == [], products
