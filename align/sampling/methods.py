@@ -82,21 +82,48 @@ def _filter(logprobs: jax.Array, config: SamplingConfig) -> jax.Array:
     return logprobs
 
 
-def argmax_vocab_major(x: jax.Array) -> jax.Array:
+def _vocab_blocks(x: jax.Array) -> tuple[jax.Array, jax.Array] | None:
+    """x [V, B] -> (x as [V/C, C, B] blocks of C rows, their maxima [V/C, B]); None when V has no block
+    size C of 16 to 512 rows (then the plain reductions down axis 0 are used)."""
+    V, B = x.shape
+    C = math.gcd(V, 512)
+    if C < 16:
+        return None
+    blocks = x.reshape(V // C, C, B)
+    return blocks, blocks.max(axis=1)
+
+
+def argmax_vocab_major(x: jax.Array, blocks=None) -> jax.Array:
     """jnp.argmax(x, axis=0) for x [V, B] (first occurrence), as one max pass and two small argmaxes.
 
     XLA:CPU's (value, index) reduction down the major axis is slow: 73 ms for [262144, 32] on a
     2-core Xeon, against 3 ms for a max over blocks of C rows, an argmax of the [V/C, B] block maxima
     (the first block holding the max) and an argmax inside that block.
+    blocks: `_vocab_blocks(x)`, when the caller has it already.
     """
-    V, B = x.shape
-    C = math.gcd(V, 512)
-    if C < 16:
+    blocks = _vocab_blocks(x) if blocks is None else blocks
+    if blocks is None:
         return jnp.argmax(x, axis=0)
-    blocks = x.reshape(V // C, C, B)
-    first = jnp.argmax(blocks.max(axis=1), axis=0)  # [B]
-    inside = jnp.argmax(blocks[first, :, jnp.arange(B)], axis=-1)  # [B, C] -> [B]
-    return first * C + inside
+    rows, block_max = blocks
+    first = jnp.argmax(block_max, axis=0)  # [B]
+    inside = jnp.argmax(rows[first, :, jnp.arange(x.shape[1])], axis=-1)  # [B, C] -> [B]
+    return first * rows.shape[1] + inside
+
+
+def logsumexp_vocab_major(x: jax.Array, blocks=None) -> jax.Array:
+    """jax.nn.logsumexp(x, axis=0) for x [V, B], with the max taken from the block maxima.
+
+    m + log(sum(exp(x - m))): given the blocks, one pass over x instead of two (a max, then the sum).
+    With greedy decoding's argmax, the logits are read twice a step, not three times: gemma3-270m's
+    [262144, 8], 2-core AMD EPYC: 1.9 -> 1.6 ms of a ~42 ms step (profile).
+    The barrier keeps XLA from rewriting the max of the block maxima as a max over x (a second pass).
+    """
+    blocks = _vocab_blocks(x) if blocks is None else blocks
+    if blocks is None:
+        return jax.nn.logsumexp(x, axis=0)
+    m = jax.lax.stop_gradient(jax.lax.optimization_barrier(blocks[1]).max(axis=0))  # [B]
+    m = jnp.where(jnp.isfinite(m), m, 0.0)  # all -inf (or an inf): let the sum say so, as logsumexp does
+    return m + jnp.log(jnp.sum(jnp.exp(x - m), axis=0))
 
 
 def is_row_keys(rng: jax.Array) -> bool:
@@ -128,8 +155,14 @@ def sample_next(logits: jax.Array, rng: jax.Array, config: SamplingConfig, *,
     (the same distribution). `rng` may also be one key per row (see `_gumbel`).
     """
     axis = 0 if vocab_major else 1
-    argmax = argmax_vocab_major if vocab_major else functools.partial(jnp.argmax, axis=1)
     scaled = _scaled(logits, config)
+    if vocab_major:  # the block maxima serve both the greedy argmax and the logsumexp
+        blocks = _vocab_blocks(scaled)
+        argmax = functools.partial(argmax_vocab_major, blocks=blocks if config.greedy else None)
+        logsumexp = functools.partial(logsumexp_vocab_major, blocks=blocks)
+    else:
+        argmax = functools.partial(jnp.argmax, axis=1)
+        logsumexp = functools.partial(jax.nn.logsumexp, axis=1)
     if config.greedy:
         token = argmax(scaled)
     else:
@@ -139,4 +172,4 @@ def sample_next(logits: jax.Array, rng: jax.Array, config: SamplingConfig, *,
         token = argmax(filtered + noise)
     token = token.astype(jnp.int32)
     picked = jnp.take_along_axis(scaled, jnp.expand_dims(token, axis), axis=axis).squeeze(axis)
-    return token, picked - jax.nn.logsumexp(scaled, axis=axis)
+    return token, picked - logsumexp(scaled)

@@ -10,7 +10,7 @@ from flax import nnx
 
 from align.model import Decoder, ModelConfig
 from align.sampling import SamplingConfig, compiled_count, generate
-from align.sampling.methods import argmax_vocab_major, sample_next
+from align.sampling.methods import argmax_vocab_major, logsumexp_vocab_major, sample_next
 from align.training.lora import LoRAConfig, add_lora, merge_lora
 
 
@@ -116,6 +116,33 @@ def test_argmax_vocab_major_is_argmax_down_axis_zero_first_occurrence(V, B):
     got = argmax_vocab_major(jnp.asarray(x))
     np.testing.assert_array_equal(got, np.argmax(x, axis=0))
     assert int(got[0]) == 7 and int(got[-1]) == 0
+
+
+@pytest.mark.parametrize("V, B", [(4096, 3), (1000, 2)])
+def test_logsumexp_vocab_major_is_logsumexp_down_axis_zero(V, B):
+    x = np.random.default_rng(V).normal(size=(V, B)).astype(np.float32) * 30
+    x[:, 1] = -np.inf  # an all -inf column: -inf, as jax.nn.logsumexp gives
+    got = logsumexp_vocab_major(jnp.asarray(x))
+    np.testing.assert_allclose(got, jax.nn.logsumexp(jnp.asarray(x), axis=0), rtol=1e-6)
+    assert np.isneginf(got[1])
+
+
+def _full_reductions(hlo: str, n: int) -> list[str]:
+    """Names of the reduce instructions in compiled HLO whose operand has n elements."""
+    shapes = dict(re.findall(r"%([\w.\-]+) = \w+\[([\d,]*)\]", hlo))
+    size = lambda name: np.prod([int(d) for d in shapes.get(name, "0").split(",") if d])  # noqa: E731
+    return [m.group(1) for m in re.finditer(r"%([\w.\-]+) = \S+ reduce\(%([\w.\-]+)", hlo)
+            if size(m.group(2)) == n]
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="pins XLA:CPU's program")
+def test_greedy_vocab_major_sampling_reads_the_logits_twice():
+    # the block maxima serve both the argmax and the logsumexp's shift: two passes over the [V, B]
+    # logits (block maxima, sum of exponentials), not a third for a separate max
+    V, B = 4096, 3
+    step = jax.jit(lambda x: sample_next(x, jax.random.PRNGKey(0), SamplingConfig(), vocab_major=True))
+    reductions = _full_reductions(step.lower(jnp.zeros((V, B))).compile().as_text(), V * B)
+    assert len(reductions) == 2, reductions
 
 
 def test_vocab_major_sampling_matches_distribution():
