@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/generate.py                      # gemma3-270m, batch 8, 32 new tokens
     .venv/bin/python benchmarks/generate.py --batch 8 32 --new-tokens 128
 
-"jax" is the sampler as `generate` runs it (on CPU: the decode layout, [out, in] weights and
-vocab-major logits); "jax plain" is the same sampler with cpu_layout=False, the weights as trained,
-to show what that layout buys (--no-plain skips it). Both sides decode greedily with stop tokens
-disabled, so they produce exactly B * new_tokens tokens.
+"jax" is the sampler as `generate` runs it (on CPU: the decode layout, vocab-major logits and
+per-query attention products); "jax plain" is the same sampler with cpu_layout=False, to show what
+that layout buys (--no-plain skips it); --out-first adds "jax out-first", the decode layout with
+[out, in] copies of the layer weights made in each call (generate's out_first_weights), which paid
+off on one machine and not on another. Both sides decode greedily with stop tokens disabled, so they
+produce exactly B * new_tokens tokens.
 The JAX number excludes compilation (one warm-up call of the same shape); torch gets one warm-up too.
 The sides' calls are timed in turn (jax, torch, jax, torch, ...): tok/s columns are each side's best
 call, and the paired column is the median (and range) of torch-time / jax-time over the pairs, each pair
@@ -29,7 +31,7 @@ def _prompts(batch):
     return [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
 
 
-def jax_runner(loaded, batch, new_tokens, cpu_layout=None):
+def jax_runner(loaded, batch, new_tokens, cpu_layout=None, out_first_weights=False):
     """A no-argument callable that runs one JAX generate call; compiled by the time it is returned."""
     import jax
 
@@ -40,7 +42,8 @@ def jax_runner(loaded, batch, new_tokens, cpu_layout=None):
     tokens, lengths = pad_prompts(ids, loaded.tokenizer.pad_id)
     cfg = SamplingConfig(max_new_tokens=new_tokens)  # no stop ids: always new_tokens tokens
     run = lambda: jax.block_until_ready(  # noqa: E731
-        generate(loaded.model, tokens, lengths, cfg, cpu_layout=cpu_layout).tokens)
+        generate(loaded.model, tokens, lengths, cfg, cpu_layout=cpu_layout,
+                 out_first_weights=out_first_weights).tokens)
     run()  # compile
     return run
 
@@ -86,6 +89,8 @@ def main():
     parser.add_argument("--new-tokens", type=int, nargs="+", default=[32])
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per side, taken in turn")
     parser.add_argument("--no-plain", action="store_true", help="skip the cpu_layout=False JAX column")
+    parser.add_argument("--out-first", action="store_true",
+                        help="add a column for the decode layout with [out, in] layer weights")
     args = parser.parse_args()
     import align
 
@@ -97,23 +102,26 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     print(f"device: jax {jax.devices()[0].platform} | torch threads {torch.get_num_threads()} "
           f"| model {loaded.source}")
-    print(f"{'batch':>5} {'new':>5} {'jax tok/s':>10} {'jax plain':>10} {'torch tok/s':>12} {'jax/torch':>9} "
-          f"{'plain/torch':>11} {'paired jax/torch: median (range)':>34}")
+    extra = ([] if args.no_plain else ["plain"]) + (["out-first"] if args.out_first else [])
+    print(f"{'batch':>5} {'new':>5} {'jax tok/s':>10} {'torch tok/s':>12} {'jax/torch':>9} "
+          f"{'paired jax/torch: median (range)':>34}"
+          + "".join(f" {'jax ' + k:>14} {'/torch':>7}" for k in extra))
     tmodel = transformers.AutoModelForCausalLM.from_pretrained(loaded.source, dtype=torch.float32).eval()
     for batch in args.batch:
         for new in args.new_tokens:
             runners = {"jax": jax_runner(loaded, batch, new)}
-            if not args.no_plain:
+            if "plain" in extra:
                 runners["plain"] = jax_runner(loaded, batch, new, cpu_layout=False)
+            if "out-first" in extra:
+                runners["out-first"] = jax_runner(loaded, batch, new, out_first_weights=True)
             runners["torch"] = torch_runner(tmodel, loaded.tokenizer, batch, new)
             times = paired(runners, args.repeats)
             rate = {k: batch * new / min(v) for k, v in times.items()}  # best call of each side
             ratios = [t / j for j, t in zip(times["jax"], times["torch"])]  # per pair: same minutes
             lo, mid, hi = min(ratios), statistics.median(ratios), max(ratios)
-            plain = rate.get("plain", float("nan"))
-            print(f"{batch:>5} {new:>5} {rate['jax']:>10.1f} {plain:>10.1f} {rate['torch']:>12.1f} "
-                  f"{rate['jax'] / rate['torch']:>8.2f}x {plain / rate['torch']:>10.2f}x "
-                  f"{mid:>7.2f}x ({lo:.2f}-{hi:.2f})", flush=True)
+            print(f"{batch:>5} {new:>5} {rate['jax']:>10.1f} {rate['torch']:>12.1f} "
+                  f"{rate['jax'] / rate['torch']:>8.2f}x {mid:>24.2f}x ({lo:.2f}-{hi:.2f})"
+                  + "".join(f" {rate[k]:>14.1f} {rate[k] / rate['torch']:>6.2f}x" for k in extra), flush=True)
 
 
 if __name__ == "__main__":

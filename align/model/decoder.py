@@ -134,20 +134,23 @@ class Decoder(nnx.Module):
             if isinstance(module, Attention):
                 module.impl = impl
 
-    def for_decoding(self, n_positions: int | None = None) -> Decoder:
-        """A copy whose projection weights are stored [*out, *in] (layers.Projections.to_out_first)
-        and whose cached attention takes one matrix-vector product per query (Attention.per_query_dots).
+    def for_decoding(self, n_positions: int | None = None, *, out_first: bool = False) -> Decoder:
+        """A copy for CPU decode loops, whose cached attention takes one matrix-vector product per
+        query (Attention.per_query_dots). It shares the weights; the original module is left as it is.
 
-        For CPU decode loops: made once before the loop (one copy of the layer weights, not the
-        embedding table), each step's few-row matmuls then stream the weights (dense's weight_first).
         n_positions: every position the copy will see is below it; its rotary sin/cos are then looked
         up in tables made here, before the loop (Attention.use_rope_table), not computed each step.
-        The original module is left as it is.
+        out_first: also store every projection weight [*out, *in] (layers.Projections.to_out_first; one
+        copy of the layer weights, not of the embedding table), so that each step's few-row matmuls
+        take the weight as the dot's left operand (dense's weight_first). On the 2-core Intel Xeon of
+        2026-11-27 that streamed the layer weights ~2x faster; on the 2-core AMD EPYC of 2026-12-04
+        the layer matmuls are as fast without it and the copy costs ~120 ms a `generate` call at
+        gemma3-270m (README), so the sampler leaves it off unless asked.
         """
         graphdef, state = nnx.split(self)
         model = nnx.merge(graphdef, state)
         for _, module in nnx.iter_modules(model):
-            if isinstance(module, Projections):
+            if out_first and isinstance(module, Projections):
                 module.to_out_first()
             if isinstance(module, Attention):
                 module.per_query_dots = True

@@ -94,8 +94,9 @@ class Projections:
     """Mixin for modules whose weights are dense() projections named in PROJECTIONS {attribute: spec}.
 
     Weights are stored as the specs say ([*in, *out]); `to_out_first()` transposes them in place to
-    [*out, *in] for decode steps on CPU (dense's weight_first), which is what `Decoder.for_decoding`
-    does to a throwaway copy of the model. Training never sees that layout.
+    [*out, *in] for decode steps on CPU (dense's weight_first), which is what
+    `Decoder.for_decoding(out_first=True)` does to a throwaway copy of the model (it pays on some
+    CPUs, not on others: see there). Training never sees that layout.
 
     Adapters: `attach_adapter(name, adapter)` makes project(name, x) return
     dense(x, W) + scale * (x A) B, where the adapter has `a` [I, r], `b` [r, O] (arrays or Variables)

@@ -7,9 +7,10 @@ Buffer sizes depend only on (B, P, max_new_tokens): repeated calls of one shape 
 
 Logits are formed for the next token only (the prefill's last prompt position, then each step), never
 for the whole prompt. With `cpu_layout` (the default when the weights live on CPU) the loop decodes
-with `Decoder.for_decoding()`'s [out, in] weights and vocab-major logits, the forms XLA:CPU streams
-fastest for a few rows (gemma3-270m, batch 8, 2-core Xeon: 216 -> 131-147 ms a step; README), one
-matrix-vector product per query over the cache, and rotary sin/cos from tables made before the loop.
+with vocab-major logits, the form XLA:CPU streams fastest for a few rows, one matrix-vector product
+per query over the cache and rotary sin/cos from tables made before the loop (`Decoder.for_decoding`);
+`out_first_weights` adds [out, in] copies of the layer weights, which paid off on one machine and
+not on another (see generate).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _is_stop(token, config: SamplingConfig):
 
 
 def _generate(graphdef, state, prompt, lengths, rng, config: SamplingConfig, cache_dtype,
-              cpu_layout: bool) -> SampleResult:
+              cpu_layout: bool, out_first_weights: bool = False) -> SampleResult:
     model = nnx.merge(graphdef, state)
     B, P = prompt.shape
     M = config.max_new_tokens
@@ -69,7 +70,7 @@ def _generate(graphdef, state, prompt, lengths, rng, config: SamplingConfig, cac
     out = model(prompt, positions, segments, cache, return_logits=False)
     last_hidden = jnp.take_along_axis(out.hidden, (lengths - 1)[:, None, None], axis=1)[:, 0]  # [B, D]
     # positions stay below P + M, the cache size (prompt slots, then one position a step)
-    step_model = model.for_decoding(n_positions=P + M) if cpu_layout else model
+    step_model = model.for_decoding(n_positions=P + M, out_first=out_first_weights) if cpu_layout else model
 
     def next_token(hidden, rng):  # [B, D] -> (token [B], log-prob [B])
         logits = step_model.next_token_logits(hidden, vocab_major=cpu_layout)
@@ -105,7 +106,8 @@ def _generate(graphdef, state, prompt, lengths, rng, config: SamplingConfig, cac
 
 
 # One jitted function for every model and config: jit's own cache keys on (graphdef, config, shapes).
-_generate_jit = jax.jit(_generate, static_argnames=("graphdef", "config", "cache_dtype", "cpu_layout"))
+_generate_jit = jax.jit(_generate, static_argnames=("graphdef", "config", "cache_dtype", "cpu_layout",
+                                                   "out_first_weights"))
 
 
 def _on_cpu(state) -> bool:
@@ -137,14 +139,19 @@ def _check_lengths(lengths, P: int, M: int, max_seq_len: int) -> None:
 
 
 def generate(model: Decoder, prompt_tokens, prompt_lengths, config: SamplingConfig, rng=None,
-             *, cache_dtype=jnp.float32, cpu_layout: bool | None = None) -> SampleResult:
+             *, cache_dtype=jnp.float32, cpu_layout: bool | None = None,
+             out_first_weights: bool = False) -> SampleResult:
     """Sample `config.max_new_tokens` tokens after each right-padded prompt [B, P] of length [B].
 
     rng: one key for the batch, or one key per row ([B] typed or [B, 2] raw keys); with per-row keys a
     row's samples depend only on its key and prompt, not on the batch it is in.
-    cpu_layout: decode with [out, in] weights and vocab-major logits (see the module docstring);
-    None picks it when the weights live on CPU. It costs one extra copy of the layer weights (not of
-    the embedding table) for the duration of the call.
+    cpu_layout: decode with vocab-major logits and for_decoding's attention (see the module
+    docstring); None picks it when the weights live on CPU.
+    out_first_weights (with cpu_layout): decode with [out, in] copies of the layer weights, made once
+    a call (Decoder.for_decoding's out_first). gemma3-270m, batch 8: on a 2-core Intel Xeon
+    (2026-11-27) it sped the layer matmuls up ~2x; on a 2-core AMD EPYC (2026-12-04) the steps were no
+    faster, and the copy (400 MB) cost ~120 ms a call (README). Try it on your machine with
+    benchmarks/generate.py --out-first.
     Raises ValueError for a prompt length outside [1, P] or a length + max_new_tokens past max_seq_len.
     """
     rng = jax.random.PRNGKey(0) if rng is None else rng
@@ -159,7 +166,7 @@ def generate(model: Decoder, prompt_tokens, prompt_lengths, config: SamplingConf
     graphdef, state = nnx.split(model)
     cpu_layout = _on_cpu(state) if cpu_layout is None else cpu_layout
     return _generate_jit(graphdef, state, prompt, lengths, rng, config=config, cache_dtype=cache_dtype,
-                         cpu_layout=cpu_layout)
+                         cpu_layout=cpu_layout, out_first_weights=cpu_layout and out_first_weights)
 
 
 def compiled_count() -> int:

@@ -153,9 +153,9 @@ class LoRADecoder(nnx.Module):
     def unembed_matrix(self) -> jax.Array:
         return self.adapted().unembed_matrix()
 
-    def for_decoding(self, n_positions: int | None = None) -> Decoder:
+    def for_decoding(self, n_positions: int | None = None, *, out_first: bool = False) -> Decoder:
         """The merged Decoder in decode layout: adapters folded in once, not at every decode step."""
-        return self.merged().for_decoding(n_positions)
+        return self.merged().for_decoding(n_positions, out_first=out_first)
 
 
 def _owner(modules: dict[str, nnx.Module], name: str) -> tuple[nnx.Module, str]:

@@ -1,9 +1,10 @@
-"""Decoder.for_decoding (weights [out, in]) and vocab-major next-token logits give the same numbers."""
+"""Decoder.for_decoding (weights [out, in] if asked) and vocab-major next-token logits: the same numbers."""
 
 import dataclasses
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from align.model import Decoder, ModelConfig, init_cache
@@ -19,10 +20,19 @@ def _inputs(B=2, T=6):
     return tokens, jnp.broadcast_to(jnp.arange(T), (B, T)), jnp.ones((B, T), jnp.int32)
 
 
-def test_for_decoding_transposes_every_projection_and_leaves_the_original():
+def test_for_decoding_shares_the_weights_unless_out_first():
+    model = _model()
+    dec = model.for_decoding(n_positions=8)
+    assert not any(m.out_first for _, m in nnx.iter_modules(dec) if isinstance(m, Projections))
+    params = lambda m: [v[...] for _, v in nnx.to_flat_state(nnx.state(m, nnx.Param))]  # noqa: E731
+    assert all(a is b for a, b in zip(params(dec), params(model), strict=True))  # the same arrays
+    assert dec.layers[0].attn.per_query_dots and not model.layers[0].attn.per_query_dots
+
+
+def test_for_decoding_out_first_transposes_every_projection_and_leaves_the_original():
     model = _model()
     before = {k: np.asarray(v[...]) for k, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
-    dec = model.for_decoding()
+    dec = model.for_decoding(out_first=True)
     attn, dec_attn = model.layers[0].attn, dec.layers[0].attn
     assert dec_attn.q.shape == (attn.q.shape[1], attn.q.shape[2], attn.q.shape[0])  # [D,N,H] -> [N,H,D]
     assert dec_attn.o.shape == (attn.o.shape[2], attn.o.shape[0], attn.o.shape[1])  # [N,H,D] -> [D,N,H]
@@ -38,16 +48,18 @@ def test_for_decoding_transposes_every_projection_and_leaves_the_original():
     assert before.keys() == after.keys() and all((before[k] == after[k]).all() for k in before)
 
 
-def test_decode_layout_forward_equals_the_plain_forward():
+@pytest.mark.parametrize("out_first", [False, True])
+def test_decode_layout_forward_equals_the_plain_forward(out_first):
     model = _model()
     tokens, positions, segments = _inputs()
     want = model(tokens, positions, segments)
-    got = model.for_decoding()(tokens, positions, segments)
+    got = model.for_decoding(out_first=out_first)(tokens, positions, segments)
     np.testing.assert_allclose(got.logits, want.logits, rtol=1e-5, atol=1e-5)
     # one cached decode step, the case it is made for
     cache = init_cache(model.config, 2, 8)
     step = lambda m: m(tokens[:, :1], positions[:, :1], segments[:, :1], cache).hidden  # noqa: E731
-    np.testing.assert_allclose(step(model.for_decoding()), step(model), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(step(model.for_decoding(out_first=out_first)), step(model), rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_vocab_major_next_token_logits_are_the_transposed_logits():
@@ -70,7 +82,8 @@ def test_next_token_logits_are_soft_capped_like_logits():
     np.testing.assert_allclose(got, out.logits[:, -1].T, rtol=1e-5, atol=1e-6)
 
 
-def test_cached_steps_after_a_prefill_equal_the_plain_model():
+@pytest.mark.parametrize("out_first", [False, True])
+def test_cached_steps_after_a_prefill_equal_the_plain_model(out_first):
     # 6 prompt tokens in the cache, then chunks of T = 1 and 4 (G * T = 2 and 8 queries a row: one
     # matrix-vector product per query) and T = 5 (10 queries: the batched dot) with for_decoding's
     # attention, against the plain model's; every key slot that matters is filled and attended.
@@ -78,7 +91,7 @@ def test_cached_steps_after_a_prefill_equal_the_plain_model():
     tokens = jnp.asarray(np.random.default_rng(1).integers(1, 96, (2, 16)), jnp.int32)
     positions, segments = jnp.broadcast_to(jnp.arange(16), (2, 16)), jnp.ones((2, 16), jnp.int32)
     prefill = model(tokens[:, :6], positions[:, :6], segments[:, :6], init_cache(model.config, 2, 16))
-    dec = model.for_decoding(n_positions=16)  # rotary sin/cos looked up in tables, too
+    dec = model.for_decoding(n_positions=16, out_first=out_first)  # rotary sin/cos from tables, too
     assert all(m.rope_lookup[...].shape == (16, 2, 8) for m in (dec.layers[0].attn, dec.layers[1].attn))
     start = 6
     for T in (1, 4, 5):

@@ -18,6 +18,7 @@ import pytest
 from flax import nnx
 
 from align.model import Decoder, ModelConfig
+from align.model.layers import Projections
 from align.sampling import SamplingConfig
 from align.sampling.sampler import _generate_jit
 
@@ -39,14 +40,18 @@ def _cache_sized(body: str, n: int) -> list[tuple[str, str]]:
     return out
 
 
+def _compile_generate(model: Decoder, out_first_weights: bool = False):
+    """generate (CPU decode layout) compiled for `model`, B rows of P prompt tokens, M new tokens."""
+    graphdef, state = nnx.split(model)
+    prompt, lengths = jnp.ones((B, P), jnp.int32), jnp.full((B,), P, jnp.int32)
+    return _generate_jit.lower(graphdef, state, prompt, lengths, jax.random.PRNGKey(0),
+                               config=SamplingConfig(max_new_tokens=M), cache_dtype=jnp.float32,
+                               cpu_layout=True, out_first_weights=out_first_weights).compile()
+
+
 def _compiled_generate(config: ModelConfig) -> str:
     """The compiled HLO text of generate (CPU decode layout) for a random model of `config`."""
-    graphdef, state = nnx.split(Decoder(config, rngs=nnx.Rngs(0)))
-    prompt, lengths = jnp.ones((B, P), jnp.int32), jnp.full((B,), P, jnp.int32)
-    hlo = _generate_jit.lower(graphdef, state, prompt, lengths, jax.random.PRNGKey(0),
-                              config=SamplingConfig(max_new_tokens=M), cache_dtype=jnp.float32,
-                              cpu_layout=True).compile().as_text()
-    return hlo
+    return _compile_generate(Decoder(config, rngs=nnx.Rngs(0))).as_text()
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="pins XLA:CPU's program")
@@ -91,3 +96,14 @@ def test_vocab_major_logits_are_one_fused_multiply_and_sum():
     config = ModelConfig.tiny(vocab_size=96)
     products = _cache_sized(_loop_body(_compiled_generate(config)), config.vocab_size * B * config.embed_dim)
     assert products == [], products
+
+
+def test_decode_layout_copies_the_layer_weights_only_when_asked():
+    # out_first_weights makes [out, in] copies of every projection weight for the call (temporaries of
+    # at least their size); the default decodes on the weights as they are (temporaries far smaller).
+    model = Decoder(ModelConfig.tiny(vocab_size=96), rngs=nnx.Rngs(0))
+    weights = sum(getattr(m, name)[...].nbytes for _, m in nnx.iter_modules(model)
+                  if isinstance(m, Projections) for name in m.PROJECTIONS)
+    plain = _compile_generate(model).memory_analysis().temp_size_in_bytes
+    copied = _compile_generate(model, out_first_weights=True).memory_analysis().temp_size_in_bytes
+    assert plain < weights / 2 and copied >= weights + plain / 2, (plain, copied, weights)

@@ -173,15 +173,16 @@ def test_sampled_logprob_is_the_unfiltered_log_softmax_of_the_token(cfg, vocab_m
         assert all(int(t) in set(np.argsort(-np.asarray(logits[i]))[:cfg.top_k]) for i, t in enumerate(tok))
 
 
+@pytest.mark.parametrize("out_first", [False, True])
 @pytest.mark.parametrize("lora", [False, True])
-def test_cpu_layout_decodes_the_same_tokens(model, lora):
+def test_cpu_layout_decodes_the_same_tokens(model, lora, out_first):
     tokens, lengths = _prompts()
     m = add_lora(model, LoRAConfig(rank=2)) if lora else model
     if lora:  # a non-zero adapter, so folding it in matters
         m.adapters[0].b[...] = jnp.full(m.adapters[0].b.shape, 0.05)
     cfg = SamplingConfig(max_new_tokens=8)
     plain = generate(m, tokens, lengths, cfg, cpu_layout=False)
-    fast = generate(m, tokens, lengths, cfg, cpu_layout=True)
+    fast = generate(m, tokens, lengths, cfg, cpu_layout=True, out_first_weights=out_first)
     np.testing.assert_array_equal(fast.tokens, plain.tokens)
     np.testing.assert_allclose(fast.logprobs, plain.logprobs, atol=1e-5)
     ref = generate(merge_lora(m) if lora else m, tokens, lengths, cfg, cpu_layout=False)
