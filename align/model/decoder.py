@@ -136,7 +136,8 @@ class Decoder(nnx.Module):
 
     def for_decoding(self, n_positions: int | None = None, *, out_first: bool = False) -> Decoder:
         """A copy for CPU decode loops, whose cached attention takes one matrix-vector product per
-        query (Attention.per_query_dots). It shares the weights; the original module is left as it is.
+        query (Attention.per_query_dots). Unless out_first, it shares every weight with the original;
+        the original module is left as it is either way.
 
         n_positions: every position the copy will see is below it; its rotary sin/cos are then looked
         up in tables made here, before the loop (Attention.use_rope_table), not computed each step.
