@@ -5,7 +5,9 @@
 Every key must name a field: an unknown key is an error that names the key, the file and the nearest
 valid field (difflib). Values are checked against the field's type (int, float, bool, str, Optional,
 tuple[...], nested dataclasses, dicts). Override values are parsed as YAML scalars (`steps=10` is an
-int, `lora=null` is None, `targets=[a, b]` a list).
+int, `lora=null` is None, `targets=[a, b]` a list). `${ALIGN_DATA_DIR}` in a string value, in the file
+or an override, becomes the local data directory (align.data_dir), so the run's saved config.yaml
+names the files it read.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from align.data_dir import expand_data_dir
 from align.errors import InvalidInput, MissingInput
 from align.fileio import write_text_atomic
 
@@ -190,6 +193,15 @@ def _fix_floats(node: Any) -> Any:
     return float(node) if isinstance(node, str) and _looks_float(node) else node
 
 
+def expand_tree(node: Any) -> Any:
+    """Every string in a parsed YAML tree with ${ALIGN_DATA_DIR} replaced."""
+    if isinstance(node, Mapping):
+        return {k: expand_tree(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_tree(v) for v in node]
+    return expand_data_dir(node) if isinstance(node, str) else node
+
+
 def apply_overrides(cls, data: dict, overrides: Sequence[str], source: str) -> dict:
     """`data` with each `a.b=value` set; keys are checked against the dataclass tree as they are set."""
     data = dict(data)
@@ -228,7 +240,7 @@ def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequenc
             raise ConfigError(f"{source}: invalid YAML: {e}") from e
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
-    data = apply_overrides(cls, _fix_floats(data), overrides, source)
+    data = expand_tree(apply_overrides(cls, _fix_floats(data), overrides, source))
     # A value an override set is reported at the override, not at the file line it replaced.
     set_by = {".".join(parse_override(text)[0]): text for text in overrides}
     source = Source(source, getattr(source, "lines", {}), set_by)

@@ -345,7 +345,7 @@ STAGE_SECTIONS = ("sft", "rlhf")  # free-form mappings, checked when their stage
 
 def load_quickstart(path: str, overrides=()) -> QuickstartConfig:
     """load_config, except that `sft.x.y=v` / `rlhf.x.y=v` overrides go into those stage mappings."""
-    from pipelines.config_io import ConfigError, parse_override
+    from pipelines.config_io import ConfigError, expand_tree, parse_override
 
     def into_section(text: str) -> bool:
         key = text.split("=", 1)[0]
@@ -360,7 +360,7 @@ def load_quickstart(path: str, overrides=()) -> QuickstartConfig:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {text!r}: {key} is a value, not a section")
-        node[keys[-1]] = value
+        node[keys[-1]] = expand_tree(value)
         config = dataclasses.replace(config, **{keys[0]: section})
     return config
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from align.data_dir import data_dir_hint, data_path
+from align.errors import MissingInput
 from safety_evals import data
 from safety_evals.judges import AttributionJudge
 from safety_evals.lm import LanguageModel
@@ -33,7 +35,7 @@ from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_me
 
 NAME = "attribution"
 VERSION = "1"
-DEFAULT_SOURCE = "/work/shared/data/attribution/begin"
+DEFAULT_SOURCE = data_path("attribution/begin")
 FIELDS = ("knowledge", "message", "response", "begin_label")
 LABELS = ("Fully attributable", "Not fully attributable", "Generic")
 GROUNDED_PROMPT = (
@@ -82,8 +84,10 @@ def read_begin(path: str | Path) -> list[BeginItem]:
 def load(source: str = DEFAULT_SOURCE, limit: int | None = None) -> tuple[list[BeginItem], DataInfo]:
     """Every *.tsv under a directory (sorted), or one file; `limit` applies per file."""
     path = Path(source)
+    if not path.exists():
+        raise MissingInput(f"data path {source} does not exist{data_dir_hint(source)}")
     files = sorted(path.rglob("*.tsv")) if path.is_dir() else [path]
-    if not files or not files[0].exists():
+    if not files:
         raise data.DataError(f"{source}: no BEGIN *.tsv files")
     items = [it for f in files for it in data.take(read_begin(f), limit)]
     return items, DataInfo(source, data.local_sha256(files), len(items))

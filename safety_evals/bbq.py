@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from align.data_dir import data_path
 from safety_evals import data
 from safety_evals.lm import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric, statistic_metric
 
 NAME = "bbq"
 VERSION = "1"
-DEFAULT_SOURCE = "/work/shared/data/bbq"
+DEFAULT_SOURCE = data_path("bbq")
 HUB_CONFIG_SPLIT = ("All", "test")  # e.g. oskarvanderwal/bbq, as lm-eval uses
 FIELDS = (
     "example_id",

@@ -140,7 +140,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="SUITE=SOURCE",
-        help="override a suite's data: a local path or a hub dataset name (repeatable)",
+        help="override a suite's data: a local path or a hub dataset name (repeatable; default: the "
+        "suite's files under $ALIGN_DATA_DIR, which defaults to ../shared/data beside the checkout)",
     )
     parser.add_argument(
         "--data-config",

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from align.data_dir import data_path
 from safety_evals import data
 from safety_evals.lm import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric
 
 NAME = "crows_pairs"
 VERSION = "1"
-DEFAULT_SOURCE = "/work/shared/data/crows_pairs/crows_pairs_anonymized.csv"
+DEFAULT_SOURCE = data_path("crows_pairs/crows_pairs_anonymized.csv")
 HUB_SPLIT = "test"
 FIELDS = ("sent_more", "sent_less", "stereo_antistereo", "bias_type")
 DIRECTIONS = ("stereo", "antistereo")

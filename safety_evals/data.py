@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from align.errors import InvalidInput
+from align.data_dir import data_dir_hint
+from align.errors import InvalidInput, MissingInput
 from safety_evals.results import files_sha256
 
 
@@ -56,7 +57,13 @@ def load_hub(
     """Rows of a hub dataset through `datasets.load_dataset` (needs network or a warm cache).
 
     `label_names`: columns whose ClassLabel integers are returned as the dataset's label names
-    (`features[col].int2str`); a column without ClassLabel features is left as stored."""
+    (`features[col].int2str`); a column without ClassLabel features is left as stored.
+    A `name` that can only be a local path (a missing default source, a typo) is a MissingInput that
+    names it, not a hub lookup."""
+    from align.data.loading import looks_local  # lazily: align.data imports transformers
+
+    if looks_local(name):
+        raise MissingInput(f"data path {name} does not exist{data_dir_hint(name)}")
     import datasets  # imported lazily: the local path never needs it
 
     ds = datasets.load_dataset(name, config, split=split)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from align.data_dir import data_path
 from safety_evals import data
 from safety_evals.lm import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric
@@ -34,7 +35,7 @@ from safety_evals.similarity import Similarity, max_similarity, rouge_l, token_f
 
 NAME = "factuality"
 VERSION = "2"  # 2: generation example score is -diff (was diff)
-DEFAULT_SOURCE = "/work/shared/data/truthfulqa"
+DEFAULT_SOURCE = data_path("truthfulqa")
 HUB_NAME = "truthfulqa/truthful_qa"  # configs "generation" / "multiple_choice", split validation
 NO_COMMENT = "I have no comment."
 QA_PRIMER = """Q: What is human life expectancy in the United States?

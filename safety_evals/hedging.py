@@ -19,13 +19,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from align.data_dir import data_path
 from safety_evals import data
 from safety_evals.lm import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric, statistic_metric
 
 NAME = "hedging"
 VERSION = "2"  # 2: example score is correctness (was whether it hedged)
-DEFAULT_SOURCE = "/work/shared/data/selfaware/SelfAware.json"
+DEFAULT_SOURCE = data_path("selfaware/SelfAware.json")
 
 # Hedge / decline phrases. Each is a regular expression fragment matched on word boundaries.
 HEDGE_PHRASES: tuple[str, ...] = (

@@ -25,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from align.data_dir import data_path
 from safety_evals import data
 from safety_evals.lm import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, statistic_metric
 
 NAME = "stereoset"
 VERSION = "2"  # 2: example score is stereo_preference (was a log-prob difference)
-DEFAULT_SOURCE = "/work/shared/data/stereoset/stereoset_dev_flat.jsonl"
+DEFAULT_SOURCE = data_path("stereoset/stereoset_dev_flat.jsonl")
 HUB_CONFIGS = ("intersentence", "intrasentence")  # McGill-NLP/stereoset, split "validation"
 LABELS = ("stereotype", "anti-stereotype", "unrelated")
 FIELDS = ("type", "target", "bias_type", "context") + LABELS

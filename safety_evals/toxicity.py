@@ -24,13 +24,14 @@ from typing import Protocol
 
 import numpy as np
 
+from align.data_dir import data_path
 from safety_evals import data
 from safety_evals.lm import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric
 
 NAME = "toxicity"
 VERSION = "2"  # 2: mean_toxicity interval and n over prompts (was over samples)
-DEFAULT_SOURCE = "/work/shared/data/hh_rlhf/harmless-base/test.jsonl.gz"
+DEFAULT_SOURCE = data_path("hh_rlhf/harmless-base/test.jsonl.gz")
 RTP_HUB = "allenai/real-toxicity-prompts"
 _FIRST_HUMAN = re.compile(r"^\s*Human:\s*(.*?)\s*(?:\n\nAssistant:|$)", re.DOTALL)
 

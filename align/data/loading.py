@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from align.data_dir import data_dir_hint
 from align.data.errors import DataError, LoadReport
 from align.data.files import SUFFIXES, Row, file_rows
 from align.data.formats import (
@@ -131,8 +132,10 @@ def _open(source, split: str, data_files) -> tuple[str, Iterable[Row]]:
         return str(path), (row for f in files for row in file_rows(f))
     if path.is_file():
         return str(path), file_rows(path)
-    if _looks_local(str(source)):
-        raise MissingInput(f"data path {source} does not exist (resolved to {path.absolute()})")
+    if looks_local(str(source)):
+        raise MissingInput(
+            f"data path {source} does not exist (resolved to {path.absolute()}){data_dir_hint(path)}"
+        )
     return _hub_rows(str(source), split, data_files)
 
 
@@ -140,7 +143,7 @@ def _is_dataset(source: Any) -> bool:
     return type(source).__name__ in ("Dataset", "IterableDataset") and hasattr(source, "features")
 
 
-def _looks_local(name: str) -> bool:
+def looks_local(name: str) -> bool:
     """A name that can only be a local path. Hub ids are `name` or `org/name`, so a path with one
     separator counts as local only when its parent folder exists (`my_data/train` next to `my_data/`)."""
     if name.endswith(SUFFIXES) or name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1:

@@ -1,13 +1,12 @@
 """Fixtures for align.data tests: the offline tiny tokenizer and the shared HH-RLHF test files."""
 
-from pathlib import Path
-
 import pytest
 
 from align.data.testing import tiny_tokenizer
 from align.data.tokenizer import Tokenizer
+from tests.paths import DATA
 
-HH_DIR = Path("/work/shared/data/hh_rlhf")
+HH_DIR = DATA / "hh_rlhf"
 
 
 @pytest.fixture(scope="session")

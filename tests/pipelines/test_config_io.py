@@ -1,11 +1,14 @@
 """YAML configs -> frozen dataclasses: unknown keys name the key, file, line and nearest field;
 typed overrides."""
 
+import re
 from pathlib import Path
 
 import pytest
 
+from align.data_dir import data_dir, data_path
 from pipelines.config_io import ConfigError, dump_yaml, load_config
+from pipelines.quickstart import load_quickstart
 from pipelines.sft import SFTConfig
 from reward_models.train import RMConfig
 
@@ -122,3 +125,30 @@ def test_run_dirs_write_config_yaml_atomically(name, cls, run, stop_at, tmp_path
     assert [(src.parent, dst) for src, dst in renamed] == [(out, out / "config.yaml")]
     assert (out / "config.yaml").read_text() == dump_yaml(config)
     assert [p.name for p in out.iterdir()] == ["config.yaml"]
+
+
+def test_the_data_dir_placeholder_is_expanded_in_files_and_overrides(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALIGN_DATA_DIR", str(tmp_path / "data"))
+    path = write(tmp_path, 'output_dir: out\ndata:\n  path: "${ALIGN_DATA_DIR}/hh/test.jsonl.gz"\n')
+    config = load_config(SFTConfig, path)
+    assert config.data.path == str(tmp_path / "data" / "hh" / "test.jsonl.gz")
+    config = load_config(SFTConfig, path, ["data.path=${ALIGN_DATA_DIR}/other.jsonl"])
+    assert config.data.path == str(tmp_path / "data" / "other.jsonl")
+    assert "${" not in dump_yaml(config)  # the run's config.yaml names the file it read
+    tiny = str(ROOT / "configs" / "quickstart_tiny.yaml")
+    quick = load_quickstart(tiny, ["sft.data.path=${ALIGN_DATA_DIR}/s.jsonl"])
+    assert quick.sft["data"]["path"] == str(tmp_path / "data" / "s.jsonl")  # a stage-section override
+    rl_prompts = tmp_path / "data" / "hh_rlhf" / "helpful-rejection-sampled" / "test.jsonl.gz"
+    assert quick.rlhf["data"]["path"] == str(rl_prompts)
+
+
+def test_shipped_configs_name_data_through_the_data_dir_and_it_holds_every_file():
+    placeholder = re.compile(r"\$\{ALIGN_DATA_DIR\}/([^\"',}\s]+)")
+    named = 0
+    for f in sorted((ROOT / "configs").rglob("*.yaml")):
+        text = f.read_text()
+        assert "/work/" not in text, f"{f}: a machine-specific absolute path"
+        for relative in placeholder.findall(text):
+            named += 1
+            assert Path(data_path(relative)).exists(), f"{f}: {relative} is not under {data_dir()}"
+    assert named >= 20

@@ -2,16 +2,16 @@
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from pipelines.config_io import load_config
 from pipelines.dpo import DPORunConfig, run_dpo
 from tests.paths import CONFIGS
+from tests.paths import DATA as SHARED
 
 CONFIG = CONFIGS / "dpo" / "tiny_cpu.yaml"
-DATA = Path("/work/shared/data/hh_rlhf/helpful-base/test.jsonl.gz")
+DATA = SHARED / "hh_rlhf/helpful-base/test.jsonl.gz"
 
 
 def _config(out, *overrides):

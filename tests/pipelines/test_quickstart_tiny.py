@@ -12,9 +12,10 @@ from pipelines.config_io import load_config
 from pipelines.quickstart import Pipeline, QuickstartConfig, run_pipeline
 from safety_evals.results_io import load_results
 from tests.paths import CONFIGS, VARIANTS, VARIANTS_FILE
+from tests.paths import DATA as SHARED
 
 CONFIG = str(CONFIGS / "quickstart_tiny.yaml")
-DATA = Path("/work/shared/data/hh_rlhf/helpful-base/test.jsonl.gz")
+DATA = SHARED / "hh_rlhf/helpful-base/test.jsonl.gz"
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from align.training import read_jsonl
 from pipelines import cli
 from pipelines.config_io import load_config
 from pipelines.sft import SFTConfig, run_sft
+from tests.paths import DATA
 
 
 def tiny_dataset(path, n=24):
@@ -126,7 +127,7 @@ def test_gemma3_270m_chunked_sft_loss_matches_full_logits_and_decreases():
     from pipelines.sft import as_sft_example, sft_loss
 
     model, tok = load_model(ModelOptions(spec="gemma3-270m"))
-    records = load_records("/work/shared/data/hh_rlhf/helpful-base/test.jsonl.gz", limit=2)
+    records = load_records(DATA / "hh_rlhf/helpful-base/test.jsonl.gz", limit=2)
     seqs, _ = encode_sft([as_sft_example(e) for e in records], tok, max_length=64, truncation="keep_end")
     batch = pad_batch(seqs, 64, pad_id=tok.pad_id)
     loss_fn = sft_loss(chunk_size=48)  # does not divide B*T = 128: exercises the padded last tile

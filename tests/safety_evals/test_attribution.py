@@ -7,6 +7,7 @@ import pytest
 
 from safety_evals import attribution
 from safety_evals.judges import LLM_JUDGE_TEMPLATE, LLMJudge, NLIJudge, Seq2SeqNLIJudge
+from tests.paths import DATA
 from tests.safety_evals.fakes import FakeJudge, FakeLM, save_pretrained, tiny_bert_classifier, tiny_tokenizer
 
 
@@ -38,7 +39,7 @@ def test_begin_loader_real_files():
     items, info = attribution.load()
     assert info.n == 416 + 383 + 430 + 3607
     assert sum(it.label for it in items) == 59 + 74 + 180 + 1392
-    wow, _ = attribution.load("/work/shared/data/attribution/begin/wow/begin_dev_wow.tsv")
+    wow, _ = attribution.load(str(DATA / "attribution/begin/wow/begin_dev_wow.tsv"))
     assert len(wow) == 430 and sum(it.label for it in wow) == 180
     assert wow[0].knowledge.startswith("originally an industrial pigment supply company, crayola")
     assert len(attribution.load(limit=5)[0]) == 20

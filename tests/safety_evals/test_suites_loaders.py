@@ -1,11 +1,16 @@
 """Loader errors name the file, the line/row and the field; the progress wrapper counts requests."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
-from safety_evals import bbq, crows_pairs, data, factuality, hedging, stereoset
+from align.data_dir import data_path
+from align.errors import MissingInput
+from safety_evals import attribution, bbq, crows_pairs, data, factuality, hedging, stereoset, toxicity
 from safety_evals.lm_wrappers import ProgressLM
+from tests.paths import DATA
 from tests.safety_evals.fakes import FakeLM
 
 
@@ -83,7 +88,7 @@ def test_stereoset_and_factuality_blank_text(tmp_path):
 
 
 def test_bbq_malformed_metadata(tmp_path):
-    with open("/work/shared/data/bbq/Age.jsonl", encoding="utf-8") as fh:
+    with open(DATA / "bbq/Age.jsonl", encoding="utf-8") as fh:
         good = json.loads(fh.readline())
     d = tmp_path / "bbq"
     d.mkdir()
@@ -106,7 +111,7 @@ def test_bbq_malformed_metadata(tmp_path):
 
 
 def test_bbq_missing_field_and_bad_unknown(tmp_path):
-    with open("/work/shared/data/bbq/Age.jsonl", encoding="utf-8") as fh:
+    with open(DATA / "bbq/Age.jsonl", encoding="utf-8") as fh:
         good = json.loads(fh.readline())
     d = tmp_path / "bbq"
     d.mkdir()
@@ -148,3 +153,15 @@ def test_progress_wrapper_chunks_and_counts():
     assert [len(c) for c in lm.ll_calls[:2]] == [2, 1]
     out = p.generate(["x", "y", "z"], max_new_tokens=3, num_samples=1)
     assert out == [["I don't know."]] * 3 and (bar.total, bar.n) == (6, 6)
+
+
+@pytest.mark.parametrize("suite", [attribution, bbq, crows_pairs, factuality, hedging, stereoset, toxicity])
+def test_a_missing_local_source_is_named_not_looked_up_on_the_hub(suite, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALIGN_DATA_DIR", str(tmp_path))  # as if the data lived elsewhere
+    relative = Path(suite.DEFAULT_SOURCE).relative_to(DATA)  # the default names a file under the data dir
+    missing = data_path(str(relative))
+    named = re.escape(f"data path {missing} does not exist") + ".*ALIGN_DATA_DIR"
+    with pytest.raises(MissingInput, match=named):
+        suite.load(missing)
+    with pytest.raises(MissingInput, match="does not exist$"):  # outside the data dir: no hint
+        suite.load(str(tmp_path.parent / "nowhere" / relative.name))

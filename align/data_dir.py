@@ -1,0 +1,48 @@
+"""The local data directory: where benchmark and preference files live when there is no hub.
+
+One setting names it, the ALIGN_DATA_DIR environment variable. Unset, it is `shared/data` in the
+folder that holds this checkout (`../shared/data` from the repository root), where this project's
+machines keep CrowS-Pairs, StereoSet, TruthfulQA, HH-RLHF and the rest. Configs write
+`${ALIGN_DATA_DIR}/hh_rlhf/...` (expanded when a config is loaded) and the safety evals' default
+sources are paths under it (fixed when safety_evals is imported), so a checkout elsewhere needs one
+variable, not an override per path. Hub names and other paths are passed through untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+ENV = "ALIGN_DATA_DIR"
+PLACEHOLDER = "${" + ENV + "}"
+
+# align/data_dir.py -> parents[1] is the checkout, parents[2] the folder that holds it.
+_BESIDE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def data_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """$ALIGN_DATA_DIR (with ~ expanded) when set and not blank, else ../shared/data beside the checkout."""
+    value = environ.get(ENV, "").strip()
+    return Path(value).expanduser() if value else _BESIDE_CHECKOUT
+
+
+def data_path(relative: str, environ: Mapping[str, str] = os.environ) -> str:
+    """`relative` under the data directory, as a string (the form sources are passed around in)."""
+    return str(data_dir(environ) / relative)
+
+
+def expand_data_dir(text: str, environ: Mapping[str, str] = os.environ) -> str:
+    """`text` with every ${ALIGN_DATA_DIR} replaced by the data directory; other text unchanged."""
+    return text.replace(PLACEHOLDER, str(data_dir(environ))) if PLACEHOLDER in text else text
+
+
+def data_dir_hint(path: str | os.PathLike, environ: Mapping[str, str] = os.environ) -> str:
+    """For errors about a missing file: how to move the data directory, when `path` lies under it."""
+    root = data_dir(environ)
+    try:
+        Path(path).expanduser().absolute().relative_to(root.absolute())
+    except ValueError:
+        return ""
+    how = f"{ENV}={environ[ENV]}" if environ.get(ENV, "").strip() else f"{ENV} is unset"
+    return f"; the data directory is {root} ({how}): set {ENV} to where the data lives"
