@@ -133,9 +133,8 @@ def _open(source, split: str, data_files) -> tuple[str, Iterable[Row]]:
     if path.is_file():
         return str(path), file_rows(path)
     if looks_local(str(source)):
-        raise MissingInput(
-            f"data path {source} does not exist (resolved to {path.absolute()}){data_dir_hint(path)}"
-        )
+        resolved = "" if str(path.absolute()) == str(source) else f" (resolved to {path.absolute()})"
+        raise MissingInput(f"data path {source} does not exist{resolved}{data_dir_hint(path)}")
     return _hub_rows(str(source), split, data_files)
 
 
