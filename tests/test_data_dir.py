@@ -42,7 +42,7 @@ def test_a_missing_file_under_it_says_how_to_move_it(tmp_path):
 
 def test_load_records_names_the_variable_for_a_missing_default_file(tmp_path, monkeypatch):
     monkeypatch.setenv("ALIGN_DATA_DIR", str(tmp_path))
-    with pytest.raises(MissingInput, match=r"hh_rlhf/missing\.jsonl\.gz does not exist; .*set ALIGN_DATA_DIR"):
+    with pytest.raises(MissingInput, match=r"missing\.jsonl\.gz does not exist; .*set ALIGN_DATA_DIR"):
         load_records(data_path("hh_rlhf/missing.jsonl.gz"))
     with pytest.raises(MissingInput) as e:
         load_records(tmp_path.parent / "elsewhere.jsonl")
