@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from align.data_dir import data_dir_hint
 from align.data.errors import DataError, LoadReport
 from align.data.files import SUFFIXES, Row, file_rows
 from align.data.formats import (
@@ -29,6 +28,7 @@ from align.data.formats import (
     prompt_of_pair,
 )
 from align.data.splits import split_files
+from align.data_dir import data_dir_hint
 from align.errors import MissingInput
 
 log = logging.getLogger("align.data")
