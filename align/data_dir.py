@@ -14,6 +14,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from align.errors import MissingInput
+
 ENV = "ALIGN_DATA_DIR"
 PLACEHOLDER = "${" + ENV + "}"
 
@@ -46,3 +48,11 @@ def data_dir_hint(path: str | os.PathLike, environ: Mapping[str, str] = os.envir
         return ""
     how = f"{ENV}={environ[ENV]}" if environ.get(ENV, "").strip() else f"{ENV} is unset"
     return f"; the data directory is {root} ({how}): set {ENV} to where the data lives"
+
+
+def missing_data_path(source: str | os.PathLike, environ: Mapping[str, str] = os.environ) -> MissingInput:
+    """The error for a local data path that is not there: the path, where a relative one resolved to,
+    and data_dir_hint's advice when it lies under the data directory."""
+    path = Path(source).expanduser()
+    resolved = "" if str(path.absolute()) == str(source) else f" (resolved to {path.absolute()})"
+    return MissingInput(f"data path {source} does not exist{resolved}{data_dir_hint(path, environ)}")

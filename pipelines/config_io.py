@@ -18,7 +18,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -185,21 +185,22 @@ def _looks_float(s: str) -> bool:
     return any(c in s.lower() for c in "e.") and s.strip().lower() not in ("nan", "inf")
 
 
-def _fix_floats(node: Any) -> Any:
+def _map_strings(node: Any, fn: Callable[[str], Any]) -> Any:
+    """A parsed YAML tree with `fn` applied to every string leaf (mappings and lists rebuilt)."""
     if isinstance(node, Mapping):
-        return {k: _fix_floats(v) for k, v in node.items()}
+        return {k: _map_strings(v, fn) for k, v in node.items()}
     if isinstance(node, list):
-        return [_fix_floats(v) for v in node]
-    return float(node) if isinstance(node, str) and _looks_float(node) else node
+        return [_map_strings(v, fn) for v in node]
+    return fn(node) if isinstance(node, str) else node
+
+
+def _fix_floats(node: Any) -> Any:
+    return _map_strings(node, lambda s: float(s) if _looks_float(s) else s)
 
 
 def expand_tree(node: Any) -> Any:
     """Every string in a parsed YAML tree with ${ALIGN_DATA_DIR} replaced."""
-    if isinstance(node, Mapping):
-        return {k: expand_tree(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [expand_tree(v) for v in node]
-    return expand_data_dir(node) if isinstance(node, str) else node
+    return _map_strings(node, expand_data_dir)
 
 
 def apply_overrides(cls, data: dict, overrides: Sequence[str], source: str) -> dict:

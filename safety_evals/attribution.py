@@ -26,8 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from align.data_dir import data_dir_hint, data_path
-from align.errors import MissingInput
+from align.data_dir import data_path, missing_data_path
 from safety_evals import data
 from safety_evals.judges import AttributionJudge
 from safety_evals.lm import LanguageModel
@@ -85,7 +84,7 @@ def load(source: str = DEFAULT_SOURCE, limit: int | None = None) -> tuple[list[B
     """Every *.tsv under a directory (sorted), or one file; `limit` applies per file."""
     path = Path(source)
     if not path.exists():
-        raise MissingInput(f"data path {source} does not exist{data_dir_hint(source)}")
+        raise missing_data_path(source)
     files = sorted(path.rglob("*.tsv")) if path.is_dir() else [path]
     if not files:
         raise data.DataError(f"{source}: no BEGIN *.tsv files")

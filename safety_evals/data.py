@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from align.data_dir import data_dir_hint
-from align.errors import InvalidInput, MissingInput
+from align.data_dir import missing_data_path
+from align.errors import InvalidInput
 from safety_evals.results import files_sha256
 
 
@@ -63,7 +63,7 @@ def load_hub(
     from align.data.loading import looks_local  # lazily: align.data imports transformers
 
     if looks_local(name):
-        raise MissingInput(f"data path {name} does not exist{data_dir_hint(name)}")
+        raise missing_data_path(name)
     import datasets  # imported lazily: the local path never needs it
 
     ds = datasets.load_dataset(name, config, split=split)

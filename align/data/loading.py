@@ -28,7 +28,7 @@ from align.data.formats import (
     prompt_of_pair,
 )
 from align.data.splits import split_files
-from align.data_dir import data_dir_hint
+from align.data_dir import missing_data_path
 from align.errors import MissingInput
 
 log = logging.getLogger("align.data")
@@ -133,8 +133,7 @@ def _open(source, split: str, data_files) -> tuple[str, Iterable[Row]]:
     if path.is_file():
         return str(path), file_rows(path)
     if looks_local(str(source)):
-        resolved = "" if str(path.absolute()) == str(source) else f" (resolved to {path.absolute()})"
-        raise MissingInput(f"data path {source} does not exist{resolved}{data_dir_hint(path)}")
+        raise missing_data_path(source)
     return _hub_rows(str(source), split, data_files)
 
 
