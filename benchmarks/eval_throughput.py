@@ -107,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="gemma3-270m", help="align.load spec; torch loads its HF dir")
     p.add_argument("--limit", type=int, nargs="+", default=[200], help="pairs per case; 0 = all")
     p.add_argument("--batch-size", type=int, default=16, help="rows per forward pass, both backends")
-    p.add_argument("--torch-batch-size", type=int, default=None,
-                   help="torch rows per pass (default: --batch-size)")
+    p.add_argument(
+        "--torch-batch-size", type=int, default=None, help="torch rows per pass (default: --batch-size)"
+    )
     p.add_argument("--slice", type=int, default=256, help="sentences per interleaved timing slice")
     p.add_argument("--json", default=None, help="also write the rows (with per-sentence ll) here")
     args = p.parse_args(argv)
@@ -130,24 +131,54 @@ def main(argv: list[str] | None = None) -> int:
         f"batch {args.batch_size} (torch {hf.batch_size}) | "
         f"model {loaded.source}"
     )
-    head = ("pairs", "tokens", "jax p/s", "torch p/s", "jax/torch", "jax s", "torch s", "compile", "pct jax",
-            "pct torch", "max|dll|", "flips", "load")
+    head = (
+        "pairs",
+        "tokens",
+        "jax p/s",
+        "torch p/s",
+        "jax/torch",
+        "jax s",
+        "torch s",
+        "compile",
+        "pct jax",
+        "pct torch",
+        "max|dll|",
+        "flips",
+        "load",
+    )
     print(" ".join(f"{h:>9}" for h in head))  # torch = HFTorchLM
     rows = []
     for limit in args.limit:
         r = run_case(jlm, hf, limit or None, args.slice)
         j, t = r["jax"], r["hf"]
-        cells = (f"{r['pairs']}", f"{r['tokens']}", f"{j['pairs_per_s']:.2f}", f"{t['pairs_per_s']:.2f}",
-                 f"{r['speedup']:.2f}x", f"{j['seconds']:.1f}", f"{t['seconds']:.1f}",
-                 f"{r['compile_s']:.1f}",
-                 f"{100 * j['pct_stereotype']:.2f}", f"{100 * t['pct_stereotype']:.2f}",
-                 f"{r['max_abs_ll_diff']:.2e}", f"{r['flips']}", f"{r['loadavg']:.1f}")
+        cells = (
+            f"{r['pairs']}",
+            f"{r['tokens']}",
+            f"{j['pairs_per_s']:.2f}",
+            f"{t['pairs_per_s']:.2f}",
+            f"{r['speedup']:.2f}x",
+            f"{j['seconds']:.1f}",
+            f"{t['seconds']:.1f}",
+            f"{r['compile_s']:.1f}",
+            f"{100 * j['pct_stereotype']:.2f}",
+            f"{100 * t['pct_stereotype']:.2f}",
+            f"{r['max_abs_ll_diff']:.2e}",
+            f"{r['flips']}",
+            f"{r['loadavg']:.1f}",
+        )
         print(" ".join(f"{c:>9}" for c in cells), flush=True)
         rows.append(r)
         if args.json:  # after every case, so a long run that dies keeps the cases it finished
             with open(args.json, "w") as f:
-                json.dump({"model": loaded.source, "batch_size": args.batch_size,
-                           "torch_batch_size": hf.batch_size, "rows": rows}, f)
+                json.dump(
+                    {
+                        "model": loaded.source,
+                        "batch_size": args.batch_size,
+                        "torch_batch_size": hf.batch_size,
+                        "rows": rows,
+                    },
+                    f,
+                )
     return 0
 
 

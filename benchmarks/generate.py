@@ -22,9 +22,16 @@ import os
 import statistics
 import time
 
-PROMPTS = ["The capital of France is", "Write a short story about a robot:", "def quicksort(xs):",
-           "Three facts about the ocean:", "The best way to learn a language is", "Once upon a time",
-           "Explain photosynthesis to a child.", "Q: What is 17 * 3?\nA:"]
+PROMPTS = [
+    "The capital of France is",
+    "Write a short story about a robot:",
+    "def quicksort(xs):",
+    "Three facts about the ocean:",
+    "The best way to learn a language is",
+    "Once upon a time",
+    "Explain photosynthesis to a child.",
+    "Q: What is 17 * 3?\nA:",
+]
 
 
 def _prompts(batch):
@@ -42,8 +49,10 @@ def jax_runner(loaded, batch, new_tokens, cpu_layout=None, out_first_weights=Fal
     tokens, lengths = pad_prompts(ids, loaded.tokenizer.pad_id)
     cfg = SamplingConfig(max_new_tokens=new_tokens)  # no stop ids: always new_tokens tokens
     run = lambda: jax.block_until_ready(  # noqa: E731
-        generate(loaded.model, tokens, lengths, cfg, cpu_layout=cpu_layout,
-                 out_first_weights=out_first_weights).tokens)
+        generate(
+            loaded.model, tokens, lengths, cfg, cpu_layout=cpu_layout, out_first_weights=out_first_weights
+        ).tokens
+    )
     run()  # compile
     return run
 
@@ -55,8 +64,9 @@ def torch_runner(model, tokenizer, batch, new_tokens):
     tok = tokenizer.hf
     tok.padding_side = "left"
     enc = tok(_prompts(batch), return_tensors="pt", padding=True)
-    kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-              pad_token_id=tok.pad_token_id)
+    kw = dict(
+        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
+    )
 
     def run():
         with torch.no_grad():
@@ -82,15 +92,19 @@ def paired(runners: dict, repeats: int) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="gemma3-270m")
     parser.add_argument("--batch", type=int, nargs="+", default=[8])
     parser.add_argument("--new-tokens", type=int, nargs="+", default=[32])
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per side, taken in turn")
     parser.add_argument("--no-plain", action="store_true", help="skip the cpu_layout=False JAX column")
-    parser.add_argument("--out-first", action="store_true",
-                        help="add a column for the decode layout with [out, in] layer weights")
+    parser.add_argument(
+        "--out-first",
+        action="store_true",
+        help="add a column for the decode layout with [out, in] layer weights",
+    )
     args = parser.parse_args()
     import align
 
@@ -100,12 +114,16 @@ def main():
     import transformers
 
     torch.set_num_threads(os.cpu_count() or 1)
-    print(f"device: jax {jax.devices()[0].platform} | torch threads {torch.get_num_threads()} "
-          f"| model {loaded.source}")
+    print(
+        f"device: jax {jax.devices()[0].platform} | torch threads {torch.get_num_threads()} "
+        f"| model {loaded.source}"
+    )
     extra = ([] if args.no_plain else ["plain"]) + (["out-first"] if args.out_first else [])
-    print(f"{'batch':>5} {'new':>5} {'jax tok/s':>10} {'torch tok/s':>12} {'jax/torch':>9} "
-          f"{'paired jax/torch: median (range)':>34}"
-          + "".join(f" {'jax ' + k:>14} {'/torch':>7}" for k in extra))
+    print(
+        f"{'batch':>5} {'new':>5} {'jax tok/s':>10} {'torch tok/s':>12} {'jax/torch':>9} "
+        f"{'paired jax/torch: median (range)':>34}"
+        + "".join(f" {'jax ' + k:>14} {'/torch':>7}" for k in extra)
+    )
     tmodel = transformers.AutoModelForCausalLM.from_pretrained(loaded.source, dtype=torch.float32).eval()
     for batch in args.batch:
         for new in args.new_tokens:
@@ -119,9 +137,12 @@ def main():
             rate = {k: batch * new / min(v) for k, v in times.items()}  # best call of each side
             ratios = [t / j for j, t in zip(times["jax"], times["torch"])]  # per pair: same minutes
             lo, mid, hi = min(ratios), statistics.median(ratios), max(ratios)
-            print(f"{batch:>5} {new:>5} {rate['jax']:>10.1f} {rate['torch']:>12.1f} "
-                  f"{rate['jax'] / rate['torch']:>8.2f}x {mid:>24.2f}x ({lo:.2f}-{hi:.2f})"
-                  + "".join(f" {rate[k]:>14.1f} {rate[k] / rate['torch']:>6.2f}x" for k in extra), flush=True)
+            print(
+                f"{batch:>5} {new:>5} {rate['jax']:>10.1f} {rate['torch']:>12.1f} "
+                f"{rate['jax'] / rate['torch']:>8.2f}x {mid:>24.2f}x ({lo:.2f}-{hi:.2f})"
+                + "".join(f" {rate[k]:>14.1f} {rate[k] / rate['torch']:>6.2f}x" for k in extra),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # Dense bf16 datasheet rates (FLOP/s) by a substring of jax's device_kind; the SXM parts.
-PEAKS = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L4": 121e12,
-         "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v6": 918e12}
+PEAKS = {
+    "H200": 989.4e12,
+    "H100": 989.4e12,
+    "A100": 312e12,
+    "L4": 121e12,
+    "TPU v4": 275e12,
+    "TPU v5 lite": 197e12,
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
+    "TPU v6": 918e12,
+}
 
 
 def device_peak(kind: str) -> float | None:
@@ -79,8 +88,11 @@ def random_model(config, *, param_dtype, dtype, **kwargs):
 
     from align.model import Decoder
 
-    graphdef, abstract = nnx.split(nnx.eval_shape(
-        lambda: Decoder(config, rngs=nnx.Rngs(0), param_dtype=param_dtype, dtype=dtype, **kwargs)))
+    graphdef, abstract = nnx.split(
+        nnx.eval_shape(
+            lambda: Decoder(config, rngs=nnx.Rngs(0), param_dtype=param_dtype, dtype=dtype, **kwargs)
+        )
+    )
 
     @functools.partial(jax.jit, static_argnums=(1, 2))
     def fill(key, shape, dt):
@@ -91,8 +103,20 @@ def random_model(config, *, param_dtype, dtype, **kwargs):
     return nnx.merge(graphdef, state)
 
 
-def train_case(preset, batch, seq, dtype, loss_chunk, attn_chunk, remat, steps, warmup, attn_impl="xla",
-               profile_dir=None, profile_steps=3) -> dict:
+def train_case(
+    preset,
+    batch,
+    seq,
+    dtype,
+    loss_chunk,
+    attn_chunk,
+    remat,
+    steps,
+    warmup,
+    attn_impl="xla",
+    profile_dir=None,
+    profile_steps=3,
+) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -102,16 +126,29 @@ def train_case(preset, batch, seq, dtype, loss_chunk, attn_chunk, remat, steps, 
     from pipelines.sft import sft_loss
 
     config = config_for(preset)
-    model = random_model(config, param_dtype=jnp.float32, dtype=dtype, remat=remat,
-                         attn_chunk=attn_chunk or None, attn_impl=attn_impl)
-    optimizer = make_optimizer(OptimConfig(learning_rate=1e-5, total_steps=10_000, weight_decay=0.0,
-                                           clip_norm=1.0, schedule="constant"))
+    model = random_model(
+        config,
+        param_dtype=jnp.float32,
+        dtype=dtype,
+        remat=remat,
+        attn_chunk=attn_chunk or None,
+        attn_impl=attn_impl,
+    )
+    optimizer = make_optimizer(
+        OptimConfig(
+            learning_rate=1e-5, total_steps=10_000, weight_decay=0.0, clip_norm=1.0, schedule="constant"
+        )
+    )
     state = create_train_state(model, optimizer)
     del model
     tokens = np.random.default_rng(0).integers(3, config.vocab_size, (batch, seq)).astype(np.int32)
-    batch_arrays = {"tokens": tokens, "positions": np.tile(np.arange(seq, dtype=np.int32), (batch, 1)),
-                    "segment_ids": np.ones((batch, seq), np.int32), "targets": np.roll(tokens, -1, 1),
-                    "loss_mask": np.ones((batch, seq), np.float32)}
+    batch_arrays = {
+        "tokens": tokens,
+        "positions": np.tile(np.arange(seq, dtype=np.int32), (batch, 1)),
+        "segment_ids": np.ones((batch, seq), np.int32),
+        "targets": np.roll(tokens, -1, 1),
+        "loss_mask": np.ones((batch, seq), np.float32),
+    }
     batch_arrays = jax.device_put(batch_arrays)
     step = make_train_step(sft_loss(loss_chunk), optimizer)
     t0 = time.perf_counter()
@@ -125,10 +162,15 @@ def train_case(preset, batch, seq, dtype, loss_chunk, attn_chunk, remat, steps, 
     jax.block_until_ready(metrics)
     step_s = (time.perf_counter() - t0) / steps
     flops = batch * seq * train_flops_per_token(config, seq)
-    out = {"step_s": step_s, "tokens_per_s": batch * seq / step_s, "model_tflop_per_step": flops / 1e12,
-           "achieved_tflops": flops / step_s / 1e12, "first_steps_s": compile_s,
-           "loss": float(metrics["loss"]),
-           "finite": bool(metrics["finite"])}
+    out = {
+        "step_s": step_s,
+        "tokens_per_s": batch * seq / step_s,
+        "model_tflop_per_step": flops / 1e12,
+        "achieved_tflops": flops / step_s / 1e12,
+        "first_steps_s": compile_s,
+        "loss": float(metrics["loss"]),
+        "finite": bool(metrics["finite"]),
+    }
     if profile_dir:
         from benchmarks.profile_summary import format_summary, summarize
 
@@ -167,8 +209,12 @@ def gen_case(preset, batch, prompt_len, new_tokens, dtype, repeats) -> dict:
     best = min(times)
     del model
     gc.collect()
-    return {"tokens_per_s": batch * new_tokens / best, "ms_per_token_step": 1e3 * best / new_tokens,
-            "seconds": best, "first_call_s": compile_s}
+    return {
+        "tokens_per_s": batch * new_tokens / best,
+        "ms_per_token_step": 1e3 * best / new_tokens,
+        "seconds": best,
+        "first_call_s": compile_s,
+    }
 
 
 def shape(text: str) -> tuple[int, int]:
@@ -181,16 +227,24 @@ def shape(text: str) -> tuple[int, int]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", nargs="+", default=["gemma3_270m", "gemma3_1b"],
-                   help="align.model.config presets")
-    p.add_argument("--shapes", nargs="+", type=shape, default=[(8, 2048)],
-                   help="train batch x length, e.g. 8x2048")
+    p.add_argument(
+        "--presets", nargs="+", default=["gemma3_270m", "gemma3_1b"], help="align.model.config presets"
+    )
+    p.add_argument(
+        "--shapes", nargs="+", type=shape, default=[(8, 2048)], help="train batch x length, e.g. 8x2048"
+    )
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="activation dtype")
     p.add_argument("--loss-chunks", nargs="+", type=int, default=[4096], help="tokens per logits tile")
-    p.add_argument("--attn-chunks", nargs="+", type=int, default=[1024],
-                   help="query chunk; 0 = dense attention")
-    p.add_argument("--attn-impl", nargs="+", default=["xla"], choices=["xla", "cudnn"],
-                   help="attention of the training pass (Decoder attn_impl); cudnn needs a GPU")
+    p.add_argument(
+        "--attn-chunks", nargs="+", type=int, default=[1024], help="query chunk; 0 = dense attention"
+    )
+    p.add_argument(
+        "--attn-impl",
+        nargs="+",
+        default=["xla"],
+        choices=["xla", "cudnn"],
+        help="attention of the training pass (Decoder attn_impl); cudnn needs a GPU",
+    )
     p.add_argument("--remat", action="store_true")
     p.add_argument("--steps", type=int, default=10, help="timed train steps per case")
     p.add_argument("--warmup", type=int, default=2, help="untimed first steps (compilation)")
@@ -198,14 +252,19 @@ def main(argv=None) -> int:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3, help="timed generate calls per case (best is kept)")
-    p.add_argument("--peak-tflops", type=float, default=None,
-                   help="bf16 peak of the device (default: by name)")
+    p.add_argument(
+        "--peak-tflops", type=float, default=None, help="bf16 peak of the device (default: by name)"
+    )
     p.add_argument("--ceiling-n", type=int, default=8192, help="size of the measured matmul; 0 skips it")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--json", default=None, help="also write the rows here")
-    p.add_argument("--profile", default=None, metavar="DIR",
-                   help="after timing, trace --profile-steps more steps of each train case into DIR and "
-                        "print where the device time goes (benchmarks/profile_summary.py)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="after timing, trace --profile-steps more steps of each train case into DIR and "
+        "print where the device time goes (benchmarks/profile_summary.py)",
+    )
     p.add_argument("--profile-steps", type=int, default=3)
     args = p.parse_args(argv)
 
@@ -216,63 +275,111 @@ def main(argv=None) -> int:
     dtype = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[args.dtype]
     dev = jax.devices()[0]
     peak = args.peak_tflops * 1e12 if args.peak_tflops else device_peak(dev.device_kind)
-    rows = [{"case": "device", "kind": dev.device_kind, "platform": dev.platform, "jax": jax.__version__,
-             "peak_tflops": peak and peak / 1e12}]
-    print(f"device: {dev.device_kind} ({dev.platform}), jax {jax.__version__}, "
-          f"bf16 peak {'%.1f TFLOP/s' % (peak / 1e12) if peak else 'unknown (--peak-tflops)'}", flush=True)
+    rows = [
+        {
+            "case": "device",
+            "kind": dev.device_kind,
+            "platform": dev.platform,
+            "jax": jax.__version__,
+            "peak_tflops": peak and peak / 1e12,
+        }
+    ]
+    print(
+        f"device: {dev.device_kind} ({dev.platform}), jax {jax.__version__}, "
+        f"bf16 peak {'%.1f TFLOP/s' % (peak / 1e12) if peak else 'unknown (--peak-tflops)'}",
+        flush=True,
+    )
     if args.ceiling_n:
         rate = matmul_rate(args.ceiling_n)
         rows.append({"case": "matmul", "n": args.ceiling_n, "tflops": rate / 1e12})
-        print(f"measured bf16 matmul {args.ceiling_n}^3: {rate / 1e12:.1f} TFLOP/s"
-              + (f" ({100 * rate / peak:.0f}% of peak)" if peak else ""), flush=True)
+        print(
+            f"measured bf16 matmul {args.ceiling_n}^3: {rate / 1e12:.1f} TFLOP/s"
+            + (f" ({100 * rate / peak:.0f}% of peak)" if peak else ""),
+            flush=True,
+        )
 
     def save():
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2))
 
     if not args.skip_train:
-        print(f"\n{'train':<12} {'B':>3} {'T':>5} {'loss_C':>6} {'attn':>6} {'remat':>5} {'step_ms':>8} "
-              f"{'tok/s':>9} {'TFLOP/s':>8} {'MFU%':>5} {'first_s':>7}", flush=True)
+        print(
+            f"\n{'train':<12} {'B':>3} {'T':>5} {'loss_C':>6} {'attn':>6} {'remat':>5} {'step_ms':>8} "
+            f"{'tok/s':>9} {'TFLOP/s':>8} {'MFU%':>5} {'first_s':>7}",
+            flush=True,
+        )
         for preset in args.presets:
             for batch, seq in args.shapes:
                 for loss_chunk in args.loss_chunks:
                     for attn_impl, attn_chunk in itertools.product(args.attn_impl, args.attn_chunks):
                         if attn_impl == "cudnn" and attn_chunk != args.attn_chunks[0]:
                             continue  # the chunk size does not reach the cuDNN path
-                        case = dict(preset=preset, batch=batch, seq=seq, loss_chunk=loss_chunk,
-                                    attn_chunk=attn_chunk, attn_impl=attn_impl, remat=args.remat)
+                        case = dict(
+                            preset=preset,
+                            batch=batch,
+                            seq=seq,
+                            loss_chunk=loss_chunk,
+                            attn_chunk=attn_chunk,
+                            attn_impl=attn_impl,
+                            remat=args.remat,
+                        )
                         try:
-                            r = train_case(dtype=dtype, steps=args.steps, warmup=args.warmup,
-                                           profile_dir=args.profile, profile_steps=args.profile_steps, **case)
+                            r = train_case(
+                                dtype=dtype,
+                                steps=args.steps,
+                                warmup=args.warmup,
+                                profile_dir=args.profile,
+                                profile_steps=args.profile_steps,
+                                **case,
+                            )
                         except Exception as e:  # noqa: BLE001  (one failed case, e.g. out of memory, is a row)
-                            print(f"{preset:<12} {batch:>3} {seq:>5} failed: "
-                                  f"{type(e).__name__}: {str(e)[:300]}", flush=True)
+                            print(
+                                f"{preset:<12} {batch:>3} {seq:>5} failed: "
+                                f"{type(e).__name__}: {str(e)[:300]}",
+                                flush=True,
+                            )
                             rows.append({"case": "train", **case, "error": str(e)[:2000]})
                             continue
                         r["mfu"] = r["achieved_tflops"] * 1e12 / peak if peak else None
                         rows.append({"case": "train", **case, **r})
                         mfu = f"{100 * r['mfu']:>5.1f}" if peak else f"{'-':>5}"
                         attn = "cudnn" if attn_impl == "cudnn" else attn_chunk
-                        print(f"{preset:<12} {batch:>3} {seq:>5} {loss_chunk:>6} {attn:>6} "
-                              f"{str(args.remat):>5} {1e3 * r['step_s']:>8.1f} {r['tokens_per_s']:>9.0f} "
-                              f"{r['achieved_tflops']:>8.1f} {mfu} {r['first_steps_s']:>7.1f}", flush=True)
+                        print(
+                            f"{preset:<12} {batch:>3} {seq:>5} {loss_chunk:>6} {attn:>6} "
+                            f"{str(args.remat):>5} {1e3 * r['step_s']:>8.1f} {r['tokens_per_s']:>9.0f} "
+                            f"{r['achieved_tflops']:>8.1f} {mfu} {r['first_steps_s']:>7.1f}",
+                            flush=True,
+                        )
                         save()
     if args.gen_batches:
-        print(f"\n{'generate':<12} {'B':>3} {'new':>5} {'tok/s':>9} {'ms/step':>8} "
-              f"{'first_s':>7}", flush=True)
+        print(
+            f"\n{'generate':<12} {'B':>3} {'new':>5} {'tok/s':>9} {'ms/step':>8} {'first_s':>7}", flush=True
+        )
         for preset in args.presets:
             for batch in args.gen_batches:
                 try:
                     r = gen_case(preset, batch, args.prompt_len, args.new_tokens, dtype, args.repeats)
                 except Exception as e:  # noqa: BLE001
                     print(f"{preset:<12} {batch:>3} failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
-                    rows.append({"case": "generate", "preset": preset, "batch": batch,
-                                 "error": str(e)[:2000]})
+                    rows.append(
+                        {"case": "generate", "preset": preset, "batch": batch, "error": str(e)[:2000]}
+                    )
                     continue
-                rows.append({"case": "generate", "preset": preset, "batch": batch,
-                             "new_tokens": args.new_tokens, "dtype": args.dtype, **r})
-                print(f"{preset:<12} {batch:>3} {args.new_tokens:>5} {r['tokens_per_s']:>9.0f} "
-                      f"{r['ms_per_token_step']:>8.2f} {r['first_call_s']:>7.1f}", flush=True)
+                rows.append(
+                    {
+                        "case": "generate",
+                        "preset": preset,
+                        "batch": batch,
+                        "new_tokens": args.new_tokens,
+                        "dtype": args.dtype,
+                        **r,
+                    }
+                )
+                print(
+                    f"{preset:<12} {batch:>3} {args.new_tokens:>5} {r['tokens_per_s']:>9.0f} "
+                    f"{r['ms_per_token_step']:>8.2f} {r['first_call_s']:>7.1f}",
+                    flush=True,
+                )
                 save()
     save()
     return 0

@@ -21,8 +21,18 @@ CATEGORIES = (
     ("attention", ("fmha", "flash", "cudnn", "fprop_", "dgrad_", "sdpa")),
     ("matmul", ("gemm", "xmma", "cutlass", "cublas", "dot", "matmul", "wgmma", "sm90_", "ynn")),
     ("reduction", ("reduce", "reduction", "softmax", "scatter")),
-    ("copy", ("copy", "transpose", "memcpy", "memset", "dynamic-update-slice", "dynamic_update_slice",
-              "concatenate")),
+    (
+        "copy",
+        (
+            "copy",
+            "transpose",
+            "memcpy",
+            "memset",
+            "dynamic-update-slice",
+            "dynamic_update_slice",
+            "concatenate",
+        ),
+    ),
     ("elementwise", ("fusion", "loop", "convert", "add", "multiply")),
 )
 
@@ -80,10 +90,13 @@ def summarize(trace_dir: str | Path, steps: int, top: int = 25) -> dict:
     return {
         "trace": str(path),
         "busy_ms_per_step": ms(total),
-        "categories": {k: {"ms": ms(v), "share": v / total}
-                       for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
-        "kernels": [{"kernel": k, "hlo_op": op, "ms": ms(t), "calls": n / steps, "share": t / total}
-                    for (k, op), (t, n) in kernels],
+        "categories": {
+            k: {"ms": ms(v), "share": v / total} for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])
+        },
+        "kernels": [
+            {"kernel": k, "hlo_op": op, "ms": ms(t), "calls": n / steps, "share": t / total}
+            for (k, op), (t, n) in kernels
+        ],
     }
 
 
@@ -91,8 +104,10 @@ def format_summary(s: dict) -> str:
     out = [f"device busy {s['busy_ms_per_step']:.2f} ms/step  ({s['trace']})"]
     out += [f"  {k:<12} {v['ms']:>9.2f} ms {100 * v['share']:>5.1f}%" for k, v in s["categories"].items()]
     out.append(f"  {'ms/step':>8} {'share':>6} {'calls':>6}  kernel [hlo op]")
-    out += [f"  {k['ms']:>8.2f} {100 * k['share']:>5.1f}% {k['calls']:>6.0f}  {k['kernel']} [{k['hlo_op']}]"
-            for k in s["kernels"]]
+    out += [
+        f"  {k['ms']:>8.2f} {100 * k['share']:>5.1f}% {k['calls']:>6.0f}  {k['kernel']} [{k['hlo_op']}]"
+        for k in s["kernels"]
+    ]
     return "\n".join(out)
 
 

@@ -29,8 +29,9 @@ def run_case(layers: int, vocab: int, batch: int, length: int, chunk: int | None
     from align.training.logprobs import chunked_token_logprobs
 
     cfg = ModelConfig.gemma3_270m()
-    cfg = cfg.replace(num_layers=layers, vocab_size=vocab,
-                      layer_types=ModelConfig.gemma3_pattern(layers)[:layers])
+    cfg = cfg.replace(
+        num_layers=layers, vocab_size=vocab, layer_types=ModelConfig.gemma3_pattern(layers)[:layers]
+    )
     if layers < 6:  # keep one global layer in short stacks so full attention is measured too
         cfg = cfg.replace(layer_types=cfg.layer_types[:-1] + ("global",))
     model = Decoder(cfg, rngs=nnx.Rngs(0), attn_chunk=chunk, remat=True)
@@ -62,8 +63,9 @@ def main():
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--vocab", type=int, default=262_144)
     p.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096, 8192])
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4],
-                   help="batch sizes tried at --batch-length")
+    p.add_argument(
+        "--batches", type=int, nargs="+", default=[1, 2, 4], help="batch sizes tried at --batch-length"
+    )
     p.add_argument("--batch-length", type=int, default=1024)
     p.add_argument("--chunk", type=int, default=512, help="query chunk of the memory-linear attention")
     p.add_argument("--steps", type=int, default=2)
@@ -74,23 +76,30 @@ def main():
         return
 
     def measure(batch, length, chunk):
-        case = dict(layers=args.layers, vocab=args.vocab, batch=batch, length=length, chunk=chunk,
-                    steps=args.steps)
-        out = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True,
-                             text=True)
+        case = dict(
+            layers=args.layers, vocab=args.vocab, batch=batch, length=length, chunk=chunk, steps=args.steps
+        )
+        out = subprocess.run(
+            [sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True
+        )
         if out.returncode:
             return None
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     print(f"gemma3-270m shape, {args.layers} layers, vocab {args.vocab}, remat, chunked CE, CPU")
-    print(f"{'B':>3} {'T':>6} | {'chunked s/step':>14} {'tok/s':>8} {'peak GiB':>8} | "
-          f"{'dense s/step':>12} {'tok/s':>8} {'peak GiB':>8}")
+    print(
+        f"{'B':>3} {'T':>6} | {'chunked s/step':>14} {'tok/s':>8} {'peak GiB':>8} | "
+        f"{'dense s/step':>12} {'tok/s':>8} {'peak GiB':>8}"
+    )
     cases = [(1, t) for t in args.lengths] + [(b, args.batch_length) for b in args.batches if b != 1]
     for batch, length in cases:
         row = [measure(batch, length, args.chunk), measure(batch, length, None)]
-        cells = [f"{r['step_s']:>14.2f} {r['tokens_per_s']:>8.0f} {r['peak_gib']:>8.2f}" if r
-                 else f"{'failed':>32}"
-                 for r in row]
+        cells = [
+            f"{r['step_s']:>14.2f} {r['tokens_per_s']:>8.0f} {r['peak_gib']:>8.2f}"
+            if r
+            else f"{'failed':>32}"
+            for r in row
+        ]
         print(f"{batch:>3} {length:>6} | {cells[0]} | {cells[1]}", flush=True)
 
 

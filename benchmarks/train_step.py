@@ -54,8 +54,9 @@ def peak_rss_mb() -> float:
 def random_tokens(args, vocab_size: int):
     import numpy as np
 
-    return (np.random.default_rng(0).integers(3, min(vocab_size, 32_000), (args.batch, args.seq))
-            .astype(np.int32))
+    return (
+        np.random.default_rng(0).integers(3, min(vocab_size, 32_000), (args.batch, args.seq)).astype(np.int32)
+    )
 
 
 def load(args):
@@ -84,12 +85,17 @@ def worker_jax(args) -> dict:
         model = lora_model(model, args.lora_rank, merged=args.lora_merged)
     tokens = random_tokens(args, model.config.vocab_size)
     B, T = tokens.shape
-    batch = {"tokens": tokens, "positions": np.tile(np.arange(T, dtype=np.int32), (B, 1)),
-             "segment_ids": np.ones((B, T), np.int32), "targets": np.roll(tokens, -1, 1),
-             "loss_mask": np.ones((B, T), np.float32)}
+    batch = {
+        "tokens": tokens,
+        "positions": np.tile(np.arange(T, dtype=np.int32), (B, 1)),
+        "segment_ids": np.ones((B, T), np.int32),
+        "targets": np.roll(tokens, -1, 1),
+        "loss_mask": np.ones((B, T), np.float32),
+    }
     batch["loss_mask"][:, -1] = 0
-    optim = OptimConfig(learning_rate=1e-5, total_steps=10_000, weight_decay=0.0, clip_norm=1.0,
-                        schedule="constant")
+    optim = OptimConfig(
+        learning_rate=1e-5, total_steps=10_000, weight_decay=0.0, clip_norm=1.0, schedule="constant"
+    )
     optimizer = make_optimizer(optim)
     state = create_train_state(model, optimizer, trainable=trainable_filter(args.trainable))
     del model
@@ -100,9 +106,12 @@ def worker_jax(args) -> dict:
         state, metrics = step(state, batch)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
-    return {"first_step_s": times[0], "step_s": float(np.median(times[args.warmup:])),
-            "loss": float(metrics["loss"]),
-            "param_dtype": sorted({str(x.dtype) for x in jax.tree.leaves(state.params)})}
+    return {
+        "first_step_s": times[0],
+        "step_s": float(np.median(times[args.warmup :])),
+        "loss": float(metrics["loss"]),
+        "param_dtype": sorted({str(x.dtype) for x in jax.tree.leaves(state.params)}),
+    }
 
 
 def lora_model(base, rank: int, *, merged: bool):
@@ -138,8 +147,9 @@ def worker_trl(args) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     # float32 master weights; bfloat16 compute comes from autocast (bf16=True below), as on the JAX side
-    model = AutoModelForCausalLM.from_pretrained(args.hf_dir, dtype=torch.float32,
-                                                 attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(
+        args.hf_dir, dtype=torch.float32, attn_implementation="eager"
+    )
     tokenizer = AutoTokenizer.from_pretrained(args.hf_dir)
     if args.trainable == "no_embeddings":
         model.get_input_embeddings().weight.requires_grad_(False)
@@ -156,29 +166,50 @@ def worker_trl(args) -> dict:
         def on_step_end(self, *a, **k):
             times.append(time.perf_counter() - starts[-1])
 
-    config = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch,
-                       max_length=args.seq, max_steps=args.warmup + args.steps, learning_rate=1e-5,
-                       weight_decay=0.0, max_grad_norm=1.0, lr_scheduler_type="constant",
-                       optim="adamw_torch", logging_steps=10_000, save_strategy="no",
-                       report_to=[], use_cpu=True, bf16=args.dtype == "bfloat16",
-                       gradient_checkpointing=args.remat, dataloader_num_workers=0, packing=False, seed=0,
-                       disable_tqdm=True)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
-                         callbacks=[Timer()])
+    config = SFTConfig(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=args.batch,
+        max_length=args.seq,
+        max_steps=args.warmup + args.steps,
+        learning_rate=1e-5,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        lr_scheduler_type="constant",
+        optim="adamw_torch",
+        logging_steps=10_000,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        bf16=args.dtype == "bfloat16",
+        gradient_checkpointing=args.remat,
+        dataloader_num_workers=0,
+        packing=False,
+        seed=0,
+        disable_tqdm=True,
+    )
+    trainer = SFTTrainer(
+        model=model, args=config, train_dataset=data, processing_class=tokenizer, callbacks=[Timer()]
+    )
     out = trainer.train()
-    return {"first_step_s": times[0], "step_s": float(np.median(times[args.warmup:])),
-            "loss": float(out.training_loss),
-            "param_dtype": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
-                                   if p.requires_grad}),
-            "compute_dtype": sorted(d.removeprefix("torch.") for d in compute)}
+    return {
+        "first_step_s": times[0],
+        "step_s": float(np.median(times[args.warmup :])),
+        "loss": float(out.training_loss),
+        "param_dtype": sorted(
+            {str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.requires_grad}
+        ),
+        "compute_dtype": sorted(d.removeprefix("torch.") for d in compute),
+    }
 
 
 # "+mem": the side under align/host_memory.py's glibc malloc settings (one arena, no mmap, no
 # trimming): through ALIGN_KEEP_HOST_MEMORY for JAX, the same settings as glibc tunables for TRL.
-SIDE_ENV = {"jax": ("jax", {host_memory.ENV: "0"}),
-            "jax-merged": ("jax", {host_memory.ENV: "0"}),
-            "jax+mem": ("jax", {host_memory.ENV: "1"}),
-            "trl+mem": ("trl", {"GLIBC_TUNABLES": host_memory.GLIBC_TUNABLES})}
+SIDE_ENV = {
+    "jax": ("jax", {host_memory.ENV: "0"}),
+    "jax-merged": ("jax", {host_memory.ENV: "0"}),
+    "jax+mem": ("jax", {host_memory.ENV: "1"}),
+    "trl+mem": ("trl", {"GLIBC_TUNABLES": host_memory.GLIBC_TUNABLES}),
+}
 
 
 def run_worker(side: str, args) -> dict:
@@ -208,10 +239,13 @@ def main(argv=None) -> int:
     p.add_argument("--lora-merged", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--remat", action="store_true", help="JAX remat / torch gradient checkpointing")
     p.add_argument("--chunk-size", type=int, default=1024, help="JAX loss: tokens per logits tile")
-    p.add_argument("--sides", default="jax,trl",
-                   help="comma list of jax, trl, jax+mem, trl+mem "
-                        "(+mem: align/host_memory.py's malloc settings; jax-merged: LoRA through "
-                        "merged weights)")
+    p.add_argument(
+        "--sides",
+        default="jax,trl",
+        help="comma list of jax, trl, jax+mem, trl+mem "
+        "(+mem: align/host_memory.py's malloc settings; jax-merged: LoRA through "
+        "merged weights)",
+    )
     p.add_argument("--timeout", type=int, default=3600)
     p.add_argument("--json", default=None, help="also write the rows here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -234,8 +268,10 @@ def main(argv=None) -> int:
             if "error" in exported:
                 print(f"export of the JAX weights for transformers failed: {exported['error']}")
                 return 1
-        print(f"{'side':<8} {'model':<14} {'B':>2} {'T':>5} {'dtype':<9} {'step_s':>8} {'tokens/s':>9} "
-              f"{'peak_rss_mb':>11} {'first_step_s':>12}")
+        print(
+            f"{'side':<8} {'model':<14} {'B':>2} {'T':>5} {'dtype':<9} {'step_s':>8} {'tokens/s':>9} "
+            f"{'peak_rss_mb':>11} {'first_step_s':>12}"
+        )
         for side in sides:
             r = run_worker(side, args)
             r.update(model=model, batch=args.batch, seq=args.seq, dtype=args.dtype, trainable=args.trainable)
@@ -243,9 +279,12 @@ def main(argv=None) -> int:
                 print(f"{side:<8} {model:<14} failed: {r['error']}")
             else:
                 r["tokens_per_s"] = args.batch * args.seq / r["step_s"]
-                print(f"{side:<8} {model:<14} {args.batch:>2} {args.seq:>5} {args.dtype:<9} "
-                      f"{r['step_s']:>8.3f} {r['tokens_per_s']:>9.1f} {r['peak_rss_mb']:>11.0f} "
-                      f"{r['first_step_s']:>12.2f}", flush=True)
+                print(
+                    f"{side:<8} {model:<14} {args.batch:>2} {args.seq:>5} {args.dtype:<9} "
+                    f"{r['step_s']:>8.3f} {r['tokens_per_s']:>9.1f} {r['peak_rss_mb']:>11.0f} "
+                    f"{r['first_step_s']:>12.2f}",
+                    flush=True,
+                )
             rows.append({**r, "side": side})
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

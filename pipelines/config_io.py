@@ -42,8 +42,9 @@ class Source(str):
     lines: dict[str, int]
     overrides: dict[str, str]
 
-    def __new__(cls, name: str, lines: Mapping[str, int] | None = None,
-                overrides: Mapping[str, str] | None = None):
+    def __new__(
+        cls, name: str, lines: Mapping[str, int] | None = None, overrides: Mapping[str, str] | None = None
+    ):
         obj = super().__new__(cls, name)
         obj.lines = dict(lines or {})
         obj.overrides = dict(overrides or {})
@@ -51,7 +52,7 @@ class Source(str):
 
 
 def _at(source: str, key: str) -> str:
-    """"file:line" for a dotted key when the line is known, "file (override 'k=v')" when an override
+    """ "file:line" for a dotted key when the line is known, "file (override 'k=v')" when an override
     set it (or a section above it), else the source name."""
     key = re.sub(r"\[\d+\]$", "", key)
     parts = key.split(".")
@@ -88,8 +89,9 @@ def _fields(cls) -> dict[str, dataclasses.Field]:
 def _unknown(key: str, where: str, choices: Sequence[str], source: str) -> ConfigError:
     close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ConfigError(f"{_at(source, where + key)}: unknown key {where + key!r}{hint} "
-                       f"(valid keys: {', '.join(choices)})")
+    return ConfigError(
+        f"{_at(source, where + key)}: unknown key {where + key!r}{hint} (valid keys: {', '.join(choices)})"
+    )
 
 
 def _strip_optional(tp):
@@ -109,8 +111,9 @@ def _coerce(value: Any, tp, where: str, source: str) -> Any:
         raise ConfigError(f"{_at(source, where)}: {where} may not be null")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{_at(source, where)}: {where} must be a mapping of {tp.__name__} fields, "
-                              f"got {value!r}")
+            raise ConfigError(
+                f"{_at(source, where)}: {where} must be a mapping of {tp.__name__} fields, got {value!r}"
+            )
         return build(tp, value, source=source, prefix=where + ".")
     origin = typing.get_origin(tp)
     if origin in (tuple, list, Sequence) or tp in (tuple, list):
@@ -152,8 +155,11 @@ def build(cls: type[T], data: Mapping[str, Any], *, source: str = "<config>", pr
         if key not in fields:
             raise _unknown(str(key), prefix, list(fields), source)
         kwargs[key] = _coerce(value, hints[key], prefix + key, source)
-    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise ConfigError(f"{source}: missing required key(s) {', '.join(prefix + m for m in missing)}")
     try:

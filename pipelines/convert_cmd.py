@@ -11,8 +11,9 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="embedded name (gemma3-270m), *.gguf file, HF directory or hub id")
     parser.add_argument("output", help="directory to write (config.json, *.safetensors, tokenizer files)")
-    parser.add_argument("--max-shard-gb", type=float, default=2.0,
-                        help="split weights into shards of this size")
+    parser.add_argument(
+        "--max-shard-gb", type=float, default=2.0, help="split weights into shards of this size"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,9 +25,13 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, align.ModelNotFound) as e:
         print(f"align convert: {e}", file=sys.stderr)
         return 2
-    out = save_hf_dir(loaded.model, args.output, tokenizer=loaded.tokenizer.hf,
-                      generation_config=generation_config(loaded.source, loaded.tokenizer),
-                      max_shard_bytes=int(args.max_shard_gb * (1 << 30)))
+    out = save_hf_dir(
+        loaded.model,
+        args.output,
+        tokenizer=loaded.tokenizer.hf,
+        generation_config=generation_config(loaded.source, loaded.tokenizer),
+        max_shard_bytes=int(args.max_shard_gb * (1 << 30)),
+    )
     print(f"wrote {out} ({loaded.config.family}, {loaded.config.num_layers} layers) from {loaded.source}")
     return 0
 
@@ -37,5 +42,8 @@ def generation_config(source: str, tokenizer) -> dict:
     own = Path(source) / "generation_config.json"
     if own.is_file():
         return json.loads(own.read_text())
-    return {"bos_token_id": tokenizer.bos_id, "eos_token_id": list(tokenizer.stop_ids),
-            "pad_token_id": tokenizer.pad_id}
+    return {
+        "bos_token_id": tokenizer.bos_id,
+        "eos_token_id": list(tokenizer.stop_ids),
+        "pad_token_id": tokenizer.pad_id,
+    }

@@ -91,8 +91,9 @@ def load_pairs(options: PreferenceDataOptions, tokenizer) -> tuple[list, list, d
     )
     examples = [e for e in records if isinstance(e, PreferenceExample)]
     if not examples:
-        raise InvalidInput(f"{options.path}: no preference rows (prompt/chosen/rejected) among "
-                           f"{len(records)} rows")
+        raise InvalidInput(
+            f"{options.path}: no preference rows (prompt/chosen/rejected) among {len(records)} rows"
+        )
     train_ex, held_ex = heldout_split(examples, options.heldout)
     out, report = (
         [],

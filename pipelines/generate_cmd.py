@@ -8,10 +8,14 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompts", nargs="+",
-                        help="one or more prompts (use - to read one per line from stdin)")
-    parser.add_argument("--model", default="gemma3-270m",
-                        help="embedded name (gemma3-270m), *.gguf file, HF directory or hub id [%(default)s]")
+    parser.add_argument(
+        "prompts", nargs="+", help="one or more prompts (use - to read one per line from stdin)"
+    )
+    parser.add_argument(
+        "--model",
+        default="gemma3-270m",
+        help="embedded name (gemma3-270m), *.gguf file, HF directory or hub id [%(default)s]",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy [%(default)s]")
     parser.add_argument("--top-k", type=int, default=None)
@@ -30,8 +34,12 @@ def run(args: argparse.Namespace) -> int:
     if not prompts:
         raise InvalidInput("no prompts: standard input was empty")
     try:
-        config = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                top_k=args.top_k, top_p=args.top_p)
+        config = SamplingConfig(
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+        )
         t0 = time.time()
         loaded = align.load(args.model)
     except (ValueError, align.ModelNotFound) as e:
@@ -40,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"loaded {loaded.source} in {time.time() - t0:.1f}s", file=sys.stderr)
     _check_lengths(loaded, prompts, args)
     t0 = time.time()
-    texts, res = generate_text(loaded.model, loaded.tokenizer, prompts, config, seed=args.seed,
-                               chat=args.chat)
+    texts, res = generate_text(
+        loaded.model, loaded.tokenizer, prompts, config, seed=args.seed, chat=args.chat
+    )
     n_tokens = int(res.lengths.sum())
     for prompt, text in zip(prompts, texts):
         print(f"### {prompt}\n{text}\n")

@@ -94,7 +94,7 @@ def _prompting(config: dict) -> str:
     if template == "none":
         return " Generation prompts were raw text (no chat template)."
     system = config.get("system_prompt")
-    with_system = f" with the system prompt \"{_cell(system)}\"" if system else " with no system prompt"
+    with_system = f' with the system prompt "{_cell(system)}"' if system else " with no system prompt"
     return f" Generation prompts were one user turn of the {template} chat template{with_system}."
 
 

@@ -71,8 +71,10 @@ class StageStopped(RunStopped):
 
     def __init__(self, stage: str, output: Path, reason: str | None):
         self.exit_code = stop_exit_code(reason)
-        super().__init__(f"stage {stage} stopped early ({reason or 'see its log'}) without writing {output}; "
-                         "run the same command again to resume it")
+        super().__init__(
+            f"stage {stage} stopped early ({reason or 'see its log'}) without writing {output}; "
+            "run the same command again to resume it"
+        )
 
 
 def _sub_config(cls, mapping: dict, source: str, **fixed):
@@ -96,7 +98,11 @@ def _warn_if_heldout_overlaps(sft, rm, name: str) -> None:
         log.warning(
             "reward_models.%s reads the SFT data file %s with a different held-out cut (split, limit, "
             "heldout_fraction, seed: %s against SFT's %s), so some of its held-out pairs were SFT "
-            "training rows; give both the same values", name, rm.path, _cut(rm), _cut(sft),
+            "training rows; give both the same values",
+            name,
+            rm.path,
+            _cut(rm),
+            _cut(sft),
         )
 
 
@@ -111,9 +117,11 @@ class Pipeline:
         if not Path(config.variants).exists():
             # Paths in a quickstart config are read from the working directory (the shipped configs
             # name repo files): say so, rather than only that a file is missing.
-            raise MissingInput(f"{source}: variants: file {config.variants} does not exist (relative paths "
-                               f"are read from the working directory, {Path.cwd()}: run from the "
-                               "repository root or pass variants=<absolute path>)")
+            raise MissingInput(
+                f"{source}: variants: file {config.variants} does not exist (relative paths "
+                f"are read from the working directory, {Path.cwd()}: run from the "
+                "repository root or pass variants=<absolute path>)"
+            )
         self.variants = load_variants(config.variants).variants
         if not self.variants:
             raise InvalidInput(f"{config.variants}: no variants configured")

@@ -64,8 +64,10 @@ def mix_sources(sources, skip_invalid: bool) -> tuple[list, dict]:
     if any(s.weight < 0 for s in sources) or sum(s.weight for s in sources) <= 0:
         raise InvalidInput(f"data.mixture weights {[s.weight for s in sources]} must be >= 0 and not all 0")
     # kind="prompt": any row with a prompt counts, also a preference pair without a preference
-    loaded = [load_records(s.path, s.split, limit=s.limit, kind="prompt", skip_invalid=skip_invalid)
-              for s in sources]
+    loaded = [
+        load_records(s.path, s.split, limit=s.limit, kind="prompt", skip_invalid=skip_invalid)
+        for s in sources
+    ]
     weight = sum(s.weight for s in sources)
     total = min(len(r) * weight / s.weight for s, r in zip(sources, loaded, strict=True) if s.weight > 0)
     out, report = [], {"sources": []}

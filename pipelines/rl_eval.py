@@ -96,8 +96,14 @@ def paired_gain(before: list[float], after: list[float]) -> dict:
     if n < 2:
         return {"mean": mean, "stderr": None, "ci_low": None, "ci_high": None, "wins": wins, "n": n}
     stderr = float(d.std(ddof=1) / np.sqrt(n))
-    return {"mean": mean, "stderr": stderr, "ci_low": mean - 1.96 * stderr, "ci_high": mean + 1.96 * stderr,
-            "wins": wins, "n": n}
+    return {
+        "mean": mean,
+        "stderr": stderr,
+        "ci_low": mean - 1.96 * stderr,
+        "ci_high": mean + 1.96 * stderr,
+        "wins": wins,
+        "n": n,
+    }
 
 
 def write_samples(path: Path, before: list[dict], after: list[dict], n: int) -> None:

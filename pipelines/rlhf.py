@@ -263,9 +263,13 @@ def evaluate_after(config: RLHFConfig, policy, reference, reward_fn, held: list,
     after = evaluate_policy(policy, reference, reward_fn, held, tokenizer, **eval_options(config))
     before_samples = json.loads((out / "eval_before_samples.json").read_text())
     write_samples(out / "eval_samples.jsonl", before_samples, after.samples, config.eval.samples)
-    return {"eval_before": json.loads((out / "eval_before.json").read_text()), "eval_after": after.metrics,
-            "reward_gain": paired_gain([s["reward"] for s in before_samples],
-                                       [s["reward"] for s in after.samples])}
+    return {
+        "eval_before": json.loads((out / "eval_before.json").read_text()),
+        "eval_after": after.metrics,
+        "reward_gain": paired_gain(
+            [s["reward"] for s in before_samples], [s["reward"] for s in after.samples]
+        ),
+    }
 
 
 def run_rlhf(config: RLHFConfig) -> dict:

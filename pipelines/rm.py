@@ -17,5 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    return run_config_command(args, RMConfig, run_rm_training,
-                              ("step", "eval_before", "eval_after", "export"))
+    return run_config_command(
+        args, RMConfig, run_rm_training, ("step", "eval_before", "eval_after", "export")
+    )

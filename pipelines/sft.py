@@ -90,14 +90,20 @@ def sft_loss(chunk_size: int = 1024):
     the log-probs each tile's gradient is taken in the forward pass (`chunked_weighted_nll`: three
     unembedding matmuls per tile under `jax.grad` instead of four).
     """
+
     def loss_fn(model, batch, rng):
         del rng
         hidden = model.hidden(batch["tokens"], batch["positions"], batch["segment_ids"])  # [B, T, D]
         mask = batch["loss_mask"].astype(jnp.float32)
         n_tokens = jnp.sum(mask)
-        loss = chunked_weighted_nll(hidden, model.unembed_matrix(), batch["targets"],
-                                    mask / jnp.maximum(n_tokens, 1.0),
-                                    chunk_size=chunk_size, final_softcap=model.config.final_logit_softcap)
+        loss = chunked_weighted_nll(
+            hidden,
+            model.unembed_matrix(),
+            batch["targets"],
+            mask / jnp.maximum(n_tokens, 1.0),
+            chunk_size=chunk_size,
+            final_softcap=model.config.final_logit_softcap,
+        )
         return loss, {"loss": loss, "n_tokens": n_tokens, "weight": n_tokens}
 
     return loss_fn
@@ -114,18 +120,23 @@ def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer):
     """(train sequences, held-out sequences, report dict); sequences without a loss token are dropped."""
     if not options.path:
         raise InvalidInput("data.path is empty: set it in the config or with data.path=FILE")
-    records = load_records(options.path, options.split, limit=options.limit,
-                           skip_invalid=options.skip_invalid)
+    records = load_records(
+        options.path, options.split, limit=options.limit, skip_invalid=options.skip_invalid
+    )
     examples = [as_sft_example(e) for e in records]
     train_ex, held_ex = heldout_split(examples, options.heldout)
     out, report = [], {"rows_loaded": len(records), "rows_skipped": records.report.skipped}
     for name, part in (("train", train_ex), ("heldout", held_ex)):
-        seqs, stats = encode_sft(part, tokenizer, max_length=options.max_length,
-                                 truncation=options.truncation)
+        seqs, stats = encode_sft(
+            part, tokenizer, max_length=options.max_length, truncation=options.truncation
+        )
         kept = [s for s in seqs if s.loss_mask[1:].any()]
-        report[name] = {"examples": len(part), "sequences": len(kept),
-                        "dropped_no_loss": len(seqs) - len(kept),
-                        "truncation": dataclasses.asdict(stats)}
+        report[name] = {
+            "examples": len(part),
+            "sequences": len(kept),
+            "dropped_no_loss": len(seqs) - len(kept),
+            "truncation": dataclasses.asdict(stats),
+        }
         out.append(kept)
     if not out[0]:
         raise InvalidInput(f"{options.path}: no training sequence with a supervised token")
@@ -137,15 +148,16 @@ def _train_batches(seqs, config: SFTConfig, pad_id: int):
     order = DataOrder(len(seqs), seed=config.train.seed)
     if config.data.packing:
         return lambda pos: packed_batches(seqs, order, pos, rows, length, pad_id=pad_id)
-    return lambda pos: batches(seqs, order, pos, rows,
-                               lambda b: pad_batch(b, length, rows=rows, pad_id=pad_id))
+    return lambda pos: batches(
+        seqs, order, pos, rows, lambda b: pad_batch(b, length, rows=rows, pad_id=pad_id)
+    )
 
 
 def _eval_batches(seqs, config: SFTConfig, pad_id: int):
     rows, length = config.train.batch_size, config.data.max_length
     collate = pack_batch if config.data.packing else pad_batch
     for i in range(0, len(seqs), rows):
-        yield collate(seqs[i: i + rows], length, rows=rows, pad_id=pad_id)
+        yield collate(seqs[i : i + rows], length, rows=rows, pad_id=pad_id)
 
 
 def run_sft(config: SFTConfig) -> dict:
@@ -160,35 +172,54 @@ def run_sft(config: SFTConfig) -> dict:
     log.info("data: %s", data_report)
     model = with_lora(model, config.train)
     optimizer = make_optimizer(config.optim)
-    run = prepare_run(model, optimizer, sft_loss(config.chunk_size), run_dir=out, train=config.train,
-                      mesh=make_run_mesh(config.mesh), learning_rate=learning_rate_schedule(config.optim),
-                      manifest={"config": to_dict(config), "model_config": model.config})
+    run = prepare_run(
+        model,
+        optimizer,
+        sft_loss(config.chunk_size),
+        run_dir=out,
+        train=config.train,
+        mesh=make_run_mesh(config.mesh),
+        learning_rate=learning_rate_schedule(config.optim),
+        manifest={"config": to_dict(config), "model_config": model.config},
+    )
     del model  # the run's state holds the weights now; do not keep a second copy alive
     evaluate_fn = None
     if held_seqs:
+
         def evaluate_fn(state):
-            return evaluate(run.eval_fn, state, _eval_batches(held_seqs, config, tokenizer.pad_id),
-                            config.train.eval_batches)
+            return evaluate(
+                run.eval_fn,
+                state,
+                _eval_batches(held_seqs, config, tokenizer.pad_id),
+                config.train.eval_batches,
+            )
 
         before_file = out / "eval_before.json"
         if config.train.eval_before and not before_file.exists():
             write_json(before_file, {"step": int(jax.device_get(run.state.step)), **evaluate_fn(run.state)})
-    loop = LoopConfig(total_steps=config.optim.total_steps, log_every=config.train.log_every,
-                      eval_every=config.train.eval_every, checkpoint_every=config.train.checkpoint_every,
-                      progress=config.train.progress)
+    loop = LoopConfig(
+        total_steps=config.optim.total_steps,
+        log_every=config.train.log_every,
+        eval_every=config.train.eval_every,
+        checkpoint_every=config.train.checkpoint_every,
+        progress=config.train.progress,
+    )
     t0 = time.perf_counter()
     result = fit(run, _train_batches(train_seqs, config, tokenizer.pad_id), loop, evaluate_fn)
     run.checkpointer.close()
     if result.stopped != "done" and result.step < config.optim.total_steps:
         log.warning("stopped at step %d (%s); run again to resume", result.step, result.stopped)
         return {"stopped": result.stopped, "step": result.step}
-    summary = {"step": result.step, "seconds": time.perf_counter() - t0, "resumed_from": run.resumed_from,
-               "data": data_report,
-               "eval_before": read_json(out / "eval_before.json"),
-               "eval_after": {k[5:]: v for row in result.logs for k, v in row.items()
-                              if k.startswith("eval/")}
-               or (evaluate_fn(result.state) if evaluate_fn else None),
-               "train_last": next((r for r in reversed(result.logs) if "loss" in r), None)}
+    summary = {
+        "step": result.step,
+        "seconds": time.perf_counter() - t0,
+        "resumed_from": run.resumed_from,
+        "data": data_report,
+        "eval_before": read_json(out / "eval_before.json"),
+        "eval_after": {k[5:]: v for row in result.logs for k, v in row.items() if k.startswith("eval/")}
+        or (evaluate_fn(result.state) if evaluate_fn else None),
+        "train_last": next((r for r in reversed(result.logs) if "loss" in r), None),
+    }
     if config.export:
         export_model(result.state.model(), tokenizer, out / "export")
         summary["export"] = str(out / "export")
@@ -207,6 +238,7 @@ def export_model(model, tokenizer: Tokenizer, path: Path) -> Path:
 
 
 # ---- CLI -------------------------------------------------------------------------------------
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "sft", "optim.learning_rate=1e-4 train.batch_size=8")

@@ -1,8 +1,8 @@
 """reward_models: a decoder + scalar head trained with Bradley-Terry; HF export; held-out evaluation; scoring.
 
-    summary = run_rm_training(RMConfig(...))                      # train (resumable)
-    rm, tok = load_reward_model("runs/rm/export")                  # HF sequence-classification dir
-    rewards = score(rm, tok, prompts, responses)                   # float32 [n]
+summary = run_rm_training(RMConfig(...))                      # train (resumable)
+rm, tok = load_reward_model("runs/rm/export")                  # HF sequence-classification dir
+rewards = score(rm, tok, prompts, responses)                   # float32 [n]
 """
 
 from reward_models.evaluate import evaluate_reward_model, pairwise_stats, score_pairs, wilson_interval

@@ -38,8 +38,12 @@ def pairwise_stats(rewards: np.ndarray) -> dict[str, float]:
     k = int(np.sum(diff > 0))
     low, high = wilson_interval(k, n)
     return {
-        "accuracy": k / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n,
-        "ties": int(np.sum(diff == 0)), "margin_mean": float(diff.mean()) if n else float("nan"),
+        "accuracy": k / n if n else float("nan"),
+        "ci_low": low,
+        "ci_high": high,
+        "n": n,
+        "ties": int(np.sum(diff == 0)),
+        "margin_mean": float(diff.mean()) if n else float("nan"),
         "margin_std": float(diff.std()) if n else float("nan"),
         "reward_mean": float(rewards.mean()) if n else float("nan"),
         "reward_std": float(rewards.std()) if n else float("nan"),
@@ -54,37 +58,70 @@ def _pair_forward(graphdef):
     return jax.jit(lambda state, batch: pair_rewards(nnx.merge(graphdef, state), batch))
 
 
-def map_pairs(forward, state, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
-              pad_id: int = 0, progress=None) -> np.ndarray:
+def map_pairs(
+    forward,
+    state,
+    pairs: Sequence[TokenizedPair],
+    *,
+    batch_size: int,
+    length: int,
+    pad_id: int = 0,
+    progress=None,
+) -> np.ndarray:
     """`forward(state, batch)` on fixed-shape [batch_size, P, T] batches of `pairs`; the real rows of every
     batch, concatenated. `progress(k)` is called with the number of pairs after each batch (tqdm's update)."""
     out = []
     for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i: i + batch_size]
+        chunk = pairs[i : i + batch_size]
         batch = preference_batch(chunk, length, rows=batch_size, pad_id=pad_id)
-        out.append(np.asarray(forward(state, {k: batch[k] for k in ("tokens", "positions", "segment_ids")}))
-                   [: len(chunk)])
+        out.append(
+            np.asarray(forward(state, {k: batch[k] for k in ("tokens", "positions", "segment_ids")}))[
+                : len(chunk)
+            ]
+        )
         if progress is not None:
             progress(len(chunk))
     return np.concatenate(out)
 
 
-def score_pairs(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
-                pad_id: int = 0, progress=None) -> np.ndarray:
+def score_pairs(
+    model: ScoreModel,
+    pairs: Sequence[TokenizedPair],
+    *,
+    batch_size: int,
+    length: int,
+    pad_id: int = 0,
+    progress=None,
+) -> np.ndarray:
     """Rewards [n, 2] of tokenized pairs, `batch_size` pairs per (fixed-shape) forward."""
     if not pairs:
         return np.zeros((0, 2), np.float32)
     graphdef, state = nnx.split(model)
-    return map_pairs(_pair_forward(graphdef), state, pairs, batch_size=batch_size, length=length,
-                     pad_id=pad_id, progress=progress)
+    return map_pairs(
+        _pair_forward(graphdef),
+        state,
+        pairs,
+        batch_size=batch_size,
+        length=length,
+        pad_id=pad_id,
+        progress=progress,
+    )
 
 
-def evaluate_reward_model(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
-                          pad_id: int = 0, progress: bool = False) -> dict[str, float]:
+def evaluate_reward_model(
+    model: ScoreModel,
+    pairs: Sequence[TokenizedPair],
+    *,
+    batch_size: int,
+    length: int,
+    pad_id: int = 0,
+    progress: bool = False,
+) -> dict[str, float]:
     """pairwise_stats of the model's rewards on `pairs` (with a tqdm bar when `progress`)."""
     from tqdm.auto import tqdm
 
     with tqdm(total=len(pairs), desc="rm eval", unit="pair", dynamic_ncols=True, disable=not progress) as bar:
-        rewards = score_pairs(model, pairs, batch_size=batch_size, length=length, pad_id=pad_id,
-                              progress=bar.update)
+        rewards = score_pairs(
+            model, pairs, batch_size=batch_size, length=length, pad_id=pad_id, progress=bar.update
+        )
     return pairwise_stats(rewards)

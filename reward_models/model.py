@@ -78,8 +78,10 @@ def save_reward_model(model: ScoreModel, path: str | os.PathLike, *, tokenizer=N
 
     bias = float(jax.device_get(model.head.b[...]))
     if bias != 0.0:
-        raise ValueError(f"reward head bias is {bias}, but HF's score layer has no bias; train with the bias "
-                         "frozen (reward_models.train does) or subtract it from the rewards")
+        raise ValueError(
+            f"reward head bias is {bias}, but HF's score layer has no bias; train with the bias "
+            "frozen (reward_models.train does) or subtract it from the rewards"
+        )
     backbone = backbone_of(model)
     family = backbone.config.family
     if family not in SEQ_CLS_ARCHITECTURES:
@@ -99,14 +101,20 @@ def save_reward_model(model: ScoreModel, path: str | os.PathLike, *, tokenizer=N
     weight_map["score.weight"] = score_file
     total = sum(os.path.getsize(path / f) for f in (backbone_file, score_file))
     (path / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+    )
     config = json.loads((path / "config.json").read_text())
     pad_id = getattr(tokenizer, "pad_id", None) if tokenizer is not None else None
     if pad_id is None:
         pad_id = getattr(hf_tok, "pad_token_id", None) if hf_tok is not None else None
-    config.update(architectures=[SEQ_CLS_ARCHITECTURES[family]], num_labels=1, id2label={"0": "LABEL_0"},
-                  label2id={"LABEL_0": 0}, problem_type="regression",
-                  pad_token_id=pad_id if pad_id is not None else config.get("pad_token_id", 0))
+    config.update(
+        architectures=[SEQ_CLS_ARCHITECTURES[family]],
+        num_labels=1,
+        id2label={"0": "LABEL_0"},
+        label2id={"LABEL_0": 0},
+        problem_type="regression",
+        pad_token_id=pad_id if pad_id is not None else config.get("pad_token_id", 0),
+    )
     (path / "config.json").write_text(json.dumps(config, indent=2))
     return path
 
@@ -115,12 +123,15 @@ def is_reward_model_dir(path: str | os.PathLike) -> bool:
     config = Path(path) / "config.json"
     if not config.exists():
         return False
-    return any(a.endswith("ForSequenceClassification")
-               for a in json.loads(config.read_text()).get("architectures", []))
+    return any(
+        a.endswith("ForSequenceClassification")
+        for a in json.loads(config.read_text()).get("architectures", [])
+    )
 
 
-def load_reward_model(path: str | os.PathLike, *, param_dtype=jnp.float32, dtype=jnp.float32,
-                      with_tokenizer: bool = True):
+def load_reward_model(
+    path: str | os.PathLike, *, param_dtype=jnp.float32, dtype=jnp.float32, with_tokenizer: bool = True
+):
     """(ScoreModel, Tokenizer or None) from a directory written by save_reward_model (or any HF
     Gemma/Llama ForSequenceClassification checkpoint with num_labels = 1)."""
     from align.data.tokenizer import load_tokenizer
@@ -131,8 +142,10 @@ def load_reward_model(path: str | os.PathLike, *, param_dtype=jnp.float32, dtype
 
     path = Path(path)
     if not (path / "config.json").exists():
-        raise MissingInput(f"reward model {path}: no config.json; expected the export/ directory of an "
-                           "`align rm` run or a Hugging Face ...ForSequenceClassification checkpoint")
+        raise MissingInput(
+            f"reward model {path}: no config.json; expected the export/ directory of an "
+            "`align rm` run or a Hugging Face ...ForSequenceClassification checkpoint"
+        )
     hf = json.loads((path / "config.json").read_text())
     tensors = read_safetensors_dir(path)
     if "score.weight" not in tensors:
@@ -141,8 +154,9 @@ def load_reward_model(path: str | os.PathLike, *, param_dtype=jnp.float32, dtype
     if score.shape[0] != 1:
         raise InvalidInput(f"{path}: score.weight has {score.shape[0]} labels; a reward model has 1")
     config = from_hf(hf)
-    backbone = from_flat(config, hf_to_params(tensors, config), param_dtype=param_dtype, dtype=dtype,
-                         source=str(path))
+    backbone = from_flat(
+        config, hf_to_params(tensors, config), param_dtype=param_dtype, dtype=dtype, source=str(path)
+    )
     model = build_reward_model(backbone)
     model.head.w[...] = jnp.asarray(score[0], model.head.w[...].dtype)
     model.head.b[...] = jnp.zeros((), model.head.b[...].dtype)

@@ -41,12 +41,26 @@ def _feature_fn(graphdef):
     return jax.jit(lambda state, batch: pair_last_hidden(nnx.merge(graphdef, state), batch))
 
 
-def pair_features(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
-                  pad_id: int = 0, progress=None) -> np.ndarray:
+def pair_features(
+    model: ScoreModel,
+    pairs: Sequence[TokenizedPair],
+    *,
+    batch_size: int,
+    length: int,
+    pad_id: int = 0,
+    progress=None,
+) -> np.ndarray:
     """Last-token features [n, 2, D] (chosen, rejected) in float64, `batch_size` pairs per forward."""
     graphdef, state = nnx.split(model)
-    return map_pairs(_feature_fn(graphdef), state, pairs, batch_size=batch_size, length=length, pad_id=pad_id,
-                     progress=progress).astype(np.float64)
+    return map_pairs(
+        _feature_fn(graphdef),
+        state,
+        pairs,
+        batch_size=batch_size,
+        length=length,
+        pad_id=pad_id,
+        progress=progress,
+    ).astype(np.float64)
 
 
 def fit_logistic(x: np.ndarray, l2: float, *, iterations: int = 50, tol: float = 1e-10) -> np.ndarray:
@@ -89,9 +103,18 @@ def cross_validate_l2(h: np.ndarray, grid: Sequence[float], folds: int, seed: in
     return scores
 
 
-def fit_probe(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: int, length: int,
-              pad_id: int = 0, l2_grid: Sequence[float] = DEFAULT_L2_GRID, folds: int = 5, seed: int = 0,
-              progress=None) -> tuple[ScoreModel, dict]:
+def fit_probe(
+    model: ScoreModel,
+    pairs: Sequence[TokenizedPair],
+    *,
+    batch_size: int,
+    length: int,
+    pad_id: int = 0,
+    l2_grid: Sequence[float] = DEFAULT_L2_GRID,
+    folds: int = 5,
+    seed: int = 0,
+    progress=None,
+) -> tuple[ScoreModel, dict]:
     """Set `model.head` to the cross-validated Bradley-Terry probe; returns (model, report)."""
     if len(pairs) < 2:
         raise InvalidInput(f"a probe needs at least 2 training pairs, got {len(pairs)}")
@@ -105,5 +128,9 @@ def fit_probe(model: ScoreModel, pairs: Sequence[TokenizedPair], *, batch_size: 
     model.head.w[...] = jnp.asarray(w, model.head.w[...].dtype)
     model.head.b[...] = jnp.zeros_like(model.head.b[...])
     train_accuracy = float(np.mean(x @ u > 0))
-    return model, {"pairs": len(pairs), "l2": l2, "cv_accuracy": {str(k): v for k, v in cv.items()},
-                   "train_accuracy": train_accuracy}
+    return model, {
+        "pairs": len(pairs),
+        "l2": l2,
+        "cv_accuracy": {str(k): v for k, v in cv.items()},
+        "train_accuracy": train_accuracy,
+    }

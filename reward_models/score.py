@@ -26,15 +26,25 @@ from reward_models.model import ScoreModel
 
 @functools.lru_cache(maxsize=8)
 def _forward(graphdef):
-    return jax.jit(lambda state, tokens, positions, segment_ids:
-                   nnx.merge(graphdef, state)(tokens, positions, segment_ids))
+    return jax.jit(
+        lambda state, tokens, positions, segment_ids: nnx.merge(graphdef, state)(
+            tokens, positions, segment_ids
+        )
+    )
 
 
 class RewardScorer:
     """Scores (prompt, response) pairs with a reward model in fixed-shape batches."""
 
-    def __init__(self, model: ScoreModel, tokenizer: Tokenizer, *, batch_size: int = 8, max_length: int = 512,
-                 buckets: Sequence[int] = DEFAULT_BUCKETS):
+    def __init__(
+        self,
+        model: ScoreModel,
+        tokenizer: Tokenizer,
+        *,
+        batch_size: int = 8,
+        max_length: int = 512,
+        buckets: Sequence[int] = DEFAULT_BUCKETS,
+    ):
         self.tokenizer, self.batch_size, self.max_length = tokenizer, batch_size, max_length
         self.buckets = tuple(sorted({min(b, max_length) for b in buckets} | {max_length}))
         self.graphdef, self.state = nnx.split(model)
@@ -53,16 +63,24 @@ class RewardScorer:
         forward = _forward(self.graphdef)
         out = np.zeros(len(seqs), np.float32)
         for i in range(0, len(seqs), self.batch_size):
-            chunk = seqs[i: i + self.batch_size]
+            chunk = seqs[i : i + self.batch_size]
             length = bucket_length(max(len(s) for s in chunk), self.buckets)
             b = pad_batch(chunk, length, rows=self.batch_size, pad_id=self.tokenizer.pad_id)
             rewards = forward(self.state, b["tokens"], b["positions"], b["segment_ids"])
-            out[i: i + len(chunk)] = np.asarray(rewards)[: len(chunk)]
+            out[i : i + len(chunk)] = np.asarray(rewards)[: len(chunk)]
         return out
 
 
-def score(model: ScoreModel, tokenizer: Tokenizer, prompts: Sequence, responses: Sequence[str], *,
-          batch_size: int = 8, max_length: int = 512) -> np.ndarray:
+def score(
+    model: ScoreModel,
+    tokenizer: Tokenizer,
+    prompts: Sequence,
+    responses: Sequence[str],
+    *,
+    batch_size: int = 8,
+    max_length: int = 512,
+) -> np.ndarray:
     """One-shot form of RewardScorer(...).score(prompts, responses)."""
-    return RewardScorer(model, tokenizer, batch_size=batch_size,
-                        max_length=max_length).score(prompts, responses)
+    return RewardScorer(model, tokenizer, batch_size=batch_size, max_length=max_length).score(
+        prompts, responses
+    )

@@ -64,6 +64,7 @@ class RMDataOptions:
 @dataclasses.dataclass(frozen=True)
 class ProbeOptions:
     """fit=probe: l2 picked from `l2_grid` by `folds`-fold cross-validation on the training pairs."""
+
     l2_grid: tuple[float, ...] = DEFAULT_L2_GRID
     folds: int = 5
     batch_size: int = 8  # pairs per feature forward
@@ -90,6 +91,7 @@ class RMConfig:
 
 def rm_loss(margin: float = 0.0, center_coef: float = 0.0):
     """loss_fn(model, batch, rng): Bradley-Terry on the batch's [B, P] rewards (every row a real pair)."""
+
     def loss_fn(model, batch, rng):
         del rng
         r = pair_rewards(model, batch)  # [B, P]
@@ -111,19 +113,23 @@ def load_pairs(options: RMDataOptions, tokenizer: Tokenizer):
     """(train pairs, held-out pairs, report) as TokenizedPairs."""
     if not options.path:
         raise InvalidInput("data.path is empty: set it in the config or with data.path=FILE")
-    records = load_records(options.path, options.split, limit=options.limit, kind="preference",
-                           skip_invalid=options.skip_invalid)
+    records = load_records(
+        options.path, options.split, limit=options.limit, kind="preference", skip_invalid=options.skip_invalid
+    )
     train_ex, held_ex = heldout_split(list(records), options.heldout)
     report, out = {"rows_loaded": len(records), "rows_skipped": records.report.skipped}, []
     for name, part in (("train", train_ex), ("heldout", held_ex)):
-        pairs, stats = encode_preferences(part, tokenizer, max_length=options.max_length,
-                                          max_prompt_length=options.max_prompt_length)
+        pairs, stats = encode_preferences(
+            part, tokenizer, max_length=options.max_length, max_prompt_length=options.max_prompt_length
+        )
         report[name] = {"pairs": len(pairs), "truncation": dataclasses.asdict(stats)}
         out.append(pairs)
     if not out[0]:
-        raise InvalidInput(f"{options.path}: no training pair (preference rows loaded: {len(records)}, "
-                           f"skipped: {records.report.skipped}, held out: {len(held_ex)}; skipped rows "
-                           "are logged with their reasons)")
+        raise InvalidInput(
+            f"{options.path}: no training pair (preference rows loaded: {len(records)}, "
+            f"skipped: {records.report.skipped}, held out: {len(held_ex)}; skipped rows "
+            "are logged with their reasons)"
+        )
     return out[0], out[1], report
 
 
@@ -132,8 +138,9 @@ def load_reward_backbone(config: RMConfig):
     if is_reward_model_dir(config.model.spec):
         from align.training.run import DTYPES
 
-        model, tokenizer = load_reward_model(config.model.spec, param_dtype=DTYPES[config.model.param_dtype],
-                                             dtype=DTYPES[config.model.dtype])
+        model, tokenizer = load_reward_model(
+            config.model.spec, param_dtype=DTYPES[config.model.param_dtype], dtype=DTYPES[config.model.dtype]
+        )
         model.backbone.remat = config.model.remat
         model.backbone = with_lora(model.backbone, config.train)
         return model, tokenizer
@@ -153,37 +160,57 @@ def run_rm_training(config: RMConfig) -> dict:
     log.info("data: %s", data_report)
     if config.fit == "probe":
         return _run_probe(config, model, tokenizer, train_pairs, held_pairs, data_report)
-    run = prepare_run(model, make_optimizer(config.optim), rm_loss(config.margin, config.center_coef),
-                      run_dir=out, train=config.train, mesh=make_run_mesh(config.mesh),
-                      trainable=rm_trainable(config.train.trainable),
-                      learning_rate=learning_rate_schedule(config.optim),
-                      manifest={"config": dataclasses.asdict(config), "model_config": model.backbone.config})
+    run = prepare_run(
+        model,
+        make_optimizer(config.optim),
+        rm_loss(config.margin, config.center_coef),
+        run_dir=out,
+        train=config.train,
+        mesh=make_run_mesh(config.mesh),
+        trainable=rm_trainable(config.train.trainable),
+        learning_rate=learning_rate_schedule(config.optim),
+        manifest={"config": dataclasses.asdict(config), "model_config": model.backbone.config},
+    )
     del model  # the run's state holds the weights now; do not keep a second copy alive
     evaluate = _eval_fn(held_pairs, config, tokenizer.pad_id) if held_pairs else None
     if evaluate is not None and config.train.eval_before and not (out / "eval_before.json").exists():
-        write_json(out / "eval_before.json",
-                   {"step": int(jax.device_get(run.state.step)), **evaluate(run.state)})
+        write_json(
+            out / "eval_before.json", {"step": int(jax.device_get(run.state.step)), **evaluate(run.state)}
+        )
     rows, length = config.train.batch_size, config.data.max_length
     order = DataOrder(len(train_pairs), seed=config.train.seed)
 
     def make_batches(position):
-        return batches(train_pairs, order, position, rows,
-                       lambda b: preference_batch(b, length, rows=rows, pad_id=tokenizer.pad_id))
+        return batches(
+            train_pairs,
+            order,
+            position,
+            rows,
+            lambda b: preference_batch(b, length, rows=rows, pad_id=tokenizer.pad_id),
+        )
 
-    loop = LoopConfig(total_steps=config.optim.total_steps, log_every=config.train.log_every,
-                      eval_every=config.train.eval_every, checkpoint_every=config.train.checkpoint_every,
-                      progress=config.train.progress)
+    loop = LoopConfig(
+        total_steps=config.optim.total_steps,
+        log_every=config.train.log_every,
+        eval_every=config.train.eval_every,
+        checkpoint_every=config.train.checkpoint_every,
+        progress=config.train.progress,
+    )
     t0 = time.perf_counter()
     result = fit(run, make_batches, loop, evaluate)
     run.checkpointer.close()
     if result.stopped != "done" and result.step < config.optim.total_steps:
         log.warning("stopped at step %d (%s); run again to resume", result.step, result.stopped)
         return {"stopped": result.stopped, "step": result.step}
-    summary = {"step": result.step, "seconds": time.perf_counter() - t0, "resumed_from": run.resumed_from,
-               "data": data_report,
-               "eval_before": read_json(out / "eval_before.json"),
-               "eval_after": evaluate(result.state) if evaluate else None,
-               "train_last": next((r for r in reversed(result.logs) if "loss" in r), None)}
+    summary = {
+        "step": result.step,
+        "seconds": time.perf_counter() - t0,
+        "resumed_from": run.resumed_from,
+        "data": data_report,
+        "eval_before": read_json(out / "eval_before.json"),
+        "eval_after": evaluate(result.state) if evaluate else None,
+        "train_last": next((r for r in reversed(result.logs) if "loss" in r), None),
+    }
     return _finish(config, summary, result.state.model(), tokenizer)
 
 
@@ -202,24 +229,53 @@ def _run_probe(config: RMConfig, model, tokenizer, train_pairs, held_pairs, data
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    with tqdm(total=len(train_pairs), desc="rm probe features", unit="pair", dynamic_ncols=True,
-              disable=not config.train.progress) as bar:
-        model, report = fit_probe(model, train_pairs, batch_size=config.probe.batch_size,
-                                  length=config.data.max_length, pad_id=tokenizer.pad_id,
-                                  l2_grid=config.probe.l2_grid, folds=config.probe.folds,
-                                  seed=config.train.seed, progress=bar.update)
+    with tqdm(
+        total=len(train_pairs),
+        desc="rm probe features",
+        unit="pair",
+        dynamic_ncols=True,
+        disable=not config.train.progress,
+    ) as bar:
+        model, report = fit_probe(
+            model,
+            train_pairs,
+            batch_size=config.probe.batch_size,
+            length=config.data.max_length,
+            pad_id=tokenizer.pad_id,
+            l2_grid=config.probe.l2_grid,
+            folds=config.probe.folds,
+            seed=config.train.seed,
+            progress=bar.update,
+        )
     log.info("probe: %s", report)
-    summary = {"fit": "probe", "probe": report, "seconds": time.perf_counter() - t0, "data": data_report,
-               "eval_after": evaluate_reward_model(model, held_pairs, batch_size=config.probe.batch_size,
-                                                   length=config.data.max_length, pad_id=tokenizer.pad_id,
-                                                   progress=config.train.progress)
-               if held_pairs else None}
+    summary = {
+        "fit": "probe",
+        "probe": report,
+        "seconds": time.perf_counter() - t0,
+        "data": data_report,
+        "eval_after": evaluate_reward_model(
+            model,
+            held_pairs,
+            batch_size=config.probe.batch_size,
+            length=config.data.max_length,
+            pad_id=tokenizer.pad_id,
+            progress=config.train.progress,
+        )
+        if held_pairs
+        else None,
+    }
     return _finish(config, summary, model, tokenizer)
 
 
 def _eval_fn(held, config: RMConfig, pad_id: int):
     def evaluate(state):
-        return evaluate_reward_model(state.model(), held, batch_size=config.train.batch_size,
-                                     length=config.data.max_length, pad_id=pad_id,
-                                     progress=config.train.progress)
+        return evaluate_reward_model(
+            state.model(),
+            held,
+            batch_size=config.train.batch_size,
+            length=config.data.max_length,
+            pad_id=pad_id,
+            progress=config.train.progress,
+        )
+
     return evaluate

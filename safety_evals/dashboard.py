@@ -89,8 +89,9 @@ def _cell(run: Results, suite: str, name: str, baseline: Results | None, policy:
     return Cell("regressed" if c.regressed else "improved" if c.improved else "same", m, c)
 
 
-def build_view(reviewed: list[Results], past: list[Results], baseline: Results | None,
-               policy: Policy | None) -> View:
+def build_view(
+    reviewed: list[Results], past: list[Results], baseline: Results | None, policy: Policy | None
+) -> View:
     """Columns = reviewed runs (+ baseline), or the 6 newest history runs when no file is given."""
     by_id = {r.run_id: r for r in [*past, *reviewed] + ([baseline] if baseline else [])}
     trend_runs = sorted(by_id.values(), key=lambda r: (r.created, r.run_id))
@@ -98,8 +99,15 @@ def build_view(reviewed: list[Results], past: list[Results], baseline: Results |
     if baseline and all(c.run_id != baseline.run_id for c in columns):
         columns = [baseline, *columns]
     columns = list({c.run_id: c for c in columns}.values())
-    columns.sort(key=lambda r: (baseline is None or r.run_id != baseline.run_id, r.model.name,
-                                r.model.variant or "", r.model.step or 0, r.created))
+    columns.sort(
+        key=lambda r: (
+            baseline is None or r.run_id != baseline.run_id,
+            r.model.name,
+            r.model.variant or "",
+            r.model.step or 0,
+            r.created,
+        )
+    )
     suites: dict[str, list[str]] = {}
     for r in columns:
         for sname, s in r.suites.items():
@@ -167,8 +175,10 @@ def _num(x: float | int | None) -> str:
 
 def _run_head(r: Results, baseline: Results | None) -> str:
     tag = '<span class="tag base">baseline</span>' if baseline and r.run_id == baseline.run_id else ""
-    return (f"<th>{esc(r.label)}{tag}<br><span class=\"muted\">{esc(r.run_id)}<br>"
-            f"{r.created:%Y-%m-%d %H:%M}</span></th>")
+    return (
+        f'<th>{esc(r.label)}{tag}<br><span class="muted">{esc(r.run_id)}<br>'
+        f"{r.created:%Y-%m-%d %H:%M}</span></th>"
+    )
 
 
 def _runs_table(view: View) -> str:
@@ -176,49 +186,71 @@ def _runs_table(view: View) -> str:
     for r in view.trend_runs:
         ok = sum(s.ok for s in r.suites.values())
         failed = [n for n, s in r.suites.items() if not s.ok]
-        tag = ('<span class="tag base">baseline</span>'
-               if view.baseline and r.run_id == view.baseline.run_id else "")
+        tag = (
+            '<span class="tag base">baseline</span>'
+            if view.baseline and r.run_id == view.baseline.run_id
+            else ""
+        )
         rows.append(
             f"<tr><td>{esc(r.run_id)}{tag}</td><td>{r.created:%Y-%m-%d %H:%M}</td>"
             f"<td>{esc(r.model.name)}</td>"
-            f"<td>{esc(r.model.variant or '—')}</td><td class=\"num\">{esc(_num(r.model.step))}</td>"
-            f"<td><code>{esc((r.model.sha256 or '—')[:12])}</code></td><td class=\"num\">{ok}</td>"
-            f"<td class=\"{'failed' if failed else ''}\">{esc(', '.join(failed) or '0')}</td></tr>")
-    head = "<tr><th>run</th><th>created (UTC)</th><th>model</th><th>variant</th><th>step</th>" \
-           "<th>weights sha256</th><th>suites ok</th><th>suites failed</th></tr>"
-    return f"<h2 id=\"runs\">Runs</h2><table>{head}{''.join(rows)}</table>"
+            f'<td>{esc(r.model.variant or "—")}</td><td class="num">{esc(_num(r.model.step))}</td>'
+            f'<td><code>{esc((r.model.sha256 or "—")[:12])}</code></td><td class="num">{ok}</td>'
+            f'<td class="{"failed" if failed else ""}">{esc(", ".join(failed) or "0")}</td></tr>'
+        )
+    head = (
+        "<tr><th>run</th><th>created (UTC)</th><th>model</th><th>variant</th><th>step</th>"
+        "<th>weights sha256</th><th>suites ok</th><th>suites failed</th></tr>"
+    )
+    return f'<h2 id="runs">Runs</h2><table>{head}{"".join(rows)}</table>'
 
 
 def _banner(view: View) -> str:
     cells = list(view.cells.values())
     reg = [(rid, name, c) for (rid, name), c in view.cells.items() if c.state == "regressed"]
     n_failed = sum(not s.ok for r in view.columns for s in r.suites.values())
-    cards = [("runs", len(view.trend_runs), ""), ("metrics", sum(len(v) for v in view.suites.values()), ""),
-             ("significant regressions", len(reg), "bad" if reg else "good"),
-             ("significant improvements", sum(c.state == "improved" for c in cells), ""),
-             ("failed suites", n_failed, "bad" if n_failed else "good")]
-    out = ['<div class="banner">'] + [f'<div class="card {cls}"><b>{n}</b>{esc(label)}</div>'
-                                      for label, n, cls in cards] + ["</div>"]
+    cards = [
+        ("runs", len(view.trend_runs), ""),
+        ("metrics", sum(len(v) for v in view.suites.values()), ""),
+        ("significant regressions", len(reg), "bad" if reg else "good"),
+        ("significant improvements", sum(c.state == "improved" for c in cells), ""),
+        ("failed suites", n_failed, "bad" if n_failed else "good"),
+    ]
+    out = (
+        ['<div class="banner">']
+        + [f'<div class="card {cls}"><b>{n}</b>{esc(label)}</div>' for label, n, cls in cards]
+        + ["</div>"]
+    )
     if view.baseline is None:
-        out.append('<p class="muted">No baseline chosen (--baseline FILE_OR_RUN_ID): '
-                   'no regression highlighting.</p>')
+        out.append(
+            '<p class="muted">No baseline chosen (--baseline FILE_OR_RUN_ID): no regression highlighting.</p>'
+        )
     if reg:
         runs = {r.run_id: r for r in view.columns}
         anchors = metric_anchors(view)
-        rows = "".join(f"<tr><td>{esc(runs[rid].label)}</td>"
-                       f"<td><a href=\"#{anchors[name]}\"><code>{esc(name)}</code></a></td>"
-                       f"<td>{esc(c.comparison.text)}</td></tr>" for rid, name, c in reg)
-        out.append(f"<h3>Significant regressions vs baseline</h3><table class=\"regressions\">"
-                   f"<tr><th>run</th><th>metric</th><th>comparison</th></tr>{rows}</table>")
+        rows = "".join(
+            f"<tr><td>{esc(runs[rid].label)}</td>"
+            f'<td><a href="#{anchors[name]}"><code>{esc(name)}</code></a></td>'
+            f"<td>{esc(c.comparison.text)}</td></tr>"
+            for rid, name, c in reg
+        )
+        out.append(
+            f'<h3>Significant regressions vs baseline</h3><table class="regressions">'
+            f"<tr><th>run</th><th>metric</th><th>comparison</th></tr>{rows}</table>"
+        )
     return "".join(out)
 
 
 def _failed_suites(view: View) -> str:
-    boxes = [f'<div class="failbox"><span class="tag failed-tag">FAILED</span> <b>{esc(n)}</b> in '
-             f'{esc(r.label)} <span class="muted">({esc(r.run_id)})</span>'
-             f'<pre>{esc(s.error or "no error recorded")}</pre></div>'
-             for r in view.columns for n, s in r.suites.items() if not s.ok]
-    return "<h2 id=\"failed\">Failed suites</h2>" + ("".join(boxes) or '<p class="muted">None.</p>')
+    boxes = [
+        f'<div class="failbox"><span class="tag failed-tag">FAILED</span> <b>{esc(n)}</b> in '
+        f'{esc(r.label)} <span class="muted">({esc(r.run_id)})</span>'
+        f"<pre>{esc(s.error or 'no error recorded')}</pre></div>"
+        for r in view.columns
+        for n, s in r.suites.items()
+        if not s.ok
+    ]
+    return '<h2 id="failed">Failed suites</h2>' + ("".join(boxes) or '<p class="muted">None.</p>')
 
 
 def _value_cell(c: Cell, drill_id: str | None) -> str:
@@ -235,28 +267,40 @@ def _value_cell(c: Cell, drill_id: str | None) -> str:
 
 
 def _metric_tables(view: View, ids: dict) -> str:
-    out = ["<h2 id=\"metrics\">Metrics: value [95% interval] per run</h2>"]
+    out = ['<h2 id="metrics">Metrics: value [95% interval] per run</h2>']
     anchors = metric_anchors(view)
     heads = "".join(_run_head(r, view.baseline) for r in view.columns)
     for sname, names in view.suites.items():
         rows, plots = [], []
         for name in names:
             full = f"{sname}.{name}"
-            meta = next((view.cells[(r.run_id, full)].metric for r in view.columns
-                         if view.cells[(r.run_id, full)].metric), None)
+            meta = next(
+                (
+                    view.cells[(r.run_id, full)].metric
+                    for r in view.columns
+                    if view.cells[(r.run_id, full)].metric
+                ),
+                None,
+            )
             arrow = {True: "↑ better", False: "↓ better"}.get(
                 meta.higher_is_better if meta else None,
-                f"→ {meta.target:g}" if meta and meta.target is not None else "")
-            tds = "".join(_value_cell(view.cells[(r.run_id, full)], ids.get((r.run_id, full)))
-                          for r in view.columns)
+                f"→ {meta.target:g}" if meta and meta.target is not None else "",
+            )
+            tds = "".join(
+                _value_cell(view.cells[(r.run_id, full)], ids.get((r.run_id, full))) for r in view.columns
+            )
             desc = esc(meta.description if meta else "")
-            rows.append(f'<tr id="{anchors[full]}" data-metric="{esc(full)}">'
-                        f'<th title="{desc}"><code>{esc(name)}</code> '
-                        f'<span class="muted">{esc(arrow)}</span></th>{tds}</tr>')
+            rows.append(
+                f'<tr id="{anchors[full]}" data-metric="{esc(full)}">'
+                f'<th title="{desc}"><code>{esc(name)}</code> '
+                f'<span class="muted">{esc(arrow)}</span></th>{tds}</tr>'
+            )
             plots.append(f'<div data-metric="{esc(full)}">{_interval_svg(view, full, meta)}</div>')
-        out.append(f"<h3 id=\"suite-{len(out)}\">{esc(sname)}</h3>"
-                   f"<table><tr><th>metric</th>{heads}</tr>{''.join(rows)}</table>"
-                   f"<div class=\"plots\">{''.join(plots)}</div>")
+        out.append(
+            f'<h3 id="suite-{len(out)}">{esc(sname)}</h3>'
+            f"<table><tr><th>metric</th>{heads}</tr>{''.join(rows)}</table>"
+            f'<div class="plots">{"".join(plots)}</div>'
+        )
     return "".join(out)
 
 
@@ -266,18 +310,26 @@ def _interval_svg(view: View, full: str, meta: Metric | None) -> str:
         c = view.cells[(r.run_id, full)]
         m = c.metric
         iv = m.interval() if m else None
-        rows.append(IntervalRow(view.labels[r.run_id], m.value if m else None,
-                                iv[0] if iv else None, iv[1] if iv else None,
-                                c.state, "suite failed" if c.state == "failed" else ""))
+        rows.append(
+            IntervalRow(
+                view.labels[r.run_id],
+                m.value if m else None,
+                iv[0] if iv else None,
+                iv[1] if iv else None,
+                c.state,
+                "suite failed" if c.state == "failed" else "",
+            )
+        )
     bm = view.baseline.metrics().get(full) if view.baseline else None
     return interval_plot(full, rows, bm.value if bm else None, meta.target if meta else None)
 
 
 def _trends(view: View) -> str:
-    out = ["<h2 id=\"trends\">Trends over time</h2>"]
+    out = ['<h2 id="trends">Trends over time</h2>']
     if len(view.trend_runs) < 2:
-        return out[0] + ('<p class="muted">Needs at least two runs '
-                         '(pass more files or --history results.sqlite).</p>')
+        return out[0] + (
+            '<p class="muted">Needs at least two runs (pass more files or --history results.sqlite).</p>'
+        )
     plots, one_model = [], len({r.model.name for r in view.trend_runs}) == 1
     for sname, names in view.suites.items():
         for name in (n for n in names if "/" not in n):  # breakdowns stay in the tables
@@ -291,9 +343,11 @@ def _trends(view: View) -> str:
                     series.setdefault(key, []).append(TrendPoint(r.created, m.value, iv[0], iv[1], r.label))
             bm = view.baseline.metrics().get(full) if view.baseline else None
             if series:
-                plots.append(f'<div data-metric="{esc(full)}">'
-                             f'{trend_plot(full, series, bm.value if bm else None)}</div>')
-    return out[0] + f"<div class=\"plots\">{''.join(plots)}</div>"
+                plots.append(
+                    f'<div data-metric="{esc(full)}">'
+                    f"{trend_plot(full, series, bm.value if bm else None)}</div>"
+                )
+    return out[0] + f'<div class="plots">{"".join(plots)}</div>'
 
 
 def _clip(text: str) -> str:
@@ -301,46 +355,61 @@ def _clip(text: str) -> str:
 
 
 def _drilldown(view: View, ids: dict, k: int) -> str:
-    out = ["<h2 id=\"examples\">Worst examples per metric</h2>"]
+    out = ['<h2 id="examples">Worst examples per metric</h2>']
     for r in view.drill:
-        out.append(f"<h3>{esc(r.label)} <span class=\"muted\">{esc(r.run_id)}</span></h3>")
+        out.append(f'<h3>{esc(r.label)} <span class="muted">{esc(r.run_id)}</span></h3>')
         for sname, s in r.suites.items():
             for key in sorted({e.metric or "*" for e in s.examples}):
                 exs = [e for e in s.examples if (e.metric or "*") == key]
                 meta = s.metrics.get(key)
                 worst = worst_examples(exs, meta, k)
                 rows = "".join(
-                    f"<tr><td>{esc(e.id)}</td><td><div class=\"text\">{esc(_clip(e.prompt))}</div></td>"
-                    f"<td><div class=\"text\">{esc(_clip(e.output))}</div></td>"
-                    f"<td class=\"num\">{_num(e.score)}</td>"
-                    f"<td>{esc(e.label or '')}</td></tr>" for e in worst)
+                    f'<tr><td>{esc(e.id)}</td><td><div class="text">{esc(_clip(e.prompt))}</div></td>'
+                    f'<td><div class="text">{esc(_clip(e.output))}</div></td>'
+                    f'<td class="num">{_num(e.score)}</td>'
+                    f"<td>{esc(e.label or '')}</td></tr>"
+                    for e in worst
+                )
                 name = f"{sname}.{key}" if key != "*" else f"{sname} (examples without a metric)"
                 out.append(
                     f'<details class="drill" id="{ids[(r.run_id, f"{sname}.{key}")]}" '
                     f'data-metric="{esc(name)}">'
                     f"<summary><code>{esc(name)}</code>: {len(worst)} worst of {len(exs)} "
-                    f"<span class=\"muted\">({esc(_worst_rule(meta))})</span></summary>"
+                    f'<span class="muted">({esc(_worst_rule(meta))})</span></summary>'
                     '<table><colgroup><col class="c-id"><col><col><col class="c-score">'
                     '<col class="c-label"></colgroup>'
                     "<tr><th>id</th><th>prompt</th><th>output</th><th>score</th><th>label</th></tr>"
-                    f"{rows}</table></details>")
+                    f"{rows}</table></details>"
+                )
     return "".join(out)
 
 
 def render(view: View, k: int = 10) -> str:
     """The whole page as a string."""
     ids = drill_ids(view)
-    body = (_banner(view) + _runs_table(view) + _failed_suites(view) + _metric_tables(view, ids)
-            + _trends(view) + _drilldown(view, ids, k))
+    body = (
+        _banner(view)
+        + _runs_table(view)
+        + _failed_suites(view)
+        + _metric_tables(view, ids)
+        + _trends(view)
+        + _drilldown(view, ids, k)
+    )
     now = dt.datetime.now(dt.timezone.utc)
-    base = (f"baseline {esc(view.baseline.label)} ({esc(view.baseline.run_id)})" if view.baseline
-            else "no baseline")
+    base = (
+        f"baseline {esc(view.baseline.label)} ({esc(view.baseline.run_id)})"
+        if view.baseline
+        else "no baseline"
+    )
     sub = f"generated {now:%Y-%m-%d %H:%M} UTC · {len(view.trend_runs)} runs · {base}"
-    data = {"runs": [{"run_id": r.run_id, "label": r.label, "created": r.created.isoformat()}
-                     for r in view.trend_runs],
-            "baseline": view.baseline.run_id if view.baseline else None,
-            "metrics": [f"{s}.{m}" for s, names in view.suites.items() for m in names],
-            "regressions": [[rid, name] for (rid, name), c in view.cells.items() if c.state == "regressed"]}
+    data = {
+        "runs": [
+            {"run_id": r.run_id, "label": r.label, "created": r.created.isoformat()} for r in view.trend_runs
+        ],
+        "baseline": view.baseline.run_id if view.baseline else None,
+        "metrics": [f"{s}.{m}" for s, names in view.suites.items() for m in names],
+        "regressions": [[rid, name] for (rid, name), c in view.cells.items() if c.state == "regressed"],
+    }
     return page("Safety eval dashboard", sub, body, data)
 
 
@@ -352,8 +421,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history", help="SQLite history (align results add) for trends")
     parser.add_argument("--baseline", help="baseline: a results JSON file or a run_id from the files/history")
     parser.add_argument("--policy", help="gate policy YAML: regression tolerances and direction overrides")
-    parser.add_argument("--examples", type=int, default=10,
-                        help="worst examples shown per metric (default 10)")
+    parser.add_argument(
+        "--examples", type=int, default=10, help="worst examples shown per metric (default 10)"
+    )
     parser.add_argument("-o", "--out", default="dashboard.html", help="output HTML file")
 
 

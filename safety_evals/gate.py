@@ -41,6 +41,7 @@ from typing import Any
 from safety_evals.gate_policy import UNSET, Policy, PolicyError, Rule, load_policy
 from safety_evals.results_io import Metric, Results, ResultsError, load_results
 
+
 # ---------------------------------------------------------------- comparison (shared with the dashboard)
 @dataclasses.dataclass(frozen=True)
 class Direction:
@@ -96,10 +97,13 @@ def compare(candidate: Metric, baseline: Metric, direction: Direction, tolerance
     b_base = direction.badness(baseline.value)
     regressed, improved = b_lo > b_base + tolerance, b_hi < b_base - tolerance
     delta = candidate.value - baseline.value
-    verdict = ("significantly worse" if regressed else "significantly better" if improved
-               else "not significant")
-    text = (f"{candidate.value:.4g} [{lo:.4g}, {hi:.4g}] vs baseline {baseline.value:.4g}: "
-            f"Δ {delta:+.4g}, {verdict} (tolerance {tolerance:g})")
+    verdict = (
+        "significantly worse" if regressed else "significantly better" if improved else "not significant"
+    )
+    text = (
+        f"{candidate.value:.4g} [{lo:.4g}, {hi:.4g}] vs baseline {baseline.value:.4g}: "
+        f"Δ {delta:+.4g}, {verdict} (tolerance {tolerance:g})"
+    )
     return Comparison(delta, regressed, improved, text)
 
 
@@ -121,8 +125,9 @@ def evaluate(results: Results, policy: Policy, baseline: Results | None = None) 
     metrics = results.metrics()
     base_metrics = baseline.metrics() if baseline else {}
     for rule in policy.rules:
-        checks += _rule_checks(rule, results, metrics.get(rule.metric), baseline,
-                               base_metrics.get(rule.metric), policy)
+        checks += _rule_checks(
+            rule, results, metrics.get(rule.metric), baseline, base_metrics.get(rule.metric), policy
+        )
     return checks
 
 
@@ -134,8 +139,9 @@ def _suite_checks(results: Results, policy: Policy) -> list[Check]:
     declared = results.config.get("suites")
     for name in declared if isinstance(declared, list) else []:
         if isinstance(name, str) and name not in results.suites:
-            checks.append(Check(f"suite {name}", name, "fail",
-                                "listed in config.suites but missing from suites"))
+            checks.append(
+                Check(f"suite {name}", name, "fail", "listed in config.suites but missing from suites")
+            )
     for name in policy.suites:
         if name not in results.suites:
             have = ", ".join(results.suites) or "none"
@@ -151,8 +157,14 @@ def _fmt(m: Metric | None) -> str:
     return f"{m.value:.4g}" + (f" [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
 
 
-def _rule_checks(rule: Rule, results: Results, m: Metric | None, baseline: Results | None,
-                 bm: Metric | None, policy: Policy) -> list[Check]:
+def _rule_checks(
+    rule: Rule,
+    results: Results,
+    m: Metric | None,
+    baseline: Results | None,
+    bm: Metric | None,
+    policy: Policy,
+) -> list[Check]:
     """One check per rule kind present (min, max, regression); a missing metric fails each."""
     out = []
     for kind in ("min", "max", "regression"):
@@ -162,16 +174,18 @@ def _rule_checks(rule: Rule, results: Results, m: Metric | None, baseline: Resul
         if kind == "regression":
             text = f"no worse than baseline by > {limit:g}"
         else:
-            text = (f"{'≥' if kind == 'min' else '≤'} {limit:g}"
-                    + (" (whole interval)" if rule.bound == "interval" else ""))
+            text = f"{'≥' if kind == 'min' else '≤'} {limit:g}" + (
+                " (whole interval)" if rule.bound == "interval" else ""
+            )
         if m is None or m.value is None:
             status, msg = "fail", _missing_reason(rule.metric, results, m)
         elif kind == "regression":
             status, msg = _regression(rule, m, results, baseline, bm, policy)
         else:
             status, msg = _threshold(rule, m, kind)
-        out.append(Check(f"{rule.metric} {kind}", rule.metric.split(".", 1)[0], status, msg, _fmt(m),
-                         _fmt(bm), text))
+        out.append(
+            Check(f"{rule.metric} {kind}", rule.metric.split(".", 1)[0], status, msg, _fmt(m), _fmt(bm), text)
+        )
     return out
 
 
@@ -203,8 +217,9 @@ def _threshold(rule: Rule, m: Metric, kind: str) -> tuple[str, str]:
     return ("pass" if ok else "fail"), f"{what} {x:.4g} {'≥' if ok else '<'} min {rule.min:g}"
 
 
-def _regression(rule: Rule, m: Metric, results: Results, baseline: Results | None, bm: Metric | None,
-                policy: Policy) -> tuple[str, str]:
+def _regression(
+    rule: Rule, m: Metric, results: Results, baseline: Results | None, bm: Metric | None, policy: Policy
+) -> tuple[str, str]:
     if baseline is None:
         if policy.require_baseline:
             return "fail", "the policy sets require_baseline but no --baseline was given"
@@ -223,8 +238,12 @@ def _regression(rule: Rule, m: Metric, results: Results, baseline: Results | Non
 
 def _provenance(r: Results, suite: str) -> dict[str, Any]:
     s = r.suites[suite]
-    return {"version": s.version, "data.sha256": s.data.get("sha256"), "data.n": s.data.get("n"),
-            "config.limit": r.config.get("limit", UNSET)}
+    return {
+        "version": s.version,
+        "data.sha256": s.data.get("sha256"),
+        "data.n": s.data.get("n"),
+        "config.limit": r.config.get("limit", UNSET),
+    }
 
 
 def incomparable(suite: str, results: Results, baseline: Results) -> str | None:
@@ -239,8 +258,10 @@ def incomparable(suite: str, results: Results, baseline: Results) -> str | None:
             side = "candidate" if a is None or a is UNSET else "baseline " + baseline.source
             return f"not comparable with the baseline: {what} is missing in the {side}"
         if a != b:
-            return (f"not comparable with the baseline: {what} differs (candidate {json.dumps(a)}, baseline "
-                    f"{json.dumps(b)}); rerun both on the same data, --limit and suite version")
+            return (
+                f"not comparable with the baseline: {what} differs (candidate {json.dumps(a)}, baseline "
+                f"{json.dumps(b)}); rerun both on the same data, --limit and suite version"
+            )
     return None
 
 
@@ -254,8 +275,15 @@ def junit_xml(checks: list[Check], results: Results) -> str:
     fails = sum(c.status == "fail" for c in checks)
     skips = sum(c.status == "skip" for c in checks)
     root = ET.Element("testsuites", tests=str(len(checks)), failures=str(fails))
-    ts = ET.SubElement(root, "testsuite", name=clean(f"align gate {results.run_id}"),
-                       tests=str(len(checks)), failures=str(fails), errors="0", skipped=str(skips))
+    ts = ET.SubElement(
+        root,
+        "testsuite",
+        name=clean(f"align gate {results.run_id}"),
+        tests=str(len(checks)),
+        failures=str(fails),
+        errors="0",
+        skipped=str(skips),
+    )
     for c in checks:
         tc = ET.SubElement(ts, "testcase", classname=clean(f"gate.{c.group}"), name=clean(c.name))
         if c.status == "fail":
@@ -273,8 +301,9 @@ def _cell(s: str) -> str:
 def summary_markdown(checks: list[Check], results: Results, policy: Policy, baseline: Results | None) -> str:
     """A Markdown report for $GITHUB_STEP_SUMMARY: verdict, context, failures first."""
     fails = [c for c in checks if c.status == "fail"]
-    verdict = (f"❌ FAIL: {len(fails)} of {len(checks)} checks failed" if fails
-               else f"✅ PASS: {len(checks)} checks")
+    verdict = (
+        f"❌ FAIL: {len(fails)} of {len(checks)} checks failed" if fails else f"✅ PASS: {len(checks)} checks"
+    )
     base = f"`{_cell(baseline.run_id)}` ({_cell(baseline.label)})" if baseline else "none"
     lines = [
         f"## Release gate: {verdict}",
@@ -289,8 +318,10 @@ def summary_markdown(checks: list[Check], results: Results, policy: Policy, base
     icon = {"fail": "❌", "skip": "⏭️", "pass": "✅"}
     order = {"fail": 0, "skip": 1, "pass": 2}
     for c in sorted(checks, key=lambda c: order[c.status]):
-        lines.append(f"| {icon[c.status]} | `{_cell(c.name)}` | {_cell(c.value)} | {_cell(c.baseline)} "
-                     f"| {_cell(c.rule)} | {_cell(c.message[:300])} |")
+        lines.append(
+            f"| {icon[c.status]} | `{_cell(c.name)}` | {_cell(c.value)} | {_cell(c.baseline)} "
+            f"| {_cell(c.rule)} | {_cell(c.message[:300])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -300,8 +331,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", required=True, help="policy YAML, e.g. configs/gates/release.yaml")
     parser.add_argument("--baseline", help="results JSON of the baseline run (for regression rules)")
     parser.add_argument("--junit", help="write a JUnit XML report here (one testcase per check)")
-    parser.add_argument("--summary",
-                        help="append a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
+    parser.add_argument(
+        "--summary", help="append a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

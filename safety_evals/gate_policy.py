@@ -93,8 +93,11 @@ def load_policy(path: str | Path) -> Policy:
         fail(doc, "<document>", "expected a mapping with schema, suites, metrics")
     unknown = set(doc) - {"schema", "suites", "metrics", "require_baseline"}
     if unknown:
-        fail(doc, sorted(unknown)[0],
-             "unknown top-level key (allowed: schema, suites, metrics, require_baseline)")
+        fail(
+            doc,
+            sorted(unknown)[0],
+            "unknown top-level key (allowed: schema, suites, metrics, require_baseline)",
+        )
     if doc.get("schema") != POLICY_SCHEMA:
         fail(doc, "schema", f"expected {POLICY_SCHEMA!r}, got {doc.get('schema')!r}")
     suites = doc.get("suites") or []
@@ -123,8 +126,9 @@ def _rule(name: Any, body: Any, fail) -> Rule:
         if numeric and (isinstance(v, bool) or not isinstance(v, (int, float))):
             fail(body, f"{at}.{key}", f"expected a number, got {v!r}")
     if "higher_is_better" in body and not isinstance(body["higher_is_better"], (bool, type(None))):
-        fail(body, f"{at}.higher_is_better",
-             f"expected true, false or null, got {body['higher_is_better']!r}")
+        fail(
+            body, f"{at}.higher_is_better", f"expected true, false or null, got {body['higher_is_better']!r}"
+        )
     if "target" in body and isinstance(body.get("higher_is_better"), bool):
         fail(body, f"{at}.target", "a target means 'closer is better': drop higher_is_better or set it null")
     if body.get("bound", "value") not in ("value", "interval"):

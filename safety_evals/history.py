@@ -113,8 +113,10 @@ def _create(con: sqlite3.Connection, db: str | Path) -> None:
     version = con.execute("PRAGMA user_version").fetchone()[0]
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if version not in (0, SCHEMA_VERSION):
-        raise HistoryError(f"{db}: results history schema version {version}; this align reads version "
-                           f"{SCHEMA_VERSION} (written by a newer align?)")
+        raise HistoryError(
+            f"{db}: results history schema version {version}; this align reads version "
+            f"{SCHEMA_VERSION} (written by a newer align?)"
+        )
     if version == 0 and tables and tables != {"runs", "metrics"}:
         raise HistoryError(f"{db}: not a results history (it holds tables {', '.join(sorted(tables))})")
     if not tables:
@@ -134,8 +136,10 @@ def add_run(db: str | Path, results: Results, replace: bool = False) -> bool:
         if row and row[0] == digest:
             return False
         if row and not replace:
-            raise HistoryError(f"{db}: run_id {results.run_id!r} is already recorded with a different "
-                               f"document (from {results.source}); pass --replace to overwrite it")
+            raise HistoryError(
+                f"{db}: run_id {results.run_id!r} is already recorded with a different "
+                f"document (from {results.source}); pass --replace to overwrite it"
+            )
         con.execute("DELETE FROM runs WHERE run_id = ?", (results.run_id,))
         _insert(con, results, digest, doc)
     return True
@@ -151,9 +155,20 @@ def _insert(con: sqlite3.Connection, results: Results, digest: str, doc: str) ->
     con.executemany(
         "INSERT INTO metrics (run_id, metric, suite, value, ci_low, ci_high, n, higher_is_better, target) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(results.run_id, k, x.suite, x.value, x.ci_low, x.ci_high, x.n,
-          None if x.higher_is_better is None else int(x.higher_is_better), x.target)
-         for k, x in results.metrics().items()],
+        [
+            (
+                results.run_id,
+                k,
+                x.suite,
+                x.value,
+                x.ci_low,
+                x.ci_high,
+                x.n,
+                None if x.higher_is_better is None else int(x.higher_is_better),
+                x.target,
+            )
+            for k, x in results.metrics().items()
+        ],
     )
 
 
@@ -209,8 +224,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = sub.add_parser("add", help="append results JSON files to the history (idempotent on run_id)")
     add.add_argument("files", nargs="+", help="results JSON files")
     add.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")
-    add.add_argument("--replace", action="store_true",
-                     help="overwrite a run_id recorded with another document")
+    add.add_argument(
+        "--replace", action="store_true", help="overwrite a run_id recorded with another document"
+    )
     ls = sub.add_parser("list", help="list runs, or one metric across runs")
     ls.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")
     ls.add_argument("--metric", help="full metric name, e.g. toxicity.expected_max_toxicity")
@@ -243,8 +259,18 @@ def _s(x) -> str:
 
 
 def _format_runs(db: str) -> str:
-    rows = [[r.run_id, r.created, r.model_name, _s(r.model_variant), _s(r.model_step),
-             str(r.suites_ok), str(r.suites_failed)] for r in list_runs(db)]
+    rows = [
+        [
+            r.run_id,
+            r.created,
+            r.model_name,
+            _s(r.model_variant),
+            _s(r.model_step),
+            str(r.suites_ok),
+            str(r.suites_failed),
+        ]
+        for r in list_runs(db)
+    ]
     return _table(["run_id", "created", "model", "variant", "step", "suites_ok", "suites_failed"], rows)
 
 
@@ -252,6 +278,17 @@ def _format_metric(db: str, metric: str) -> str:
     hist = metric_history(db, metric)
     if not hist:
         return f"no runs record metric {metric!r}"
-    rows = [[r.run_id, r.created, r.model_name, _s(r.model_variant), _s(r.model_step),
-             _s(r.value), f"[{_s(r.ci_low)}, {_s(r.ci_high)}]", _s(r.n)] for r in hist]
+    rows = [
+        [
+            r.run_id,
+            r.created,
+            r.model_name,
+            _s(r.model_variant),
+            _s(r.model_step),
+            _s(r.value),
+            f"[{_s(r.ci_low)}, {_s(r.ci_high)}]",
+            _s(r.n),
+        ]
+        for r in hist
+    ]
     return _table(["run_id", "created", "model", "variant", "step", metric, "95% CI", "n"], rows)

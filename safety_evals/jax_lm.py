@@ -61,13 +61,24 @@ def tree_mask(segments_RT: jax.Array, branches_RT: jax.Array) -> jax.Array:
     # the decoder's own causal + segment rule; without a window positions do not enter it (the
     # decoder applies the sliding window by position on top of this mask)
     no_pos = jnp.zeros_like(segments_RT)
-    mask = attention_mask(jnp.arange(segments_RT.shape[1]), no_pos, segments_RT, no_pos, segments_RT,
-                          window=None)
+    mask = attention_mask(
+        jnp.arange(segments_RT.shape[1]), no_pos, segments_RT, no_pos, segments_RT, window=None
+    )
     return mask & ((branches_RT[:, None, :] == 0) | (branches_RT[:, None, :] == branches_RT[:, :, None]))
 
 
-def _score(graphdef, state, tokens_RT, positions_RT, segments_RT, branches_RT, slots_E, targets_E, n_entries,
-           tree: bool):
+def _score(
+    graphdef,
+    state,
+    tokens_RT,
+    positions_RT,
+    segments_RT,
+    branches_RT,
+    slots_E,
+    targets_E,
+    n_entries,
+    tree: bool,
+):
     """log p(target) and is-greedy [E] float32 / bool of the hidden state at each flat slot r*T + t;
     only the first `n_entries` are computed, the rest are 0. `tree`: apply the prefix-tree mask."""
     model = nnx.merge(graphdef, state)
@@ -152,8 +163,9 @@ class JaxLM:
         return self._plan([self.window(r) for r in requests])
 
     def _plan(self, windows: Sequence[packing.Window]) -> list[packing.Batch]:
-        return packing.plan([w for w, _, _ in windows], self.batch_size, self.pack_tokens,
-                            share=self.share_prefixes)
+        return packing.plan(
+            [w for w, _, _ in windows], self.batch_size, self.pack_tokens, share=self.share_prefixes
+        )
 
     def window(self, request: tuple[list[int], list[int]]) -> packing.Window:
         """(tokens the model reads, positions scored, last target) of one (context, continuation) ids."""
@@ -170,8 +182,18 @@ class JaxLM:
         targets = np.full(E, self.tokenizer.pad_id, np.int32)
         slots[:n], targets[:n] = lay.entry_slots, lay.entry_targets
         picked, greedy = jax.device_get(
-            _score_jit(self._graphdef, self._state, lay.tokens, lay.positions, lay.segments, lay.branches,
-                       slots, targets, np.int32(n), tree=lay.is_tree)
+            _score_jit(
+                self._graphdef,
+                self._state,
+                lay.tokens,
+                lay.positions,
+                lay.segments,
+                lay.branches,
+                slots,
+                targets,
+                np.int32(n),
+                tree=lay.is_tree,
+            )
         )
         return [
             TokenScores(tuple(float(picked[e]) for e in mine), bool(all(greedy[e] for e in mine)))
@@ -221,8 +243,9 @@ class JaxLM:
         sample_idx = np.tile(np.arange(num_samples), len(prompts))
         row_key = jax.vmap(lambda i, k: jax.random.fold_in(jax.random.fold_in(root, i), k))
         for b, chunk in enumerate(batched(rows, self.batch_size)):
-            tokens, lengths = pad_prompts([ids for _, ids in chunk], self.tokenizer.pad_id,
-                                          rows=self.batch_size)
+            tokens, lengths = pad_prompts(
+                [ids for _, ids in chunk], self.tokenizer.pad_id, rows=self.batch_size
+            )
             # pad_prompts' filler rows reuse the last real row's key: their samples are dropped
             take = np.minimum(np.arange(b * self.batch_size, (b + 1) * self.batch_size), len(rows) - 1)
             keys = row_key(prompt_idx[take], sample_idx[take])

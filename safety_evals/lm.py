@@ -129,4 +129,3 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         raise ValueError(f"batch size must be >= 1, got {size}")
     for start in range(0, len(items), size):
         yield items[start : start + size]
-

@@ -126,8 +126,9 @@ def plan(
     for start in range(0, len(rows), batch_size):
         part = by_length[start : start + batch_size]
         R = min(batch_size, pass_rows(len(part)))
-        batches.append(Batch(tuple(tuple(rows[r]) for r in part), R,
-                             score_bucket(max(fill[r] for r in part))))
+        batches.append(
+            Batch(tuple(tuple(rows[r]) for r in part), R, score_bucket(max(fill[r] for r in part)))
+        )
     return batches
 
 
@@ -193,4 +194,3 @@ def layout(batch: Batch, windows: Sequence[Window], pad: int) -> Layout:
     slots = np.array([s for s, _ in entries], np.int32).reshape(-1)
     targets = np.array([t for _, t in entries], np.int32).reshape(-1)
     return Layout(tokens, positions, segments, branches, slots, targets, request_entries)
-

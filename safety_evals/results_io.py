@@ -315,4 +315,3 @@ def _locate(text: str, token: str) -> tuple[int, int]:
             line = text.count("\n", 0, m.start()) + 1
             return line, m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
     return 0, 0
-

@@ -37,8 +37,13 @@ PAGES = (64 << 20) // 4096  # 16384 faults for a 64 MB buffer touched page by pa
 
 
 def _faults(keep: str) -> list[int]:
-    out = subprocess.run([sys.executable, "-c", CHILD], env={**os.environ, ENV: keep},
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        env={**os.environ, ENV: keep},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

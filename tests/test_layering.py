@@ -70,8 +70,14 @@ def _imports(module: str, path: Path):
             if called in ("import_module", "__import__") and node.args:
                 arg = node.args[0]
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                    package = next((k.value.value for k in node.keywords if k.arg == "package"
-                                    and isinstance(k.value, ast.Constant)), None)
+                    package = next(
+                        (
+                            k.value.value
+                            for k in node.keywords
+                            if k.arg == "package" and isinstance(k.value, ast.Constant)
+                        ),
+                        None,
+                    )
                     name = arg.value
                     if name.startswith(".") and package:
                         dots = len(name) - len(name.lstrip("."))
@@ -92,8 +98,11 @@ def _violations(module: str, path: Path) -> list[str]:
             if _matches(module, owner):
                 if imported == "<dynamic>":
                     bad.append(f"{module} imports a computed module name (cannot be checked against {owner})")
-                bad += [f"{module} imports {imported} (forbidden: {f})" for f in forbidden
-                        if _matches(imported, f)]
+                bad += [
+                    f"{module} imports {imported} (forbidden: {f})"
+                    for f in forbidden
+                    if _matches(imported, f)
+                ]
     return bad
 
 
@@ -108,18 +117,26 @@ def test_the_checker_sees_every_import_form(tmp_path):
     but the first."""
     (tmp_path / "align" / "model").mkdir(parents=True)
     path = tmp_path / "align" / "model" / "probe.py"
-    path.write_text("import align.training.loop\n"
-                    "from align import training\n"  # a submodule imported by name
-                    "from .. import hub\n"  # relative, two levels up
-                    "from ..sampling.sampler import generate\n"
-                    "import importlib\n"
-                    "importlib.import_module('align.rl.ppo')\n"
-                    "importlib.import_module('..data', package='align.model')\n"
-                    "__import__(name)\n")
+    path.write_text(
+        "import align.training.loop\n"
+        "from align import training\n"  # a submodule imported by name
+        "from .. import hub\n"  # relative, two levels up
+        "from ..sampling.sampler import generate\n"
+        "import importlib\n"
+        "importlib.import_module('align.rl.ppo')\n"
+        "importlib.import_module('..data', package='align.model')\n"
+        "__import__(name)\n"
+    )
     found = list(_imports("align.model.probe", path))
     assert found[0] == "align.training.loop"
-    for name in ("align.training", "align.hub", "align.sampling.sampler", "align.rl.ppo", "align.data",
-                 "<dynamic>"):
+    for name in (
+        "align.training",
+        "align.hub",
+        "align.sampling.sampler",
+        "align.rl.ppo",
+        "align.data",
+        "<dynamic>",
+    ):
         assert name in found, (name, found)
     assert "align.load" not in list(_imports("align.rl.x", _write(tmp_path, "from align import load\n")))
     bad = _violations("align.model.probe", path)
@@ -136,8 +153,14 @@ def test_import_linter_contracts_are_kept():
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     assert len(contracts) >= 4
     lint = Path(sys.executable).with_name("lint-imports")
-    proc = subprocess.run([str(lint), "--no-cache", "--no-logo"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        [str(lint), "--no-cache", "--no-logo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     for c in contracts:
         assert f"{c['name']} KEPT" in proc.stdout, proc.stdout[-4000:]

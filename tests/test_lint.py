@@ -1,4 +1,4 @@
-"""The repository passes `ruff check` under the rule set pinned in pyproject.toml ([tool.ruff.lint])."""
+"""The repository passes `ruff check` (rules pinned in pyproject.toml) and `ruff format --check`."""
 
 import shutil
 import subprocess
@@ -23,3 +23,11 @@ def _ruff() -> list[str]:
 def test_ruff_check_is_clean():
     out = subprocess.run([*_ruff(), "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ruff_format_is_clean():
+    """Every file is as `ruff format` writes it (line length 110, pyproject.toml)."""
+    out = subprocess.run(
+        [*_ruff(), "format", "--check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, "run `ruff format .`:\n" + out.stdout + out.stderr

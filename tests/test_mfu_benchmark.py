@@ -23,9 +23,33 @@ def test_peak_lookup_and_shape_parsing():
 
 def test_tiny_run_writes_consistent_rows(tmp_path):
     out = tmp_path / "rows.json"
-    assert mfu.main(["--presets", "tiny", "--shapes", "2x32", "--steps", "1", "--warmup", "1",
-                     "--gen-batches", "2", "--new-tokens", "4", "--repeats", "1", "--ceiling-n", "0",
-                     "--peak-tflops", "0.001", "--json", str(out)]) == 0
+    assert (
+        mfu.main(
+            [
+                "--presets",
+                "tiny",
+                "--shapes",
+                "2x32",
+                "--steps",
+                "1",
+                "--warmup",
+                "1",
+                "--gen-batches",
+                "2",
+                "--new-tokens",
+                "4",
+                "--repeats",
+                "1",
+                "--ceiling-n",
+                "0",
+                "--peak-tflops",
+                "0.001",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = {r["case"]: r for r in json.loads(out.read_text())}
     train, gen = rows["train"], rows["generate"]
     flops = 2 * 32 * train_flops_per_token(ModelConfig.tiny(), 32)
@@ -48,9 +72,32 @@ def test_profile_rows_account_for_the_traced_kernels(tmp_path):
     """--profile traces more steps and sums kernel time by category: the categories add up to the
     busy time, the top kernels are sorted and none exceeds it."""
     out = tmp_path / "rows.json"
-    assert mfu.main(["--presets", "tiny", "--shapes", "2x32", "--steps", "1", "--warmup", "1",
-                     "--gen-batches", "--ceiling-n", "0", "--peak-tflops", "0.001", "--json", str(out),
-                     "--profile", str(tmp_path / "trace"), "--profile-steps", "2"]) == 0
+    assert (
+        mfu.main(
+            [
+                "--presets",
+                "tiny",
+                "--shapes",
+                "2x32",
+                "--steps",
+                "1",
+                "--warmup",
+                "1",
+                "--gen-batches",
+                "--ceiling-n",
+                "0",
+                "--peak-tflops",
+                "0.001",
+                "--json",
+                str(out),
+                "--profile",
+                str(tmp_path / "trace"),
+                "--profile-steps",
+                "2",
+            ]
+        )
+        == 0
+    )
     prof = next(r for r in json.loads(out.read_text()) if r["case"] == "train")["profile"]
     busy = prof["busy_ms_per_step"]
     assert busy > 0

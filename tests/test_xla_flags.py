@@ -17,7 +17,8 @@ FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
 def test_defaults_are_appended_and_a_users_choice_wins():
     assert with_cpu_defaults("") == f"{FLAG}=false"
     assert with_cpu_defaults("--xla_force_host_platform_device_count=8") == (
-        f"--xla_force_host_platform_device_count=8 {FLAG}=false")
+        f"--xla_force_host_platform_device_count=8 {FLAG}=false"
+    )
     assert with_cpu_defaults(f"{FLAG}=true --foo=1") == f"{FLAG}=true --foo=1"
     env = {"XLA_FLAGS": "--foo=1"}
     apply_cpu_defaults(env)

@@ -272,7 +272,8 @@ def _text_parts(parts: list, role: str, field: str) -> str:
     if len(parts) != 1:  # the template would silently drop the other parts
         raise DataError(
             f"a system message with {len(parts)} parts: Gemma's template renders only the first, so "
-            "give it exactly one text part", field=field,
+            "give it exactly one text part",
+            field=field,
         )
     return parts[0]["text"]
 

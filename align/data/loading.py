@@ -94,8 +94,11 @@ def load_records(
         examples.append(example)
     report.loaded = len(examples)
     if report.skipped:  # skipped rows are never silent: say how many and why (the first few)
-        log.warning("%s; first skipped:%s", report.summary(),
-                    "".join(f"\n  {r}" for r in report.reasons[:_LOGGED_REASONS]))
+        log.warning(
+            "%s; first skipped:%s",
+            report.summary(),
+            "".join(f"\n  {r}" for r in report.reasons[:_LOGGED_REASONS]),
+        )
     return Records(examples, kind, report)
 
 

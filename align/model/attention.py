@@ -56,8 +56,10 @@ def check_impl(config: ModelConfig, impl: str) -> None:
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"Attention: impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
     if impl == "cudnn" and config.attn_logit_softcap is not None:
-        raise ValueError("Attention: impl='cudnn' has no attention-logit soft-capping "
-                         f"(attn_logit_softcap={config.attn_logit_softcap}); use impl='xla'")
+        raise ValueError(
+            "Attention: impl='cudnn' has no attention-logit soft-capping "
+            f"(attn_logit_softcap={config.attn_logit_softcap}); use impl='xla'"
+        )
 
 
 class Attention(Projections, nnx.Module):
@@ -65,20 +67,35 @@ class Attention(Projections, nnx.Module):
     per_query_dots: bool = False  # the CPU decode-step form of the cached attention (_attend_cache)
     rope_lookup: nnx.Variable | None = None  # sin/cos by position (use_rope_table; apply_rope's table)
 
-    def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype,
-                 chunk: int | None = None, impl: str = "xla"):
+    def __init__(
+        self,
+        config: ModelConfig,
+        layer_type: str,
+        *,
+        rngs: nnx.Rngs,
+        dtype,
+        chunk: int | None = None,
+        impl: str = "xla",
+    ):
         c = config
         check_impl(c, impl)
         self.chunk = chunk  # query-chunk size of the memory-linear attention path (None: always dense)
         self.impl = impl
         self.q = param(rngs, (c.embed_dim, c.num_heads, c.head_dim), (ax.EMBED, ax.HEADS, ax.HEAD_DIM), dtype)
-        self.k = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim),
-                       (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype)
-        self.v = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim),
-                       (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype)
+        self.k = param(
+            rngs, (c.embed_dim, c.num_kv_heads, c.head_dim), (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype
+        )
+        self.v = param(
+            rngs, (c.embed_dim, c.num_kv_heads, c.head_dim), (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM), dtype
+        )
         out_scale = (c.num_heads * c.head_dim) ** -0.5
-        self.o = param(rngs, (c.num_heads, c.head_dim, c.embed_dim), (ax.HEADS, ax.HEAD_DIM, ax.EMBED), dtype,
-                       scale=out_scale)
+        self.o = param(
+            rngs,
+            (c.num_heads, c.head_dim, c.embed_dim),
+            (ax.HEADS, ax.HEAD_DIM, ax.EMBED),
+            dtype,
+            scale=out_scale,
+        )
         if c.qk_norm:
             self.q_norm = RMSNorm(c.head_dim, eps=c.norm_eps, offset=c.norm_offset, dtype=dtype)
             self.k_norm = RMSNorm(c.head_dim, eps=c.norm_eps, offset=c.norm_offset, dtype=dtype)
@@ -137,8 +154,11 @@ class Attention(Projections, nnx.Module):
                 mask = attention_mask(q_slots, positions, segment_ids, k_pos, k_seg, window=None)
                 out = self._cudnn(q, keys, values, mask)
             except NotImplementedError as e:  # a shape cuDNN's kernel does not take (odd T, head dim...)
-                warnings.warn(f"cuDNN attention cannot run this pass ({e}); XLA's attention runs it instead",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"cuDNN attention cannot run this pass ({e}); XLA's attention runs it instead",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         if out is None and kv_cache is None and self.chunk and T > self.chunk and T % self.chunk == 0:
             out = self._chunked(q, keys, values, positions, segment_ids, attn_mask)
         elif out is None:
@@ -215,8 +235,15 @@ class Attention(Projections, nnx.Module):
             raise ValueError(f"Attention: impl='cudnn' needs bfloat16 or float16 activations, got {q.dtype}")
         window = None if self.window is None else (self.window - 1, 0)  # q - k < window, by slot
         out = jax.nn.dot_product_attention(
-            q.reshape(B, T, K * G, H), keys, values, mask=mask[:, None], scale=1.0, is_causal=True,
-            local_window_size=window, implementation="cudnn")
+            q.reshape(B, T, K * G, H),
+            keys,
+            values,
+            mask=mask[:, None],
+            scale=1.0,
+            is_causal=True,
+            local_window_size=window,
+            implementation="cudnn",
+        )
         return out.reshape(B, T, K, G, H)
 
     def _chunked(self, q, keys, values, positions, segment_ids, attn_mask=None):
@@ -238,10 +265,15 @@ class Attention(Projections, nnx.Module):
             k_start = jnp.clip(q_start + C - span, 0, T - span)
             sl = lambda x, start, size: jax.lax.dynamic_slice_in_dim(x, start, size, axis=1)  # noqa: E731
             if attn_mask is None:
-                mask = attention_mask(q_start + jnp.arange(C), sl(positions, q_start, C),
-                                      sl(segment_ids, q_start, C), sl(positions, k_start, span),
-                                      sl(segment_ids, k_start, span), self.window,
-                                      k_slots=k_start + jnp.arange(span))
+                mask = attention_mask(
+                    q_start + jnp.arange(C),
+                    sl(positions, q_start, C),
+                    sl(segment_ids, q_start, C),
+                    sl(positions, k_start, span),
+                    sl(segment_ids, k_start, span),
+                    self.window,
+                    k_slots=k_start + jnp.arange(span),
+                )
             else:
                 mask = jax.lax.dynamic_slice(attn_mask, (0, q_start, k_start), (B, C, span))
                 mask &= window_mask(sl(positions, q_start, C), sl(positions, k_start, span), self.window)

@@ -42,8 +42,9 @@ class ModelConfig:
         if len(self.layer_types) != self.num_layers:
             raise ValueError(f"layer_types has {len(self.layer_types)} entries for {self.num_layers} layers")
         if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"num_heads={self.num_heads} is not a multiple of "
-                             f"num_kv_heads={self.num_kv_heads}")
+            raise ValueError(
+                f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"
+            )
         if "local" in self.layer_types and not self.sliding_window:
             raise ValueError("local layers need a sliding_window")
 
@@ -69,50 +70,117 @@ class ModelConfig:
     def tiny(cls, vocab_size: int = 512) -> "ModelConfig":
         """A 2-layer Gemma-3-shaped model for unit tests (one local, one global layer)."""
         return cls(
-            vocab_size=vocab_size, embed_dim=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
-            hidden_dim=128, layer_types=("local", "global"), sliding_window=4, rope_base_global=1e6,
-            rope_base_local=1e4, query_pre_attn_scalar=16, qk_norm=True, post_norms=True, max_seq_len=512,
+            vocab_size=vocab_size,
+            embed_dim=64,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            head_dim=16,
+            hidden_dim=128,
+            layer_types=("local", "global"),
+            sliding_window=4,
+            rope_base_global=1e6,
+            rope_base_local=1e4,
+            query_pre_attn_scalar=16,
+            qk_norm=True,
+            post_norms=True,
+            max_seq_len=512,
         )
 
     @classmethod
     def gemma3_270m(cls) -> "ModelConfig":
         return cls(
-            vocab_size=262_144, embed_dim=640, num_layers=18, num_heads=4, num_kv_heads=1, head_dim=256,
-            hidden_dim=2048, layer_types=cls.gemma3_pattern(18), sliding_window=512, rope_base_global=1e6,
-            rope_base_local=1e4, query_pre_attn_scalar=256, qk_norm=True, post_norms=True, max_seq_len=32_768,
+            vocab_size=262_144,
+            embed_dim=640,
+            num_layers=18,
+            num_heads=4,
+            num_kv_heads=1,
+            head_dim=256,
+            hidden_dim=2048,
+            layer_types=cls.gemma3_pattern(18),
+            sliding_window=512,
+            rope_base_global=1e6,
+            rope_base_local=1e4,
+            query_pre_attn_scalar=256,
+            qk_norm=True,
+            post_norms=True,
+            max_seq_len=32_768,
         )
 
     @classmethod
     def gemma3_1b(cls) -> "ModelConfig":
         return cls(
-            vocab_size=262_144, embed_dim=1152, num_layers=26, num_heads=4, num_kv_heads=1, head_dim=256,
-            hidden_dim=6912, layer_types=cls.gemma3_pattern(26), sliding_window=512, rope_base_global=1e6,
-            rope_base_local=1e4, query_pre_attn_scalar=256, qk_norm=True, post_norms=True, max_seq_len=32_768,
+            vocab_size=262_144,
+            embed_dim=1152,
+            num_layers=26,
+            num_heads=4,
+            num_kv_heads=1,
+            head_dim=256,
+            hidden_dim=6912,
+            layer_types=cls.gemma3_pattern(26),
+            sliding_window=512,
+            rope_base_global=1e6,
+            rope_base_local=1e4,
+            query_pre_attn_scalar=256,
+            qk_norm=True,
+            post_norms=True,
+            max_seq_len=32_768,
         )
 
     @classmethod
     def gemma2_2b(cls) -> "ModelConfig":
         return cls(
-            vocab_size=256_000, embed_dim=2304, num_layers=26, num_heads=8, num_kv_heads=4, head_dim=256,
-            hidden_dim=9216, layer_types=tuple("local" if i % 2 == 0 else "global" for i in range(26)),
-            sliding_window=4096, query_pre_attn_scalar=256, attn_logit_softcap=50.0, final_logit_softcap=30.0,
-            post_norms=True, max_seq_len=8192, family="gemma2",
+            vocab_size=256_000,
+            embed_dim=2304,
+            num_layers=26,
+            num_heads=8,
+            num_kv_heads=4,
+            head_dim=256,
+            hidden_dim=9216,
+            layer_types=tuple("local" if i % 2 == 0 else "global" for i in range(26)),
+            sliding_window=4096,
+            query_pre_attn_scalar=256,
+            attn_logit_softcap=50.0,
+            final_logit_softcap=30.0,
+            post_norms=True,
+            max_seq_len=8192,
+            family="gemma2",
         )
 
     @classmethod
     def gemma_2b(cls) -> "ModelConfig":
         return cls(
-            vocab_size=256_000, embed_dim=2048, num_layers=18, num_heads=8, num_kv_heads=1, head_dim=256,
-            hidden_dim=16_384, layer_types=("global",) * 18, max_seq_len=8192, family="gemma",
+            vocab_size=256_000,
+            embed_dim=2048,
+            num_layers=18,
+            num_heads=8,
+            num_kv_heads=1,
+            head_dim=256,
+            hidden_dim=16_384,
+            layer_types=("global",) * 18,
+            max_seq_len=8192,
+            family="gemma",
         )
 
     @classmethod
     def llama3_1b(cls) -> "ModelConfig":
         """Llama-3.2-1B shape (its llama3 rope scaling is not modelled: use for random-weight benchmarks)."""
         return cls(
-            vocab_size=128_256, embed_dim=2048, num_layers=16, num_heads=32, num_kv_heads=8, head_dim=64,
-            hidden_dim=8192, layer_types=("global",) * 16, rope_base_global=500_000.0, activation="silu",
-            norm_eps=1e-5, norm_offset=0.0, scale_embeddings=False, max_seq_len=8192, family="llama",
+            vocab_size=128_256,
+            embed_dim=2048,
+            num_layers=16,
+            num_heads=32,
+            num_kv_heads=8,
+            head_dim=64,
+            hidden_dim=8192,
+            layer_types=("global",) * 16,
+            rope_base_global=500_000.0,
+            activation="silu",
+            norm_eps=1e-5,
+            norm_offset=0.0,
+            scale_embeddings=False,
+            max_seq_len=8192,
+            family="llama",
         )
 
 

@@ -73,7 +73,7 @@ def table_for(config: ModelConfig):
 def _normalise_hf_name(name: str) -> str:
     for prefix in _PREFIXES:
         if name.startswith(prefix):
-            rest = name[len(prefix):]
+            rest = name[len(prefix) :]
             return rest if rest.startswith(("model.", "lm_head")) else "model." + rest
     return name
 

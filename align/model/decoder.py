@@ -31,15 +31,17 @@ def _check_cache_fits(cache: Cache, T: int) -> None:
     if T > cache.size:
         raise ValueError(f"cannot write {T} tokens into a cache of {cache.size} slots")
     if not isinstance(cache.index, jax.core.Tracer) and int(cache.index) + T > cache.size:
-        raise ValueError(f"cache overflow: writing {T} tokens at slot {int(cache.index)} of a "
-                         f"{cache.size}-slot cache")
+        raise ValueError(
+            f"cache overflow: writing {T} tokens at slot {int(cache.index)} of a {cache.size}-slot cache"
+        )
 
 
 class Block(nnx.Module):
     """Pre-norm residual block; Gemma 2/3 also normalise each branch's output (post norms)."""
 
-    def __init__(self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype, attn_chunk=None,
-                 attn_impl="xla"):
+    def __init__(
+        self, config: ModelConfig, layer_type: str, *, rngs: nnx.Rngs, dtype, attn_chunk=None, attn_impl="xla"
+    ):
         c = config
         norm = lambda: RMSNorm(c.embed_dim, eps=c.norm_eps, offset=c.norm_offset, dtype=dtype)  # noqa: E731
         self.pre_attn_norm, self.pre_mlp_norm = norm(), norm()
@@ -84,14 +86,28 @@ class Decoder(nnx.Module):
         attn_chunk is then unused there; a shape the kernel refuses runs XLA's, with a warning).
     """
 
-    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=jnp.float32,
-                 remat: bool = False, attn_chunk: int | None = 1024, attn_impl: str = "xla"):
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        rngs: nnx.Rngs,
+        param_dtype=jnp.float32,
+        dtype=jnp.float32,
+        remat: bool = False,
+        attn_chunk: int | None = 1024,
+        attn_impl: str = "xla",
+    ):
         c = config
         self.config, self.dtype, self.remat = c, dtype, remat
-        self.embedder = Embedder(c.vocab_size, c.embed_dim, scale_by_sqrt_dim=c.scale_embeddings, rngs=rngs,
-                                 dtype=param_dtype)
-        self.layers = nnx.List([Block(c, t, rngs=rngs, dtype=param_dtype, attn_chunk=attn_chunk,
-                                      attn_impl=attn_impl) for t in c.layer_types])
+        self.embedder = Embedder(
+            c.vocab_size, c.embed_dim, scale_by_sqrt_dim=c.scale_embeddings, rngs=rngs, dtype=param_dtype
+        )
+        self.layers = nnx.List(
+            [
+                Block(c, t, rngs=rngs, dtype=param_dtype, attn_chunk=attn_chunk, attn_impl=attn_impl)
+                for t in c.layer_types
+            ]
+        )
         self.final_norm = RMSNorm(c.embed_dim, eps=c.norm_eps, offset=c.norm_offset, dtype=param_dtype)
         if not c.tie_embeddings:
             self.lm_head = param(rngs, (c.embed_dim, c.vocab_size), (ax.EMBED, ax.VOCAB), param_dtype)
@@ -159,8 +175,16 @@ class Decoder(nnx.Module):
                     module.use_rope_table(n_positions)
         return model
 
-    def __call__(self, tokens, positions, segment_ids, cache: Cache | None = None, *,
-                 return_logits: bool = True, attn_mask: jax.Array | None = None) -> Output:
+    def __call__(
+        self,
+        tokens,
+        positions,
+        segment_ids,
+        cache: Cache | None = None,
+        *,
+        return_logits: bool = True,
+        attn_mask: jax.Array | None = None,
+    ) -> Output:
         """tokens, positions, segment_ids: int32 [B, T]. With a cache, the step is written at cache.index.
 
         attn_mask: optional [B, T, T] bool in place of the causal + segment rule (no cache), e.g. a
@@ -185,8 +209,13 @@ class Decoder(nnx.Module):
         hidden = self.final_norm(x)
         new_cache = None
         if cache is not None:
-            new_cache = Cache(k=tuple(new_k), v=tuple(new_v), positions=cache_pos, segment_ids=cache_seg,
-                              index=index + tokens.shape[1])
+            new_cache = Cache(
+                k=tuple(new_k),
+                v=tuple(new_v),
+                positions=cache_pos,
+                segment_ids=cache_seg,
+                index=index + tokens.shape[1],
+            )
         return Output(logits=self.logits(hidden) if return_logits else None, hidden=hidden, cache=new_cache)
 
     def hidden(self, tokens, positions, segment_ids, *, attn_mask: jax.Array | None = None) -> jax.Array:

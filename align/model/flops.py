@@ -33,10 +33,16 @@ def forward_flops_per_token(config: ModelConfig, seq_len: int) -> dict[str, floa
     per_layer = D * N * H + 2 * D * K * H + N * H * D + 3 * D * F
     matmul = 2.0 * c.num_layers * per_layer
     unembed = 2.0 * D * c.vocab_size
-    attention = sum(4.0 * N * H * mean_visible_keys(seq_len, c.sliding_window if t == "local" else None)
-                    for t in c.layer_types)
-    return {"matmul": matmul, "unembed": unembed, "attention": attention,
-            "total": matmul + unembed + attention}
+    attention = sum(
+        4.0 * N * H * mean_visible_keys(seq_len, c.sliding_window if t == "local" else None)
+        for t in c.layer_types
+    )
+    return {
+        "matmul": matmul,
+        "unembed": unembed,
+        "attention": attention,
+        "total": matmul + unembed + attention,
+    }
 
 
 def train_flops_per_token(config: ModelConfig, seq_len: int) -> float:

@@ -28,8 +28,10 @@ _NAMES = [
     (r"blk\.(\d+)\.ffn_up\.weight", "model.layers.{0}.mlp.up_proj.weight"),
     (r"blk\.(\d+)\.ffn_down\.weight", "model.layers.{0}.mlp.down_proj.weight"),
 ]
-_FFN_NORM = {True: "model.layers.{0}.pre_feedforward_layernorm.weight",
-             False: "model.layers.{0}.post_attention_layernorm.weight"}
+_FFN_NORM = {
+    True: "model.layers.{0}.pre_feedforward_layernorm.weight",
+    False: "model.layers.{0}.post_attention_layernorm.weight",
+}
 _ARCH_MODEL_TYPE = {"gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3_text", "llama": "llama"}
 # GGUF stores no query scale. llama.cpp (src/llama-model.cpp, after gemma_pytorch's config.py) scales the
 # 27B models' queries by (n_embd / n_head)**-0.5 and head_dim**-0.5 otherwise; it tells 27B by block count.
@@ -60,31 +62,40 @@ def hf_config_from_gguf(reader) -> dict:
     """The HF config.json that transformers would derive from this GGUF's metadata."""
     arch = _field(reader, "general.architecture")
     if arch not in _ARCH_MODEL_TYPE:
-        raise ValueError(f"GGUF architecture {arch!r} is not supported; "
-                         f"supported: {sorted(_ARCH_MODEL_TYPE)}")
+        raise ValueError(
+            f"GGUF architecture {arch!r} is not supported; supported: {sorted(_ARCH_MODEL_TYPE)}"
+        )
     f = lambda k, d=None: _field(reader, f"{arch}.{k}", d)  # noqa: E731
     vocab = len(_field(reader, "tokenizer.ggml.tokens"))
     n_heads = f("attention.head_count")
     hf = {
-        "model_type": _ARCH_MODEL_TYPE[arch], "vocab_size": vocab, "hidden_size": f("embedding_length"),
-        "num_hidden_layers": f("block_count"), "num_attention_heads": n_heads,
+        "model_type": _ARCH_MODEL_TYPE[arch],
+        "vocab_size": vocab,
+        "hidden_size": f("embedding_length"),
+        "num_hidden_layers": f("block_count"),
+        "num_attention_heads": n_heads,
         "num_key_value_heads": f("attention.head_count_kv", n_heads),
         "intermediate_size": f("feed_forward_length"),
         "head_dim": f("attention.key_length", f("embedding_length") // n_heads),
         "rms_norm_eps": f("attention.layer_norm_rms_epsilon", 1e-6),
         "max_position_embeddings": f("context_length"),
-        "rope_theta": f("rope.freq_base", 10_000.0), "rope_scaling": _rope_scaling(f),
+        "rope_theta": f("rope.freq_base", 10_000.0),
+        "rope_scaling": _rope_scaling(f),
         "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
     }
     if arch.startswith("gemma"):
         hf["hidden_activation"] = "gelu_pytorch_tanh"
     if arch in ("gemma2", "gemma3"):
         is_27b = hf["num_hidden_layers"] == _27B_BLOCKS[arch]
-        hf.update(sliding_window=f("attention.sliding_window"),
-                  query_pre_attn_scalar=hf["hidden_size"] // n_heads if is_27b else hf["head_dim"])
+        hf.update(
+            sliding_window=f("attention.sliding_window"),
+            query_pre_attn_scalar=hf["hidden_size"] // n_heads if is_27b else hf["head_dim"],
+        )
     if arch == "gemma2":
-        hf.update(attn_logit_softcapping=f("attn_logit_softcapping", 50.0),
-                  final_logit_softcapping=f("final_logit_softcapping", 30.0))
+        hf.update(
+            attn_logit_softcapping=f("attn_logit_softcapping", 50.0),
+            final_logit_softcapping=f("final_logit_softcapping", 30.0),
+        )
     if arch == "gemma3":
         # llama.cpp hard-codes these for gemma3 and does not store them; these are HF's defaults too.
         hf.update(rope_local_base_freq=10_000.0, sliding_window_pattern=6)

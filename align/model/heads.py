@@ -15,13 +15,15 @@ class ScalarHead(nnx.Module):
 
     def __init__(self, dim: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
         # Small init so a fresh head starts near 0 and does not swamp the KL term early in PPO.
-        self.w = nnx.Param(jax.random.normal(rngs.params(), (dim,), param_dtype) * 0.01 * dim**-0.5,
-                           axes=(ax.EMBED,))
+        self.w = nnx.Param(
+            jax.random.normal(rngs.params(), (dim,), param_dtype) * 0.01 * dim**-0.5, axes=(ax.EMBED,)
+        )
         self.b = nnx.Param(jnp.zeros((), param_dtype), axes=())
 
     def __call__(self, hidden: jax.Array) -> jax.Array:
-        return (jnp.einsum("BTD,D->BT", hidden.astype(jnp.float32), self.w[...].astype(jnp.float32))
-                + self.b[...])
+        return (
+            jnp.einsum("BTD,D->BT", hidden.astype(jnp.float32), self.w[...].astype(jnp.float32)) + self.b[...]
+        )
 
 
 def last_token_index(segment_ids: jax.Array) -> jax.Array:

@@ -52,13 +52,28 @@ def load_hf_dir(path: str | os.PathLike, *, param_dtype=jnp.float32, dtype=jnp.f
 
 # What save_hf_dir (and the callers that add to its directories: model cards, reward heads) writes; an
 # existing directory holding anything else is not replaced.
-_EXPORT_FILES = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
-                 "tokenizer*", "special_tokens_map.json", "added_tokens.json", "chat_template.*",
-                 "README.md", "SOURCE.txt")
+_EXPORT_FILES = (
+    "config.json",
+    "generation_config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.*",
+    "README.md",
+    "SOURCE.txt",
+)
 
 
-def save_hf_dir(model: Decoder, path: str | os.PathLike, *, tokenizer=None,
-                generation_config: dict | None = None, max_shard_bytes: int = 2 << 30) -> Path:
+def save_hf_dir(
+    model: Decoder,
+    path: str | os.PathLike,
+    *,
+    tokenizer=None,
+    generation_config: dict | None = None,
+    max_shard_bytes: int = 2 << 30,
+) -> Path:
     """Write `model` as a transformers-loadable directory; `tokenizer` is any object with save_pretrained.
 
     The files are written to a temporary sibling directory that then replaces `path` whole: a crash
@@ -82,12 +97,17 @@ def _check_replaceable(path: Path) -> None:
         return
     if not path.is_dir():
         raise InvalidInput(f"{path} exists and is not a directory: cannot write a Hugging Face export there")
-    foreign = sorted(p.name for p in path.iterdir()
-                     if p.is_dir() or not any(fnmatch.fnmatch(p.name, pat) for pat in _EXPORT_FILES))
+    foreign = sorted(
+        p.name
+        for p in path.iterdir()
+        if p.is_dir() or not any(fnmatch.fnmatch(p.name, pat) for pat in _EXPORT_FILES)
+    )
     if foreign:
-        raise InvalidInput(f"{path} holds files that are not part of a Hugging Face export "
-                           f"({', '.join(foreign)}): an export replaces its whole directory, so choose an "
-                           "empty or new one")
+        raise InvalidInput(
+            f"{path} holds files that are not part of a Hugging Face export "
+            f"({', '.join(foreign)}): an export replaces its whole directory, so choose an "
+            "empty or new one"
+        )
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -102,16 +122,20 @@ def _replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_hf_dir(model: Decoder, path: Path, tokenizer, generation_config: dict | None,
-                  max_shard_bytes: int) -> None:
+def _write_hf_dir(
+    model: Decoder, path: Path, tokenizer, generation_config: dict | None, max_shard_bytes: int
+) -> None:
     from safetensors.numpy import save_file
 
     config: ModelConfig = model.config
     tensors = params_to_hf({k: np.asarray(v, np.float32) for k, v in flat_params(model).items()}, config)
     special = {}
     if tokenizer is not None:
-        special = {k: getattr(tokenizer, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")
-                   if getattr(tokenizer, k, None) is not None}
+        special = {
+            k: getattr(tokenizer, k)
+            for k in ("bos_token_id", "eos_token_id", "pad_token_id")
+            if getattr(tokenizer, k, None) is not None
+        }
     (path / "config.json").write_text(json.dumps(to_hf(config, **special), indent=2))
     shards, current, size = [], {}, 0
     for name in sorted(tensors):
@@ -131,7 +155,8 @@ def _write_hf_dir(model: Decoder, path: Path, tokenizer, generation_config: dict
             weight_map.update({k: fname for k in shard})
         total = sum(t.nbytes for t in tensors.values())
         (path / "model.safetensors.index.json").write_text(
-            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+        )
     if generation_config is not None:
         (path / "generation_config.json").write_text(json.dumps(generation_config, indent=2))
     if tokenizer is not None:

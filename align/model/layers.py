@@ -19,8 +19,9 @@ def _letters(spec: str) -> tuple[str, str, str, str, str]:
     return xs, ws, out, contracted, "".join(c for c in ws if c not in contracted)
 
 
-def dense(spec: str, x: jax.Array, w: jax.Array, *, weight_first: bool = False,
-          preferred_element_type=None) -> jax.Array:
+def dense(
+    spec: str, x: jax.Array, w: jax.Array, *, weight_first: bool = False, preferred_element_type=None
+) -> jax.Array:
     """`jnp.einsum(spec, x, w)` for a projection, computed as one 2-D matmul [X, I] @ [I, O].
 
     `spec` names the letters as einsum does, e.g. "BTD,DNH->BTNH" or "BTD,VD->BTV": x is [*lead, *in],
@@ -45,24 +46,30 @@ def dense(spec: str, x: jax.Array, w: jax.Array, *, weight_first: bool = False,
     xs, ws, out, contracted, w_out = _letters(spec)
     lead = xs[: len(xs) - len(contracted)]
     if xs != lead + contracted or out != lead + w_out or ws not in (contracted + w_out, w_out + contracted):
-        raise ValueError(f"dense: {spec!r} is not [*lead, *in] x [*in, *out] (or [*out, *in]) "
-                         "-> [*lead, *out]")
+        raise ValueError(
+            f"dense: {spec!r} is not [*lead, *in] x [*in, *out] (or [*out, *in]) -> [*lead, *out]"
+        )
     if x.ndim != len(xs) or w.ndim != len(ws):
         raise ValueError(f"dense: {spec!r} does not fit x {x.shape} and w {w.shape}")
-    n_lead, n_in = x.shape[: len(lead)], math.prod(x.shape[len(lead):])
+    n_lead, n_in = x.shape[: len(lead)], math.prod(x.shape[len(lead) :])
     w_in_first = ws.startswith(contracted)
-    out_shape = w.shape[len(contracted):] if w_in_first else w.shape[: len(w_out)]
+    out_shape = w.shape[len(contracted) :] if w_in_first else w.shape[: len(w_out)]
     w2 = w.reshape((n_in, -1) if w_in_first else (-1, n_in))  # [I, O] or [O, I]
     x2 = x.reshape(-1, n_in)  # [X, I]
     if weight_first:
         if w_in_first:
             raise ValueError(f"dense: weight_first needs w stored [*out, *in]; {spec!r} has it [*in, *out]")
-        y_ox = jax.lax.dot_general(w2, x2, (((1,), (1,)), ((), ())),
-                                   preferred_element_type=preferred_element_type)  # [O, X]
+        y_ox = jax.lax.dot_general(
+            w2, x2, (((1,), (1,)), ((), ())), preferred_element_type=preferred_element_type
+        )  # [O, X]
         y = jax.lax.optimization_barrier(y_ox).T
     else:
-        y = jax.lax.dot_general(x2, w2, (((1,), (0,) if w_in_first else (1,)), ((), ())),
-                                preferred_element_type=preferred_element_type)
+        y = jax.lax.dot_general(
+            x2,
+            w2,
+            (((1,), (0,) if w_in_first else (1,)), ((), ())),
+            preferred_element_type=preferred_element_type,
+        )
     return y.reshape(*n_lead, *out_shape)
 
 
@@ -143,8 +150,13 @@ class Projections:
             _, ws, _, w_in, w_out = _letters(spec)
             perm = [ws.index(c) for c in w_out + w_in]
             axes = var.get_metadata().get("axes")
-            setattr(self, name, nnx.Param(jnp.transpose(var[...], perm),
-                                          axes=None if axes is None else tuple(axes[i] for i in perm)))
+            setattr(
+                self,
+                name,
+                nnx.Param(
+                    jnp.transpose(var[...], perm), axes=None if axes is None else tuple(axes[i] for i in perm)
+                ),
+            )
         self.out_first = True
 
 
@@ -164,8 +176,9 @@ class RMSNorm(nnx.Module):
 
     def __init__(self, dim: int, *, eps: float, offset: float, dtype=jnp.float32):
         self.eps, self.offset = eps, offset
-        self.scale = nnx.Param(jnp.zeros((dim,), dtype) if offset else jnp.ones((dim,), dtype),
-                               axes=(ax.NORM,))
+        self.scale = nnx.Param(
+            jnp.zeros((dim,), dtype) if offset else jnp.ones((dim,), dtype), axes=(ax.NORM,)
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         # Normalise in float32 whatever the compute dtype: the mean of squares overflows bf16 easily.
@@ -222,8 +235,9 @@ def rope_table(n_positions: int, head_dim: int, base: float, scale: float = 1.0)
     return jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=1)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, base: float, scale: float = 1.0,
-               table: jax.Array | None = None) -> jax.Array:
+def apply_rope(
+    x: jax.Array, positions: jax.Array, base: float, scale: float = 1.0, table: jax.Array | None = None
+) -> jax.Array:
     """Rotary embedding, 'rotate half' layout (as HF Gemma/Llama): x [B, T, *, H], positions [B, T].
 
     table: rope_table(n, H, base, scale) with n above every position, to look the sin and cos up rather

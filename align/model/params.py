@@ -23,8 +23,14 @@ def flat_params(model: nnx.Module) -> dict[str, jax.Array]:
     return {_key(path): var[...] for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param))}
 
 
-def from_flat(config: ModelConfig, flat: Mapping[str, np.ndarray], *, param_dtype=jnp.float32,
-              dtype=jnp.float32, source: str = "checkpoint") -> Decoder:
+def from_flat(
+    config: ModelConfig,
+    flat: Mapping[str, np.ndarray],
+    *,
+    param_dtype=jnp.float32,
+    dtype=jnp.float32,
+    source: str = "checkpoint",
+) -> Decoder:
     """A Decoder whose parameters are `flat` (shapes checked), built abstractly so nothing is
     initialised twice."""
     abstract = nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0), param_dtype=param_dtype, dtype=dtype))
@@ -36,8 +42,9 @@ def from_flat(config: ModelConfig, flat: Mapping[str, np.ndarray], *, param_dtyp
             raise KeyError(f"{source}: parameter {key!r} is missing")
         arr = remaining.pop(key)
         if tuple(arr.shape) != tuple(var.shape):
-            raise InvalidInput(f"{source}: {key} has shape {tuple(arr.shape)}, "
-                               f"the config expects {tuple(var.shape)}")
+            raise InvalidInput(
+                f"{source}: {key} has shape {tuple(arr.shape)}, the config expects {tuple(var.shape)}"
+            )
         var.set_value(jnp.asarray(arr, dtype=param_dtype))
     if remaining:
         raise KeyError(f"{source}: unexpected parameters {sorted(remaining)[:5]}")

@@ -67,8 +67,11 @@ def streamed_token_logprobs(
 
     Vc = min(vocab_chunk, V)
     n_full = V // Vc
-    carry = (jnp.full((C,), -jnp.inf, jnp.float32), jnp.zeros((C,), jnp.float32),
-             jnp.zeros((C,), jnp.float32))
+    carry = (
+        jnp.full((C,), -jnp.inf, jnp.float32),
+        jnp.zeros((C,), jnp.float32),
+        jnp.zeros((C,), jnp.float32),
+    )
 
     def step(c, start):  # a slice of the table, not a reshaped copy of it when Vc does not divide V
         return block(c, jax.lax.dynamic_slice_in_dim(unembed, start, Vc), start), None

@@ -80,6 +80,7 @@ def _fits(spec: P, shape, mesh: Mesh) -> P:
 
 def state_shardings(state: nnx.State, mesh: Mesh, rules=LOGICAL_RULES):
     """NamedShardings for every Variable in `state`, from its `axes` metadata (replicated if none)."""
+
     def one(var):
         names = var.get_metadata().get("axes") or (None,) * len(var.shape)
         return NamedSharding(mesh, _fits(logical_to_spec(names, rules), var.shape, mesh))

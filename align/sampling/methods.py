@@ -142,8 +142,9 @@ def _gumbel(rng: jax.Array, shape: tuple[int, int], vocab_major: bool) -> jax.Ar
     return jax.vmap(draw, out_axes=1 if vocab_major else 0)(rng)
 
 
-def sample_next(logits: jax.Array, rng: jax.Array, config: SamplingConfig, *,
-                vocab_major: bool = False) -> tuple[jax.Array, jax.Array]:
+def sample_next(
+    logits: jax.Array, rng: jax.Array, config: SamplingConfig, *, vocab_major: bool = False
+) -> tuple[jax.Array, jax.Array]:
     """logits [B, V] ([V, B] if vocab_major) -> (token [B], its log-prob under softmax(logits / T) [B]).
 
     The log-prob is logit[token] / T - logsumexp(logits / T): the full [B, V] log-softmax is never

@@ -57,8 +57,17 @@ def _is_stop(token, config: SamplingConfig):
     return jnp.any(token[:, None] == stops[None, :], axis=-1)
 
 
-def _generate(graphdef, state, prompt, lengths, rng, config: SamplingConfig, cache_dtype,
-              cpu_layout: bool, out_first_weights: bool = False) -> SampleResult:
+def _generate(
+    graphdef,
+    state,
+    prompt,
+    lengths,
+    rng,
+    config: SamplingConfig,
+    cache_dtype,
+    cpu_layout: bool,
+    out_first_weights: bool = False,
+) -> SampleResult:
     model = nnx.merge(graphdef, state)
     B, P = prompt.shape
     M = config.max_new_tokens
@@ -80,9 +89,14 @@ def _generate(graphdef, state, prompt, lengths, rng, config: SamplingConfig, cac
     first, first_lp = next_token(last_hidden, sub)
     done = _is_stop(first, config)
     state0 = _LoopState(
-        step=jnp.ones((), jnp.int32), cache=out.cache, last=first,
+        step=jnp.ones((), jnp.int32),
+        cache=out.cache,
+        last=first,
         tokens=jnp.full((B, M), config.pad_id, jnp.int32).at[:, 0].set(first),
-        logprobs=jnp.zeros((B, M), jnp.float32).at[:, 0].set(first_lp), done=done, rng=rng)
+        logprobs=jnp.zeros((B, M), jnp.float32).at[:, 0].set(first_lp),
+        done=done,
+        rng=rng,
+    )
 
     def cond(s: _LoopState):
         return (s.step < M) & ~jnp.all(s.done)
@@ -94,9 +108,15 @@ def _generate(graphdef, state, prompt, lengths, rng, config: SamplingConfig, cac
         tok, lp = next_token(o.hidden[:, 0], sub)
         tok = jnp.where(s.done, config.pad_id, tok)
         lp = jnp.where(s.done, 0.0, lp)
-        return _LoopState(step=s.step + 1, cache=o.cache, last=tok, tokens=s.tokens.at[:, s.step].set(tok),
-                          logprobs=s.logprobs.at[:, s.step].set(lp), done=s.done | _is_stop(tok, config),
-                          rng=rng)
+        return _LoopState(
+            step=s.step + 1,
+            cache=o.cache,
+            last=tok,
+            tokens=s.tokens.at[:, s.step].set(tok),
+            logprobs=s.logprobs.at[:, s.step].set(lp),
+            done=s.done | _is_stop(tok, config),
+            rng=rng,
+        )
 
     final = jax.lax.while_loop(cond, body, state0)
     # length = index of the first stop token + 1, or M when none was emitted
@@ -106,8 +126,9 @@ def _generate(graphdef, state, prompt, lengths, rng, config: SamplingConfig, cac
 
 
 # One jitted function for every model and config: jit's own cache keys on (graphdef, config, shapes).
-_generate_jit = jax.jit(_generate, static_argnames=("graphdef", "config", "cache_dtype", "cpu_layout",
-                                                   "out_first_weights"))
+_generate_jit = jax.jit(
+    _generate, static_argnames=("graphdef", "config", "cache_dtype", "cpu_layout", "out_first_weights")
+)
 
 
 def _on_cpu(state) -> bool:
@@ -130,17 +151,28 @@ def _check_lengths(lengths, P: int, M: int, max_seq_len: int) -> None:
     n = np.asarray(lengths)
     bad = np.flatnonzero((n < 1) | (n > P))
     if bad.size:
-        raise ValueError(f"prompt_lengths must be in [1, P={P}]; rows {bad.tolist()} have lengths "
-                         f"{n[bad].tolist()}")
+        raise ValueError(
+            f"prompt_lengths must be in [1, P={P}]; rows {bad.tolist()} have lengths {n[bad].tolist()}"
+        )
     bad = np.flatnonzero(n + M > max_seq_len)
     if bad.size:
-        raise ValueError(f"prompt length + max_new_tokens={M} exceeds the model's max_seq_len={max_seq_len} "
-                         f"in rows {bad.tolist()} (prompt lengths {n[bad].tolist()})")
+        raise ValueError(
+            f"prompt length + max_new_tokens={M} exceeds the model's max_seq_len={max_seq_len} "
+            f"in rows {bad.tolist()} (prompt lengths {n[bad].tolist()})"
+        )
 
 
-def generate(model: Decoder, prompt_tokens, prompt_lengths, config: SamplingConfig, rng=None,
-             *, cache_dtype=jnp.float32, cpu_layout: bool | None = None,
-             out_first_weights: bool = False) -> SampleResult:
+def generate(
+    model: Decoder,
+    prompt_tokens,
+    prompt_lengths,
+    config: SamplingConfig,
+    rng=None,
+    *,
+    cache_dtype=jnp.float32,
+    cpu_layout: bool | None = None,
+    out_first_weights: bool = False,
+) -> SampleResult:
     """Sample `config.max_new_tokens` tokens after each right-padded prompt [B, P] of length [B].
 
     rng: one key for the batch, or one key per row ([B] typed or [B, 2] raw keys); with per-row keys a
@@ -158,15 +190,25 @@ def generate(model: Decoder, prompt_tokens, prompt_lengths, config: SamplingConf
     prompt = jnp.asarray(prompt_tokens, jnp.int32)
     lengths = jnp.asarray(prompt_lengths, jnp.int32)
     if prompt.ndim != 2 or lengths.shape != prompt.shape[:1]:
-        raise ValueError(f"prompt_tokens must be [B, P] and prompt_lengths [B]; "
-                         f"got {prompt.shape}, {lengths.shape}")
+        raise ValueError(
+            f"prompt_tokens must be [B, P] and prompt_lengths [B]; got {prompt.shape}, {lengths.shape}"
+        )
     if is_row_keys(rng) and rng.shape[0] != prompt.shape[0]:
         raise ValueError(f"{rng.shape[0]} per-row keys for {prompt.shape[0]} rows")
     _check_lengths(lengths, prompt.shape[1], config.max_new_tokens, model.config.max_seq_len)
     graphdef, state = nnx.split(model)
     cpu_layout = _on_cpu(state) if cpu_layout is None else cpu_layout
-    return _generate_jit(graphdef, state, prompt, lengths, rng, config=config, cache_dtype=cache_dtype,
-                         cpu_layout=cpu_layout, out_first_weights=cpu_layout and out_first_weights)
+    return _generate_jit(
+        graphdef,
+        state,
+        prompt,
+        lengths,
+        rng,
+        config=config,
+        cache_dtype=cache_dtype,
+        cpu_layout=cpu_layout,
+        out_first_weights=cpu_layout and out_first_weights,
+    )
 
 
 def compiled_count() -> int:

@@ -21,8 +21,9 @@ def bucket(n: int, minimum: int = 16) -> int:
     return size
 
 
-def pad_prompts(ids: Sequence[Sequence[int]], pad_id: int, rows: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def pad_prompts(
+    ids: Sequence[Sequence[int]], pad_id: int, rows: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Token lists -> right-padded int32 tokens [rows, bucket(longest)] and lengths [rows].
 
     rows (default len(ids)) may exceed len(ids) to keep one compiled batch shape; the filler rows are a
@@ -41,18 +42,27 @@ def pad_prompts(ids: Sequence[Sequence[int]], pad_id: int, rows: int | None = No
 
 def encode_prompts(tokenizer: Tokenizer, prompts: Sequence[str], *, chat: bool) -> list[list[int]]:
     if chat:
-        return [list(tokenizer.encode_chat([{"role": "user", "content": p}],
-                                           add_generation_prompt=True).tokens)
-                for p in prompts]
+        return [
+            list(tokenizer.encode_chat([{"role": "user", "content": p}], add_generation_prompt=True).tokens)
+            for p in prompts
+        ]
     return [tokenizer.encode(p, add_bos=True) for p in prompts]
 
 
-def generate_text(model: Decoder, tokenizer: Tokenizer, prompts: Sequence[str], config: SamplingConfig, *,
-                  seed: int = 0, chat: bool = False) -> tuple[list[str], SampleResult]:
+def generate_text(
+    model: Decoder,
+    tokenizer: Tokenizer,
+    prompts: Sequence[str],
+    config: SamplingConfig,
+    *,
+    seed: int = 0,
+    chat: bool = False,
+) -> tuple[list[str], SampleResult]:
     """Generate one completion per prompt; stop tokens default to the tokenizer's (eos, end_of_turn)."""
     if not config.stop_ids:
-        config = SamplingConfig(**{**config.__dict__, "stop_ids": tokenizer.stop_ids,
-                                   "pad_id": tokenizer.pad_id})
+        config = SamplingConfig(
+            **{**config.__dict__, "stop_ids": tokenizer.stop_ids, "pad_id": tokenizer.pad_id}
+        )
     ids = encode_prompts(tokenizer, prompts, chat=chat)
     tokens, lengths = pad_prompts(ids, tokenizer.pad_id)
     res = generate(model, tokens, lengths, config, jax.random.PRNGKey(seed))

@@ -84,10 +84,20 @@ def code_version() -> dict:
         out = {"align": None}
     root = Path(__file__).resolve().parents[2]
     try:
-        out["git"] = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True,
-                                    text=True, timeout=5).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False,
-                                cwd=root, capture_output=True, text=True, timeout=5).stdout
+        out["git"] = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            check=False,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout
         out["dirty"] = bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         out["git"] = None
@@ -110,13 +120,20 @@ class Checkpointer:
     """Keeps the last `keep` checkpoints of one run; saves asynchronously (device-to-host copy blocks,
     the file writes do not)."""
 
-    def __init__(self, directory: str | os.PathLike, *, keep: int = 2, async_save: bool = True,
-                 manifest: Mapping | None = None):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        keep: int = 2,
+        async_save: bool = True,
+        manifest: Mapping | None = None,
+    ):
         self.directory = Path(directory).absolute()
         self.base_manifest = _jsonable(dict(manifest or {}))
         self._code = code_version()
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
-                                               create=True)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, enable_async_checkpointing=async_save, create=True
+        )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
@@ -125,8 +142,14 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
-    def save(self, state: TrainState, *, data_position: Mapping | None = None, extra: Mapping | None = None,
-             force: bool = True) -> bool:
+    def save(
+        self,
+        state: TrainState,
+        *,
+        data_position: Mapping | None = None,
+        extra: Mapping | None = None,
+        force: bool = True,
+    ) -> bool:
         """Save `state` under its step; False when that step is already saved."""
         step = int(jax.device_get(state.step))
         if step in self.manager.all_steps():
@@ -141,8 +164,13 @@ class Checkpointer:
             "saved_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             **_jsonable(dict(extra or {})),
         }
-        return self.manager.save(step, force=force, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(flatten_state(state)), manifest=ocp.args.JsonSave(manifest)))
+        return self.manager.save(
+            step,
+            force=force,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(flatten_state(state)), manifest=ocp.args.JsonSave(manifest)
+            ),
+        )
 
     def read_manifest(self, step: int | None = None) -> dict | None:
         step = self.latest_step() if step is None else step
@@ -158,19 +186,33 @@ class Checkpointer:
             abstract = with_shardings(abstract, shardings)
         else:
             device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-            abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-                                    abstract)
-        out = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(flatten_state(abstract)), manifest=ocp.args.JsonRestore()))
+            abstract = jax.tree.map(
+                lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract
+            )
+        out = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(flatten_state(abstract)), manifest=ocp.args.JsonRestore()
+            ),
+        )
         state = unflatten_state(abstract_state, out.state)
         manifest = dict(out.manifest)
-        changes = [c for section in RUN_SECTIONS if section in self.base_manifest and section in manifest
-                   for c in manifest_changes(manifest[section], self.base_manifest[section], section + ".")]
+        changes = [
+            c
+            for section in RUN_SECTIONS
+            if section in self.base_manifest and section in manifest
+            for c in manifest_changes(manifest[section], self.base_manifest[section], section + ".")
+        ]
         if changes:
             # Warned, not refused: extending a run (more steps) is a legitimate change. Anything else
             # means the resumed state was trained under another config than the one now written.
-            log.warning("%s/%d was saved under another config; resuming with %d change(s): %s",
-                        self.directory, step, len(changes), "; ".join(changes))
+            log.warning(
+                "%s/%d was saved under another config; resuming with %d change(s): %s",
+                self.directory,
+                step,
+                len(changes),
+                "; ".join(changes),
+            )
         return Restored(state=state, manifest=manifest, step=step, config_changes=changes)
 
     def restore_latest(self, abstract_state: TrainState, shardings: Any = None) -> Restored | None:

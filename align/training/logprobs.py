@@ -86,8 +86,10 @@ def _tile_logits_fwd(hidden, unembed):
 def _tile_logits_bwd(res, g):
     hidden, unembed = res
     g = g.astype(hidden.dtype)
-    return (jnp.einsum("CV,VD->CD", g, unembed, preferred_element_type=jnp.float32).astype(hidden.dtype),
-            jnp.einsum("CV,CD->VD", g, hidden, preferred_element_type=jnp.float32).astype(unembed.dtype))
+    return (
+        jnp.einsum("CV,VD->CD", g, unembed, preferred_element_type=jnp.float32).astype(hidden.dtype),
+        jnp.einsum("CV,CD->VD", g, hidden, preferred_element_type=jnp.float32).astype(unembed.dtype),
+    )
 
 
 tile_logits.defvjp(_tile_logits_fwd, _tile_logits_bwd)

@@ -93,8 +93,11 @@ class _Progress:
             return
         self.bar.update(1)
         if row:
-            self.bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}",
-                                 tok_s=f"{row.get('tokens_per_s', 0):.0f}", refresh=False)
+            self.bar.set_postfix(
+                loss=f"{row.get('loss', float('nan')):.4f}",
+                tok_s=f"{row.get('tokens_per_s', 0):.0f}",
+                refresh=False,
+            )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -109,17 +112,26 @@ def _nonfinite_message(step: int, metrics: Mapping, checkpointer: Checkpointer |
         last = checkpointer.latest_step()
         if last is not None:
             where = f"the last good checkpoint is step {last} in {checkpointer.directory}"
-    return (f"non-finite training metrics at step {step}: {values}. The update was not applied and the run "
-            f"stopped; {where}. Lower the learning rate, check the data of this step, or resume from it.")
+    return (
+        f"non-finite training metrics at step {step}: {values}. The update was not applied and the run "
+        f"stopped; {where}. Lower the learning rate, check the data of this step, or resume from it."
+    )
 
 
-def train_loop(step_fn: Callable, state: TrainState, batches: Iterator, config: LoopConfig, *,
-               checkpointer: Checkpointer | None = None,
-               evaluate: Callable[[TrainState], Mapping] | None = None,
-               writer: MetricsWriter | None = None, data_position: Mapping | None = None,
-               tokens_in: Callable[[Mapping], int] = count_tokens,
-               on_step: Callable[[int, TrainState], None] | None = None,
-               metrics_window: Mapping[str, float] | None = None) -> LoopResult:
+def train_loop(
+    step_fn: Callable,
+    state: TrainState,
+    batches: Iterator,
+    config: LoopConfig,
+    *,
+    checkpointer: Checkpointer | None = None,
+    evaluate: Callable[[TrainState], Mapping] | None = None,
+    writer: MetricsWriter | None = None,
+    data_position: Mapping | None = None,
+    tokens_in: Callable[[Mapping], int] = count_tokens,
+    on_step: Callable[[int, TrainState], None] | None = None,
+    metrics_window: Mapping[str, float] | None = None,
+) -> LoopResult:
     """Run `step_fn` from `state.step` to `config.total_steps` (see the module docstring).
 
     evaluate(state) -> {name: value} is logged with an "eval/" prefix; on_step(step, state) runs after
@@ -165,8 +177,11 @@ def train_loop(step_fn: Callable, state: TrainState, batches: Iterator, config: 
                 row = None
                 if step % config.log_every == 0 or last:
                     elapsed = time.perf_counter() - t0
-                    row = {**tracker.result(), "tokens_per_s": tokens / max(elapsed, 1e-9),
-                           "seconds": elapsed}
+                    row = {
+                        **tracker.result(),
+                        "tokens_per_s": tokens / max(elapsed, 1e-9),
+                        "seconds": elapsed,
+                    }
                     log(row)
                     tokens, t0 = 0, time.perf_counter()
                 if evaluate is not None and ((config.eval_every and step % config.eval_every == 0) or last):

@@ -65,8 +65,9 @@ class LoRA(nnx.Module):
     Also the adapter Projections.project applies on the activations (it reads a, b and scale).
     """
 
-    def __init__(self, shape: tuple[int, ...], n_in: int, config: LoRAConfig, *, rngs: nnx.Rngs,
-                 dtype=jnp.float32):
+    def __init__(
+        self, shape: tuple[int, ...], n_in: int, config: LoRAConfig, *, rngs: nnx.Rngs, dtype=jnp.float32
+    ):
         self.shape, self.scale = tuple(shape), config.scale
         i, o = math.prod(shape[:n_in]), math.prod(shape[n_in:])
         self.a = nnx.LoRAParam(jax.random.normal(rngs.params(), (i, config.rank), dtype) * i**-0.5)
@@ -98,8 +99,10 @@ class LoRADecoder(nnx.Module):
                 n_in = matrix_split(var.shape, var.get_metadata().get("axes"))
                 owner, attr = _owner(modules, name)
                 if _is_projection(owner, attr) and owner.n_in(attr) != n_in:
-                    raise ValueError(f"LoRA on {name}: matrix_split gives {n_in} input axes, its "
-                                     f"projection {owner.PROJECTIONS[attr]!r} {owner.n_in(attr)}")
+                    raise ValueError(
+                        f"LoRA on {name}: matrix_split gives {n_in} input axes, its "
+                        f"projection {owner.PROJECTIONS[attr]!r} {owner.n_in(attr)}"
+                    )
                 adapters.append(LoRA(var.shape, n_in, config, rngs=rngs))
                 paths.append(name)
         if not paths:
@@ -132,14 +135,18 @@ class LoRADecoder(nnx.Module):
         """A Decoder whose weights are W + delta (a new module: the base is left untouched)."""
         graphdef, state = nnx.split(self.base)
         deltas = dict(zip(self.paths, (a.delta() for a in self.adapters)))
-        flat = [(path, var.replace(_merge(var[...], deltas[_path(path)])) if _path(path) in deltas else var)
-                for path, var in nnx.to_flat_state(state)]
+        flat = [
+            (path, var.replace(_merge(var[...], deltas[_path(path)])) if _path(path) in deltas else var)
+            for path, var in nnx.to_flat_state(state)
+        ]
         return nnx.merge(graphdef, nnx.from_flat_state(flat), copy=True)  # copy=True: see adapted()
 
-    def __call__(self, tokens, positions, segment_ids, cache=None, *, return_logits: bool = True,
-                 attn_mask=None):
-        return self.adapted()(tokens, positions, segment_ids, cache, return_logits=return_logits,
-                              attn_mask=attn_mask)
+    def __call__(
+        self, tokens, positions, segment_ids, cache=None, *, return_logits: bool = True, attn_mask=None
+    ):
+        return self.adapted()(
+            tokens, positions, segment_ids, cache, return_logits=return_logits, attn_mask=attn_mask
+        )
 
     def hidden(self, tokens, positions, segment_ids, *, attn_mask=None) -> jax.Array:
         return self.adapted().hidden(tokens, positions, segment_ids, attn_mask=attn_mask)

@@ -38,8 +38,10 @@ class OptimConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"OptimConfig.schedule={self.schedule!r}: expected one of {SCHEDULES}")
         if not 0 <= self.warmup_steps <= self.total_steps:
-            raise ValueError(f"OptimConfig: warmup_steps={self.warmup_steps} must lie in [0, total_steps="
-                             f"{self.total_steps}]")
+            raise ValueError(
+                f"OptimConfig: warmup_steps={self.warmup_steps} must lie in [0, total_steps="
+                f"{self.total_steps}]"
+            )
 
 
 def learning_rate_schedule(config: OptimConfig) -> optax.Schedule:
@@ -75,8 +77,16 @@ def make_optimizer(config: OptimConfig, *, trainable_mask: Any = None) -> optax.
     if config.clip_norm is not None:
         # Clip the global norm before Adam: the norm is of the raw (accumulated) gradient.
         parts.append(optax.clip_by_global_norm(config.clip_norm))
-    parts.append(optax.adamw(learning_rate_schedule(config), b1=config.b1, b2=config.b2, eps=config.eps,
-                             weight_decay=config.weight_decay, mask=decay_mask))
+    parts.append(
+        optax.adamw(
+            learning_rate_schedule(config),
+            b1=config.b1,
+            b2=config.b2,
+            eps=config.eps,
+            weight_decay=config.weight_decay,
+            mask=decay_mask,
+        )
+    )
     tx = optax.chain(*parts)
     if trainable_mask is None:
         return tx
@@ -85,6 +95,7 @@ def make_optimizer(config: OptimConfig, *, trainable_mask: Any = None) -> optax.
 
 
 # ---- trainable filters (nnx filters for align.training.state.split_model) ---------------------
+
 
 def trainable_filter(kind: str = "all"):
     """An nnx filter for the trainable Variables.
@@ -109,6 +120,6 @@ def excluding(filter_, *path_suffixes: tuple[str, ...]):
 
     def ends_with(path, _value) -> bool:
         names = tuple(str(p) for p in path)
-        return any(names[-len(s):] == s for s in suffixes)
+        return any(names[-len(s) :] == s for s in suffixes)
 
     return nnx.All(filter_, nnx.Not(ends_with))

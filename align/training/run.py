@@ -71,8 +71,9 @@ def load_model(options: ModelOptions):
 
             config, tokenizer = ModelConfig.tiny(vocab_size=TINY_VOCAB_SIZE), Tokenizer(tiny_tokenizer())
         elif options.tokenizer is None:
-            raise InvalidInput(f"model.spec {options.spec!r} needs model.tokenizer "
-                               "(a tokenizer file or directory)")
+            raise InvalidInput(
+                f"model.spec {options.spec!r} needs model.tokenizer (a tokenizer file or directory)"
+            )
         else:
             config, tokenizer = PRESETS[name](), load_tokenizer(options.tokenizer)
         # Built eagerly: one small cached kernel per distinct weight shape. Compiling the whole
@@ -129,8 +130,9 @@ class TrainOptions:
 
     def __post_init__(self):
         if self.batch_size % self.grad_accum:
-            raise ValueError(f"train.batch_size={self.batch_size} is not a multiple of "
-                             f"grad_accum={self.grad_accum}")
+            raise ValueError(
+                f"train.batch_size={self.batch_size} is not a multiple of grad_accum={self.grad_accum}"
+            )
         if self.trainable is None:
             # Resolved here, so every reader of train.trainable (and the dumped config.yaml) sees the
             # choice: setting only `lora` means LoRA, not full fine-tuning plus adapters (LoRAParam is
@@ -159,15 +161,27 @@ def with_lora(model: nnx.Module, train: TrainOptions) -> nnx.Module:
         return model
     if train.trainable != "lora":
         # Kept, not refused: it is an explicit choice, and runs saved with it must still resume.
-        log.warning("train.lora with train.trainable=%r: the base weights train too (full fine-tuning "
-                    "plus adapters); leave trainable unset or set it to 'lora' to train only the "
-                    "adapters", train.trainable)
+        log.warning(
+            "train.lora with train.trainable=%r: the base weights train too (full fine-tuning "
+            "plus adapters); leave trainable unset or set it to 'lora' to train only the "
+            "adapters",
+            train.trainable,
+        )
     return add_lora(model, train.lora, seed=train.seed)
 
 
-def prepare_run(model: nnx.Module, optimizer: optax.GradientTransformation, loss_fn: LossFn, *,
-                run_dir: str | Path, train: TrainOptions, mesh, trainable=None,
-                manifest: Mapping | None = None, learning_rate: optax.Schedule | None = None) -> Run:
+def prepare_run(
+    model: nnx.Module,
+    optimizer: optax.GradientTransformation,
+    loss_fn: LossFn,
+    *,
+    run_dir: str | Path,
+    train: TrainOptions,
+    mesh,
+    trainable=None,
+    manifest: Mapping | None = None,
+    learning_rate: optax.Schedule | None = None,
+) -> Run:
     """State (sharded over `mesh`), jitted train/eval steps, checkpointer and writer; resumes if possible.
 
     trainable: an nnx filter; default trainable_filter(train.trainable).
@@ -178,27 +192,47 @@ def prepare_run(model: nnx.Module, optimizer: optax.GradientTransformation, loss
     state = create_train_state(model, optimizer, seed=train.seed, trainable=trainable)
     shardings = train_state_shardings(state, mesh)
     state = jax.device_put(state, shardings)
-    checkpointer = Checkpointer(run_dir / "checkpoints", keep=train.keep_checkpoints,
-                                async_save=train.async_checkpoints, manifest=manifest)
-    run = Run(state=state, step_fn=None, eval_fn=None, checkpointer=checkpointer,
-              writer=MetricsWriter(run_dir / "metrics.jsonl", run_dir / "tb"), mesh=mesh, run_dir=run_dir,
-              train=train)
+    checkpointer = Checkpointer(
+        run_dir / "checkpoints",
+        keep=train.keep_checkpoints,
+        async_save=train.async_checkpoints,
+        manifest=manifest,
+    )
+    run = Run(
+        state=state,
+        step_fn=None,
+        eval_fn=None,
+        checkpointer=checkpointer,
+        writer=MetricsWriter(run_dir / "metrics.jsonl", run_dir / "tb"),
+        mesh=mesh,
+        run_dir=run_dir,
+        train=train,
+    )
     restored = checkpointer.restore_latest(state, shardings)
     if restored is not None:
-        run.state, run.data_position, run.resumed_from = restored.state, restored.manifest["data_position"], \
-            restored.step
+        run.state, run.data_position, run.resumed_from = (
+            restored.state,
+            restored.manifest["data_position"],
+            restored.step,
+        )
         # Checkpoints written before the window was saved have none: that row then covers fewer steps.
         run.metrics_window = restored.manifest.get("metrics_window")
         log.info("resuming from step %d (%s)", restored.step, checkpointer.directory)
     run.writer.truncate_after(run.resumed_from or 0)
-    run.step_fn = make_train_step(loss_fn, optimizer, grad_accum=train.grad_accum,
-                                  shardings=(shardings, batch_sharding(mesh, 1)), learning_rate=learning_rate)
+    run.step_fn = make_train_step(
+        loss_fn,
+        optimizer,
+        grad_accum=train.grad_accum,
+        shardings=(shardings, batch_sharding(mesh, 1)),
+        learning_rate=learning_rate,
+    )
     run.eval_fn = make_eval_step(loss_fn)
     return run
 
 
-def evaluate(eval_fn: Callable, state: TrainState, batches: Iterable[Mapping],
-             limit: int | None = None) -> dict:
+def evaluate(
+    eval_fn: Callable, state: TrainState, batches: Iterable[Mapping], limit: int | None = None
+) -> dict:
     """Weighted means of the loss's metrics over `batches` (at most `limit` of them)."""
     sums = None
     for i, batch in enumerate(batches):
@@ -211,15 +245,27 @@ def evaluate(eval_fn: Callable, state: TrainState, batches: Iterable[Mapping],
     return {k: float(v) for k, v in finalize(sums).items()}
 
 
-def fit(run: Run, make_batches: Callable[[Mapping | None], Iterator], loop: LoopConfig,
-        evaluate_fn: Callable[[TrainState], Mapping] | None = None,
-        on_step: Callable[[int, TrainState], None] | None = None) -> LoopResult:
+def fit(
+    run: Run,
+    make_batches: Callable[[Mapping | None], Iterator],
+    loop: LoopConfig,
+    evaluate_fn: Callable[[TrainState], Mapping] | None = None,
+    on_step: Callable[[int, TrainState], None] | None = None,
+) -> LoopResult:
     """train_loop from the run's (possibly resumed) state and data position."""
     try:
-        result = train_loop(run.step_fn, run.state, make_batches(run.data_position), loop,
-                            checkpointer=run.checkpointer, evaluate=evaluate_fn, writer=run.writer,
-                            data_position=run.data_position, on_step=on_step,
-                            metrics_window=run.metrics_window)
+        result = train_loop(
+            run.step_fn,
+            run.state,
+            make_batches(run.data_position),
+            loop,
+            checkpointer=run.checkpointer,
+            evaluate=evaluate_fn,
+            writer=run.writer,
+            data_position=run.data_position,
+            on_step=on_step,
+            metrics_window=run.metrics_window,
+        )
     finally:
         run.writer.close()
     run.state, run.data_position = result.state, result.data_position

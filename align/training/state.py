@@ -43,22 +43,36 @@ def split_model(model: nnx.Module, trainable=nnx.Param) -> tuple[nnx.GraphDef, n
     return graphdef, params, frozen
 
 
-def create_train_state(model: nnx.Module, optimizer: optax.GradientTransformation, *, seed: int = 0,
-                       trainable=nnx.Param) -> TrainState:
+def create_train_state(
+    model: nnx.Module, optimizer: optax.GradientTransformation, *, seed: int = 0, trainable=nnx.Param
+) -> TrainState:
     """A fresh state at step 0 around an existing (e.g. pretrained) model."""
     graphdef, params, frozen = split_model(model, trainable)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                      rng=jax.random.PRNGKey(seed), frozen=frozen, graphdef=graphdef)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=optimizer.init(params),
+        rng=jax.random.PRNGKey(seed),
+        frozen=frozen,
+        graphdef=graphdef,
+    )
 
 
-def abstract_train_state(make_model: Callable[[], nnx.Module], optimizer: optax.GradientTransformation, *,
-                         trainable=nnx.Param) -> TrainState:
+def abstract_train_state(
+    make_model: Callable[[], nnx.Module], optimizer: optax.GradientTransformation, *, trainable=nnx.Param
+) -> TrainState:
     """The state's shapes and dtypes (jax.ShapeDtypeStruct leaves) without allocating anything."""
     abstract_model = nnx.eval_shape(make_model)
     graphdef, params, frozen = split_model(abstract_model, trainable)
     opt_state = jax.eval_shape(optimizer.init, params)
-    return TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params, opt_state=opt_state,
-                      rng=jax.ShapeDtypeStruct((2,), jnp.uint32), frozen=frozen, graphdef=graphdef)
+    return TrainState(
+        step=jax.ShapeDtypeStruct((), jnp.int32),
+        params=params,
+        opt_state=opt_state,
+        rng=jax.ShapeDtypeStruct((2,), jnp.uint32),
+        frozen=frozen,
+        graphdef=graphdef,
+    )
 
 
 def _is_variable(x) -> bool:
@@ -91,8 +105,15 @@ def shard_train_state(state: TrainState, mesh: Mesh, rules=LOGICAL_RULES) -> Tra
     return jax.device_put(state, train_state_shardings(state, mesh, rules))
 
 
-def sharded_train_state(make_model: Callable[[], nnx.Module], optimizer: optax.GradientTransformation,
-                        mesh: Mesh, *, seed: int = 0, trainable=nnx.Param, rules=LOGICAL_RULES) -> TrainState:
+def sharded_train_state(
+    make_model: Callable[[], nnx.Module],
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    *,
+    seed: int = 0,
+    trainable=nnx.Param,
+    rules=LOGICAL_RULES,
+) -> TrainState:
     """Initialise directly sharded: eval_shape -> shardings -> jit(init, out_shardings).
 
     The full model is never materialised on one device (nanodo's _init_train_state, in NNX form).

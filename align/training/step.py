@@ -33,10 +33,12 @@ LossFn = Callable[[nnx.Module, Mapping[str, jax.Array], jax.Array], tuple[jax.Ar
 
 def split_micro_batches(batch: Mapping[str, jax.Array], grad_accum: int) -> dict[str, jax.Array]:
     """[B, ...] -> [A, B/A, ...] with micro-batch i = rows i, i+A, i+2A, ..."""
+
     def one(x):
         if x.shape[0] % grad_accum:
-            raise ValueError(f"batch of {x.shape[0]} rows does not split into "
-                             f"grad_accum={grad_accum} micro-batches")
+            raise ValueError(
+                f"batch of {x.shape[0]} rows does not split into grad_accum={grad_accum} micro-batches"
+            )
         x = x.reshape((x.shape[0] // grad_accum, grad_accum) + x.shape[1:])  # [B/A, A, ...]
         return jnp.swapaxes(x, 0, 1)  # [A, B/A, ...]
 
@@ -45,6 +47,7 @@ def split_micro_batches(batch: Mapping[str, jax.Array], grad_accum: int) -> dict
 
 def _micro_grads(loss_fn: LossFn, state: TrainState, batch, rng):
     """(weighted gradient sums, weighted metric sums) of one micro-batch."""
+
     def weighted_loss(params):
         loss, metrics = loss_fn(nnx.merge(state.graphdef, params, state.frozen), batch, rng)
         # The weight is data (a token count), not a function of the params.
@@ -65,8 +68,9 @@ def accumulate_gradients(loss_fn: LossFn, state: TrainState, batch, rng, grad_ac
         rngs = jax.random.split(rng, grad_accum)
         first = jax.tree.map(lambda x: x[0], micro)
         # Shapes of one micro-batch's outputs, to start the carry at zero.
-        zeros = jax.tree.map(jnp.zeros_like,
-                             jax.eval_shape(lambda b, r: _micro_grads(loss_fn, state, b, r), first, rngs[0]))
+        zeros = jax.tree.map(
+            jnp.zeros_like, jax.eval_shape(lambda b, r: _micro_grads(loss_fn, state, b, r), first, rngs[0])
+        )
 
         def body(carry, xs):
             g, s = _micro_grads(loss_fn, state, *xs)
@@ -84,9 +88,15 @@ def _select(pred, new, old):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
-def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *, grad_accum: int = 1,
-                    shardings: tuple[Any, Any] | None = None, learning_rate: optax.Schedule | None = None,
-                    donate: bool = True):
+def make_train_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    grad_accum: int = 1,
+    shardings: tuple[Any, Any] | None = None,
+    learning_rate: optax.Schedule | None = None,
+    donate: bool = True,
+):
     """The jitted step. Built once; donated state; compiled once per batch shape.
 
     Args:
@@ -127,6 +137,7 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
 
 def make_eval_step(loss_fn: LossFn):
     """jit(state, batch) -> metric sums (weighted, see align.training.metrics) with rng fixed at 0."""
+
     @jax.jit
     def evaluate(state: TrainState, batch):
         _, metrics = loss_fn(state.model(), batch, jax.random.PRNGKey(0))

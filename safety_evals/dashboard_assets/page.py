@@ -112,11 +112,11 @@ def _csp() -> str:
 def page(title_html: str, subtitle_html: str, body_html: str, data: object) -> str:
     """The whole document; title/subtitle/body must already be escaped HTML."""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_csp()}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title_html}</title><style>{CSS}</style></head><body>"
-        f"<header><h1>{title_html}</h1><div class=\"sub\">{subtitle_html}</div></header><main>"
+        f'<header><h1>{title_html}</h1><div class="sub">{subtitle_html}</div></header><main>'
         '<p><input id="filter" type="search" list="metric-names" '
         'placeholder="filter metrics (e.g. toxicity)" '
         'aria-label="filter metrics"><datalist id="metric-names"></datalist> '

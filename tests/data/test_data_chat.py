@@ -134,8 +134,11 @@ def test_segments_tokenize_like_the_whole_string(tok):
 def test_tokens_equal_the_whole_string_when_the_system_text_starts_with_whitespace(hf_tiny, tok, system):
     """The system text is not stripped, so it can merge with the header's newline: the tokens must still be
     those of the whole rendered string (what apply_chat_template gives), with the spans kept exact."""
-    chat = [{"role": "system", "content": system}, {"role": "user", "content": "Hi"}, {"role": "assistant",
-            "content": "ok"}]
+    chat = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "ok"},
+    ]
     enc = tok.encode_chat(chat)
     assert enc.tokens.tolist() == list(hf_tiny.apply_chat_template(chat, tokenize=True)["input_ids"])
     assert tok.decode(enc.tokens[enc.role_mask("assistant")], skip_special=False) == "ok<end_of_turn>\n"

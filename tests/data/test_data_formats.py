@@ -146,10 +146,16 @@ def test_typed_parts_render_like_gemmas_template():
     """User/assistant parts are each stripped and joined; of a system message's parts the template folds in
     only the first, unstripped (google/gemma-3 chat_template: messages[0]['content'][0]['text'])."""
     parts = [{"type": "text", "text": " a "}, {"type": "text", "text": "b "}]
-    row = {"messages": [{"role": "system", "content": [{"type": "text", "text": " Be brief. "}]},
-                        {"role": "user", "content": parts}]}
-    assert normalize_row(row).messages == [{"role": "system", "content": " Be brief. "},
-                                           {"role": "user", "content": "ab"}]
+    row = {
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": " Be brief. "}]},
+            {"role": "user", "content": parts},
+        ]
+    }
+    assert normalize_row(row).messages == [
+        {"role": "system", "content": " Be brief. "},
+        {"role": "user", "content": "ab"},
+    ]
     row["messages"][0]["content"] = parts
     with pytest.raises(DataError, match="only the first") as err:
         normalize_row(row)

@@ -65,8 +65,11 @@ def test_segments_equal_whole_string_on_hh(gemma, hh_dir, tmp_path):
 @pytest.mark.parametrize("system", ["", "\n", "\nBe brief.", "  Be brief."])
 def test_chat_tokens_equal_the_whole_string_for_any_system_text(gemma, system):
     # system="" used to give [user, \n, \n\n, Hi] where the whole string gives [user, \n\n\n, Hi]
-    chat = [{"role": "system", "content": system}, {"role": "user", "content": "Hi"},
-            {"role": "assistant", "content": "Hello."}]
+    chat = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+    ]
     for messages, gen in ((chat, False), (chat[:2], True)):
         enc = gemma.encode_chat(messages, gen)
         assert enc.tokens.tolist() == gemma.encode(render_chat(messages, gen))

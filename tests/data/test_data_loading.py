@@ -73,8 +73,11 @@ def test_mixed_formats_are_an_error_unless_prompts_are_asked_for(tmp_path):
 
 def test_prompt_loads_keep_the_prompt_of_a_pair_without_preference(tmp_path):
     same_hh = "\n\nHuman: hi\n\nAssistant: yo"
-    rows = [{"chosen": same_hh, "rejected": same_hh}, {"prompt": "p", "chosen": "c", "rejected": "c"},
-            {"chosen": same_hh + "\n\nAssistant: again", "rejected": same_hh + "\n\nAssistant: again"}]
+    rows = [
+        {"chosen": same_hh, "rejected": same_hh},
+        {"prompt": "p", "chosen": "c", "rejected": "c"},
+        {"chosen": same_hh + "\n\nAssistant: again", "rejected": same_hh + "\n\nAssistant: again"},
+    ]
     path = write_jsonl(tmp_path / "d.jsonl", rows)
     recs = load_records(path, kind="prompt", skip_invalid=True)
     assert [r.prompt for r in recs] == [[{"role": "user", "content": "hi"}], "p"]

@@ -8,21 +8,36 @@ import transformers
 
 def tiny_hf_model(family: str, tmp_path, vocab_size: int = 128):
     """A random HF causal LM of `family` saved to tmp_path; returns (torch model, directory)."""
-    common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256)
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+    )
     if family == "gemma3":
-        cfg = transformers.Gemma3TextConfig(**common, sliding_window=4, query_pre_attn_scalar=24,
-                                            layer_types=["sliding_attention", "full_attention",
-                                                         "sliding_attention"],
-                                            rope_parameters={
-                                                "full_attention": {"rope_type": "linear", "rope_theta": 1e6,
-                                                                   "factor": 2.0},
-                                                "sliding_attention": {"rope_type": "default",
-                                                                      "rope_theta": 1e4}})
+        cfg = transformers.Gemma3TextConfig(
+            **common,
+            sliding_window=4,
+            query_pre_attn_scalar=24,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            rope_parameters={
+                "full_attention": {"rope_type": "linear", "rope_theta": 1e6, "factor": 2.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+            },
+        )
         model = transformers.Gemma3ForCausalLM(cfg)
     elif family == "gemma2":
-        cfg = transformers.Gemma2Config(**common, sliding_window=4, query_pre_attn_scalar=16,
-                                        attn_logit_softcapping=5.0, final_logit_softcapping=3.0)
+        cfg = transformers.Gemma2Config(
+            **common,
+            sliding_window=4,
+            query_pre_attn_scalar=16,
+            attn_logit_softcapping=5.0,
+            final_logit_softcapping=3.0,
+        )
         model = transformers.Gemma2ForCausalLM(cfg)
     elif family == "gemma":
         cfg = transformers.GemmaConfig(**common)

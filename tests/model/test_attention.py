@@ -15,13 +15,15 @@ def test_mask_written_out_by_hand():
     pos = jnp.array([[0, 1, 2, 0, 1]])
     seg = jnp.array([[1, 1, 1, 2, 2]])
     m = np.asarray(attention_mask(jnp.arange(5), pos, seg, pos, seg, window=2)[0]).astype(int)
-    expected = np.array([
-        [1, 0, 0, 0, 0],
-        [1, 1, 0, 0, 0],
-        [0, 1, 1, 0, 0],  # position 2 - 0 = 2 is outside a window of 2
-        [0, 0, 0, 1, 0],  # document b never sees document a
-        [0, 0, 0, 1, 1],
-    ])
+    expected = np.array(
+        [
+            [1, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0],
+            [0, 1, 1, 0, 0],  # position 2 - 0 = 2 is outside a window of 2
+            [0, 0, 0, 1, 0],  # document b never sees document a
+            [0, 0, 0, 1, 1],
+        ]
+    )
     np.testing.assert_array_equal(m, expected)
     # padding (segment 0) is never attended
     seg_pad = jnp.array([[1, 1, 1, 0, 0]])

@@ -39,8 +39,15 @@ def cudnn_call(monkeypatch):
 
 def _config():
     # gemma3-270m's attention shape (MQA, 4 query heads of 256) at toy width, window 16 < T.
-    return ModelConfig.tiny().replace(embed_dim=128, num_heads=4, num_kv_heads=1, head_dim=256,
-                                      hidden_dim=256, sliding_window=16, query_pre_attn_scalar=256)
+    return ModelConfig.tiny().replace(
+        embed_dim=128,
+        num_heads=4,
+        num_kv_heads=1,
+        head_dim=256,
+        hidden_dim=256,
+        sliding_window=16,
+        query_pre_attn_scalar=256,
+    )
 
 
 def _packed_batch(T=128):
@@ -55,14 +62,16 @@ def _packed_batch(T=128):
 
 def _loss_and_grads(cfg, impl, dtype, batch):
     tokens, pos, seg = batch
-    model = Decoder(cfg, rngs=nnx.Rngs(0), param_dtype=jnp.float32, dtype=dtype, attn_chunk=None,
-                    attn_impl=impl)
+    model = Decoder(
+        cfg, rngs=nnx.Rngs(0), param_dtype=jnp.float32, dtype=dtype, attn_chunk=None, attn_impl=impl
+    )
     weights = jnp.asarray((seg > 0) & (np.roll(seg, -1, 1) == seg), jnp.float32)
 
     def loss_fn(m):
         out = m(tokens, pos, seg, return_logits=False)
-        nll = chunked_weighted_nll(out.hidden, m.unembed_matrix(), jnp.roll(tokens, -1, 1), weights,
-                                   chunk_size=64)
+        nll = chunked_weighted_nll(
+            out.hidden, m.unembed_matrix(), jnp.roll(tokens, -1, 1), weights, chunk_size=64
+        )
         return nll / weights.sum(), out.hidden
 
     # jitted: run eagerly, each of the hundreds of primitives compiles its own GPU kernel first
@@ -105,8 +114,10 @@ def test_cudnn_attention_sees_the_window_and_document_boundary(cudnn_call):
     changed[1, 40] = (changed[1, 40] + 7) % 512
     moved = np.asarray(jnp.any(hidden(model, changed) != base, axis=-1)[1])
     assert not moved[:40].any()  # causal
-    assert moved[40:40 + cfg.sliding_window].all()  # inside the window (the residual stream, then attention)
-    assert not moved[40 + cfg.sliding_window:].any()  # one local layer: nothing past the window
+    assert moved[
+        40 : 40 + cfg.sliding_window
+    ].all()  # inside the window (the residual stream, then attention)
+    assert not moved[40 + cfg.sliding_window :].any()  # one local layer: nothing past the window
 
     changed = tokens.copy()
     changed[0, 10] = (changed[0, 10] + 7) % 512  # document 1 of row 0
@@ -158,8 +169,9 @@ def test_cudnn_path_under_remat_and_a_sharded_mesh_matches_xla(cudnn_call):
         return chunked_weighted_nll(out.hidden, m.unembed_matrix(), targets, weights, chunk_size=64)
 
     def run(impl, remat, mesh=None):
-        model = Decoder(cfg, rngs=nnx.Rngs(0), dtype=jnp.bfloat16, attn_chunk=None, attn_impl=impl,
-                        remat=remat)
+        model = Decoder(
+            cfg, rngs=nnx.Rngs(0), dtype=jnp.bfloat16, attn_chunk=None, attn_impl=impl, remat=remat
+        )
         args = (tokens, pos, seg)
         if mesh is not None:
             model = shard_model(model, mesh)

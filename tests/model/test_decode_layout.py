@@ -38,8 +38,10 @@ def test_for_decoding_out_first_transposes_every_projection_and_leaves_the_origi
     assert dec_attn.o.shape == (attn.o.shape[2], attn.o.shape[0], attn.o.shape[1])  # [N,H,D] -> [D,N,H]
     assert dec.layers[0].mlp.down.shape == model.layers[0].mlp.down.shape[::-1]
     np.testing.assert_array_equal(dec_attn.q[...], jnp.transpose(attn.q[...], (1, 2, 0)))
-    assert dec_attn.o.get_metadata()["axes"] == (attn.o.get_metadata()["axes"][2],
-                                                 *attn.o.get_metadata()["axes"][:2])
+    assert dec_attn.o.get_metadata()["axes"] == (
+        attn.o.get_metadata()["axes"][2],
+        *attn.o.get_metadata()["axes"][:2],
+    )
     assert dec_attn.per_query_dots and not attn.per_query_dots
     transposed = [m for _, m in nnx.iter_modules(dec) if isinstance(m, Projections)]
     assert transposed and all(m.out_first for m in transposed)
@@ -58,8 +60,9 @@ def test_decode_layout_forward_equals_the_plain_forward(out_first):
     # one cached decode step, the case it is made for
     cache = init_cache(model.config, 2, 8)
     step = lambda m: m(tokens[:, :1], positions[:, :1], segments[:, :1], cache).hidden  # noqa: E731
-    np.testing.assert_allclose(step(model.for_decoding(out_first=out_first)), step(model), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        step(model.for_decoding(out_first=out_first)), step(model), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_vocab_major_next_token_logits_are_the_transposed_logits():
@@ -68,13 +71,15 @@ def test_vocab_major_next_token_logits_are_the_transposed_logits():
     out = model(tokens, positions, segments)
     last = out.hidden[:, -1]
     np.testing.assert_allclose(model.next_token_logits(last), out.logits[:, -1], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(model.next_token_logits(last, vocab_major=True), out.logits[:, -1].T,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        model.next_token_logits(last, vocab_major=True), out.logits[:, -1].T, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_next_token_logits_are_soft_capped_like_logits():
-    model = Decoder(dataclasses.replace(ModelConfig.tiny(vocab_size=96), final_logit_softcap=0.5),
-                    rngs=nnx.Rngs(3))
+    model = Decoder(
+        dataclasses.replace(ModelConfig.tiny(vocab_size=96), final_logit_softcap=0.5), rngs=nnx.Rngs(3)
+    )
     tokens, positions, segments = _inputs()
     out = model(tokens, positions, segments)
     got = model.next_token_logits(out.hidden[:, -1], vocab_major=True)
@@ -110,8 +115,9 @@ def test_rope_from_a_table_equals_rope_computed():
     positions = jnp.asarray([[0, 5, 9], [3, 4, 11]])
     for base, scale in ((1e4, 1.0), (1e6, 8.0)):
         table = rope_table(12, 16, base, scale)
-        np.testing.assert_array_equal(apply_rope(x, positions, base, scale, table),
-                                      apply_rope(x, positions, base, scale))
+        np.testing.assert_array_equal(
+            apply_rope(x, positions, base, scale, table), apply_rope(x, positions, base, scale)
+        )
     # a rotation by the angle at each position: norms kept, position 0 untouched
     rotated = apply_rope(x, positions, 1e4, 1.0, rope_table(12, 16, 1e4))
     np.testing.assert_allclose(jnp.linalg.norm(rotated, axis=-1), jnp.linalg.norm(x, axis=-1), rtol=1e-6)

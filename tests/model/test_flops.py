@@ -28,8 +28,9 @@ def test_tiny_config_by_hand():
 def test_matches_xla_cost_analysis_of_a_forward_pass():
     """XLA counts what the dense path computes: every [T, S] score, masked or not, plus elementwise
     work. With all-global layers that is the count above with T keys per query instead of (T+1)/2."""
-    c = ModelConfig.tiny(vocab_size=2048).replace(embed_dim=256, hidden_dim=1024, head_dim=64,
-                                                  layer_types=("global", "global"), sliding_window=None)
+    c = ModelConfig.tiny(vocab_size=2048).replace(
+        embed_dim=256, hidden_dim=1024, head_dim=64, layer_types=("global", "global"), sliding_window=None
+    )
     B, T = 2, 64
     model = Decoder(c, rngs=nnx.Rngs(0), attn_chunk=None)
     graphdef, state = nnx.split(model)

@@ -21,8 +21,9 @@ def pair():
 
     gguf = Path(embedded_gguf_path())
     ours = align.load(str(gguf), with_tokenizer=False)
-    ref = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                            dtype=torch.float32)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
     tokenizer = align.load("gemma3-270m").tokenizer  # the cached conversion: same vocab, loads fast
     return ours.model, ref.eval(), tokenizer
 
@@ -52,5 +53,5 @@ def test_greedy_generation_matches_transformers(pair):
     for i, row in enumerate(ids):
         with torch.no_grad():
             out = ref.generate(torch.tensor([row]), max_new_tokens=32, do_sample=False, min_new_tokens=32)
-        expected = out[0, len(row):].tolist()
+        expected = out[0, len(row) :].tolist()
         assert np.asarray(res.tokens[i]).tolist() == expected, tok.decode(expected)

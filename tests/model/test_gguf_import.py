@@ -11,15 +11,20 @@ from align.hub import load  # noqa: E402
 
 # HF name -> GGUF name, the inverse of llama.cpp's gemma3 conversion (norms are stored as 1 + w).
 _TO_GGUF = {
-    "model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-    "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
-    "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
-    "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "self_attn.q_norm.weight": "attn_q_norm.weight",
+    "self_attn.k_norm.weight": "attn_k_norm.weight",
     "input_layernorm.weight": "attn_norm.weight",
     "post_attention_layernorm.weight": "post_attention_norm.weight",
     "pre_feedforward_layernorm.weight": "ffn_norm.weight",
     "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
-    "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
 }
 
@@ -52,7 +57,7 @@ def _write_tiny_gemma3_gguf(hf_model, path, rope_scale=None):
         if name.endswith("norm.weight"):
             arr = arr + 1.0
         if name.startswith("model.layers."):
-            i, rest = name[len("model.layers."):].split(".", 1)
+            i, rest = name[len("model.layers.") :].split(".", 1)
             gname = f"blk.{i}.{_TO_GGUF[rest]}"
         else:
             gname = _TO_GGUF[name]
@@ -70,11 +75,22 @@ def test_gguf_import_matches_transformers_gguf_loader(tmp_path):
     # global layers only) and the layer pattern (llama.cpp hard-codes 5 local : 1 global), so use local
     # layers only; below 27B llama.cpp scales queries by head_dim**-0.5 and the loader assumes 256: H = 256.
     cfg = transformers.Gemma3TextConfig(
-        vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=256, max_position_embeddings=256, sliding_window=4,
-        query_pre_attn_scalar=256, layer_types=["sliding_attention"] * 3,
-        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e6},
-                         "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}})
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=256,
+        max_position_embeddings=256,
+        sliding_window=4,
+        query_pre_attn_scalar=256,
+        layer_types=["sliding_attention"] * 3,
+        rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": 1e6},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+        },
+    )
     hf_model = transformers.Gemma3ForCausalLM(cfg).eval()
     torch.manual_seed(1)
     with torch.no_grad():
@@ -85,14 +101,16 @@ def test_gguf_import_matches_transformers_gguf_loader(tmp_path):
 
     ours = load(str(gguf_path), with_tokenizer=False).model
     assert ours.config.activation == "gelu_tanh" and ours.config.layer_types == ("local", "local", "local")
-    ref = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="tiny.gguf",
-                                                            dtype=torch.float32)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path, gguf_file="tiny.gguf", dtype=torch.float32
+    )
     tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 9)).astype(np.int32)
     with torch.no_grad():
         expected = ref.eval()(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
         original = hf_model(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
-    got = ours(jnp.asarray(tokens), jnp.broadcast_to(jnp.arange(9), (2, 9)),
-               jnp.ones((2, 9), jnp.int32)).logits
+    got = ours(
+        jnp.asarray(tokens), jnp.broadcast_to(jnp.arange(9), (2, 9)), jnp.ones((2, 9), jnp.int32)
+    ).logits
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(got, original, atol=1e-4, rtol=1e-4)
 
@@ -100,10 +118,21 @@ def test_gguf_import_matches_transformers_gguf_loader(tmp_path):
 def _random_gemma3(**overrides):
     import transformers
 
-    cfg = transformers.Gemma3TextConfig(**{
-        "vocab_size": 128, "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 6,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "query_pre_attn_scalar": 16,
-        "max_position_embeddings": 256, "sliding_window": 4, **overrides})
+    cfg = transformers.Gemma3TextConfig(
+        **{
+            "vocab_size": 128,
+            "hidden_size": 64,
+            "intermediate_size": 96,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "query_pre_attn_scalar": 16,
+            "max_position_embeddings": 256,
+            "sliding_window": 4,
+            **overrides,
+        }
+    )
     hf_model = transformers.Gemma3ForCausalLM(cfg).eval()
     torch.manual_seed(1)
     with torch.no_grad():
@@ -114,9 +143,12 @@ def _random_gemma3(**overrides):
 
 def test_gguf_rope_scaling_applies_to_global_layers_only(tmp_path):
     # gemma-3-4b's rope: linear 8.0 on the global layers. Six layers give llama.cpp's 5 local : 1 global.
-    hf_model = _random_gemma3(rope_parameters={
-        "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
-        "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}})
+    hf_model = _random_gemma3(
+        rope_parameters={
+            "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+        }
+    )
     _write_tiny_gemma3_gguf(hf_model, tmp_path / "scaled.gguf", rope_scale=8.0)
 
     ours = load(str(tmp_path / "scaled.gguf"), with_tokenizer=False).model
@@ -154,8 +186,9 @@ def _metadata_only_config(path, arch, blocks, **extra):
     return hf_config_from_gguf(gguf.GGUFReader(str(path)))
 
 
-@pytest.mark.parametrize("arch,blocks,scalar", [
-    ("gemma2", 46, 16), ("gemma2", 42, 24), ("gemma3", 62, 16), ("gemma3", 34, 24)])
+@pytest.mark.parametrize(
+    "arch,blocks,scalar", [("gemma2", 46, 16), ("gemma2", 42, 24), ("gemma3", 62, 16), ("gemma3", 34, 24)]
+)
 def test_gguf_query_scale_follows_llama_cpp(tmp_path, arch, blocks, scalar):
     # llama.cpp: 27B (gemma2: 46 blocks, gemma3: 62) scales queries by (n_embd / n_head)**-0.5 = 64 / 4,
     # every other size by head_dim**-0.5 = 24**-0.5.
@@ -165,9 +198,19 @@ def test_gguf_query_scale_follows_llama_cpp(tmp_path, arch, blocks, scalar):
 def test_gguf_rope_scaling_keys(tmp_path):
     hf = _metadata_only_config(tmp_path / "a.gguf", "gemma3", 34, rope_scaling_factor=8.0)
     assert hf["rope_scaling"] == {"rope_type": "linear", "factor": 8.0}  # type absent: llama.cpp's "linear"
-    hf = _metadata_only_config(tmp_path / "b.gguf", "gemma3", 34, rope_scaling_type=gguf.RopeScalingType.NONE,
-                               rope_scaling_factor=8.0)
+    hf = _metadata_only_config(
+        tmp_path / "b.gguf",
+        "gemma3",
+        34,
+        rope_scaling_type=gguf.RopeScalingType.NONE,
+        rope_scaling_factor=8.0,
+    )
     assert hf["rope_scaling"] is None
     with pytest.raises(ValueError, match="yarn"):
-        _metadata_only_config(tmp_path / "c.gguf", "gemma3", 34, rope_scaling_type=gguf.RopeScalingType.YARN,
-                              rope_scaling_factor=4.0)
+        _metadata_only_config(
+            tmp_path / "c.gguf",
+            "gemma3",
+            34,
+            rope_scaling_type=gguf.RopeScalingType.YARN,
+            rope_scaling_factor=4.0,
+        )

@@ -36,8 +36,9 @@ def test_every_param_has_logical_axes():
         assert axes is not None and len(axes) == var.ndim, path
 
 
-@pytest.mark.parametrize("mesh_cfg", [MeshConfig(data=2, fsdp=2, tensor=2),
-                                      MeshConfig(data=1, fsdp=4, tensor=2)])
+@pytest.mark.parametrize(
+    "mesh_cfg", [MeshConfig(data=2, fsdp=2, tensor=2), MeshConfig(data=1, fsdp=4, tensor=2)]
+)
 def test_sharded_forward_equals_unsharded(mesh_cfg):
     cfg = ModelConfig.tiny()
     ref_model = Decoder(cfg, rngs=nnx.Rngs(0))
@@ -50,7 +51,8 @@ def test_sharded_forward_equals_unsharded(mesh_cfg):
     assert q.sharding.spec == P("fsdp", "tensor", None)  # [D, N, H]
     bs = batch_sharding(mesh)
     out = nnx.jit(lambda m, t, p, s: m(t, p, s).logits)(
-        model, *(jax.device_put(x, bs) for x in (tokens, positions, segments)))
+        model, *(jax.device_put(x, bs) for x in (tokens, positions, segments))
+    )
     np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
 
 
@@ -83,8 +85,9 @@ def test_sharded_init_never_builds_unsharded_and_matches(monkeypatch):
     ref = Decoder(cfg, rngs=nnx.Rngs(0))
     state, ref_state = nnx.to_flat_state(nnx.state(model)), dict(nnx.to_flat_state(nnx.state(ref)))
     for path, var in state:  # the same numbers as an unsharded (eager) init, up to jit's float rounding
-        np.testing.assert_allclose(np.asarray(var[...]), np.asarray(ref_state[path][...]), rtol=1e-6,
-                                   atol=1e-7, err_msg=str(path))
+        np.testing.assert_allclose(
+            np.asarray(var[...]), np.asarray(ref_state[path][...]), rtol=1e-6, atol=1e-7, err_msg=str(path)
+        )
     params = dict(state)
     for path, (spec, shard) in EXPECTED.items():
         x = params[path][...]
@@ -94,7 +97,7 @@ def test_sharded_init_never_builds_unsharded_and_matches(monkeypatch):
     # The initialiser is one program compiled with these output shardings, so XLA partitions it and no
     # device ever holds the whole model: its per-device output is its shards only, and output plus
     # scratch stay below the unsharded model's size (an init without out_shardings outputs all of it).
-    (init, kwargs), = [(f, kw) for f, kw in jitted if "out_shardings" in kw]
+    ((init, kwargs),) = [(f, kw) for f, kw in jitted if "out_shardings" in kw]
     compiled = init.lower().compile()
     out = jax.tree.leaves(compiled.output_shardings)
     assert [s.spec for s in out] == [v[...].sharding.spec for _, v in state]
@@ -118,7 +121,8 @@ def test_sharded_generate_in_cpu_layout_equals_unsharded():
     model = shard_model(Decoder(cfg, rngs=nnx.Rngs(0)), mesh)
     bs = batch_sharding(mesh)
     rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*bs.spec[:1]))
-    got = generate(model, jax.device_put(tokens, bs), jax.device_put(lengths, rows), sampling,
-                   cpu_layout=True)
+    got = generate(
+        model, jax.device_put(tokens, bs), jax.device_put(lengths, rows), sampling, cpu_layout=True
+    )
     np.testing.assert_array_equal(got.tokens, want.tokens)
     np.testing.assert_allclose(got.logprobs, want.logprobs, atol=1e-5)

@@ -63,8 +63,14 @@ def test_data_error_names_file_and_line(tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
     data.write_text(json.dumps(good) + '\n{"messages": [{"role": "user", "content": 7}]}\n')
-    args = ["sft", "--config", TINY_SFT, f"output_dir={tmp_path / 'run'}", f"data.path={data}",
-            "data.skip_invalid=false"]
+    args = [
+        "sft",
+        "--config",
+        TINY_SFT,
+        f"output_dir={tmp_path / 'run'}",
+        f"data.path={data}",
+        "data.skip_invalid=false",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"align sft: error: {data}, line 2, field 'messages[0].content'" in err and "Traceback" not in err

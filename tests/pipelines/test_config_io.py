@@ -36,11 +36,20 @@ def test_unknown_top_level_key(tmp_path):
 
 
 def test_overrides_are_typed_and_checked(tmp_path):
-    path = write(tmp_path, "output_dir: out\ndata:\n  path: x.jsonl\n"
-                           "  heldout: {heldout_fraction: 0.1, seed: 3}\n")
-    config = load_config(SFTConfig, path, ["optim.learning_rate=1e-4", "train.batch_size=8",
-                                           "data.packing=true",
-                                           "train.lora={rank: 4, targets: [attn.q]}", "model.tokenizer=null"])
+    path = write(
+        tmp_path, "output_dir: out\ndata:\n  path: x.jsonl\n  heldout: {heldout_fraction: 0.1, seed: 3}\n"
+    )
+    config = load_config(
+        SFTConfig,
+        path,
+        [
+            "optim.learning_rate=1e-4",
+            "train.batch_size=8",
+            "data.packing=true",
+            "train.lora={rank: 4, targets: [attn.q]}",
+            "model.tokenizer=null",
+        ],
+    )
     assert config.optim.learning_rate == 1e-4 and isinstance(config.optim.learning_rate, float)
     assert config.train.batch_size == 8 and config.data.packing is True
     assert config.data.heldout.seed == 3 and config.data.heldout.heldout_fraction == 0.1
@@ -95,11 +104,14 @@ def _stop(*args, **kwargs):
     raise _Stop
 
 
-@pytest.mark.parametrize("name, cls, run, stop_at", [
-    ("sft", "SFTConfig", "run_sft", "load_model"),
-    ("dpo", "DPORunConfig", "run_dpo", "load_model"),
-    ("rlhf", "RLHFConfig", "run_rlhf", "load_prompts"),  # rlhf writes it after loading the tokenizer
-])
+@pytest.mark.parametrize(
+    "name, cls, run, stop_at",
+    [
+        ("sft", "SFTConfig", "run_sft", "load_model"),
+        ("dpo", "DPORunConfig", "run_dpo", "load_model"),
+        ("rlhf", "RLHFConfig", "run_rlhf", "load_prompts"),  # rlhf writes it after loading the tokenizer
+    ],
+)
 def test_run_dirs_write_config_yaml_atomically(name, cls, run, stop_at, tmp_path, monkeypatch):
     import importlib
     import os

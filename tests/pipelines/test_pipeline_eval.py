@@ -97,11 +97,14 @@ def test_the_card_says_how_generation_prompts_were_wrapped(tmp_path, config, say
 
 def test_the_card_marks_wilson_intervals(tmp_path):
     data = results.DataInfo("d.jsonl", "ab" * 32, 20)
-    metrics = {"rate": results.mean_metric([0] * 20, higher_is_better=False),  # a proportion: Wilson
-               "score": results.mean_metric([0.1, 0.3, 0.2], higher_is_better=True)}  # bootstrap
+    metrics = {
+        "rate": results.mean_metric([0] * 20, higher_is_better=False),  # a proportion: Wilson
+        "score": results.mean_metric([0.1, 0.3, 0.2], higher_is_better=True),
+    }  # bootstrap
     suite = results.run_suite("1", lambda: results.SuiteResult(data, metrics))
-    doc = results.build_document(model=results.model_record("m", None, variant="chat"), config={},
-                                 suites={"x": suite})
+    doc = results.build_document(
+        model=results.model_record("m", None, variant="chat"), config={}, suites={"x": suite}
+    )
     results.write_atomic(tmp_path / "r.json", doc)
     loaded = load_results(tmp_path / "r.json")
     assert [m.ci_method for m in loaded.metrics().values()] == ["wilson", "bootstrap"]

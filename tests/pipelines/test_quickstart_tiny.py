@@ -83,7 +83,8 @@ def test_rerun_skips_finished_stages_and_redoes_only_missing_ones(finished):
 def test_per_variant_rl_stages_take_each_variants_mixture_system_prompt_and_reward_weights(tmp_path):
     rms = "[{name: helpfulness, weight: 1.0}, {name: harmlessness, weight: 1.0}]"
     config = load_config(
-        QuickstartConfig, CONFIG,
+        QuickstartConfig,
+        CONFIG,
         [f"output_dir={tmp_path}", "rl_per_variant=true", f"reward_models={rms}", VARIANTS],
     )
     pipeline = Pipeline(config, CONFIG)
@@ -135,11 +136,17 @@ def test_per_variant_rl_runs_end_to_end_and_each_card_reports_its_own_rl(tmp_pat
     assert any(not np.array_equal(chat[k], developer[k]) for k in chat)  # two RL runs, two policies
 
 
-@pytest.mark.parametrize("result, code, why",
-                         [({"stopped": "sigterm"}, 143, "sigterm"), (None, 1, "see its log"),
-                          (Path("results.json"), 1, "see its log")])  # a non-training stage's return
-def test_a_stage_that_stops_early_exits_with_one_line_and_its_code(tmp_path, monkeypatch, capsys, result,
-                                                                   code, why):
+@pytest.mark.parametrize(
+    "result, code, why",
+    [
+        ({"stopped": "sigterm"}, 143, "sigterm"),
+        (None, 1, "see its log"),
+        (Path("results.json"), 1, "see its log"),
+    ],
+)  # a non-training stage's return
+def test_a_stage_that_stops_early_exits_with_one_line_and_its_code(
+    tmp_path, monkeypatch, capsys, result, code, why
+):
     from pipelines.cli import main
     from pipelines.quickstart import Stage
 

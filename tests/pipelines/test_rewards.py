@@ -66,8 +66,9 @@ def test_the_ending_follows_the_prompt_format():
     batch = prompt_batch([chat, plain, plain], 24, padding="right")
     eot, eos, a = tok.end_of_turn_id, tok.eos_id, tok.encode("a")[0]
     response = jnp.array([[a, eos], [a, eot], [a, a]])  # any stop token; row 2 cut at the limit
-    tokens, lengths = ending.apply(jnp.asarray(batch["tokens"]), jnp.asarray(batch["lengths"]), response,
-                                   jnp.ones_like(response))
+    tokens, lengths = ending.apply(
+        jnp.asarray(batch["tokens"]), jnp.asarray(batch["lengths"]), response, jnp.ones_like(response)
+    )
     turn_end = tok.encode("<end_of_turn>\n")
     assert tokens[0, : int(lengths[0])].tolist() == [a, *turn_end]
     assert tokens[1, : int(lengths[1])].tolist() == [a, eos]

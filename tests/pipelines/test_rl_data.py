@@ -22,14 +22,21 @@ def write(path, rows):
 
 
 def test_mixed_formats_and_pairs_without_preference_all_give_prompts(tmp_path):
-    rows = [{"messages": [U, A]}, {"chosen": SAME_HH, "rejected": SAME_HH}, {"prompt": "p"},
-            {"prompt": "q", "completion": "c"}, {"chosen": "x", "rejected": "x"}]  # the last has no prompt
+    rows = [
+        {"messages": [U, A]},
+        {"chosen": SAME_HH, "rejected": SAME_HH},
+        {"prompt": "p"},
+        {"prompt": "q", "completion": "c"},
+        {"chosen": "x", "rejected": "x"},
+    ]  # the last has no prompt
     tok = Tokenizer(tiny_tokenizer())
-    train, held, report = load_prompts(PromptDataOptions(path=write(tmp_path / "d.jsonl", rows),
-                                                         heldout=NO_HELD), tok)
+    train, held, report = load_prompts(
+        PromptDataOptions(path=write(tmp_path / "d.jsonl", rows), heldout=NO_HELD), tok
+    )
     assert (len(train), len(held)) == (4, 0)
-    assert report["sources"] == [{"path": str(tmp_path / "d.jsonl"), "rows_loaded": 4, "rows_skipped": 1,
-                                  "used": 4}]
+    assert report["sources"] == [
+        {"path": str(tmp_path / "d.jsonl"), "rows_loaded": 4, "rows_skipped": 1, "used": 4}
+    ]
     # the chat row and the HH pair without a preference give the same prompt: the user turn
     assert list(train[0]) == list(train[1]) == list(encode_prompt([U], tok))
 

@@ -16,8 +16,10 @@ from tests.paths import DATA
 
 def tiny_dataset(path, n=24):
     """Prompt/completion rows a 2-layer model learns in a few steps (the answer repeats the question)."""
-    rows = [{"prompt": f"say {w}:", "completion": f" {w} {w}"} for w in
-            ["cat", "dog", "sun", "sea", "red", "tea", "hat", "pen"] * (n // 8)]
+    rows = [
+        {"prompt": f"say {w}:", "completion": f" {w} {w}"}
+        for w in ["cat", "dog", "sun", "sea", "red", "tea", "hat", "pen"] * (n // 8)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -25,10 +27,10 @@ def tiny_dataset(path, n=24):
 def config_file(tmp_path):
     path = tmp_path / "sft.yaml"
     path.write_text(f"""
-output_dir: {tmp_path / 'run'}
+output_dir: {tmp_path / "run"}
 model: {{spec: "preset:tiny"}}
 data:
-  path: {tiny_dataset(tmp_path / 'data.jsonl')}
+  path: {tiny_dataset(tmp_path / "data.jsonl")}
   max_length: 32
   heldout: {{heldout_fraction: 0.25, seed: 0}}
 optim: {{learning_rate: 1.0e-2, warmup_steps: 1, total_steps: 12, schedule: cosine}}
@@ -58,8 +60,10 @@ def test_tiny_sft_learns_and_exports(finished):
     assert [r["step"] for r in train] == [4, 8, 12] and train[-1]["loss"] < train[0]["loss"]
     model = load_hf_dir(tmp_path / "run" / "export")
     assert model.config.vocab_size == 272 and (tmp_path / "run" / "export" / "tokenizer.json").exists()
-    assert sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir()
-                  if p.name.isdigit()) == [8, 12]
+    assert sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()) == [
+        8,
+        12,
+    ]
 
 
 def test_finished_run_is_not_redone(finished):

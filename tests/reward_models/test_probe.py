@@ -66,10 +66,10 @@ def probed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("probe")
     path = tmp / "rm.yaml"
     path.write_text(f"""
-output_dir: {tmp / 'run'}
+output_dir: {tmp / "run"}
 fit: probe
 model: {{spec: "preset:tiny", seed: 1}}
-data: {{path: {separable_pairs(tmp / 'pairs.jsonl')}, max_length: 48, heldout: {{heldout_fraction: 0.25}}}}
+data: {{path: {separable_pairs(tmp / "pairs.jsonl")}, max_length: 48, heldout: {{heldout_fraction: 0.25}}}}
 probe: {{l2_grid: [0.01, 1.0], folds: 3, batch_size: 4}}
 train: {{progress: false}}
 mesh: {{devices: 1}}
@@ -90,12 +90,17 @@ def test_probe_learns_a_separable_preference_on_a_frozen_model(probed):
     config = load_config(RMConfig, tmp / "rm.yaml")
     _, held, _ = load_pairs(config.data, tokenizer)  # the same deterministic held-out cut
     assert len(held) == after["n"]
-    rewards = score_pairs(rm, held, batch_size=config.probe.batch_size, length=config.data.max_length,
-                          pad_id=tokenizer.pad_id)  # [n, 2]: chosen, rejected
+    rewards = score_pairs(
+        rm, held, batch_size=config.probe.batch_size, length=config.data.max_length, pad_id=tokenizer.pad_id
+    )  # [n, 2]: chosen, rejected
     margins = rewards[:, 0] - rewards[:, 1]
     assert np.mean(margins > 0) == after["accuracy"]
-    for key, value in (("margin_mean", margins.mean()), ("chosen_mean", rewards[:, 0].mean()),
-                       ("rejected_mean", rewards[:, 1].mean()), ("margin_std", margins.std())):
+    for key, value in (
+        ("margin_mean", margins.mean()),
+        ("chosen_mean", rewards[:, 0].mean()),
+        ("rejected_mean", rewards[:, 1].mean()),
+        ("margin_std", margins.std()),
+    ):
         assert value == pytest.approx(after[key], rel=1e-5, abs=1e-6), key
 
 

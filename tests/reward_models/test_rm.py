@@ -39,9 +39,9 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rm")
     path = tmp / "rm.yaml"
     path.write_text(f"""
-output_dir: {tmp / 'run'}
+output_dir: {tmp / "run"}
 model: {{spec: "preset:tiny", seed: 1}}
-data: {{path: {separable_pairs(tmp / 'pairs.jsonl')}, max_length: 48, heldout: {{heldout_fraction: 0.25}}}}
+data: {{path: {separable_pairs(tmp / "pairs.jsonl")}, max_length: 48, heldout: {{heldout_fraction: 0.25}}}}
 optim: {{learning_rate: 3.0e-3, warmup_steps: 2, total_steps: 25}}
 train: {{batch_size: 4, log_every: 5, progress: false}}
 mesh: {{devices: 1}}
@@ -76,8 +76,9 @@ def test_hf_export_loads_in_transformers_with_equal_scores(trained):
     # HF pools at the last non-pad token of right-padded rows: pad to a common length with a mask.
     seqs = [scorer.encode(p, r).tokens for p, r in zip(prompts, responses)]
     T = max(len(s) for s in seqs)
-    ids = torch.tensor(np.stack([np.pad(s, (0, T - len(s)), constant_values=tok.pad_id) for s in seqs]),
-                       dtype=torch.long)
+    ids = torch.tensor(
+        np.stack([np.pad(s, (0, T - len(s)), constant_values=tok.pad_id) for s in seqs]), dtype=torch.long
+    )
     mask = torch.tensor([[1] * len(s) + [0] * (T - len(s)) for s in seqs])
     with torch.no_grad():
         theirs = hf(input_ids=ids, attention_mask=mask).logits[:, 0].numpy()

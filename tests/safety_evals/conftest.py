@@ -21,24 +21,52 @@ DEFAULT_METRICS = {
 }
 
 
-def make_doc(run_id="run-a", created="2026-11-23T15:01:02Z", metrics=None, failed=(), variant="chat",
-             step=1200, name="gemma3-270m", examples=None) -> dict:
+def make_doc(
+    run_id="run-a",
+    created="2026-11-23T15:01:02Z",
+    metrics=None,
+    failed=(),
+    variant="chat",
+    step=1200,
+    name="gemma3-270m",
+    examples=None,
+) -> dict:
     """A valid results document; `metrics` maps full name -> (value, lo, hi, hib, target)."""
     metrics = DEFAULT_METRICS if metrics is None else metrics
     suites: dict = {}
     for full, (value, lo, hi, hib, target) in metrics.items():
         suite, name_ = full.split(".", 1)
-        s = suites.setdefault(suite, {"status": "ok", "version": "1", "error": None, "seconds": 1.0,
-                                      "data": {"source": "x", "sha256": "0", "n": 100}, "metrics": {},
-                                      "examples": []})
-        m = {"value": value, "ci_low": lo, "ci_high": hi, "n": 100, "higher_is_better": hib,
-             "description": f"about {name_}"}
+        s = suites.setdefault(
+            suite,
+            {
+                "status": "ok",
+                "version": "1",
+                "error": None,
+                "seconds": 1.0,
+                "data": {"source": "x", "sha256": "0", "n": 100},
+                "metrics": {},
+                "examples": [],
+            },
+        )
+        m = {
+            "value": value,
+            "ci_low": lo,
+            "ci_high": hi,
+            "n": 100,
+            "higher_is_better": hib,
+            "description": f"about {name_}",
+        }
         if target is not None:
             m["target"] = target
         s["metrics"][name_] = m
     for suite in failed:
-        suites[suite] = {"status": "failed", "version": "1", "metrics": {}, "examples": [],
-                         "error": f"RuntimeError: {suite} exploded\nTraceback tail <b>here</b>"}
+        suites[suite] = {
+            "status": "failed",
+            "version": "1",
+            "metrics": {},
+            "examples": [],
+            "error": f"RuntimeError: {suite} exploded\nTraceback tail <b>here</b>",
+        }
     for suite, exs in (examples or {}).items():
         suites[suite]["examples"] = exs
     return {

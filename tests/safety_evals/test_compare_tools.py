@@ -23,8 +23,10 @@ def test_agreement_counts_decisions_and_sentence_differences():
 
 def test_jax_lls_come_from_results_examples_in_data_order(tmp_path):
     pairs, _ = crows_pairs.load(limit=2)
-    ex = [{"output": p.sent_more, "prompt": p.sent_less, "extra": {"ll_more": -i, "ll_less": -2.0 * i}}
-          for i, p in enumerate(pairs, 1)]
+    ex = [
+        {"output": p.sent_more, "prompt": p.sent_less, "extra": {"ll_more": -i, "ll_less": -2.0 * i}}
+        for i, p in enumerate(pairs, 1)
+    ]
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"suites": {"crows_pairs": {"examples": ex}}}))
     more, less = compare.jax_from_results(str(path), pairs)
@@ -71,8 +73,9 @@ def test_interleaved_alternates_backends_and_keeps_request_order():
 def test_reuse_reads_compare_and_benchmark_json(tmp_path):
     b = {"ll_more": [-1.0, -2.0], "ll_less": [-3.0, -1.0]}
     (tmp_path / "c.json").write_text(json.dumps({"n": 2, "backends": {"lm-eval": b}}))
-    (tmp_path / "b.json").write_text(json.dumps({"rows": [{"pairs": 5, "backends": {}},
-                                                          {"pairs": 2, "backends": {"jax": b, "hf": b}}]}))
+    (tmp_path / "b.json").write_text(
+        json.dumps({"rows": [{"pairs": 5, "backends": {}}, {"pairs": 2, "backends": {"jax": b, "hf": b}}]})
+    )
     got = compare.reused([str(tmp_path / "c.json"), str(tmp_path / "b.json")], 2)
     assert sorted(got) == ["hf", "jax", "lm-eval"] and got["jax"][1].tolist() == [-3.0, -1.0]
     with pytest.raises(RuntimeError, match="c.json: scored 2 pairs, this run has 3"):

@@ -102,17 +102,38 @@ def test_step_is_printed_as_an_integer(make_doc):
 
 def test_untrusted_text_is_escaped_everywhere(make_doc, with_metric, xss_output):
     evil = '"><script>window.__pwned=3</script>'
-    doc = make_doc(run_id=f"r{evil}", name=f"m{evil}", variant=f"v{evil}", examples={
-        "toxicity": [{"id": f"i{evil}", "prompt": xss_output, "output": xss_output, "score": 0.9,
-                      "label": evil, "metric": "expected_max_toxicity", "extra": {}}]})
-    doc["suites"]["toxicity"]["metrics"][f"x{evil}"] = {"value": 1.0, "ci_low": 0.5, "ci_high": 1.5,
-                                                       "n": 3, "higher_is_better": False}
+    doc = make_doc(
+        run_id=f"r{evil}",
+        name=f"m{evil}",
+        variant=f"v{evil}",
+        examples={
+            "toxicity": [
+                {
+                    "id": f"i{evil}",
+                    "prompt": xss_output,
+                    "output": xss_output,
+                    "score": 0.9,
+                    "label": evil,
+                    "metric": "expected_max_toxicity",
+                    "extra": {},
+                }
+            ]
+        },
+    )
+    doc["suites"]["toxicity"]["metrics"][f"x{evil}"] = {
+        "value": 1.0,
+        "ci_low": 0.5,
+        "ci_high": 1.5,
+        "n": 3,
+        "higher_is_better": False,
+    }
     page = dashboard.render(dashboard.build_view([from_json(doc, "evil.json")], [], None, None))
     assert "window.__pwned" in page  # the text is there ...
     assert "<script>window.__pwned" not in page and "<img" not in page  # ... but inert
     assert "&quot;&gt;&lt;script&gt;window.__pwned=3" in page
-    assert ("&lt;script&gt;window.__pwned=1&lt;/script&gt;"
-            "&lt;img src=x onerror=&quot;window.__pwned=2&quot;&gt;") in page
+    assert (
+        "&lt;script&gt;window.__pwned=1&lt;/script&gt;&lt;img src=x onerror=&quot;window.__pwned=2&quot;&gt;"
+    ) in page
     parsed = _parse(page)
     assert [a.get("type") for a, _ in parsed.scripts] == ["application/json", None]  # only ours
     data_text = parsed.scripts[0][1]
@@ -136,15 +157,28 @@ def test_worst_examples_follow_direction():
 
 
 def test_page_has_plots_and_drilldown(make_doc, with_metric):
-    exs = [{"id": str(i), "prompt": f"p{i}", "output": f"out{i}", "score": s, "label": None,
-            "metric": "expected_max_toxicity", "extra": {}} for i, s in enumerate([0.1, 0.7, 0.3])]
+    exs = [
+        {
+            "id": str(i),
+            "prompt": f"p{i}",
+            "output": f"out{i}",
+            "score": s,
+            "label": None,
+            "metric": "expected_max_toxicity",
+            "extra": {},
+        }
+        for i, s in enumerate([0.1, 0.7, 0.3])
+    ]
     base, cand = _docs(make_doc, with_metric, examples={"toxicity": exs})
     page = dashboard.render(dashboard.build_view([cand], [], base, None), k=2)
     assert page.count('<svg class="plot interval"') == 7  # one forest plot per metric
     assert page.count('<svg class="plot trend"') == 7  # two runs: a trend per top-level metric
-    drill = re.search(r'<details class="drill" id="(ex-[\w-]+)" '
-                      r'data-metric="toxicity.expected_max_toxicity">(.*?)</details>',
-                      page, re.S)
+    drill = re.search(
+        r'<details class="drill" id="(ex-[\w-]+)" '
+        r'data-metric="toxicity.expected_max_toxicity">(.*?)</details>',
+        page,
+        re.S,
+    )
     assert "2 worst of 3" in drill.group(2) and "(highest score first)" in drill.group(2)
     assert drill.group(2).index("out1") < drill.group(2).index("out2") and "out0" not in drill.group(2)
     assert f'data-open="{drill.group(1)}"' in page  # the metric cell links to it
@@ -154,8 +188,9 @@ def test_page_has_plots_and_drilldown(make_doc, with_metric):
 def test_cli_with_history_and_baseline_run_id(tmp_path, make_doc, with_metric, write_doc, capsys):
     db = tmp_path / "h.sqlite"
     history.add_run(db, from_json(make_doc(run_id="old", created="2026-11-19T10:00:00Z"), "old.json"))
-    cand = write_doc(with_metric(make_doc(run_id="new"), TOX, value=0.31, ci_low=0.28, ci_high=0.34),
-                     "new.json")
+    cand = write_doc(
+        with_metric(make_doc(run_id="new"), TOX, value=0.31, ci_low=0.28, ci_high=0.34), "new.json"
+    )
     out = tmp_path / "d.html"
     assert main(["dashboard", str(cand), "--history", str(db), "--baseline", "old", "-o", str(out)]) == 0
     assert _parse(out.read_text()).rows[TOX] == ["num baseline", "num regressed"]

@@ -16,26 +16,59 @@ import pytest
 from pipelines.cli import main
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TOX = "toxicity.expected_max_toxicity"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"{CHROMIUM} missing: apt-get update && apt-get install -y chromium"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"{CHROMIUM} missing: apt-get update && apt-get install -y chromium",
+    ),
 ]
 
 
 def _page_file(tmp_path, make_doc, with_metric, xss_output) -> Path:
-    examples = [{"id": "7", "prompt": "Complete: the neighbours were", "output": xss_output, "score": 0.93,
-                 "label": "toxic", "metric": "expected_max_toxicity", "extra": {}},
-                {"id": "8", "prompt": "Say something kind", "output": "You are all wonderful.", "score": 0.01,
-                 "label": "ok", "metric": "expected_max_toxicity", "extra": {}}]
+    examples = [
+        {
+            "id": "7",
+            "prompt": "Complete: the neighbours were",
+            "output": xss_output,
+            "score": 0.93,
+            "label": "toxic",
+            "metric": "expected_max_toxicity",
+            "extra": {},
+        },
+        {
+            "id": "8",
+            "prompt": "Say something kind",
+            "output": "You are all wonderful.",
+            "score": 0.01,
+            "label": "ok",
+            "metric": "expected_max_toxicity",
+            "extra": {},
+        },
+    ]
     base = make_doc(run_id="base-1", created="2026-11-20T10:00:00Z", step=800)
-    cand = with_metric(make_doc(run_id="cand-2", created="2026-11-21T10:00:00Z", failed=["hedging"],
-                                examples={"toxicity": examples}),
-                       TOX, value=0.31, ci_low=0.28, ci_high=0.34)
+    cand = with_metric(
+        make_doc(
+            run_id="cand-2",
+            created="2026-11-21T10:00:00Z",
+            failed=["hedging"],
+            examples={"toxicity": examples},
+        ),
+        TOX,
+        value=0.31,
+        ci_low=0.28,
+        ci_high=0.34,
+    )
     paths = []
     for doc in (base, cand):
         p = tmp_path / f"{doc['run_id']}.json"
@@ -66,7 +99,7 @@ def test_dashboard_in_chromium(tmp_path, make_doc, with_metric, xss_output):
             assert page.locator("svg.plot.trend").count() == 7
             assert page.locator("svg.plot.interval circle").count() >= 13  # 7 baseline + 6 candidate points
             assert page.locator(f'tr[data-metric="{TOX}"] td.regressed').count() == 1
-            assert page.locator('td.failed', has_text="FAILED").count() == 1  # hedging
+            assert page.locator("td.failed", has_text="FAILED").count() == 1  # hedging
 
             drill = page.locator(f'details.drill[data-metric="{TOX}"]')
             assert not drill.evaluate("d => d.open")

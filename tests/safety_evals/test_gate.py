@@ -40,8 +40,9 @@ def _junit(path) -> tuple[ET.Element, dict[str, str]]:
     root = ET.parse(path).getroot()
     status = {}
     for tc in root.iter("testcase"):
-        status[tc.get("name")] = ("fail" if tc.find("failure") is not None
-                                  else "skip" if tc.find("skipped") is not None else "pass")
+        status[tc.get("name")] = (
+            "fail" if tc.find("failure") is not None else "skip" if tc.find("skipped") is not None else "pass"
+        )
     return root, status
 
 
@@ -134,16 +135,20 @@ def test_interval_bound(tmp_path, make_doc, with_metric, write_doc):
 def test_significant_regression_fails_insignificant_passes(tmp_path, make_doc, with_metric, write_doc):
     base = write_doc(make_doc(run_id="base"), "base.json")  # toxicity 0.20
     policy, junit = _policy(tmp_path, TOX_POLICY), tmp_path / "r.xml"
-    worse = with_metric(make_doc(run_id="c1"), "toxicity.expected_max_toxicity",
-                        value=0.30, ci_low=0.26, ci_high=0.34)
+    worse = with_metric(
+        make_doc(run_id="c1"), "toxicity.expected_max_toxicity", value=0.30, ci_low=0.26, ci_high=0.34
+    )
     assert _gate(write_doc(worse, "c1.json"), policy, "--baseline", base, "--junit", junit) == 1
     status = _junit(junit)[1]
     assert {k: v for k, v in status.items() if "toxicity" in k} == {
-        "suite toxicity": "pass", "toxicity.expected_max_toxicity max": "pass",
-        "toxicity.expected_max_toxicity regression": "fail"}
+        "suite toxicity": "pass",
+        "toxicity.expected_max_toxicity max": "pass",
+        "toxicity.expected_max_toxicity regression": "fail",
+    }
     assert list(status.values()).count("fail") == 1
-    noisy = with_metric(make_doc(run_id="c2"), "toxicity.expected_max_toxicity",
-                        value=0.24, ci_low=0.2, ci_high=0.28)
+    noisy = with_metric(
+        make_doc(run_id="c2"), "toxicity.expected_max_toxicity", value=0.24, ci_low=0.2, ci_high=0.28
+    )
     assert _gate(write_doc(noisy, "c2.json"), policy, "--baseline", base) == 0
 
 
@@ -218,19 +223,29 @@ def test_nan_and_unknown_schema_and_bad_field_exit_2(tmp_path, make_doc, with_me
     assert "unknown schema 'align.eval_results/v2'" in capsys.readouterr().err
     doc = with_metric(make_doc(), "toxicity.expected_max_toxicity", ci_low="0.1")
     assert _gate(write_doc(doc), RELEASE) == 2
-    assert ("suites.toxicity.metrics.expected_max_toxicity.ci_low: expected a number or null"
-            in capsys.readouterr().err)
+    assert (
+        "suites.toxicity.metrics.expected_max_toxicity.ci_low: expected a number or null"
+        in capsys.readouterr().err
+    )
 
 
-@pytest.mark.parametrize("body, field", [
-    ("    mx: 0.5\n", "metrics.toxicity.expected_max_toxicity.mx: unknown rule key"),
-    ("    max: high\n", "metrics.toxicity.expected_max_toxicity.max: expected a number, got 'high'"),
-    ("    bound: strict\n    max: 1\n", "metrics.toxicity.expected_max_toxicity.bound: expected 'value' or"),
-    ("    higher_is_better: true\n", "metrics.toxicity.expected_max_toxicity: the rule checks nothing"),
-    ("    min: 2\n    max: 1\n", "metrics.toxicity.expected_max_toxicity.min: min 2 > max 1"),
-    ("    target: 0.1\n    higher_is_better: false\n    max: 1\n",
-     "metrics.toxicity.expected_max_toxicity.target: a target means 'closer is better'"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ("    mx: 0.5\n", "metrics.toxicity.expected_max_toxicity.mx: unknown rule key"),
+        ("    max: high\n", "metrics.toxicity.expected_max_toxicity.max: expected a number, got 'high'"),
+        (
+            "    bound: strict\n    max: 1\n",
+            "metrics.toxicity.expected_max_toxicity.bound: expected 'value' or",
+        ),
+        ("    higher_is_better: true\n", "metrics.toxicity.expected_max_toxicity: the rule checks nothing"),
+        ("    min: 2\n    max: 1\n", "metrics.toxicity.expected_max_toxicity.min: min 2 > max 1"),
+        (
+            "    target: 0.1\n    higher_is_better: false\n    max: 1\n",
+            "metrics.toxicity.expected_max_toxicity.target: a target means 'closer is better'",
+        ),
+    ],
+)
 def test_bad_policy_exit_2_names_file_line_field(tmp_path, make_doc, write_doc, capsys, body, field):
     text = "schema: align.gate_policy/v1\nmetrics:\n  toxicity.expected_max_toxicity:\n" + body
     path = _policy(tmp_path, text)
@@ -251,9 +266,15 @@ def test_policy_loader_rejects_duplicates_schema_and_missing_file(tmp_path):
 
 def test_release_policy_is_valid_and_names_the_brief_metrics():
     names = {r.metric for r in load_policy(RELEASE).rules}
-    assert names == {"crows_pairs.pct_stereotype", "stereoset.icat", "stereoset.ss",
-                     "toxicity.expected_max_toxicity", "factuality.inaccuracy_rate",
-                     "hedging.hedging_balanced_accuracy", "attribution.ais"}
+    assert names == {
+        "crows_pairs.pct_stereotype",
+        "stereoset.icat",
+        "stereoset.ss",
+        "toxicity.expected_max_toxicity",
+        "factuality.inaccuracy_rate",
+        "hedging.hedging_balanced_accuracy",
+        "attribution.ais",
+    }
 
 
 def test_junit_strips_control_characters(tmp_path, make_doc, write_doc):
@@ -273,8 +294,8 @@ def _hedging_doc(make_doc, hedge_unanswerable: float, answer_answerable: float) 
     unanswerable questions, the SelfAware ratio (69% answerable)."""
     answerable = np.array([True] * 70 + [False] * 31)
     hedged = np.zeros(101, bool)
-    hedged[70:70 + round(31 * hedge_unanswerable)] = True
-    hedged[:70 - round(70 * answer_answerable)] = True
+    hedged[70 : 70 + round(31 * hedge_unanswerable)] = True
+    hedged[: 70 - round(70 * answer_answerable)] = True
     doc = make_doc()
     metrics = hedging.metrics(answerable, hedged)
     doc["suites"]["hedging"]["metrics"] = {k: m.to_json() for k, m in metrics.items()}
@@ -300,19 +321,23 @@ def test_release_policy_fails_a_model_that_never_hedges(tmp_path, make_doc, writ
 CROWS = "crows_pairs.pct_stereotype"
 
 
-@pytest.mark.parametrize("override, regressed", [
-    ("", False),  # the suite's own direction: lower is better, so 0.50 -> 0.30 looks like a gain
-    ("    higher_is_better: null\n    target: 0.5\n", True),
-    ("    target: 0.5\n", True),
-    ("    higher_is_better: null\n", True),  # null + the metric's own target 0.5
-])
+@pytest.mark.parametrize(
+    "override, regressed",
+    [
+        ("", False),  # the suite's own direction: lower is better, so 0.50 -> 0.30 looks like a gain
+        ("    higher_is_better: null\n    target: 0.5\n", True),
+        ("    target: 0.5\n", True),
+        ("    higher_is_better: null\n", True),  # null + the metric's own target 0.5
+    ],
+)
 def test_rule_target_overrides_the_suite_direction(tmp_path, make_doc, write_doc, override, regressed):
     def doc(run_id, value, lo, hi):
         crows = {CROWS: (value, lo, hi, False, 0.5)}  # the suite's metadata: lower is better, target 0.5
         return write_doc(make_doc(run_id=run_id, metrics=crows), f"{run_id}.json")
 
-    policy = _policy(tmp_path, f"schema: align.gate_policy/v1\nmetrics:\n  {CROWS}:\n{override}"
-                               "    regression: 0.02\n")
+    policy = _policy(
+        tmp_path, f"schema: align.gate_policy/v1\nmetrics:\n  {CROWS}:\n{override}    regression: 0.02\n"
+    )
     base, cand = doc("base", 0.50, 0.47, 0.53), doc("cand", 0.30, 0.27, 0.33)
     assert _gate(cand, policy, "--baseline", base) == (1 if regressed else 0)
     rule = load_policy(policy).rules[0]
@@ -331,17 +356,27 @@ def test_direction_of_distinguishes_unset_from_null():
 # ---------------------------------------------------------------- comparability with the baseline
 
 
-@pytest.mark.parametrize("edit, failing, reason", [
-    (lambda d: d["suites"]["toxicity"]["data"].update(sha256="1"), ["toxicity"],
-     "toxicity data.sha256 differs"),
-    (lambda d: d["suites"]["toxicity"]["data"].update(n=50), ["toxicity"], "toxicity data.n differs"),
-    (lambda d: d["suites"]["toxicity"].update(version="2"), ["toxicity"], "toxicity version differs"),
-    (lambda d: d["config"].update(limit=None), ["toxicity", "attribution"], "config.limit differs"),
-    (lambda d: d["suites"]["toxicity"]["data"].pop("sha256"), ["toxicity"],
-     "toxicity data.sha256 is missing in the candidate"),
-])
-def test_regression_fails_closed_on_incomparable_runs(tmp_path, make_doc, write_doc, capsys, edit, failing,
-                                                       reason):
+@pytest.mark.parametrize(
+    "edit, failing, reason",
+    [
+        (
+            lambda d: d["suites"]["toxicity"]["data"].update(sha256="1"),
+            ["toxicity"],
+            "toxicity data.sha256 differs",
+        ),
+        (lambda d: d["suites"]["toxicity"]["data"].update(n=50), ["toxicity"], "toxicity data.n differs"),
+        (lambda d: d["suites"]["toxicity"].update(version="2"), ["toxicity"], "toxicity version differs"),
+        (lambda d: d["config"].update(limit=None), ["toxicity", "attribution"], "config.limit differs"),
+        (
+            lambda d: d["suites"]["toxicity"]["data"].pop("sha256"),
+            ["toxicity"],
+            "toxicity data.sha256 is missing in the candidate",
+        ),
+    ],
+)
+def test_regression_fails_closed_on_incomparable_runs(
+    tmp_path, make_doc, write_doc, capsys, edit, failing, reason
+):
     policy = TOX_POLICY + "  attribution.ais:\n    regression: 0.03\n"
     base = write_doc(make_doc(run_id="base"), "base.json")
     cand = make_doc(run_id="cand")

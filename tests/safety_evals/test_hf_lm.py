@@ -147,6 +147,11 @@ def test_generation_stops_at_end_of_turn_like_jax():
         embed[[x, eot]] = embed[[eot, x]]
     assert lm.generate(["Hello"], max_new_tokens=6)[0][0] == tok.decode(first)
     # without <end_of_turn> as a stop token, generation ran on past it (the old behaviour)
-    runs_on = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=6, do_sample=False,
-                             eos_token_id=tok.eos_token_id, pad_token_id=lm.pad_id)[0, len(prompt):].tolist()
+    runs_on = model.generate(
+        input_ids=torch.tensor([prompt]),
+        max_new_tokens=6,
+        do_sample=False,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=lm.pad_id,
+    )[0, len(prompt) :].tolist()
     assert runs_on[:2] == [*first, eot] and len(runs_on) > 2

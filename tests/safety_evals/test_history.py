@@ -15,19 +15,28 @@ from safety_evals.results_io import from_json, load_results
 def test_add_list_round_trip(tmp_path, make_doc, with_metric, write_doc, capsys):
     db = tmp_path / "h.sqlite"
     a = write_doc(make_doc(run_id="a", created="2026-11-20T10:00:00Z", step=100), "a.json")
-    b_doc = with_metric(make_doc(run_id="b", created="2026-11-21T10:00:00Z", step=200, failed=["bbq"]),
-                        "toxicity.expected_max_toxicity", value=0.3, ci_low=0.25, ci_high=0.35)
+    b_doc = with_metric(
+        make_doc(run_id="b", created="2026-11-21T10:00:00Z", step=200, failed=["bbq"]),
+        "toxicity.expected_max_toxicity",
+        value=0.3,
+        ci_low=0.25,
+        ci_high=0.35,
+    )
     b = write_doc(b_doc, "b.json")
     # added newest first on purpose: listing is by created time
     assert main(["results", "add", str(b), str(a), "--db", str(db)]) == 0
     assert capsys.readouterr().out.splitlines() == [f"added: {b}", f"added: {a}"]
 
     runs = history.list_runs(db)
-    assert [(r.run_id, r.model_step, r.suites_ok, r.suites_failed) for r in runs] == [("a", 100, 6, 0),
-                                                                                     ("b", 200, 6, 1)]
+    assert [(r.run_id, r.model_step, r.suites_ok, r.suites_failed) for r in runs] == [
+        ("a", 100, 6, 0),
+        ("b", 200, 6, 1),
+    ]
     tox = history.metric_history(db, "toxicity.expected_max_toxicity")
-    assert [(r.run_id, r.value, r.ci_low, r.ci_high, r.n) for r in tox] == [("a", 0.2, 0.17, 0.23, 100),
-                                                                           ("b", 0.3, 0.25, 0.35, 100)]
+    assert [(r.run_id, r.value, r.ci_low, r.ci_high, r.n) for r in tox] == [
+        ("a", 0.2, 0.17, 0.23, 100),
+        ("b", 0.3, 0.25, 0.35, 100),
+    ]
     # the stored document rebuilds exactly what the file gives, examples and all
     assert history.load_run(db, "b").metrics() == load_results(b).metrics()
     assert history.load_run(db, "b").suites["bbq"].error == load_results(b).suites["bbq"].error
@@ -40,13 +49,38 @@ def test_add_list_round_trip(tmp_path, make_doc, with_metric, write_doc, capsys)
 
     assert main(["results", "list", "--db", str(db), "--metric", "toxicity.expected_max_toxicity"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["run_id", "created", "model", "variant", "step",
-                                "toxicity.expected_max_toxicity", "95%", "CI", "n"]
-    assert lines[3].split() == ["b", "2026-11-21T10:00:00Z", "gemma3-270m", "chat", "200", "0.3", "[0.25,",
-                                "0.35]", "100"]
+    assert lines[0].split() == [
+        "run_id",
+        "created",
+        "model",
+        "variant",
+        "step",
+        "toxicity.expected_max_toxicity",
+        "95%",
+        "CI",
+        "n",
+    ]
+    assert lines[3].split() == [
+        "b",
+        "2026-11-21T10:00:00Z",
+        "gemma3-270m",
+        "chat",
+        "200",
+        "0.3",
+        "[0.25,",
+        "0.35]",
+        "100",
+    ]
     assert main(["results", "list", "--db", str(db)]) == 0
     assert capsys.readouterr().out.splitlines()[2].split() == [
-        "a", "2026-11-20T10:00:00Z", "gemma3-270m", "chat", "100", "6", "0"]
+        "a",
+        "2026-11-20T10:00:00Z",
+        "gemma3-270m",
+        "chat",
+        "100",
+        "6",
+        "0",
+    ]
 
 
 def test_add_is_idempotent_and_refuses_conflicts(tmp_path, make_doc, with_metric, write_doc, capsys):
@@ -102,8 +136,10 @@ def test_concurrent_adds_of_one_run_id_conflict(tmp_path, make_doc, with_metric,
         except history.HistoryError as e:
             outcome[name] = e
 
-    threads = [threading.Thread(target=add, args=("first", first), name="first"),
-               threading.Thread(target=add, args=("second", second), name="second")]
+    threads = [
+        threading.Thread(target=add, args=("first", first), name="first"),
+        threading.Thread(target=add, args=("second", second), name="second"),
+    ]
     threads[0].start()
     assert checked.wait(10)  # the first add has checked: no run 'a' yet
     threads[1].start()
@@ -128,8 +164,11 @@ def test_schema_version_is_stamped_and_checked(tmp_path, make_doc):
     with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA user_version").fetchone() == (history.SCHEMA_VERSION,)
         con.execute("PRAGMA user_version = 7")
-    with pytest.raises(history.HistoryError, match=r"h.sqlite: results history schema version 7; this align "
-                                                   r"reads version 1"):
+    with pytest.raises(
+        history.HistoryError,
+        match=r"h.sqlite: results history schema version 7; this align "
+        r"reads version 1",
+    ):
         history.list_runs(db)
     other = tmp_path / "other.sqlite"
     with sqlite3.connect(other) as con:

@@ -108,8 +108,12 @@ def test_sampled_generation_does_not_depend_on_batch_size(pair):
     _, jlm = pair
     prompts = ["The cat", "Hello world, the quick", "The dog ran", "Is the"]
     kwargs = dict(max_new_tokens=6, temperature=4.0, num_samples=2, seed=5)  # hot: the peaked model varies
-    by_size = {bs: JaxLM(jlm.model, jlm.tokenizer, name="jax", batch_size=bs, max_length=256).generate(
-        prompts, **kwargs) for bs in (1, 3)}  # 3: a batch mixes prompts, the last one has filler rows
+    by_size = {
+        bs: JaxLM(jlm.model, jlm.tokenizer, name="jax", batch_size=bs, max_length=256).generate(
+            prompts, **kwargs
+        )
+        for bs in (1, 3)
+    }  # 3: a batch mixes prompts, the last one has filler rows
     assert by_size[1] == by_size[3]
     assert any(a != b for a, b in by_size[1])  # sampling is on: a prompt's two samples differ
     assert by_size[1] != jlm.generate(prompts, max_new_tokens=6, num_samples=2)  # and differ from greedy
@@ -179,8 +183,12 @@ def test_benchmark_warm_up_compiles_every_pass_shape_its_slices_use(pair, monkey
     monkeypatch.setattr(jax_lm, "_score_jit", jax.jit(jax_lm._score, static_argnames=("graphdef", "tree")))
     # slices of 2: two packed sentences, then a prefix tree, both one row of 24 tokens: the same
     # (rows, length) but another jit shape (the tree flag)
-    texts = [("", "The cat sat on the mat."), ("", "A dog ran far away."),
-             ("Hello there", " my friend"), ("Hello there", " old chap")]
+    texts = [
+        ("", "The cat sat on the mat."),
+        ("", "A dog ran far away."),
+        ("Hello there", " my friend"),
+        ("Hello there", " old chap"),
+    ]
     reqs = [jlm.encode_request(c, k) for c, k in texts]
     shapes = [(b.R, b.T) for s in (0, 2) for b in jlm.plan(reqs[s : s + 2])]
     assert shapes == [(1, 24), (1, 24)]

@@ -82,6 +82,7 @@ def test_suite_on_fake_lm():
     reqs = lm.ll_calls[0]
     assert reqs[0] == (prompt0, " " + mc[0].mc1[0][0])
     assert len(reqs) == sum(len(m.mc1) + len(m.mc2) for m in mc)
+
     # MC1 / MC2 by hand from the fake's log-probs: log p(" " + answer) = sum of char_logprob per character
     def ll(prompt, answer):
         return sum(boost.get((prompt, " " + answer), [char_logprob(c) for c in " " + answer]))

@@ -63,8 +63,13 @@ def test_layout_computes_a_shared_prefix_position_once():
     windows = [([2, 5, 6], 3, 7), ([2, 5, 8], 3, 7)]  # both score BOS -> 5 at slot 0
     (batch,) = packing.plan([w for w, _, _ in windows], batch_size=1, pack_tokens=16)
     lay = packing.layout(batch, windows, pad=0)
-    assert (list(zip(lay.entry_slots.tolist(), lay.entry_targets.tolist()))
-            == [(0, 5), (1, 6), (2, 7), (1, 8), (3, 7)])
+    assert list(zip(lay.entry_slots.tolist(), lay.entry_targets.tolist())) == [
+        (0, 5),
+        (1, 6),
+        (2, 7),
+        (1, 8),
+        (3, 7),
+    ]
     assert lay.request_entries == [[0, 1, 2], [0, 3, 4]]
 
 

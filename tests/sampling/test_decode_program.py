@@ -44,9 +44,17 @@ def _compile_generate(model: Decoder, out_first_weights: bool = False):
     """generate (CPU decode layout) compiled for `model`, B rows of P prompt tokens, M new tokens."""
     graphdef, state = nnx.split(model)
     prompt, lengths = jnp.ones((B, P), jnp.int32), jnp.full((B,), P, jnp.int32)
-    return _generate_jit.lower(graphdef, state, prompt, lengths, jax.random.PRNGKey(0),
-                               config=SamplingConfig(max_new_tokens=M), cache_dtype=jnp.float32,
-                               cpu_layout=True, out_first_weights=out_first_weights).compile()
+    return _generate_jit.lower(
+        graphdef,
+        state,
+        prompt,
+        lengths,
+        jax.random.PRNGKey(0),
+        config=SamplingConfig(max_new_tokens=M),
+        cache_dtype=jnp.float32,
+        cpu_layout=True,
+        out_first_weights=out_first_weights,
+    ).compile()
 
 
 def _compiled_generate(config: ModelConfig) -> str:
@@ -71,8 +79,9 @@ def test_decode_loop_computes_no_sin_or_cos():
     # step; the CPU decode layout looks them up in tables made before the loop instead.
     config = ModelConfig.tiny(vocab_size=96)
     hlo = _compiled_generate(config)
-    computations = {m.group(1): m.group(0)
-                    for m in re.finditer(r"\n%([\w.\-]+) [^\n]*\{\n.*?\n}\n", hlo, re.S)}
+    computations = {
+        m.group(1): m.group(0) for m in re.finditer(r"\n%([\w.\-]+) [^\n]*\{\n.*?\n}\n", hlo, re.S)
+    }
     body = _loop_body(hlo)
     called = [computations.get(name, "") for name in re.findall(r"calls=%([\w.\-]+)", body)]
     assert called and not any(" sine(" in c or " cosine(" in c for c in [body, *called])
@@ -102,8 +111,12 @@ def test_decode_layout_copies_the_layer_weights_only_when_asked():
     # out_first_weights makes [out, in] copies of every projection weight for the call (temporaries of
     # at least their size); the default decodes on the weights as they are (temporaries far smaller).
     model = Decoder(ModelConfig.tiny(vocab_size=96), rngs=nnx.Rngs(0))
-    weights = sum(getattr(m, name)[...].nbytes for _, m in nnx.iter_modules(model)
-                  if isinstance(m, Projections) for name in m.PROJECTIONS)
+    weights = sum(
+        getattr(m, name)[...].nbytes
+        for _, m in nnx.iter_modules(model)
+        if isinstance(m, Projections)
+        for name in m.PROJECTIONS
+    )
     plain = _compile_generate(model).memory_analysis().temp_size_in_bytes
     copied = _compile_generate(model, out_first_weights=True).memory_analysis().temp_size_in_bytes
     assert plain < weights / 2 and copied >= weights + plain / 2, (plain, copied, weights)

@@ -82,14 +82,16 @@ def test_stop_tokens_end_rows_and_pad_after(model):
     row = np.asarray(res.tokens[0])
     first = int(np.argmax(row == stop))
     assert first <= 2 and int(res.lengths[0]) == first + 1
-    assert (row[first + 1:] == 63).all() and (np.asarray(res.logprobs[0])[first + 1:] == 0).all()
+    assert (row[first + 1 :] == 63).all() and (np.asarray(res.logprobs[0])[first + 1 :] == 0).all()
 
 
 def test_top_k_one_is_greedy_and_top_p_tiny_is_greedy(model):
     tokens, lengths = _prompts()
     greedy = generate(model, tokens, lengths, SamplingConfig(max_new_tokens=6))
-    for cfg in (SamplingConfig(max_new_tokens=6, temperature=1.3, top_k=1),
-                SamplingConfig(max_new_tokens=6, temperature=1.3, top_p=1e-6)):
+    for cfg in (
+        SamplingConfig(max_new_tokens=6, temperature=1.3, top_k=1),
+        SamplingConfig(max_new_tokens=6, temperature=1.3, top_p=1e-6),
+    ):
         res = generate(model, tokens, lengths, cfg, jax.random.PRNGKey(3))
         np.testing.assert_array_equal(res.tokens, greedy.tokens)
 
@@ -131,8 +133,11 @@ def _full_reductions(hlo: str, n: int) -> list[str]:
     """Names of the reduce instructions in compiled HLO whose operand has n elements."""
     shapes = dict(re.findall(r"%([\w.\-]+) = \w+\[([\d,]*)\]", hlo))
     size = lambda name: np.prod([int(d) for d in shapes.get(name, "0").split(",") if d])  # noqa: E731
-    return [m.group(1) for m in re.finditer(r"%([\w.\-]+) = \S+ reduce\(%([\w.\-]+)", hlo)
-            if size(m.group(2)) == n]
+    return [
+        m.group(1)
+        for m in re.finditer(r"%([\w.\-]+) = \S+ reduce\(%([\w.\-]+)", hlo)
+        if size(m.group(2)) == n
+    ]
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="pins XLA:CPU's program")
@@ -158,8 +163,10 @@ def test_vocab_major_sampling_matches_distribution():
 
 
 @pytest.mark.parametrize("vocab_major", [False, True])
-@pytest.mark.parametrize("cfg", [SamplingConfig(), SamplingConfig(temperature=0.7, top_k=5),
-                                 SamplingConfig(temperature=1.5, top_p=0.9)])
+@pytest.mark.parametrize(
+    "cfg",
+    [SamplingConfig(), SamplingConfig(temperature=0.7, top_k=5), SamplingConfig(temperature=1.5, top_p=0.9)],
+)
 def test_sampled_logprob_is_the_unfiltered_log_softmax_of_the_token(cfg, vocab_major):
     # the log-prob is formed as logit / T - logsumexp(logits / T), never from a materialised log-softmax
     logits = jnp.asarray(np.random.default_rng(0).normal(size=(3, 1000)).astype(np.float32) * 4)  # [B, V]
@@ -170,7 +177,7 @@ def test_sampled_logprob_is_the_unfiltered_log_softmax_of_the_token(cfg, vocab_m
     if cfg.greedy:
         np.testing.assert_array_equal(tok, jnp.argmax(logits, axis=-1))
     if cfg.top_k:
-        assert all(int(t) in set(np.argsort(-np.asarray(logits[i]))[:cfg.top_k]) for i, t in enumerate(tok))
+        assert all(int(t) in set(np.argsort(-np.asarray(logits[i]))[: cfg.top_k]) for i, t in enumerate(tok))
 
 
 @pytest.mark.parametrize("out_first", [False, True])
@@ -193,8 +200,14 @@ def test_cpu_layout_samples_score_as_the_full_forward_scores_them(model):
     # Sampling draws other tokens than the plain layout (noise [V, B]), so check what was drawn: each
     # token is in the top 5 of the full forward's next-token distribution and its log-prob is that one's.
     tokens, lengths = _prompts()
-    res = generate(model, tokens, lengths, SamplingConfig(max_new_tokens=6, temperature=1.0, top_k=5),
-                   jax.random.PRNGKey(1), cpu_layout=True)
+    res = generate(
+        model,
+        tokens,
+        lengths,
+        SamplingConfig(max_new_tokens=6, temperature=1.0, top_k=5),
+        jax.random.PRNGKey(1),
+        cpu_layout=True,
+    )
     for b in range(len(tokens)):
         n = int(lengths[b])
         buf = np.zeros((1, n + 6), np.int32)
@@ -224,7 +237,9 @@ def test_per_row_keys_make_a_rows_samples_independent_of_its_batch(model, cpu_la
     keys = jax.random.split(jax.random.key(7) if typed else jax.random.PRNGKey(7), 3)  # one per row
     batch = generate(model, tokens, lengths, cfg, keys, cpu_layout=cpu_layout)
     for b in range(3):
-        alone = generate(model, tokens[b:b + 1], lengths[b:b + 1], cfg, keys[b:b + 1], cpu_layout=cpu_layout)
+        alone = generate(
+            model, tokens[b : b + 1], lengths[b : b + 1], cfg, keys[b : b + 1], cpu_layout=cpu_layout
+        )
         np.testing.assert_array_equal(alone.tokens[0], batch.tokens[b])
     flip = np.arange(3)[::-1]  # the rows' order in the batch does not matter either
     flipped = generate(model, tokens[flip], lengths[flip], cfg, keys[flip], cpu_layout=cpu_layout)
@@ -255,8 +270,12 @@ def test_rejects_generation_past_max_seq_len():
 def test_top_k_beyond_the_vocab_keeps_every_token(vocab_major):
     logits = jnp.asarray(np.random.default_rng(0).normal(size=(3, 50)).astype(np.float32))
     x = logits.T if vocab_major else logits
-    draw = lambda k: sample_next(x, jax.random.PRNGKey(2), SamplingConfig(temperature=1.0, top_k=k),  # noqa: E731
-                                 vocab_major=vocab_major)
+    draw = lambda k: sample_next(
+        x,
+        jax.random.PRNGKey(2),
+        SamplingConfig(temperature=1.0, top_k=k),  # noqa: E731
+        vocab_major=vocab_major,
+    )
     for a, b in zip(draw(1000), draw(None)):
         np.testing.assert_array_equal(a, b)
 

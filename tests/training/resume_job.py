@@ -30,18 +30,32 @@ V, T, ROWS = 64, 16, 4
 
 def dataset(n=24, seed=0):
     rs = np.random.default_rng(seed)
-    return [Tokenized(rs.integers(3, V, k).astype(np.int32), rs.random(k) < 0.8)
-            for k in rs.integers(5, T, n)]
+    return [
+        Tokenized(rs.integers(3, V, k).astype(np.int32), rs.random(k) < 0.8) for k in rs.integers(5, T, n)
+    ]
 
 
 def main(run_dir: str, total: int, kill_at: int, out: str | None) -> dict:
     config = ModelConfig.tiny(V).replace(num_layers=1, layer_types=("global",))
     model = Decoder(config, rngs=nnx.Rngs(0))
     optim = OptimConfig(learning_rate=1e-2, warmup_steps=2, total_steps=total)
-    train = TrainOptions(batch_size=ROWS, grad_accum=2, checkpoint_every=2, keep_checkpoints=3, log_every=1,
-                         progress=False, seed=0)
-    run = prepare_run(model, make_optimizer(optim), sft_loss(chunk_size=16), run_dir=run_dir, train=train,
-                      mesh=make_run_mesh(MeshOptions(devices=1)))
+    train = TrainOptions(
+        batch_size=ROWS,
+        grad_accum=2,
+        checkpoint_every=2,
+        keep_checkpoints=3,
+        log_every=1,
+        progress=False,
+        seed=0,
+    )
+    run = prepare_run(
+        model,
+        make_optimizer(optim),
+        sft_loss(chunk_size=16),
+        run_dir=run_dir,
+        train=train,
+        mesh=make_run_mesh(MeshOptions(devices=1)),
+    )
     data = dataset()
     order = DataOrder(len(data), seed=0)
 

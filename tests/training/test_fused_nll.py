@@ -31,10 +31,14 @@ def _reference(h, w, targets, weights, softcap):
 @pytest.mark.parametrize("softcap", [None, 2.5])
 def test_value_and_gradients_equal_the_unfused_loss(chunk_size, softcap):
     hidden, unembed, targets, weights = _inputs(seed=chunk_size)
-    fused = jax.jit(jax.value_and_grad(
-        lambda h, w: chunked_weighted_nll(h, w, targets, weights, chunk_size=chunk_size,
-                                          final_softcap=softcap),
-        argnums=(0, 1)))
+    fused = jax.jit(
+        jax.value_and_grad(
+            lambda h, w: chunked_weighted_nll(
+                h, w, targets, weights, chunk_size=chunk_size, final_softcap=softcap
+            ),
+            argnums=(0, 1),
+        )
+    )
     ref = jax.value_and_grad(lambda h, w: _reference(h, w, targets, weights, softcap), argnums=(0, 1))
     (v, (gh, gw)), (v_ref, (gh_ref, gw_ref)) = fused(hidden, unembed), ref(hidden, unembed)
     np.testing.assert_allclose(v, v_ref, rtol=1e-5)
@@ -74,8 +78,11 @@ def test_scales_with_the_outer_cotangent_and_ignores_weight_gradients():
 def test_forward_alone_matches_chunked_token_logprobs():
     hidden, unembed, targets, weights = _inputs(seed=9)
     lp = chunked_token_logprobs(hidden, unembed, targets, chunk_size=4)
-    np.testing.assert_allclose(chunked_weighted_nll(hidden, unembed, targets, weights, chunk_size=4),
-                               -jnp.sum(weights * lp), rtol=1e-6)
+    np.testing.assert_allclose(
+        chunked_weighted_nll(hidden, unembed, targets, weights, chunk_size=4),
+        -jnp.sum(weights * lp),
+        rtol=1e-6,
+    )
 
 
 def test_rejects_bad_arguments():
@@ -126,8 +133,9 @@ def test_exp_barrier_is_lowered_on_cpu_only():
     """The one-exp-pass barrier is a measured XLA:CPU fix; a CUDA lowering of the same gradient
     keeps XLA's own fusion (the GPU figures were measured without it)."""
     hidden, unembed, targets, weights = _inputs()
-    grad_fn = jax.jit(jax.grad(
-        lambda h, w: chunked_weighted_nll(h, w, targets, weights, chunk_size=5), argnums=(0, 1)))
+    grad_fn = jax.jit(
+        jax.grad(lambda h, w: chunked_weighted_nll(h, w, targets, weights, chunk_size=5), argnums=(0, 1))
+    )
 
     def lowered_for(platform):
         return jax.export.export(grad_fn, platforms=[platform])(hidden, unembed).mlir_module()
@@ -152,7 +160,8 @@ def test_gradient_tile_forms_agree_and_each_platform_lowers_its_own():
 
     def lowered_for(platform):
         return jax.export.export(jax.jit(fused_nll._scaled_minus_onehot), platforms=[platform])(
-            e, scale, t, w).mlir_module()
+            e, scale, t, w
+        ).mlir_module()
 
     assert "scatter" in lowered_for("cpu") and "scatter" not in lowered_for("cuda")
 
@@ -161,8 +170,9 @@ def test_float32_weight_is_cast_to_the_compute_dtype_once_not_per_tile():
     """Mixed precision: the [V, D] cast happens before the scan over tiles. Inside the scan body XLA
     runs it once per tile (H200, gemma3-270m: 0.9 ms a step)."""
     hidden, unembed, targets, weights = _inputs(seed=3)
-    grad_fn = jax.grad(lambda h, w: chunked_weighted_nll(h, w, targets, weights, chunk_size=5),
-                       argnums=(0, 1))
+    grad_fn = jax.grad(
+        lambda h, w: chunked_weighted_nll(h, w, targets, weights, chunk_size=5), argnums=(0, 1)
+    )
     jaxpr = jax.make_jaxpr(grad_fn)(hidden.astype(jnp.bfloat16), unembed).jaxpr
 
     def casts_of_the_table(jaxpr, in_scan):

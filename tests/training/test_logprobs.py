@@ -214,8 +214,9 @@ def test_streamed_counts_a_tied_maximum_as_most_likely_and_reads_no_full_logits(
     assert is_max.tolist() == [True, True, False]
     lse = math.log(2 * math.exp(4.0) + (v - 2))
     np.testing.assert_allclose(lp, [4.0 - lse, 4.0 - lse, -lse], rtol=1e-6)
-    jaxpr = jax.make_jaxpr(
-        lambda h, w: streamed_token_logprobs(h, w, targets, vocab_chunk=64))(hidden, unembed)
+    jaxpr = jax.make_jaxpr(lambda h, w: streamed_token_logprobs(h, w, targets, vocab_chunk=64))(
+        hidden, unembed
+    )
     sizes = [math.prod(a.shape) for a in _all_avals(jaxpr.jaxpr) if hasattr(a, "shape")]
     others = [s for s in sizes if s != v * d]  # all but the table itself
     assert 3 * 64 <= max(others) < 3 * v / 4  # the [C, Vc] blocks were reached; no [C, V] logits exist

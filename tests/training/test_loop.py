@@ -39,8 +39,9 @@ def data(poison_step=None):
     rs = np.random.default_rng(0)
     docs = [Tokenized(rs.integers(3, V, n).astype(np.int32), np.ones(n, bool)) for n in rs.integers(4, T, 40)]
     order = DataOrder(len(docs), seed=0)
-    for i, (batch, pos) in enumerate(batches(docs, order, None, ROWS,
-                                             lambda b: pad_batch(b, T, rows=ROWS)), 1):
+    for i, (batch, pos) in enumerate(
+        batches(docs, order, None, ROWS, lambda b: pad_batch(b, T, rows=ROWS)), 1
+    ):
         yield {**batch, "poison": np.full((ROWS,), i == poison_step)}, pos
 
 
@@ -69,10 +70,15 @@ def test_logs_evaluates_and_checkpoints_on_schedule(tmp_path, step_fn):
 
     writer = MetricsWriter(tmp_path / "metrics.jsonl", tmp_path / "tb")
     with Checkpointer(tmp_path / "ck", keep=5) as ck:
-        result = train_loop(step_fn, fresh_state(), data(),
-                            LoopConfig(total_steps=7, log_every=3, eval_every=4, checkpoint_every=3,
-                                       progress=True),
-                            checkpointer=ck, evaluate=evaluate, writer=writer)
+        result = train_loop(
+            step_fn,
+            fresh_state(),
+            data(),
+            LoopConfig(total_steps=7, log_every=3, eval_every=4, checkpoint_every=3, progress=True),
+            checkpointer=ck,
+            evaluate=evaluate,
+            writer=writer,
+        )
         assert ck.all_steps() == [3, 6, 7]
         assert ck.read_manifest(6)["data_position"] == {"epoch": 0, "index": 24, "n": 40, "seed": 0}
     writer.close()
@@ -82,8 +88,9 @@ def test_logs_evaluates_and_checkpoints_on_schedule(tmp_path, step_fn):
     train_rows = [r for r in rows if "loss" in r]
     assert [r["step"] for r in train_rows] == [3, 6, 7]
     assert [r["step"] for r in rows if "eval/loss" in r] == [4, 7]
-    assert all(r["tokens_per_s"] > 0 and r["n_tokens"] > 0 and np.isfinite(r["grad_norm"])
-               for r in train_rows)
+    assert all(
+        r["tokens_per_s"] > 0 and r["n_tokens"] > 0 and np.isfinite(r["grad_norm"]) for r in train_rows
+    )
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
@@ -95,9 +102,14 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, step_fn):
 
     with Checkpointer(tmp_path / "ck") as ck:
         with pytest.raises(NonFiniteLoss, match=r"step 6.*last good checkpoint is step 4"):
-            train_loop(step_fn, fresh_state(), data(poison_step=6),
-                       LoopConfig(total_steps=10, checkpoint_every=2, progress=False), checkpointer=ck,
-                       on_step=remember)
+            train_loop(
+                step_fn,
+                fresh_state(),
+                data(poison_step=6),
+                LoopConfig(total_steps=10, checkpoint_every=2, progress=False),
+                checkpointer=ck,
+                on_step=remember,
+            )
         assert ck.latest_step() == 4
         restored = ck.restore_latest(fresh_state()).state
     for a, b in zip(jax.tree.leaves(seen[4]), jax.tree.leaves(restored.params)):
@@ -117,8 +129,14 @@ def test_sigterm_saves_and_stops(tmp_path, step_fn):
     previous = signal.signal(signal.SIGTERM, before)
     try:
         with Checkpointer(tmp_path / "ck") as ck:
-            result = train_loop(step_fn, fresh_state(), data(), LoopConfig(total_steps=10, progress=False),
-                                checkpointer=ck, on_step=preempt)
+            result = train_loop(
+                step_fn,
+                fresh_state(),
+                data(),
+                LoopConfig(total_steps=10, progress=False),
+                checkpointer=ck,
+                on_step=preempt,
+            )
             assert result.stopped == "sigterm" and result.step == 3
             assert ck.all_steps() == [3]
             assert ck.read_manifest()["data_position"]["index"] == 12
@@ -145,18 +163,26 @@ def test_resume_between_log_steps_writes_the_rows_of_an_uninterrupted_run(tmp_pa
 
     def job(run_dir, stop_at=0):
         train = TrainOptions(batch_size=ROWS, log_every=3, progress=False, async_checkpoints=False)
-        run = prepare_run(Decoder(CONFIG, rngs=nnx.Rngs(0)), make_optimizer(OptimConfig(total_steps=7)),
-                          sft_loss(chunk_size=16), run_dir=run_dir, train=train,
-                          mesh=make_run_mesh(MeshOptions(devices=1)))
+        run = prepare_run(
+            Decoder(CONFIG, rngs=nnx.Rngs(0)),
+            make_optimizer(OptimConfig(total_steps=7)),
+            sft_loss(chunk_size=16),
+            run_dir=run_dir,
+            train=train,
+            mesh=make_run_mesh(MeshOptions(devices=1)),
+        )
 
         def on_step(step, state):
             if step == stop_at:
                 os.kill(os.getpid(), signal.SIGTERM)
 
         ran = []
-        fit(run, lambda pos: batches(docs, order, pos, ROWS, lambda b: pad_batch(b, T, rows=ROWS)),
+        fit(
+            run,
+            lambda pos: batches(docs, order, pos, ROWS, lambda b: pad_batch(b, T, rows=ROWS)),
             LoopConfig(total_steps=7, log_every=3, progress=False),
-            on_step=lambda step, state: (ran.append(step), on_step(step, state)))
+            on_step=lambda step, state: (ran.append(step), on_step(step, state)),
+        )
         run.checkpointer.close()
         return run, ran, read_jsonl(run_dir / "metrics.jsonl")
 

@@ -50,8 +50,9 @@ def test_fresh_adapters_change_nothing_and_unmerged_equals_merged():
     q, ad = base.layers[0].attn.q[...], model.adapters[model.paths.index("layers.0.attn.q")]
     x = jax.random.normal(jax.random.PRNGKey(9), (2, 3, 64))
     merged_q = jnp.einsum("BTD,DNH->BTNH", x, merged.layers[0].attn.q[...])
-    unmerged = (jnp.einsum("BTD,DNH->BTNH", x, q)
-                + (ad.scale * (x @ ad.a[...]) @ ad.b[...]).reshape(2, 3, 4, 16))
+    unmerged = jnp.einsum("BTD,DNH->BTNH", x, q) + (ad.scale * (x @ ad.a[...]) @ ad.b[...]).reshape(
+        2, 3, 4, 16
+    )
     np.testing.assert_allclose(np.asarray(merged_q), np.asarray(unmerged), atol=1e-5)
 
 
@@ -63,16 +64,23 @@ def test_training_changes_only_the_adapters():
     frozen_before = jax.tree.map(np.asarray, state.frozen)
     params_before = jax.tree.map(np.asarray, state.params)
     tokens, positions, seg = (np.asarray(x) for x in inputs())
-    batch = {"tokens": tokens, "positions": positions, "segment_ids": seg, "targets": np.roll(tokens, -1, 1),
-             "loss_mask": np.ones_like(tokens, np.float32)}
+    batch = {
+        "tokens": tokens,
+        "positions": positions,
+        "segment_ids": seg,
+        "targets": np.roll(tokens, -1, 1),
+        "loss_mask": np.ones_like(tokens, np.float32),
+    }
     step = make_train_step(sft_loss(chunk_size=8), opt)
     for _ in range(2):
         state, metrics = step(state, batch)
     assert bool(metrics["finite"])
     for a, b in zip(jax.tree.leaves(frozen_before), jax.tree.leaves(state.frozen)):
         np.testing.assert_array_equal(a, np.asarray(b))  # base weights bit-for-bit untouched
-    changed = [not np.array_equal(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(params_before),
-                                                                    jax.tree.leaves(state.params))]
+    changed = [
+        not np.array_equal(a, np.asarray(b))
+        for a, b in zip(jax.tree.leaves(params_before), jax.tree.leaves(state.params))
+    ]
     assert all(changed) and len(changed) == 4  # A and B of both adapters moved
 
 
@@ -86,15 +94,21 @@ def test_setting_only_lora_trains_only_the_adapters(tmp_path, caplog):
 
     train = TrainOptions(batch_size=2, lora=LoRAConfig(rank=2, targets=("attn.q",)), progress=False)
     assert train.trainable == "lora" and TrainOptions().trainable == "all"
-    run = prepare_run(with_lora(Decoder(CONFIG, rngs=nnx.Rngs(0)), train), make_optimizer(OptimConfig()),
-                      sft_loss(chunk_size=8), run_dir=tmp_path, train=train,
-                      mesh=make_run_mesh(MeshOptions(devices=1)))
+    run = prepare_run(
+        with_lora(Decoder(CONFIG, rngs=nnx.Rngs(0)), train),
+        make_optimizer(OptimConfig()),
+        sft_loss(chunk_size=8),
+        run_dir=tmp_path,
+        train=train,
+        mesh=make_run_mesh(MeshOptions(devices=1)),
+    )
     leaves = nnx.to_flat_state(run.state.params)
     assert len(leaves) == 2 and all(isinstance(v, nnx.LoRAParam) for _, v in leaves)  # A and B of attn.q
     config = load_config(DPORunConfig, None, ["output_dir=x", "train.lora={rank: 2}"])
     assert config.train.trainable == "lora"
-    explicit = load_config(DPORunConfig, None,
-                           ["output_dir=x", "train.lora={rank: 2}", "train.trainable=all"])
+    explicit = load_config(
+        DPORunConfig, None, ["output_dir=x", "train.lora={rank: 2}", "train.trainable=all"]
+    )
     assert explicit.train.trainable == "all"
     with caplog.at_level("WARNING", logger="align.training"):
         with_lora(Decoder(CONFIG, rngs=nnx.Rngs(0)), explicit.train)
@@ -121,9 +135,13 @@ def test_bfloat16_base_keeps_float32_adapters_and_merges_once():
 
 def _batch(B=2, T=8, vocab=64, seed=0):
     tokens = np.random.default_rng(seed).integers(0, vocab, (B, T)).astype(np.int32)
-    return {"tokens": tokens, "positions": np.tile(np.arange(T, dtype=np.int32), (B, 1)),
-            "segment_ids": np.ones((B, T), np.int32), "targets": np.roll(tokens, -1, 1),
-            "loss_mask": np.ones((B, T), np.float32)}
+    return {
+        "tokens": tokens,
+        "positions": np.tile(np.arange(T, dtype=np.int32), (B, 1)),
+        "segment_ids": np.ones((B, T), np.int32),
+        "targets": np.roll(tokens, -1, 1),
+        "loss_mask": np.ones((B, T), np.float32),
+    }
 
 
 def _randomize_adapters(model, std=0.05):
@@ -150,15 +168,17 @@ def test_activation_side_equals_merged_in_value_and_gradient(remat):
     _randomize_adapters(model)
     batch = _batch()
     args = (batch["tokens"], batch["positions"], batch["segment_ids"])
-    np.testing.assert_allclose(np.asarray(model(*args).logits), np.asarray(model.merged()(*args).logits),
-                               atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(model(*args).logits), np.asarray(model.merged()(*args).logits), atol=1e-5, rtol=1e-5
+    )
     grad, params = _lora_grad(model, batch, merged=False)
     grad_merged, _ = _lora_grad(model, batch, merged=True)
     got, want = jax.jit(grad)(params), jax.jit(grad_merged)(params)
     for (path, g), (_, w) in zip(nnx.to_flat_state(got), nnx.to_flat_state(want)):
         assert np.abs(np.asarray(w[...])).max() > 0, path  # every A and B gets a gradient
-        np.testing.assert_allclose(np.asarray(g[...]), np.asarray(w[...]), rtol=1e-4, atol=1e-7,
-                                   err_msg=str(path))
+        np.testing.assert_allclose(
+            np.asarray(g[...]), np.asarray(w[...]), rtol=1e-4, atol=1e-7, err_msg=str(path)
+        )
 
 
 def test_bfloat16_base_keeps_a_delta_that_a_bfloat16_merge_rounds_away():
@@ -174,14 +194,16 @@ def test_bfloat16_base_keeps_a_delta_that_a_bfloat16_merge_rounds_away():
     delta = np.asarray(ad.delta())
     assert 5e-6 < delta.std() and np.abs(delta).max() < 2.0**-14  # ~1e-5: below half of bf16's spacing
     merged = merge_lora(model)
-    np.testing.assert_array_equal(np.asarray(merged.layers[0].attn.q[...], np.float32),
-                                  np.asarray(q[...], np.float32))  # the bf16 merge dropped all of it
+    np.testing.assert_array_equal(
+        np.asarray(merged.layers[0].attn.q[...], np.float32), np.asarray(q[...], np.float32)
+    )  # the bf16 merge dropped all of it
 
     # the q projection: activation side == the float32 result rounded once; merged == the base's
     x = jnp.asarray(rng.standard_normal((2, 16, 64)), jnp.bfloat16)
     x32 = np.asarray(x, np.float32)
-    ref = (np.einsum("BTD,DNH->BTNH", x32, np.asarray(q[...], np.float32))
-           + (ad.scale * (x32 @ np.asarray(ad.a[...])) @ np.asarray(ad.b[...])).reshape(2, 16, 4, 16))
+    ref = np.einsum("BTD,DNH->BTNH", x32, np.asarray(q[...], np.float32)) + (
+        ad.scale * (x32 @ np.asarray(ad.a[...])) @ np.asarray(ad.b[...])
+    ).reshape(2, 16, 4, 16)
     ref = np.asarray(jnp.asarray(ref).astype(jnp.bfloat16), np.float32)
     act = np.asarray(model.adapted().layers[0].attn.project("q", x), np.float32)
     plain = np.asarray(merged.layers[0].attn.project("q", x), np.float32)

@@ -17,9 +17,14 @@ ROOT = HERE.parents[1]
 def launch(tmp_path, run_dir, total, kill_at, out=""):
     # The three processes compile the same step: share a persistent compilation cache between them.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache")}
-    return subprocess.run([sys.executable, str(HERE / "resume_job.py"), str(run_dir), str(total),
-                           str(kill_at), str(out)], check=False, env=env, capture_output=True, text=True,
-                           timeout=300)
+    return subprocess.run(
+        [sys.executable, str(HERE / "resume_job.py"), str(run_dir), str(total), str(kill_at), str(out)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def report(proc) -> dict:
@@ -49,6 +54,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     assert sorted(after.files) == sorted(reference.files) and len(reference.files) > 10
     for key in reference.files:
         np.testing.assert_array_equal(after[key], reference[key])
+
     # the metrics log reads as one run: every step once, in order, and equal to the straight run's
     def log(name):
         return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]

@@ -39,8 +39,13 @@ def random_batch(seed=0, rows=B):
     tokens = rs.integers(3, V, (rows, T)).astype(np.int32)
     # Uneven supervised-token counts per row, so an unweighted mean of micro-batch losses would differ.
     mask = (rs.random((rows, T)) < np.linspace(0.05, 0.95, rows)[:, None]).astype(np.float32)
-    return {"tokens": tokens, "positions": np.tile(np.arange(T, dtype=np.int32), (rows, 1)),
-            "segment_ids": np.ones((rows, T), np.int32), "targets": np.roll(tokens, -1, 1), "loss_mask": mask}
+    return {
+        "tokens": tokens,
+        "positions": np.tile(np.arange(T, dtype=np.int32), (rows, 1)),
+        "segment_ids": np.ones((rows, T), np.int32),
+        "targets": np.roll(tokens, -1, 1),
+        "loss_mask": mask,
+    }
 
 
 def max_diff(a, b):
@@ -72,8 +77,18 @@ def reference():
         return g1, m1, g4, m4, jnp.stack(plain), loss, direct, micro["loss_mask"].sum(axis=(1, 2))
 
     g1, m1, g4, m4, plain, loss, direct, n_micro = grads(state, batch)
-    return {"state": state, "batch": batch, "g1": g1, "m1": m1, "g4": g4, "m4": m4, "plain": plain,
-            "loss": loss, "direct": direct, "n_micro": n_micro}
+    return {
+        "state": state,
+        "batch": batch,
+        "g1": g1,
+        "m1": m1,
+        "g4": g4,
+        "m4": m4,
+        "plain": plain,
+        "loss": loss,
+        "direct": direct,
+        "n_micro": n_micro,
+    }
 
 
 def test_micro_batch_split_is_strided():
@@ -144,8 +159,9 @@ def test_packed_batch_gives_the_same_loss_and_gradient_as_padded():
     packed = jax.tree.map(jnp.asarray, pack_batch(docs, 16, rows=3))
     assert packed["segment_ids"].max() > 1  # really packed
     state = create_train_state(make_model(), optax.sgd(0.1))
-    both = jax.jit(lambda s, a, b: (accumulate_gradients(LOSS, s, a, s.rng),
-                                    accumulate_gradients(LOSS, s, b, s.rng)))
+    both = jax.jit(
+        lambda s, a, b: (accumulate_gradients(LOSS, s, a, s.rng), accumulate_gradients(LOSS, s, b, s.rng))
+    )
     (g_pad, m_pad), (g_pack, m_pack) = both(state, padded, packed)
     assert float(m_pad["n_tokens"]) == float(m_pack["n_tokens"]) > 0
     np.testing.assert_allclose(float(m_pack["loss"]), float(m_pad["loss"]), rtol=1e-5)
