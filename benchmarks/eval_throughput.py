@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/eval_throughput.py                  # gemma3-270m, 200 pairs, batch 16
     .venv/bin/python benchmarks/eval_throughput.py --limit 200 0    # 0 = all pairs (1508)
 
-Both backends score every sentence as `safety_evals.crows_pairs` does (empty context, so BOS
+Both backends score every sentence as `safety_evals.suites.crows_pairs` does (empty context, so BOS
 conditions the first word) and lay out each call their own way: torch sorts the sentences
 longest first as lm-eval does; JAX packs them into rows of `JaxLM.pack_tokens` (128) tokens and
-scores sentences that start alike as prefix trees (`safety_evals.packing`). Torch runs with one
+scores sentences that start alike as prefix trees (`safety_evals.lm.packing`). Torch runs with one
 thread per CPU. `--batch-size` is rows per forward pass on both sides (a torch row is one
 sentence; `--torch-batch-size` sets torch's alone). Timing is interleaved so that a shared, busy
 machine slows both alike: the requests are cut into slices of `--slice` sentences in data order
@@ -36,8 +36,8 @@ def _requests(lm, pairs):
 
 def _warm_jax(jlm, reqs, slice_size: int) -> float:
     """Compile the scoring function for every pass shape the timed slices will use; seconds."""
-    from safety_evals import packing
-    from safety_evals.jax_lm import entry_count
+    from safety_evals.lm import packing
+    from safety_evals.lm.jax_lm import entry_count
 
     # (R, T, tree, E): the jit's shape key -> (the slice's windows, its first batch of that shape)
     firsts = {}
@@ -70,7 +70,7 @@ def interleaved(backends: dict, reqs, slice_size: int) -> tuple[dict, dict]:
 
 def run_case(jlm, hf, limit: int | None, slice_size: int) -> dict:
     """One comparison row; `backends` holds each side's ll_more / ll_less in data order."""
-    from safety_evals import crows_pairs
+    from safety_evals.suites import crows_pairs
 
     pairs, _ = crows_pairs.load(limit=limit)
     reqs = _requests(jlm, pairs)
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import align
-    from safety_evals.hf_lm import HFTorchLM
-    from safety_evals.jax_lm import JaxLM
+    from safety_evals.lm.hf_lm import HFTorchLM
+    from safety_evals.lm.jax_lm import JaxLM
 
     torch.set_num_threads(os.cpu_count() or 1)
     loaded = align.load(args.model)

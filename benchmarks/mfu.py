@@ -5,7 +5,7 @@
     python benchmarks/mfu.py --attn-impl xla cudnn --profile /tmp/trace    # + where the GPU time goes
     python benchmarks/mfu.py --presets tiny --shapes 2x64 --gen-batches 2 --new-tokens 8   # CPU smoke run
 
-Train rows time the real SFT step (`pipelines.sft.sft_loss` + AdamW + clipping through
+Train rows time the real SFT step (`pipelines.stages.sft.sft_loss` + AdamW + clipping through
 `align.training.make_train_step`) on random weights and random tokens, every token supervised:
 
     MFU = steps/s * B * T * train_flops_per_token(config, T) / peak
@@ -123,7 +123,7 @@ def train_case(
 
     from align.model.flops import train_flops_per_token
     from align.training import OptimConfig, create_train_state, make_optimizer, make_train_step
-    from pipelines.sft import sft_loss
+    from pipelines.stages.sft import sft_loss
 
     config = config_for(preset)
     model = random_model(

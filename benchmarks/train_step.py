@@ -78,7 +78,7 @@ def worker_jax(args) -> dict:
         make_train_step,
         trainable_filter,
     )
-    from pipelines.sft import sft_loss
+    from pipelines.stages.sft import sft_loss
 
     model, _ = load(args)
     if args.trainable == "lora":

@@ -17,17 +17,20 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("pipelines.generate_cmd", "sample from a model (GGUF file, HF dir, preset name)"),
-    "convert": ("pipelines.convert_cmd", "convert a GGUF / HF checkpoint to a HF safetensors directory"),
-    "sft": ("pipelines.sft", "supervised fine-tuning from a YAML config"),
-    "rm": ("pipelines.rm", "train a Bradley-Terry reward model from a YAML config"),
-    "rlhf": ("pipelines.rlhf", "RLHF (PPO or GRPO) from a YAML config"),
-    "dpo": ("pipelines.dpo", "direct preference optimisation from a YAML config"),
-    "pipeline": ("pipelines.quickstart", "SFT -> RM -> PPO -> evals -> chat/developer variants"),
+    "generate": ("pipelines.commands.generate", "sample from a model (GGUF file, HF dir, preset name)"),
+    "convert": ("pipelines.commands.convert", "convert a GGUF / HF checkpoint to a HF safetensors directory"),
+    "sft": ("pipelines.stages.sft", "supervised fine-tuning from a YAML config"),
+    "rm": ("pipelines.stages.rm", "train a Bradley-Terry reward model from a YAML config"),
+    "rlhf": ("pipelines.stages.rlhf", "RLHF (PPO or GRPO) from a YAML config"),
+    "dpo": ("pipelines.stages.dpo", "direct preference optimisation from a YAML config"),
+    "pipeline": ("pipelines.pipeline", "SFT -> RM -> PPO -> evals -> chat/developer variants"),
     "eval": ("safety_evals.cli", "run safety eval suites on a model and write results JSON"),
-    "dashboard": ("safety_evals.dashboard", "render results JSON / history into one self-contained HTML"),
-    "gate": ("safety_evals.gate", "turn results JSON into a CI verdict under a release policy"),
-    "results": ("safety_evals.history", "add / list runs in the local SQLite results history"),
+    "dashboard": (
+        "safety_evals.review.dashboard",
+        "render results JSON / history into one self-contained HTML",
+    ),
+    "gate": ("safety_evals.review.gate", "turn results JSON into a CI verdict under a release policy"),
+    "results": ("safety_evals.review.history", "add / list runs in the local SQLite results history"),
 }
 
 

@@ -4,7 +4,7 @@
 
 The backbone comes from any model spec (typically the SFT export); a spec that is itself a reward
 model export continues from its head. Run directory, resume and skip rules are those of the SFT
-pipeline (pipelines/sft.py): checkpoints/, metrics.jsonl, tb/, eval_before.json, export/ (a HF
+pipeline (pipelines/stages/sft.py): checkpoints/, metrics.jsonl, tb/, eval_before.json, export/ (a HF
 sequence-classification directory), summary.json (written last; a finished run is not redone).
 """
 

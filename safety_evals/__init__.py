@@ -9,7 +9,7 @@ Results: `results` (the document of docs/results_schema.md), `bootstrap` (95% CI
 CLI: `align eval` (`safety_evals.cli`).
 """
 
-from safety_evals.lm import LanguageModel, TokenScores
+from safety_evals.lm.protocol import LanguageModel, TokenScores
 from safety_evals.results import DataInfo, Metric, SuiteResult
 
 __all__ = ["DataInfo", "LanguageModel", "Metric", "SuiteResult", "TokenScores"]

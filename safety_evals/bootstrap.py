@@ -1,6 +1,6 @@
 """Percentile bootstrap confidence intervals over examples.
 
-Every CI in a results document comes from here, except a proportion's (safety_evals.wilson):
+Every CI in a results document comes from here, except a proportion's (align.intervals):
 1000 resamples of the examples with replacement, a fixed seed, and the 2.5 / 97.5 percentiles of
 the resampled statistic (Efron & Tibshirani 1993, ch. 13). Composite metrics (ICAT, kappa, BBQ bias
 scores) are recomputed from the resampled examples, never combined from the CIs of their parts.

@@ -15,14 +15,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from safety_evals import attribution, bbq, crows_pairs, factuality, hedging, results, stereoset, toxicity
-from safety_evals.lm import LanguageModel
+from safety_evals.suites import attribution, bbq, crows_pairs, factuality, hedging, stereoset, toxicity
+from safety_evals import results
+from safety_evals.lm.protocol import LanguageModel
 
 DEFAULT_SUITES = ("crows_pairs", "stereoset", "toxicity", "factuality", "hedging", "attribution")
 
 
 def _judge(lm: LanguageModel, args):
-    from safety_evals import judges
+    from safety_evals.suites import judges
 
     kind, _, path = args.judge.partition(":")
     if kind == "llm" and not path:
@@ -192,11 +193,11 @@ def _suite_values(items: list[str], flag: str, what: str) -> dict[str, str]:
 def load_lm(args) -> tuple[LanguageModel, str | None]:
     """(the language model, the local path of its weights or None)."""
     if args.backend == "hf":
-        from safety_evals.hf_lm import HFTorchLM
+        from safety_evals.lm.hf_lm import HFTorchLM
 
         return HFTorchLM(args.model, batch_size=args.batch_size, device=args.device), args.model
     import align
-    from safety_evals.jax_lm import JaxLM
+    from safety_evals.lm.jax_lm import JaxLM
 
     loaded = align.load(args.model)
     return JaxLM.from_loaded(loaded, name=args.model, batch_size=args.batch_size), loaded.source
@@ -205,7 +206,7 @@ def load_lm(args) -> tuple[LanguageModel, str | None]:
 def _progress(lm: LanguageModel, suite: str, args):
     from tqdm import tqdm
 
-    from safety_evals.lm_wrappers import ProgressLM
+    from safety_evals.lm.wrappers import ProgressLM
 
     bar = tqdm(total=0, desc=suite, unit="req", disable=args.no_progress, file=sys.stderr, leave=True)
     return ProgressLM(lm, bar, chunk=max(1, args.batch_size) * 16), bar
@@ -247,7 +248,7 @@ def run(args) -> int:
     try:
         lm, path = load_lm(args)
         if args.chat_template == "gemma":
-            from safety_evals.lm_wrappers import ChatPromptLM, chat_user_turn
+            from safety_evals.lm.wrappers import ChatPromptLM, chat_user_turn
 
             system = args.system_prompt
             lm = ChatPromptLM(lm, lambda text: chat_user_turn(text, system=system))

@@ -24,7 +24,7 @@ import numpy as np
 
 from align.fileio import write_text_atomic
 from safety_evals import bootstrap
-from safety_evals.wilson import wilson_ci
+from align.intervals import wilson_ci
 
 SCHEMA = "align.eval_results/v1"
 _CHUNK = 1 << 20

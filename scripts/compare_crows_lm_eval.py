@@ -32,7 +32,7 @@ from itertools import combinations
 
 import numpy as np
 
-from safety_evals import crows_pairs
+from safety_evals.suites import crows_pairs
 
 LM_EVAL_TASK = "crows_pairs/crows_pairs_english.yaml"  # inside the installed lm_eval/tasks
 
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             more, less, pct = score_lm_eval(args.hf, pairs, args)
             out["lm_eval_process_results_pct"] = pct
         elif name == "hf":
-            from safety_evals.hf_lm import HFTorchLM
+            from safety_evals.lm.hf_lm import HFTorchLM
 
             hf = HFTorchLM(args.hf, batch_size=args.batch_size, device=args.device)
             more, less = crows_pairs.score_pairs(hf, pairs)
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             more, less = jax_from_results(args.jax_results, pairs)
         else:
             import align
-            from safety_evals.jax_lm import JaxLM
+            from safety_evals.lm.jax_lm import JaxLM
 
             spec = args.jax or args.hf
             jlm = JaxLM.from_loaded(align.load(spec), name=spec, batch_size=args.batch_size)

@@ -22,7 +22,7 @@ def streamed_token_logprobs(
 ) -> tuple[jax.Array, jax.Array]:
     """log p(target) and "target is a most likely token" for C tokens, the vocabulary streamed in chunks.
 
-    For scoring without gradients (`safety_evals.jax_lm`). One [C, Vc] logits block exists at a
+    For scoring without gradients (`safety_evals.lm.jax_lm`). One [C, Vc] logits block exists at a
     time, reduced as it is made by an online logsumexp over the vocabulary chunks k:
 
         z_v = softcap(h . E_v) / temperature

@@ -28,7 +28,10 @@ def test_help_does_not_import_jax():
 
 def test_gate_dashboard_and_config_reader_do_not_import_jax():
     # CI gates and dashboards run in seconds without JAX; align.errors must not drag align.hub in
-    mods = "safety_evals.gate, safety_evals.dashboard, safety_evals.history, pipelines.config_io"
+    mods = (
+        "safety_evals.review.gate, safety_evals.review.dashboard, safety_evals.review.history, "
+        "align.config_io"
+    )
     code = f"import sys, {mods}; import align; print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
@@ -92,8 +95,8 @@ def test_missing_files_and_unknown_presets_exit_2(tmp_path, capsys):
 
 
 def test_traceback_on_request_and_for_bugs(tmp_path, monkeypatch):
-    from pipelines import sft
-    from pipelines.config_io import ConfigError
+    from pipelines.stages import sft
+    from align.config_io import ConfigError
 
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("nonsense_key: 1\n")
@@ -130,8 +133,8 @@ def test_convert_hf_dir_round_trip(tmp_path):
 def test_a_stage_command_that_stops_early_returns_its_exit_code(stopped, code):
     import argparse
 
-    from pipelines.config_cmd import run_config_command
-    from pipelines.sft import SFTConfig
+    from pipelines.commands.config import run_config_command
+    from pipelines.stages.sft import SFTConfig
 
     args = argparse.Namespace(config=TINY_SFT, overrides=[], print_config=False)
     assert run_config_command(args, SFTConfig, lambda config: {"stopped": stopped}, ("step",)) == code

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from align.data_dir import data_dir, data_path
-from pipelines.config_io import ConfigError, dump_yaml, load_config
-from pipelines.quickstart import load_quickstart
-from pipelines.sft import SFTConfig
+from align.config_io import ConfigError, dump_yaml, load_config
+from pipelines.pipeline import load_quickstart
+from pipelines.stages.sft import SFTConfig
 from reward_models.train import RMConfig
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from pipelines.config_io import load_config
-from pipelines.dpo import DPORunConfig, run_dpo
+from align.config_io import load_config
+from pipelines.stages.dpo import DPORunConfig, run_dpo
 from tests.paths import CONFIGS
 from tests.paths import DATA as SHARED
 

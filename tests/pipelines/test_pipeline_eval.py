@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from pipelines.config_io import load_config
-from pipelines.model_card import eval_section
-from pipelines.quickstart import Pipeline, QuickstartConfig, StageStopped, run_pipeline
+from align.config_io import load_config
+from pipelines.release.model_card import eval_section
+from pipelines.pipeline import Pipeline, QuickstartConfig, StageStopped, run_pipeline
 from safety_evals import cli as eval_cli
 from safety_evals import results
-from safety_evals.results_io import load_results
+from safety_evals.review.documents import load_results
 from tests.paths import CONFIGS, VARIANTS
 
 CONFIG = str(CONFIGS / "quickstart_tiny.yaml")

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.config_io import load_config
-from pipelines.quickstart import Pipeline, QuickstartConfig, run_pipeline
-from safety_evals.results_io import load_results
+from align.config_io import load_config
+from pipelines.pipeline import Pipeline, QuickstartConfig, run_pipeline
+from safety_evals.review.documents import load_results
 from tests.paths import CONFIGS, VARIANTS, VARIANTS_FILE
 from tests.paths import DATA as SHARED
 
@@ -148,7 +148,7 @@ def test_a_stage_that_stops_early_exits_with_one_line_and_its_code(
     tmp_path, monkeypatch, capsys, result, code, why
 ):
     from pipelines.cli import main
-    from pipelines.quickstart import Stage
+    from pipelines.pipeline import Stage
 
     def stages(self):  # one stage that ended (e.g. preempted) before writing its output
         return [Stage("sft", tmp_path / "sft" / "summary.json", lambda: result, "SFT")]
@@ -164,7 +164,7 @@ def test_a_stage_that_stops_early_exits_with_one_line_and_its_code(
 def test_a_non_finite_loss_exits_1_with_its_message(tmp_path, monkeypatch, capsys):
     from align.training import NonFiniteLoss
     from pipelines.cli import main
-    from pipelines.quickstart import Stage
+    from pipelines.pipeline import Stage
 
     def diverge():
         raise NonFiniteLoss("loss is nan at step 3; the last checkpoint is step 2")

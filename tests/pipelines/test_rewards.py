@@ -9,7 +9,7 @@ from align.model import Decoder, ModelConfig
 from align.model.heads import ScoreModel
 from align.data import Tokenizer, encode_prompt, prompt_batch
 from align.data.testing import tiny_tokenizer
-from pipelines.rewards import (
+from pipelines.stages.rewards import (
     ResponseEnding,
     RewardModelSpec,
     RewardOptions,
@@ -89,7 +89,7 @@ def test_reward_options_describe_and_reject_unknown_rules():
 
 
 def test_paired_gain_by_hand():
-    from pipelines.rl_eval import paired_gain
+    from pipelines.stages.rl_eval import paired_gain
 
     g = paired_gain([0.0, 1.0, 2.0], [1.0, 1.0, 4.0])  # differences 1, 0, 2
     assert g["mean"] == 1.0 and g["n"] == 3 and g["wins"] == 2 / 3
@@ -100,7 +100,7 @@ def test_paired_gain_by_hand():
 def test_paired_gain_of_one_or_no_prompt_leaves_undefined_fields_none_not_nan():
     import json
 
-    from pipelines.rl_eval import paired_gain
+    from pipelines.stages.rl_eval import paired_gain
 
     one = paired_gain([1.0], [3.0])  # a mean, but no spread to build an interval from
     assert one == {"mean": 2.0, "stderr": None, "ci_low": None, "ci_high": None, "wins": 1.0, "n": 1}

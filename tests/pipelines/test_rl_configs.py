@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config_io import ConfigError, load_config
-from pipelines.dpo import DPORunConfig
-from pipelines.quickstart import Pipeline, QuickstartConfig, load_quickstart
-from pipelines.rlhf import RLHFConfig
+from align.config_io import ConfigError, load_config
+from pipelines.stages.dpo import DPORunConfig
+from pipelines.pipeline import Pipeline, QuickstartConfig, load_quickstart
+from pipelines.stages.rlhf import RLHFConfig
 from tests.paths import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]  # globbed from the repository, whatever pytest's cwd

@@ -8,7 +8,7 @@ from align.data import Tokenizer
 from align.data.prompts import encode_prompt
 from align.data.testing import tiny_tokenizer
 from align.training.run import SplitOptions
-from pipelines.rl_data import PromptDataOptions, PromptSource, load_prompts
+from pipelines.stages.rl_data import PromptDataOptions, PromptSource, load_prompts
 
 U = {"role": "user", "content": "hi"}
 A = {"role": "assistant", "content": "yo"}
@@ -51,7 +51,7 @@ def test_mixture_takes_exact_shares(tmp_path):
 
 def test_system_handling_drop_removes_the_prompts_system_message_as_the_exported_template_does():
     from align.data.formats import PromptExample
-    from pipelines.rl_data import with_system_prompt
+    from pipelines.stages.rl_data import with_system_prompt
 
     system, user = {"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}
     chat = PromptExample([system, user], "f:1")

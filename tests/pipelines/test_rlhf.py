@@ -1,11 +1,11 @@
-"""pipelines.rlhf's run-directory rules that need no model: a killed run resumes without crashing."""
+"""pipelines.stages.rlhf's run-directory rules that need no model: a killed run resumes without crashing."""
 
 import json
 
 import pytest
 
-from pipelines import rlhf
-from pipelines.rl_eval import Evaluation
+from pipelines.stages import rlhf
+from pipelines.stages.rl_eval import Evaluation
 
 
 def test_a_run_killed_during_eval_before_redoes_it(tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ import pytest
 from align.model.hf_io import load_hf_dir
 from align.training import read_jsonl
 from pipelines import cli
-from pipelines.config_io import load_config
-from pipelines.sft import SFTConfig, run_sft
+from align.config_io import load_config
+from pipelines.stages.sft import SFTConfig, run_sft
 from tests.paths import DATA
 
 
@@ -86,7 +86,7 @@ def test_extended_run_resumes_from_the_last_checkpoint(finished):
 def test_sft_loss_on_preference_rows_uses_the_chosen_response():
     from align.data import PreferenceExample, Tokenizer
     from align.data.testing import tiny_tokenizer
-    from pipelines.sft import as_sft_example
+    from pipelines.stages.sft import as_sft_example
 
     tok = Tokenizer(tiny_tokenizer())
     ex = as_sft_example(PreferenceExample("Hi", " yes", " no"))
@@ -128,7 +128,7 @@ def test_gemma3_270m_chunked_sft_loss_matches_full_logits_and_decreases():
         trainable_filter,
     )
     from align.training.run import ModelOptions, load_model
-    from pipelines.sft import as_sft_example, sft_loss
+    from pipelines.stages.sft import as_sft_example, sft_loss
 
     model, tok = load_model(ModelOptions(spec="gemma3-270m"))
     records = load_records(DATA / "hh_rlhf/helpful-base/test.jsonl.gz", limit=2)

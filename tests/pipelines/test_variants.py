@@ -11,9 +11,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from align.data import render_chat
 from align.sampling import SamplingConfig, generate
 from align.training.run import ModelOptions, load_model
-from pipelines.model_card import Stage, rl_notes
-from pipelines.rewards import RewardModelSpec, RewardOptions
-from pipelines.variants import (
+from pipelines.release.model_card import Stage, rl_notes
+from pipelines.stages.rewards import RewardModelSpec, RewardOptions
+from pipelines.release.variants import (
     GenerationDefaults,
     VariantsConfig,
     VariantSpec,
@@ -23,7 +23,7 @@ from pipelines.variants import (
     weighted_reward,
 )
 from safety_evals import results
-from safety_evals.results_io import load_results
+from safety_evals.review.documents import load_results
 from tests.paths import VARIANTS_FILE
 
 SYSTEM = "Be kind | brief."

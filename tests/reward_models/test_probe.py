@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from pipelines.config_io import load_config
+from align.config_io import load_config
 from reward_models import load_reward_model
 from reward_models.evaluate import score_pairs
 from reward_models.probe import cross_validate_l2, fit_logistic

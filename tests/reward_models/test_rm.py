@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.config_io import load_config
+from align.config_io import load_config
 from reward_models import (
     RewardScorer,
     load_reward_model,

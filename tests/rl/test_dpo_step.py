@@ -19,7 +19,7 @@ from align.training import OptimConfig, make_optimizer
 from align.training.logprobs import token_logprobs
 from align.training.metrics import finalize
 from align.training.step import make_eval_step
-from pipelines.dpo import _collate
+from pipelines.stages.dpo import _collate
 
 T = 32
 

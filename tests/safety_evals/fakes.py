@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from safety_evals.lm import TokenScores, truncate_at_stop
+from safety_evals.lm.protocol import TokenScores, truncate_at_stop
 
 
 def char_logprob(ch: str) -> float:

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from safety_evals import crows_pairs
-from safety_evals.lm import TokenScores
+from safety_evals.suites import crows_pairs
+from safety_evals.lm.protocol import TokenScores
 from tests.scripts import load_script
 
 compare = load_script("scripts/compare_crows_lm_eval.py")

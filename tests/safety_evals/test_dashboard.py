@@ -7,10 +7,10 @@ import re
 from html.parser import HTMLParser
 
 from pipelines.cli import main
-from safety_evals import dashboard, history
-from safety_evals.dashboard_assets.svg import nice_ticks
-from safety_evals.gate_policy import load_policy
-from safety_evals.results_io import Example, Metric, from_json
+from safety_evals.review import dashboard, history
+from safety_evals.review.dashboard_assets.svg import nice_ticks
+from safety_evals.review.policy import load_policy
+from safety_evals.review.documents import Example, Metric, from_json
 from tests.paths import CONFIGS
 
 TOX = "toxicity.expected_max_toxicity"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from pipelines.cli import main
-from safety_evals import hedging
-from safety_evals.gate import Direction, compare
-from safety_evals.gate_policy import UNSET, PolicyError, Rule, load_policy
-from safety_evals.results_io import Metric
+from safety_evals.suites import hedging
+from safety_evals.review.gate import Direction, compare
+from safety_evals.review.policy import UNSET, PolicyError, Rule, load_policy
+from safety_evals.review.documents import Metric
 
 RELEASE = str(Path(__file__).resolve().parents[2] / "configs" / "gates" / "release.yaml")
 

@@ -4,8 +4,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from safety_evals.hf_lm import HFTorchLM
-from safety_evals.lm import encode_request, scoring_window
+from safety_evals.lm.hf_lm import HFTorchLM
+from safety_evals.lm.protocol import encode_request, scoring_window
 from tests.safety_evals.fakes import tiny_gemma3, tiny_tokenizer
 
 
@@ -129,7 +129,7 @@ def test_generation_stops_at_end_of_turn_like_jax():
     # A tokenizer with <end_of_turn> and a tiny model that greedily emits it as its second new token:
     # with tied embeddings, swapping the rows of that token (x) and <end_of_turn> makes the model say
     # <end_of_turn> wherever it said x (the prompt holds neither). The config's eos list names only <eos>.
-    from safety_evals.hf_lm import stop_token_ids
+    from safety_evals.lm.hf_lm import stop_token_ids
 
     tok = tiny_tokenizer()
     tok.add_special_tokens({"additional_special_tokens": ["<end_of_turn>"]})

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from pipelines.cli import main
-from safety_evals import history
-from safety_evals.results_io import from_json, load_results
+from safety_evals.review import history
+from safety_evals.review.documents import from_json, load_results
 
 
 def test_add_list_round_trip(tmp_path, make_doc, with_metric, write_doc, capsys):

@@ -7,9 +7,9 @@ torch = pytest.importorskip("torch")
 
 from align.data import Tokenizer
 from align.model.hf_io import load_hf_dir
-from safety_evals import jax_lm
-from safety_evals.hf_lm import HFTorchLM
-from safety_evals.jax_lm import JaxLM
+from safety_evals.lm import jax_lm
+from safety_evals.lm.hf_lm import HFTorchLM
+from safety_evals.lm.jax_lm import JaxLM
 from tests.safety_evals.fakes import save_pretrained, tiny_gemma3, tiny_tokenizer
 
 
@@ -151,7 +151,7 @@ def test_align_eval_end_to_end_through_align_load(pair, tmp_path):
     assert doc["model"]["path"] == path and doc["model"]["sha256"] == files_sha256(path)
     # the CLI's numbers are the JaxLM's numbers
     ll = [s["extra"]["ll_more"] for s in doc["suites"]["crows_pairs"]["examples"]]
-    from safety_evals import crows_pairs
+    from safety_evals.suites import crows_pairs
 
     pairs, _ = crows_pairs.load(limit=2)
     assert ll == pytest.approx(list(crows_pairs.score_pairs(pair[1], pairs)[0]), abs=1e-5)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from safety_evals import bbq, crows_pairs, data, stereoset
+from safety_evals.suites import bbq, crows_pairs, data, stereoset
 from tests.safety_evals.fakes import FakeLM
 
 # ----------------------------------------------------------------------------- CrowS-Pairs

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from safety_evals import factuality
-from safety_evals.similarity import lcs_length, rouge_l, token_f1
+from safety_evals.suites import factuality
+from safety_evals.suites.similarity import lcs_length, rouge_l, token_f1
 from tests.paths import DATA
 from tests.safety_evals.fakes import FakeLM, char_logprob
 

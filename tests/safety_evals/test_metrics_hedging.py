@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from safety_evals import hedging
+from safety_evals.suites import hedging
 from tests.safety_evals.fakes import FakeLM
 
 

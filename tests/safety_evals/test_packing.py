@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from safety_evals import packing
-from safety_evals.jax_lm import tree_mask
+from safety_evals.lm import packing
+from safety_evals.lm.jax_lm import tree_mask
 
 
 def test_windows_that_start_alike_share_one_prefix_and_a_lone_bos_does_not():

@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from safety_evals import results, results_io
+from safety_evals import results
+from safety_evals.review import documents as results_io
 from safety_evals.results import DataInfo, Metric, SuiteResult
 
 

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from pipelines.cli import main
-from safety_evals import cli, results_io
+from safety_evals import cli
+from safety_evals.review import documents as results_io
 from tests.safety_evals.fakes import FakeLM, FakeScorer
 
 
@@ -139,7 +140,7 @@ def test_developer_variant_keeps_raw_prompts_unless_a_template_is_named(tmp_path
 
 
 def test_crows_hub_config_reaches_the_loader(tmp_path, fake_model, monkeypatch):
-    from safety_evals import crows_pairs
+    from safety_evals.suites import crows_pairs
 
     seen = {}
 

@@ -8,8 +8,8 @@ import pytest
 
 from align.data_dir import data_path
 from align.errors import MissingInput
-from safety_evals import attribution, bbq, crows_pairs, data, factuality, hedging, stereoset, toxicity
-from safety_evals.lm_wrappers import ProgressLM
+from safety_evals.suites import attribution, bbq, crows_pairs, data, factuality, hedging, stereoset, toxicity
+from safety_evals.lm.wrappers import ProgressLM
 from tests.paths import DATA
 from tests.safety_evals.fakes import FakeLM
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from safety_evals import bootstrap, toxicity
+from safety_evals import bootstrap
+from safety_evals.suites import toxicity
 from tests.safety_evals.fakes import FakeLM, FakeScorer, save_pretrained, tiny_bert_classifier, tiny_tokenizer
 
 

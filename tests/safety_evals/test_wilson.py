@@ -7,7 +7,7 @@ from scipy import stats
 
 from safety_evals import bootstrap
 from safety_evals.results import mean_metric
-from safety_evals.wilson import wilson_ci
+from align.intervals import wilson_ci
 
 
 def test_by_hand_at_the_ends():

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
-from safety_evals import dashboard, factuality, hedging, results, stereoset
-from safety_evals.results_io import from_json
+from safety_evals.review import dashboard
+from safety_evals.suites import factuality, hedging, stereoset
+from safety_evals import results
+from safety_evals.review.documents import from_json
 from tests.safety_evals.fakes import FakeLM
 
 

@@ -23,7 +23,7 @@ from align.data import DataOrder, Tokenized, batches, pad_batch
 from align.model import Decoder, ModelConfig
 from align.training import LoopConfig, OptimConfig, make_optimizer
 from align.training.run import MeshOptions, TrainOptions, fit, make_run_mesh, prepare_run
-from pipelines.sft import sft_loss
+from pipelines.stages.sft import sft_loss
 
 V, T, ROWS = 64, 16, 4
 

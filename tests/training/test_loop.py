@@ -23,7 +23,7 @@ from align.training import (
     read_jsonl,
     train_loop,
 )
-from pipelines.sft import sft_loss
+from pipelines.stages.sft import sft_loss
 
 V, T, ROWS = 64, 12, 4
 CONFIG = ModelConfig.tiny(V).replace(num_layers=1, layer_types=("global",))

@@ -13,7 +13,7 @@ from align.model import Decoder, ModelConfig
 from align.training import create_train_state, make_train_step, trainable_filter
 from align.training.state import split_model
 from align.training.lora import LoRA, LoRAConfig, add_lora, matrix_split, merge_lora
-from pipelines.sft import sft_loss
+from pipelines.stages.sft import sft_loss
 
 CONFIG = ModelConfig.tiny(64).replace(num_layers=1, layer_types=("global",))
 
@@ -89,8 +89,8 @@ def test_setting_only_lora_trains_only_the_adapters(tmp_path, caplog):
     from align.training import make_optimizer
     from align.training.optim import OptimConfig
     from align.training.run import MeshOptions, TrainOptions, make_run_mesh, prepare_run, with_lora
-    from pipelines.config_io import load_config
-    from pipelines.dpo import DPORunConfig
+    from align.config_io import load_config
+    from pipelines.stages.dpo import DPORunConfig
 
     train = TrainOptions(batch_size=2, lora=LoRAConfig(rank=2, targets=("attn.q",)), progress=False)
     assert train.trainable == "lora" and TrainOptions().trainable == "all"

@@ -23,7 +23,7 @@ from align.training import (
     train_state_shardings,
 )
 from align.training.metrics import finalize, weighted_sums
-from pipelines.sft import sft_loss
+from pipelines.stages.sft import sft_loss
 
 V, B, T, LR = 64, 8, 16, 0.5
 CONFIG = ModelConfig.tiny(V).replace(num_layers=1, layer_types=("global",))

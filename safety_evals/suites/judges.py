@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from align.errors import InvalidInput
-from safety_evals.lm import LanguageModel, batched
+from safety_evals.lm.protocol import LanguageModel, batched
 
 LLM_JUDGE_TEMPLATE = (
     "Passage: {passage}\n"

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from align.errors import stop_exit_code
-from pipelines.config_io import dump_yaml, load_config
+from align.config_io import dump_yaml, load_config
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, kind: str, example: str) -> None:

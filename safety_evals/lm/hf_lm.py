@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from align.data.chat import END_OF_TURN
-from safety_evals.lm import TokenScores, batched, encode_request, scoring_window, truncate_at_stop
+from safety_evals.lm.protocol import TokenScores, batched, encode_request, scoring_window, truncate_at_stop
 
 
 class HFTorchLM:

@@ -24,8 +24,8 @@ from typing import Any
 from align.errors import InvalidInput, MissingInput, RunStopped, stop_exit_code
 from align.training.run import ModelOptions
 from align.training.rundir import SUMMARY, read_json
-from pipelines.config_io import build, load_config, to_dict
-from pipelines.rewards import RewardModelSpec, RewardOptions
+from align.config_io import build, load_config, to_dict
+from pipelines.stages.rewards import RewardModelSpec, RewardOptions
 
 log = logging.getLogger("align.pipeline")
 
@@ -110,7 +110,7 @@ class Pipeline:
     """The stage list of one quickstart config, and where every output goes."""
 
     def __init__(self, config: QuickstartConfig, source: str = "<quickstart>"):
-        from pipelines.variants import load_variants
+        from pipelines.release.variants import load_variants
 
         self.config, self.source = config, source
         self.out = Path(config.output_dir)
@@ -152,7 +152,7 @@ class Pipeline:
 
     # ---- stage configs ----------------------------------------------------------------------
     def sft_config(self):
-        from pipelines.sft import SFTConfig
+        from pipelines.stages.sft import SFTConfig
 
         return _sub_config(
             SFTConfig,
@@ -180,7 +180,7 @@ class Pipeline:
         base = _sub_config(RewardOptions, self.config.rlhf.get("reward", {}), f"{self.source}: rlhf.reward")
         reward = dataclasses.replace(base, models=models + base.models)
         if variant is not None and self.config.rl_per_variant:
-            from pipelines.variants import weighted_reward
+            from pipelines.release.variants import weighted_reward
 
             try:
                 reward = weighted_reward(reward, variant)
@@ -201,7 +201,7 @@ class Pipeline:
         )
 
     def rlhf_config(self, variant=None):
-        from pipelines.rlhf import RLHFConfig
+        from pipelines.stages.rlhf import RLHFConfig
 
         mapping = dict(self.config.rlhf)
         config = _sub_config(
@@ -224,8 +224,8 @@ class Pipeline:
 
     # ---- stages -----------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
-        from pipelines.rlhf import run_rlhf
-        from pipelines.sft import run_sft
+        from pipelines.stages.rlhf import run_rlhf
+        from pipelines.stages.sft import run_sft
         from reward_models.train import run_rm_training
 
         out = [Stage("sft", self.sft_dir() / "summary.json", lambda: run_sft(self.sft_config()), "SFT")]
@@ -296,8 +296,8 @@ class Pipeline:
 
     def export(self, variant) -> None:
         from align.training.run import load_model
-        from pipelines.variants import export_variant
-        from safety_evals.results_io import load_results
+        from pipelines.release.variants import export_variant
+        from safety_evals.review.documents import load_results
 
         model, tokenizer = load_model(ModelOptions(spec=str(self.policy_dir(variant))))
         results_file = self.results_file(variant.name)
@@ -315,8 +315,8 @@ class Pipeline:
         )
 
     def card_stages(self, variant):
-        from pipelines.model_card import Stage as CardStage
-        from pipelines.model_card import rl_notes, rm_notes
+        from pipelines.release.model_card import Stage as CardStage
+        from pipelines.release.model_card import rl_notes, rm_notes
 
         def summary(path: Path) -> dict:
             return read_json(path / SUMMARY) or {}
@@ -353,7 +353,7 @@ STAGE_SECTIONS = ("sft", "rlhf")  # free-form mappings, checked when their stage
 
 def load_quickstart(path: str, overrides=()) -> QuickstartConfig:
     """load_config, except that `sft.x.y=v` / `rlhf.x.y=v` overrides go into those stage mappings."""
-    from pipelines.config_io import ConfigError, expand_tree, parse_override
+    from align.config_io import ConfigError, expand_tree, parse_override
 
     def into_section(text: str) -> bool:
         key = text.split("=", 1)[0]

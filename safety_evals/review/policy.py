@@ -1,5 +1,5 @@
 """Release policies of `align gate`: a YAML file of per-metric rules (see configs/gates/release.yaml
-and the rule semantics in safety_evals/gate.py), read with the line of every mapping so that an
+and the rule semantics in safety_evals/review/gate.py), read with the line of every mapping so that an
 invalid policy is reported as '<file> line N: <field>: <problem>'."""
 
 from __future__ import annotations

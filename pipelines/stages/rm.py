@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.config_cmd import add_config_arguments, run_config_command
+from pipelines.commands.config import add_config_arguments, run_config_command
 from reward_models.train import RMConfig, run_rm_training
 
 

@@ -38,8 +38,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from safety_evals.gate_policy import UNSET, Policy, PolicyError, Rule, load_policy
-from safety_evals.results_io import Metric, Results, ResultsError, load_results
+from safety_evals.review.policy import UNSET, Policy, PolicyError, Rule, load_policy
+from safety_evals.review.documents import Metric, Results, ResultsError, load_results
 
 
 # ---------------------------------------------------------------- comparison (shared with the dashboard)

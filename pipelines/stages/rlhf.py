@@ -37,11 +37,11 @@ from align.rl.rollout import RolloutConfig
 from align.training import Checkpointer, MetricsWriter, OptimConfig, make_optimizer, trainable_filter
 from align.training.run import ModelOptions, load_model
 from align.training.rundir import finished_summary, write_json
-from pipelines.config_cmd import add_config_arguments, run_config_command
-from pipelines.config_io import to_dict, write_config
-from pipelines.rewards import RewardOptions, build_reward, load_reward_model, load_value_model
-from pipelines.rl_data import PromptDataOptions, load_prompts
-from pipelines.rl_eval import evaluate_policy, paired_gain, write_samples
+from pipelines.commands.config import add_config_arguments, run_config_command
+from align.config_io import to_dict, write_config
+from pipelines.stages.rewards import RewardOptions, build_reward, load_reward_model, load_value_model
+from pipelines.stages.rl_data import PromptDataOptions, load_prompts
+from pipelines.stages.rl_eval import evaluate_policy, paired_gain, write_samples
 
 log = logging.getLogger("align.rlhf")
 ALGORITHMS = ("ppo", "grpo")
@@ -314,7 +314,7 @@ def run_rlhf(config: RLHFConfig) -> dict:
         sources = (resolve(reference_src, result.state), resolve(reward_src, result.state))
         summary.update(evaluate_after(config, policy, *sources, held, tokenizer))
     if config.export:
-        from pipelines.sft import export_model
+        from pipelines.stages.sft import export_model
 
         export_model(policy, tokenizer, out / "export")
         summary["export"] = str(out / "export")

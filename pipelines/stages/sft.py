@@ -51,8 +51,8 @@ from align.training.run import (
     with_lora,
 )
 from align.training.rundir import finished_summary, read_json, write_json
-from pipelines.config_cmd import add_config_arguments, run_config_command
-from pipelines.config_io import to_dict, write_config
+from pipelines.commands.config import add_config_arguments, run_config_command
+from align.config_io import to_dict, write_config
 
 log = logging.getLogger("align.sft")
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from align.data_dir import data_path, missing_data_path
-from safety_evals import data
-from safety_evals.judges import AttributionJudge
-from safety_evals.lm import LanguageModel
+from safety_evals.suites import data
+from safety_evals.suites.judges import AttributionJudge
+from safety_evals.lm.protocol import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric, statistic_metric
 
 NAME = "attribution"

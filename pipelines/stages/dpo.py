@@ -52,8 +52,8 @@ from align.training.run import (
     with_lora,
 )
 from align.training.rundir import finished_summary, write_json
-from pipelines.config_cmd import add_config_arguments, run_config_command
-from pipelines.config_io import to_dict, write_config
+from pipelines.commands.config import add_config_arguments, run_config_command
+from align.config_io import to_dict, write_config
 
 log = logging.getLogger("align.dpo")
 
@@ -224,7 +224,7 @@ def run_dpo(config: DPORunConfig) -> dict:
         "train_last": next((r for r in reversed(result.logs) if "loss" in r), None),
     }
     if config.export:
-        from pipelines.sft import export_model
+        from pipelines.stages.sft import export_model
 
         export_model(result.state.model(), tokenizer, out / "export")
         summary["export"] = str(out / "export")

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from align.errors import InvalidInput
-from safety_evals.results_io import Results, ResultsError, from_json, load_results
+from safety_evals.review.documents import Results, ResultsError, from_json, load_results
 
 DEFAULT_DB = "results.sqlite"
 SCHEMA_VERSION = 1

@@ -1,6 +1,6 @@
 """`JaxLM`: the align JAX decoder behind the `LanguageModel` interface.
 
-Scoring lays requests out as `safety_evals.packing` plans: requests that start with the same
+Scoring lays requests out as `safety_evals.lm.packing` plans: requests that start with the same
 tokens share one prefix tree (the context of a multiple-choice question read once for all its
 answers), and trees of up to `pack_tokens` tokens are packed several to a row, each its own
 segment, so short requests such as CrowS-Pairs sentences pay for almost no padding. A forward
@@ -30,8 +30,8 @@ from flax import nnx
 
 from align.model.attention import attention_mask
 from align.model.scoring import streamed_token_logprobs
-from safety_evals import packing
-from safety_evals.lm import (
+from safety_evals.lm import packing
+from safety_evals.lm.protocol import (
     TokenScores,
     batched,
     encode_request,
@@ -119,7 +119,7 @@ class JaxLM:
       max_length: scoring context window (default: the model config's max_seq_len).
       pack_tokens: row length that shorter requests are packed into (0: one request per row).
       share_prefixes: score requests that start with the same tokens as one prefix tree
-        (`safety_evals.packing`); the log-probs are the same either way.
+        (`safety_evals.lm.packing`); the log-probs are the same either way.
     """
 
     def __init__(

@@ -25,8 +25,8 @@ from typing import Protocol
 import numpy as np
 
 from align.data_dir import data_path
-from safety_evals import data
-from safety_evals.lm import LanguageModel
+from safety_evals.suites import data
+from safety_evals.lm.protocol import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric
 
 NAME = "toxicity"

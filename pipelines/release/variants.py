@@ -16,7 +16,7 @@ A variants file (configs/variants/*.yaml) names each variant and everything that
 
 `export_variant` writes model.safetensors + config.json (align.model.hf_io.save_hf_dir), the tokenizer
 with the variant's chat template, generation_config.json from its sampling defaults, and README.md
-(pipelines.model_card) with its training record and the eval results of that variant.
+(pipelines.release.model_card) with its training record and the eval results of that variant.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from pathlib import Path
 
 from align.data.testing import GEMMA3_CHAT_TEMPLATE
 from align.errors import InvalidInput
-from pipelines.config_io import load_config
-from pipelines.model_card import Stage, render_card
-from pipelines.rewards import RewardOptions
-from pipelines.rl_data import PromptSource
+from align.config_io import load_config
+from pipelines.release.model_card import Stage, render_card
+from pipelines.stages.rewards import RewardOptions
+from pipelines.stages.rl_data import PromptSource
 
 SYSTEM_HANDLING = ("fold", "drop")
 NOT_APPLIED = "configured, not applied: one RL run shared by all variants"
@@ -186,7 +186,7 @@ def export_variant(
     """Write the variant as a Hugging Face directory with its model card; returns the directory.
 
     model: an align Decoder (LoRA adapters merged first); tokenizer: align.data.Tokenizer;
-    results: a safety_evals.results_io.Results of this variant, or None;
+    results: a safety_evals.review.documents.Results of this variant, or None;
     rl_applied: False when the weights come from one RL run shared by all variants (the card then says
     that the variant's own RL prompt mixture and reward weights were not used).
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from safety_evals.lm import LanguageModel, TokenScores
+from safety_evals.lm.protocol import LanguageModel, TokenScores
 
 
 class ProgressLM:

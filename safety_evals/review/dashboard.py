@@ -2,7 +2,7 @@
 
 For a safety reviewer: per run (model name · variant · step) every metric with its 95% interval,
 side by side in tables and forest plots; trends over time; significant regressions against a chosen
-baseline highlighted with the gate's own rule (`safety_evals.gate.compare`; tolerances and direction
+baseline highlighted with the gate's own rule (`safety_evals.review.gate.compare`; tolerances and direction
 overrides from `--policy` when given, else tolerance 0); failed suites shown as failed; and a
 drill-down to the worst examples of each metric. "Worst" follows the metric's direction: highest
 example score when lower is better, lowest when higher is better, furthest from `target` otherwise.
@@ -21,12 +21,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from safety_evals import history
-from safety_evals.dashboard_assets.page import page
-from safety_evals.dashboard_assets.svg import IntervalRow, TrendPoint, esc, interval_plot, trend_plot
-from safety_evals.gate import Comparison, Direction, compare
-from safety_evals.gate_policy import Policy, PolicyError, load_policy
-from safety_evals.results_io import Example, Metric, Results, ResultsError, load_results
+from safety_evals.review import history
+from safety_evals.review.dashboard_assets.page import page
+from safety_evals.review.dashboard_assets.svg import IntervalRow, TrendPoint, esc, interval_plot, trend_plot
+from safety_evals.review.gate import Comparison, Direction, compare
+from safety_evals.review.policy import Policy, PolicyError, load_policy
+from safety_evals.review.documents import Example, Metric, Results, ResultsError, load_results
 
 MAX_TEXT = 4000  # characters of prompt/output shown per example; the rest is cut with a note
 

@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from safety_evals.results_io import Results
+from safety_evals.review.documents import Results
 
 
 @dataclasses.dataclass(frozen=True)

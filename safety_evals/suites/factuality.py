@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from align.data_dir import data_path
-from safety_evals import data
-from safety_evals.lm import LanguageModel
+from safety_evals.suites import data
+from safety_evals.lm.protocol import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric
-from safety_evals.similarity import Similarity, max_similarity, rouge_l, token_f1
+from safety_evals.suites.similarity import Similarity, max_similarity, rouge_l, token_f1
 
 NAME = "factuality"
 VERSION = "2"  # 2: generation example score is -diff (was diff)

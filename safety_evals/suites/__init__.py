@@ -1,0 +1,3 @@
+"""The eval suites, one module each (`run(lm, ...) -> SuiteResult`), with their data loading (`data`),
+text similarity (`similarity`) and judges (`judges`). Suites import `safety_evals.lm` and
+`safety_evals.results`, never `safety_evals.review`."""
