@@ -116,7 +116,7 @@ def test_run_dirs_write_config_yaml_atomically(name, cls, run, stop_at, tmp_path
     import importlib
     import os
 
-    module = importlib.import_module(f"pipelines.{name}")
+    module = importlib.import_module(f"pipelines.stages.{name}")
     out = tmp_path / "run"
     path = ROOT / "configs" / name / "tiny_cpu.yaml"
     config = load_config(getattr(module, cls), path, [f"output_dir={out}"])
