@@ -3,21 +3,18 @@
 XLA:CPU allocates a step's temporaries, and its kernels their scratch, with malloc, and frees them
 when the step or kernel ends. glibc serves large allocations (above its mmap threshold, at most 32
 MB; anything too big for a worker thread's 64 MB arena heap) with a fresh mmap and returns them with
-munmap on free, so every step touches brand-new pages again. On gemma3-270m's SFT step (B 4 x T 512,
-f32, 2-core CPU) that was 12.7 GB mmapped per step (the step's 5.1 GB block of temporaries, 80 x 64
-MB YNNPACK/slinky scratch, 8 x 257 MB Eigen matmul packing buffers; strace), 2.6 million page faults
-and 8-9 s of kernel time per 40-45 s step (getrusage). With one arena, no mmap and no trimming the
-heap is reused: 0 page faults, under 0.2 s of kernel time, and the step 42.7 -> 37.2 s (mean of 6
-steps each, 3 alternating processes per setting, same loss; random weights, peak RSS 8.8 GB both
-ways).
+munmap on free, so every step touches brand-new pages again. On gemma3-270m's SFT step that is
+gigabytes mmapped per step (the step's block of temporaries, YNNPACK/slinky scratch, Eigen matmul
+packing buffers; strace), millions of page faults and a fifth of the step in the kernel (getrusage).
+With one arena, no mmap and no trimming the heap is reused: no page faults, and the step faster on
+random weights at the same peak RSS (figures: benchmarks/RESULTS.md, train step, "Page faults").
 
 Not the default, because of its price in peak memory: freed memory stays mapped to the process and
 all threads share one arena, so big blocks fragment. With the real gemma3-270m loaded first
-(benchmarks/train_step.py, 2026-11-27) the second step found no hole for its temporaries and the peak
-RSS rose from 9.8 to 14.4 GB (malloc_trim after loading and after the first step did not help:
-14.3 GB), and the benchmark's step was no faster (37.5 and 39.9 s against 38.4 s with glibc's
-defaults). The same glibc settings speed TRL up far more (63.3 -> 39.1 and 60.8 -> 33.6 s per step),
-so at glibc's defaults the allocator, not the framework, is most of the JAX-TRL difference.
+(benchmarks/train_step.py) the second step found no hole for its temporaries and the peak RSS rose
+by about half, above TRL's (malloc_trim after loading and after the first step did not help), and
+the benchmark's step was no faster than with glibc's defaults. The same glibc settings speed TRL up
+far more, so at glibc's defaults the allocator, not the framework, is most of the JAX-TRL difference.
 
 Set ALIGN_KEEP_HOST_MEMORY=1 to apply it when `align` is imported; it takes effect for threads that
 have not allocated yet, so import `align` before JAX runs anything (as for align/xla_flags.py). A

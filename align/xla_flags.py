@@ -7,10 +7,10 @@ after JAX has run a computation leaves them without effect; nothing else changes
 
     --xla_cpu_enable_concurrency_optimized_scheduler=false
         XLA:CPU's default scheduler orders independent ops for thread-level concurrency and so keeps
-        their buffers alive together. On gemma3-270m's SFT step (B 4 x T 512, 2-core CPU) switching it
-        off cut XLA temporaries from 5.6 to 4.9 GB and the step from 54 to 47.5 s, and it makes remat
-        work at all: under the default scheduler recomputed blocks were placed beside the forward pass
-        and memory did not shrink (benchmarks/train_step.py, README "Measured"). Only the CPU compiler
+        their buffers alive together. On gemma3-270m's SFT step switching it off cut both XLA's
+        temporaries and the step time, and it makes remat work at all: under the default scheduler
+        recomputed blocks were placed beside the forward pass and memory did not shrink
+        (benchmarks/train_step.py; figures in benchmarks/RESULTS.md, train step). Only the CPU compiler
         reads it.
 """
 

@@ -1,6 +1,6 @@
 """Random initialisation of a preset: the Decoder built eagerly (one small cached kernel per
 distinct parameter shape, what `align.training.run.load_model` does) beside the whole initialiser
-compiled as one jit program (what it did before 2026-11-27).
+compiled as one jit program (what it did before; results in benchmarks/RESULTS.md).
 
     .venv/bin/python benchmarks/init.py                           # gemma3_270m
     .venv/bin/python benchmarks/init.py --presets tiny gemma3_270m gemma3_1b

@@ -76,9 +76,9 @@ def config_for(preset: str):
 
 def random_model(config, *, param_dtype, dtype, **kwargs):
     """A Decoder with normal(0, 0.02) weights, filled leaf by leaf by one small jitted kernel per
-    distinct shape. (The whole initialiser compiled as one jit program, as `load_model` did until
-    2026-11-27, was still compiling after 4 minutes for gemma3_1b on an H200; filled per shape, the
-    same case compiled and ran its first two steps in 58 s. `load_model` now builds eagerly.)"""
+    distinct shape. (The whole initialiser compiled as one jit program, as `load_model` once did,
+    was still compiling after minutes for gemma3_1b on a GPU; filled per shape, the same case compiled and ran
+    its first two steps in under a minute. `load_model` now builds eagerly; benchmarks/RESULTS.md.)"""
     import functools
     import itertools
 

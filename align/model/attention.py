@@ -201,8 +201,8 @@ class Attention(Projections, nnx.Module):
         With `per_query_dots` (Decoder.for_decoding sets it) and at most MAX_PER_QUERY_DOTS queries per
         row, each query instead takes its own batched matrix-vector products ([S,H] x [H] per row),
         which XLA:CPU runs with its own vectorised loops; the library's batched [S,H] x [H,Q] dot with
-        Q = 4 is slow at it (gemma3-270m, 32 rows, 144 cache slots: 1.35 -> 0.9 ms a layer for the two
-        attention products, the later queries reading the cache from L3; README). Same numbers.
+        Q = 4 is slow at it, while with per-query products the later queries find the KV cache still
+        in the CPU's L3 (benchmarks/RESULTS.md, generation). Same numbers.
         """
         B, T, K, G, H = q.shape
         Q = G * T

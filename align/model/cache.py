@@ -20,8 +20,8 @@ class Cache:
     Why these layouts (decode loop on XLA:CPU): the attention dots then read the cache in place. With
     [B, S, K, H] XLA squeezed the unit K axis between the in-place write and the dot, duplicated the
     write and copied every cache buffer two or three times a step, and transposed the values to
-    [B, H, S] for the probs x values dot (gemma3-270m, batch 8, 144 slots: 3.5 + 2.9 ms of a 73 ms
-    step).
+    [B, H, S] for the probs x values dot: together almost a tenth of a decode step
+    (benchmarks/RESULTS.md, generation).
     """
 
     k: tuple[jax.Array, ...]

@@ -130,9 +130,9 @@ class Decoder(nnx.Module):
 
         vocab_major is the decode-step form for XLA:CPU: logits [V, B] as one fused multiply-and-sum
         over D, which streams the [V, D] table once with the few hidden rows in cache, and softmax/argmax
-        then reduce over axis 0 instead of paying for a [V, B] -> [B, V] transpose. gemma3-270m's table,
-        8 rows, 2-core AMD EPYC: 18.0 ms, against 22.2 for the `VD,BD->VB` dot (the form before) and
-        29.8 for `BD,VD->BV`; a decode step 12% faster at 8 rows, 3% at 32 (README, 2026-12-04).
+        then reduce over axis 0 instead of paying for a [V, B] -> [B, V] transpose. For the few rows of
+        a decode step this beat both dot forms (`VD,BD->VB`, the form before, and `BD,VD->BV`) on the
+        unembedding, most at small batches (benchmarks/RESULTS.md, generation).
         """
         table = self.unembed_matrix().astype(hidden.dtype)
         if vocab_major:
@@ -159,10 +159,10 @@ class Decoder(nnx.Module):
         up in tables made here, before the loop (Attention.use_rope_table), not computed each step.
         out_first: also store every projection weight [*out, *in] (layers.Projections.to_out_first; one
         copy of the layer weights, not of the embedding table), so that each step's few-row matmuls
-        take the weight as the dot's left operand (dense's weight_first). On the 2-core Intel Xeon of
-        2026-11-27 that streamed the layer weights ~2x faster; on the 2-core AMD EPYC of 2026-12-04
-        the layer matmuls are as fast without it and the copy costs ~120 ms a `generate` call at
-        gemma3-270m (README), so the sampler leaves it off unless asked.
+        take the weight as the dot's left operand (dense's weight_first). Whether that pays depends on
+        the CPU: on some the layer weights stream much faster that way, on others the matmuls are as
+        fast without it and the copy is a fixed cost per `generate` call (benchmarks/RESULTS.md), so
+        the sampler leaves it off unless asked.
         """
         graphdef, state = nnx.split(self)
         model = nnx.merge(graphdef, state)

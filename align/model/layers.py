@@ -30,14 +30,14 @@ def dense(
 
     Why not plain einsum: for the weight gradient of a 3-D einsum (a contraction over both B and T)
     XLA:CPU fuses a transposing copy of the [B, T, F] activation gradient into its elementwise
-    producer, a strided write: one gemma3-270m MLP's forward+backward at B4 x T512 took 642 ms as
-    einsums and 420 ms as 2-D dots on a 2-core Xeon.
+    producer, a strided write that made the weight-gradient dots markedly slower than 2-D dots
+    (measured on gemma3-270m's MLP: benchmarks/RESULTS.md, train step).
     Folding the leading axes keeps the batch axis' sharding (it is the major one).
 
     weight_first (w stored [*out, *in] only): compute [O, I] x [X, I] -> [O, X], then transpose that
     small result. For decode steps (X = a few rows) on XLA:CPU: with the weight as the dot's left
-    operand and its contraction axis minor, the weight streams through once instead of being packed;
-    a gemma3-270m MLP weight [2048, 640] times 8 rows went from 6 to 9-12 GB/s on a 2-core Xeon. The
+    operand and its contraction axis minor, the weight streams through once instead of being packed,
+    which reads it faster on CPUs where the dots are memory-bound (benchmarks/RESULTS.md). The
     barrier keeps layout assignment from folding the transpose back into the dot (which undoes it).
 
     preferred_element_type: the dot's accumulation and output dtype, as in jnp.einsum (None: the
@@ -243,7 +243,7 @@ def apply_rope(
     table: rope_table(n, H, base, scale) with n above every position, to look the sin and cos up rather
     than compute them. XLA fuses sin and cos into the rotation and evaluates them once per element of x
     (x [B, 1, 4, 256] takes 4 * 2 evaluations per angle); a table made before a decode loop takes them
-    out of the loop (gemma3-270m, batch 32: ~3.5% more tokens/s; README). Same numbers.
+    out of the loop (a few % more decode tokens/s at batch 32; benchmarks/RESULTS.md). Same numbers.
     """
     if table is None:
         angles = _rope_angles(positions, x.shape[-1], base, scale)  # [B, T, H/2]

@@ -96,9 +96,9 @@ def _vocab_blocks(x: jax.Array) -> tuple[jax.Array, jax.Array] | None:
 def argmax_vocab_major(x: jax.Array, blocks=None) -> jax.Array:
     """jnp.argmax(x, axis=0) for x [V, B] (first occurrence), as one max pass and two small argmaxes.
 
-    XLA:CPU's (value, index) reduction down the major axis is slow: 73 ms for [262144, 32] on a
-    2-core Xeon, against 3 ms for a max over blocks of C rows, an argmax of the [V/C, B] block maxima
-    (the first block holding the max) and an argmax inside that block.
+    XLA:CPU's (value, index) reduction down the major axis is slow, over an order of magnitude slower
+    than a max over blocks of C rows, an argmax of the [V/C, B] block maxima (the first block holding
+    the max) and an argmax inside that block (benchmarks/RESULTS.md, generation).
     blocks: `_vocab_blocks(x)`, when the caller has it already.
     """
     blocks = _vocab_blocks(x) if blocks is None else blocks
@@ -114,8 +114,8 @@ def logsumexp_vocab_major(x: jax.Array, blocks=None) -> jax.Array:
     """jax.nn.logsumexp(x, axis=0) for x [V, B], with the max taken from the block maxima.
 
     m + log(sum(exp(x - m))): given the blocks, one pass over x instead of two (a max, then the sum).
-    With greedy decoding's argmax, the logits are read twice a step, not three times: gemma3-270m's
-    [262144, 8], 2-core AMD EPYC: 1.9 -> 1.6 ms of a ~42 ms step (profile).
+    With greedy decoding's argmax, the logits are read twice a step, not three times (a memory-bound
+    pass over the [V, B] logits saved each step; benchmarks/RESULTS.md).
     The barrier keeps XLA from rewriting the max of the block maxima as a max over x (a second pass).
     """
     blocks = _vocab_blocks(x) if blocks is None else blocks
@@ -148,8 +148,8 @@ def sample_next(
     """logits [B, V] ([V, B] if vocab_major) -> (token [B], its log-prob under softmax(logits / T) [B]).
 
     The log-prob is logit[token] / T - logsumexp(logits / T): the full [B, V] log-softmax is never
-    written out (gemma3-270m, 32 rows on a 2-core EPYC: 21.6 -> 2.9 ms a step for greedy, the same
-    tokens; README). Filters and argmax read the scaled logits, which order tokens as the log-probs do.
+    written out (a [B, V] write and read saved each decode step, same tokens; benchmarks/RESULTS.md).
+    Filters and argmax read the scaled logits, which order tokens as the log-probs do.
 
     vocab_major takes the logits as Decoder.next_token_logits gives them for CPU decoding. Its
     Gumbel noise has the [V, B] shape, so one rng draws other tokens than in the [B, V] layout

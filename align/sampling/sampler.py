@@ -180,9 +180,9 @@ def generate(
     cpu_layout: decode with vocab-major logits and for_decoding's attention (see the module
     docstring); None picks it when the weights live on CPU.
     out_first_weights (with cpu_layout): decode with [out, in] copies of the layer weights, made once
-    a call (Decoder.for_decoding's out_first). gemma3-270m, batch 8: on a 2-core Intel Xeon
-    (2026-11-27) it sped the layer matmuls up ~2x; on a 2-core AMD EPYC (2026-12-04) the steps were no
-    faster, and the copy (400 MB) cost ~120 ms a call (README). Try it on your machine with
+    a call (Decoder.for_decoding's out_first). Whether it pays depends on the CPU: on some it speeds
+    the layer matmuls up a lot, on others the steps are no faster and the copy (the size of the layer
+    weights) is a fixed cost per call (benchmarks/RESULTS.md). Try it on your machine with
     benchmarks/generate.py --out-first.
     Raises ValueError for a prompt length outside [1, P] or a length + max_new_tokens past max_seq_len.
     """

@@ -33,10 +33,10 @@ from align.training.logprobs import chunked_token_logprobs
 def _kept_on_cpu(e):
     """`e` behind an optimization barrier on CPU only, so one exp pass feeds both the sum and dz.
 
-    On XLA:CPU the exp fused into YNNPACK's softmax-sum reduction ran ~4x slower per element than
-    the same exp in a loop fusion (300 vs 77 ms per [256, 262144] tile; SFT step 43.7 -> 40.4 s).
+    On XLA:CPU the exp fused into YNNPACK's softmax-sum reduction ran several times slower per
+    element than the same exp in a loop fusion (benchmarks/RESULTS.md, train step).
     Elsewhere the barrier would cost one extra write and read of each [C, V] tile, and the GPU
-    figures in the README were measured without it, so other backends keep XLA's own fusion.
+    figures were measured without it, so other backends keep XLA's own fusion.
     """
     return jax.lax.platform_dependent(e, cpu=jax.lax.optimization_barrier, default=lambda x: x)
 
@@ -46,8 +46,8 @@ def _scaled_minus_onehot(e, scale, t, w):
 
     Off CPU the one-hot is an iota compare inside the elementwise pass, so the cast to the compute
     dtype that follows fuses into it too; a scatter of -w into the float32 tile kept that cast out of
-    the fusion, one more [C, V] float32 write and read (H200, gemma3-270m SFT step: 6.5 of 93 ms).
-    On XLA:CPU the scatter form is kept: the compare made each [256, 262144] tile ~4% slower there.
+    the fusion, one more [C, V] float32 write and read, a visible share of a GPU step
+    (benchmarks/RESULTS.md). On XLA:CPU the scatter form is kept: the compare made each tile slower.
     """
     return jax.lax.platform_dependent(e, scale, t, w, cpu=_minus_onehot_scatter, default=_minus_onehot_select)
 
@@ -92,8 +92,8 @@ def _forward(hidden, unembed, targets, weights, chunk_size, final_softcap):
         jnp.pad(weights.reshape(n).astype(jnp.float32), (0, pad)).reshape(n_chunks, chunk_size),
     )
 
-    # Cast once, not in every tile: inside the scan body it runs per tile (H200 profile, gemma3-270m:
-    # a convert kernel once per tile, 0.24 ms each, the time of one [V, D] float32 -> bf16 pass).
+    # Cast once, not in every tile: inside the scan body it runs per tile (seen in a GPU profile: one
+    # convert kernel per tile, each a full [V, D] float32 -> bf16 pass; benchmarks/RESULTS.md).
     unembed_c = unembed.astype(hidden.dtype)
 
     def body(carry, x):

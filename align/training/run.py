@@ -46,7 +46,7 @@ class ModelOptions:
     param_dtype: str = "float32"  # storage dtype of the weights (float32 keeps exact Adam updates)
     remat: bool = False  # recompute each block in the backward pass (less memory, ~1/3 more compute)
     # training-pass attention: xla (einsums, any backend) | cudnn (fused flash kernel; NVIDIA GPU,
-    # bfloat16 dtype; gemma3-270m's SFT step 135 -> 95 ms on an H200, README)
+    # bfloat16 dtype; skips masked key blocks and never writes [T, S] probs: benchmarks/RESULTS.md)
     attention: str = "xla"
     seed: int = 0  # initialisation of random presets
     tokenizer: str | None = None  # tokenizer source for presets other than tiny
@@ -77,8 +77,8 @@ def load_model(options: ModelOptions):
         else:
             config, tokenizer = PRESETS[name](), load_tokenizer(options.tokenizer)
         # Built eagerly: one small cached kernel per distinct weight shape. Compiling the whole
-        # initialiser as one jit took 2.5x longer for gemma3-270m on CPU and was still compiling
-        # after 4 minutes for gemma3-1b on an H200 (benchmarks/init.py).
+        # initialiser as one jit took longer on CPU and, for gemma3-1b on a GPU, was still compiling
+        # after minutes (benchmarks/init.py; figures in benchmarks/RESULTS.md).
         model = Decoder(config, rngs=nnx.Rngs(options.seed), param_dtype=param_dtype, dtype=dtype)
     else:
         import align
