@@ -20,7 +20,7 @@ FORBIDDEN = {
     "align.training": ["align.rl", "align.sampling", "align.hub"],
     "align.sampling": ["align.rl", "align.training", "align.hub"],
     "align.rl": ["align.hub"],
-    # architecture.md: "align.hub  load(spec) -> Loaded (model + tokenizer), sits on model + data"
+    # architecture.md: "`align.hub` sits on model and data" (align.load: model + tokenizer)
     "align.hub": ["align.training", "align.sampling", "align.rl"],
     "reward_models": ["pipelines", "safety_evals"],
     "safety_evals": ["align.training", "align.rl", "reward_models", "pipelines"],
