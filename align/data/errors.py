@@ -29,6 +29,8 @@ class DataError(InvalidInput):
         super().__init__(self._message())
 
     def _message(self) -> str:
+        if self.source is None and self.row is None and not self.field:
+            return self.reason  # a reason that names its own place (e.g. "file.csv:row 3: ...")
         where = [self.source or "<data>"]
         if self.row is not None:
             where.append(f"{self.row_kind} {self.row}")

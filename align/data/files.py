@@ -36,11 +36,11 @@ def file_rows(path: Path) -> Iterator[Row]:
     if name.endswith(".parquet"):
         yield from (Row(name, "row", i, r) for i, r in _parquet_rows(path))
     elif name.endswith((".jsonl", ".jsonl.gz")):
-        yield from _json_lines(path)
+        yield from json_lines(path)
     elif name.endswith((".json", ".json.gz")):
         yield from _json_document(path)
     elif name.endswith((".csv", ".csv.gz")):
-        yield from _csv_rows(path)
+        yield from csv_rows(path)
     else:
         raise InvalidInput(f"{name}: unsupported file type; expected one of {SUFFIXES}")
 
@@ -51,8 +51,9 @@ def _open_text(path: Path, newline: str | None = None):
     return open(path, encoding="utf-8-sig", newline=newline)
 
 
-def _json_lines(path: Path) -> Iterator[Row]:
-    """Rows with their physical 1-based line numbers; blank lines are skipped but counted."""
+def json_lines(path: Path) -> Iterator[Row]:
+    """Rows of a JSON-lines file (any name) with their physical 1-based line numbers; blank lines are
+    skipped but counted."""
     with _open_text(path) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -72,7 +73,7 @@ def _json_document(path: Path) -> Iterator[Row]:
         rows = json.loads(text)
     except json.JSONDecodeError as e:
         if _looks_like_json_lines(text):
-            yield from _json_lines(path)
+            yield from json_lines(path)
             return
         # One document (an array, or an object spread over lines): only json's own position is right.
         raise DataError(
@@ -104,10 +105,11 @@ def _parses(line: str) -> bool:
     return True
 
 
-def _csv_rows(path: Path) -> Iterator[Row]:
-    """Header-keyed string rows, numbered by the line each record starts on; blank lines are skipped."""
+def csv_rows(path: Path, *, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL) -> Iterator[Row]:
+    """Header-keyed string rows of a CSV (any name; `delimiter="\\t"` for TSV, `quoting=csv.QUOTE_NONE`
+    for files that never quote), numbered by the line each record starts on; blank lines are skipped."""
     with _open_text(path, newline="") as f:  # newline="": csv handles line ends inside quoted fields
-        reader = csv.reader(f)
+        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
         header = next(reader, None)
         start = reader.line_num + 1
         try:

@@ -1,5 +1,8 @@
 """Reading benchmark data from a local path or the HF hub, with a content hash for the results.
 
+Local JSONL and CSV/TSV files go through align's reader (`align.data.files`: UTF-8 with an optional
+byte-order mark, gzip by suffix), and malformed data raises align's `DataError` naming file and line.
+
 A local source is hashed byte for byte (files in sorted order, the same rule as model weights);
 a hub source is hashed over its rows serialised as canonical JSON, because the hub cache layout
 is not stable. Errors name the file, the line/row and the field.
@@ -8,7 +11,6 @@ is not stable. Errors name the file, the line/row and the field.
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import json
 import os
@@ -16,13 +18,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from align.data.errors import DataError
+from align.data.files import Row, csv_rows, json_lines
+from align.data.loading import looks_local
 from align.data_dir import missing_data_path
-from align.errors import InvalidInput
 from safety_evals.results import files_sha256
 
-
-class DataError(InvalidInput):
-    """Malformed benchmark data; the message names file, row and field."""
+__all__ = [
+    "DataError",
+    "is_local",
+    "load_hub",
+    "local_sha256",
+    "read_csv",
+    "read_jsonl",
+    "require",
+    "rows_sha256",
+    "take",
+]
 
 
 def is_local(source: str | os.PathLike) -> bool:
@@ -60,8 +72,6 @@ def load_hub(
     (`features[col].int2str`); a column without ClassLabel features is left as stored.
     A `name` that can only be a local path (a missing default source, a typo) is a MissingInput that
     names it, not a hub lookup."""
-    from align.data.loading import looks_local  # lazily: align.data imports transformers
-
     if looks_local(name):
         raise missing_data_path(name)
     import datasets  # imported lazily: the local path never needs it
@@ -76,43 +86,29 @@ def load_hub(
     return rows
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a (possibly gzipped) JSONL file; blank lines are skipped."""
-    path = Path(path)
-    rows = []
-    with _open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+    """Rows of a (possibly gzipped) JSONL file, read by align's reader; blank lines are skipped."""
+    return [_object(row) for row in json_lines(Path(path))]
 
 
 def read_csv(
     path: str | os.PathLike, *, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL
 ) -> list[dict[str, str]]:
-    """Rows of a CSV/TSV with a header. `quoting=csv.QUOTE_NONE` for files that never quote."""
-    path = Path(path)
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter, quoting=quoting)
-        rows = []
-        for row in reader:
-            if None in row:
-                raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
-            rows.append(row)
-    return rows
+    """Rows of a CSV/TSV with a header, read by align's reader. `quoting=csv.QUOTE_NONE` for files that
+    never quote; a record with more or fewer fields than the header is a DataError."""
+    return [_object(row) for row in csv_rows(Path(path), delimiter=delimiter, quoting=quoting)]
+
+
+def _object(row: Row) -> dict[str, Any]:
+    """The row's mapping, or its DataError raised with the file and line filled in."""
+    if isinstance(row.value, DataError):
+        raise row.value.located(row.source, row.number, row.row_kind)
+    if not isinstance(row.value, dict):
+        got = type(row.value).__name__
+        raise DataError(
+            f"expected a JSON object, got {got}", source=row.source, row=row.number, row_kind=row.row_kind
+        )
+    return row.value
 
 
 def require(row: Mapping[str, Any], fields: Sequence[str], where: str, *, text: Sequence[str] = ()) -> None:

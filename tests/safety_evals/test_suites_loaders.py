@@ -1,11 +1,14 @@
 """Loader errors name the file, the line/row and the field; the progress wrapper counts requests."""
 
+import csv
+import gzip
 import json
 import re
 from pathlib import Path
 
 import pytest
 
+from align.data.errors import DataError
 from align.data_dir import data_path
 from align.errors import MissingInput
 from safety_evals.suites import attribution, bbq, crows_pairs, data, factuality, hedging, stereoset, toxicity
@@ -16,9 +19,28 @@ from tests.safety_evals.fakes import FakeLM
 
 def test_jsonl_invalid_line(tmp_path):
     f = tmp_path / "s.jsonl"
-    f.write_text('{"a": 1}\n{oops\n')
-    with pytest.raises(data.DataError, match=r"s.jsonl:2: invalid JSON"):
+    f.write_text('{"a": 1}\n\n{oops\n[1]\n')
+    with pytest.raises(data.DataError, match=r"s.jsonl, line 3: invalid JSON: .* at column 2$"):
+        data.read_jsonl(f)  # the blank line is skipped but counted
+    f.write_text('{"a": 1}\n[1]\n')
+    with pytest.raises(data.DataError, match=r"s.jsonl, line 2: expected a JSON object, got list$"):
         data.read_jsonl(f)
+
+
+def test_one_reader_and_one_data_error_with_align(tmp_path):
+    """safety_evals reads files with align.data.files (UTF-8, optional BOM also under gzip) and raises
+    align's DataError, so `except DataError` means the same thing in both packages."""
+    assert data.DataError is DataError
+    f = tmp_path / "s.jsonl.gz"
+    f.write_bytes(gzip.compress('\ufeff{"a": "\u00e9"}\n'.encode()))
+    assert data.read_jsonl(f) == [{"a": "\u00e9"}]
+    tsv = tmp_path / "b.tsv"
+    tsv.write_text('x\ty\n"a\tb"\n')  # QUOTE_NONE: the quote is text, the tab still splits
+    assert data.read_csv(tsv, delimiter="\t", quoting=csv.QUOTE_NONE) == [{"x": '"a', "y": 'b"'}]
+    bad = tmp_path / "c.csv"
+    bad.write_text("x,y\n1,2\n3\n")
+    with pytest.raises(DataError, match=r"c.csv, line 3: 1 fields where the header has 2$"):
+        data.read_csv(bad)
 
 
 def test_stereoset_bad_type_and_missing_field(tmp_path):
