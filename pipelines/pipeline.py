@@ -43,7 +43,9 @@ class EvalOptions:
     suites: str = "crows_pairs,stereoset"
     limit: int = 16  # examples per suite: a smoke-sized sample with wide intervals
     batch_size: int = 8
-    extra_args: tuple[str, ...] = ()  # passed to `align eval` as they are
+    # other safety_evals.api.EvalOptions fields (judge, data, toxicity, seed, ...); the model, variant,
+    # template, system prompt, suites, limit and batch size come from the stage
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +135,9 @@ class Pipeline:
             _warn_if_heldout_overlaps(sft, self.rm_config(rm).data, rm.name)
         for v in self.variants if self.config.rl_per_variant else (None,):
             self.rlhf_config(v)
+        if self.config.eval.enabled:
+            for v in self.variants:
+                self.eval_options(v)
 
     # ---- paths ------------------------------------------------------------------------------
     def sft_dir(self) -> Path:
@@ -258,30 +263,35 @@ class Pipeline:
     def policy_dir(self, variant) -> Path:
         return self.rl_dir(variant.name) / "export"
 
-    def run_eval(self, variant) -> None:
-        from safety_evals import cli as eval_cli
+    def eval_options(self, variant):
+        """The eval stage's safety_evals.api.EvalOptions for one variant; a ConfigError naming the config
+        for a bad eval section. Generation suites see prompts as the exported variant would: its chat
+        template and system prompt."""
+        from safety_evals import api
 
         e = self.config.eval
-        parser = argparse.ArgumentParser(prog="align eval")
-        eval_cli.add_arguments(parser)
-        self.results_file(variant.name).parent.mkdir(parents=True, exist_ok=True)
-        results = str(self.results_file(variant.name))
-        # generation suites see prompts as the exported variant would: its template and system prompt
-        system = ["--system-prompt", variant.system_prompt] if variant.system_prompt else []
-        args = parser.parse_args(["--model", str(self.policy_dir(variant)), "--variant", variant.name,
-                                  "--chat-template", variant.chat_template, *system,
-                                  "--suite", e.suites, "--limit", str(e.limit),
-                                  "--batch-size", str(e.batch_size),
-                                  "--out", results, *e.extra_args])  # fmt: skip
-        code = eval_cli.run(args)
-        if code == 2:
-            raise ValueError(f"align eval rejected its arguments: {e}")
-        if code:
-            return self._failed_suites(variant.name)
-        return None
+        fixed = {
+            "model": str(self.policy_dir(variant)),
+            "variant": variant.name,
+            "chat_template": variant.chat_template,
+            "system_prompt": variant.system_prompt,
+            "suites": api.parse_suites(e.suites),
+            "limit": e.limit,
+            "batch_size": e.batch_size,
+        }
+        return build(api.EvalOptions, {**e.options, **fixed}, source=f"{self.source}: eval")
+
+    def run_eval(self, variant) -> dict | None:
+        from safety_evals import api, results
+
+        doc = api.run_eval(self.eval_options(variant))
+        results.write_atomic(self.results_file(variant.name), doc)
+        if all(s["status"] == "ok" for s in doc["suites"].values()):
+            return None
+        return self._failed_suites(variant.name)
 
     def _failed_suites(self, variant: str) -> dict | None:
-        """Some suites failed: the card shows them as failed. All failed (e.g. the model did not load):
+        """Some suites failed: the card shows them as failed. All failed (e.g. no data for any suite):
         the document is moved aside so that the stage counts as unfinished and a rerun retries it."""
         path = self.results_file(variant)
         suites = json.loads(path.read_text())["suites"]

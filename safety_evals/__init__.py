@@ -1,15 +1,29 @@
 """safety_evals: safety and responsible-AI eval suites over a `LanguageModel`, and their results.
 
-Suites (one module each, `run(lm, ...) -> SuiteResult`): `factuality` (TruthfulQA), `attribution`
-(AIS on BEGIN), `hedging` (SelfAware), `stereoset`, `crows_pairs`, `bbq`, `toxicity`.
-Models: `jax_lm.JaxLM` (align decoder; `packing` lays its scoring requests out as packed rows of
-prefix trees), `hf_lm.HFTorchLM` (transformers reference); both are imported from their modules
-so that importing this package pulls in neither JAX nor torch.
-Results: `results` (the document of docs/results_schema.md), `bootstrap` (95% CIs).
-CLI: `align eval` (`safety_evals.cli`).
+    from safety_evals import EvalOptions, run_eval
+    doc = run_eval(EvalOptions(model="gemma3-270m", suites=("crows_pairs",), limit=200))
+
+Wings, imported one way (tests/test_layering.py, [tool.importlinter] in pyproject.toml):
+- `api` (`run_eval`, `EvalOptions`, the table of suites) and `cli` (`align eval`) on top;
+- `suites/`: one module per suite (`run(lm, ...) -> SuiteResult`), judges, data loading;
+- `lm/`: the `LanguageModel` protocol, `jax_lm.JaxLM` (align decoder), `hf_lm.HFTorchLM` (transformers
+  reference), wrappers; with `results` (the document of docs/results_schema.md) and `bootstrap`
+  (95% CIs) at the bottom;
+- `review/`: gate, dashboard, history; reads results documents only, never suites/, lm/ or JAX.
+Importing this package pulls in neither JAX nor torch nor the suites: `run_eval` and `EvalOptions` are
+imported from `api` on first use.
 """
 
 from safety_evals.lm.protocol import LanguageModel, TokenScores
 from safety_evals.results import DataInfo, Metric, SuiteResult
 
-__all__ = ["DataInfo", "LanguageModel", "Metric", "SuiteResult", "TokenScores"]
+__all__ = ["DataInfo", "EvalOptions", "LanguageModel", "Metric", "SuiteResult", "TokenScores", "run_eval"]
+
+
+def __getattr__(name: str):
+    # Lazily, so that review/ (which imports this package first) never loads the suites.
+    if name in ("EvalOptions", "run_eval"):
+        from safety_evals import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'safety_evals' has no attribute {name!r}")

@@ -1,17 +1,20 @@
-"""The pipeline's eval stage: each variant is evaluated as it is exported, and a stage whose every
-suite failed counts as unfinished (a rerun retries it instead of writing a card of failures)."""
+"""The pipeline's eval stage: each variant is evaluated as it is exported (safety_evals.api.run_eval with
+typed options, no argv), and a stage whose every suite failed counts as unfinished (a rerun retries it
+instead of writing a card of failures)."""
 
+import dataclasses
 import json
 
 import pytest
 
-from align.config_io import load_config
+from align.config_io import ConfigError, load_config
+from align.errors import MissingInput
 from pipelines.release.model_card import eval_section
 from pipelines.pipeline import Pipeline, QuickstartConfig, StageStopped, run_pipeline
-from safety_evals import cli as eval_cli
-from safety_evals import results
+from safety_evals import api, results
 from safety_evals.review.documents import load_results
 from tests.paths import CONFIGS, VARIANTS
+from tests.safety_evals.fakes import tiny_model_dir
 
 CONFIG = str(CONFIGS / "quickstart_tiny.yaml")
 
@@ -27,33 +30,59 @@ def pipeline(tmp_path):
 
 
 def _fake_eval(statuses: dict[str, bool], seen: list):
-    def run(args):
-        seen.append(args)
-        doc = results.build_document(
-            model=results.model_record("m", None, variant=args.variant),
-            config={"chat_template": args.chat_template, "system_prompt": args.system_prompt},
+    def run(options: api.EvalOptions) -> dict:
+        seen.append(options)
+        return results.build_document(
+            model=results.model_record(options.model, None, variant=options.variant),
+            config=api.config_record(options),
             suites={name: _suite(ok) for name, ok in statuses.items()},
         )
-        results.write_atomic(args.out, doc)
-        return 0 if all(statuses.values()) else 1
 
     return run
 
 
 def test_each_variant_is_evaluated_with_its_template_and_system_prompt(pipeline, monkeypatch):
     seen = []
-    monkeypatch.setattr(eval_cli, "run", _fake_eval({"hedging": True}, seen))
+    monkeypatch.setattr(api, "run_eval", _fake_eval({"hedging": True}, seen))
     for v in pipeline.variants:
         assert pipeline.run_eval(v) is None
+        assert load_results(pipeline.results_file(v.name)).model.variant == v.name
     chat, developer = pipeline.variants
-    assert [a.variant for a in seen] == ["chat", "developer"]
-    assert seen[0].chat_template == "gemma" and seen[0].system_prompt == chat.system_prompt
+    assert [o.variant for o in seen] == ["chat", "developer"]
+    assert seen[0] == api.EvalOptions(
+        model=str(pipeline.policy_dir(chat)),
+        suites=("crows_pairs", "stereoset"),  # configs/quickstart_tiny.yaml's eval section
+        limit=4,
+        batch_size=8,
+        variant="chat",
+        chat_template="gemma",
+        system_prompt=chat.system_prompt,
+    )
     assert seen[1].chat_template == "gemma" and seen[1].system_prompt is None
 
 
+def test_eval_options_from_the_config_reach_run_eval_and_typos_name_the_config(tmp_path):
+    overrides = [f"output_dir={tmp_path}", VARIANTS, "eval.options={judge: 'nli:/j', seed: 3}"]
+    pipeline = Pipeline(load_config(QuickstartConfig, CONFIG, overrides), CONFIG)
+    options = pipeline.eval_options(pipeline.variants[0])
+    assert (options.judge, options.seed, options.limit) == ("nli:/j", 3, 4)
+    for bad, says in [("{jduge: llm}", "unknown key 'jduge'; did you mean 'judge'"),
+                      ("{judge: bogus}", "judge: 'bogus' is not")]:  # fmt: skip
+        config = load_config(
+            QuickstartConfig, CONFIG, [f"output_dir={tmp_path}", VARIANTS, f"eval.options={bad}"]
+        )
+        with pytest.raises(ConfigError, match=rf"quickstart_tiny.yaml.*{says}"):
+            Pipeline(config, CONFIG).check()  # before any training
+
+
+def test_a_missing_policy_is_an_input_error_and_writes_no_results(pipeline):
+    with pytest.raises(MissingInput, match="rl/export"):
+        pipeline.run_eval(pipeline.variants[0])
+    assert not pipeline.results_file("chat").exists()
+
+
 def test_an_eval_where_every_suite_failed_stops_the_pipeline_and_is_retried(pipeline, monkeypatch, tmp_path):
-    seen = []
-    monkeypatch.setattr(eval_cli, "run", _fake_eval({"hedging": False, "crows_pairs": False}, seen))
+    monkeypatch.setattr(api, "run_eval", _fake_eval({"hedging": False, "crows_pairs": False}, []))
     chat = pipeline.variants[0]
     stopped = pipeline.run_eval(chat)
     assert "every eval suite failed (ZeroDivisionError" in stopped["stopped"]
@@ -67,10 +96,23 @@ def test_an_eval_where_every_suite_failed_stops_the_pipeline_and_is_retried(pipe
 
 
 def test_an_eval_where_some_suites_failed_is_finished(pipeline, monkeypatch):
-    monkeypatch.setattr(eval_cli, "run", _fake_eval({"hedging": True, "crows_pairs": False}, []))
+    monkeypatch.setattr(api, "run_eval", _fake_eval({"hedging": True, "crows_pairs": False}, []))
     assert pipeline.run_eval(pipeline.variants[0]) is None
     doc = json.loads(pipeline.results_file("chat").read_text())
     assert [s["status"] for s in doc["suites"].values()] == ["ok", "failed"]
+
+
+def test_the_eval_stage_runs_a_real_tiny_policy(pipeline, monkeypatch):
+    """One real run_eval: a tiny random Gemma3 at the policy's export path, 2 CrowS pairs."""
+    chat = pipeline.variants[0]
+    tiny_model_dir(pipeline.policy_dir(chat))
+    eval_section_ = dataclasses.replace(pipeline.config.eval, suites="crows_pairs", limit=2)
+    monkeypatch.setattr(pipeline, "config", dataclasses.replace(pipeline.config, eval=eval_section_))
+    assert pipeline.run_eval(chat) is None
+    doc = load_results(pipeline.results_file("chat"))
+    assert doc.model.variant == "chat" and doc.model.sha256 is not None
+    assert {name: s.status for name, s in doc.suites.items()} == {"crows_pairs": "ok"}
+    assert doc.suites["crows_pairs"].data["n"] == 2
 
 
 @pytest.mark.parametrize(

@@ -140,7 +140,7 @@ def tiny_tokenizer(vocab_size: int = 320):
     )
 
 
-def tiny_gemma3(vocab_size: int, seed: int = 0):
+def tiny_gemma3(vocab_size: int, seed: int = 0, max_positions: int = 256):
     """A random 2-layer Gemma3 causal LM (float32, eval mode)."""
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
@@ -153,7 +153,7 @@ def tiny_gemma3(vocab_size: int, seed: int = 0):
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=16,
-        max_position_embeddings=256,
+        max_position_embeddings=max_positions,
         sliding_window=8,
         pad_token_id=0,
         bos_token_id=2,
@@ -188,3 +188,11 @@ def save_pretrained(model, tokenizer, path: Path) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def tiny_model_dir(path: Path, seed: int = 0) -> Path:
+    """A tiny random Gemma3 Hugging Face directory (config, safetensors, tokenizer) that `align.load`
+    reads like a real checkpoint: the real decoder path of `align eval` in seconds. 1024 positions,
+    because the tiny BPE spends many tokens on a real prompt wrapped in a chat turn with a system prompt."""
+    tok = tiny_tokenizer()
+    return save_pretrained(tiny_gemma3(len(tok), seed=seed, max_positions=1024), tok, path)

@@ -1,12 +1,11 @@
 """`align eval` end to end on the fake LM: document, failed suites, exit codes, CLI wiring."""
 
-import argparse
 import json
 
 import pytest
 
 from pipelines.cli import main
-from safety_evals import cli
+from safety_evals import api
 from safety_evals.review import documents as results_io
 from tests.safety_evals.fakes import FakeLM, FakeScorer
 
@@ -14,8 +13,8 @@ from tests.safety_evals.fakes import FakeLM, FakeScorer
 @pytest.fixture
 def fake_model(monkeypatch):
     lm = FakeLM(default="I don't know.")
-    monkeypatch.setattr(cli, "load_lm", lambda args: (lm, None))
-    monkeypatch.setattr(cli, "_scorer", lambda args: FakeScorer())
+    monkeypatch.setattr(api, "load_lm", lambda options: (lm, None))
+    monkeypatch.setattr(api, "toxicity_scorer", lambda options: FakeScorer())
     return lm
 
 
@@ -77,19 +76,18 @@ def test_a_failing_suite_is_recorded_and_the_others_run(tmp_path, fake_model):
     assert "missing.jsonl" in suites["stereoset"]["error"]
 
 
-def test_model_that_fails_to_load_fails_every_suite(tmp_path, monkeypatch):
-    def no_model(args):
-        raise FileNotFoundError("no checkpoint at /nope")
-
-    monkeypatch.setattr(cli, "load_lm", no_model)
+@pytest.mark.parametrize("model", ["/nope/model", "no-such-model"])
+def test_a_model_that_cannot_be_loaded_exits_2_with_one_line_and_no_document(tmp_path, capsys, model):
+    """README: a missing model is exit 2. It is raised by align.load before any suite runs, so no
+    document of failed suites is written (a pipeline rerun retries the stage)."""
     out = tmp_path / "r.json"
     code = main(
-        ["eval", "--model", "/nope", "--suite", "hedging,crows_pairs", "--out", str(out), "--no-progress"]
+        ["eval", "--model", model, "--suite", "hedging,crows_pairs", "--out", str(out), "--no-progress"]
     )
-    assert code == 1
-    suites = json.loads(out.read_text())["suites"]
-    assert [s["status"] for s in suites.values()] == ["failed", "failed"]
-    assert "no checkpoint at /nope" in suites["hedging"]["error"]
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("align eval: error: ") and repr(model) in err[0]
+    assert not out.exists()
 
 
 def test_chat_variant_wraps_generation_prompts_only(tmp_path, fake_model):
@@ -159,21 +157,24 @@ def test_crows_hub_config_reaches_the_loader(tmp_path, fake_model, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "argv",
-    [["--suite", "nope"], ["--data", "stereoset"], ["--data", "x=y"], ["--system-prompt", "hi"],
-     ["--data-config", "stereoset=x"], ["--data-config", "crows_pairs"]],
+    "argv, says",
+    [(["--suite", "nope"], "suites: unknown ['nope']"), (["--suite", ","], "suites: unknown (none given)"),
+     (["--data", "stereoset"], "--data 'stereoset': expected SUITE=SOURCE"),
+     (["--data", "x=y"], "data: ['x'] is not SUITE"), (["--data", "bbq="], "data: ['bbq'] is not SUITE"),
+     (["--system-prompt", "hi"], "system_prompt needs a chat template"),
+     (["--data-config", "stereoset=x"], "data_config: only crows_pairs takes a hub config"),
+     (["--data-config", "crows_pairs"], "--data-config 'crows_pairs': expected SUITE=CONFIG"),
+     (["--judge", "bogus"], "judge: 'bogus' is not 'llm'"), (["--judge", "nli"], "judge: 'nli' is not"),
+     (["--limit", "-1"], "limit: -1 is below 0"), (["--toxicity-samples", "0"], "toxicity.samples: 0")],
 )  # fmt: skip
-def test_bad_arguments_exit_2(tmp_path, argv, capsys):
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    args = parser.parse_args(["--model", "m", "--out", str(tmp_path / "r.json"), *argv])
-    assert cli.run(args) == 2
-    assert "align eval:" in capsys.readouterr().err
-    assert not (tmp_path / "r.json").exists()
+def test_bad_arguments_exit_2_before_loading_the_model(tmp_path, argv, says, capsys, monkeypatch):
+    monkeypatch.setattr(api, "load_lm", lambda options: pytest.fail("loaded a model for bad arguments"))
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", "m", "--out", str(out), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("align eval: error: ") and says in err[0], err
+    assert not out.exists()
 
 
-def test_judge_spec_errors_are_explicit():
-    args = argparse.Namespace(judge="bogus", device="cpu")
-    with pytest.raises(ValueError, match="--judge 'bogus'"):
-        cli._judge(FakeLM(), args)
-    assert cli._judge(FakeLM(), argparse.Namespace(judge="llm", device="cpu")).name == "llm:fake"
+def test_judge_spec_builds_the_named_judge():
+    assert api.judge(FakeLM(), api.EvalOptions(model="m")).name == "llm:fake"
