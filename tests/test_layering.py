@@ -12,6 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("align", "reward_models", "safety_evals", "pipelines")
 
+_ABOVE_SUITES = ["safety_evals.api", "safety_evals.cli"]
+_REVIEW = ["safety_evals.review"]
+_MODEL_CODE = ["jax", "flax", "transformers", "torch", "align.hub", "align.model", "align.sampling"]
+
 # module prefix -> prefixes it must never import
 FORBIDDEN = {
     "align": ["reward_models", "safety_evals", "pipelines"],
@@ -24,6 +28,14 @@ FORBIDDEN = {
     "align.hub": ["align.training", "align.sampling", "align.rl"],
     "reward_models": ["pipelines", "safety_evals"],
     "safety_evals": ["align.training", "align.rl", "reward_models", "pipelines"],
+    # Inside safety_evals (safety_evals/__init__.py): api and cli on top, suites/ below them, lm/,
+    # results and bootstrap at the bottom; review/ reads results documents only.
+    "safety_evals.api": ["safety_evals.cli", *_REVIEW],
+    "safety_evals.suites": [*_ABOVE_SUITES, *_REVIEW],
+    "safety_evals.lm": ["safety_evals.suites", *_ABOVE_SUITES, *_REVIEW],
+    "safety_evals.results": ["safety_evals.suites", "safety_evals.lm", *_ABOVE_SUITES, *_REVIEW],
+    "safety_evals.bootstrap": ["safety_evals.suites", "safety_evals.lm", *_ABOVE_SUITES, *_REVIEW],
+    "safety_evals.review": ["safety_evals.suites", "safety_evals.lm", *_ABOVE_SUITES, *_MODEL_CODE],
 }
 
 
@@ -141,6 +153,23 @@ def test_the_checker_sees_every_import_form(tmp_path):
     assert "align.load" not in list(_imports("align.rl.x", _write(tmp_path, "from align import load\n")))
     bad = _violations("align.model.probe", path)
     assert len([b for b in bad if "forbidden" in b]) == 6 and any("computed module name" in b for b in bad)
+
+
+def test_safety_evals_wings_are_checked(tmp_path):
+    """lm/ must not import suites/, suites/ must not import review/, review/ must not load models."""
+    cases = {
+        "safety_evals.lm.probe": ("from safety_evals.suites import data\n", ["safety_evals.suites"]),
+        "safety_evals.suites.probe": ("from safety_evals.review import gate\n", ["safety_evals.review"]),
+        "safety_evals.review.probe": (
+            "import torch\nfrom safety_evals.lm import jax_lm\nfrom safety_evals import api\n",
+            ["torch", "safety_evals.lm", "safety_evals.api"],
+        ),
+        "safety_evals.results": ("from safety_evals.lm.protocol import TokenScores\n", ["safety_evals.lm"]),
+    }
+    for module, (text, forbidden) in cases.items():
+        bad = _violations(module, _write(tmp_path, text))
+        assert {b.rsplit("forbidden: ", 1)[1].rstrip(")") for b in bad} == set(forbidden), (module, bad)
+    assert not _violations("safety_evals.api", _write(tmp_path, "from safety_evals.suites import bbq\n"))
 
 
 def _write(tmp_path, text):
