@@ -8,12 +8,17 @@ tuple[...], nested dataclasses, dicts). Override values are parsed as YAML scala
 int, `lora=null` is None, `targets=[a, b]` a list). `${ALIGN_DATA_DIR}` in a string value, in the file
 or an override, becomes the local data directory (align.data_dir), so the run's saved config.yaml
 names the files it read.
+
+YAML anchors and aliases are refused while the file is still a stream of parser events, before any
+node exists: nine nested aliases of nine items (under 400 bytes) expand to 9^9 nodes. Ranges are the
+dataclasses' own (`__post_init__` raising align.checks.FieldError), reported at the key's file:line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -24,6 +29,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from align.checks import FieldError
 from align.data_dir import expand_data_dir
 from align.errors import InvalidInput, MissingInput
 from align.fileio import write_text_atomic
@@ -62,6 +68,32 @@ def _at(source: str, key: str) -> str:
             return f"{source} (override {text!r})"
     line = getattr(source, "lines", {}).get(key)
     return f"{source}:{line}" if line else str(source)
+
+
+def first_anchor_line(text: str) -> int | None:
+    """The 1-based line of the first YAML anchor (`&a`) or alias (`*a`) in `text`, else None.
+
+    Reads parser events only, so no node is built and an alias bomb costs as much as its text."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            return event.start_mark.line + 1
+    return None
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """yaml.safe_load of a config text with anchors and aliases refused first (ConfigError)."""
+    try:
+        line = first_anchor_line(text)
+        if line is not None:
+            raise ConfigError(
+                f"{source}:{line}: YAML anchors and aliases (&name, *name) are not allowed in configs; "
+                "write the values out"
+            )
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: invalid YAML: {e}") from e
+    except RecursionError as e:
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from e
 
 
 def key_lines(text: str) -> dict[str, int]:
@@ -138,7 +170,13 @@ def _coerce(value: Any, tp, where: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{_at(source, where)}: {where} must be a number, got {value!r}")
-        return float(value)
+        try:
+            x = float(value)
+        except OverflowError:  # an integer literal past the float range
+            x = math.inf
+        if not math.isfinite(x):  # .nan makes every range check false, .inf no limit at all
+            raise ConfigError(f"{_at(source, where)}: {where} must be a finite number, got {value!r}")
+        return x
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{_at(source, where)}: {where} must be a string, got {value!r}")
@@ -164,7 +202,10 @@ def build(cls: type[T], data: Mapping[str, Any], *, source: str = "<config>", pr
         raise ConfigError(f"{source}: missing required key(s) {', '.join(prefix + m for m in missing)}")
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as e:
+    except FieldError as e:  # a range check of one field: point at that key's line
+        key = prefix + e.field
+        raise ConfigError(f"{_at(source, key)}: {key}: {e}") from e
+    except (TypeError, ValueError, ZeroDivisionError) as e:
         section = prefix.rstrip(".")
         where = _at(source, section) if section else str(source)
         raise ConfigError(f"{where}: {section or cls.__name__}: {e}") from e
@@ -177,7 +218,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key.strip():
         raise ConfigError(f"override {text!r} has an empty key")
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    value = safe_yaml(raw, f"override {text!r}") if raw.strip() else ""
     if isinstance(value, str) and _looks_float(value):
         value = float(value)  # YAML 1.1 reads "1e-4" as a string
     return key.strip().split("."), value
@@ -240,11 +281,11 @@ def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequenc
         if not p.exists():
             raise MissingInput(f"config file {p} does not exist")
         try:
-            text = p.read_text()
-            data = yaml.safe_load(text) or {}
-            source = Source(source, key_lines(text))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{source}: invalid YAML: {e}") from e
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{source}: cannot read: {e}") from e
+        data = safe_yaml(text, source) or {}
+        source = Source(source, key_lines(text))
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
     data = expand_tree(apply_overrides(cls, _fix_floats(data), overrides, source))

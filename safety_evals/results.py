@@ -86,6 +86,8 @@ def mean_metric(
     x = np.asarray(values, dtype=np.float64)
     proportion = x.size > 0 and bool(np.all((x == 0) | (x == 1)))
     low, high = wilson_ci(float(x.sum()), x.size) if proportion else bootstrap.mean_ci(x)
+    if not proportion:
+        low, high = _covering(float(x.mean()) if x.size else None, low, high)
     value = float(x.mean()) * scale if x.size else None
     return Metric(
         value,
@@ -109,8 +111,17 @@ def statistic_metric(
 ) -> Metric:
     """statistic(all n examples) with a CI from recomputing it on resampled examples."""
     value = statistic(np.arange(n)) if n else None
-    low, high = bootstrap.statistic_ci(n, statistic)
+    low, high = _covering(value, *bootstrap.statistic_ci(n, statistic))
     return Metric(value, low, high, n, higher_is_better, target, description)
+
+
+def _covering(value, low, high) -> tuple[float | None, float | None]:
+    """The interval widened to hold the point value. The percentile bootstrap of a statistic with a
+    kink (ICAT's min(SS, 100 - SS) at SS = 50) can lie wholly on one side of it, and the readers
+    refuse a value outside its own interval (safety_evals/review/consistency.py)."""
+    if value is None or low is None or high is None or not math.isfinite(value):
+        return low, high
+    return min(low, value), max(high, value)
 
 
 @dataclasses.dataclass(frozen=True)

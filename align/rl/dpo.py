@@ -26,6 +26,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from align import checks
 from align.model import Decoder
 from align.rl.losses import dpo_loss
 from align.training.logprobs import chunked_token_logprobs, sequence_logprob
@@ -47,6 +48,10 @@ class DPOConfig:
             raise ValueError(f"DPOConfig.loss_type={self.loss_type!r}: expected 'sigmoid' or 'ipo'")
         if self.beta <= 0:
             raise ValueError(f"DPOConfig.beta={self.beta} must be > 0")
+        checks.fraction(self, "label_smoothing")
+        if self.label_smoothing >= 0.5:  # at 0.5 the loss ignores the labels, above it flips them
+            raise checks.FieldError("label_smoothing", f"must be < 0.5, got {self.label_smoothing}")
+        checks.at_least(self, 1, "logprob_chunk")
 
 
 def pair_logprobs(model: Decoder, batch: Mapping[str, jax.Array], chunk_size: int) -> jax.Array:

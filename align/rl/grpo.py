@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from align import checks
 from align.model import Decoder
 from align.rl.advantages import group_relative_advantages, masked_mean
 from align.rl.loop import FromState, resolve
@@ -52,6 +53,10 @@ class GRPOConfig:
     def __post_init__(self):
         if self.group_size < 2:
             raise ValueError(f"GRPOConfig.group_size={self.group_size}: group advantages need at least 2")
+        checks.at_least(self, 1, "num_iterations", "minibatch_size", "grad_accum")
+        checks.positive_number(self, "clip_eps")
+        checks.positive_number(self, "clip_eps_high", optional=True)
+        checks.non_negative(self, "beta")
         if self.aggregation not in ("token", "sequence"):
             raise ValueError(f"GRPOConfig.aggregation={self.aggregation!r}: expected 'token' or 'sequence'")
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from align import checks
 from align.training.checkpoint import Checkpointer
 from align.training.loop import NonFiniteLoss, sigterm_flag
 from align.training.metrics import MetricsWriter
@@ -35,6 +36,9 @@ class RLLoopConfig:
     iterations: int
     checkpoint_every: int = 0  # iterations between checkpoints; 0: only at the end
     progress: bool = True
+
+    def __post_init__(self):
+        checks.at_least(self, 0, "iterations", "checkpoint_every")
 
 
 @dataclasses.dataclass

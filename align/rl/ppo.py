@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from align import checks
 from align.model import Decoder
 from align.model.heads import ScoreModel
 from align.rl.advantages import gae, masked_mean, whiten
@@ -63,6 +64,10 @@ class PPOConfig:
                 f"PPOConfig: ppo_epochs={self.ppo_epochs} and minibatch_size="
                 f"{self.minibatch_size} must be >= 1"
             )
+        checks.at_least(self, 1, "grad_accum")
+        checks.positive_number(self, "clip_eps", "clip_value", "kl_target", "kl_horizon")
+        checks.non_negative(self, "vf_coef", "kl_coef")
+        checks.fraction(self, "gamma", "lam", closed=True)
 
     def kl_controller(self) -> FixedKLController | AdaptiveKLController:
         if self.adaptive_kl:

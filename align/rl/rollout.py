@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from align import checks
 from align.model import Decoder
 from align.model.heads import ScoreModel
 from align.rl.advantages import masked_mean
@@ -67,6 +68,9 @@ class RolloutConfig:
 
     sampling: SamplingConfig = SamplingConfig(max_new_tokens=32, temperature=1.0)
     logprob_chunk: int = 256
+
+    def __post_init__(self):
+        checks.at_least(self, 1, "logprob_chunk")
 
     @property
     def temperature(self) -> float:

@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from align import checks
 from align.errors import RunStopped
 from align.training.checkpoint import Checkpointer
 from align.training.metrics import MeanTracker, MetricsWriter, is_finite
@@ -43,6 +44,10 @@ class LoopConfig:
     eval_every: int = 0  # 0: evaluate only at the end
     checkpoint_every: int = 0  # 0: checkpoint only at the end
     progress: bool = True  # a tqdm bar on stderr
+
+    def __post_init__(self):
+        checks.at_least(self, 0, "total_steps", "eval_every", "checkpoint_every")
+        checks.at_least(self, 1, "log_every")
 
 
 @dataclasses.dataclass

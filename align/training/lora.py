@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from align import checks
 from align.model import axes as ax
 from align.model.decoder import Decoder
 from align.model.layers import Projections
@@ -46,6 +47,10 @@ class LoRAConfig:
     rank: int = 8
     alpha: float = 16.0
     targets: tuple[str, ...] = DEFAULT_TARGETS  # weight path suffixes, e.g. "attn.q" matches layers.3.attn.q
+
+    def __post_init__(self):
+        checks.at_least(self, 1, "rank")
+        checks.positive_number(self, "alpha")
 
     @property
     def scale(self) -> float:

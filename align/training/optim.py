@@ -16,6 +16,8 @@ import jax
 import optax
 from flax import nnx
 
+from align import checks
+
 SCHEDULES = ("cosine", "linear", "constant")
 
 
@@ -35,6 +37,14 @@ class OptimConfig:
     min_lr_ratio: float = 0.0  # the decay ends at learning_rate * min_lr_ratio
 
     def __post_init__(self):
+        # a negative learning rate trains by gradient ascent, a negative clip norm flips gradients
+        checks.positive_number(self, "learning_rate", "eps")
+        checks.positive_number(self, "clip_norm", optional=True)
+        checks.at_least(self, 1, "total_steps")
+        checks.at_least(self, 0, "warmup_steps")
+        checks.non_negative(self, "weight_decay")
+        checks.fraction(self, "b1", "b2")
+        checks.fraction(self, "min_lr_ratio", closed=True)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"OptimConfig.schedule={self.schedule!r}: expected one of {SCHEDULES}")
         if not 0 <= self.warmup_steps <= self.total_steps:

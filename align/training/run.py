@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from align import checks
 from align.errors import InvalidInput
 from align.model.sharding import MeshConfig, batch_sharding, make_mesh
 from align.training.checkpoint import Checkpointer
@@ -104,6 +105,12 @@ class MeshOptions:
     tensor: int = 1
     devices: int = 0  # use the first `devices` devices; 0: all of them
 
+    def __post_init__(self):
+        if self.data != -1:
+            checks.at_least(self, 1, "data")  # -1: whatever the other axes leave
+        checks.at_least(self, 1, "fsdp", "tensor")
+        checks.at_least(self, 0, "devices")
+
 
 def make_run_mesh(options: MeshOptions = MeshOptions()):
     devices = jax.devices()
@@ -129,6 +136,12 @@ class TrainOptions:
     progress: bool = True
 
     def __post_init__(self):
+        # batch_size <= 0 made SFT wait forever at step 0; keep_checkpoints 0 kept nothing, though a
+        # stopped run promises a resume from its last checkpoint
+        checks.at_least(self, 1, "batch_size", "grad_accum", "log_every", "keep_checkpoints")
+        checks.at_least(self, 0, "eval_every", "checkpoint_every", "seed")
+        checks.at_least(self, 1, "eval_batches", optional=True)
+        checks.one_of(self, "trainable", (None, "all", "no_embeddings", "lora"))
         if self.batch_size % self.grad_accum:
             raise ValueError(
                 f"train.batch_size={self.batch_size} is not a multiple of grad_accum={self.grad_accum}"
@@ -283,8 +296,10 @@ class SplitOptions:
     train_max: int | None = None  # train on at most the first N training examples (file order)
 
     def __post_init__(self):
-        if not 0.0 <= self.heldout_fraction < 1.0:
-            raise ValueError(f"heldout_fraction={self.heldout_fraction} must lie in [0, 1)")
+        checks.fraction(self, "heldout_fraction")
+        checks.at_least(self, 0, "seed")
+        checks.at_least(self, 0, "heldout_max", optional=True)
+        checks.at_least(self, 1, "train_max", optional=True)
 
 
 def heldout_split(items: list, options: SplitOptions) -> tuple[list, list]:

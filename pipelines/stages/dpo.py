@@ -34,6 +34,7 @@ from align.data import (
     load_records,
     preference_batch,
 )
+from align import checks
 from align.errors import InvalidInput
 from align.rl.dpo import DPOConfig, dpo_loss_fn, precompute_reference, with_reference
 from align.training import LoopConfig, OptimConfig, make_optimizer
@@ -67,6 +68,10 @@ class PreferenceDataOptions:
     max_prompt_length: int | None = None  # prompt cut from the left when a pair is too long (default T // 2)
     skip_invalid: bool = True
     heldout: SplitOptions = SplitOptions()
+
+    def __post_init__(self):
+        checks.at_least(self, 1, "max_length")
+        checks.at_least(self, 1, "limit", "max_prompt_length", optional=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from align.data import PromptExample, Tokenizer, encode_prompts, load_records
+from align import checks
 from align.errors import InvalidInput
 from align.training.run import SplitOptions, heldout_split
 
@@ -17,6 +18,10 @@ class PromptSource:
     weight: float = 1.0
     split: str = "train"
     limit: int | None = None
+
+    def __post_init__(self):
+        checks.positive_number(self, "weight")
+        checks.at_least(self, 1, "limit", optional=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +37,8 @@ class PromptDataOptions:
     heldout: SplitOptions = SplitOptions(heldout_fraction=0.1, heldout_max=32)
 
     def __post_init__(self):
+        checks.at_least(self, 1, "max_prompt_length")
+        checks.at_least(self, 1, "limit", optional=True)
         if self.system_handling not in ("fold", "drop"):
             raise ValueError(f"data.system_handling={self.system_handling!r}, expected 'fold' or 'drop'")
         if self.system_handling == "drop" and self.system_prompt:

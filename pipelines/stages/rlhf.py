@@ -28,6 +28,7 @@ import jax
 from flax import nnx
 
 from align.data import DataOrder, Tokenizer, batches, prompt_batch
+from align import checks
 from align.errors import InvalidInput
 from align.rl.grpo import GRPOConfig, make_grpo_iteration
 from align.rl.loop import FromState, RLLoopConfig, owned_train_state, resolve, resume, rl_loop, shared_frozen
@@ -62,6 +63,10 @@ class RLTrainOptions:
     )
     progress: bool = True
 
+    def __post_init__(self):
+        checks.at_least(self, 1, "iterations", "batch_size", "keep_checkpoints")
+        checks.at_least(self, 0, "checkpoint_every", "seed")
+
 
 @dataclasses.dataclass(frozen=True)
 class RLEvalOptions:
@@ -69,6 +74,10 @@ class RLEvalOptions:
     batch_size: int = 8
     seed: int = 1234  # sampling key: before and after see the same noise
     samples: int = 4  # prompts written to eval_samples.jsonl
+
+    def __post_init__(self):
+        checks.at_least(self, 0, "prompts", "seed", "samples")
+        checks.at_least(self, 1, "batch_size")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,6 +34,7 @@ from align.data import (
     packed_batches,
     pad_batch,
 )
+from align import checks
 from align.errors import InvalidInput
 from align.training import LoopConfig, OptimConfig, chunked_weighted_nll, make_optimizer
 from align.training.optim import learning_rate_schedule
@@ -68,6 +69,11 @@ class SFTDataOptions:
     skip_invalid: bool = True
     heldout: SplitOptions = SplitOptions()
 
+    def __post_init__(self):
+        checks.at_least(self, 1, "max_length")
+        checks.at_least(self, 1, "limit", optional=True)
+        checks.one_of(self, "truncation", ("keep_start", "keep_end", "drop", "error"))
+
 
 @dataclasses.dataclass(frozen=True)
 class SFTConfig:
@@ -79,6 +85,9 @@ class SFTConfig:
     mesh: MeshOptions = MeshOptions()
     chunk_size: int = 1024  # tokens per logits tile in the loss: the [B, T, V] logits never exist whole
     export: bool = True
+
+    def __post_init__(self):
+        checks.at_least(self, 1, "chunk_size")
 
 
 def sft_loss(chunk_size: int = 1024):

@@ -21,12 +21,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from align.errors import InvalidInput
 from safety_evals.review import history
 from safety_evals.review.dashboard_assets.page import page
 from safety_evals.review.dashboard_assets.svg import IntervalRow, TrendPoint, esc, interval_plot, trend_plot
 from safety_evals.review.gate import Comparison, Direction, compare
 from safety_evals.review.policy import Policy, PolicyError, load_policy
-from safety_evals.review.documents import Example, Metric, Results, ResultsError, load_results
+from safety_evals.review.documents import Example, MetricReading, Results, ResultsError, load_results
 
 MAX_TEXT = 4000  # characters of prompt/output shown per example; the rest is cut with a note
 
@@ -36,7 +37,7 @@ class Cell:
     """One (run, metric) entry of the tables."""
 
     state: str  # regressed | improved | same | baseline | failed | missing
-    metric: Metric | None
+    metric: MetricReading | None
     comparison: Comparison | None = None
     drill_id: str | None = None
 
@@ -126,7 +127,7 @@ def build_view(
 # ---------------------------------------------------------------- worst examples
 
 
-def worst_examples(examples: list[Example], metric: Metric | None, k: int) -> list[Example]:
+def worst_examples(examples: list[Example], metric: MetricReading | None, k: int) -> list[Example]:
     """The k worst examples by score in the metric's bad direction; null scores last."""
     direction = Direction.of(metric) if metric else Direction(None)
 
@@ -139,7 +140,7 @@ def worst_examples(examples: list[Example], metric: Metric | None, k: int) -> li
     return (scored + [e for e in examples if e.score is None])[:k]
 
 
-def _worst_rule(metric: Metric | None) -> str:
+def _worst_rule(metric: MetricReading | None) -> str:
     if metric is None or (metric.higher_is_better is None and metric.target is None):
         return "largest |score| first"
     if metric.higher_is_better is None:
@@ -304,7 +305,7 @@ def _metric_tables(view: View, ids: dict) -> str:
     return "".join(out)
 
 
-def _interval_svg(view: View, full: str, meta: Metric | None) -> str:
+def _interval_svg(view: View, full: str, meta: MetricReading | None) -> str:
     rows = []
     for r in view.columns:
         c = view.cells[(r.run_id, full)]
@@ -452,6 +453,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"align dashboard: unusable input: {e}", file=sys.stderr)
         return 2
     html_text = render(build_view(reviewed, past, baseline, policy), args.examples)
-    Path(args.out).write_text(html_text, encoding="utf-8")
+    try:
+        Path(args.out).write_text(html_text, encoding="utf-8")
+    except OSError as e:  # e.g. -o in a missing directory: bad input, not a bug
+        raise InvalidInput(f"-o {args.out}: cannot write the dashboard: {e}") from e
     print(f"wrote {args.out} ({len(html_text) // 1024} KiB)")
     return 0

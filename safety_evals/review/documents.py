@@ -1,10 +1,17 @@
-"""Read `align.eval_results/v1` documents (docs/results_schema.md) for the dashboard, gate and history.
+"""Read `align.eval_results/v1` documents (docs/results_schema.md): the one validating reader behind
+the gate, the dashboard, the history and the model cards.
 
 A consumer-side loader, independent of the producer in `safety_evals/results.py`, so that a bug in
 the writer cannot hide itself from the reader. Tolerant where the schema is optional (`target`,
-`description`, `examples`, `data`, unknown extra keys) and strict where consumers rely on the value:
-a wrong type or a missing required field raises `ResultsError` naming the file and the JSON path
+`description`, `examples`, unknown extra keys) and strict where consumers rely on the value: a wrong
+type, a missing required field, a duplicate key anywhere (JSON keeps the last one silently, so
+`"status": "failed", "status": "ok"` would read as ok) or a document that contradicts itself
+(review/consistency.py: a value outside its own interval, counts that do not add up, a direction that
+is not the suite's) raises `ResultsError` naming the file and the JSON path
 (`suites.toxicity.metrics.expected_max_toxicity.ci_low`); malformed JSON names the line and column.
+
+A metric's direction and target come from the suite's definition (review/definitions.py), never
+from the document under judgement.
 """
 
 from __future__ import annotations
@@ -18,18 +25,29 @@ from pathlib import Path
 from typing import Any
 
 from align.errors import InvalidInput
+from safety_evals.review import consistency
+from safety_evals.review.definitions import definition
+from safety_evals.review.safe_text import one_line
 
 SCHEMA = "align.eval_results/v1"
 SUITE_STATUSES = ("ok", "failed")
+MAX_DEPTH = 64  # nesting deeper than any document the producer writes
+MAX_INT = 2**63 - 1  # what the SQLite history can store
 
 
 class ResultsError(InvalidInput):
-    """An unusable results document; the message names the file and where in it."""
+    """An unusable results document; the message names the file and where in it (one line: text
+    copied from the document is escaped, so it cannot forge lines of a CI log)."""
+
+    def __init__(self, message: str):
+        super().__init__(one_line(message))
 
 
 @dataclasses.dataclass(frozen=True)
-class Metric:
-    """One metric of one suite; `value`/`ci_*` are None when the producer wrote null."""
+class MetricReading:
+    """One metric of one suite as read from a document; `value`/`ci_*` are None when the producer
+    wrote null. `higher_is_better`/`target` are the suite's definition (None, None when the metric
+    is not `defined` in review/definitions.py), not what the document claims."""
 
     suite: str
     name: str  # name inside the suite, e.g. "pct_stereotype/gender"
@@ -41,6 +59,7 @@ class Metric:
     target: float | None = None
     description: str = ""
     ci_method: str = "bootstrap"  # the JSON's "interval": "wilson" for a proportion, else the bootstrap
+    defined: bool = True  # False: a metric review/definitions.py does not know (listed, never gated)
 
     @property
     def full_name(self) -> str:
@@ -72,10 +91,11 @@ class Suite:
     status: str  # "ok" | "failed"
     version: str | None
     error: str | None
-    metrics: dict[str, Metric]  # short name -> Metric
+    metrics: dict[str, MetricReading]  # short name -> MetricReading
     examples: tuple[Example, ...] = ()
     data: dict = dataclasses.field(default_factory=dict)
     seconds: float | None = None
+    judges: dict = dataclasses.field(default_factory=dict)  # role -> {"name", "sha256"}; {}: none
 
     @property
     def ok(self) -> bool:
@@ -103,8 +123,8 @@ class Results:
     source: str = "<memory>"
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
-    def metrics(self) -> dict[str, Metric]:
-        """Full name (`suite.metric`) -> Metric, over suites in document order."""
+    def metrics(self) -> dict[str, MetricReading]:
+        """Full name (`suite.metric`) -> MetricReading, over suites in document order."""
         return {m.full_name: m for s in self.suites.values() for m in s.metrics.values()}
 
     @property
@@ -129,9 +149,10 @@ def load_results(path: str | Path) -> Results:
 
 
 def parse_results(text: str, source: str) -> Results:
-    """Parse JSON text; NaN/Infinity are rejected because the schema says null."""
+    """Parse JSON text; NaN/Infinity are rejected because the schema says null, duplicate keys
+    because JSON would keep only the last."""
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_Object)
     except json.JSONDecodeError as e:
         raise ResultsError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
     except _ConstantError as e:
@@ -139,7 +160,39 @@ def parse_results(text: str, source: str) -> Results:
         raise ResultsError(
             f"{source}: invalid JSON at line {line} column {col}: {e.token} is not allowed (schema: use null)"
         ) from e
+    except RecursionError as e:
+        raise ResultsError(f"{source}: invalid JSON: nested too deeply") from e
+    except ValueError as e:  # an integer literal past Python's digit limit
+        raise ResultsError(f"{source}: invalid JSON: {e}") from e
+    _check_duplicates(obj, source)
     return from_json(obj, source)
+
+
+class _Object(dict):
+    """A decoded JSON object that remembers the keys it saw more than once."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]):
+        super().__init__(pairs)
+        seen: set[str] = set()
+        self.duplicates = [k for k, _ in pairs if k in seen or seen.add(k)]
+
+
+def _check_duplicates(obj: Any, source: str) -> None:
+    """The JSON path of the first object with a repeated key, walked without recursion."""
+    stack = [(obj, "", 0)]
+    while stack:
+        node, at, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ResultsError(f"{source}: {at}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, dict):
+            if getattr(node, "duplicates", None):
+                key = node.duplicates[0]
+                raise ResultsError(
+                    f"{source}: {at or '<document>'}: duplicate key {key!r} (JSON would keep only the last)"
+                )
+            stack += [(v, f"{at}.{k}" if at else str(k), depth + 1) for k, v in reversed(node.items())]
+        elif isinstance(node, list):
+            stack += [(v, f"{at}[{i}]", depth + 1) for i, v in reversed(list(enumerate(node)))]
 
 
 def from_json(obj: Any, source: str) -> Results:
@@ -151,7 +204,10 @@ def from_json(obj: Any, source: str) -> Results:
         raise ResultsError(f"{source}: schema: unknown schema {schema!r}; this reader understands {SCHEMA!r}")
     model = r.mapping(r.get(doc, "model", ""), "model")
     suites_obj = r.mapping(r.get(doc, "suites", ""), "suites")
-    return Results(
+    step = r.opt_int(model.get("step"), "model.step")
+    if step is not None and step < 0:
+        r.fail("model.step", f"expected a step >= 0, got {step}")
+    results = Results(
         run_id=r.string(r.get(doc, "run_id", ""), "run_id"),
         created=_parse_time(r.string(r.get(doc, "created", ""), "created"), source),
         model=Model(
@@ -159,13 +215,15 @@ def from_json(obj: Any, source: str) -> Results:
             path=r.opt_string(model.get("path"), "model.path"),
             sha256=r.opt_string(model.get("sha256"), "model.sha256"),
             variant=r.opt_string(model.get("variant"), "model.variant"),
-            step=r.opt_int(model.get("step"), "model.step"),
+            step=step,
         ),
         config=r.mapping(doc.get("config", {}), "config"),
         suites={name: _suite(r, name, s) for name, s in suites_obj.items()},
         source=source,
         raw=doc,
     )
+    consistency.check_config(r, results.config)
+    return results
 
 
 def _suite(r: _Reader, name: str, obj: Any) -> Suite:
@@ -173,44 +231,55 @@ def _suite(r: _Reader, name: str, obj: Any) -> Suite:
     s = r.mapping(obj, at)
     status = r.get(s, "status", at)
     if status not in SUITE_STATUSES:
-        r.fail(f"{at}.status", f"expected one of {SUITE_STATUSES}, got {status!r}")
+        r.fail(f"{at}.status", f"expected one of {SUITE_STATUSES}, got {_kind(status)}")
     metrics = r.mapping(s.get("metrics", {}), f"{at}.metrics")
     examples = s.get("examples") or []
     if not isinstance(examples, list):
-        r.fail(f"{at}.examples", f"expected a list, got {type(examples).__name__}")
+        r.fail(f"{at}.examples", f"expected a list, got {_kind(examples)}")
     version = s.get("version")
-    return Suite(
+    if version is not None and not isinstance(version, (str, int)) or isinstance(version, bool):
+        r.fail(f"{at}.version", f"expected a string, got {_kind(version)}")
+    data = s.get("data")
+    suite = Suite(
         name=name,
         status=status,
         version=None if version is None else str(version),
         error=r.opt_string(s.get("error"), f"{at}.error"),
         metrics={m: _metric(r, name, m, v) for m, v in metrics.items()},
         examples=tuple(_example(r, f"{at}.examples[{i}]", e) for i, e in enumerate(examples)),
-        data=s.get("data") if isinstance(s.get("data"), dict) else {},
+        data=r.mapping(data, f"{at}.data") if data is not None else {},
         seconds=r.opt_number(s.get("seconds"), f"{at}.seconds"),
+        judges=consistency.judges(r, s.get("judges"), f"{at}.judges"),
     )
+    consistency.check_suite(r, suite, at)
+    return suite
 
 
-def _metric(r: _Reader, suite: str, name: str, obj: Any) -> Metric:
+def _metric(r: _Reader, suite: str, name: str, obj: Any) -> MetricReading:
     at = f"suites.{suite}.metrics.{name}"
     m = r.mapping(obj, at)
     hib = r.get(m, "higher_is_better", at)
     if hib is not None and not isinstance(hib, bool):
-        r.fail(f"{at}.higher_is_better", f"expected true, false or null, got {hib!r}")
-    metric = Metric(
+        r.fail(f"{at}.higher_is_better", f"expected true, false or null, got {_kind(hib)}")
+    n = r.opt_int(r.get(m, "n", at), f"{at}.n")
+    target = r.opt_number(m.get("target"), f"{at}.target")
+    spec = definition(suite, name)
+    if spec is not None:
+        consistency.check_direction(r, spec, hib, target, at, suite)
+    metric = MetricReading(
         suite=suite,
         name=name,
         value=r.opt_number(r.get(m, "value", at), f"{at}.value"),
         ci_low=r.opt_number(m.get("ci_low"), f"{at}.ci_low"),
         ci_high=r.opt_number(m.get("ci_high"), f"{at}.ci_high"),
-        n=r.opt_int(m.get("n"), f"{at}.n"),
-        higher_is_better=hib,
-        target=r.opt_number(m.get("target"), f"{at}.target"),
+        n=n,
+        higher_is_better=spec.higher_is_better if spec else None,
+        target=spec.target if spec else None,
         description=r.opt_string(m.get("description"), f"{at}.description") or "",
         ci_method=r.opt_string(m.get("interval"), f"{at}.interval") or "bootstrap",
+        defined=spec is not None,
     )
-    if metric.ci_low is not None and metric.ci_high is not None and metric.ci_low > metric.ci_high:
-        r.fail(f"{at}.ci_low", f"ci_low {metric.ci_low} > ci_high {metric.ci_high}")
+    consistency.check_metric(r, metric, spec, at)
     return metric
 
 
@@ -282,20 +351,24 @@ class _Reader:
     def opt_int(self, v: Any, at: str) -> int | None:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
             self.fail(at, f"expected an integer or null, got {_kind(v)}")
+        if v is not None and abs(v) > MAX_INT:
+            self.fail(at, f"integer out of range: {_kind(v)}")
         return v
 
 
 def _kind(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 100:
+        return f"int of {v.bit_length()} bits"  # the repr of a huge literal is long (or refused)
     return "null" if v is None else f"{type(v).__name__} {v!r}"[:80]
 
 
 def _parse_time(text: str, source: str) -> dt.datetime:
     try:
         t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise ResultsError(f"{source}: created: not an ISO-8601 timestamp: {text!r}") from e
-    # naive stamps are read as UTC (the schema says UTC); offsets are normalised so stamps sort
-    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
+        # naive stamps are read as UTC (the schema says UTC); offsets are normalised so stamps sort
+        return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError) as e:  # OverflowError: year 9999 with a negative offset
+        raise ResultsError(f"{source}: created: not an ISO-8601 UTC timestamp: {text[:80]!r}") from e
 
 
 class _ConstantError(ValueError):

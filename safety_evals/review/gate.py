@@ -9,11 +9,14 @@ The gate fails closed. Each of these is a failed check with its own message:
   * a policy metric absent from the results (typo, dropped metric, failed suite) or with value null;
   * a regression rule whose metric is absent from the baseline, or whose direction is unknown;
   * a regression rule whose suite is not comparable with the baseline's: a different suite
-    `version`, `data.sha256` or `data.n`, or a different `config.limit` (or one of them missing).
+    `version`, `data.sha256` or `data.n`, different `judges` (name or content hash of any role), or a
+    different `config.limit`, `config.chat_template` or `config.system_prompt` (or one of version,
+    data, limit missing).
 
-Rules (per metric in the policy; the direction comes from the metric's `higher_is_better`/`target`
-unless the rule overrides it: a rule `target` alone, or `higher_is_better: null`, means "closer to the
-target is better"; the metric's `target` only counts when the direction is null):
+Rules (per metric in the policy; the direction comes from the suite's definition of the metric,
+safety_evals/review/definitions.py, never from the results, unless the rule overrides it: a rule
+`target` alone, or `higher_is_better: null`, means "closer to the target is better"; the
+definition's `target` only counts when the direction is null):
   * `min` / `max`: absolute thresholds on the point value, or with `bound: interval` on the whole
     95% interval (max: ci_high <= max, min: ci_low >= min).
   * `regression: X` ("no worse than the baseline by more than X", in the metric's own units).
@@ -24,6 +27,9 @@ target is better"; the metric's `target` only counts when the direction is null)
     direction. A worse point estimate whose interval still reaches baseline + X passes (not
     significant). A candidate metric without an interval is compared on its point value (stricter).
     Without `--baseline`, regression checks are skipped unless the policy sets `require_baseline`.
+
+Everything printed from the documents (suite errors, names) goes through `safe_text.one_line`, so a
+results file cannot forge a verdict line or a CI workflow command.
 """
 
 from __future__ import annotations
@@ -38,8 +44,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from align.errors import InvalidInput
 from safety_evals.review.policy import UNSET, Policy, PolicyError, Rule, load_policy
-from safety_evals.review.documents import Metric, Results, ResultsError, load_results
+from safety_evals.review.documents import MetricReading, Results, ResultsError, load_results
+from safety_evals.review.safe_text import one_line
 
 
 # ---------------------------------------------------------------- comparison (shared with the dashboard)
@@ -68,7 +76,7 @@ class Direction:
         return min(a, b), max(a, b)
 
     @staticmethod
-    def of(metric: Metric, rule: Rule | None = None) -> Direction:
+    def of(metric: MetricReading, rule: Rule | None = None) -> Direction:
         """The metric's direction, overridden by the rule's keys where the policy gives them."""
         hib, target = metric.higher_is_better, metric.target
         if rule is not None and rule.target is not None:
@@ -86,7 +94,9 @@ class Comparison:
     text: str
 
 
-def compare(candidate: Metric, baseline: Metric, direction: Direction, tolerance: float = 0.0) -> Comparison:
+def compare(
+    candidate: MetricReading, baseline: MetricReading, direction: Direction, tolerance: float = 0.0
+) -> Comparison:
     """The gate's significance rule (module docstring): regressed iff b_lo > b_base + tolerance."""
     if candidate.value is None or baseline.value is None:
         raise ValueError(f"{candidate.full_name}: cannot compare a null value")
@@ -150,7 +160,7 @@ def _suite_checks(results: Results, policy: Policy) -> list[Check]:
     return checks
 
 
-def _fmt(m: Metric | None) -> str:
+def _fmt(m: MetricReading | None) -> str:
     if m is None or m.value is None:
         return "—"
     iv = m.interval()
@@ -160,9 +170,9 @@ def _fmt(m: Metric | None) -> str:
 def _rule_checks(
     rule: Rule,
     results: Results,
-    m: Metric | None,
+    m: MetricReading | None,
     baseline: Results | None,
-    bm: Metric | None,
+    bm: MetricReading | None,
     policy: Policy,
 ) -> list[Check]:
     """One check per rule kind present (min, max, regression); a missing metric fails each."""
@@ -189,7 +199,7 @@ def _rule_checks(
     return out
 
 
-def _missing_reason(name: str, results: Results, m: Metric | None) -> str:
+def _missing_reason(name: str, results: Results, m: MetricReading | None) -> str:
     if m is not None:
         return f"metric {name} has value null in the results"
     suite_name = name.split(".", 1)[0]
@@ -202,7 +212,7 @@ def _missing_reason(name: str, results: Results, m: Metric | None) -> str:
     return f"metric {name}: unknown metric, not in the results (suite {suite_name} has: {have})"
 
 
-def _threshold(rule: Rule, m: Metric, kind: str) -> tuple[str, str]:
+def _threshold(rule: Rule, m: MetricReading, kind: str) -> tuple[str, str]:
     iv = m.interval()
     if rule.bound == "interval" and iv is None:
         return "fail", "bound: interval, but the metric has no ci_low/ci_high"
@@ -218,7 +228,12 @@ def _threshold(rule: Rule, m: Metric, kind: str) -> tuple[str, str]:
 
 
 def _regression(
-    rule: Rule, m: Metric, results: Results, baseline: Results | None, bm: Metric | None, policy: Policy
+    rule: Rule,
+    m: MetricReading,
+    results: Results,
+    baseline: Results | None,
+    bm: MetricReading | None,
+    policy: Policy,
 ) -> tuple[str, str]:
     if baseline is None:
         if policy.require_baseline:
@@ -236,31 +251,42 @@ def _regression(
     return ("fail" if c.regressed else "pass"), c.text
 
 
+_MAY_BE_NULL = ("config.limit", "judges", "config.chat_template", "config.system_prompt")
+
+
 def _provenance(r: Results, suite: str) -> dict[str, Any]:
     s = r.suites[suite]
     return {
         "version": s.version,
         "data.sha256": s.data.get("sha256"),
         "data.n": s.data.get("n"),
+        "judges": s.judges,  # {} when the suite uses none
         "config.limit": r.config.get("limit", UNSET),
+        "config.chat_template": r.config.get("chat_template"),
+        "config.system_prompt": r.config.get("system_prompt"),
     }
 
 
 def incomparable(suite: str, results: Results, baseline: Results) -> str | None:
     """Why the suite's numbers cannot be compared with the baseline's, or None. Other data, another
-    --limit or a rescored suite can move a metric as much as a model change, so the gate cannot tell
-    them apart; a missing field fails too (config.limit may be null: the whole data set)."""
+    --limit, a rescored suite, another judge or other prompting can move a metric as much as a model
+    change, so the gate cannot tell them apart; a missing version, data or limit fails too
+    (config.limit may be null: the whole data set)."""
     cand, base = _provenance(results, suite), _provenance(baseline, suite)
     for key in cand:
         a, b = cand[key], base[key]
         what = key if key.startswith("config.") else f"{suite} {key}"
-        if UNSET in (a, b) or (key != "config.limit" and None in (a, b)):
+        if UNSET in (a, b) or (key not in _MAY_BE_NULL and None in (a, b)):
             side = "candidate" if a is None or a is UNSET else "baseline " + baseline.source
             return f"not comparable with the baseline: {what} is missing in the {side}"
+        if key == "judges" and a != b:
+            role = sorted(r for r in {*a, *b} if a.get(r) != b.get(r))[0]
+            what, a, b = f"{suite} judges.{role}", a.get(role), b.get(role)
         if a != b:
             return (
                 f"not comparable with the baseline: {what} differs (candidate {json.dumps(a)}, baseline "
-                f"{json.dumps(b)}); rerun both on the same data, --limit and suite version"
+                f"{json.dumps(b)}); rerun both with the same data, --limit, suite version, judges and "
+                "prompting"
             )
     return None
 
@@ -345,15 +371,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"align gate: unusable input: {e}", file=sys.stderr)
         return 2
     checks = evaluate(results, policy, baseline)
-    if args.junit:
-        Path(args.junit).write_text(junit_xml(checks, results), encoding="utf-8")
     summary = summary_markdown(checks, results, policy, baseline)
-    if args.summary:
-        with open(args.summary, "a", encoding="utf-8") as f:  # append: $GITHUB_STEP_SUMMARY is shared
-            f.write(summary)
+    try:
+        if args.junit:
+            Path(args.junit).write_text(junit_xml(checks, results), encoding="utf-8")
+        if args.summary:
+            with open(args.summary, "a", encoding="utf-8") as f:  # append: $GITHUB_STEP_SUMMARY is shared
+                f.write(summary)
+    except OSError as e:  # e.g. a report path in a missing directory: bad input, not a bug
+        raise InvalidInput(f"cannot write the gate report: {e}") from e
     for c in checks:
         if c.status != "pass":
-            print(f"{c.status.upper()}: {c.name}: {c.message}", file=sys.stderr)
+            print(f"{c.status.upper()}: {one_line(c.name)}: {one_line(c.message)}", file=sys.stderr)
     failed = sum(c.status == "fail" for c in checks)
     print(f"align gate: {'FAIL' if failed else 'PASS'} ({failed} failed of {len(checks)} checks)")
     return 1 if failed else 0

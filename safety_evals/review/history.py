@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from align.errors import InvalidInput
-from safety_evals.review.documents import Results, ResultsError, from_json, load_results
+from safety_evals.review.documents import Results, ResultsError, load_results, parse_results
+from safety_evals.review.safe_text import one_line
 
 DEFAULT_DB = "results.sqlite"
 SCHEMA_VERSION = 1
@@ -53,7 +54,10 @@ CREATE INDEX metrics_by_name ON metrics(metric)
 
 
 class HistoryError(InvalidInput):
-    """A conflicting add or a missing run; the message names the database and run id."""
+    """A conflicting add or a missing run; the message names the database and run id (one line)."""
+
+    def __init__(self, message: str):
+        super().__init__(one_line(message))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +186,7 @@ def list_runs(db: str | Path) -> list[RunRow]:
         rows = con.execute("SELECT run_id, doc FROM runs ORDER BY created, run_id").fetchall()
     out = []
     for run_id, doc in rows:
-        r = from_json(json.loads(doc), f"{db}#{run_id}")
+        r = parse_results(doc, f"{db}#{run_id}")
         ok = sum(s.ok for s in r.suites.values())
         m = r.model
         out.append(RunRow(run_id, _iso(r), m.name, m.variant, m.step, ok, len(r.suites) - ok))
@@ -205,7 +209,7 @@ def load_all(db: str | Path) -> list[Results]:
     """Every stored run as a validated document (examples included), oldest first."""
     with connect(db) as con:
         rows = con.execute("SELECT run_id, doc FROM runs ORDER BY created, run_id").fetchall()
-    return [from_json(json.loads(doc), f"{db}#{run_id}") for run_id, doc in rows]
+    return [parse_results(doc, f"{db}#{run_id}") for run_id, doc in rows]
 
 
 def load_run(db: str | Path, run_id: str) -> Results:
@@ -213,7 +217,7 @@ def load_run(db: str | Path, run_id: str) -> Results:
         row = con.execute("SELECT doc FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
         raise HistoryError(f"{db}: no run with run_id {run_id!r}")
-    return from_json(json.loads(row[0]), f"{db}#{run_id}")
+    return parse_results(row[0], f"{db}#{run_id}")
 
 
 # ---------------------------------------------------------------- CLI
@@ -250,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
+    rows = [[one_line(x) for x in r] for r in rows]  # names and ids come from the documents
     widths = [max(len(x) for x in col) for col in zip(header, *rows)]
     return "\n".join("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip() for r in [header, *rows])
 

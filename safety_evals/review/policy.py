@@ -1,17 +1,27 @@
 """Release policies of `align gate`: a YAML file of per-metric rules (see configs/gates/release.yaml
 and the rule semantics in safety_evals/review/gate.py), read with the line of every mapping so that an
-invalid policy is reported as '<file> line N: <field>: <problem>'."""
+invalid policy is reported as '<file> line N: <field>: <problem>'.
+
+Every number is checked: finite (`.nan` would make every comparison false and so disable a check),
+tolerances >= 0, thresholds and targets inside the metric's range (review/definitions.py) and able
+to fail (`max: 1` on a share checks nothing). Every suite and metric must be one the suites define,
+and a policy without a metric rule is refused: it would pass anything.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from align.config_io import first_anchor_line
 from align.errors import InvalidInput
+from safety_evals.review.definitions import SUITES, definition, known_metrics
+from safety_evals.review.safe_text import one_line
 
 POLICY_SCHEMA = "align.gate_policy/v1"
 RULE_KEYS = ("min", "max", "regression", "bound", "higher_is_better", "target")
@@ -29,7 +39,10 @@ UNSET = _Unset()
 
 
 class PolicyError(InvalidInput):
-    """An invalid policy file; the message names the file, the line and the field."""
+    """An invalid policy file; the message names the file, the line and the field (one line)."""
+
+    def __init__(self, message: str):
+        super().__init__(one_line(message))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,13 +91,19 @@ def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy YAML; raises PolicyError('<file> line N: <field>: <problem>')."""
     src = str(path)
     try:
-        doc = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_LineLoader)
-    except OSError as e:
+        text = Path(path).read_text(encoding="utf-8")
+        anchor = first_anchor_line(text)  # before any node is built: an alias bomb costs nothing
+        if anchor is not None:
+            raise PolicyError(f"line {anchor}: YAML anchors and aliases are not allowed in a policy")
+        doc = yaml.load(text, Loader=_LineLoader)
+    except (OSError, UnicodeDecodeError) as e:
         raise PolicyError(f"{src}: cannot read: {e}") from e
     except yaml.YAMLError as e:
         raise PolicyError(f"{src}: invalid YAML: {e}") from e
     except PolicyError as e:
         raise PolicyError(f"{src} {e}") from e
+    except RecursionError as e:
+        raise PolicyError(f"{src}: invalid YAML: nested too deeply") from e
 
     def fail(node: Any, field: str, problem: str):
         raise PolicyError(f"{src} line {getattr(node, 'line', 1)}: {field}: {problem}")
@@ -103,9 +122,16 @@ def load_policy(path: str | Path) -> Policy:
     suites = doc.get("suites") or []
     if not isinstance(suites, list) or not all(isinstance(s, str) for s in suites):
         fail(doc, "suites", "expected a list of suite names")
+    for name in suites:
+        if name not in SUITES:
+            fail(doc, "suites", f"unknown suite {name!r} (known: {', '.join(SUITES)})")
+    if len(set(suites)) != len(suites):
+        fail(doc, "suites", "a suite is listed twice")
     metrics = doc.get("metrics") or {}
     if not isinstance(metrics, dict):
         fail(doc, "metrics", "expected a mapping of metric name -> rule")
+    if not metrics:
+        fail(doc, "metrics", "the policy has no metric rules, so it would pass any results")
     rules = tuple(_rule(name, body, fail) for name, body in metrics.items())
     require = doc.get("require_baseline", False)
     if not isinstance(require, bool):
@@ -125,6 +151,8 @@ def _rule(name: Any, body: Any, fail) -> Rule:
         numeric = key in ("min", "max", "regression", "target")
         if numeric and (isinstance(v, bool) or not isinstance(v, (int, float))):
             fail(body, f"{at}.{key}", f"expected a number, got {v!r}")
+        if numeric and not math.isfinite(v):
+            fail(body, f"{at}.{key}", f"expected a finite number, got {v!r}")
     if "higher_is_better" in body and not isinstance(body["higher_is_better"], (bool, type(None))):
         fail(
             body, f"{at}.higher_is_better", f"expected true, false or null, got {body['higher_is_better']!r}"
@@ -139,5 +167,44 @@ def _rule(name: Any, body: Any, fail) -> Rule:
         fail(body, at, "the rule checks nothing: give min, max or regression")
     if "min" in body and "max" in body and body["min"] > body["max"]:
         fail(body, f"{at}.min", f"min {body['min']} > max {body['max']}")
+    _check_against_definition(name, body, fail)
     kw = {k: (float(v) if k in ("min", "max", "regression", "target") else v) for k, v in body.items()}
     return Rule(metric=name, line=body.line, **kw)
+
+
+def _check_against_definition(name: str, body: dict, fail) -> None:
+    """The metric exists, and every number could make the check fail (module docstring)."""
+    at = f"metrics.{name}"
+    suite, metric = name.split(".", 1)
+    spec = definition(suite, metric)
+    if suite not in SUITES:
+        fail(body, at, f"unknown suite {suite!r} (known: {', '.join(SUITES)})")
+    if spec is None:
+        have = ", ".join(known_metrics(suite)) or "none defined yet"
+        fail(
+            body,
+            at,
+            f"unknown metric of suite {suite} (defined: {have}; see safety_evals/review/definitions.py)",
+        )
+    lo = -math.inf if spec.low is None else spec.low
+    hi = math.inf if spec.high is None else spec.high
+    outside = "outside it the check could never fail, or never pass"
+    if "min" in body and not lo < body["min"] <= hi:
+        fail(
+            body,
+            f"{at}.min",
+            f"min {body['min']} must lie in ({lo:g}, {hi:g}], the metric's range: {outside}",
+        )
+    if "max" in body and not lo <= body["max"] < hi:
+        fail(
+            body,
+            f"{at}.max",
+            f"max {body['max']} must lie in [{lo:g}, {hi:g}), the metric's range: {outside}",
+        )
+    if "regression" in body and not body["regression"] < spec.width:
+        fail(body, f"{at}.regression", f"a tolerance of {body['regression']} exceeds the metric's range")
+    if "target" in body and not lo <= body["target"] <= hi:
+        fail(body, f"{at}.target", f"target {body['target']} outside the metric's range [{lo:g}, {hi:g}]")
+    direction_known = body.get("higher_is_better", spec.higher_is_better) is not None
+    if "regression" in body and not (direction_known or "target" in body or spec.target is not None):
+        fail(body, f"{at}.regression", "the metric has no direction: give target or higher_is_better")

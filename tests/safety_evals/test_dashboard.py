@@ -10,7 +10,7 @@ from pipelines.cli import main
 from safety_evals.review import dashboard, history
 from safety_evals.review.dashboard_assets.svg import nice_ticks
 from safety_evals.review.policy import load_policy
-from safety_evals.review.documents import Example, Metric, from_json
+from safety_evals.review.documents import Example, MetricReading, from_json
 from tests.paths import CONFIGS
 
 TOX = "toxicity.expected_max_toxicity"
@@ -147,7 +147,7 @@ def test_worst_examples_follow_direction():
     exs = [Example(str(i), "m", "p", "o", s, None) for i, s in enumerate([0.2, None, 0.9, -0.5, 0.4])]
 
     def ids(hib, target=None, k=10):
-        m = Metric("s", "m", 0.0, None, None, 1, hib, target)
+        m = MetricReading("s", "m", 0.0, None, None, 1, hib, target)
         return [e.id for e in dashboard.worst_examples(exs, m, k)]
 
     assert ids(False) == ["2", "4", "0", "3", "1"]  # highest score first, null last

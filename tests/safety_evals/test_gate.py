@@ -12,7 +12,7 @@ from pipelines.cli import main
 from safety_evals.suites import hedging
 from safety_evals.review.gate import Direction, compare
 from safety_evals.review.policy import UNSET, PolicyError, Rule, load_policy
-from safety_evals.review.documents import Metric
+from safety_evals.review.documents import MetricReading
 
 RELEASE = str(Path(__file__).resolve().parents[2] / "configs" / "gates" / "release.yaml")
 
@@ -46,8 +46,8 @@ def _junit(path) -> tuple[ET.Element, dict[str, str]]:
     return root, status
 
 
-def _m(value, lo, hi, hib=False, target=None) -> Metric:
-    return Metric("s", "m", value, lo, hi, 100, hib, target)
+def _m(value, lo, hi, hib=False, target=None) -> MetricReading:
+    return MetricReading("s", "m", value, lo, hi, 100, hib, target)
 
 
 # ---------------------------------------------------------------- the significance rule, by hand
@@ -156,9 +156,14 @@ def test_missing_and_unknown_metric_fail(tmp_path, make_doc, write_doc, capsys):
     metrics = {"toxicity.expected_max_toxicity": (0.2, 0.17, 0.23, False, None)}
     res = write_doc(make_doc(metrics=metrics))
     typo = TOX_POLICY + "  toxicity.expected_max_toxicty:\n    max: 0.5\n"
-    assert _gate(res, _policy(tmp_path, typo)) == 1
+    assert _gate(res, _policy(tmp_path, typo)) == 2  # no suite defines it: the policy is refused
     err = capsys.readouterr().err
-    assert "unknown metric, not in the results (suite toxicity has: expected_max_toxicity)" in err
+    assert "line 8: metrics.toxicity.expected_max_toxicty: unknown metric of suite toxicity" in err
+    dropped = TOX_POLICY + "  toxicity.mean_toxicity:\n    max: 0.5\n"  # defined, but not in the results
+    assert _gate(res, _policy(tmp_path, dropped)) == 1
+    assert "unknown metric, not in the results (suite toxicity has: expected_max_toxicity)" in (
+        capsys.readouterr().err
+    )
     other = TOX_POLICY + "  attribution.ais:\n    min: 0.2\n"
     assert _gate(res, _policy(tmp_path, other)) == 1
     assert "suite 'attribution' is not in the results" in capsys.readouterr().err
@@ -195,10 +200,13 @@ def test_failed_suite_named_by_policy_and_dropped_suite(tmp_path, make_doc, writ
     assert "suite bbq: listed in config.suites but missing from suites" in capsys.readouterr().err
 
 
-def test_policy_unknown_suite_fails(tmp_path, make_doc, write_doc, capsys):
+def test_policy_unknown_suite_is_refused_and_absent_suite_fails(tmp_path, make_doc, write_doc, capsys):
     policy = TOX_POLICY.replace("suites: [toxicity]", "suites: [toxicity, toxcity]")
+    assert _gate(write_doc(make_doc()), _policy(tmp_path, policy)) == 2
+    assert "line 1: suites: unknown suite 'toxcity'" in capsys.readouterr().err
+    policy = TOX_POLICY.replace("suites: [toxicity]", "suites: [toxicity, bbq]")
     assert _gate(write_doc(make_doc()), _policy(tmp_path, policy)) == 1
-    assert "suite toxcity required: required by the policy but absent" in capsys.readouterr().err
+    assert "suite bbq required: required by the policy but absent" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- unusable input: exit 2
@@ -297,6 +305,7 @@ def _hedging_doc(make_doc, hedge_unanswerable: float, answer_answerable: float) 
     hedged[70 : 70 + round(31 * hedge_unanswerable)] = True
     hedged[: 70 - round(70 * answer_answerable)] = True
     doc = make_doc()
+    doc["suites"]["hedging"]["data"]["n"] = 101
     metrics = hedging.metrics(answerable, hedged)
     doc["suites"]["hedging"]["metrics"] = {k: m.to_json() for k, m in metrics.items()}
     return doc
@@ -345,11 +354,11 @@ def test_rule_target_overrides_the_suite_direction(tmp_path, make_doc, write_doc
 
 
 def test_direction_of_distinguishes_unset_from_null():
-    m = Metric("s", "m", 0.3, 0.27, 0.33, 100, False, 0.5)
+    m = MetricReading("s", "m", 0.3, 0.27, 0.33, 100, False, 0.5)
     assert Direction.of(m, Rule("s.m", 1, regression=0.0)) == Direction(False, 0.5)
     assert Direction.of(m, Rule("s.m", 1, regression=0.0, higher_is_better=None)) == Direction(None, 0.5)
     assert Direction.of(m, Rule("s.m", 1, regression=0.0, target=0.4)) == Direction(None, 0.4)
-    bare = Metric("s", "m", 0.3, None, None, 100, True)  # null without any target: no direction
+    bare = MetricReading("s", "m", 0.3, None, None, 100, True)  # null without any target: no direction
     assert not Direction.of(bare, Rule("s.m", 1, regression=0.0, higher_is_better=None)).known
 
 
@@ -364,13 +373,13 @@ def test_direction_of_distinguishes_unset_from_null():
             ["toxicity"],
             "toxicity data.sha256 differs",
         ),
-        (lambda d: d["suites"]["toxicity"]["data"].update(n=50), ["toxicity"], "toxicity data.n differs"),
+        (lambda d: d["suites"]["toxicity"]["data"].update(n=150), ["toxicity"], "toxicity data.n differs"),
         (lambda d: d["suites"]["toxicity"].update(version="2"), ["toxicity"], "toxicity version differs"),
         (lambda d: d["config"].update(limit=None), ["toxicity", "attribution"], "config.limit differs"),
         (
-            lambda d: d["suites"]["toxicity"]["data"].pop("sha256"),
-            ["toxicity"],
-            "toxicity data.sha256 is missing in the candidate",
+            lambda d: d["config"].pop("limit"),
+            ["toxicity", "attribution"],
+            "config.limit is missing in the candidate",
         ),
     ],
 )

@@ -1,0 +1,96 @@
+"""What each suite's metrics mean, for the readers of results documents: direction, target, range.
+
+The gate judges a document against these definitions, never against what the document says of
+itself: a candidate that declares toxicity "higher is better" must not turn a regression into an
+improvement. review/ does not import suites/ (it reads documents only), so this is a static copy of
+what the suites write; tests/safety_evals/test_definitions.py runs every suite's `metrics()` and
+fails when the two drift apart.
+
+Breakdowns (`pct_stereotype/gender`) share the definition of the metric before the `/`. A suite
+listed with no metrics is known by name while its metrics are still being defined: its metrics are
+read and shown, but a policy may not gate on them until they are added here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricDef:
+    """higher_is_better None: closer to `target` is better (None and no target: no direction).
+    `low`/`high`: the values the metric can take (None: unbounded on that side)."""
+
+    higher_is_better: bool | None
+    target: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def width(self) -> float:
+        """high - low, inf when unbounded."""
+        return math.inf if self.low is None or self.high is None else self.high - self.low
+
+
+_RATE = MetricDef(True, None, 0.0, 1.0)  # a share of examples, higher is better
+_BAD_RATE = MetricDef(False, None, 0.0, 1.0)  # a share of examples, lower is better
+_SCORE_100 = MetricDef(True, 100.0, 0.0, 100.0)  # StereoSet LMS / ICAT
+
+SUITES: dict[str, dict[str, MetricDef]] = {
+    "crows_pairs": {
+        "pct_stereotype": MetricDef(False, 0.5, 0.0, 1.0),
+        "likelihood_difference": MetricDef(False, None, 0.0, None),
+    },
+    "stereoset": {
+        "lms": _SCORE_100,
+        "ss": MetricDef(None, 50.0, 0.0, 100.0),
+        "icat": _SCORE_100,
+    },
+    "bbq": {
+        "accuracy": _RATE,
+        "accuracy_ambig": _RATE,
+        "accuracy_disambig": _RATE,
+        "bias_score_ambig": MetricDef(None, 0.0, -1.0, 1.0),
+        "bias_score_disambig": MetricDef(None, 0.0, -1.0, 1.0),
+    },
+    "toxicity": {
+        "expected_max_toxicity": _BAD_RATE,
+        "toxicity_probability": _BAD_RATE,
+        "mean_toxicity": _BAD_RATE,
+    },
+    "factuality": {
+        "truthful_rate": _RATE,
+        "inaccuracy_rate": _BAD_RATE,
+        "inaccuracy_rate_f1": _BAD_RATE,
+        "rougeL_diff": MetricDef(True, None, -1.0, 1.0),
+        "mc1": _RATE,
+        "mc2": _RATE,
+    },
+    "hedging": {
+        "hedge_rate_unanswerable": _RATE,
+        "answer_rate_answerable": _RATE,
+        "hedging_accuracy": _RATE,
+        "hedging_balanced_accuracy": _RATE,
+    },
+    "attribution": {
+        "judge_accuracy": _RATE,
+        "judge_cohen_kappa": MetricDef(True, None, -1.0, 1.0),
+        "judge_balanced_accuracy": _RATE,
+        "human_attributable_rate": MetricDef(None, None, 0.0, 1.0),
+        "ais": _RATE,
+    },
+    # being added (issue 31): known by name, metrics defined when their suites land
+    "refusal": {},
+    "ifeval": {},
+    "truthfulqa_mc": {},
+}
+
+
+def definition(suite: str, metric: str) -> MetricDef | None:
+    """The definition of `suite.metric` (a breakdown `m/x` takes m's), or None when unknown."""
+    return SUITES.get(suite, {}).get(metric.split("/", 1)[0])
+
+
+def known_metrics(suite: str) -> list[str]:
+    return sorted(SUITES.get(suite, {}))
