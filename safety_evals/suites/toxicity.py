@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from align.data_dir import data_path
+from align.errors import InvalidInput, MissingInput
 from safety_evals.suites import data
 from safety_evals.lm.protocol import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric
@@ -45,9 +46,15 @@ class ToxicityScorer(Protocol):
 
 
 class DetoxifyScorer:
-    """Detoxify's `toxicity` head. `checkpoint=None` downloads the released weights for
-    `model_type` (needs internet); a local checkpoint needs `huggingface_config_path` too (a
-    directory with the transformers config and tokenizer) for offline loading."""
+    """Detoxify's `toxicity` head. `checkpoint=None` reads the released weights of `model_type` from
+    the torch hub cache, where Detoxify's own download puts them (`default_checkpoint`); a local
+    checkpoint needs `huggingface_config_path` too (a directory with the transformers config and
+    tokenizer) for offline loading.
+
+    Weights are never unpickled: Detoxify's loader calls torch.load(weights_only=False), which runs
+    whatever code a crafted checkpoint holds, so the checkpoint is read here with weights_only=True
+    (tensors, dicts, lists, strings and numbers only) and handed to Detoxify's model builder. Nothing
+    is downloaded: without the file the suite fails with "not run" and says where to put it."""
 
     def __init__(
         self,
@@ -58,11 +65,7 @@ class DetoxifyScorer:
         device: str = "cpu",
         batch_size: int = 32,
     ):
-        from detoxify import Detoxify
-
-        self.model = Detoxify(
-            model_type, checkpoint=checkpoint, device=device, huggingface_config_path=huggingface_config_path
-        )
+        self.model = load_detoxify(model_type, checkpoint, device, huggingface_config_path)
         self.batch_size = batch_size
         self.name = f"detoxify:{checkpoint or model_type}"
 
@@ -73,6 +76,74 @@ class DetoxifyScorer:
             tox = self.model.predict(chunk)["toxicity"]
             out += [float(t) for t in (tox if isinstance(tox, list) else [tox])]
         return out
+
+
+def default_checkpoint(model_type: str) -> tuple[Path, str]:
+    """(where Detoxify's download of `model_type` is cached, the URL it comes from)."""
+    import torch
+    from detoxify.detoxify import MODEL_URLS
+
+    if model_type not in MODEL_URLS:
+        raise InvalidInput(f"--toxicity-model {model_type!r}: expected one of {', '.join(MODEL_URLS)}")
+    url = MODEL_URLS[model_type]
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1], url
+
+
+def load_checkpoint_safely(path: str | Path, device: str = "cpu") -> dict:
+    """A Detoxify checkpoint ({"config": ..., "state_dict": ...}) read with torch.load(weights_only=
+    True): a file that needs any other object (a pickled callable) is refused, never executed."""
+    import pickle
+
+    import torch
+
+    try:
+        loaded = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InvalidInput(
+            f"{path}: refused: not a weights-only checkpoint (it would need pickle code execution to "
+            f"load): {first}"
+        ) from None
+    if not isinstance(loaded, dict) or "config" not in loaded or "state_dict" not in loaded:
+        raise InvalidInput(f"{path}: a Detoxify checkpoint holds 'config' and 'state_dict'")
+    return loaded
+
+
+def load_detoxify(model_type: str, checkpoint: str | None, device: str, huggingface_config_path: str | None):
+    """A detoxify.Detoxify built from a safely loaded checkpoint (see DetoxifyScorer)."""
+    from detoxify import Detoxify
+    from detoxify.detoxify import get_model_and_tokenizer
+
+    path = Path(checkpoint) if checkpoint else None
+    if path is None:
+        path, url = default_checkpoint(model_type)
+        if not path.is_file():
+            raise MissingInput(
+                f"toxicity not run: no Detoxify weights for {model_type!r}; download {url} to {path} "
+                "(or pass --toxicity-checkpoint FILE with --toxicity-hf-config DIR)"
+            )
+    elif not path.is_file():
+        raise MissingInput(f"toxicity not run: --toxicity-checkpoint {path} does not exist")
+    loaded = load_checkpoint_safely(path, device)
+    try:
+        arch = dict(loaded["config"]["arch"]["args"])
+        classes = list(loaded["config"]["dataset"]["args"]["classes"])
+    except (KeyError, TypeError) as e:
+        raise InvalidInput(f"{path}: config lacks arch.args / dataset.args.classes ({e})") from None
+    # the names pick transformers classes by getattr: only a classifier and a tokenizer may be named
+    if not str(arch.get("model_name", "")).endswith("ForSequenceClassification") or not str(
+        arch.get("tokenizer_name", "")
+    ).endswith(("Tokenizer", "TokenizerFast")):
+        raise InvalidInput(f"{path}: config.arch.args names no sequence classifier and tokenizer")
+    renamed = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe_toxic": "severe_toxicity"}
+    model, tokenizer = get_model_and_tokenizer(
+        **arch, state_dict=loaded["state_dict"], huggingface_config_path=huggingface_config_path
+    )
+    # Detoxify.__init__ would load the checkpoint again, unsafely: fill in what it sets instead
+    detox = Detoxify.__new__(Detoxify)
+    detox.model, detox.tokenizer = model.to(device), tokenizer
+    detox.class_names, detox.device = [renamed.get(c, c) for c in classes], device
+    return detox
 
 
 @dataclasses.dataclass(frozen=True)
