@@ -1,7 +1,10 @@
 """Raw rows of one local data file: JSON lines, a JSON document, CSV or parquet (optionally gzipped text).
 
 Every row carries where it came from, so the loader's errors name the file and the line (or row).
-Text files are read as UTF-8 with an optional byte-order mark (as Excel and some editors write them).
+Text files are read as UTF-8 with an optional byte-order mark (as Excel and some editors write them),
+one line at a time, so a line that is not UTF-8 is a row error at its own line (skipped and counted
+with skip_invalid) instead of a decoding traceback somewhere in the file. An unreadable file (not
+gzip, cut off, an I/O error) is one DataError naming the file and the line being read.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,32 +49,64 @@ def file_rows(path: Path) -> Iterator[Row]:
         raise InvalidInput(f"{name}: unsupported file type; expected one of {SUFFIXES}")
 
 
-def _open_text(path: Path, newline: str | None = None):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline=newline)
-    return open(path, encoding="utf-8-sig", newline=newline)
+_READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError; a cut-off .gz an EOFError
+
+
+def _byte_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, raw line with its ending); read errors become one DataError."""
+    number = 0
+    try:
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                yield number, raw[3:] if number == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
+    except _READ_ERRORS as e:
+        what = "not a gzip file or cut off" if path.name.endswith(".gz") else "cannot read"
+        raise DataError(f"{what}: {e}", source=str(path), row=number + 1, row_kind="line") from None
+
+
+def _decode(raw: bytes) -> str | DataError:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return DataError(f"not UTF-8: byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line")
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    """Decoded lines for parsers that need the whole text (CSV, JSON documents); a line that is not
+    UTF-8 ends the file with a DataError at that line."""
+    for number, raw in _byte_lines(path):
+        text = _decode(raw)
+        if isinstance(text, DataError):
+            raise text.located(str(path), number, "line")
+        yield text
 
 
 def json_lines(path: Path) -> Iterator[Row]:
     """Rows of a JSON-lines file (any name) with their physical 1-based line numbers; blank lines are
     skipped but counted."""
-    with _open_text(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line.rstrip("\r\n"))  # so a cut-off line reports its own column
-            except json.JSONDecodeError as e:
-                value = DataError(f"invalid JSON: {e.msg} at column {e.colno}")
-            yield Row(str(path), "line", number, value)
+    for number, raw in _byte_lines(path):
+        line = _decode(raw)
+        if isinstance(line, DataError):
+            yield Row(str(path), "line", number, line)
+            continue
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line.rstrip("\r\n"))  # so a cut-off line reports its own column
+        except json.JSONDecodeError as e:
+            value = DataError(f"invalid JSON: {e.msg} at column {e.colno}")
+        except RecursionError:
+            value = DataError("invalid JSON: nested too deeply")
+        yield Row(str(path), "line", number, value)
 
 
 def _json_document(path: Path) -> Iterator[Row]:
     """A .json file: an array of rows, a single row object, or JSON lines saved as .json."""
-    with _open_text(path) as f:
-        text = f.read()
+    text = "".join(_text_lines(path))
     try:
         rows = json.loads(text)
+    except RecursionError:
+        raise DataError("invalid JSON: nested too deeply", source=str(path)) from None
     except json.JSONDecodeError as e:
         if _looks_like_json_lines(text):
             yield from json_lines(path)
@@ -108,29 +144,34 @@ def _parses(line: str) -> bool:
 def csv_rows(path: Path, *, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL) -> Iterator[Row]:
     """Header-keyed string rows of a CSV (any name; `delimiter="\\t"` for TSV, `quoting=csv.QUOTE_NONE`
     for files that never quote), numbered by the line each record starts on; blank lines are skipped."""
-    with _open_text(path, newline="") as f:  # newline="": csv handles line ends inside quoted fields
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-        header = next(reader, None)
-        start = reader.line_num + 1
-        try:
-            for record in reader:  # a blank line is an empty record
-                if record:
-                    value = (
-                        dict(zip(header, record, strict=True))
-                        if len(record) == len(header)
-                        else DataError(f"{len(record)} fields where the header has {len(header)}")
-                    )
-                    yield Row(str(path), "line", start, value)
-                start = reader.line_num + 1
-        except csv.Error as e:  # e.g. a quote never closed: the rest of the file cannot be split into rows
-            raise DataError(f"invalid CSV: {e}", source=str(path), row=start, row_kind="line") from None
+    # lines keep their endings, as a file opened with newline="" gives them: csv handles line ends
+    # inside quoted fields
+    reader = csv.reader(_text_lines(path), delimiter=delimiter, quoting=quoting)
+    header = next(reader, None)
+    start = reader.line_num + 1
+    try:
+        for record in reader:  # a blank line is an empty record
+            if record:
+                value = (
+                    dict(zip(header, record, strict=True))
+                    if len(record) == len(header)
+                    else DataError(f"{len(record)} fields where the header has {len(header)}")
+                )
+                yield Row(str(path), "line", start, value)
+            start = reader.line_num + 1
+    except csv.Error as e:  # e.g. a quote never closed: the rest of the file cannot be split into rows
+        raise DataError(f"invalid CSV: {e}", source=str(path), row=start, row_kind="line") from None
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
     import pyarrow.parquet as pq  # a dependency of `datasets`; imported lazily since most data is JSONL
 
     number = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        for row in batch.to_pylist():
-            number += 1
-            yield number, row
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row
+    except (OSError, ValueError) as e:  # pyarrow's ArrowIOError / ArrowInvalid: not a parquet file
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise DataError(f"cannot read parquet: {first}", source=str(path), row=number + 1) from None
