@@ -24,7 +24,7 @@ from flax import nnx
 
 from align import checks
 from align.training.checkpoint import Checkpointer
-from align.training.loop import NonFiniteLoss, sigterm_flag
+from align.training.loop import STOP, NonFiniteLoss, next_batch, sigterm_flag
 from align.training.metrics import MetricsWriter
 from align.training.state import TrainState, create_train_state
 
@@ -183,7 +183,10 @@ def rl_loop(
     with sigterm_flag() as term:
         try:
             while it < config.iterations:
-                item = next(prompt_batches, None)
+                item = next_batch(prompt_batches, term)
+                if item is STOP:
+                    stopped = "sigterm"
+                    break
                 if item is None:
                     stopped = "data_exhausted"
                     break

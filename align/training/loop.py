@@ -7,7 +7,10 @@ between two log steps writes the same rows as an uninterrupted one.
 
 Stops:
   * total_steps reached: final eval and checkpoint, `stopped="done"`;
-  * SIGTERM (preemption): the step in flight finishes, then a checkpoint, `stopped="sigterm"`;
+  * SIGTERM (preemption): the step in flight finishes, then a checkpoint, `stopped="sigterm"`. A
+    SIGTERM while the loop waits for the next batch (a data pipeline can take any time: tokenising,
+    reading, or never yielding at all) interrupts the wait at once, and the run stops the same way;
+    before the loop, `sigterm_stops` turns it into `Preempted` (nothing to save yet);
   * data exhausted: final checkpoint, `stopped="data_exhausted"`;
   * a non-finite loss or gradient: raises NonFiniteLoss. The step left the weights unchanged and the
     bad state is never saved, so the latest checkpoint is the last good one.
@@ -27,7 +30,7 @@ import jax
 import numpy as np
 
 from align import checks
-from align.errors import RunStopped
+from align.errors import RunStopped, stop_exit_code
 from align.training.checkpoint import Checkpointer
 from align.training.metrics import MeanTracker, MetricsWriter, is_finite
 from align.training.state import TrainState
@@ -35,6 +38,20 @@ from align.training.state import TrainState
 
 class NonFiniteLoss(RunStopped, RuntimeError):
     """Training produced a NaN/inf loss or gradient; the message names the last good checkpoint."""
+
+
+class Preempted(RunStopped):
+    """SIGTERM before the training loop started (loading the model or the data, tokenising)."""
+
+    exit_code = stop_exit_code("sigterm")
+
+
+class _Interrupted(BaseException):
+    """Raised by the SIGTERM handler into a wait for data; a BaseException, so no `except Exception`
+    in the data pipeline can swallow it."""
+
+
+STOP = object()  # next_batch's answer when SIGTERM ended the wait
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,18 +84,57 @@ def count_tokens(batch: Mapping[str, Any]) -> int:
 
 @contextlib.contextmanager
 def sigterm_flag():
-    """Yields a dict whose "set" turns True on SIGTERM (handler installed only in the main thread)."""
-    flag = {"set": False}
+    """Yields a dict whose "set" turns True on SIGTERM (handler installed only in the main thread);
+    while its "waiting" is True (next_batch), the handler also interrupts the wait."""
+    flag = {"set": False, "waiting": False}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum, frame):
         flag["set"] = True
+        if flag["waiting"]:
+            flag["waiting"] = False
+            raise _Interrupted
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def next_batch(batches: Iterator, term: dict) -> Any:
+    """next(batches, None), or STOP when SIGTERM came before or during the wait for it."""
+    if term["set"]:
+        return STOP
+    try:
+        term["waiting"] = True
+        try:
+            return next(batches, None)
+        finally:
+            term["waiting"] = False
+    except _Interrupted:  # also when it lands in the finally above, before "waiting" is reset
+        return STOP
+
+
+@contextlib.contextmanager
+def sigterm_stops(what: str):
+    """SIGTERM inside the block raises Preempted saying how to resume (main thread only): for the
+    waits before a training loop, which have nothing to checkpoint."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Preempted(
+            f"stopped by SIGTERM while {what}, before the next training step; nothing was lost: run the "
+            "same command again to resume (from the latest checkpoint, if there is one)"
+        )
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -162,10 +218,10 @@ def train_loop(
     with sigterm_flag() as term:
         try:
             while step < config.total_steps:
-                if term["set"]:
+                item = next_batch(batches, term)
+                if item is STOP:
                     stopped = "sigterm"
                     break
-                item = next(batches, None)
                 if item is None:
                     stopped = "data_exhausted"
                     break

@@ -37,7 +37,10 @@ def run_config_command(args, config_cls, run_fn: Callable[[object], dict], keys:
     if args.print_config:
         print(dump_yaml(config))
         return 0
-    summary = run_fn(config)
+    from align.training.loop import sigterm_stops  # imports JAX: not for `--help`
+
+    with sigterm_stops("loading the model and the data"):  # the training loop takes over SIGTERM
+        summary = run_fn(config)
     if "stopped" in summary:
         return stop_exit_code(summary["stopped"])
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
