@@ -44,6 +44,7 @@ def _results(tmp_path, variant):
             "version": "1",
             "error": None,
             "seconds": 1.0,
+            "data": {"source": "crows_pairs.csv", "sha256": "0" * 64, "n": 1508},  # an ok suite has its data
             "metrics": {
                 "pct_stereotype": {
                     "value": 0.61,
