@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pipelines.cli import main
-from safety_evals import cli
+from safety_evals import api
 from safety_evals.review.definitions import SUITES, definition
 from tests.safety_evals.fakes import FakeLM, FakeScorer
 
@@ -15,11 +15,11 @@ from tests.safety_evals.fakes import FakeLM, FakeScorer
 def written(tmp_path_factory):
     """The document `align eval` writes for every suite it knows, on the fake LM (3 examples each)."""
     mp = pytest.MonkeyPatch()
-    mp.setattr(cli, "load_lm", lambda args: (FakeLM(default="I don't know."), None))
-    mp.setattr(cli, "_scorer", lambda args: FakeScorer())
+    mp.setattr(api, "load_lm", lambda options: (FakeLM(default="I don't know."), None))
+    mp.setattr(api, "toxicity_scorer", lambda options: FakeScorer())
     out = tmp_path_factory.mktemp("defs") / "r.json"
     try:
-        args = ["eval", "--model", "fake", "--suite", ",".join(cli.SUITES), "--limit", "3", "--out", str(out)]
+        args = ["eval", "--model", "fake", "--suite", ",".join(api.SUITES), "--limit", "3", "--out", str(out)]
         main([*args, "--toxicity-samples", "2", "--no-progress"])
     finally:
         mp.undo()
@@ -27,7 +27,7 @@ def written(tmp_path_factory):
 
 
 def test_every_suite_of_align_eval_is_defined(written):
-    assert set(cli.SUITES) <= set(SUITES)
+    assert set(api.SUITES) <= set(SUITES)
     failed = {k: s["error"] for k, s in written["suites"].items() if s["status"] != "ok"}
     assert failed == {}
 
