@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipelines.cli import main
@@ -222,3 +223,16 @@ def test_history_rows_are_read_through_the_same_validator(tmp_path):
     with pytest.raises(ResultsError, match=r"h.sqlite#a: suites.crows_pairs: duplicate key 'status'"):
         history.load_all(db)
     assert parse_results(doc, "fine").run_id == "a"
+
+
+def test_the_producer_keeps_a_kinked_statistic_inside_its_interval():
+    """ICAT's min(SS, 100 - SS) peaks at SS = 50: every resample lies below the point value, so the
+    percentile interval alone would exclude it and the reader would refuse the suite's own output."""
+    from safety_evals.results import statistic_metric
+
+    x = np.array([0.0, 1.0] * 50)
+    m = statistic_metric(100, lambda i: min(x[i].mean(), 1 - x[i].mean()), higher_is_better=True)
+    assert m.value == 0.5 and m.ci_high == 0.5 and m.ci_low < 0.45
+    doc = make_doc()
+    doc["suites"]["toxicity"]["metrics"]["expected_max_toxicity"] = {**m.to_json(), "higher_is_better": False}
+    assert from_json(doc, "d.json").metrics()[TOX].interval() == (m.ci_low, 0.5)
