@@ -230,9 +230,10 @@ def test_the_producer_keeps_a_kinked_statistic_inside_its_interval():
     percentile interval alone would exclude it and the reader would refuse the suite's own output."""
     from safety_evals.results import statistic_metric
 
-    x = np.array([0.0, 1.0] * 50)
-    m = statistic_metric(100, lambda i: min(x[i].mean(), 1 - x[i].mean()), higher_is_better=True)
-    assert m.value == 0.5 and m.ci_high == 0.5 and m.ci_low < 0.45
+    x = np.array([0.0, 1.0] * 1000)  # n = 2000: fewer than 2.5% of resamples hit SS = 50 exactly
+    m = statistic_metric(2000, lambda i: min(x[i].mean(), 1 - x[i].mean()), higher_is_better=True)
+    assert m.value == 0.5 and m.ci_high == 0.5 and m.ci_low < 0.49
     doc = make_doc()
+    doc["suites"]["toxicity"]["data"]["n"] = 2000
     doc["suites"]["toxicity"]["metrics"]["expected_max_toxicity"] = {**m.to_json(), "higher_is_better": False}
     assert from_json(doc, "d.json").metrics()[TOX].interval() == (m.ci_low, 0.5)
