@@ -385,6 +385,8 @@ def load_quickstart(path: str, overrides=()) -> QuickstartConfig:
 
 def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stream=sys.stderr) -> dict:
     """Run every unfinished stage in order; returns {stage: {"output", "status", "seconds"}}."""
+    from align.training.loop import sigterm_stops  # imports JAX: not for `--help`
+
     pipeline = Pipeline(config, source)
     pipeline.check()
     stages = pipeline.stages()
@@ -397,7 +399,8 @@ def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stre
             continue
         print(f"{head} ...", file=stream, flush=True)
         t0 = time.perf_counter()
-        result = stage.run()
+        with sigterm_stops(f"running the {stage.name} stage"):  # its training loop takes SIGTERM over
+            result = stage.run()
         if not stage.output.exists():
             why = result.get("stopped") if isinstance(result, dict) else None  # a training summary's
             raise StageStopped(stage.name, stage.output, why)
