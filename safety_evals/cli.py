@@ -76,7 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     tox = defaults.toxicity
     parser.add_argument("--toxicity-model", default=tox.model, help="detoxify model type")
-    parser.add_argument("--toxicity-checkpoint", default=None, help="local detoxify checkpoint (offline)")
+    parser.add_argument(
+        "--toxicity-checkpoint",
+        default=None,
+        help="local Detoxify checkpoint, read weights-only (default: the released one in the torch hub)",
+    )
     parser.add_argument(
         "--toxicity-hf-config",
         default=None,
