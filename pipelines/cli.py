@@ -47,12 +47,32 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Shown under every command's --help: what the exit status means and the variables align reads.
+EXIT_CODES = """exit codes:
+  0    done
+  1    not all done: training stopped early (e.g. a non-finite loss; rerun the same command to resume),
+       an eval suite failed (`align eval`), or the verdict is FAIL (`align gate`)
+  2    bad input: one line on stderr naming the file, line and field (ALIGN_TRACEBACK=1 for a traceback)
+  143  stopped by SIGTERM after saving (preempted); rerun to resume
+  other exceptions are bugs and print their traceback"""
+ENVIRONMENT = """environment:
+  ALIGN_DATA_DIR           where configs and eval suites find their data (default: shared/data beside
+                           the checkout)
+  ALIGN_CACHE_DIR          converted embedded models (default: ~/.cache/align)
+  ALIGN_TRACEBACK=1        raise input errors with their traceback instead of one line
+  ALIGN_KEEP_HOST_MEMORY=1 keep freed host memory in the process (faster CPU steps, higher peak RSS)
+  XLA_FLAGS                XLA options; align adds its CPU defaults unless the flag is already named
+  JAX_COORDINATOR_ADDRESS  or ALIGN_DISTRIBUTED=1: initialise multi-host JAX before the command runs"""
+
+
 def _top_parser() -> argparse.ArgumentParser:
     lines = [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
     return argparse.ArgumentParser(
         prog="align",
         description="JAX post-training and safety evaluation for Gemma-family models.",
-        epilog="commands:\n" + "\n".join(lines) + "\n\nRun `align COMMAND --help` for a command's options.",
+        epilog="commands:\n"
+        + "\n".join(lines)
+        + f"\n\nRun `align COMMAND --help` for a command's options.\n\n{EXIT_CODES}\n\n{ENVIRONMENT}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="align [-h] COMMAND [options]",
     )
@@ -77,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
 
         initialize_distributed()
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"align {name}", description=help_)
+    parser = argparse.ArgumentParser(
+        prog=f"align {name}",
+        description=help_,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     try:

@@ -16,11 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="gemma3-270m",
         help="embedded name (gemma3-270m), *.gguf file, HF directory or hub id [%(default)s]",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=64, help="tokens to sample after each prompt [%(default)s]"
+    )
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy [%(default)s]")
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest tokens [all]")
+    parser.add_argument(
+        "--top-p", type=float, default=None, help="sample from the smallest set with this mass [1.0]"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed [%(default)s]")
     parser.add_argument("--chat", action="store_true", help="wrap each prompt in the Gemma chat template")
 
 

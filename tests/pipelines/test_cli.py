@@ -1,6 +1,7 @@
 """The `align` command line: help lists every command, convert writes a loadable directory,
 bad input exits 2 with one located line (no traceback), bugs keep their tracebacks."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -255,3 +256,17 @@ def test_the_same_errors_from_align_itself_are_bugs(tmp_path, monkeypatch):
     monkeypatch.setenv("ALIGN_TRACEBACK", "1")
     with pytest.raises(FileNotFoundError):  # a user error, but a traceback was asked for
         main(_command_that(monkeypatch, lambda: open(tmp_path / "missing.txt")))
+
+
+def test_every_command_explains_itself(capsys):
+    import importlib
+
+    for name, (module, help_) in COMMANDS.items():
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        out = capsys.readouterr().out
+        assert exit_.value.code == 0 and help_ in out and "exit codes:" in out, name
+        if module.startswith("pipelines."):  # the command modules this package owns: every option says what
+            parser = argparse.ArgumentParser()
+            importlib.import_module(module).add_arguments(parser)
+            assert all(a.help for a in parser._actions), [a.dest for a in parser._actions if not a.help]
