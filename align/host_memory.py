@@ -3,22 +3,21 @@
 XLA:CPU allocates a step's temporaries, and its kernels their scratch, with malloc, and frees them
 when the step or kernel ends. glibc serves large allocations (above its mmap threshold, at most 32
 MB; anything too big for a worker thread's 64 MB arena heap) with a fresh mmap and returns them with
-munmap on free, so every step touches brand-new pages again. On gemma3-270m's SFT step that is
-gigabytes mmapped per step (the step's block of temporaries, YNNPACK/slinky scratch, Eigen matmul
-packing buffers; strace), millions of page faults and a fifth of the step in the kernel (getrusage).
-With one arena, no mmap and no trimming the heap is reused: no page faults, and the step faster on
-random weights at the same peak RSS (figures: benchmarks/RESULTS.md, train step, "Page faults").
+munmap on free, so every train step faults in and zeroes brand-new pages (on gemma3-270m's SFT step,
+strace and getrusage show gigabytes mapped, millions of minor faults and a fifth of the step in the
+kernel). With one arena, no mmap and no trimming the heap is reused: no page faults after the first
+step, and the step faster on random weights at the same peak RSS.
 
 Not the default, because of its price in peak memory: freed memory stays mapped to the process and
-all threads share one arena, so big blocks fragment. With the real gemma3-270m loaded first
-(benchmarks/train_step.py) the second step found no hole for its temporaries and the peak RSS rose
-by about half, above TRL's (malloc_trim after loading and after the first step did not help), and
-the benchmark's step was no faster than with glibc's defaults. The same glibc settings speed TRL up
-far more, so at glibc's defaults the allocator, not the framework, is most of the JAX-TRL difference.
+all threads share one arena, so big blocks fragment; with the real gemma3-270m loaded first, the
+second step found no hole for its temporaries, peak RSS rose by about half and the step was no
+faster. `benchmarks/train_step.py --sides jax,jax+mem,trl,trl+mem` measures both sides of that trade
+(torch pays the same faults: GLIBC_TUNABLES below gives TRL the same settings); figures in
+benchmarks/RESULTS.md, train step, "Page faults".
 
-Set ALIGN_KEEP_HOST_MEMORY=1 to apply it when `align` is imported; it takes effect for threads that
-have not allocated yet, so import `align` before JAX runs anything (as for align/xla_flags.py). A
-no-op off Linux or with another C library.
+`align.setup()` applies it when the environment sets ALIGN_KEEP_HOST_MEMORY=1; it takes effect for
+threads that have not allocated yet, so call `align.setup()` before JAX runs anything. A no-op off
+Linux or with another C library.
 """
 
 from __future__ import annotations

@@ -146,4 +146,7 @@ def main():
 
 
 if __name__ == "__main__":
+    import align
+
+    align.setup()  # XLA:CPU defaults (and ALIGN_KEEP_HOST_MEMORY), as the `align` command line runs
     main()

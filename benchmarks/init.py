@@ -76,4 +76,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    import align
+
+    align.setup()  # XLA:CPU defaults (and ALIGN_KEEP_HOST_MEMORY), as the `align` command line runs
     main()

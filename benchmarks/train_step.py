@@ -292,4 +292,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    import align
+
+    align.setup()  # XLA:CPU defaults (and ALIGN_KEEP_HOST_MEMORY), as the `align` command line runs
     sys.exit(main())

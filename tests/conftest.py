@@ -9,6 +9,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import align  # noqa: E402
+
+# What the `align` command line does first: the XLA:CPU defaults (and, when asked for, the malloc
+# settings), before any test creates a JAX backend, so tests run as the CLI does.
+align.setup()
+
 import jax  # noqa: E402
 
 # Parity tests compare float32 numbers: make XLA's CPU matmuls exact float32 too.

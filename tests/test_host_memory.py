@@ -1,6 +1,7 @@
-"""With ALIGN_KEEP_HOST_MEMORY=1, `import align` keeps freed host memory in the process: a worker
+"""With ALIGN_KEEP_HOST_MEMORY=1, `align.setup()` keeps freed host memory in the process: a worker
 thread's big buffer, freed and allocated again, costs no new page faults (glibc's default, kept
-without the variable, unmaps it and faults it in again)."""
+without the variable or without the call, unmaps it and faults it in again). `import align` alone
+changes nothing."""
 
 import json
 import os
@@ -12,12 +13,12 @@ import pytest
 from align.host_memory import ENV, keep_host_memory
 
 # A 64 MB malloc'd buffer written, freed and allocated again in a thread started after `import
-# align`, as XLA's workers are (plain malloc + memset: numpy would madvise huge pages); prints the
+# align` (and SETUP), as XLA's workers are (plain malloc + memset: numpy would madvise huge pages); prints the
 # page faults of each round.
 CHILD = """
 import ctypes, json, resource, threading
 import align
-
+SETUP
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
@@ -36,9 +37,10 @@ print(json.dumps(faults))
 PAGES = (64 << 20) // 4096  # 16384 faults for a 64 MB buffer touched page by page
 
 
-def _faults(keep: str) -> list[int]:
+def _faults(keep: str, setup: bool = True) -> list[int]:
+    code = CHILD.replace("SETUP", "align.setup()" if setup else "")
     out = subprocess.run(
-        [sys.executable, "-c", CHILD],
+        [sys.executable, "-c", code],
         env={**os.environ, ENV: keep},
         capture_output=True,
         text=True,
@@ -51,7 +53,9 @@ def _faults(keep: str) -> list[int]:
 def test_freed_buffers_are_reused_without_page_faults():
     kept = _faults("1")
     default = _faults("")
+    import_only = _faults("1", setup=False)
     assert all(f > PAGES // 2 for f in default), default  # glibc's default: every round faults again
+    assert all(f > PAGES // 2 for f in import_only), import_only  # importing align changes nothing
     assert kept[0] > PAGES // 2 and all(f < PAGES // 20 for f in kept[1:]), kept  # only the first round
 
 

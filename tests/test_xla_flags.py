@@ -1,13 +1,16 @@
-"""The XLA:CPU defaults `import align` applies, and the behaviour they exist for (remat saves memory)."""
+"""The XLA:CPU defaults `align.setup()` applies (never `import align`), and the behaviour they exist
+for (remat saves memory)."""
 
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-import align  # noqa: F401  (applies the defaults to this process, before any backend exists)
+from align.host_memory import ENV
 from align.model import Decoder, ModelConfig
 from align.xla_flags import CPU_DEFAULTS, apply_cpu_defaults, with_cpu_defaults
 
@@ -27,7 +30,30 @@ def test_defaults_are_appended_and_a_users_choice_wins():
 
 
 def test_this_process_runs_with_the_defaults():
-    assert f"{FLAG}=" in os.environ["XLA_FLAGS"]
+    assert f"{FLAG}=" in os.environ["XLA_FLAGS"]  # tests/conftest.py calls align.setup()
+
+
+def _child_xla_flags(code: str) -> str:
+    """XLA_FLAGS as a fresh interpreter leaves it after running `code`, started with XLA_FLAGS=--foo=1."""
+    env = {**os.environ, "XLA_FLAGS": "--foo=1", ENV: "0"}
+    code += "\nimport os; print(os.environ['XLA_FLAGS'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_importing_align_leaves_xla_flags_alone():
+    # align.load pulls in align.hub and with it the model, data and JAX: still no process setting.
+    assert _child_xla_flags("import align; align.load; import align.training, pipelines.cli") == "--foo=1"
+
+
+def test_setup_appends_the_defaults_once():
+    code = "import align; align.setup(); r = align.setup(); print(r)"
+    assert _child_xla_flags(code) == f"--foo=1 {FLAG}=false"
+
+
+def test_the_cli_entry_point_runs_setup():
+    code = "from pipelines.cli import main; main(['--help'])"
+    assert _child_xla_flags(code) == f"--foo=1 {FLAG}=false"
 
 
 def _grad_temp_bytes(remat: bool) -> int:

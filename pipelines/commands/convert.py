@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -17,14 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import align
     from align.model.hf_io import save_hf_dir
+    from pipelines.commands import load_model
 
-    try:
-        loaded = align.load(args.source)
-    except (ValueError, KeyError, align.ModelNotFound) as e:
-        print(f"align convert: {e}", file=sys.stderr)
-        return 2
+    loaded = load_model(args.source, "source")
     out = save_hf_dir(
         loaded.model,
         args.output,

@@ -16,19 +16,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="gemma3-270m",
         help="embedded name (gemma3-270m), *.gguf file, HF directory or hub id [%(default)s]",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=64, help="tokens to sample after each prompt [%(default)s]"
+    )
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy [%(default)s]")
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest tokens [all]")
+    parser.add_argument(
+        "--top-p", type=float, default=None, help="sample from the smallest set with this mass [1.0]"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed [%(default)s]")
     parser.add_argument("--chat", action="store_true", help="wrap each prompt in the Gemma chat template")
 
 
 def run(args: argparse.Namespace) -> int:
-    import align
     from align.errors import InvalidInput
     from align.sampling import SamplingConfig
     from align.sampling.text import generate_text
+    from pipelines.commands import load_model
 
     prompts = [line.rstrip("\n") for line in sys.stdin] if args.prompts == ["-"] else args.prompts
     if not prompts:
@@ -40,11 +44,11 @@ def run(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             top_p=args.top_p,
         )
-        t0 = time.time()
-        loaded = align.load(args.model)
-    except (ValueError, align.ModelNotFound) as e:
-        print(f"align generate: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:  # SamplingConfig's range checks ("top_p must be ..."): name the option
+        field, rest = str(e).split(" ", 1)
+        raise InvalidInput(f"--{field.replace('_', '-')} {rest}") from e
+    t0 = time.time()
+    loaded = load_model(args.model, "--model")
     print(f"loaded {loaded.source} in {time.time() - t0:.1f}s", file=sys.stderr)
     _check_lengths(loaded, prompts, args)
     t0 = time.time()

@@ -1,9 +1,11 @@
 """The `align` command line: help lists every command, convert writes a loadable directory,
 bad input exits 2 with one located line (no traceback), bugs keep their tracebacks."""
 
+import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -200,3 +202,71 @@ def test_generate_input_errors_are_one_line(tiny_hf_dir, monkeypatch, capsys):
     assert main(["generate", "--model", str(tiny_hf_dir), "--max-new-tokens", "600", "hi"]) == 2
     err = capsys.readouterr().err
     assert "--max-new-tokens=600 exceeds the model's max_seq_len=512" in err and "Traceback" not in err
+
+
+def test_sampling_options_and_unreadable_checkpoints_are_input_errors(tmp_path, capsys):
+    assert main(["generate", "--temperature", "-1", "hi"]) == 2
+    assert capsys.readouterr().err == "align generate: error: --temperature must be >= 0, got -1.0\n"
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file")
+    assert main(["convert", str(junk), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"align convert: error: source {junk}: cannot load this checkpoint: ")
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("latin1.jsonl", b'{"text": "caf\xe9"}\n', "not UTF-8 text (invalid continuation byte at byte 13)"),
+        ("plain.jsonl.gz", b'{"text": "hi"}\n', "not a readable gzip file (Not a gzipped file (b'{\"'))"),
+    ],
+)
+def test_a_data_file_that_cannot_be_decoded_is_one_line_naming_it(tmp_path, capsys, name, content, message):
+    data = tmp_path / name
+    data.write_bytes(content)
+    assert main(["sft", "--config", TINY_SFT, f"output_dir={tmp_path / 'run'}", f"data.path={data}"]) == 2
+    assert capsys.readouterr().err == f"align sft: error: {data}: {message}\n"
+
+
+def _command_that(monkeypatch, body):
+    """`align sft` with its body replaced: what the boundary does with what a command lets through."""
+    from pipelines.stages import sft
+
+    monkeypatch.setattr(sft, "run", lambda args: body())
+    return ["sft", "--config", TINY_SFT]
+
+
+def test_os_errors_on_user_paths_are_one_line(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "no_such_dir" / "results.json"
+    assert main(_command_that(monkeypatch, lambda: open(out, "w"))) == 2
+    assert capsys.readouterr().err == f"align sft: error: {out}: directory {out.parent} does not exist\n"
+    assert main(_command_that(monkeypatch, lambda: open(tmp_path))) == 2
+    assert capsys.readouterr().err == f"align sft: error: {tmp_path}: Is a directory\n"
+
+
+def test_the_same_errors_from_align_itself_are_bugs(tmp_path, monkeypatch):
+    import align
+
+    own = Path(align.__file__).parent / "no_such_table.json"
+    with pytest.raises(FileNotFoundError):
+        main(_command_that(monkeypatch, lambda: open(own)))
+    with pytest.raises(UnicodeDecodeError):  # decoding bytes that came from no file
+        main(_command_that(monkeypatch, lambda: b"\xff".decode()))
+    monkeypatch.setenv("ALIGN_TRACEBACK", "1")
+    with pytest.raises(FileNotFoundError):  # a user error, but a traceback was asked for
+        main(_command_that(monkeypatch, lambda: open(tmp_path / "missing.txt")))
+
+
+def test_every_command_explains_itself(capsys):
+    import importlib
+
+    for name, (module, help_) in COMMANDS.items():
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        out = capsys.readouterr().out
+        assert exit_.value.code == 0 and help_ in out and "exit codes:" in out, name
+        if module.startswith("pipelines."):  # the command modules this package owns: every option says what
+            parser = argparse.ArgumentParser()
+            importlib.import_module(module).add_arguments(parser)
+            assert all(a.help for a in parser._actions), [a.dest for a in parser._actions if not a.help]
