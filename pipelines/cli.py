@@ -139,7 +139,11 @@ def user_error(e: BaseException) -> tuple[str, int] | None:
 
 
 def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split("\n"))
+    """The message on one line, safe in a CI log: an error can quote text from the file under review
+    (a suite's error, a metric name), which must not forge a verdict line or a workflow command."""
+    from align.safe_text import one_line
+
+    return one_line(" ".join(str(e).split("\n")))
 
 
 def _file_being_read(e: BaseException) -> str | None:

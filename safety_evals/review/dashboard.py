@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from safety_evals.review import history
 from safety_evals.review.dashboard_assets.page import page
 from safety_evals.review.dashboard_assets.svg import IntervalRow, TrendPoint, esc, interval_plot, trend_plot
 from safety_evals.review.gate import Comparison, Direction, compare
-from safety_evals.review.policy import Policy, PolicyError, load_policy
+from safety_evals.review.policy import Policy, load_policy
 from safety_evals.review.documents import Example, MetricReading, Results, ResultsError, load_results
 
 MAX_TEXT = 4000  # characters of prompt/output shown per example; the rest is cut with a note
@@ -440,18 +439,15 @@ def _resolve_baseline(spec: str | None, runs: list[Results]) -> Results | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if not args.results and not args.history:
-            raise ResultsError("give results JSON files and/or --history results.sqlite")
-        if args.history and not Path(args.history).is_file():
-            raise ResultsError(f"{args.history}: no such history database")
-        reviewed = [load_results(p) for p in args.results]
-        past = history.load_all(args.history) if args.history else []
-        baseline = _resolve_baseline(args.baseline, [*reviewed, *past])
-        policy = load_policy(args.policy) if args.policy else None
-    except (ResultsError, PolicyError, history.HistoryError) as e:
-        print(f"align dashboard: unusable input: {e}", file=sys.stderr)
-        return 2
+    # ResultsError / PolicyError / HistoryError are InputErrors: pipelines/cli.py prints them, exit 2.
+    if not args.results and not args.history:
+        raise ResultsError("give results JSON files and/or --history results.sqlite")
+    if args.history and not Path(args.history).is_file():
+        raise ResultsError(f"{args.history}: no such history database")
+    reviewed = [load_results(p) for p in args.results]
+    past = history.load_all(args.history) if args.history else []
+    baseline = _resolve_baseline(args.baseline, [*reviewed, *past])
+    policy = load_policy(args.policy) if args.policy else None
     html_text = render(build_view(reviewed, past, baseline, policy), args.examples)
     try:
         Path(args.out).write_text(html_text, encoding="utf-8")

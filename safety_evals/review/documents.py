@@ -27,7 +27,7 @@ from typing import Any
 from align.errors import InvalidInput
 from safety_evals.review import consistency
 from safety_evals.review.definitions import definition
-from safety_evals.review.safe_text import one_line
+from align.safe_text import one_line
 
 SCHEMA = "align.eval_results/v1"
 SUITE_STATUSES = ("ok", "failed")

@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from align.errors import InvalidInput
-from safety_evals.review.policy import UNSET, Policy, PolicyError, Rule, load_policy
-from safety_evals.review.documents import MetricReading, Results, ResultsError, load_results
-from safety_evals.review.safe_text import one_line
+from safety_evals.review.policy import UNSET, Policy, Rule, load_policy
+from safety_evals.review.documents import MetricReading, Results, load_results
+from align.safe_text import one_line
 
 
 # ---------------------------------------------------------------- comparison (shared with the dashboard)
@@ -363,13 +363,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy(args.policy)
-        results = load_results(args.results)
-        baseline = load_results(args.baseline) if args.baseline else None
-    except (PolicyError, ResultsError) as e:
-        print(f"align gate: unusable input: {e}", file=sys.stderr)
-        return 2
+    # PolicyError / ResultsError are InputErrors: pipelines/cli.py prints them (one line) and exits 2.
+    policy = load_policy(args.policy)
+    results = load_results(args.results)
+    baseline = load_results(args.baseline) if args.baseline else None
     checks = evaluate(results, policy, baseline)
     summary = summary_markdown(checks, results, policy, baseline)
     try:

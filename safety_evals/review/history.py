@@ -16,13 +16,12 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from align.errors import InvalidInput
-from safety_evals.review.documents import Results, ResultsError, load_results, parse_results
-from safety_evals.review.safe_text import one_line
+from safety_evals.review.documents import Results, load_results, parse_results
+from align.safe_text import one_line
 
 DEFAULT_DB = "results.sqlite"
 SCHEMA_VERSION = 1
@@ -237,20 +236,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if args.action == "add":
-            for f in args.files:
-                added = add_run(args.db, load_results(f), replace=args.replace)
-                print(f"{'added' if added else 'already recorded'}: {f}")
-            return 0
-        if not Path(args.db).exists():
-            print(f"align results: no database at {args.db}", file=sys.stderr)
-            return 2
-        print(_format_metric(args.db, args.metric) if args.metric else _format_runs(args.db))
+    # ResultsError / HistoryError are InputErrors: pipelines/cli.py prints them (one line) and exits 2.
+    if args.action == "add":
+        for f in args.files:
+            added = add_run(args.db, load_results(f), replace=args.replace)
+            print(f"{'added' if added else 'already recorded'}: {f}")
         return 0
-    except (ResultsError, HistoryError) as e:
-        print(f"align results: {e}", file=sys.stderr)
-        return 2
+    if not Path(args.db).exists():
+        raise HistoryError(f"no database at {args.db}")
+    print(_format_metric(args.db, args.metric) if args.metric else _format_runs(args.db))
+    return 0
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -21,7 +21,7 @@ import yaml
 from align.config_io import first_anchor_line
 from align.errors import InvalidInput
 from safety_evals.review.definitions import SUITES, definition, known_metrics
-from safety_evals.review.safe_text import one_line
+from align.safe_text import one_line
 
 POLICY_SCHEMA = "align.gate_policy/v1"
 RULE_KEYS = ("min", "max", "regression", "bound", "higher_is_better", "target")

@@ -218,15 +218,18 @@ def test_sampling_options_and_unreadable_checkpoints_are_input_errors(tmp_path, 
 @pytest.mark.parametrize(
     "name, content, message",
     [
-        ("latin1.jsonl", b'{"text": "caf\xe9"}\n', "not UTF-8 text (invalid continuation byte at byte 13)"),
-        ("plain.jsonl.gz", b'{"text": "hi"}\n', "not a readable gzip file (Not a gzipped file (b'{\"'))"),
+        # the reader decodes line by line: a bad byte is a row error at its line (align.data.files)
+        ("latin1.jsonl", b'{"text": "caf\xe9"}\n', ", line 1: not UTF-8: byte 0xe9 at byte 14 of the line"),
+        ("plain.jsonl.gz", b'{"text": "hi"}\n', ", line 1: not a gzip file or cut off"),
     ],
 )
 def test_a_data_file_that_cannot_be_decoded_is_one_line_naming_it(tmp_path, capsys, name, content, message):
     data = tmp_path / name
     data.write_bytes(content)
-    assert main(["sft", "--config", TINY_SFT, f"output_dir={tmp_path / 'run'}", f"data.path={data}"]) == 2
-    assert capsys.readouterr().err == f"align sft: error: {data}: {message}\n"
+    run = [f"output_dir={tmp_path / 'run'}", f"data.path={data}", "data.skip_invalid=false"]
+    assert main(["sft", "--config", TINY_SFT, *run]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"align sft: error: {data}{message}") and err.count("\n") == 1, err
 
 
 def _command_that(monkeypatch, body):
