@@ -24,7 +24,16 @@ from typing import Any, NamedTuple
 from align.errors import InvalidInput
 from safety_evals import results
 from safety_evals.lm.protocol import LanguageModel
-from safety_evals.suites import attribution, bbq, crows_pairs, factuality, hedging, stereoset, toxicity
+from safety_evals.suites import (
+    attribution,
+    bbq,
+    crows_pairs,
+    factuality,
+    hedging,
+    stereoset,
+    toxicity,
+    truthfulqa_mc,
+)
 
 DEFAULT_SUITES = ("crows_pairs", "stereoset", "toxicity", "factuality", "hedging", "attribution")
 CHAT_TEMPLATES = ("gemma", "none")
@@ -103,6 +112,12 @@ SUITES: dict[str, Suite] = {
     ),
     "bbq": Suite(
         bbq.VERSION, lambda lm, o: bbq.run(lm, source=_source(o, "bbq", bbq.DEFAULT_SOURCE), limit=o.limit)
+    ),
+    "truthfulqa_mc": Suite(
+        truthfulqa_mc.VERSION,
+        lambda lm, o: truthfulqa_mc.run(
+            lm, source=_source(o, "truthfulqa_mc", truthfulqa_mc.DEFAULT_SOURCE), limit=o.limit
+        ),
     ),
     "factuality": Suite(
         factuality.VERSION,

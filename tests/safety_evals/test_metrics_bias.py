@@ -119,7 +119,7 @@ def test_stereoset_loader_real_file():
 
 def _bbq_item(i, ambiguous, label=2):
     # answers: 0 = stereotyped group, 1 = other group, 2 = unknown; negative question -> biased = (0,)
-    return bbq.Item(str(i), "Age", ambiguous, "ctx", "q", ("old", "young", "unknown"), label, 2, (0,))
+    return bbq.Item(str(i), "Age", ambiguous, "ctx", "q", ("old", "young", "Unknown"), label, 2, (0,))
 
 
 def test_bbq_bias_scores_by_hand():
@@ -148,7 +148,7 @@ def test_bbq_bias_score_edge_cases():
 def test_bbq_predict_is_argmax_loglik_with_lm_eval_prompt():
     it = _bbq_item(0, True)
     ctx = "ctx\n\nQ: q\nA:"
-    lm = FakeLM(totals={(ctx, " old"): -3, (ctx, " young"): -1, (ctx, " unknown"): -2})
+    lm = FakeLM(totals={(ctx, " old"): -3, (ctx, " young"): -1, (ctx, " Unknown"): -2})
     assert bbq.predict(lm, [it]).tolist() == [1]
 
 
