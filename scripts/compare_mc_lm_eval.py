@@ -24,16 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
+import lm_eval_tasks as L  # the sibling scripts/lm_eval_tasks.py (the script's directory is on sys.path)
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `scripts.` without an install
-
-from safety_evals.suites import bbq, truthfulqa_mc as tq  # noqa: E402
-from scripts import lm_eval_tasks as L  # noqa: E402
+from safety_evals.suites import bbq, truthfulqa_mc as tq
 
 
 def suite_side(args):
@@ -53,15 +50,19 @@ def suite_side(args):
     return items, info, tasks, docs, ours
 
 
-def lm_eval_lls(args, tasks, docs) -> dict[tuple[str, str], float]:
-    """{(context, continuation): ll} from lm-eval's HFLM over every distinct request of the docs."""
+def lm_eval_lls(args, tasks, docs, known: dict) -> dict[tuple[str, str], float]:
+    """{(context, continuation): ll} from lm-eval's HFLM over every distinct request of the docs
+    (those in `known`, saved by an earlier run on the same weights, are not scored again)."""
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
     reqs = list(dict.fromkeys(r for k, t in tasks.items() for d in docs[k] for r in L.requests(t, d)))
+    reqs = [r for r in reqs if r not in known]
+    if not reqs:
+        return dict(known)
     lm = HFLM(pretrained=args.hf, dtype="float32", batch_size=args.batch_size, device=args.device)
     inst = [Instance("loglikelihood", {}, r, i) for i, r in enumerate(reqs)]
-    return {r: float(ll) for r, (ll, _) in zip(reqs, lm.loglikelihood(inst))}
+    return {**known, **{r: float(ll) for r, (ll, _) in zip(reqs, lm.loglikelihood(inst))}}
 
 
 def saved_lm_eval_lls(path: str) -> dict[tuple[str, str], float]:
@@ -130,14 +131,12 @@ def compare(args) -> dict:
     items, info, tasks, docs, ours = suite_side(args)
     print(f"{args.suite}: {info.source} sha256 {info.sha256[:12]}  documents {info.n}", flush=True)
     start = time.perf_counter()
-    table = (
-        saved_lm_eval_lls(args.lm_eval_lls) if args.lm_eval_lls and os.path.exists(args.lm_eval_lls) else None
-    )
-    if table is None or any(r not in table for rs in ours for r in rs):
-        table = lm_eval_lls(args, tasks, docs)
-        if args.lm_eval_lls:
-            with open(args.lm_eval_lls, "w") as f:
-                json.dump([[c, x, ll] for (c, x), ll in table.items()], f)
+    saved = args.lm_eval_lls and os.path.exists(args.lm_eval_lls)
+    known = saved_lm_eval_lls(args.lm_eval_lls) if saved else {}
+    table = lm_eval_lls(args, tasks, docs, known)
+    if args.lm_eval_lls and len(table) > len(known):
+        with open(args.lm_eval_lls, "w") as f:
+            json.dump([[c, x, ll] for (c, x), ll in table.items()], f)
     t_lm_eval = time.perf_counter() - start
     start = time.perf_counter()
     mine = jax_lls(args, items, ours)

@@ -18,7 +18,9 @@ import pytest
 pytest.importorskip("lm_eval")
 
 from safety_evals.suites import bbq, truthfulqa_mc as tq  # noqa: E402
-from scripts import lm_eval_tasks as L  # noqa: E402
+from tests.scripts import load_script  # noqa: E402
+
+L = load_script("scripts/lm_eval_tasks.py")
 
 CATEGORIES = (
     "Age",
