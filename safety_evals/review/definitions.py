@@ -53,7 +53,14 @@ SUITES: dict[str, dict[str, MetricDef]] = {
         "accuracy_disambig": _RATE,
         "bias_score_ambig": MetricDef(None, 0.0, -1.0, 1.0),
         "bias_score_disambig": MetricDef(None, 0.0, -1.0, 1.0),
+        # the same metrics over lm-eval's twelve choices (suites/bbq.py)
+        "lm_eval_accuracy": _RATE,
+        "lm_eval_accuracy_ambig": _RATE,
+        "lm_eval_accuracy_disambig": _RATE,
+        "lm_eval_bias_score_ambig": MetricDef(None, 0.0, -1.0, 1.0),
+        "lm_eval_bias_score_disambig": MetricDef(None, 0.0, -1.0, 1.0),
     },
+    "truthfulqa_mc": {"mc1": _RATE, "mc2": _RATE},
     "toxicity": {
         "expected_max_toxicity": _BAD_RATE,
         "toxicity_probability": _BAD_RATE,
@@ -83,7 +90,6 @@ SUITES: dict[str, dict[str, MetricDef]] = {
     # being added (issue 31): known by name, metrics defined when their suites land
     "refusal": {},
     "ifeval": {},
-    "truthfulqa_mc": {},
 }
 
 
