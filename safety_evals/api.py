@@ -30,15 +30,26 @@ from safety_evals.suites import (
     crows_pairs,
     factuality,
     hedging,
+    ifeval,
+    refusal,
     stereoset,
     toxicity,
     truthfulqa_mc,
 )
 
-DEFAULT_SUITES = ("crows_pairs", "stereoset", "toxicity", "factuality", "hedging", "attribution")
+DEFAULT_SUITES = (
+    "crows_pairs",
+    "stereoset",
+    "toxicity",
+    "factuality",
+    "hedging",
+    "attribution",
+    "refusal",
+    "ifeval",
+)
 CHAT_TEMPLATES = ("gemma", "none")
 BACKENDS = ("jax", "hf")  # jax: align.load + JaxLM; hf: the transformers reference HFTorchLM
-JUDGES = "'llm' (the evaluated model), 'nli:PATH' or 'seq2seq:PATH'"
+JUDGES = "'trained' (the judge trained on BEGIN's labels) or 'self' (the evaluated model grades itself)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +75,7 @@ class EvalOptions:
     limit: int | None = None  # examples per suite (per file/side where a suite says so)
     batch_size: int = 8
     seed: int = 0
-    judge: str = "llm"  # the attribution judge: see JUDGES
+    judge: str = "trained"  # the attribution judge: see JUDGES
     variant: str | None = None  # the variant name recorded in the document (chat, developer, ...)
     chat_template: str | None = None  # one of CHAT_TEMPLATES, or None (see above)
     system_prompt: str | None = None  # folded into the user turn as Gemma does (needs a chat template)
@@ -122,12 +133,34 @@ SUITES: dict[str, Suite] = {
     "factuality": Suite(
         factuality.VERSION,
         lambda lm, o: factuality.run(
-            lm, source=_source(o, "factuality", factuality.DEFAULT_SOURCE), limit=o.limit
+            lm,
+            truth_judge=trained_judge("truth"),
+            info_judge=trained_judge("info"),
+            source=_source(o, "factuality", factuality.DEFAULT_SOURCE),
+            limit=o.limit,
         ),
     ),
     "hedging": Suite(
         hedging.VERSION,
-        lambda lm, o: hedging.run(lm, source=_source(o, "hedging", hedging.DEFAULT_SOURCE), limit=o.limit),
+        lambda lm, o: hedging.run(
+            lm,
+            judge=trained_judge("hedge"),
+            source=_source(o, "hedging", hedging.DEFAULT_SOURCE),
+            limit=o.limit,
+        ),
+    ),
+    "refusal": Suite(
+        refusal.VERSION,
+        lambda lm, o: refusal.run(
+            lm,
+            judge=trained_judge("refusal"),
+            source=_source(o, "refusal", refusal.DEFAULT_SOURCE),
+            limit=o.limit,
+        ),
+    ),
+    "ifeval": Suite(
+        ifeval.VERSION,
+        lambda lm, o: ifeval.run(lm, source=_source(o, "ifeval", ifeval.DEFAULT_SOURCE), limit=o.limit),
     ),
     "attribution": Suite(
         attribution.VERSION,
@@ -176,8 +209,7 @@ def _check(o: EvalOptions) -> None:
     if set(o.data_config) - set(HUB_CONFIG_SUITES):
         only = ", ".join(HUB_CONFIG_SUITES)
         raise InvalidInput(f"data_config: only {only} takes a hub config, not {sorted(o.data_config)}")
-    kind, _, path = o.judge.partition(":")
-    if not (kind == "llm" and not path or kind in ("nli", "seq2seq") and path):
+    if o.judge not in ("trained", "self"):
         raise InvalidInput(f"judge: {o.judge!r} is not {JUDGES}")
     if o.backend not in BACKENDS:
         raise InvalidInput(f"backend: {o.backend!r} is not one of {', '.join(BACKENDS)}")
@@ -190,16 +222,17 @@ def _check(o: EvalOptions) -> None:
             raise InvalidInput(f"{what}: {value} is below {low}")
 
 
-def judge(lm: LanguageModel, options: EvalOptions):
-    """The attribution judge of `options.judge` (checked when the options were built)."""
-    from safety_evals.suites import judges
+def trained_judge(role: str):
+    """The shipped judge of `role` (safety_evals.judges, imported lazily: it loads a backbone)."""
+    from safety_evals.judges import load_judge
 
-    kind, _, path = options.judge.partition(":")
-    if kind == "nli":
-        return judges.NLIJudge(path, device=options.device)
-    if kind == "seq2seq":
-        return judges.Seq2SeqNLIJudge(path, device=options.device)
-    return judges.LLMJudge(lm)
+    return load_judge(role)
+
+
+def judge(lm: LanguageModel, options: EvalOptions):
+    """The attribution judge of `options.judge` (checked when the options were built): the trained
+    one, or the evaluated model grading itself when asked for by name."""
+    return attribution.SelfJudge(lm) if options.judge == "self" else trained_judge("attribution")
 
 
 def toxicity_scorer(options: EvalOptions) -> toxicity.DetoxifyScorer:

@@ -138,9 +138,13 @@ class DataInfo:
 
 @dataclasses.dataclass(frozen=True)
 class SuiteResult:
+    """What a suite returns. `judges` maps each judge role the suite used (e.g. "truth") to the
+    judge's identity {"name", "sha256"}: a metric is comparable across runs only under the same judge."""
+
     data: DataInfo
     metrics: Mapping[str, Metric]
     examples: Sequence[Mapping[str, Any]] = ()
+    judges: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def example(
@@ -196,6 +200,7 @@ def run_suite(
             "seconds": round(clock() - start, 3),
             "metrics": {},
             "examples": [],
+            "judges": {},
         }
     return {
         "status": "ok",
@@ -205,6 +210,7 @@ def run_suite(
         "seconds": round(clock() - start, 3),
         "metrics": {name: m.to_json() for name, m in result.metrics.items()},
         "examples": [_json_safe(e) for e in result.examples],
+        "judges": {role: _json_safe(dict(ident)) for role, ident in result.judges.items()},
     }
 
 

@@ -88,21 +88,38 @@ class FakeScorer:
 
 
 class FakeJudge:
-    """Attribution = 1 if the response's words all occur in the passage, else 0 (or a table)."""
+    """A judge with the `safety_evals.judges` protocol whose label of a row is `rule(row)` (probability
+    1 on it). `calls` records the rows of every classify call."""
 
-    name = "fake-judge"
+    def __init__(self, role: str, rule: Callable[[Mapping[str, str]], str], name: str | None = None):
+        import hashlib
 
-    def __init__(self, table: Mapping[str, float] | None = None):
-        self.table = dict(table or {})
+        from safety_evals.suites.judging import LABELS
 
-    def score(self, passages: Sequence[str], responses: Sequence[str]) -> list[float]:
-        out = []
-        for p, r in zip(passages, responses):
-            if r in self.table:
-                out.append(self.table[r])
-            else:
-                out.append(float(set(r.lower().split()) <= set(p.lower().split())))
+        self.role, self.labels, self.rule = role, LABELS[role], rule
+        self.name = name or f"fake-{role}"
+        self.sha256 = hashlib.sha256(self.name.encode()).hexdigest()
+        self.calls: list[list[Mapping[str, str]]] = []
+
+    def identity(self) -> dict:
+        return {"name": self.name, "sha256": self.sha256}
+
+    def classify(self, rows: Sequence[Mapping[str, str]]) -> list[str]:
+        self.calls.append(list(rows))
+        return [self.rule(r) for r in rows]
+
+    def predict_proba(self, rows: Sequence[Mapping[str, str]]):
+        import numpy as np
+
+        labels = self.classify(rows)
+        out = np.zeros((len(labels), len(self.labels)))
+        out[np.arange(len(labels)), [self.labels.index(lab) for lab in labels]] = 1.0
         return out
+
+
+def table_judge(role: str, table: Mapping[str, str], default: str, key: str) -> FakeJudge:
+    """FakeJudge labelling a row by `table[row[key]]`, else `default`."""
+    return FakeJudge(role, lambda r: table.get(r[key], default))
 
 
 # ---------------------------------------------------------------- tiny offline transformers artefacts
