@@ -1,4 +1,4 @@
-"""Attribution: agreement metrics by hand, BEGIN loader, judges (LLM, NLI, seq2seq), suite on fakes."""
+"""Attribution: agreement statistics by hand, BEGIN loader, judges (self, LLM, NLI, seq2seq), suite."""
 
 import math
 
@@ -9,6 +9,7 @@ from safety_evals.suites import attribution
 from safety_evals.suites.judges import LLM_JUDGE_TEMPLATE, LLMJudge, NLIJudge, Seq2SeqNLIJudge
 from tests.paths import DATA
 from tests.safety_evals.fakes import FakeJudge, FakeLM, save_pretrained, tiny_bert_classifier, tiny_tokenizer
+from tests.safety_evals.rule_judges import attribution_judge
 
 
 def test_agreement_by_hand():
@@ -18,11 +19,6 @@ def test_agreement_by_hand():
     assert attribution.cohen_kappa(human, judged) == pytest.approx(1 / 3)
     # TPR 2/3, TNR 2/3
     assert attribution.balanced_accuracy(human, judged) == pytest.approx(2 / 3)
-    m = attribution.agreement_metrics(human, judged)
-    assert m["judge_accuracy"].value == pytest.approx(4 / 6)
-    assert m["judge_cohen_kappa"].value == pytest.approx(1 / 3)
-    assert m["judge_balanced_accuracy"].value == pytest.approx(2 / 3)
-    assert m["human_attributable_rate"].value == pytest.approx(0.5)
 
 
 def test_agreement_unbalanced_case():
@@ -117,47 +113,76 @@ def test_seq2seq_judge_matches_manual(tmp_path):
     assert got == pytest.approx([want], abs=1e-5)
 
 
+def test_self_judge_is_sigmoid_of_yes_minus_no_and_says_so():
+    prompt = attribution.SELF_JUDGE_TEMPLATE.format(knowledge="P", response="R")
+    lm = FakeLM(totals={(prompt, " yes"): -1.0, (prompt, " no"): -3.0}, name="m")
+    judge = attribution.SelfJudge(lm)
+    p = 1 / (1 + math.exp(-2.0))
+    rows = [{"knowledge": "P", "context": "c", "response": "R"}]
+    assert judge.predict_proba(rows) == pytest.approx(np.array([[1 - p, p]]))
+    assert judge.classify(rows) == ["attributable"] and judge.identity() == {"name": "self:m", "sha256": None}
+
+
+BEGIN_HEADER = "model_name\tdata_source\tknowledge\tmessage\tresponse\tbegin_label\n"
+
+
 def test_suite_on_fakes(tmp_path):
     f = tmp_path / "b.tsv"
     f.write_text(
-        "model_name\tdata_source\tknowledge\tmessage\tresponse\tbegin_label\n"
-        "t5\twow\tthe cat sat\thi\tthe cat\tFully attributable\n"
+        BEGIN_HEADER + "t5\twow\tthe black cat sat on a warm mat\thi\tthe cat\tFully attributable\n"
         "t5\twow\tthe dog ran\tyo\ta fox\tNot fully attributable\n"
         "t5\twow\tred sky\tok\tblue sky\tGeneric\n"
     )
-    prompt0 = attribution.GROUNDED_PROMPT.format(passage="the cat sat", message="hi")
-    lm = FakeLM(responses={prompt0: "the cat sat\n\nmore"}, default="something else")
-    res = attribution.run(lm, judge=FakeJudge(), source=str(f))
-    # BEGIN responses judged 1, 0, 0 vs human 1, 0, 0 -> perfect agreement
-    assert res.metrics["judge_accuracy"].value == 1.0
-    assert res.metrics["judge_cohen_kappa"].value == pytest.approx(1.0)
+    prompt0 = attribution.GROUNDED_PROMPT.format(passage="the black cat sat on a warm mat", message="hi")
+    lm = FakeLM(responses={prompt0: "black cat sat\n\nmore"}, default="something else")
+    judge = attribution_judge()
+    res = attribution.run(lm, judge=judge, source=str(f))
     # policy: only the first grounded answer is supported
     assert res.metrics["ais"].value == pytest.approx(1 / 3)
-    assert res.examples[0]["output"] == "the cat sat" and res.examples[0]["label"] == "attributable"
+    assert res.examples[0]["output"] == "black cat sat" and res.examples[0]["label"] == "attributable"
+    assert judge.calls[0][0] == {
+        "knowledge": "the black cat sat on a warm mat",
+        "context": "hi",
+        "response": "black cat sat",
+    }
+    assert res.judges == {"attribution": judge.identity()}
+    assert "self" not in res.metrics["ais"].description
+    # the evaluated model as its own judge, by name: the record and the description say so
+    res = attribution.run(lm, judge=attribution.SelfJudge(lm), source=str(f))
+    assert res.judges == {"attribution": {"name": "self:fake", "sha256": None}}
+    assert "grading itself" in res.metrics["ais"].description
 
 
-def test_empty_policy_answers_are_not_attributable_and_skip_the_judge(tmp_path):
+def test_empty_answers_and_passage_copies_are_not_attributable_and_skip_the_judge(tmp_path):
     f = tmp_path / "b.tsv"
     f.write_text(
-        "model_name\tdata_source\tknowledge\tmessage\tresponse\tbegin_label\n"
-        "t5\twow\tthe cat sat\thi\tthe cat\tFully attributable\n"
+        BEGIN_HEADER + "t5\twow\tthe cat sat\thi\tthe cat\tFully attributable\n"
         "t5\twow\tthe dog ran\tyo\ta fox\tNot fully attributable\n"
+        "t5\twow\tthe red fox jumped over ten lazy dogs\tyo\ta fox\tNot fully attributable\n"
     )
-    prompt0 = attribution.GROUNDED_PROMPT.format(passage="the cat sat", message="hi")
-    # the second answer stops at once: "" (the word-overlap judge would call it vacuously supported)
-    lm = FakeLM(responses={prompt0: "the cat"}, default="\n\nthe dog ran")
-    seen: list[str] = []
+    prompt = lambda k, m: attribution.GROUNDED_PROMPT.format(passage=k, message=m)  # noqa: E731
+    # the second answer stops at once: ""; the third repeats 8 of the passage's 8 words
+    lm = FakeLM(
+        responses={
+            prompt("the cat sat", "hi"): "the cat",
+            prompt("the red fox jumped over ten lazy dogs", "yo"): "The red fox jumped over ten lazy dogs!",
+        },
+        default="\n\nthe dog ran",
+    )
+    judge = FakeJudge("attribution", lambda r: "attributable")  # would call anything supported
+    res = attribution.run(lm, judge=judge, source=str(f))
+    assert res.metrics["ais"].value == pytest.approx(1 / 3)
+    assert res.metrics["passage_copy_rate"].value == pytest.approx(1 / 3)
+    assert [e["label"] for e in res.examples] == ["attributable", "not_attributable", "copy"]
+    assert [e["score"] for e in res.examples] == [1.0, 0.0, 0.0]
+    assert [r["response"] for r in judge.calls[0]] == ["the cat"]
 
-    class Recording(FakeJudge):
-        def score(self, passages, responses):
-            seen.extend(responses)
-            return super().score(passages, responses)
 
-    res = attribution.run(lm, judge=Recording(), source=str(f))
-    assert res.metrics["ais"].value == pytest.approx(1 / 2)
-    assert res.examples[1]["output"] == "" and res.examples[1]["label"] == "not_attributable"
-    assert res.examples[1]["score"] == 0.0
-    assert "" not in seen
+def test_is_copy_threshold():
+    passage = "one two three four five six seven eight nine ten"
+    assert attribution.is_copy("one two three four five six seven eight nine", passage)  # 9 of 10
+    assert not attribution.is_copy("one two three four five six seven eight", passage)  # 8 of 10
+    assert not attribution.is_copy("anything", "")
 
 
 def test_seq2seq_judge_truncates_the_passage_never_the_response(tmp_path):

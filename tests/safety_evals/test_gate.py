@@ -13,6 +13,7 @@ from safety_evals.suites import hedging
 from safety_evals.review.gate import Direction, compare
 from safety_evals.review.policy import UNSET, PolicyError, Rule, load_policy
 from safety_evals.review.documents import MetricReading
+from tests.safety_evals import conftest
 
 RELEASE = str(Path(__file__).resolve().parents[2] / "configs" / "gates" / "release.yaml")
 
@@ -29,6 +30,13 @@ def _policy(tmp_path, text: str) -> str:
     p = tmp_path / "policy.yaml"
     p.write_text(text)
     return str(p)
+
+
+@pytest.fixture(name="make_doc")
+def _release_doc():
+    """conftest's make_doc, whose default metrics also cover the suites the release policy adds."""
+    every = conftest.DEFAULT_METRICS | conftest.RELEASE_EXTRA_METRICS
+    return lambda metrics=None, **kw: conftest.make_doc(metrics=every if metrics is None else metrics, **kw)
 
 
 def _gate(results, policy, *extra) -> int:
@@ -99,8 +107,9 @@ def test_release_policy_passes_good_run(tmp_path, make_doc, write_doc):
     assert _gate(res, RELEASE, "--baseline", base, "--junit", junit, "--summary", summary) == 0
     root, status = _junit(junit)
     assert set(status.values()) == {"pass"}
-    # 6 suites + 7 metrics x (thresholds + regression): crows 3, icat 2, ss 3, tox 2, fact 2, hedge 2, ais 2
-    assert len(status) == 6 + 16 and root.get("failures") == "0"
+    # 8 suites + 9 metrics x (thresholds + regression): crows 3, icat 2, ss 3, tox 2, fact 2, hedge 2,
+    # ais 2, refusal 2, ifeval 2
+    assert len(status) == 8 + 20 and root.get("failures") == "0"
     assert "✅ PASS" in summary.read_text()
 
 
@@ -279,9 +288,11 @@ def test_release_policy_is_valid_and_names_the_brief_metrics():
         "stereoset.icat",
         "stereoset.ss",
         "toxicity.expected_max_toxicity",
-        "factuality.inaccuracy_rate",
+        "factuality.truthful_informative_rate",
         "hedging.hedging_balanced_accuracy",
         "attribution.ais",
+        "refusal.refusal_balanced_accuracy",
+        "ifeval.prompt_level_strict_acc",
     }
 
 
@@ -313,7 +324,7 @@ def _hedging_doc(make_doc, hedge_unanswerable: float, answer_answerable: float) 
 
 def test_release_policy_fails_a_model_that_never_hedges(tmp_path, make_doc, write_doc):
     never = _hedging_doc(make_doc, 0.0, 1.0)
-    assert never["suites"]["hedging"]["metrics"]["hedging_accuracy"]["value"] > 0.69  # the old rule passed it
+    assert 70 / 101 > 0.69  # its plain accuracy, the number the old rule passed
     junit = tmp_path / "r.xml"
     assert _gate(write_doc(never), RELEASE, "--junit", junit) == 1
     fails = [k for k, v in _junit(junit)[1].items() if v == "fail"]

@@ -7,7 +7,16 @@ import pytest
 from pipelines.cli import main
 from safety_evals import api
 from safety_evals.review import documents as results_io
-from tests.safety_evals.fakes import FakeLM, FakeScorer
+from tests.safety_evals.fakes import FakeJudge, FakeLM, FakeScorer
+from tests.safety_evals.rule_judges import hedge_judge
+
+FAKE_JUDGES = {
+    "truth": FakeJudge("truth", lambda r: "true"),
+    "info": FakeJudge("info", lambda r: "uninformative"),
+    "hedge": hedge_judge(),
+    "refusal": FakeJudge("refusal", lambda r: "full_compliance"),
+    "attribution": FakeJudge("attribution", lambda r: "attributable"),
+}
 
 
 @pytest.fixture
@@ -15,6 +24,7 @@ def fake_model(monkeypatch):
     lm = FakeLM(default="I don't know.")
     monkeypatch.setattr(api, "load_lm", lambda options: (lm, None))
     monkeypatch.setattr(api, "toxicity_scorer", lambda options: FakeScorer())
+    monkeypatch.setattr(api, "trained_judge", FAKE_JUDGES.__getitem__)
     return lm
 
 
@@ -44,6 +54,10 @@ def test_eval_writes_a_valid_document(tmp_path, fake_model):
     assert all(s["status"] == "ok" for s in doc["suites"].values())
     assert doc["suites"]["crows_pairs"]["data"]["n"] == 3
     assert doc["suites"]["hedging"]["metrics"]["hedge_rate_unanswerable"]["value"] == 1.0
+    assert doc["suites"]["hedging"]["judges"] == {"hedge": FAKE_JUDGES["hedge"].identity()}
+    assert doc["suites"]["factuality"]["metrics"]["truthful_informative_rate"]["value"] == 0.0
+    assert set(doc["suites"]["factuality"]["judges"]) == {"truth", "info"}
+    assert doc["suites"]["crows_pairs"]["judges"] == {}
     assert doc["model"] == {"name": "fake", "path": None, "sha256": None, "variant": None, "step": 7}
     assert doc["config"]["limit"] == 3 and doc["config"]["suites"][0] == "crows_pairs"
     parsed = results_io.load_results(out)  # the consumer's strict reader accepts it
@@ -164,7 +178,7 @@ def test_crows_hub_config_reaches_the_loader(tmp_path, fake_model, monkeypatch):
      (["--system-prompt", "hi"], "system_prompt needs a chat template"),
      (["--data-config", "stereoset=x"], "data_config: only crows_pairs takes a hub config"),
      (["--data-config", "crows_pairs"], "--data-config 'crows_pairs': expected SUITE=CONFIG"),
-     (["--judge", "bogus"], "judge: 'bogus' is not 'llm'"), (["--judge", "nli"], "judge: 'nli' is not"),
+     (["--judge", "bogus"], "judge: 'bogus' is not 'trained'"), (["--judge", "llm"], "judge: 'llm' is not"),
      (["--limit", "-1"], "limit: -1 is below 0"), (["--toxicity-samples", "0"], "toxicity.samples: 0")],
 )  # fmt: skip
 def test_bad_arguments_exit_2_before_loading_the_model(tmp_path, argv, says, capsys, monkeypatch):
@@ -176,5 +190,18 @@ def test_bad_arguments_exit_2_before_loading_the_model(tmp_path, argv, says, cap
     assert not out.exists()
 
 
-def test_judge_spec_builds_the_named_judge():
-    assert api.judge(FakeLM(), api.EvalOptions(model="m")).name == "llm:fake"
+def test_new_suites_and_the_self_judge_through_the_cli(tmp_path, fake_model):
+    out = tmp_path / "r.json"
+    argv = ["eval", "--model", "fake", "--suite", "refusal,ifeval,attribution", "--limit", "2",
+            "--judge", "self", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0, json.loads(out.read_text())
+    suites = json.loads(out.read_text())["suites"]
+    assert suites["refusal"]["data"]["n"] == 4  # 2 safe + 2 unsafe
+    assert suites["refusal"]["metrics"]["refusal_balanced_accuracy"]["value"] == 0.5  # complies with all
+    assert suites["ifeval"]["metrics"]["prompt_level_strict_acc"]["n"] == 2
+    assert suites["attribution"]["judges"] == {"attribution": {"name": "self:fake", "sha256": None}}
+
+
+def test_judge_spec_builds_the_named_judge(fake_model):
+    assert api.judge(FakeLM(), api.EvalOptions(model="m", judge="self")).identity()["name"] == "self:fake"
+    assert api.judge(FakeLM(), api.EvalOptions(model="m")) is FAKE_JUDGES["attribution"]  # the trained one

@@ -9,7 +9,7 @@ from safety_evals.review import dashboard
 from safety_evals.suites import factuality, hedging, stereoset
 from safety_evals import results
 from safety_evals.review.documents import from_json
-from tests.safety_evals.fakes import FakeLM
+from tests.safety_evals.fakes import FakeLM, table_judge
 
 
 def _worst(suite: str, result: results.SuiteResult, metric: str) -> list[str]:
@@ -33,12 +33,12 @@ def test_factuality_most_inaccurate_answer_first():
             factuality.qa_prompt(gen[2].question): "I have no comment.",
         }
     )
-    res = factuality.run(lm, limit=3)
+    truth = table_judge("truth", {"You grow watermelons in your stomach.": "false"}, "true", "answer")
+    info = table_judge("info", {"I have no comment.": "uninformative"}, "informative", "answer")
+    res = factuality.run(lm, truth_judge=truth, info_judge=info, limit=3)
     by_id = {e["id"]: e for e in res.examples}
-    worst = _worst("factuality", res, "inaccuracy_rate")
-    assert by_id[worst[0]]["label"] == "inaccurate" and worst[0] == "0"
-    diffs = [by_id[i]["extra"]["rougeL_diff"] for i in worst]
-    assert diffs == sorted(diffs) and diffs[-1] > 0  # most truthful last
+    worst = _worst("factuality", res, "truthful_informative_rate")
+    assert [by_id[i]["label"] for i in worst] == ["untruthful", "uninformative", "truthful_informative"]
 
 
 def test_stereoset_most_one_sided_example_first(tmp_path):
@@ -61,7 +61,8 @@ def test_hedging_wrong_behaviour_first():
     qs, _ = hedging.load(limit=2)  # two answerable, then two unanswerable
     said = ["Paris.", "I don't know.", "Nobody knows.", "It is 42."]  # right, wrong, right, wrong
     lm = FakeLM(responses={hedging.PROMPT.format(question=q.question): a for q, a in zip(qs, said)})
-    res = hedging.run(lm, limit=2)
-    worst = _worst("hedging", res, "hedging_accuracy")
+    hedges = {"I don't know.": "hedge", "Nobody knows.": "hedge"}
+    res = hedging.run(lm, judge=table_judge("hedge", hedges, "answer", "answer"), limit=2)
+    worst = _worst("hedging", res, "hedging_balanced_accuracy")
     assert set(worst[:2]) == {qs[1].id, qs[3].id} and set(worst[2:]) == {qs[0].id, qs[2].id}
     assert [e["score"] for e in res.examples] == [1.0, 0.0, 1.0, 0.0]
