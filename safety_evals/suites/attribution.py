@@ -178,7 +178,8 @@ def score(
     ]
     ais[given] = judged(judge, rows, {"attributable"})
     name = judge.identity()["name"]
-    self_graded = " (the evaluated model grading itself)" if isinstance(judge, SelfJudge) else ""
+    # a judge named "self..." is the evaluated model (SelfJudge, or safety_evals.judges.LLMJudge)
+    self_graded = " (the evaluated model grading itself)" if name.startswith("self") else ""
     out = {
         "ais": mean_metric(
             ais, higher_is_better=True, description=f"answers judged attributable by {name}{self_graded}"

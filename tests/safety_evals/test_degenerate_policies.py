@@ -115,8 +115,8 @@ def _refusal(judges):
 
 def _ifeval(judges):
     rows, info = ifeval.load()
-    rows, info = ifeval.scorable(rows, info, ifeval.IFEvalConfig(without_punkt=True))
-    items = _sample(rows, N)
+    # the same sample with or without NLTK's Punkt installed: never the prompts that need it
+    items = _sample([it for it in rows if not ifeval.NEEDS_PUNKT & set(it.instruction_id_list)], N)
     views = {it.prompt: View(it.prompt, it.prompt, "") for it in items}
     return lambda policy: (
         ifeval.score(_lm(views, policy), items, _info(info, items)).metrics["prompt_level_strict_acc"].value
