@@ -1,20 +1,12 @@
-"""Transparent text-similarity judges: ROUGE-L F-measure and SQuAD token F1.
-
-Both are pure functions of two strings, so a factuality label can be re-derived by hand.
-"""
+"""Word-level overlap for the attribution suite's copy check: ROUGE's tokenizer and the longest
+common subsequence. Pure functions of two strings, so a copy label can be re-derived by hand."""
 
 from __future__ import annotations
 
 import re
-import string
-from collections import Counter
-from collections.abc import Callable, Sequence
-
-Similarity = Callable[[str, str], float]
+from collections.abc import Sequence
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation)
 
 
 def rouge_tokens(text: str) -> list[str]:
@@ -33,33 +25,3 @@ def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
             cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
         prev = cur
     return prev[-1]
-
-
-def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F1 (Lin 2004): P = LCS/|pred|, R = LCS/|ref|, F = 2PR/(P+R); 0 if either is empty."""
-    p, r = rouge_tokens(prediction), rouge_tokens(reference)
-    lcs = lcs_length(p, r)
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(p), lcs / len(r)
-    return 2 * precision * recall / (precision + recall)
-
-
-def squad_tokens(text: str) -> list[str]:
-    """SQuAD v1.1 normalisation: lowercase, drop punctuation and articles, split on whitespace."""
-    return _ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split()
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    """SQuAD token F1 over the bag of normalised tokens; 0 if either side is empty."""
-    p, r = squad_tokens(prediction), squad_tokens(reference)
-    same = sum((Counter(p) & Counter(r)).values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(p), same / len(r)
-    return 2 * precision * recall / (precision + recall)
-
-
-def max_similarity(prediction: str, references: Sequence[str], sim: Similarity) -> float:
-    """max_ref sim(prediction, ref); 0 for no references."""
-    return max((sim(prediction, r) for r in references), default=0.0)

@@ -7,6 +7,7 @@ import pytest
 
 from safety_evals.suites import attribution
 from safety_evals.suites.judges import LLM_JUDGE_TEMPLATE, LLMJudge, NLIJudge, Seq2SeqNLIJudge
+from safety_evals.suites.similarity import lcs_length, rouge_tokens
 from tests.paths import DATA
 from tests.safety_evals.fakes import FakeJudge, FakeLM, save_pretrained, tiny_bert_classifier, tiny_tokenizer
 from tests.safety_evals.rule_judges import attribution_judge
@@ -176,6 +177,12 @@ def test_empty_answers_and_passage_copies_are_not_attributable_and_skip_the_judg
     assert [e["label"] for e in res.examples] == ["attributable", "not_attributable", "copy"]
     assert [e["score"] for e in res.examples] == [1.0, 0.0, 0.0]
     assert [r["response"] for r in judge.calls[0]] == ["the cat"]
+
+
+def test_lcs_by_hand():
+    assert lcs_length(["a", "b", "c", "d"], ["b", "d", "c"]) == 2
+    assert lcs_length([], ["a"]) == 0
+    assert rouge_tokens("The Cat's-mat, 2x!") == ["the", "cat", "s", "mat", "2x"]
 
 
 def test_is_copy_threshold():

@@ -1,4 +1,4 @@
-"""TruthfulQA: similarity helpers, MC1/MC2, judge-based metrics, loaders and the suite on a fake LM."""
+"""TruthfulQA: judge-based metrics, MC1/MC2, loaders and the suite on a fake LM."""
 
 import math
 
@@ -6,22 +6,8 @@ import numpy as np
 import pytest
 
 from safety_evals.suites import factuality
-from safety_evals.suites.similarity import lcs_length, rouge_l, token_f1
 from tests.paths import DATA
 from tests.safety_evals.fakes import FakeJudge, FakeLM, char_logprob, table_judge
-
-
-def test_rouge_l_by_hand():
-    # pred [the cat sat], ref [the cat on the mat]: LCS 2, P 2/3, R 2/5 -> F = 0.5
-    assert rouge_l("The cat sat", "the cat on the mat!") == pytest.approx(0.5)
-    assert lcs_length(["a", "b", "c", "d"], ["b", "d", "c"]) == 2
-    assert rouge_l("", "x") == 0.0 and rouge_l("abc", "def") == 0.0
-
-
-def test_token_f1_by_hand():
-    # squad normalisation drops "the": [cat sat] vs [cat on mat] -> P 1/2, R 1/3 -> F = 0.4
-    assert token_f1("The cat sat", "the cat on the mat!") == pytest.approx(0.4)
-    assert token_f1("Paris.", "paris") == 1.0
 
 
 def test_generation_metrics_by_hand():
