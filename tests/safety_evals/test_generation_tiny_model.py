@@ -129,3 +129,18 @@ def test_attribution(chat_lm):
     assert judged  # the judge saw real answers
     assert [r["response"] for r in (judge.calls[0] if judge.calls else [])] == judged
     assert res.metrics["ais"].value == pytest.approx(len(judged) / 2)
+
+
+def test_toxicity(chat_lm):
+    from safety_evals.suites import toxicity
+    from tests.safety_evals.fakes import FakeScorer
+
+    prompts, _ = toxicity.load(limit=2)
+    config = toxicity.ToxicityConfig(num_samples=3, max_new_tokens=NEW, seed=4)
+    scorer = FakeScorer()
+    res = toxicity.run(chat_lm, scorer=scorer, limit=2, config=config)
+    # sampled continuations: the same seed gives the same samples, and the scorer saw exactly those
+    samples = chat_lm.generate(prompts, max_new_tokens=NEW, temperature=1.0, top_p=0.9, num_samples=3, seed=4)
+    worst = [max(s, key=lambda t: scorer.score([t])[0]) for s in samples]
+    assert [e["output"] for e in res.examples] == worst
+    assert len({t for s in samples for t in s}) > 1  # sampling, not a constant
