@@ -62,10 +62,10 @@ def test_each_variant_is_evaluated_with_its_template_and_system_prompt(pipeline,
 
 
 def test_eval_options_from_the_config_reach_run_eval_and_typos_name_the_config(tmp_path):
-    overrides = [f"output_dir={tmp_path}", VARIANTS, "eval.options={judge: 'nli:/j', seed: 3}"]
+    overrides = [f"output_dir={tmp_path}", VARIANTS, "eval.options={judge: self, seed: 3}"]
     pipeline = Pipeline(load_config(QuickstartConfig, CONFIG, overrides), CONFIG)
     options = pipeline.eval_options(pipeline.variants[0])
-    assert (options.judge, options.seed, options.limit) == ("nli:/j", 3, 4)
+    assert (options.judge, options.seed, options.limit) == ("self", 3, 4)
     for bad, says in [("{jduge: llm}", "unknown key 'jduge'; did you mean 'judge'"),
                       ("{judge: bogus}", "judge: 'bogus' is not")]:  # fmt: skip
         config = load_config(

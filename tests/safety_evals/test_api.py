@@ -16,6 +16,15 @@ def model_dir(tmp_path_factory):
     return tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
 
 
+@pytest.fixture(autouse=True)
+def fake_trained_judges(monkeypatch):
+    """The shipped judges' stand-ins (word rules): these tests check the wiring, not the judges."""
+    from tests.safety_evals import rule_judges
+
+    fakes = {"hedge": rule_judges.hedge_judge(), "refusal": rule_judges.refusal_judge()}
+    monkeypatch.setattr(api, "trained_judge", fakes.__getitem__)
+
+
 def _values(entry: dict) -> dict:
     return {name: m["value"] for name, m in entry["metrics"].items()}
 
@@ -110,9 +119,18 @@ def test_adding_a_suite_is_one_entry_in_the_table(monkeypatch):
 
 
 def test_every_suite_module_is_in_the_table_with_its_version():
-    from safety_evals.suites import attribution, bbq, factuality, hedging, stereoset, toxicity
+    from safety_evals.suites import (
+        attribution,
+        bbq,
+        factuality,
+        hedging,
+        ifeval,
+        refusal,
+        stereoset,
+        toxicity,
+    )
 
-    modules = (attribution, bbq, crows_pairs, factuality, hedging, stereoset, toxicity)
+    modules = (attribution, bbq, crows_pairs, factuality, hedging, ifeval, refusal, stereoset, toxicity)
     assert {m.__name__.rsplit(".", 1)[1]: m.VERSION for m in modules}.items() <= {
         n: s.version for n, s in api.SUITES.items()
     }.items()

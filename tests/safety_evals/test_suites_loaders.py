@@ -103,7 +103,9 @@ def test_stereoset_and_factuality_blank_text(tmp_path):
     f.write_text(json.dumps(row) + "\n")
     with pytest.raises(data.DataError, match=r"st.jsonl:line 1: empty field 'anti-stereotype'"):
         stereoset.load(str(f))
-    (tmp_path / "TruthfulQA.csv").write_text("Question,Best Answer,Correct Answers,Incorrect Answers\nWhy?,So,,No\n")
+    (tmp_path / "TruthfulQA.csv").write_text(
+        "Question,Best Answer,Correct Answers,Incorrect Answers\nWhy?,So,,No\n"
+    )
     (tmp_path / "mc_task.json").write_text("[]")
     with pytest.raises(data.DataError, match=r"TruthfulQA.csv:row 2: empty field 'Correct Answers'"):
         factuality.load(str(tmp_path))
