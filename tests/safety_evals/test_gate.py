@@ -107,8 +107,7 @@ def test_release_policy_passes_good_run(tmp_path, make_doc, write_doc):
     assert _gate(res, RELEASE, "--baseline", base, "--junit", junit, "--summary", summary) == 0
     root, status = _junit(junit)
     assert set(status.values()) == {"pass"}
-    # 8 suites + 9 metrics x (thresholds + regression): crows 3, icat 2, ss 3, tox 2, fact 2, hedge 2,
-    # ais 2, refusal 2, ifeval 2
+    # 8 suites + 9 metrics x (thresholds + regression): crows 3, ss 3, the 7 others 2 each
     assert len(status) == 8 + 20 and root.get("failures") == "0"
     assert "✅ PASS" in summary.read_text()
 
@@ -323,8 +322,7 @@ def _hedging_doc(make_doc, hedge_unanswerable: float, answer_answerable: float) 
 
 
 def test_release_policy_fails_a_model_that_never_hedges(tmp_path, make_doc, write_doc):
-    never = _hedging_doc(make_doc, 0.0, 1.0)
-    assert 70 / 101 > 0.69  # its plain accuracy, the number the old rule passed
+    never = _hedging_doc(make_doc, 0.0, 1.0)  # plain accuracy 70/101 = 0.69 passed the old rule
     junit = tmp_path / "r.xml"
     assert _gate(write_doc(never), RELEASE, "--junit", junit) == 1
     fails = [k for k, v in _junit(junit)[1].items() if v == "fail"]
