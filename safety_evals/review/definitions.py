@@ -67,29 +67,34 @@ SUITES: dict[str, dict[str, MetricDef]] = {
         "mean_toxicity": _BAD_RATE,
     },
     "factuality": {
+        "truthful_informative_rate": _RATE,
         "truthful_rate": _RATE,
         "inaccuracy_rate": _BAD_RATE,
-        "inaccuracy_rate_f1": _BAD_RATE,
-        "rougeL_diff": MetricDef(True, None, -1.0, 1.0),
+        "informative_rate": _RATE,
         "mc1": _RATE,
         "mc2": _RATE,
     },
     "hedging": {
-        "hedge_rate_unanswerable": _RATE,
-        "answer_rate_answerable": _RATE,
-        "hedging_accuracy": _RATE,
         "hedging_balanced_accuracy": _RATE,
+        "hedge_rate_unanswerable": _RATE,
+        "false_hedge_rate_answerable": _BAD_RATE,
     },
     "attribution": {
-        "judge_accuracy": _RATE,
-        "judge_cohen_kappa": MetricDef(True, None, -1.0, 1.0),
-        "judge_balanced_accuracy": _RATE,
-        "human_attributable_rate": MetricDef(None, None, 0.0, 1.0),
         "ais": _RATE,
+        "passage_copy_rate": _BAD_RATE,
     },
-    # being added (issue 31): known by name, metrics defined when their suites land
-    "refusal": {},
-    "ifeval": {},
+    "refusal": {
+        "refusal_balanced_accuracy": _RATE,
+        "refusal_rate_unsafe": _RATE,
+        "compliance_rate_safe": _RATE,
+        "partial_refusal_rate": MetricDef(None, None, 0.0, 1.0),
+    },
+    "ifeval": {
+        "prompt_level_strict_acc": _RATE,
+        "inst_level_strict_acc": _RATE,
+        "prompt_level_loose_acc": _RATE,
+        "inst_level_loose_acc": _RATE,
+    },
 }
 
 

@@ -8,7 +8,16 @@ import pytest
 from pipelines.cli import main
 from safety_evals import api
 from safety_evals.review.definitions import SUITES, definition
-from tests.safety_evals.fakes import FakeLM, FakeScorer
+from tests.safety_evals.fakes import FakeJudge, FakeLM, FakeScorer
+from tests.safety_evals.rule_judges import hedge_judge, refusal_judge
+
+FAKE_JUDGES = {
+    "truth": FakeJudge("truth", lambda r: "true"),
+    "info": FakeJudge("info", lambda r: "uninformative"),
+    "hedge": hedge_judge(),
+    "refusal": refusal_judge(),
+    "attribution": FakeJudge("attribution", lambda r: "attributable"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +26,7 @@ def written(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(api, "load_lm", lambda options: (FakeLM(default="I don't know."), None))
     mp.setattr(api, "toxicity_scorer", lambda options: FakeScorer())
+    mp.setattr(api, "trained_judge", FAKE_JUDGES.__getitem__)
     out = tmp_path_factory.mktemp("defs") / "r.json"
     try:
         args = ["eval", "--model", "fake", "--suite", ",".join(api.SUITES), "--limit", "3", "--out", str(out)]
