@@ -1,15 +1,17 @@
 """align: JAX post-training and responsible-AI alignment for Gemma-family models.
 
-Public surface: `align.load` (model + tokenizer from a name, GGUF file, HF directory or hub id),
-`align.setup` (process settings, called by entry points) and the sub-packages `align.model`,
-`align.data`, `align.sampling`, `align.training`, `align.rl`.
+Public surface: `align.load` (model + tokenizer from a model spec: embedded name, `preset:NAME`, GGUF
+file, HF directory or hub id; the grammar is in align/hub.py), `align.load_model` (the same with a
+config's `ModelOptions`: dtypes, remat, attention kernel), `align.setup` (process settings, called by
+entry points) and the sub-packages `align.model`, `align.data`, `align.sampling`, `align.training`,
+`align.rl`.
 
 Importing `align` changes nothing in the process; `align.setup()` is the one place that does.
 """
 
 from __future__ import annotations
 
-__all__ = ["Loaded", "ModelNotFound", "load", "setup"]
+__all__ = ["Loaded", "ModelNotFound", "ModelOptions", "load", "load_model", "setup"]
 
 
 def setup() -> dict[str, object]:
@@ -56,7 +58,7 @@ def _jax_backend_exists() -> bool:
 def __getattr__(name: str):
     # Imported on first use: `align.hub` pulls in JAX (seconds), which modules that only need a
     # light piece of align (align.errors for the gate, dashboard and config reader) never pay for.
-    if name in ("Loaded", "ModelNotFound", "load"):
+    if name in ("Loaded", "ModelNotFound", "ModelOptions", "load", "load_model"):
         from align import hub
 
         return getattr(hub, name)

@@ -1,5 +1,5 @@
 """Random initialisation of a preset: the Decoder built eagerly (one small cached kernel per
-distinct parameter shape, what `align.training.run.load_model` does) beside the whole initialiser
+distinct parameter shape, what `align.load` on a `preset:` spec does) beside the whole initialiser
 compiled as one jit program (what it did before; results in benchmarks/RESULTS.md).
 
     .venv/bin/python benchmarks/init.py                           # gemma3_270m

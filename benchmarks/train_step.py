@@ -60,7 +60,7 @@ def random_tokens(args, vocab_size: int):
 
 
 def load(args):
-    from align.training.run import ModelOptions, load_model
+    from align.hub import ModelOptions, load_model
 
     spec = f"preset:{args.preset}" if args.preset else args.model
     # float32 weights whatever --dtype (the compute dtype): the TRL side keeps float32 weights too

@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from align.model import Decoder
-from align.training.run import ModelOptions, load_model
+from align.hub import ModelOptions, load_model
 from tests.scripts import load_script
 
 
@@ -67,3 +67,54 @@ def test_attention_option_switches_every_layer_and_names_bad_values():
         load_model(ModelOptions(spec="preset:tiny", attention="flash"))
     with pytest.raises(ValueError, match="needs model.dtype bfloat16"):
         load_model(ModelOptions(spec="preset:tiny", attention="cudnn"))
+
+
+# ---- the one model-spec grammar (align.load) ---------------------------------------------------
+
+
+def test_preset_tiny_loads_through_align_load_with_the_tiny_tokenizer():
+    import align
+    from align.data.testing import TINY_VOCAB_SIZE
+
+    loaded = align.load("preset:tiny", seed=2)
+    assert loaded.source == "preset:tiny" and loaded.config.vocab_size == TINY_VOCAB_SIZE
+    assert len(loaded.tokenizer.encode("hello")) > 0  # the tiny tokenizer covers the tiny vocabulary
+    # load_model is align.load plus run options: the same weights for the same seed
+    model, _ = load_model(ModelOptions(spec="preset:tiny", seed=2))
+    for x, y in zip(_weights(model), _weights(loaded.model), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "words"),
+    [
+        ("preset:gemma9_1t", "InvalidInput", ["'preset:gemma9_1t'", "unknown preset"]),
+        ("preset:gemma3_1b", "InvalidInput", ["'preset:gemma3_1b'", "needs a tokenizer"]),
+        ("gemma3_270m", "ModelNotFound", ["'gemma3_270m'", "'gemma3-270m'", "'preset:gemma3_270m'"]),
+        ("no/such/dir", "ModelNotFound", ["'no/such/dir'"]),
+        ("nope.gguf", "ModelNotFound", ["'nope.gguf'"]),
+    ],
+)
+def test_a_bad_spec_is_an_input_error_naming_the_spec(spec, error, words):
+    import align
+    from align.errors import InputError
+
+    with pytest.raises(InputError) as info:
+        align.load(spec)
+    assert type(info.value).__name__ == error
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+def test_the_grammar_is_the_same_for_config_and_command_line(tmp_path):
+    """A config's model.spec (load_model) and `align eval/generate --model` (align.load) read one grammar:
+    a HF directory written from a preset loads back through both with equal weights."""
+    import align
+    from align.model.hf_io import save_hf_dir
+
+    model, tokenizer = load_model(ModelOptions(spec="preset:tiny", seed=5))
+    save_hf_dir(model, tmp_path / "hf", tokenizer=tokenizer.hf)
+    via_config, _ = load_model(ModelOptions(spec=str(tmp_path / "hf")))
+    via_cli = align.load(str(tmp_path / "hf")).model
+    for a, b, c in zip(_weights(model), _weights(via_config), _weights(via_cli), strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(b, c)
