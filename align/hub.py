@@ -186,7 +186,8 @@ def _load_preset(spec: str, param_dtype, dtype, seed: int, tokenizer: str | None
     else:
         config, tok = PRESETS[name](), load_tokenizer(tokenizer)
     # Built eagerly: one small cached kernel per distinct weight shape. Compiling the whole initialiser
-    # as one jit compiles far longer at real sizes (benchmarks/init.py).
+    # as one jit took longer on CPU and, for gemma3-1b on a GPU, was still compiling after minutes
+    # (benchmarks/init.py; figures in benchmarks/RESULTS.md).
     model = Decoder(config, rngs=nnx.Rngs(seed), param_dtype=param_dtype, dtype=dtype)
     return Loaded(model=model, tokenizer=tok, config=config, source=spec)
 
@@ -200,7 +201,7 @@ class ModelOptions:
     param_dtype: str = "float32"  # storage dtype of the weights (float32 keeps exact Adam updates)
     remat: bool = False  # recompute each block in the backward pass (less memory, ~1/3 more compute)
     # training-pass attention: xla (einsums, any backend) | cudnn (fused flash kernel; NVIDIA GPU,
-    # bfloat16 dtype; faster on GPU, see benchmarks/RESULTS.md)
+    # bfloat16 dtype; skips masked key blocks and never writes [T, S] probs: benchmarks/RESULTS.md)
     attention: str = "xla"
     seed: int = 0  # initialisation of preset: models
     tokenizer: str | None = None  # tokenizer instead of the spec's own (presets other than tiny need one)

@@ -1,4 +1,5 @@
-"""Which files of a local dataset directory make up a split.
+"""Splits of a dataset: which files of a local directory make up a named split (`split_files`), and
+the deterministic train / held-out cut of its examples (`SplitOptions`, `heldout_split`).
 
 A file belongs to split `s` when, in this order of preference:
   1. exactly: a folder on its path is named `s`, or its name is `s` (`s.jsonl`) or a shard of `s`
@@ -11,9 +12,13 @@ directory with no file named after any split is one split.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from pathlib import Path
 
+import numpy as np
+
+from align import checks
 from align.data.files import SUFFIXES
 from align.errors import InvalidInput, MissingInput
 
@@ -62,3 +67,38 @@ def _generic(name: str) -> str | None:
         if name == split or name.startswith((split + "-", split + "_")):
             return split
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitOptions:
+    """A deterministic train / held-out cut of a dataset's examples."""
+
+    heldout_fraction: float = 0.0
+    seed: int = 0
+    heldout_max: int | None = None  # evaluate on at most this many of the held-out examples (cost);
+    #                                 the rest of the held-out part is still kept out of training
+    train_max: int | None = None  # train on at most the first N training examples (file order)
+
+    def __post_init__(self):
+        checks.fraction(self, "heldout_fraction")
+        checks.at_least(self, 0, "seed")
+        checks.at_least(self, 0, "heldout_max", optional=True)
+        checks.at_least(self, 1, "train_max", optional=True)
+
+
+def heldout_split(items: list, options: SplitOptions) -> tuple[list, list]:
+    """(train, held-out): a permutation by `seed`; its first round(n * fraction) examples are held out.
+
+    A function of (n, fraction, seed) only, so the same file always gives the same cut (the SFT and RM
+    configs share it, so RM held-out pairs were never SFT training data). heldout_max and train_max
+    only shorten the returned lists.
+    """
+    n = len(items)
+    k = round(n * options.heldout_fraction)
+    perm = np.random.default_rng(options.seed).permutation(n)
+    held = set(perm[:k].tolist())
+    shown = sorted(perm[:k].tolist())
+    if options.heldout_max is not None:
+        shown = sorted(perm[: min(k, options.heldout_max)].tolist())
+    train = [x for i, x in enumerate(items) if i not in held]
+    return train[: options.train_max] if options.train_max is not None else train, [items[i] for i in shown]

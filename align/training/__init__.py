@@ -8,7 +8,9 @@
 
 Sections: log-probs and losses (logprobs, fused_nll, losses) | optimizer and trainable filters (optim)
 | state, step and metrics (state, step, metrics) | checkpoints and the host loop (checkpoint, loop)
-| LoRA (lora) | run plumbing shared by pipelines (run: model options, mesh, resume-or-start, fit).
+| LoRA (lora) | run plumbing shared by pipelines (options: train and mesh sections; run: resume-or-start,
+fit; stage: the one body of an SFT, DPO or reward-model run). Model specs and ModelOptions are align.hub's,
+the train / held-out cut align.data.splits'.
 """
 
 from align.training.checkpoint import Checkpointer, Restored
@@ -25,16 +27,9 @@ from align.training.optim import (
     make_optimizer,
     trainable_filter,
 )
-from align.training.run import (
-    MeshOptions,
-    ModelOptions,
-    SplitOptions,
-    TrainOptions,
-    fit,
-    heldout_split,
-    load_model,
-    prepare_run,
-)
+from align.training.options import MeshOptions, TrainOptions, make_run_mesh
+from align.training.run import fit, prepare_run
+from align.training.stage import FitResult, LoopFit, StageData, StageSpec, run_stage
 from align.training.state import (
     TrainState,
     abstract_train_state,
@@ -57,6 +52,6 @@ __all__ = [  # noqa: RUF022  (grouped by section, as the imports)
     "Checkpointer", "Restored", "LoopConfig", "LoopResult", "NonFiniteLoss", "count_tokens", "sigterm_flag",
     "train_loop",
     "LoRAConfig", "LoRADecoder", "add_lora", "merge_lora",
-    "MeshOptions", "ModelOptions", "SplitOptions", "TrainOptions", "fit", "heldout_split",
-    "load_model", "prepare_run",
+    "MeshOptions", "TrainOptions", "make_run_mesh", "fit", "prepare_run",
+    "FitResult", "LoopFit", "StageData", "StageSpec", "run_stage",
 ]  # fmt: skip

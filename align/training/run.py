@@ -1,6 +1,5 @@
-"""A training run's plumbing shared by the SFT and reward-model pipelines (and anything like them).
+"""A training run's plumbing: resume-or-start, the jitted steps, the host loop over them.
 
-    model, tokenizer = load_model(ModelOptions(spec="gemma3-270m"))
     run = prepare_run(model, optimizer, loss_fn, run_dir=out, train=TrainOptions(...),
                       mesh=make_run_mesh(...))
     result = fit(run, lambda position: my_batches(position), loop_config, evaluate=...)
@@ -20,137 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
-from align import checks
-from align.errors import InvalidInput
-from align.model.sharding import MeshConfig, batch_sharding, make_mesh
+from align.model.sharding import batch_sharding
 from align.training.checkpoint import Checkpointer
 from align.training.loop import LoopConfig, LoopResult, train_loop
-from align.training.lora import LoRAConfig, add_lora
+from align.training.lora import add_lora
 from align.training.metrics import MetricsWriter, finalize
 from align.training.optim import trainable_filter
+from align.training.options import TrainOptions
 from align.training.state import TrainState, create_train_state, train_state_shardings
 from align.training.step import LossFn, make_eval_step, make_train_step
 
 log = logging.getLogger("align.training")
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelOptions:
-    spec: str = "preset:tiny"  # anything align.load accepts, or preset:<name> (random init)
-    dtype: str = "float32"  # compute dtype of activations: float32 | bfloat16
-    param_dtype: str = "float32"  # storage dtype of the weights (float32 keeps exact Adam updates)
-    remat: bool = False  # recompute each block in the backward pass (less memory, ~1/3 more compute)
-    # training-pass attention: xla (einsums, any backend) | cudnn (fused flash kernel; NVIDIA GPU,
-    # bfloat16 dtype; skips masked key blocks and never writes [T, S] probs: benchmarks/RESULTS.md)
-    attention: str = "xla"
-    seed: int = 0  # initialisation of random presets
-    tokenizer: str | None = None  # tokenizer source for presets other than tiny
-
-
-def load_model(options: ModelOptions):
-    """(Decoder, align.data.Tokenizer) for a model spec; `preset:tiny` pairs with the tiny test tokenizer."""
-    from align.data.tokenizer import Tokenizer, load_tokenizer
-    from align.model import Decoder, ModelConfig
-    from align.model.config import PRESETS
-
-    for name in (options.dtype, options.param_dtype):
-        if name not in DTYPES:
-            raise InvalidInput(f"model dtype {name!r}: expected one of {sorted(DTYPES)}")
-    dtype, param_dtype = DTYPES[options.dtype], DTYPES[options.param_dtype]
-    if options.spec.startswith("preset:"):
-        name = options.spec.split(":", 1)[1]
-        if name not in PRESETS:
-            raise InvalidInput(f"model.spec {options.spec!r}: unknown preset; choose from {sorted(PRESETS)}")
-        if name == "tiny" and options.tokenizer is None:
-            from align.data.testing import TINY_VOCAB_SIZE, tiny_tokenizer
-
-            config, tokenizer = ModelConfig.tiny(vocab_size=TINY_VOCAB_SIZE), Tokenizer(tiny_tokenizer())
-        elif options.tokenizer is None:
-            raise InvalidInput(
-                f"model.spec {options.spec!r} needs model.tokenizer (a tokenizer file or directory)"
-            )
-        else:
-            config, tokenizer = PRESETS[name](), load_tokenizer(options.tokenizer)
-        # Built eagerly: one small cached kernel per distinct weight shape. Compiling the whole
-        # initialiser as one jit took longer on CPU and, for gemma3-1b on a GPU, was still compiling
-        # after minutes (benchmarks/init.py; figures in benchmarks/RESULTS.md).
-        model = Decoder(config, rngs=nnx.Rngs(options.seed), param_dtype=param_dtype, dtype=dtype)
-    else:
-        import align
-
-        loaded = align.load(options.spec, param_dtype=param_dtype, dtype=dtype)
-        model, tokenizer = loaded.model, loaded.tokenizer
-        if options.tokenizer is not None:
-            tokenizer = load_tokenizer(options.tokenizer)
-    model.remat = options.remat
-    if options.attention == "cudnn" and options.dtype != "bfloat16":
-        raise InvalidInput(f"model.attention 'cudnn' needs model.dtype bfloat16, got {options.dtype!r}")
-    try:
-        model.use_attention(options.attention)
-    except ValueError as e:
-        raise InvalidInput(f"model.attention {options.attention!r}: {e}") from None
-    return model, tokenizer
-
-
-@dataclasses.dataclass(frozen=True)
-class MeshOptions:
-    data: int = -1
-    fsdp: int = 1
-    tensor: int = 1
-    devices: int = 0  # use the first `devices` devices; 0: all of them
-
-    def __post_init__(self):
-        if self.data != -1:
-            checks.at_least(self, 1, "data")  # -1: whatever the other axes leave
-        checks.at_least(self, 1, "fsdp", "tensor")
-        checks.at_least(self, 0, "devices")
-
-
-def make_run_mesh(options: MeshOptions = MeshOptions()):
-    devices = jax.devices()
-    if options.devices:
-        devices = devices[: options.devices]
-    return make_mesh(MeshConfig(data=options.data, fsdp=options.fsdp, tensor=options.tensor), devices)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainOptions:
-    batch_size: int = 8  # rows per optimizer step (all micro-batches together)
-    grad_accum: int = 1  # micro-batches per step
-    log_every: int = 10
-    eval_every: int = 0  # 0: only before and after training
-    eval_batches: int | None = None  # cap on held-out batches per evaluation
-    eval_before: bool = True  # also evaluate the starting model (once, saved as eval_before.json)
-    checkpoint_every: int = 0  # 0: only at the end
-    keep_checkpoints: int = 2
-    async_checkpoints: bool = True
-    seed: int = 0  # data order and step rng
-    trainable: str | None = None  # all | no_embeddings | lora; unset: "lora" with train.lora, else "all"
-    lora: LoRAConfig | None = None  # adapters on the base model (only they train unless trainable says)
-    progress: bool = True
-
-    def __post_init__(self):
-        # batch_size <= 0 made SFT wait forever at step 0; keep_checkpoints 0 kept nothing, though a
-        # stopped run promises a resume from its last checkpoint
-        checks.at_least(self, 1, "batch_size", "grad_accum", "log_every", "keep_checkpoints")
-        checks.at_least(self, 0, "eval_every", "checkpoint_every", "seed")
-        checks.at_least(self, 1, "eval_batches", optional=True)
-        checks.one_of(self, "trainable", (None, "all", "no_embeddings", "lora"))
-        if self.batch_size % self.grad_accum:
-            raise ValueError(
-                f"train.batch_size={self.batch_size} is not a multiple of grad_accum={self.grad_accum}"
-            )
-        if self.trainable is None:
-            # Resolved here, so every reader of train.trainable (and the dumped config.yaml) sees the
-            # choice: setting only `lora` means LoRA, not full fine-tuning plus adapters (LoRAParam is
-            # an nnx.Param, so "all" would select the base weights too).
-            object.__setattr__(self, "trainable", "all" if self.lora is None else "lora")
 
 
 @dataclasses.dataclass
@@ -283,38 +166,3 @@ def fit(
         run.writer.close()
     run.state, run.data_position = result.state, result.data_position
     return result
-
-
-@dataclasses.dataclass(frozen=True)
-class SplitOptions:
-    """A deterministic train / held-out cut of a dataset's examples."""
-
-    heldout_fraction: float = 0.0
-    seed: int = 0
-    heldout_max: int | None = None  # evaluate on at most this many of the held-out examples (cost);
-    #                                 the rest of the held-out part is still kept out of training
-    train_max: int | None = None  # train on at most the first N training examples (file order)
-
-    def __post_init__(self):
-        checks.fraction(self, "heldout_fraction")
-        checks.at_least(self, 0, "seed")
-        checks.at_least(self, 0, "heldout_max", optional=True)
-        checks.at_least(self, 1, "train_max", optional=True)
-
-
-def heldout_split(items: list, options: SplitOptions) -> tuple[list, list]:
-    """(train, held-out): a permutation by `seed`; its first round(n * fraction) examples are held out.
-
-    A function of (n, fraction, seed) only, so the same file always gives the same cut (the SFT and RM
-    configs share it, so RM held-out pairs were never SFT training data). heldout_max and train_max
-    only shorten the returned lists.
-    """
-    n = len(items)
-    k = round(n * options.heldout_fraction)
-    perm = np.random.default_rng(options.seed).permutation(n)
-    held = set(perm[:k].tolist())
-    shown = sorted(perm[:k].tolist())
-    if options.heldout_max is not None:
-        shown = sorted(perm[: min(k, options.heldout_max)].tolist())
-    train = [x for i, x in enumerate(items) if i not in held]
-    return train[: options.train_max] if options.train_max is not None else train, [items[i] for i in shown]

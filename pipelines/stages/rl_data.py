@@ -7,7 +7,7 @@ import dataclasses
 from align.data import PromptExample, Tokenizer, encode_prompts, load_records
 from align import checks
 from align.errors import InvalidInput
-from align.training.run import SplitOptions, heldout_split
+from align.data.splits import SplitOptions, heldout_split
 
 
 @dataclasses.dataclass(frozen=True)

@@ -72,7 +72,7 @@ def test_stage_overrides_reach_the_stage_and_typos_name_the_stage_and_the_key(tm
 @pytest.mark.parametrize("path", QUICKSTART, ids=_id)
 def test_no_reward_model_holds_out_a_pair_sft_trained_on(path, tmp_path):
     from align.data import load_records
-    from align.training.run import heldout_split
+    from align.data.splits import heldout_split
 
     pipeline = Pipeline(load_config(QuickstartConfig, path, [f"output_dir={tmp_path}", VARIANTS]), path)
     sft = pipeline.sft_config().data

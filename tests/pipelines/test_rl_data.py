@@ -7,7 +7,7 @@ import pytest
 from align.data import Tokenizer
 from align.data.prompts import encode_prompt
 from align.data.testing import tiny_tokenizer
-from align.training.run import SplitOptions
+from align.data.splits import SplitOptions
 from pipelines.stages.rl_data import PromptDataOptions, PromptSource, load_prompts
 
 U = {"role": "user", "content": "hi"}

@@ -97,7 +97,7 @@ def test_sft_loss_on_preference_rows_uses_the_chosen_response():
 
 
 def test_heldout_split_is_deterministic_disjoint_and_capped():
-    from align.training.run import SplitOptions, heldout_split
+    from align.data.splits import SplitOptions, heldout_split
 
     items = list(range(50))
     train, held = heldout_split(items, SplitOptions(heldout_fraction=0.2, seed=3))
@@ -127,7 +127,7 @@ def test_gemma3_270m_chunked_sft_loss_matches_full_logits_and_decreases():
         token_logprobs,
         trainable_filter,
     )
-    from align.training.run import ModelOptions, load_model
+    from align.hub import ModelOptions, load_model
     from pipelines.stages.sft import as_sft_example, sft_loss
 
     model, tok = load_model(ModelOptions(spec="gemma3-270m"))

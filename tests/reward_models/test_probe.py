@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from align.config_io import load_config
-from reward_models import load_reward_model
+from align.reward import load_reward_model
 from reward_models.evaluate import score_pairs
 from reward_models.probe import cross_validate_l2, fit_logistic
 from reward_models.train import RMConfig, load_pairs, run_rm_training
@@ -88,7 +88,7 @@ def test_probe_learns_a_separable_preference_on_a_frozen_model(probed):
     assert float(np.abs(np.asarray(rm.head.b[...]))) == 0.0
     assert np.linalg.norm(np.asarray(rm.head.w[...])) > 0
     config = load_config(RMConfig, tmp / "rm.yaml")
-    _, held, _ = load_pairs(config.data, tokenizer)  # the same deterministic held-out cut
+    held = load_pairs(config.data, tokenizer).heldout  # the same deterministic held-out cut
     assert len(held) == after["n"]
     rewards = score_pairs(
         rm, held, batch_size=config.probe.batch_size, length=config.data.max_length, pad_id=tokenizer.pad_id
@@ -105,7 +105,7 @@ def test_probe_learns_a_separable_preference_on_a_frozen_model(probed):
 
 
 def test_probe_leaves_the_backbone_untouched(probed):
-    from align.training.run import ModelOptions, load_model
+    from align.hub import ModelOptions, load_model
 
     _, summary = probed
     rm, _ = load_reward_model(summary["export"])

@@ -22,7 +22,8 @@ jax.config.update("jax_default_matmul_precision", "highest")
 from align.data import DataOrder, Tokenized, batches, pad_batch
 from align.model import Decoder, ModelConfig
 from align.training import LoopConfig, OptimConfig, make_optimizer
-from align.training.run import MeshOptions, TrainOptions, fit, make_run_mesh, prepare_run
+from align.training.options import MeshOptions, TrainOptions, make_run_mesh
+from align.training.run import fit, prepare_run
 from pipelines.stages.sft import sft_loss
 
 V, T, ROWS = 64, 16, 4

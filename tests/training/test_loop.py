@@ -155,7 +155,8 @@ def test_resume_between_log_steps_writes_the_rows_of_an_uninterrupted_run(tmp_pa
     """log_every=3, stopped after step 4: the step-6 row still averages steps 4-6 (the window's sums
     are saved with the checkpoint), so metrics.jsonl equals the straight run's."""
     from align.training import OptimConfig, make_optimizer
-    from align.training.run import MeshOptions, TrainOptions, fit, make_run_mesh, prepare_run
+    from align.training.options import MeshOptions, TrainOptions, make_run_mesh
+    from align.training.run import fit, prepare_run
 
     rs = np.random.default_rng(0)
     docs = [Tokenized(rs.integers(3, V, n).astype(np.int32), np.ones(n, bool)) for n in rs.integers(4, T, 40)]

@@ -88,7 +88,8 @@ def test_setting_only_lora_trains_only_the_adapters(tmp_path, caplog):
     """train.lora alone (in code or in a YAML config) means LoRA, not full fine-tuning plus adapters."""
     from align.training import make_optimizer
     from align.training.optim import OptimConfig
-    from align.training.run import MeshOptions, TrainOptions, make_run_mesh, prepare_run, with_lora
+    from align.training.options import MeshOptions, TrainOptions, make_run_mesh
+    from align.training.run import prepare_run, with_lora
     from align.config_io import load_config
     from pipelines.stages.dpo import DPORunConfig
 
