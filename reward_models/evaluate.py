@@ -2,13 +2,14 @@
 
 Accuracy counts a pair as correct when r_chosen > r_rejected (ties are wrong, as in
 reward_models.losses.pairwise_accuracy). The interval is Wilson's score interval for a binomial
-proportion (Wilson 1927), which stays inside [0, 1] and behaves at small n; 50% is chance.
+proportion (align.intervals.wilson_ci), which stays inside [0, 1] and behaves at small n; 50% is
+chance. With no pairs every statistic is None (JSON null): there is nothing to measure, and None keeps
+summary.json valid JSON where NaN would not.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 
 import jax
@@ -16,40 +17,29 @@ import numpy as np
 from flax import nnx
 
 from align.data import TokenizedPair, preference_batch
-from reward_models.model import ScoreModel, pair_rewards
+from align.intervals import wilson_ci
+from align.model.heads import ScoreModel
+from align.reward.model import pair_rewards
 
 
-def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """95% (z = 1.96) Wilson score interval of k successes in n trials."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def pairwise_stats(rewards: np.ndarray) -> dict[str, float]:
-    """Metrics of rewards [n, 2] (column 0 chosen, 1 rejected)."""
-    rewards = np.asarray(rewards, np.float64)
+def pairwise_stats(rewards: np.ndarray) -> dict[str, float | int | None]:
+    """Metrics of rewards [n, 2] (column 0 chosen, 1 rejected); every statistic None when n = 0."""
+    rewards = np.asarray(rewards, np.float64).reshape(-1, 2)
     n = len(rewards)
     diff = rewards[:, 0] - rewards[:, 1]
     k = int(np.sum(diff > 0))
-    low, high = wilson_interval(k, n)
-    return {
-        "accuracy": k / n if n else float("nan"),
-        "ci_low": low,
-        "ci_high": high,
-        "n": n,
-        "ties": int(np.sum(diff == 0)),
-        "margin_mean": float(diff.mean()) if n else float("nan"),
-        "margin_std": float(diff.std()) if n else float("nan"),
-        "reward_mean": float(rewards.mean()) if n else float("nan"),
-        "reward_std": float(rewards.std()) if n else float("nan"),
-        "chosen_mean": float(rewards[:, 0].mean()) if n else float("nan"),
-        "rejected_mean": float(rewards[:, 1].mean()) if n else float("nan"),
+    low, high = wilson_ci(k, n)
+    stats = {"accuracy": k / n if n else None, "ci_low": low, "ci_high": high, "n": n}
+    stats["ties"] = int(np.sum(diff == 0))
+    moments = {
+        "margin_mean": diff.mean,
+        "margin_std": diff.std,
+        "reward_mean": rewards.mean,
+        "reward_std": rewards.std,
+        "chosen_mean": rewards[:, 0].mean,
+        "rejected_mean": rewards[:, 1].mean,
     }
+    return stats | {name: float(fn()) if n else None for name, fn in moments.items()}
 
 
 @functools.lru_cache(maxsize=8)

@@ -29,8 +29,8 @@ from flax import nnx
 from align.data import TokenizedPair
 from align.errors import InvalidInput
 from align.model.heads import ScoreModel
+from align.reward.model import pair_last_hidden
 from reward_models.evaluate import map_pairs
-from reward_models.model import pair_last_hidden
 
 DEFAULT_L2_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0)
 

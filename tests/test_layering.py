@@ -19,13 +19,31 @@ _MODEL_CODE = ["jax", "flax", "transformers", "torch", "align.hub", "align.model
 # module prefix -> prefixes it must never import
 FORBIDDEN = {
     "align": ["reward_models", "safety_evals", "pipelines"],
-    "align.model": ["align.data", "align.training", "align.sampling", "align.rl", "align.hub"],
-    "align.data": ["align.model", "align.training", "align.sampling", "align.rl", "align.hub", "jax", "flax"],
-    "align.training": ["align.rl", "align.sampling", "align.hub"],
-    "align.sampling": ["align.rl", "align.training", "align.hub"],
+    "align.model": [
+        "align.data",
+        "align.training",
+        "align.sampling",
+        "align.rl",
+        "align.hub",
+        "align.reward",
+    ],
+    "align.data": [
+        "align.model",
+        "align.training",
+        "align.sampling",
+        "align.rl",
+        "align.hub",
+        "align.reward",
+        "jax",
+        "flax",
+    ],
+    "align.training": ["align.rl", "align.sampling", "align.hub", "align.reward"],
+    "align.sampling": ["align.rl", "align.training", "align.hub", "align.reward"],
     "align.rl": ["align.hub"],
     # architecture.md: "`align.hub` sits on model and data" (align.load: model + tokenizer)
-    "align.hub": ["align.training", "align.sampling", "align.rl"],
+    "align.hub": ["align.training", "align.sampling", "align.rl", "align.reward"],
+    # the reward model's home: model + data + LoRA merging (training); RL adapts it, never the reverse
+    "align.reward": ["align.rl", "align.sampling", "align.hub"],
     "reward_models": ["pipelines", "safety_evals"],
     "safety_evals": ["align.training", "align.rl", "reward_models", "pipelines"],
     # Inside safety_evals (safety_evals/__init__.py): api and cli on top, suites/ below them, lm/,

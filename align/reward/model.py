@@ -1,4 +1,5 @@
-"""The reward model: a decoder backbone + scalar head (align.model.heads.ScoreModel), and its HF export.
+"""The reward model: a decoder backbone + scalar head (align.model.heads.ScoreModel), its pair
+rewards, and its HF export and loading.
 
     rm = build_reward_model(backbone)                 # fresh head (w ~ small, b = 0)
     rewards = pair_rewards(rm, batch)                 # [B, P] for a preference batch [B, P, T]
@@ -25,7 +26,7 @@ from flax import nnx
 
 from align.errors import InvalidInput, MissingInput
 from align.model import Decoder
-from align.model.heads import ScalarHead, ScoreModel, last_token_index
+from align.model.heads import ScoreModel
 from align.training.lora import LoRADecoder, merge_lora
 
 RewardModel = ScoreModel
@@ -166,12 +167,12 @@ def load_reward_model(
 
 __all__ = [
     "HEAD_BIAS",
+    "backbone_of",
+    "pair_last_hidden",
     "RewardModel",
-    "ScalarHead",
     "ScoreModel",
     "build_reward_model",
     "is_reward_model_dir",
-    "last_token_index",
     "load_reward_model",
     "pair_rewards",
     "save_reward_model",

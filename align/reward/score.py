@@ -21,7 +21,7 @@ from flax import nnx
 
 from align.data import DEFAULT_BUCKETS, CompletionExample, Tokenizer, bucket_length, pad_batch, sft_example
 from align.data.sequences import truncate
-from reward_models.model import ScoreModel
+from align.model.heads import ScoreModel
 
 
 @functools.lru_cache(maxsize=8)

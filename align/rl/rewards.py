@@ -2,8 +2,7 @@
 
 A reward function sees the prompt and the sampled response as token arrays and returns one score
 per row. It runs on the host between sampling and the jitted scoring pass, so it may be a jitted
-reward model, a jnp expression or plain numpy. The reward-model adapter lives in `pipelines`
-(align never imports reward_models).
+reward model (align.rl.reward_model.ScoreModelReward), a jnp expression or plain numpy.
 
 Shapes: B batch, P prompt length (right-padded), M response length (right-padded).
 """

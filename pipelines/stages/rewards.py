@@ -1,7 +1,8 @@
-"""Reward functions for RL pipelines: reward models (and their mixtures) adapted to align.rl's RewardFn.
+"""The `reward` section of an RL config: reward models and rules, mixed into one align.rl RewardFn.
 
-align never imports reward_models, so the adapter from a trained reward model to
-`RewardFn(prompt, prompt_mask, response, response_mask) -> [B]` lives here, in the composition root.
+The reward model is align.reward's; its adapter to `RewardFn(prompt, prompt_mask, response,
+response_mask) -> [B]` is align.rl.reward_model.ScoreModelReward. This module only reads the options,
+loads each model once and weighs them.
 
     reward:
       models:                              # weighted sum, e.g. the chat variant's mixture
@@ -17,16 +18,14 @@ import dataclasses
 import functools
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from align.data import Tokenizer
-from align.data.chat import END_OF_TURN, START_OF_TURN
 from align.errors import InvalidInput
 from align.model.heads import ScoreModel
+from align.reward import load_reward_model
+from align.rl.reward_model import ResponseEnding, ScoreModelReward
 from align.rl.rewards import LengthReward, Mixture, RewardFn, TokenFraction
-from align.rl.rollout import join_prompt_response
 
 RULES = ("token_fraction", "length")
 
@@ -74,119 +73,14 @@ def _short_name(path: str) -> str:
     return p.parent.name if p.name == "export" else p.name
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _score(graphdef, state, tokens, positions, segment_ids):
-    return nnx.merge(graphdef, state)(tokens, positions, segment_ids)
-
-
-def close_turn(response, response_mask, stop_ids, suffix) -> tuple[jax.Array, jax.Array]:
-    """(tokens [B, M + S], lengths [B]): each response without its stop token, then `suffix` [S].
-
-    A truncated response is closed as if it had ended there.
-    """
-    M = response.shape[1]
-    n = jnp.sum(response_mask > 0, axis=-1).astype(jnp.int32)
-    last = jnp.take_along_axis(response, jnp.maximum(n - 1, 0)[:, None], axis=1)[:, 0]
-    ends_with_stop = (n > 0) & jnp.any(last[:, None] == jnp.asarray(stop_ids)[None, :], axis=-1)
-    content = n - ends_with_stop.astype(jnp.int32)  # [B]
-    S = len(suffix)
-    col = jnp.arange(M + S)[None, :]  # [1, M + S]
-    padded = jnp.pad(response, ((0, 0), (0, S)))
-    from_suffix = jnp.asarray(suffix, jnp.int32)[jnp.clip(col - content[:, None], 0, S - 1)]
-    tokens = jnp.where(
-        col < content[:, None], padded, jnp.where(col < (content + S)[:, None], from_suffix, 0)
-    )
-    return tokens.astype(jnp.int32), content + S
-
-
-def ends_with(prompt, prompt_lengths, suffix) -> jax.Array:
-    """bool [B]: each right-padded prompt's last len(suffix) tokens are `suffix`."""
-    S = len(suffix)
-    idx = prompt_lengths[:, None] - S + jnp.arange(S)[None, :]  # [B, S]
-    tail = jnp.take_along_axis(prompt, jnp.clip(idx, 0, prompt.shape[1] - 1), axis=1)
-    return (prompt_lengths >= S) & jnp.all(tail == jnp.asarray(suffix)[None, :], axis=-1)
-
-
-@dataclasses.dataclass(frozen=True)
-class ResponseEnding:
-    """How a sampled response is ended before a reward model scores it: as the RM's training rows were.
-
-    A reward model reads its reward at the last token, so that token must be the one it was trained on
-    (align.data.preference; reward_models.score.RewardScorer does the same at evaluation):
-      chat prompt (ends with the generation header `<start_of_turn>model\n`)  ... <end_of_turn>\n
-      string prompt (`<bos> prompt`)                                          ... <eos>
-    The sampler's stop token (<eos> or <end_of_turn>) is replaced by that ending, and a response cut
-    at the length limit gets it too. Decided per row from the prompt's tokens.
-    """
-
-    stop_ids: tuple[int, ...]
-    eos: tuple[int, ...]
-    header: tuple[int, ...] = ()  # empty: the tokenizer has no chat format
-    turn_end: tuple[int, ...] = ()
-
-    @classmethod
-    def of(cls, tokenizer: Tokenizer) -> ResponseEnding:
-        chat = tokenizer.start_of_turn_id is not None and tokenizer.end_of_turn_id is not None
-        return cls(
-            stop_ids=tuple(tokenizer.stop_ids),
-            eos=(tokenizer.eos_id,),
-            header=tuple(tokenizer.encode(f"{START_OF_TURN}model\n")) if chat else (),
-            turn_end=tuple(tokenizer.encode(f"{END_OF_TURN}\n")) if chat else (),
-        )
-
-    def apply(self, prompt, prompt_lengths, response, response_mask) -> tuple[jax.Array, jax.Array]:
-        """(tokens [B, M + S], lengths [B]) of the ended responses."""
-        plain, plain_len = close_turn(response, response_mask, self.stop_ids, self.eos)
-        if not self.header:
-            return plain, plain_len
-        chat, chat_len = close_turn(response, response_mask, self.stop_ids, self.turn_end)
-        width = max(plain.shape[1], chat.shape[1])
-        plain, chat = (jnp.pad(x, ((0, 0), (0, width - x.shape[1]))) for x in (plain, chat))
-        is_chat = ends_with(prompt, prompt_lengths, self.header)  # [B]
-        return jnp.where(is_chat[:, None], chat, plain), jnp.where(is_chat, chat_len, plain_len)
-
-
-class ScoreModelReward:
-    """RewardFn from a reward model: its score of prompt + response (one jit per shape).
-
-    With `ending`, each response is first ended as the reward model's training rows were (see
-    ResponseEnding); without it, it is scored as sampled.
-    """
-
-    def __init__(
-        self,
-        model: ScoreModel,
-        *,
-        shift: float = 0.0,
-        scale: float = 1.0,
-        ending: ResponseEnding | None = None,
-    ):
-        self.graphdef, self.state = nnx.split(model)
-        self.shift, self.scale, self.ending = shift, scale, ending
-
-    def __call__(self, prompt, prompt_mask, response, response_mask) -> jax.Array:
-        prompt = jnp.asarray(prompt)
-        plen = jnp.sum(prompt_mask > 0, axis=-1).astype(jnp.int32)
-        response = jnp.asarray(response)
-        if self.ending is not None:
-            response, rlen = self.ending.apply(prompt, plen, response, response_mask)
-        else:
-            rlen = jnp.sum(response_mask > 0, axis=-1).astype(jnp.int32)
-        tokens, positions, segments = join_prompt_response(prompt, plen, response, rlen)
-        scores = _score(self.graphdef, self.state, tokens, positions, segments)
-        return (scores - self.shift) / self.scale
-
-
 @functools.lru_cache(maxsize=4)
-def load_reward_model(path: str) -> ScoreModel:
-    """A reward model (decoder + scalar head) saved by `align rm` (reward_models.model).
+def cached_reward_model(path: str) -> ScoreModel:
+    """align.reward.load_reward_model(path) without its tokenizer, loaded once per path per process.
 
-    Cached: the reward and PPO's critic start from the same model, and a 270M model is a gigabyte.
-    The module is shared, never trained in place (RL train states own copies of their weights).
+    The reward and PPO's critic start from the same model, and a 270M model is a gigabyte. The module
+    is shared, never trained in place (RL train states own copies of their weights).
     """
-    from reward_models.model import load_reward_model as load
-
-    model, _ = load(path, with_tokenizer=False)
+    model, _ = load_reward_model(path, with_tokenizer=False)
     return model
 
 
@@ -206,7 +100,7 @@ def build_reward(options: RewardOptions, tokenizer: Tokenizer, models: list | No
     """
     fns, weights = [], []
     ending = ResponseEnding.of(tokenizer)
-    models = [load_reward_model(spec.path) for spec in options.models] if models is None else models
+    models = [cached_reward_model(spec.path) for spec in options.models] if models is None else models
     for spec, model in zip(options.models, models, strict=True):
         fns.append(
             ScoreModelReward(
@@ -231,7 +125,7 @@ def load_value_model(value_init: str, reward: RewardOptions, policy) -> ScoreMod
     if value_init == "reward":
         if not reward.models:
             raise InvalidInput("train.value_init='reward' needs a reward model (reward.models); use 'policy'")
-        return load_reward_model(reward.models[0].path)
+        return cached_reward_model(reward.models[0].path)
     if value_init == "policy":
         return ScoreModel(nnx.clone(policy), rngs=nnx.Rngs(0))
     raise InvalidInput(f"train.value_init={value_init!r}: expected 'reward' or 'policy'")

@@ -36,11 +36,11 @@ from align.rl.ppo import PolicyAndValue, PPOConfig, make_ppo_iteration
 from align.rl.rewards import RewardFn
 from align.rl.rollout import RolloutConfig
 from align.training import Checkpointer, MetricsWriter, OptimConfig, make_optimizer, trainable_filter
-from align.training.run import ModelOptions, load_model
+from align.hub import ModelOptions, load_model
 from align.training.rundir import finished_summary, write_json
 from pipelines.commands.config import add_config_arguments, run_config_command
 from align.config_io import to_dict, write_config
-from pipelines.stages.rewards import RewardOptions, build_reward, load_reward_model, load_value_model
+from pipelines.stages.rewards import RewardOptions, build_reward, cached_reward_model, load_value_model
 from pipelines.stages.rl_data import PromptDataOptions, load_prompts
 from pipelines.stages.rl_eval import evaluate_policy, paired_gain, write_samples
 
@@ -186,12 +186,12 @@ def training_views(config: RLHFConfig, reference, tokenizer):
     trainable = trainable_for(config)
     ppo = config.algorithm == "ppo"
     reference_view = FromState(shared_frozen(reference, trainable, "policy" if ppo else None))
-    models = [load_reward_model(m.path) for m in config.reward.models]
+    models = [cached_reward_model(m.path) for m in config.reward.models]
     if not (ppo and config.train.value_init == "reward" and models):
         return reference_view, build_reward(config.reward, tokenizer, models)
     critic_view = shared_frozen(models[0], trainable, "value")
     rest = models[1:]
-    load_reward_model.cache_clear()
+    cached_reward_model.cache_clear()
     return reference_view, FromState(
         lambda s: build_reward(config.reward, tokenizer, [critic_view(s), *rest])
     )

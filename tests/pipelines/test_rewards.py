@@ -9,14 +9,8 @@ from align.model import Decoder, ModelConfig
 from align.model.heads import ScoreModel
 from align.data import Tokenizer, encode_prompt, prompt_batch
 from align.data.testing import tiny_tokenizer
-from pipelines.stages.rewards import (
-    ResponseEnding,
-    RewardModelSpec,
-    RewardOptions,
-    RuleSpec,
-    ScoreModelReward,
-    close_turn,
-)
+from align.rl.reward_model import ResponseEnding, ScoreModelReward, close_turn
+from pipelines.stages.rewards import RewardModelSpec, RewardOptions, RuleSpec
 
 EOT, NL, EOS, SOT, M = 6, 17, 1, 5, 20
 ENDING = ResponseEnding(stop_ids=(EOS, EOT), eos=(EOS,), header=(SOT, M, NL), turn_end=(EOT, NL))

@@ -7,15 +7,9 @@ import numpy as np
 import pytest
 
 from align.config_io import load_config
-from reward_models import (
-    RewardScorer,
-    load_reward_model,
-    pairwise_stats,
-    run_rm_training,
-    save_reward_model,
-    score,
-    wilson_interval,
-)
+from align.intervals import wilson_ci
+from align.reward import RewardScorer, load_reward_model, save_reward_model, score
+from reward_models import pairwise_stats, run_rm_training
 from reward_models.train import RMConfig
 
 WORDS = ["apple", "river", "stone", "cloud", "green", "seven", "paper", "light", "horse", "music"]
@@ -108,13 +102,22 @@ def test_export_refuses_a_head_bias(trained, tmp_path):
 
 
 def test_wilson_interval_and_pair_stats_by_hand():
-    low, high = wilson_interval(8, 10)
+    low, high = wilson_ci(8, 10)
     assert abs(low - 0.4902) < 1e-4 and abs(high - 0.9433) < 1e-4
-    low, high = wilson_interval(0, 4)
+    low, high = wilson_ci(0, 4)
     assert low == 0.0 and abs(high - 0.4899) < 1e-4
     stats = pairwise_stats(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [2.0, 1.0]]))
     assert stats["accuracy"] == 0.5 and stats["ties"] == 1 and stats["n"] == 4
     assert stats["margin_mean"] == 0.0 and stats["chosen_mean"] == 1.5 and stats["rejected_mean"] == 1.5
+    assert (stats["ci_low"], stats["ci_high"]) == wilson_ci(2, 4)
+
+
+def test_pair_stats_of_no_pairs_are_none_not_nan():
+    """n = 0: one behaviour with align.intervals.wilson_ci, JSON null in summary.json (NaN is not JSON)."""
+    stats = pairwise_stats(np.zeros((0, 2)))
+    assert stats["n"] == 0 and stats["ties"] == 0
+    assert all(stats[k] is None for k in stats if k not in ("n", "ties"))
+    json.dumps(stats, allow_nan=False)  # raises on NaN
 
 
 def test_a_missing_or_plain_checkpoint_is_an_input_error(tmp_path):
