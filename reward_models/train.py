@@ -12,32 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
-from pathlib import Path
 
-import jax
 from flax import nnx
 
+from align.config_io import to_dict
 from align.data import DataOrder, Tokenizer, batches, encode_preferences, load_records, preference_batch
+from align.data.splits import SplitOptions, heldout_split
 from align.errors import InvalidInput
-from align.training import LoopConfig, OptimConfig, make_optimizer
-from align.training.optim import excluding, learning_rate_schedule, trainable_filter
-from align.training.run import (
-    MeshOptions,
-    ModelOptions,
-    SplitOptions,
-    TrainOptions,
-    fit,
-    heldout_split,
-    load_model,
-    make_run_mesh,
-    prepare_run,
-    with_lora,
-)
-from align.training.rundir import finished_summary, read_json, write_json
-from reward_models.evaluate import evaluate_reward_model
-from reward_models.losses import bradley_terry_loss
-from reward_models.model import (
+from align.hub import ModelOptions, load_model
+from align.reward import (
     HEAD_BIAS,
     build_reward_model,
     is_reward_model_dir,
@@ -45,6 +28,13 @@ from reward_models.model import (
     pair_rewards,
     save_reward_model,
 )
+from align.training import OptimConfig, make_optimizer
+from align.training.optim import excluding, learning_rate_schedule, trainable_filter
+from align.training.options import MeshOptions, TrainOptions, make_run_mesh
+from align.training.run import prepare_run, with_lora
+from align.training.stage import FitResult, LoopFit, StageData, StageSpec, run_stage
+from reward_models.evaluate import evaluate_reward_model
+from reward_models.losses import bradley_terry_loss
 from reward_models.probe import DEFAULT_L2_GRID, fit_probe
 
 log = logging.getLogger("align.rm")
@@ -109,8 +99,8 @@ def rm_trainable(kind: str):
     return excluding(backbone, HEAD_BIAS)
 
 
-def load_pairs(options: RMDataOptions, tokenizer: Tokenizer):
-    """(train pairs, held-out pairs, report) as TokenizedPairs."""
+def load_pairs(options: RMDataOptions, tokenizer: Tokenizer) -> StageData:
+    """Train and held-out TokenizedPairs with a report."""
     if not options.path:
         raise InvalidInput("data.path is empty: set it in the config or with data.path=FILE")
     records = load_records(
@@ -130,17 +120,14 @@ def load_pairs(options: RMDataOptions, tokenizer: Tokenizer):
             f"skipped: {records.report.skipped}, held out: {len(held_ex)}; skipped rows "
             "are logged with their reasons)"
         )
-    return out[0], out[1], report
+    return StageData(out[0], out[1], report)
 
 
 def load_reward_backbone(config: RMConfig):
     """(ScoreModel, Tokenizer): continue an exported reward model, or a fresh head on a decoder."""
     if is_reward_model_dir(config.model.spec):
-        from align.training.run import DTYPES
-
-        model, tokenizer = load_reward_model(
-            config.model.spec, param_dtype=DTYPES[config.model.param_dtype], dtype=DTYPES[config.model.dtype]
-        )
+        param_dtype, dtype = config.model.dtypes()
+        model, tokenizer = load_reward_model(config.model.spec, param_dtype=param_dtype, dtype=dtype)
         model.backbone.remat = config.model.remat
         model.backbone = with_lora(model.backbone, config.train)
         return model, tokenizer
@@ -148,134 +135,101 @@ def load_reward_backbone(config: RMConfig):
     return build_reward_model(with_lora(backbone, config.train), seed=config.model.seed), tokenizer
 
 
-def run_rm_training(config: RMConfig) -> dict:
-    """Train (or resume, or skip if finished) a reward model; returns the summary (summary.json)."""
-    out = Path(config.output_dir)
-    if (done := finished_summary(out, log)) is not None:
-        return done
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", dataclasses.asdict(config))
-    model, tokenizer = load_reward_backbone(config)
-    train_pairs, held_pairs, data_report = load_pairs(config.data, tokenizer)
-    log.info("data: %s", data_report)
-    if config.fit == "probe":
-        return _run_probe(config, model, tokenizer, train_pairs, held_pairs, data_report)
-    run = prepare_run(
-        model,
-        make_optimizer(config.optim),
-        rm_loss(config.margin, config.center_coef),
-        run_dir=out,
-        train=config.train,
-        mesh=make_run_mesh(config.mesh),
-        trainable=rm_trainable(config.train.trainable),
-        learning_rate=learning_rate_schedule(config.optim),
-        manifest={"config": dataclasses.asdict(config), "model_config": model.backbone.config},
-    )
-    del model  # the run's state holds the weights now; do not keep a second copy alive
-    evaluate = _eval_fn(held_pairs, config, tokenizer.pad_id) if held_pairs else None
-    if evaluate is not None and config.train.eval_before and not (out / "eval_before.json").exists():
-        write_json(
-            out / "eval_before.json", {"step": int(jax.device_get(run.state.step)), **evaluate(run.state)}
-        )
-    rows, length = config.train.batch_size, config.data.max_length
-    order = DataOrder(len(train_pairs), seed=config.train.seed)
+def _evaluator(held: list, config: RMConfig, pad_id: int, batch_size: int, of_state: bool):
+    """evaluate(state or model): pairwise accuracy and reward statistics on the held-out pairs."""
 
-    def make_batches(position):
-        return batches(
-            train_pairs,
-            order,
-            position,
-            rows,
-            lambda b: preference_batch(b, length, rows=rows, pad_id=tokenizer.pad_id),
-        )
-
-    loop = LoopConfig(
-        total_steps=config.optim.total_steps,
-        log_every=config.train.log_every,
-        eval_every=config.train.eval_every,
-        checkpoint_every=config.train.checkpoint_every,
-        progress=config.train.progress,
-    )
-    t0 = time.perf_counter()
-    result = fit(run, make_batches, loop, evaluate)
-    run.checkpointer.close()
-    if result.stopped != "done" and result.step < config.optim.total_steps:
-        log.warning("stopped at step %d (%s); run again to resume", result.step, result.stopped)
-        return {"stopped": result.stopped, "step": result.step}
-    summary = {
-        "step": result.step,
-        "seconds": time.perf_counter() - t0,
-        "resumed_from": run.resumed_from,
-        "data": data_report,
-        "eval_before": read_json(out / "eval_before.json"),
-        "eval_after": evaluate(result.state) if evaluate else None,
-        "train_last": next((r for r in reversed(result.logs) if "loss" in r), None),
-    }
-    return _finish(config, summary, result.state.model(), tokenizer)
-
-
-def _finish(config: RMConfig, summary: dict, model, tokenizer) -> dict:
-    """Export the model (when asked) and write summary.json last: the run is finished."""
-    out = Path(config.output_dir)
-    if config.export:
-        save_reward_model(model, out / "export", tokenizer=tokenizer)
-        summary["export"] = str(out / "export")
-    write_json(out / "summary.json", summary)
-    return summary
-
-
-def _run_probe(config: RMConfig, model, tokenizer, train_pairs, held_pairs, data_report) -> dict:
-    """fit=probe: one feature pass over the training pairs, the head solved exactly, then as above."""
-    from tqdm.auto import tqdm
-
-    t0 = time.perf_counter()
-    with tqdm(
-        total=len(train_pairs),
-        desc="rm probe features",
-        unit="pair",
-        dynamic_ncols=True,
-        disable=not config.train.progress,
-    ) as bar:
-        model, report = fit_probe(
-            model,
-            train_pairs,
-            batch_size=config.probe.batch_size,
-            length=config.data.max_length,
-            pad_id=tokenizer.pad_id,
-            l2_grid=config.probe.l2_grid,
-            folds=config.probe.folds,
-            seed=config.train.seed,
-            progress=bar.update,
-        )
-    log.info("probe: %s", report)
-    summary = {
-        "fit": "probe",
-        "probe": report,
-        "seconds": time.perf_counter() - t0,
-        "data": data_report,
-        "eval_after": evaluate_reward_model(
-            model,
-            held_pairs,
-            batch_size=config.probe.batch_size,
-            length=config.data.max_length,
-            pad_id=tokenizer.pad_id,
-            progress=config.train.progress,
-        )
-        if held_pairs
-        else None,
-    }
-    return _finish(config, summary, model, tokenizer)
-
-
-def _eval_fn(held, config: RMConfig, pad_id: int):
-    def evaluate(state):
+    def evaluate(x):
         return evaluate_reward_model(
-            state.model(),
+            x.model() if of_state else x,
             held,
-            batch_size=config.train.batch_size,
+            batch_size=batch_size,
             length=config.data.max_length,
             pad_id=pad_id,
             progress=config.train.progress,
         )
 
-    return evaluate
+    return evaluate if held else None
+
+
+def _prepare_finetune(config: RMConfig, model, tokenizer, data: StageData) -> LoopFit:
+    """The run (resumed when possible) with the Bradley-Terry loss; the head's bias stays frozen."""
+    run = prepare_run(
+        model,
+        make_optimizer(config.optim),
+        rm_loss(config.margin, config.center_coef),
+        run_dir=config.output_dir,
+        train=config.train,
+        mesh=make_run_mesh(config.mesh),
+        trainable=rm_trainable(config.train.trainable),
+        learning_rate=learning_rate_schedule(config.optim),
+        manifest={"config": to_dict(config), "model_config": model.backbone.config},
+    )
+    rows, length, pad = config.train.batch_size, config.data.max_length, tokenizer.pad_id
+    order = DataOrder(len(data.train), seed=config.train.seed)
+    collate = lambda b: preference_batch(b, length, rows=rows, pad_id=pad)  # noqa: E731
+    make_batches = lambda position: batches(data.train, order, position, rows, collate)  # noqa: E731
+    evaluate = _evaluator(data.heldout, config, pad, rows, of_state=True)
+    return LoopFit(run, make_batches, config.optim.total_steps, evaluate)
+
+
+class ProbeFit:
+    """fit=probe: one feature pass over the training pairs and the head solved exactly (no steps)."""
+
+    def __init__(self, config: RMConfig, model, tokenizer, data: StageData):
+        self.config, self.model, self.pad_id, self.train = config, model, tokenizer.pad_id, data.train
+        self.start, self.start_step = model, 0
+        self.evaluate = _evaluator(data.heldout, config, self.pad_id, config.probe.batch_size, of_state=False)
+
+    def finished(self, result: FitResult) -> bool:
+        return True
+
+    def run(self) -> FitResult:
+        from tqdm.auto import tqdm
+
+        config = self.config
+        bar = tqdm(
+            total=len(self.train),
+            desc="rm probe features",
+            unit="pair",
+            disable=not config.train.progress,
+            dynamic_ncols=True,
+        )
+        with bar:
+            model, report = fit_probe(
+                self.model,
+                self.train,
+                batch_size=config.probe.batch_size,
+                length=config.data.max_length,
+                pad_id=self.pad_id,
+                l2_grid=config.probe.l2_grid,
+                folds=config.probe.folds,
+                seed=config.train.seed,
+                progress=bar.update,
+            )
+        log.info("probe: %s", report)
+        return FitResult(
+            step=None,
+            stopped="done",
+            final=model,
+            model=lambda: model,
+            summary={"fit": "probe", "probe": report},
+        )
+
+
+def _prepare(config: RMConfig, model, tokenizer, data: StageData):
+    if config.fit == "probe":
+        return ProbeFit(config, model, tokenizer, data)
+    return _prepare_finetune(config, model, tokenizer, data)
+
+
+RM_STAGE = StageSpec(
+    load=lambda config: load_reward_backbone(config),
+    data=lambda config, tokenizer: load_pairs(config.data, tokenizer),
+    prepare=_prepare,
+    export=lambda model, tokenizer, path: save_reward_model(model, path, tokenizer=tokenizer),
+)
+
+
+def run_rm_training(config: RMConfig) -> dict:
+    """Train (or resume, or skip if finished) a reward model; returns the summary (summary.json)."""
+    return run_stage(config, RM_STAGE, log)

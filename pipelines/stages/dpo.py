@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import logging
-import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -35,26 +32,18 @@ from align.data import (
     preference_batch,
 )
 from align import checks
+from align.data.splits import SplitOptions, heldout_split
 from align.errors import InvalidInput
+from align.hub import ModelOptions, load_model
 from align.rl.dpo import DPOConfig, dpo_loss_fn, precompute_reference, with_reference
-from align.training import LoopConfig, OptimConfig, make_optimizer
+from align.training import OptimConfig, make_optimizer
 from align.training.optim import learning_rate_schedule
-from align.training.run import (
-    MeshOptions,
-    ModelOptions,
-    SplitOptions,
-    TrainOptions,
-    evaluate,
-    fit,
-    heldout_split,
-    load_model,
-    make_run_mesh,
-    prepare_run,
-    with_lora,
-)
-from align.training.rundir import finished_summary, write_json
+from align.training.options import MeshOptions, TrainOptions, make_run_mesh
+from align.training.run import prepare_run, with_lora
+from align.training.stage import LoopFit, StageData, StageSpec, held_out_eval, run_stage
+from align.config_io import to_dict
 from pipelines.commands.config import add_config_arguments, run_config_command
-from align.config_io import to_dict, write_config
+from pipelines.stages.sft import export_model
 
 log = logging.getLogger("align.dpo")
 
@@ -87,8 +76,8 @@ class DPORunConfig:
     export: bool = True
 
 
-def load_pairs(options: PreferenceDataOptions, tokenizer) -> tuple[list, list, dict]:
-    """(train pairs, held-out pairs, report); pairs whose responses were cut away entirely are dropped."""
+def load_pairs(options: PreferenceDataOptions, tokenizer) -> StageData:
+    """Train and held-out pairs with a report; pairs whose responses were cut away entirely are dropped."""
     if not options.path:
         raise InvalidInput("data.path is empty: set it in the config or with data.path=FILE")
     records = load_records(
@@ -121,7 +110,7 @@ def load_pairs(options: PreferenceDataOptions, tokenizer) -> tuple[list, list, d
         out.append(kept)
     if not out[0]:
         raise InvalidInput(f"{options.path}: no training pair with response tokens on both sides")
-    return out[0], out[1], report
+    return StageData(out[0], out[1], report)
 
 
 def frozen_copy(model):
@@ -160,8 +149,13 @@ def _with_ref(pairs, reference, config: DPORunConfig, pad_id: int, precompute: b
     return list(zip(pairs, ref[: len(pairs)]))
 
 
-def _prepare(config: DPORunConfig, model, reference):
-    """align.training's run (state, step, checkpointer; resumed when possible), the reference wired in."""
+def _prepare(config: DPORunConfig, model, tokenizer, data: StageData) -> LoopFit:
+    """The run (resumed when possible) with the DPO loss and the frozen reference wired in."""
+    reference = frozen_copy(model)
+    pad, rows, length = tokenizer.pad_id, config.train.batch_size, config.data.max_length
+    train_items = _with_ref(data.train, reference, config, pad, config.precompute_reference)
+    # The eval step never sees the reference: held-out pairs always carry precomputed log-probs.
+    held_items = _with_ref(data.heldout, reference, config, pad, True)
     run = prepare_run(
         with_lora(model, config.train),
         make_optimizer(config.optim),
@@ -174,67 +168,29 @@ def _prepare(config: DPORunConfig, model, reference):
     )
     if not config.precompute_reference:
         run.step_fn = with_reference(run.step_fn, reference, config.dpo.logprob_chunk)
-    return run
+    collate = _collate(rows, length, pad)
+    held = lambda: (collate(held_items[i : i + rows]) for i in range(0, len(held_items), rows))  # noqa: E731
+    evaluate = held_out_eval(run, held, config.train.eval_batches) if held_items else None
+    order = DataOrder(len(train_items), seed=config.train.seed)
+    make_batches = lambda pos: batches(train_items, order, pos, rows, collate)  # noqa: E731
+    return LoopFit(run, make_batches, config.optim.total_steps, evaluate)
+
+
+def _load(config: DPORunConfig):
+    return load_model(config.model)
+
+
+DPO_STAGE = StageSpec(
+    load=_load,
+    data=lambda config, tokenizer: load_pairs(config.data, tokenizer),
+    prepare=_prepare,
+    export=lambda model, tokenizer, path: export_model(model, tokenizer, path),
+)
 
 
 def run_dpo(config: DPORunConfig) -> dict:
     """Train (or resume, or skip if finished); returns the summary written to summary.json."""
-    out = Path(config.output_dir)
-    if (done := finished_summary(out, log)) is not None:
-        return done
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(out, config)
-    model, tokenizer = load_model(config.model)
-    train_pairs, held_pairs, data_report = load_pairs(config.data, tokenizer)
-    log.info("data: %s", data_report)
-    reference = frozen_copy(model)
-    pad, rows, length = tokenizer.pad_id, config.train.batch_size, config.data.max_length
-    train_items = _with_ref(train_pairs, reference, config, pad, config.precompute_reference)
-    # The eval step never sees the reference: held-out pairs always carry precomputed log-probs.
-    held_items = _with_ref(held_pairs, reference, config, pad, True)
-    run = _prepare(config, model, reference)
-    collate = _collate(rows, length, pad)
-    evaluate_fn = None
-    if held_items:
-
-        def evaluate_fn(state):
-            chunks = (collate(held_items[i : i + rows]) for i in range(0, len(held_items), rows))
-            return evaluate(run.eval_fn, state, chunks, config.train.eval_batches)
-
-        if not (out / "eval_before.json").exists():
-            before = {"step": int(jax.device_get(run.state.step)), **evaluate_fn(run.state)}
-            write_json(out / "eval_before.json", before)
-    order = DataOrder(len(train_items), seed=config.train.seed)
-    loop = LoopConfig(
-        total_steps=config.optim.total_steps,
-        log_every=config.train.log_every,
-        eval_every=config.train.eval_every,
-        checkpoint_every=config.train.checkpoint_every,
-        progress=config.train.progress,
-    )
-    t0 = time.perf_counter()
-    result = fit(run, lambda pos: batches(train_items, order, pos, rows, collate), loop, evaluate_fn)
-    run.checkpointer.close()
-    if result.stopped != "done" and result.step < config.optim.total_steps:
-        log.warning("stopped at step %d (%s); run again to resume", result.step, result.stopped)
-        return {"stopped": result.stopped, "step": result.step}
-    summary = {
-        "step": result.step,
-        "seconds": time.perf_counter() - t0,
-        "resumed_from": run.resumed_from,
-        "data": data_report,
-        "eval_before": json.loads((out / "eval_before.json").read_text()) if held_items else None,
-        "eval_after": {k[5:]: v for row in result.logs for k, v in row.items() if k.startswith("eval/")}
-        or None,
-        "train_last": next((r for r in reversed(result.logs) if "loss" in r), None),
-    }
-    if config.export:
-        from pipelines.stages.sft import export_model
-
-        export_model(result.state.model(), tokenizer, out / "export")
-        summary["export"] = str(out / "export")
-    write_json(out / "summary.json", summary)
-    return summary
+    return run_stage(config, DPO_STAGE, log)
 
 
 # ---- CLI -------------------------------------------------------------------------------------

@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import time
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 
 from align.data import (
@@ -35,25 +33,16 @@ from align.data import (
     pad_batch,
 )
 from align import checks
+from align.data.splits import SplitOptions, heldout_split
 from align.errors import InvalidInput
-from align.training import LoopConfig, OptimConfig, chunked_weighted_nll, make_optimizer
+from align.hub import ModelOptions, load_model
+from align.training import OptimConfig, chunked_weighted_nll, make_optimizer
 from align.training.optim import learning_rate_schedule
-from align.training.run import (
-    MeshOptions,
-    ModelOptions,
-    SplitOptions,
-    TrainOptions,
-    evaluate,
-    fit,
-    heldout_split,
-    load_model,
-    make_run_mesh,
-    prepare_run,
-    with_lora,
-)
-from align.training.rundir import finished_summary, read_json, write_json
+from align.training.options import MeshOptions, TrainOptions, make_run_mesh
+from align.training.run import prepare_run, with_lora
+from align.training.stage import LoopFit, StageData, StageSpec, held_out_eval, run_stage
+from align.config_io import to_dict
 from pipelines.commands.config import add_config_arguments, run_config_command
-from align.config_io import to_dict, write_config
 
 log = logging.getLogger("align.sft")
 
@@ -125,8 +114,8 @@ def as_sft_example(example):
     return example
 
 
-def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer):
-    """(train sequences, held-out sequences, report dict); sequences without a loss token are dropped."""
+def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer) -> StageData:
+    """Train and held-out sequences with a report; sequences without a loss token are dropped."""
     if not options.path:
         raise InvalidInput("data.path is empty: set it in the config or with data.path=FILE")
     records = load_records(
@@ -149,7 +138,7 @@ def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer):
         out.append(kept)
     if not out[0]:
         raise InvalidInput(f"{options.path}: no training sequence with a supervised token")
-    return out[0], out[1], report
+    return StageData(out[0], out[1], report)
 
 
 def _train_batches(seqs, config: SFTConfig, pad_id: int):
@@ -169,71 +158,39 @@ def _eval_batches(seqs, config: SFTConfig, pad_id: int):
         yield collate(seqs[i : i + rows], length, rows=rows, pad_id=pad_id)
 
 
-def run_sft(config: SFTConfig) -> dict:
-    """Train (or resume, or skip if finished); returns the summary written to summary.json."""
-    out = Path(config.output_dir)
-    if (done := finished_summary(out, log)) is not None:
-        return done
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(out, config)
-    model, tokenizer = load_model(config.model)
-    train_seqs, held_seqs, data_report = load_sft_data(config.data, tokenizer)
-    log.info("data: %s", data_report)
-    model = with_lora(model, config.train)
-    optimizer = make_optimizer(config.optim)
+def _prepare(config: SFTConfig, model, tokenizer, data: StageData) -> LoopFit:
+    """The run (resumed when possible) with SFT's loss, batches and held-out evaluation."""
     run = prepare_run(
-        model,
-        optimizer,
+        with_lora(model, config.train),
+        make_optimizer(config.optim),
         sft_loss(config.chunk_size),
-        run_dir=out,
+        run_dir=config.output_dir,
         train=config.train,
         mesh=make_run_mesh(config.mesh),
         learning_rate=learning_rate_schedule(config.optim),
         manifest={"config": to_dict(config), "model_config": model.config},
     )
-    del model  # the run's state holds the weights now; do not keep a second copy alive
-    evaluate_fn = None
-    if held_seqs:
+    pad = tokenizer.pad_id
+    held = lambda: _eval_batches(data.heldout, config, pad)  # noqa: E731
+    evaluate = held_out_eval(run, held, config.train.eval_batches) if data.heldout else None
+    return LoopFit(run, _train_batches(data.train, config, pad), config.optim.total_steps, evaluate)
 
-        def evaluate_fn(state):
-            return evaluate(
-                run.eval_fn,
-                state,
-                _eval_batches(held_seqs, config, tokenizer.pad_id),
-                config.train.eval_batches,
-            )
 
-        before_file = out / "eval_before.json"
-        if config.train.eval_before and not before_file.exists():
-            write_json(before_file, {"step": int(jax.device_get(run.state.step)), **evaluate_fn(run.state)})
-    loop = LoopConfig(
-        total_steps=config.optim.total_steps,
-        log_every=config.train.log_every,
-        eval_every=config.train.eval_every,
-        checkpoint_every=config.train.checkpoint_every,
-        progress=config.train.progress,
-    )
-    t0 = time.perf_counter()
-    result = fit(run, _train_batches(train_seqs, config, tokenizer.pad_id), loop, evaluate_fn)
-    run.checkpointer.close()
-    if result.stopped != "done" and result.step < config.optim.total_steps:
-        log.warning("stopped at step %d (%s); run again to resume", result.step, result.stopped)
-        return {"stopped": result.stopped, "step": result.step}
-    summary = {
-        "step": result.step,
-        "seconds": time.perf_counter() - t0,
-        "resumed_from": run.resumed_from,
-        "data": data_report,
-        "eval_before": read_json(out / "eval_before.json"),
-        "eval_after": {k[5:]: v for row in result.logs for k, v in row.items() if k.startswith("eval/")}
-        or (evaluate_fn(result.state) if evaluate_fn else None),
-        "train_last": next((r for r in reversed(result.logs) if "loss" in r), None),
-    }
-    if config.export:
-        export_model(result.state.model(), tokenizer, out / "export")
-        summary["export"] = str(out / "export")
-    write_json(out / "summary.json", summary)
-    return summary
+def _load(config: SFTConfig):
+    return load_model(config.model)
+
+
+SFT_STAGE = StageSpec(
+    load=_load,
+    data=lambda config, tokenizer: load_sft_data(config.data, tokenizer),
+    prepare=_prepare,
+    export=lambda model, tokenizer, path: export_model(model, tokenizer, path),
+)
+
+
+def run_sft(config: SFTConfig) -> dict:
+    """Train (or resume, or skip if finished); returns the summary written to summary.json."""
+    return run_stage(config, SFT_STAGE, log)
 
 
 def export_model(model, tokenizer: Tokenizer, path: Path) -> Path:

@@ -51,3 +51,16 @@ def test_dpo_pipeline_precomputed_equals_on_the_fly_and_resumes(tmp_path):
 
     assert losses(tmp_path / "fly") == pytest.approx(losses(tmp_path / "pre"), abs=1e-6)
     assert run_dpo(_config(tmp_path / "pre")) == summary  # finished: not redone
+
+
+@pytest.mark.skipif(not DATA.exists(), reason=f"{DATA} (shared benchmark data) is not on this machine")
+def test_dpo_honours_eval_before_false_and_evaluates_the_final_model(tmp_path):
+    """Former drift: DPO wrote eval_before.json whatever train.eval_before said, and its eval_after was
+    None unless the loop had logged one; both now come from the shared stage body."""
+    summary = run_dpo(
+        _config(tmp_path / "run", "train.eval_before=false", "optim.total_steps=2", "export=false")
+    )
+    assert not (tmp_path / "run" / "eval_before.json").exists() and summary["eval_before"] is None
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    final = [r for r in rows if "eval/loss" in r and r["step"] == 2][-1]
+    assert summary["eval_after"]["loss"] == pytest.approx(final["eval/loss"])

@@ -1,0 +1,199 @@
+"""One training stage's body, shared by SFT, DPO and reward-model training (fine-tuned or probed).
+
+    summary = run_stage(config, StageSpec(load=..., data=..., prepare=..., export=...), log)
+
+The body, in order (each stage supplies only the four steps of its StageSpec):
+
+    finished?        summary.json exists -> return it (a finished run is never redone)
+    config.yaml      the resolved config, written atomically (align.config_io.write_config)
+    load             model and tokenizer                                   (spec.load)
+    data             train / held-out items and a report                   (spec.data)
+    prepare          the fit, resumed from the latest checkpoint if any    (spec.prepare)
+    eval_before.json the starting model on the held-out items, once, when train.eval_before
+    fit              the loop (or a closed-form fit); a stopped run returns {"stopped", "step"}
+    summary          step, seconds, data, eval_before, eval_after (`final_eval`), train_last
+    export/          the trained model, when config.export                 (spec.export)
+    summary.json     written last, atomically: its presence means the run is finished
+
+so every stage's run directory holds the same files written the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import jax
+
+from align.config_io import write_config
+from align.training.loop import LoopConfig
+from align.training.options import TrainOptions
+from align.training.run import Run, evaluate, fit
+from align.training.rundir import SUMMARY, finished_summary, read_json, write_json
+
+EVAL_BEFORE = "eval_before.json"
+
+
+class StageConfig(Protocol):
+    """The fields of a stage's config the body reads; the rest is the stage's own."""
+
+    output_dir: str
+    train: TrainOptions
+    export: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class StageData:
+    train: list  # training items (sequences, pairs, ...)
+    heldout: list  # held-out items (may be empty: then no evaluation)
+    report: dict  # rows loaded, skipped, truncated: copied into the summary
+
+
+@dataclasses.dataclass
+class FitResult:
+    step: int | None  # optimizer steps done (None: a fit without steps, e.g. a closed-form probe)
+    stopped: str  # done | sigterm | data_exhausted (align.training.loop)
+    final: Any  # what the fit's `evaluate` takes: the final train state (or model)
+    model: Callable[[], Any]  # () -> the trained model, for the export
+    logs: list[dict] = dataclasses.field(default_factory=list)  # the loop's rows (eval rows "eval/...")
+    resumed_from: int | None = None
+    summary: dict = dataclasses.field(default_factory=dict)  # the fit's own summary entries
+
+
+class Fit(Protocol):
+    """A prepared fit: where it starts, how it evaluates (None: no held-out data), how it runs."""
+
+    start: Any  # what `evaluate` takes, before training
+    start_step: int
+    evaluate: Callable[[Any], Mapping] | None
+    finished: Callable[[FitResult], bool]
+
+    def run(self) -> FitResult: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    """What one training stage supplies to `run_stage`; everything else is the shared body."""
+
+    load: Callable[[Any], tuple[Any, Any]]  # config -> (model, tokenizer)
+    data: Callable[[Any, Any], StageData]  # (config, tokenizer) -> StageData
+    prepare: Callable[[Any, Any, Any, StageData], Fit]  # (config, model, tokenizer, data) -> Fit
+    export: Callable[[Any, Any, Path], Any]  # (trained model, tokenizer, directory) -> written
+
+
+def loop_config(train: TrainOptions, total_steps: int) -> LoopConfig:
+    """The host loop's settings from a config's `train` section."""
+    return LoopConfig(
+        total_steps=total_steps,
+        log_every=train.log_every,
+        eval_every=train.eval_every,
+        checkpoint_every=train.checkpoint_every,
+        progress=train.progress,
+    )
+
+
+class LoopFit:
+    """The usual fit: align.training's resumable train loop over `make_batches` from a prepared Run.
+
+    evaluate(state): held-out metrics of a train state (None: no held-out data).
+    """
+
+    def __init__(
+        self,
+        run: Run,
+        make_batches: Callable[[Mapping | None], Iterator],
+        total_steps: int,
+        evaluate: Callable[[Any], Mapping] | None = None,
+    ):
+        self._run, self.make_batches, self.total_steps, self.evaluate = (
+            run,
+            make_batches,
+            total_steps,
+            evaluate,
+        )
+        self.start = run.state
+        self.start_step = int(jax.device_get(run.state.step))
+
+    def finished(self, result: FitResult) -> bool:
+        return result.stopped == "done" or result.step >= self.total_steps
+
+    def run(self) -> FitResult:
+        run = self._run
+        self.start = None  # the loop donates the starting state's buffers
+        result = fit(run, self.make_batches, loop_config(run.train, self.total_steps), self.evaluate)
+        run.checkpointer.close()
+        return FitResult(
+            step=result.step,
+            stopped=result.stopped,
+            final=result.state,
+            model=result.state.model,
+            logs=result.logs,
+            resumed_from=run.resumed_from,
+        )
+
+
+def held_out_eval(run: Run, batches: Callable[[], Iterator], limit: int | None):
+    """evaluate(state): the loss's weighted metrics over the held-out `batches()` (at most `limit`)."""
+    return lambda state: evaluate(run.eval_fn, state, batches(), limit)
+
+
+def final_eval(result: FitResult, evaluate: Callable[[Any], Mapping] | None) -> dict | None:
+    """eval_after, one way for every stage: the held-out metrics of the final model.
+
+    The loop's own evaluation at the final step when it logged one (it evaluates there whenever it
+    reaches total_steps), else evaluated now (a fit without a loop, or a resumed run whose loop had
+    nothing left to do). None without held-out data.
+    """
+    if evaluate is None:
+        return None
+    for row in reversed(result.logs):
+        if row.get("step") == result.step and any(k.startswith("eval/") for k in row):
+            return {k[len("eval/") :]: v for k, v in row.items() if k.startswith("eval/")}
+    return dict(evaluate(result.final))
+
+
+def write_eval_before(out: Path, train: TrainOptions, prepared: Fit) -> None:
+    """eval_before.json: the starting model on the held-out items, once per run, when train.eval_before."""
+    path = out / EVAL_BEFORE
+    if prepared.evaluate is None or not train.eval_before or path.exists():
+        return
+    write_json(path, {"step": prepared.start_step, **prepared.evaluate(prepared.start)})
+
+
+def run_stage(config: StageConfig, spec: StageSpec, log: logging.Logger) -> dict:
+    """Train (or resume, or skip if finished); returns the summary written to summary.json."""
+    out = Path(config.output_dir)
+    if (done := finished_summary(out, log)) is not None:
+        return done
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(out, config)
+    model, tokenizer = spec.load(config)
+    data = spec.data(config, tokenizer)
+    log.info("data: %s", data.report)
+    prepared = spec.prepare(config, model, tokenizer, data)
+    del model  # the prepared fit holds the weights now; do not keep a second copy alive
+    write_eval_before(out, config.train, prepared)
+    t0 = time.perf_counter()
+    result = prepared.run()
+    if not prepared.finished(result):
+        log.warning("stopped at step %d (%s); run again to resume", result.step, result.stopped)
+        return {"stopped": result.stopped, "step": result.step}
+    summary = {
+        "step": result.step,
+        **result.summary,
+        "seconds": time.perf_counter() - t0,
+        "resumed_from": result.resumed_from,
+        "data": data.report,
+        "eval_before": read_json(out / EVAL_BEFORE),
+        "eval_after": final_eval(result, prepared.evaluate),
+        "train_last": next((r for r in reversed(result.logs) if "loss" in r), None),
+    }
+    if config.export:
+        spec.export(result.model(), tokenizer, out / "export")
+        summary["export"] = str(out / "export")
+    write_json(out / SUMMARY, summary)
+    return summary
