@@ -43,9 +43,9 @@ def jax_runner(loaded, batch, new_tokens, cpu_layout=None, out_first_weights=Fal
     import jax
 
     from align.sampling import SamplingConfig, generate
-    from align.sampling.text import encode_prompts, pad_prompts
+    from align.sampling.text import encode_texts, pad_prompts
 
-    ids = encode_prompts(loaded.tokenizer, _prompts(batch), chat=False)
+    ids = encode_texts(loaded.tokenizer, _prompts(batch), chat=False)
     tokens, lengths = pad_prompts(ids, loaded.tokenizer.pad_id)
     cfg = SamplingConfig(max_new_tokens=new_tokens)  # no stop ids: always new_tokens tokens
     run = lambda: jax.block_until_ready(  # noqa: E731

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from align.errors import InvalidInput, MissingInput, RunStopped, stop_exit_code
-from align.training.run import ModelOptions
+from align.hub import ModelOptions, load_model
 from align.training.rundir import SUMMARY, read_json
 from align.config_io import build, load_config, to_dict
 from pipelines.stages.rewards import RewardModelSpec, RewardOptions
@@ -305,7 +305,7 @@ class Pipeline:
         return {"stopped": f"every eval suite failed ({first}); see {aside}"}
 
     def export(self, variant) -> None:
-        from align.training.run import load_model
+        from pipelines.release.model_card import stage_records
         from pipelines.release.variants import export_variant
         from safety_evals.review.documents import load_results
 
@@ -318,44 +318,11 @@ class Pipeline:
             variant,
             self.variant_dir(variant.name),
             base_model=self.config.model.spec,
-            stages=self.card_stages(variant),
+            stages=stage_records(self, variant),
             results=results,
             reward_mixture=self.reward(variant).describe(),
             rl_applied=self.config.rl_per_variant,  # False: one RL run shared by all variants
         )
-
-    def card_stages(self, variant):
-        from pipelines.release.model_card import Stage as CardStage
-        from pipelines.release.model_card import rl_notes, rm_notes
-
-        def summary(path: Path) -> dict:
-            return read_json(path / SUMMARY) or {}
-
-        sft = summary(self.sft_dir())
-        stages = [CardStage("sft", str(self.config.sft.get("data", {}).get("path", "")), sft.get("step"))]
-        for rm in self.config.reward_models:
-            s = summary(self.rm_dir(rm))
-            stages.append(
-                CardStage(
-                    f"rm ({rm.name})",
-                    str(rm.config.get("data", {}).get("path", "")),
-                    s.get("step"),
-                    notes=rm_notes(s),
-                )
-            )
-        rl = summary(self.rl_dir(variant.name))
-        rl_config = self.rlhf_config(variant)
-        data = ", ".join(s.path for s in rl_config.data.mixture) or rl_config.data.path
-        stages.append(
-            CardStage(
-                rl.get("algorithm", rl_config.algorithm),
-                data,
-                rl.get("iterations"),
-                "iterations",
-                rl_notes(rl),
-            )
-        )
-        return stages
 
 
 STAGE_SECTIONS = ("sft", "rlhf")  # free-form mappings, checked when their stage config is built

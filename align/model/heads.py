@@ -26,9 +26,14 @@ class ScalarHead(nnx.Module):
         )
 
 
-def last_token_index(segment_ids: jax.Array) -> jax.Array:
-    """[B] index of the last non-padding token of each right-padded row."""
-    return jnp.maximum(jnp.sum(segment_ids != 0, axis=-1) - 1, 0)
+def last_token_index(mask: jax.Array) -> jax.Array:
+    """[B] index of the last nonzero entry of each row of `mask` [B, T] (0 for an all-zero row).
+
+    The one definition for every "last real token" read: the reward head on segment ids, the RLHF
+    score on a response mask. By position, not by count, so it holds for any padding side.
+    """
+    positions = jnp.arange(mask.shape[-1])[None, :]  # [1, T]
+    return jnp.max(jnp.where(mask != 0, positions, 0), axis=-1)
 
 
 class ScoreModel(nnx.Module):

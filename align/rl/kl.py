@@ -12,6 +12,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from align.model.heads import last_token_index
+
 
 def kl_k1(logp: jax.Array, ref_logp: jax.Array) -> jax.Array:
     """k1 = log pi - log pi_ref: unbiased, high variance, can be negative per token.
@@ -72,13 +74,6 @@ class AdaptiveKLController:
     def update(self, kl_coef: jax.Array, current_kl: jax.Array, n_steps: int | jax.Array) -> jax.Array:
         error = jnp.clip(current_kl / self.target - 1.0, -0.2, 0.2)
         return kl_coef * (1.0 + error * n_steps / self.horizon)
-
-
-def last_token_index(mask: jax.Array) -> jax.Array:
-    """Index of the last 1 in each row of `mask` [B, T] -> [B] (0 for an all-zero row)."""
-    T = mask.shape[-1]
-    positions = jnp.arange(T)[None, :]
-    return jnp.max(jnp.where(mask > 0, positions, 0), axis=-1)
 
 
 def per_token_kl_penalty_rewards(

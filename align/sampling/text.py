@@ -7,6 +7,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from align.data.prompts import encode_prompt
 from align.data.tokenizer import Tokenizer
 from align.model import Decoder
 from align.sampling.methods import SamplingConfig
@@ -40,13 +41,10 @@ def pad_prompts(
     return tokens, lengths
 
 
-def encode_prompts(tokenizer: Tokenizer, prompts: Sequence[str], *, chat: bool) -> list[list[int]]:
-    if chat:
-        return [
-            list(tokenizer.encode_chat([{"role": "user", "content": p}], add_generation_prompt=True).tokens)
-            for p in prompts
-        ]
-    return [tokenizer.encode(p, add_bos=True) for p in prompts]
+def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], *, chat: bool) -> list[np.ndarray]:
+    """int32 [T] prompt tokens of each text: a user turn with the generation header when `chat`, else
+    `<bos>` + the text (align.data.prompts.encode_prompt, as rollouts and evaluations encode)."""
+    return [encode_prompt([{"role": "user", "content": t}] if chat else t, tokenizer) for t in texts]
 
 
 def generate_text(
@@ -63,7 +61,7 @@ def generate_text(
         config = SamplingConfig(
             **{**config.__dict__, "stop_ids": tokenizer.stop_ids, "pad_id": tokenizer.pad_id}
         )
-    ids = encode_prompts(tokenizer, prompts, chat=chat)
+    ids = encode_texts(tokenizer, prompts, chat=chat)
     tokens, lengths = pad_prompts(ids, tokenizer.pad_id)
     res = generate(model, tokens, lengths, config, jax.random.PRNGKey(seed))
     out_tokens, out_lengths = np.asarray(res.tokens), np.asarray(res.lengths)

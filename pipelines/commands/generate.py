@@ -65,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
 def _check_lengths(loaded, prompts, args) -> None:
     """The sampler's length check, as an input error that names the options to change."""
     from align.errors import InvalidInput
-    from align.sampling.text import encode_prompts
+    from align.sampling.text import encode_texts
 
-    longest = max(len(ids) for ids in encode_prompts(loaded.tokenizer, prompts, chat=args.chat))
+    longest = max(len(ids) for ids in encode_texts(loaded.tokenizer, prompts, chat=args.chat))
     limit = loaded.config.max_seq_len
     if longest + args.max_new_tokens > limit:
         raise InvalidInput(

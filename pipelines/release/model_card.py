@@ -14,12 +14,13 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from align.training.rundir import SUMMARY, read_json
 from safety_evals.review.documents import Results
 
 
 @dataclasses.dataclass(frozen=True)
-class Stage:
-    """One training stage as the card reports it."""
+class StageRecord:
+    """One training stage as the card reports it (pipelines.pipeline.Stage is a stage to run)."""
 
     name: str  # sft | rm | ppo | grpo | dpo
     data: str  # where its data came from
@@ -50,6 +51,28 @@ def rl_notes(summary: Mapping) -> str:
     # k1 estimate (mean of log-ratio sums over sampled responses): near zero it can come out negative
     kl = after.get("kl/ref", float("nan"))
     return f"{note}; sampled KL to the starting policy {kl:.2f} nats"
+
+
+def stage_records(pipeline, variant) -> list[StageRecord]:
+    """The training record of `variant` from a pipeline's run directories (pipelines.pipeline.Pipeline):
+    SFT, each reward model, then the RL run the variant's policy came from."""
+
+    def summary(path) -> dict:
+        return read_json(path / SUMMARY) or {}
+
+    config = pipeline.config
+    sft = summary(pipeline.sft_dir())
+    records = [StageRecord("sft", str(config.sft.get("data", {}).get("path", "")), sft.get("step"))]
+    for rm in config.reward_models:
+        s = summary(pipeline.rm_dir(rm))
+        data = str(rm.config.get("data", {}).get("path", ""))
+        records.append(StageRecord(f"rm ({rm.name})", data, s.get("step"), notes=rm_notes(s)))
+    rl = summary(pipeline.rl_dir(variant.name))
+    rl_config = pipeline.rlhf_config(variant)
+    data = ", ".join(s.path for s in rl_config.data.mixture) or rl_config.data.path
+    algorithm = rl.get("algorithm", rl_config.algorithm)
+    records.append(StageRecord(algorithm, data, rl.get("iterations"), "iterations", rl_notes(rl)))
+    return records
 
 
 def _cell(x: Any) -> str:
@@ -146,7 +169,7 @@ def eval_section(results: Results | None, variant: str) -> list[str]:
     ]
 
 
-def training_section(stages: Sequence[Stage], reward_mixture: Sequence[Mapping] = ()) -> list[str]:
+def training_section(stages: Sequence[StageRecord], reward_mixture: Sequence[Mapping] = ()) -> list[str]:
     out = ["## Training", "", "| stage | data | length | notes |", "|---|---|---|---|"]
     for s in stages:
         length = f"{s.steps} {s.unit}" if s.steps is not None else "n/a"
@@ -188,7 +211,7 @@ def render_card(
     base_model: str,
     differences: Mapping[str, Any],
     generation: Mapping[str, Any],
-    stages: Sequence[Stage],
+    stages: Sequence[StageRecord],
     results: Results | None,
     reward_mixture: Sequence[Mapping] = (),
     caveat: str | None = None,

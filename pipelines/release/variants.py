@@ -29,7 +29,7 @@ from pathlib import Path
 from align.data.testing import GEMMA3_CHAT_TEMPLATE
 from align.errors import InvalidInput
 from align.config_io import load_config
-from pipelines.release.model_card import Stage, render_card
+from pipelines.release.model_card import StageRecord, render_card
 from pipelines.stages.rewards import RewardOptions
 from pipelines.stages.rl_data import PromptSource
 
@@ -178,7 +178,7 @@ def export_variant(
     out_dir: str | Path,
     *,
     base_model: str,
-    stages: Sequence[Stage] = (),
+    stages: Sequence[StageRecord] = (),
     results=None,
     reward_mixture: Sequence[Mapping] = (),
     rl_applied: bool = True,

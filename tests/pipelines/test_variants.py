@@ -10,8 +10,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from align.data import render_chat
 from align.sampling import SamplingConfig, generate
-from align.training.run import ModelOptions, load_model
-from pipelines.release.model_card import Stage, rl_notes
+from align.hub import ModelOptions, load_model
+from pipelines.release.model_card import StageRecord, rl_notes
 from pipelines.stages.rewards import RewardModelSpec, RewardOptions
 from pipelines.release.variants import (
     GenerationDefaults,
@@ -83,8 +83,8 @@ def exported(tmp_path_factory):
     model, tokenizer = load_model(ModelOptions(spec="preset:tiny", seed=0))
     root = tmp_path_factory.mktemp("variants")
     stages = [
-        Stage("sft", "hh helpful-base (64 rows)", 20),
-        Stage("ppo", "hh prompts", 12, "iterations", "held-out reward 0.10 -> 0.30"),
+        StageRecord("sft", "hh helpful-base (64 rows)", 20),
+        StageRecord("ppo", "hh prompts", 12, "iterations", "held-out reward 0.10 -> 0.30"),
     ]
     dirs = {}
     for spec in (CHAT, DEVELOPER):

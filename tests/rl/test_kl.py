@@ -13,9 +13,9 @@ from align.rl.kl import (
     kl_k1,
     kl_k2,
     kl_k3,
-    last_token_index,
     per_token_kl_penalty_rewards,
 )
+from align.model.heads import last_token_index
 
 LN2 = math.log(2)
 
@@ -63,8 +63,9 @@ def test_fixed_controller_never_moves():
 
 
 def test_last_token_index():
-    mask = jnp.array([[1, 1, 1], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
-    np.testing.assert_array_equal(last_token_index(mask), [2, 1, 1, 0])
+    """One definition by position: a left gap ([0, 1, 0]) still reads column 1; segment ids > 1 count."""
+    mask = jnp.array([[1, 1, 1], [1, 1, 0], [0, 1, 0], [0, 0, 0], [1, 2, 0]])
+    np.testing.assert_array_equal(last_token_index(mask), [2, 1, 1, 0, 1])
 
 
 def test_per_token_rewards_by_hand_with_missing_eos_penalty():
