@@ -17,7 +17,8 @@ from flax import nnx
 
 from align.config_io import to_dict
 from align.data import DataOrder, Tokenizer, batches, encode_preferences, load_records, preference_batch
-from align.data.splits import SplitOptions, heldout_split
+from align.data.preference import PreferenceDataOptions
+from align.data.splits import heldout_split
 from align.errors import InvalidInput
 from align.hub import ModelOptions, load_model
 from align.reward import (
@@ -41,14 +42,10 @@ log = logging.getLogger("align.rm")
 
 
 @dataclasses.dataclass(frozen=True)
-class RMDataOptions:
-    path: str = ""  # preference rows (align.data.load_records)
-    split: str = "train"
-    limit: int | None = None
+class RMDataOptions(PreferenceDataOptions):
+    """DPO's preference data section, with longer rows by default."""
+
     max_length: int = 512  # T of each [B, P, T] batch
-    max_prompt_length: int | None = None  # default max_length // 2 (align.data.encode_preferences)
-    skip_invalid: bool = True
-    heldout: SplitOptions = SplitOptions()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,16 +12,37 @@ Truncation, as TRL's DPO did (explicit and counted in TruncationStats):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 import numpy as np
 
+from align import checks
 from align.data.errors import DataError
 from align.data.formats import Example, PreferenceExample
 from align.data.sequences import TokenizedPair, TruncationStats, left_truncate
 from align.data.sft import with_eos
+from align.data.splits import SplitOptions
 from align.data.tokenizer import Tokenizer
 from align.errors import InvalidInput
+
+
+@dataclasses.dataclass(frozen=True)
+class PreferenceDataOptions:
+    """A config's `data` section for preference pairs (DPO, reward models)."""
+
+    path: str = ""  # file or directory of preference rows (HH chosen/rejected, TRL formats)
+    split: str = "train"  # file split inside a directory
+    limit: int | None = None  # first N valid rows only
+    max_length: int = 256  # T of every [B, P, T] batch
+    max_prompt_length: int | None = None  # prompt cut from the left when a pair is too long (default T // 2)
+    skip_invalid: bool = True
+    heldout: SplitOptions = SplitOptions()
+
+    def __post_init__(self):
+        checks.at_least(self, 1, "max_length")
+        checks.at_least(self, 1, "limit", "max_prompt_length", optional=True)
+
 
 P = 2  # the pair axis: chosen, rejected
 

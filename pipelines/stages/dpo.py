@@ -31,8 +31,8 @@ from align.data import (
     load_records,
     preference_batch,
 )
-from align import checks
-from align.data.splits import SplitOptions, heldout_split
+from align.data.preference import PreferenceDataOptions
+from align.data.splits import heldout_split
 from align.errors import InvalidInput
 from align.hub import ModelOptions, load_model
 from align.rl.dpo import DPOConfig, dpo_loss_fn, precompute_reference, with_reference
@@ -46,21 +46,6 @@ from pipelines.commands.config import add_config_arguments, run_config_command
 from pipelines.stages.sft import export_model
 
 log = logging.getLogger("align.dpo")
-
-
-@dataclasses.dataclass(frozen=True)
-class PreferenceDataOptions:
-    path: str = ""  # file or directory of preference rows (HH chosen/rejected, TRL formats)
-    split: str = "train"
-    limit: int | None = None
-    max_length: int = 256  # T of every [B, P, T] batch
-    max_prompt_length: int | None = None  # prompt cut from the left when a pair is too long (default T // 2)
-    skip_invalid: bool = True
-    heldout: SplitOptions = SplitOptions()
-
-    def __post_init__(self):
-        checks.at_least(self, 1, "max_length")
-        checks.at_least(self, 1, "limit", "max_prompt_length", optional=True)
 
 
 @dataclasses.dataclass(frozen=True)
