@@ -26,6 +26,7 @@ from align.hub import ModelOptions, load_model
 from align.training.rundir import SUMMARY, read_json
 from align.config_io import build, load_config, to_dict
 from pipelines.stages.rewards import RewardModelSpec, RewardOptions
+from reward_models.train import warn_if_heldout_overlaps
 
 log = logging.getLogger("align.pipeline")
 
@@ -88,26 +89,6 @@ def _model(spec: str, base: ModelOptions) -> dict:
     return to_dict(dataclasses.replace(base, spec=spec, tokenizer=None))
 
 
-def _cut(data) -> tuple:
-    return data.split, data.limit, data.heldout.heldout_fraction, data.heldout.seed
-
-
-def _warn_if_heldout_overlaps(sft, rm, name: str) -> None:
-    """heldout_split is a function of (rows, fraction, seed): on the SFT file, a reward model cut any
-    other way holds out pairs whose chosen responses SFT trained on, which inflates its held-out
-    accuracy (and the reward normalisation PPO takes from it)."""
-    if sft.path == rm.path and _cut(sft) != _cut(rm):
-        log.warning(
-            "reward_models.%s reads the SFT data file %s with a different held-out cut (split, limit, "
-            "heldout_fraction, seed: %s against SFT's %s), so some of its held-out pairs were SFT "
-            "training rows; give both the same values",
-            name,
-            rm.path,
-            _cut(rm),
-            _cut(sft),
-        )
-
-
 class Pipeline:
     """The stage list of one quickstart config, and where every output goes."""
 
@@ -132,7 +113,7 @@ class Pipeline:
         """Build every stage's config now, so that a typo fails before hours of training, not after."""
         sft = self.sft_config().data
         for rm in self.config.reward_models:
-            _warn_if_heldout_overlaps(sft, self.rm_config(rm).data, rm.name)
+            warn_if_heldout_overlaps(sft, self.rm_config(rm).data, rm.name)
         for v in self.variants if self.config.rl_per_variant else (None,):
             self.rlhf_config(v)
         if self.config.eval.enabled:

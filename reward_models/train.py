@@ -76,6 +76,27 @@ class RMConfig:
             raise ValueError(f"fit={self.fit!r}: expected finetune or probe")
 
 
+def _cut(data) -> tuple:
+    return data.split, data.limit, data.heldout.heldout_fraction, data.heldout.seed
+
+
+def warn_if_heldout_overlaps(sft, rm, name: str) -> None:
+    """Warn when reward model `name` (data section `rm`) reads the SFT data file (`sft`) with another
+    held-out cut. heldout_split is a function of (rows, fraction, seed): on the SFT file, a reward
+    model cut any other way holds out pairs whose chosen responses SFT trained on, which inflates its
+    held-out accuracy (and the reward normalisation PPO takes from it)."""
+    if sft.path == rm.path and _cut(sft) != _cut(rm):
+        log.warning(
+            "reward_models.%s reads the SFT data file %s with a different held-out cut (split, limit, "
+            "heldout_fraction, seed: %s against SFT's %s), so some of its held-out pairs were SFT "
+            "training rows; give both the same values",
+            name,
+            rm.path,
+            _cut(rm),
+            _cut(sft),
+        )
+
+
 def rm_loss(margin: float = 0.0, center_coef: float = 0.0):
     """loss_fn(model, batch, rng): Bradley-Terry on the batch's [B, P] rewards (every row a real pair)."""
 
