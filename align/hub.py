@@ -110,6 +110,8 @@ def resolve(spec: str) -> str:
     """A local file or directory for `spec` (downloading from the HF hub only when online)."""
     if spec in EMBEDDED:
         return embedded_hf_dir(spec)
+    if spec.startswith(PRESET):
+        raise ModelNotFound(f"model {spec!r}: a preset is random weights built in memory, it has no files")
     path = Path(os.path.expanduser(spec))
     if path.exists():
         return str(path)
