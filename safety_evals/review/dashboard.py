@@ -10,407 +10,44 @@ example score when lower is better, lowest when higher is better, furthest from 
 No network: CSS, JS and SVG are inline. Model outputs are untrusted: every text goes through
 `html.escape` (attributes too), JSON data is embedded with `<`, `>`, `&` escaped, and the JS writes
 text with `textContent` only (see dashboard_assets/page.py for the CSP on top).
+
+The view model lives in dashboard_view.py, the HTML in dashboard_assets/sections.py; this module
+keeps the CLI and re-exports their public names.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime as dt
-from collections import Counter
 from pathlib import Path
 
 from align.errors import InvalidInput
 from safety_evals.review import history
-from safety_evals.review.dashboard_assets.page import page
-from safety_evals.review.dashboard_assets.svg import IntervalRow, TrendPoint, esc, interval_plot, trend_plot
-from safety_evals.review.gate import Comparison, Direction, compare
-from safety_evals.review.policy import Policy, load_policy
-from safety_evals.review.documents import Example, MetricReading, Results, ResultsError, load_results
+from safety_evals.review.dashboard_assets.sections import MAX_TEXT, render
+from safety_evals.review.dashboard_view import (
+    Cell,
+    View,
+    build_view,
+    drill_ids,
+    metric_anchors,
+    short_labels,
+    worst_examples,
+)
+from safety_evals.review.documents import Results, ResultsError, load_results
+from safety_evals.review.policy import load_policy
 
-MAX_TEXT = 4000  # characters of prompt/output shown per example; the rest is cut with a note
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    """One (run, metric) entry of the tables."""
-
-    state: str  # regressed | improved | same | baseline | failed | missing
-    metric: MetricReading | None
-    comparison: Comparison | None = None
-    drill_id: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class View:
-    """Everything the page shows, computed before any HTML is written."""
-
-    columns: list[Results]  # runs shown side by side
-    trend_runs: list[Results]  # every run, oldest first, for the trend plots
-    baseline: Results | None
-    suites: dict[str, list[str]]  # suite -> metric short names, first-seen order
-    cells: dict[tuple[str, str], Cell]  # (run_id, full metric name) -> Cell
-    drill: list[Results]  # runs with a drill-down section
-    labels: dict[str, str]  # run_id -> short plot label
-
-
-def short_labels(runs: list[Results]) -> dict[str, str]:
-    """Plot labels: no model name when all runs share it; the run id added where labels collide."""
-    one_model = len({r.model.name for r in runs}) == 1
-    labels = {}
-    for r in runs:
-        step = f"step {r.model.step}" if r.model.step is not None else "step ?"
-        labels[r.run_id] = " · ".join(([] if one_model else [r.model.name]) + [r.model.variant or "—", step])
-    counts = Counter(labels.values())
-    return {rid: f"{lab} ({rid})" if counts[lab] > 1 else lab for rid, lab in labels.items()}
-
-
-def _rule_for(policy: Policy | None, name: str):
-    return next((r for r in policy.rules if r.metric == name), None) if policy else None
-
-
-def _cell(run: Results, suite: str, name: str, baseline: Results | None, policy: Policy | None) -> Cell:
-    s = run.suites.get(suite)
-    if s is not None and not s.ok:
-        return Cell("failed", None)
-    m = s.metrics.get(name) if s else None
-    if m is None or m.value is None:
-        return Cell("missing", m)
-    if baseline is None:
-        return Cell("same", m)
-    if run.run_id == baseline.run_id:
-        return Cell("baseline", m)
-    bm = baseline.metrics().get(m.full_name)
-    rule = _rule_for(policy, m.full_name)
-    direction = Direction.of(m, rule)
-    if bm is None or bm.value is None or not direction.known:
-        return Cell("same", m)
-    c = compare(m, bm, direction, rule.regression if rule and rule.regression is not None else 0.0)
-    return Cell("regressed" if c.regressed else "improved" if c.improved else "same", m, c)
-
-
-def build_view(
-    reviewed: list[Results], past: list[Results], baseline: Results | None, policy: Policy | None
-) -> View:
-    """Columns = reviewed runs (+ baseline), or the 6 newest history runs when no file is given."""
-    by_id = {r.run_id: r for r in [*past, *reviewed] + ([baseline] if baseline else [])}
-    trend_runs = sorted(by_id.values(), key=lambda r: (r.created, r.run_id))
-    columns = list(reviewed) or trend_runs[-6:]
-    if baseline and all(c.run_id != baseline.run_id for c in columns):
-        columns = [baseline, *columns]
-    columns = list({c.run_id: c for c in columns}.values())
-    columns.sort(
-        key=lambda r: (
-            baseline is None or r.run_id != baseline.run_id,
-            r.model.name,
-            r.model.variant or "",
-            r.model.step or 0,
-            r.created,
-        )
-    )
-    suites: dict[str, list[str]] = {}
-    for r in columns:
-        for sname, s in r.suites.items():
-            names = suites.setdefault(sname, [])
-            names += [m for m in s.metrics if m not in names]
-    cells = {}
-    for r in columns:
-        for sname, names in suites.items():
-            for name in names:
-                cells[(r.run_id, f"{sname}.{name}")] = _cell(r, sname, name, baseline, policy)
-    reviewed_ids = {r.run_id for r in reviewed}
-    drill = [r for r in columns if r.run_id in reviewed_ids] or columns[-1:]
-    return View(columns, trend_runs, baseline, suites, cells, drill, short_labels(columns))
-
-
-# ---------------------------------------------------------------- worst examples
-
-
-def worst_examples(examples: list[Example], metric: MetricReading | None, k: int) -> list[Example]:
-    """The k worst examples by score in the metric's bad direction; null scores last."""
-    direction = Direction.of(metric) if metric else Direction(None)
-
-    def badness(e: Example) -> float:
-        if direction.higher_is_better is None and direction.target is None:
-            return abs(e.score)
-        return direction.badness(e.score)
-
-    scored = sorted((e for e in examples if e.score is not None), key=badness, reverse=True)
-    return (scored + [e for e in examples if e.score is None])[:k]
-
-
-def _worst_rule(metric: MetricReading | None) -> str:
-    if metric is None or (metric.higher_is_better is None and metric.target is None):
-        return "largest |score| first"
-    if metric.higher_is_better is None:
-        return f"furthest from target {metric.target:g} first"
-    return "lowest score first" if metric.higher_is_better else "highest score first"
-
-
-def metric_anchors(view: View) -> dict[str, str]:
-    """suite.metric -> id of its table row (counters, never names)."""
-    names = [f"{sname}.{m}" for sname, ms in view.suites.items() for m in ms]
-    return {full: f"metric-{i}" for i, full in enumerate(names)}
-
-
-def drill_ids(view: View) -> dict[tuple[str, str], str]:
-    """(run_id, suite.metric or suite.*) -> element id; counters, never names, so ids stay safe."""
-    ids = {}
-    for i, r in enumerate(view.drill):
-        for sname, s in r.suites.items():
-            for j, key in enumerate(sorted({e.metric or "*" for e in s.examples})):
-                ids[(r.run_id, f"{sname}.{key}")] = f"ex-{i}-{len(ids)}-{j}"
-    return ids
-
-
-# ---------------------------------------------------------------- HTML sections
-
-
-def _num(x: float | int | None) -> str:
-    """Integers (steps, counts) in full: .4g prints step 12345 as 1.234e+04."""
-    if x is None:
-        return "—"
-    return str(x) if isinstance(x, int) else f"{x:.4g}"
-
-
-def _run_head(r: Results, baseline: Results | None) -> str:
-    tag = '<span class="tag base">baseline</span>' if baseline and r.run_id == baseline.run_id else ""
-    return (
-        f'<th>{esc(r.label)}{tag}<br><span class="muted">{esc(r.run_id)}<br>'
-        f"{r.created:%Y-%m-%d %H:%M}</span></th>"
-    )
-
-
-def _runs_table(view: View) -> str:
-    rows = []
-    for r in view.trend_runs:
-        ok = sum(s.ok for s in r.suites.values())
-        failed = [n for n, s in r.suites.items() if not s.ok]
-        tag = (
-            '<span class="tag base">baseline</span>'
-            if view.baseline and r.run_id == view.baseline.run_id
-            else ""
-        )
-        rows.append(
-            f"<tr><td>{esc(r.run_id)}{tag}</td><td>{r.created:%Y-%m-%d %H:%M}</td>"
-            f"<td>{esc(r.model.name)}</td>"
-            f'<td>{esc(r.model.variant or "—")}</td><td class="num">{esc(_num(r.model.step))}</td>'
-            f'<td><code>{esc((r.model.sha256 or "—")[:12])}</code></td><td class="num">{ok}</td>'
-            f'<td class="{"failed" if failed else ""}">{esc(", ".join(failed) or "0")}</td></tr>'
-        )
-    head = (
-        "<tr><th>run</th><th>created (UTC)</th><th>model</th><th>variant</th><th>step</th>"
-        "<th>weights sha256</th><th>suites ok</th><th>suites failed</th></tr>"
-    )
-    return f'<h2 id="runs">Runs</h2><table>{head}{"".join(rows)}</table>'
-
-
-def _banner(view: View) -> str:
-    cells = list(view.cells.values())
-    reg = [(rid, name, c) for (rid, name), c in view.cells.items() if c.state == "regressed"]
-    n_failed = sum(not s.ok for r in view.columns for s in r.suites.values())
-    cards = [
-        ("runs", len(view.trend_runs), ""),
-        ("metrics", sum(len(v) for v in view.suites.values()), ""),
-        ("significant regressions", len(reg), "bad" if reg else "good"),
-        ("significant improvements", sum(c.state == "improved" for c in cells), ""),
-        ("failed suites", n_failed, "bad" if n_failed else "good"),
-    ]
-    out = (
-        ['<div class="banner">']
-        + [f'<div class="card {cls}"><b>{n}</b>{esc(label)}</div>' for label, n, cls in cards]
-        + ["</div>"]
-    )
-    if view.baseline is None:
-        out.append(
-            '<p class="muted">No baseline chosen (--baseline FILE_OR_RUN_ID): no regression highlighting.</p>'
-        )
-    if reg:
-        runs = {r.run_id: r for r in view.columns}
-        anchors = metric_anchors(view)
-        rows = "".join(
-            f"<tr><td>{esc(runs[rid].label)}</td>"
-            f'<td><a href="#{anchors[name]}"><code>{esc(name)}</code></a></td>'
-            f"<td>{esc(c.comparison.text)}</td></tr>"
-            for rid, name, c in reg
-        )
-        out.append(
-            f'<h3>Significant regressions vs baseline</h3><table class="regressions">'
-            f"<tr><th>run</th><th>metric</th><th>comparison</th></tr>{rows}</table>"
-        )
-    return "".join(out)
-
-
-def _failed_suites(view: View) -> str:
-    boxes = [
-        f'<div class="failbox"><span class="tag failed-tag">FAILED</span> <b>{esc(n)}</b> in '
-        f'{esc(r.label)} <span class="muted">({esc(r.run_id)})</span>'
-        f"<pre>{esc(s.error or 'no error recorded')}</pre></div>"
-        for r in view.columns
-        for n, s in r.suites.items()
-        if not s.ok
-    ]
-    return '<h2 id="failed">Failed suites</h2>' + ("".join(boxes) or '<p class="muted">None.</p>')
-
-
-def _value_cell(c: Cell, drill_id: str | None) -> str:
-    if c.state == "failed":
-        return '<td class="failed">FAILED</td>'
-    if c.metric is None or c.metric.value is None:
-        return '<td class="num muted">—</td>'
-    m, iv = c.metric, c.metric.interval()
-    text = _num(m.value) + (f" [{_num(iv[0])}, {_num(iv[1])}]" if iv else "")
-    delta = f'<span class="delta">Δ {c.comparison.delta:+.3g}</span>' if c.comparison else ""
-    link = f' <a class="ex" href="#{drill_id}" data-open="{drill_id}">examples ▸</a>' if drill_id else ""
-    title = esc(c.comparison.text) if c.comparison else ""
-    return f'<td class="num {c.state}" title="{title}">{esc(text)}{delta}{link}</td>'
-
-
-def _metric_tables(view: View, ids: dict) -> str:
-    out = ['<h2 id="metrics">Metrics: value [95% interval] per run</h2>']
-    anchors = metric_anchors(view)
-    heads = "".join(_run_head(r, view.baseline) for r in view.columns)
-    for sname, names in view.suites.items():
-        rows, plots = [], []
-        for name in names:
-            full = f"{sname}.{name}"
-            meta = next(
-                (
-                    view.cells[(r.run_id, full)].metric
-                    for r in view.columns
-                    if view.cells[(r.run_id, full)].metric
-                ),
-                None,
-            )
-            arrow = {True: "↑ better", False: "↓ better"}.get(
-                meta.higher_is_better if meta else None,
-                f"→ {meta.target:g}" if meta and meta.target is not None else "",
-            )
-            tds = "".join(
-                _value_cell(view.cells[(r.run_id, full)], ids.get((r.run_id, full))) for r in view.columns
-            )
-            desc = esc(meta.description if meta else "")
-            rows.append(
-                f'<tr id="{anchors[full]}" data-metric="{esc(full)}">'
-                f'<th title="{desc}"><code>{esc(name)}</code> '
-                f'<span class="muted">{esc(arrow)}</span></th>{tds}</tr>'
-            )
-            plots.append(f'<div data-metric="{esc(full)}">{_interval_svg(view, full, meta)}</div>')
-        out.append(
-            f'<h3 id="suite-{len(out)}">{esc(sname)}</h3>'
-            f"<table><tr><th>metric</th>{heads}</tr>{''.join(rows)}</table>"
-            f'<div class="plots">{"".join(plots)}</div>'
-        )
-    return "".join(out)
-
-
-def _interval_svg(view: View, full: str, meta: MetricReading | None) -> str:
-    rows = []
-    for r in view.columns:
-        c = view.cells[(r.run_id, full)]
-        m = c.metric
-        iv = m.interval() if m else None
-        rows.append(
-            IntervalRow(
-                view.labels[r.run_id],
-                m.value if m else None,
-                iv[0] if iv else None,
-                iv[1] if iv else None,
-                c.state,
-                "suite failed" if c.state == "failed" else "",
-            )
-        )
-    bm = view.baseline.metrics().get(full) if view.baseline else None
-    return interval_plot(full, rows, bm.value if bm else None, meta.target if meta else None)
-
-
-def _trends(view: View) -> str:
-    out = ['<h2 id="trends">Trends over time</h2>']
-    if len(view.trend_runs) < 2:
-        return out[0] + (
-            '<p class="muted">Needs at least two runs (pass more files or --history results.sqlite).</p>'
-        )
-    plots, one_model = [], len({r.model.name for r in view.trend_runs}) == 1
-    for sname, names in view.suites.items():
-        for name in (n for n in names if "/" not in n):  # breakdowns stay in the tables
-            full = f"{sname}.{name}"
-            series: dict[str, list[TrendPoint]] = {}
-            for r in view.trend_runs:
-                m = r.metrics().get(full)
-                if m is not None and m.value is not None:
-                    iv = m.interval() or (None, None)
-                    key = " · ".join(x for x in (None if one_model else r.model.name, r.model.variant) if x)
-                    series.setdefault(key, []).append(TrendPoint(r.created, m.value, iv[0], iv[1], r.label))
-            bm = view.baseline.metrics().get(full) if view.baseline else None
-            if series:
-                plots.append(
-                    f'<div data-metric="{esc(full)}">'
-                    f"{trend_plot(full, series, bm.value if bm else None)}</div>"
-                )
-    return out[0] + f'<div class="plots">{"".join(plots)}</div>'
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + f"\n… [cut: {len(text)} characters in all]"
-
-
-def _drilldown(view: View, ids: dict, k: int) -> str:
-    out = ['<h2 id="examples">Worst examples per metric</h2>']
-    for r in view.drill:
-        out.append(f'<h3>{esc(r.label)} <span class="muted">{esc(r.run_id)}</span></h3>')
-        for sname, s in r.suites.items():
-            for key in sorted({e.metric or "*" for e in s.examples}):
-                exs = [e for e in s.examples if (e.metric or "*") == key]
-                meta = s.metrics.get(key)
-                worst = worst_examples(exs, meta, k)
-                rows = "".join(
-                    f'<tr><td>{esc(e.id)}</td><td><div class="text">{esc(_clip(e.prompt))}</div></td>'
-                    f'<td><div class="text">{esc(_clip(e.output))}</div></td>'
-                    f'<td class="num">{_num(e.score)}</td>'
-                    f"<td>{esc(e.label or '')}</td></tr>"
-                    for e in worst
-                )
-                name = f"{sname}.{key}" if key != "*" else f"{sname} (examples without a metric)"
-                out.append(
-                    f'<details class="drill" id="{ids[(r.run_id, f"{sname}.{key}")]}" '
-                    f'data-metric="{esc(name)}">'
-                    f"<summary><code>{esc(name)}</code>: {len(worst)} worst of {len(exs)} "
-                    f'<span class="muted">({esc(_worst_rule(meta))})</span></summary>'
-                    '<table><colgroup><col class="c-id"><col><col><col class="c-score">'
-                    '<col class="c-label"></colgroup>'
-                    "<tr><th>id</th><th>prompt</th><th>output</th><th>score</th><th>label</th></tr>"
-                    f"{rows}</table></details>"
-                )
-    return "".join(out)
-
-
-def render(view: View, k: int = 10) -> str:
-    """The whole page as a string."""
-    ids = drill_ids(view)
-    body = (
-        _banner(view)
-        + _runs_table(view)
-        + _failed_suites(view)
-        + _metric_tables(view, ids)
-        + _trends(view)
-        + _drilldown(view, ids, k)
-    )
-    now = dt.datetime.now(dt.timezone.utc)
-    base = (
-        f"baseline {esc(view.baseline.label)} ({esc(view.baseline.run_id)})"
-        if view.baseline
-        else "no baseline"
-    )
-    sub = f"generated {now:%Y-%m-%d %H:%M} UTC · {len(view.trend_runs)} runs · {base}"
-    data = {
-        "runs": [
-            {"run_id": r.run_id, "label": r.label, "created": r.created.isoformat()} for r in view.trend_runs
-        ],
-        "baseline": view.baseline.run_id if view.baseline else None,
-        "metrics": [f"{s}.{m}" for s, names in view.suites.items() for m in names],
-        "regressions": [[rid, name] for (rid, name), c in view.cells.items() if c.state == "regressed"],
-    }
-    return page("Safety eval dashboard", sub, body, data)
+__all__ = [
+    "MAX_TEXT",
+    "Cell",
+    "View",
+    "add_arguments",
+    "build_view",
+    "drill_ids",
+    "metric_anchors",
+    "render",
+    "run",
+    "short_labels",
+    "worst_examples",
+]
 
 
 # ---------------------------------------------------------------- CLI

@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 
 from pipelines.cli import main
 from safety_evals.review import dashboard, history
+from safety_evals.review.dashboard_assets import sections
 from safety_evals.review.dashboard_assets.svg import nice_ticks
 from safety_evals.review.policy import load_policy
 from safety_evals.review.documents import Example, MetricReading, from_json
@@ -97,7 +98,7 @@ def test_step_is_printed_as_an_integer(make_doc):
     run = from_json(make_doc(run_id="r", step=12345), "r.json")
     page = dashboard.render(dashboard.build_view([run], [], None, None))
     assert '<td class="num">12345</td>' in page and "1.234e+04" not in page
-    assert dashboard._num(0.123456) == "0.1235" and dashboard._num(None) == "—"
+    assert sections._num(0.123456) == "0.1235" and sections._num(None) == "—"
 
 
 def test_untrusted_text_is_escaped_everywhere(make_doc, with_metric, xss_output):

@@ -1,1 +1,1 @@
-"""Page shell (inline CSS/JS) and inline-SVG plots for `align dashboard`; plain Python, no data files."""
+"""Page shell (inline CSS/JS), HTML sections and inline-SVG plots for `align dashboard`; plain Python."""
