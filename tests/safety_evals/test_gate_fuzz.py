@@ -26,7 +26,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from pipelines.cli import main  # noqa: E402
 from safety_evals.suites import hedging  # noqa: E402
-from tests.safety_evals.conftest import make_doc  # noqa: E402
+from tests.safety_evals.conftest import DEFAULT_METRICS, RELEASE_EXTRA_METRICS, make_doc  # noqa: E402
 from tests.safety_evals.gate_oracle import definition, expected_pass, strict_problems  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def _base_docs() -> tuple[dict, dict]:
     hedged[:8] = True  # 8 of 70 answerable hedged
     docs = []
     for run_id in ("cand", "base"):
-        doc = make_doc(run_id=run_id)
+        doc = make_doc(run_id=run_id, metrics={**DEFAULT_METRICS, **RELEASE_EXTRA_METRICS})
         doc["suites"]["hedging"]["data"]["n"] = 101
         doc["suites"]["hedging"]["metrics"] = {
             k: m.to_json() for k, m in hedging.metrics(answerable, hedged).items()

@@ -57,10 +57,10 @@ def test_nan_regression_no_longer_hides_a_real_regression(tmp_path, capsys, writ
             "a suite is listed twice",
         ),
         (HEAD + "  toxicity.made_up: {max: 0.5}\n", "unknown metric of suite toxicity"),
-        (HEAD + "  refusal.rate: {max: 0.5}\n", "unknown metric of suite refusal (defined: none defined yet"),
+        (HEAD + "  refusal.rate: {max: 0.5}\n", "unknown metric of suite refusal (defined: "),
         (HEAD + "  nosuite.x: {max: 0.5}\n", "unknown suite 'nosuite'"),
         (
-            HEAD + "  attribution.human_attributable_rate: {regression: 0.1}\n",
+            HEAD + "  refusal.partial_refusal_rate: {regression: 0.1}\n",
             "the metric has no direction: give target or higher_is_better",
         ),
     ],
