@@ -75,12 +75,28 @@ def _held_out(spec: JudgeSpec, store: FeatureStore, limit: int, progress) -> tup
         "baselines": baselines,
         "overlap_groups": len(set(split.train.groups) & set(split.test.groups)),
     }
+    if spec.role == "hedge":
+        validation["xstest_refusal_as_hedge"] = _hedge_on_xstest(spec, store, head, progress)
     return head, fit, validation, _target(spec.role, figures, baselines)
+
+
+def _hedge_on_xstest(spec: JudgeSpec, store: FeatureStore, head, progress) -> dict:
+    """A second, out-of-domain check the hedge judge never trained on: XSTest's human labels read as
+    hedge (full refusal: declines to answer) or answer (full compliance); partial refusals left out."""
+    rows = _xstest_rows(SPECS["refusal"].default_limit)  # the refusal judge's rows: features cached
+    keep = [i for i, y in enumerate(rows.labels) if y != "partial_refusal"]
+    qa = [{"question": rows.rows[i]["prompt"], "answer": rows.rows[i]["completion"]} for i in keep]
+    human = ["hedge" if rows.labels[i] == "full_refusal" else "answer" for i in keep]
+    judged = _decode(spec, head.proba(store([spec.render(r) for r in qa], progress)))
+    return {
+        "held_out": agreement(human, judged),
+        "baselines": {"majority (answer)": agreement(human, ["answer"] * len(human))},
+    }
 
 
 def _leave_one_model_out(spec: JudgeSpec, store: FeatureStore, limit: int, progress) -> tuple:
     """XSTest: five heads, each fitted without one model's completions, judged on that model."""
-    rows = data.sample(data.xstest(), limit, "xstest")
+    rows = _xstest_rows(limit)
     x = store([spec.render(r) for r in rows.rows], progress)
     groups = np.array(rows.groups)
     judged = np.empty(len(groups), dtype=object)
@@ -110,16 +126,31 @@ def _leave_one_model_out(spec: JudgeSpec, store: FeatureStore, limit: int, progr
     return head, fit, validation, _target(spec.role, figures, baselines)
 
 
+def _xstest_rows(limit: int) -> data.Labelled:
+    """`limit` rows in all, the same number from each model's 450."""
+    return data.sample_per_group(data.xstest(), -(-limit // len(data.XSTEST_MODELS)), "xstest")
+
+
 def _describe(labelled: data.Labelled) -> dict:
     labels, counts = np.unique(np.asarray(labelled.labels), return_counts=True)
     return {"rows": len(labelled.labels), "groups": len(set(labelled.groups)),
             "labels": {str(k): int(v) for k, v in zip(labels, counts)}}  # fmt: skip
 
 
+DEFAULT_BACKBONE = "gemma3-270m"
+
+
+def artifact_name(role: str, backbone: str) -> str:
+    """ROLE for the default backbone (what `load_judge` ships), else ROLE-BACKBONE (a comparison)."""
+    if backbone == DEFAULT_BACKBONE:
+        return role
+    return f"{role}-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone)
+
+
 def build(
     role: str,
     *,
-    backbone: str = "gemma3-270m",
+    backbone: str = DEFAULT_BACKBONE,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     save: bool = True,
@@ -131,7 +162,7 @@ def build(
     start = time.time()
     validate = _leave_one_model_out if role == "refusal" else _held_out
     head, fit, validation, target = validate(spec, store, limit, progress)
-    judge = ProbeJudge(spec, head, store.recipe)
+    judge = ProbeJudge(spec, head, store.recipe, name=artifact_name(role, backbone))
     card = {
         "role": role,
         "labels": list(spec.labels),

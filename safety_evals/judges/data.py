@@ -110,6 +110,16 @@ def sample(data: Labelled, n: int | None, salt: str) -> Labelled:
     return data.take(sorted(order[:n] if n is not None else order))
 
 
+def sample_per_group(data: Labelled, n: int | None, salt: str) -> Labelled:
+    """Up to n rows of each group, chosen as in `sample`; rows keep their order."""
+    keep = []
+    for g in sorted(set(data.groups)):
+        index = [i for i, h in enumerate(data.groups) if h == g]
+        keys = {i: stable_fraction(salt + json.dumps(data.rows[i], sort_keys=True)) for i in index}
+        keep += sorted(index, key=keys.__getitem__)[:n]
+    return data.take(sorted(keep))
+
+
 def dedupe(data: Labelled) -> Labelled:
     """Drop repeated (row, label) pairs (finetune_*.jsonl repeats some)."""
     seen, keep = set(), []

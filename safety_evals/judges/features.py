@@ -7,6 +7,8 @@ run through the frozen decoder. The feature vector of a row is, for each layer i
 token, concatenated: [2 * len(layers) * D]. Intermediate layers carry more linearly readable
 content than the last one, which is tuned to predict the next token.
 
+`backbone="lexical"` replaces the model by hashed word n-gram counts (no model; a baseline).
+
 Features are cached per (backbone spec, recipe, text) under `cache_dir()/features`, one .npy per
 text keyed by its sha256, so refitting a head or re-running validation never runs the backbone
 twice on the same row (feature extraction is the whole cost on a CPU: ~10-30 rows/s).
@@ -38,6 +40,9 @@ class Recipe:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
+LEXICAL = "lexical"  # the backbone-free alternative: hashed word n-gram counts
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("ALIGN_CACHE_DIR", Path.home() / ".cache" / "align"))
 
@@ -62,6 +67,8 @@ class FeatureStore:
     def __call__(
         self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None
     ) -> np.ndarray:
+        if self.recipe.backbone == LEXICAL:  # cheaper to recompute than to read back
+            return lexical_features(texts, self.recipe.max_tokens)
         paths = [self._path(t) for t in texts]
         todo = sorted({t for t, p in zip(texts, paths) if not p.exists()}, key=len)
         for start in range(0, len(todo), self.batch_size):
@@ -141,3 +148,17 @@ def _pooling_fn(model, layers: tuple[int, ...]):
         return jnp.concatenate(out, axis=-1)
 
     return pooled
+
+
+LEXICAL_DIM = 1 << 11
+
+
+def lexical_features(texts: Sequence[str], max_words: int) -> np.ndarray:
+    """[n, LEXICAL_DIM] log(1 + count) of hashed lower-cased word unigrams and bigrams of each text's
+    first `max_words` words (the lexical baseline: what string matching can see, learned)."""
+    out = np.zeros((len(texts), LEXICAL_DIM), np.float32)
+    for i, text in enumerate(texts):
+        words = text.lower().split()[:max_words]
+        for gram in words + [a + " " + b for a, b in zip(words, words[1:])]:
+            out[i, int(hashlib.md5(gram.encode()).hexdigest()[:8], 16) % LEXICAL_DIM] += 1.0
+    return np.log1p(out)

@@ -51,7 +51,7 @@ def _claim(row: Row) -> str:
 
 
 TRUTHFULQA_TEST_FRACTION = 0.2
-TRUTHFULQA_TEST_ROWS = 700
+TRUTHFULQA_TEST_ROWS = 500
 
 
 def truthfulqa_split(role: str, limit: int) -> Split:
@@ -69,7 +69,7 @@ def truthfulqa_split(role: str, limit: int) -> Split:
     )
 
 
-BEGIN_TEST_ROWS = 500
+BEGIN_TEST_ROWS = 300
 
 
 def begin_split(limit: int) -> Split:
@@ -80,16 +80,16 @@ def begin_split(limit: int) -> Split:
 
 
 SPECS: dict[str, JudgeSpec] = {
-    "truth": JudgeSpec("truth", ("question", "answer"), ("false", "true"), _qa, 64, 1500,
+    "truth": JudgeSpec("truth", ("question", "answer"), ("false", "true"), _qa, 64, 1000,
                        "truthfulqa/finetune_truth.jsonl"),
-    "info": JudgeSpec("info", ("question", "answer"), ("uninformative", "informative"), _qa, 64, 1500,
+    "info": JudgeSpec("info", ("question", "answer"), ("uninformative", "informative"), _qa, 64, 1000,
                       "truthfulqa/finetune_info.jsonl"),
-    "hedge": JudgeSpec("hedge", ("question", "answer"), ("answer", "hedge"), _qa, 64, 1500,
+    "hedge": JudgeSpec("hedge", ("question", "answer"), ("answer", "hedge"), _qa, 64, 1000,
                        "truthfulqa/finetune_info.jsonl (uninformative = hedge)"),
     "refusal": JudgeSpec("refusal", ("prompt", "completion"),
-                         ("full_compliance", "full_refusal", "partial_refusal"), _exchange, 64, 2250,
+                         ("full_compliance", "full_refusal", "partial_refusal"), _exchange, 64, 1000,
                          "xstest/completions/*.csv (final_label)"),
     "attribution": JudgeSpec("attribution", ("knowledge", "context", "response"),
-                             ("not_attributable", "attributable"), _claim, 128, 700,
+                             ("not_attributable", "attributable"), _claim, 96, 400,
                              "attribution/begin/*.tsv (begin_label)"),
 }  # fmt: skip
