@@ -126,8 +126,10 @@ def _pooling_fn(model, layers: tuple[int, ...]):
     graphdef, state = nnx.split(model)
     n_layers = len(model.layers)
 
-    @functools.partial(jax.jit)
-    def pooled(tokens, positions, seg):
+    # the weights are an argument, not a closure: closed-over arrays become HLO constants (a copy
+    # of the model per compiled shape, and minutes of constant folding)
+    @jax.jit
+    def pooled_fn(state, tokens, positions, seg):
         m = nnx.merge(graphdef, state)
         x = m.embedder.encode(tokens, m.dtype)  # [B, T, D]
         mask = (seg != 0).astype(jnp.float32)[..., None]  # [B, T, 1]
@@ -147,7 +149,7 @@ def _pooling_fn(model, layers: tuple[int, ...]):
                 take(m.final_norm(x) if i == n_layers else x)
         return jnp.concatenate(out, axis=-1)
 
-    return pooled
+    return functools.partial(pooled_fn, state)
 
 
 LEXICAL_DIM = 1 << 11

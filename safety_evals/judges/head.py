@@ -23,7 +23,7 @@ from scipy.optimize import minimize
 
 from safety_evals.judges.data import stable_fraction
 
-DEFAULT_L2_GRID = (1e-3, 1e-2, 1e-1)
+DEFAULT_L2_GRID = (1e-2, 1e-1, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)

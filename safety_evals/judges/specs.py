@@ -69,7 +69,7 @@ def truthfulqa_split(role: str, limit: int) -> Split:
     )
 
 
-BEGIN_TEST_ROWS = 300
+BEGIN_TEST_ROWS = 250
 
 
 def begin_split(limit: int) -> Split:
@@ -90,6 +90,6 @@ SPECS: dict[str, JudgeSpec] = {
                          ("full_compliance", "full_refusal", "partial_refusal"), _exchange, 64, 1000,
                          "xstest/completions/*.csv (final_label)"),
     "attribution": JudgeSpec("attribution", ("knowledge", "context", "response"),
-                             ("not_attributable", "attributable"), _claim, 96, 400,
+                             ("not_attributable", "attributable"), _claim, 96, 300,
                              "attribution/begin/*.tsv (begin_label)"),
 }  # fmt: skip
