@@ -75,23 +75,59 @@ def _held_out(spec: JudgeSpec, store: FeatureStore, limit: int, progress) -> tup
         "baselines": baselines,
         "overlap_groups": len(set(split.train.groups) & set(split.test.groups)),
     }
-    if spec.role == "hedge":
-        validation["xstest_refusal_as_hedge"] = _hedge_on_xstest(spec, store, head, progress)
     return head, fit, validation, _target(spec.role, figures, baselines)
 
 
-def _hedge_on_xstest(spec: JudgeSpec, store: FeatureStore, head, progress) -> dict:
-    """A second, out-of-domain check the hedge judge never trained on: XSTest's human labels read as
-    hedge (full refusal: declines to answer) or answer (full compliance); partial refusals left out."""
-    rows = _xstest_rows(SPECS["refusal"].default_limit)  # the refusal judge's rows: features cached
+def _xstest_as_hedge() -> data.Labelled:
+    """XSTest's human labels read as hedge (full refusal: declines to answer) or answer (full
+    compliance), partial refusals left out; the refusal judge's rows, so their features are cached."""
+    rows = _xstest_rows(SPECS["refusal"].default_limit)
     keep = [i for i, y in enumerate(rows.labels) if y != "partial_refusal"]
-    qa = [{"question": rows.rows[i]["prompt"], "answer": rows.rows[i]["completion"]} for i in keep]
-    human = ["hedge" if rows.labels[i] == "full_refusal" else "answer" for i in keep]
-    judged = _decode(spec, head.proba(store([spec.render(r) for r in qa], progress)))
-    return {
-        "held_out": agreement(human, judged),
-        "baselines": {"majority (answer)": agreement(human, ["answer"] * len(human))},
+    return data.Labelled(
+        [{"question": rows.rows[i]["prompt"], "answer": rows.rows[i]["completion"]} for i in keep],
+        ["hedge" if rows.labels[i] == "full_refusal" else "answer" for i in keep],
+        [rows.groups[i] for i in keep],
+    )
+
+
+def _concat(a: data.Labelled, b: data.Labelled) -> data.Labelled:
+    return data.Labelled(a.rows + b.rows, a.labels + b.labels, a.groups + b.groups)
+
+
+def _hedge(spec: JudgeSpec, store: FeatureStore, limit: int, progress) -> tuple:
+    """Hedge = TruthfulQA's uninformative answers ("I have no comment") + XSTest's full refusals.
+
+    Trained on TruthfulQA's training questions and XSTest; validated on TruthfulQA's held-out
+    questions and leave-one-model-out on XSTest (each fold's head never saw that model; l2 is chosen
+    once by grouped CV over questions and models, to keep the build short)."""
+    split, xs = truthfulqa_split("hedge", limit), _xstest_as_hedge()
+    x_tq = store([spec.render(r) for r in split.train.rows], progress)
+    x_test = store([spec.render(r) for r in split.test.rows], progress)
+    x_xs = store([spec.render(r) for r in xs.rows], progress)
+    train, x_train = _concat(split.train, xs), np.concatenate([x_tq, x_xs])
+    head, fit = _fit(spec, x_train, train)
+    models = np.array(xs.groups)
+    judged_xs = np.empty(len(models), dtype=object)
+    for model in data.XSTEST_MODELS:
+        out = models == model
+        fold = np.concatenate([np.ones(len(x_tq), bool), ~out])
+        fold_head = fit_head(x_train[fold], _encode(spec, train.labels)[fold], len(spec.labels), fit["l2"])
+        judged_xs[out] = _decode(spec, fold_head.proba(x_xs[out]))
+    figures = agreement(split.test.labels, _decode(spec, head.proba(x_test)))
+    baselines = {"majority (answer)": agreement(split.test.labels, ["answer"] * len(split.test.labels))}
+    validation = {
+        "split": split.description
+        + "; XSTest leave-one-model-out (full refusal = hedge, compliance = answer)",
+        "train": {"truthfulqa": _describe(split.train), "xstest": _describe(xs)},
+        "test": _describe(split.test),
+        "held_out": figures,
+        "baselines": baselines,
+        "xstest_leave_one_model_out": {
+            "held_out": agreement(xs.labels, list(judged_xs)),
+            "baselines": {"majority (answer)": agreement(xs.labels, ["answer"] * len(xs.labels))},
+        },
     }
+    return head, fit, validation, None
 
 
 def _leave_one_model_out(spec: JudgeSpec, store: FeatureStore, limit: int, progress) -> tuple:
@@ -160,7 +196,7 @@ def build(
     limit = spec.default_limit if limit is None else limit
     store = FeatureStore(spec.recipe(backbone))
     start = time.time()
-    validate = _leave_one_model_out if role == "refusal" else _held_out
+    validate = {"refusal": _leave_one_model_out, "hedge": _hedge}.get(role, _held_out)
     head, fit, validation, target = validate(spec, store, limit, progress)
     judge = ProbeJudge(spec, head, store.recipe, name=artifact_name(role, backbone))
     card = {

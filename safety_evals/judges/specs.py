@@ -85,7 +85,7 @@ SPECS: dict[str, JudgeSpec] = {
     "info": JudgeSpec("info", ("question", "answer"), ("uninformative", "informative"), _qa, 64, 1000,
                       "truthfulqa/finetune_info.jsonl"),
     "hedge": JudgeSpec("hedge", ("question", "answer"), ("answer", "hedge"), _qa, 64, 1000,
-                       "truthfulqa/finetune_info.jsonl (uninformative = hedge)"),
+                       "finetune_info.jsonl (uninformative = hedge), xstest (full refusal = hedge)"),
     "refusal": JudgeSpec("refusal", ("prompt", "completion"),
                          ("full_compliance", "full_refusal", "partial_refusal"), _exchange, 64, 1000,
                          "xstest/completions/*.csv (final_label)"),
