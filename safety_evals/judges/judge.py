@@ -55,7 +55,8 @@ def content_hash(head: Head, recipe: Recipe, spec: JudgeSpec) -> str:
     h.update(json.dumps({"recipe": recipe.key(), "labels": spec.labels, "role": spec.role}).encode())
     for name, arr in sorted(head.arrays().items()):
         h.update(name.encode())
-        h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+        # float32: the precision the .npz stores, so a loaded judge hashes as the one that was saved
+        h.update(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
     return h.hexdigest()
 
 
