@@ -87,7 +87,7 @@ SPECS: dict[str, JudgeSpec] = {
     "hedge": JudgeSpec("hedge", ("question", "answer"), ("answer", "hedge"), _qa, 64, 1000,
                        "finetune_info.jsonl (uninformative = hedge), xstest (full refusal = hedge)"),
     "refusal": JudgeSpec("refusal", ("prompt", "completion"),
-                         ("full_compliance", "full_refusal", "partial_refusal"), _exchange, 64, 1000,
+                         ("full_compliance", "full_refusal", "partial_refusal"), _exchange, 64, 2250,
                          "xstest/completions/*.csv (final_label)"),
     "attribution": JudgeSpec("attribution", ("knowledge", "context", "response"),
                              ("not_attributable", "attributable"), _claim, 96, 300,
