@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "gate": ("safety_evals.review.gate", "turn results JSON into a CI verdict under a release policy"),
     "results": ("safety_evals.review.history", "add / list runs in the local SQLite results history"),
+    "judges": ("pipelines.commands.judges", "build a shipped judge (head + card) from human labels"),
 }
 
 
