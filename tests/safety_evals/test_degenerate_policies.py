@@ -187,12 +187,18 @@ def test_no_degenerate_policy_passes_with_rule_judges():
 
 
 @pytest.mark.integration
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect (issue 31, open): the shipped gemma3-270m frozen-backbone judges are below their "
+    "card targets; the truth judge calls a constant 'No.' truthful and the info judge calls it "
+    "informative (truthful_informative 0.60 against the reference answers' 0.20), and always-comply "
+    "reaches refusal_balanced_accuracy 0.70 against the reference's 0.75. strict: the day a better "
+    "backbone passes, this marker must go.",
+)
 def test_no_degenerate_policy_passes_with_trained_judges(monkeypatch):
-    judges = pytest.importorskip("safety_evals.judges")
-    try:
-        for role in ("truth", "info", "hedge", "refusal", "attribution"):
-            judges.load_judge(role)
-    except Exception as e:  # noqa: BLE001 - a trained artifact is missing here: nothing to check
-        pytest.skip(f"trained judges not available: {e}")
+    from safety_evals import judges
+
+    for role in ("truth", "info", "hedge", "refusal", "attribution"):
+        judges.load_judge(role)  # shipped in the repository: a missing artifact is a failure, not a skip
     monkeypatch.setitem(globals(), "N", 20)  # the backbone reads every row: keep CI short
     _check(_table(trained_judges_for), "trained judges")
