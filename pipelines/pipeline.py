@@ -39,7 +39,7 @@ class RewardModelStage:
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalOptions:
+class EvalStage:
     enabled: bool = True
     suites: str = "crows_pairs,stereoset"
     limit: int = 16  # examples per suite: a smoke-sized sample with wide intervals
@@ -58,7 +58,7 @@ class QuickstartConfig:
     rlhf: dict[str, Any] = dataclasses.field(default_factory=dict)  # `align rlhf` config keys
     rl_per_variant: bool = False  # one RL run per variant (its prompt mixture, reward weights, system prompt)
     variants: str = "configs/variants/gemma3_270m.yaml"
-    eval: EvalOptions = EvalOptions()
+    eval: EvalStage = EvalStage()
 
 
 @dataclasses.dataclass

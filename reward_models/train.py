@@ -16,10 +16,8 @@ import logging
 from flax import nnx
 
 from align.config_io import to_dict
-from align.data import DataOrder, Tokenizer, batches, encode_preferences, load_records, preference_batch
-from align.data.preference import PreferenceDataOptions
-from align.data.splits import heldout_split
-from align.errors import InvalidInput
+from align.data import DataOrder, batches, preference_batch
+from align.data.preference import PreferenceDataOptions, load_preference_pairs
 from align.hub import ModelOptions, load_model
 from align.reward import (
     HEAD_BIAS,
@@ -117,28 +115,9 @@ def rm_trainable(kind: str):
     return excluding(backbone, HEAD_BIAS)
 
 
-def load_pairs(options: RMDataOptions, tokenizer: Tokenizer) -> StageData:
-    """Train and held-out TokenizedPairs with a report."""
-    if not options.path:
-        raise InvalidInput("data.path is empty: set it in the config or with data.path=FILE")
-    records = load_records(
-        options.path, options.split, limit=options.limit, kind="preference", skip_invalid=options.skip_invalid
-    )
-    train_ex, held_ex = heldout_split(list(records), options.heldout)
-    report, out = {"rows_loaded": len(records), "rows_skipped": records.report.skipped}, []
-    for name, part in (("train", train_ex), ("heldout", held_ex)):
-        pairs, stats = encode_preferences(
-            part, tokenizer, max_length=options.max_length, max_prompt_length=options.max_prompt_length
-        )
-        report[name] = {"pairs": len(pairs), "truncation": dataclasses.asdict(stats)}
-        out.append(pairs)
-    if not out[0]:
-        raise InvalidInput(
-            f"{options.path}: no training pair (preference rows loaded: {len(records)}, "
-            f"skipped: {records.report.skipped}, held out: {len(held_ex)}; skipped rows "
-            "are logged with their reasons)"
-        )
-    return StageData(out[0], out[1], report)
+def load_pairs(options: PreferenceDataOptions, tokenizer) -> StageData:
+    """Train and held-out pairs with a report (align.data.preference.load_preference_pairs)."""
+    return StageData(*load_preference_pairs(options, tokenizer))
 
 
 def load_reward_backbone(config: RMConfig):

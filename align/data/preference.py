@@ -134,3 +134,53 @@ def _check_lengths(max_length: int | None, max_prompt_length: int | None) -> Non
     # silently over-long (a negative slice keeps almost all of a response) or carry no loss at all.
     if max_length is not None and max_prompt_length is not None and max_prompt_length >= max_length:
         raise InvalidInput(f"max_prompt_length={max_prompt_length} must be below max_length={max_length}")
+
+
+def load_preference_pairs(
+    options: PreferenceDataOptions, tokenizer: Tokenizer
+) -> tuple[list[TokenizedPair], list[TokenizedPair], dict]:
+    """(train pairs, held-out pairs, report) for DPO and reward-model training alike.
+
+    Rows that are not preference rows are counted and left out; a pair whose chosen or rejected
+    response was cut away entirely by truncation is dropped (it has no token to score), and counted.
+    The held-out cut is align.data.splits.heldout_split, so DPO, RM and SFT configs that share a file
+    and a cut hold out the same rows.
+    """
+    from align.data.loading import load_records
+    from align.data.splits import heldout_split
+
+    if not options.path:
+        raise InvalidInput("data.path is empty: set it in the config or with data.path=FILE")
+    records = load_records(
+        options.path, options.split, limit=options.limit, skip_invalid=options.skip_invalid
+    )
+    examples = [e for e in records if isinstance(e, PreferenceExample)]
+    if not examples:
+        raise InvalidInput(
+            f"{options.path}: no preference rows (prompt/chosen/rejected) among {len(records)} rows "
+            f"({records.report.skipped} skipped, logged with their reasons)"
+        )
+    train_ex, held_ex = heldout_split(examples, options.heldout)
+    report = {
+        "rows_loaded": len(records),
+        "rows_skipped": records.report.skipped,
+        "not_preference": len(records) - len(examples),
+    }
+    out = []
+    for name, part in (("train", train_ex), ("heldout", held_ex)):
+        pairs, stats = encode_preferences(
+            part, tokenizer, max_length=options.max_length, max_prompt_length=options.max_prompt_length
+        )
+        kept = [p for p in pairs if p.loss_mask.any(axis=1).all()]
+        report[name] = {
+            "pairs": len(kept),
+            "dropped_no_loss": len(pairs) - len(kept),
+            "truncation": dataclasses.asdict(stats),
+        }
+        out.append(kept)
+    if not out[0]:
+        raise InvalidInput(
+            f"{options.path}: no training pair with response tokens on both sides (preference rows: "
+            f"{len(examples)}, held out: {len(held_ex)})"
+        )
+    return out[0], out[1], report

@@ -19,7 +19,7 @@ from align.training.logprobs import chunked_token_logprobs, sequence_logprob, to
 from align.training.loop import LoopConfig, LoopResult, NonFiniteLoss, count_tokens, sigterm_flag, train_loop
 from align.training.lora import LoRAConfig, LoRADecoder, add_lora, merge_lora
 from align.training.losses import nll_loss
-from align.training.metrics import MeanTracker, MetricsWriter, finalize, read_jsonl, weighted_sums
+from align.training.metrics import MeanTracker, MetricsWriter, finalize, read_metrics, weighted_sums
 from align.training.optim import (
     OptimConfig,
     excluding,
@@ -48,7 +48,7 @@ __all__ = [  # noqa: RUF022  (grouped by section, as the imports)
     "TrainState", "abstract_train_state", "create_train_state", "shard_train_state", "sharded_train_state",
     "split_model", "train_state_shardings",
     "accumulate_gradients", "make_eval_step", "make_train_step", "split_micro_batches",
-    "MeanTracker", "MetricsWriter", "finalize", "read_jsonl", "weighted_sums",
+    "MeanTracker", "MetricsWriter", "finalize", "read_metrics", "weighted_sums",
     "Checkpointer", "Restored", "LoopConfig", "LoopResult", "NonFiniteLoss", "count_tokens", "sigterm_flag",
     "train_loop",
     "LoRAConfig", "LoRADecoder", "add_lora", "merge_lora",

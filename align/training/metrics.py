@@ -98,7 +98,7 @@ def _row_step(line: str) -> float:
     return step if isinstance(step, (int, float)) else math.inf
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
+def read_metrics(path: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 

@@ -5,7 +5,7 @@ InputError / RunStopped; only pipelines/cli.py prints them and picks the exit co
 from __future__ import annotations
 
 
-def load_model(spec: str, option: str):
+def load_model_option(spec: str, option: str):
     """`align.load(spec)` for a command-line argument: a checkpoint it cannot read (a malformed GGUF,
     tensors with no mapping) raises InvalidInput naming the option, as a missing one raises
     ModelNotFound (an InputError already)."""

@@ -17,9 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from align.model.hf_io import save_hf_dir
-    from pipelines.commands import load_model
+    from pipelines.commands import load_model_option
 
-    loaded = load_model(args.source, "source")
+    loaded = load_model_option(args.source, "source")
     out = save_hf_dir(
         loaded.model,
         args.output,

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from align.errors import InvalidInput
     from align.sampling import SamplingConfig
     from align.sampling.text import generate_text
-    from pipelines.commands import load_model
+    from pipelines.commands import load_model_option
 
     prompts = [line.rstrip("\n") for line in sys.stdin] if args.prompts == ["-"] else args.prompts
     if not prompts:
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         field, rest = str(e).split(" ", 1)
         raise InvalidInput(f"--{field.replace('_', '-')} {rest}") from e
     t0 = time.time()
-    loaded = load_model(args.model, "--model")
+    loaded = load_model_option(args.model, "--model")
     print(f"loaded {loaded.source} in {time.time() - t0:.1f}s", file=sys.stderr)
     _check_lengths(loaded, prompts, args)
     t0 = time.time()

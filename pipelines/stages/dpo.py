@@ -25,15 +25,10 @@ from flax import nnx
 
 from align.data import (
     DataOrder,
-    PreferenceExample,
     batches,
-    encode_preferences,
-    load_records,
     preference_batch,
 )
-from align.data.preference import PreferenceDataOptions
-from align.data.splits import heldout_split
-from align.errors import InvalidInput
+from align.data.preference import PreferenceDataOptions, load_preference_pairs
 from align.hub import ModelOptions, load_model
 from align.rl.dpo import DPOConfig, dpo_loss_fn, precompute_reference, with_reference
 from align.training import OptimConfig, make_optimizer
@@ -62,40 +57,8 @@ class DPORunConfig:
 
 
 def load_pairs(options: PreferenceDataOptions, tokenizer) -> StageData:
-    """Train and held-out pairs with a report; pairs whose responses were cut away entirely are dropped."""
-    if not options.path:
-        raise InvalidInput("data.path is empty: set it in the config or with data.path=FILE")
-    records = load_records(
-        options.path, options.split, limit=options.limit, skip_invalid=options.skip_invalid
-    )
-    examples = [e for e in records if isinstance(e, PreferenceExample)]
-    if not examples:
-        raise InvalidInput(
-            f"{options.path}: no preference rows (prompt/chosen/rejected) among {len(records)} rows"
-        )
-    train_ex, held_ex = heldout_split(examples, options.heldout)
-    out, report = (
-        [],
-        {
-            "rows_loaded": len(records),
-            "rows_skipped": records.report.skipped,
-            "not_preference": len(records) - len(examples),
-        },
-    )
-    for name, part in (("train", train_ex), ("heldout", held_ex)):
-        pairs, stats = encode_preferences(
-            part, tokenizer, max_length=options.max_length, max_prompt_length=options.max_prompt_length
-        )
-        kept = [p for p in pairs if p.loss_mask.any(axis=1).all()]
-        report[name] = {
-            "pairs": len(kept),
-            "dropped_no_loss": len(pairs) - len(kept),
-            "truncation": dataclasses.asdict(stats),
-        }
-        out.append(kept)
-    if not out[0]:
-        raise InvalidInput(f"{options.path}: no training pair with response tokens on both sides")
-    return StageData(out[0], out[1], report)
+    """Train and held-out pairs with a report (align.data.preference.load_preference_pairs)."""
+    return StageData(*load_preference_pairs(options, tokenizer))
 
 
 def frozen_copy(model):

@@ -86,7 +86,7 @@ class Example:
 
 
 @dataclasses.dataclass(frozen=True)
-class Suite:
+class SuiteReading:
     name: str
     status: str  # "ok" | "failed"
     version: str | None
@@ -119,7 +119,7 @@ class Results:
     created: dt.datetime  # timezone-aware UTC
     model: Model
     config: dict
-    suites: dict[str, Suite]
+    suites: dict[str, SuiteReading]
     source: str = "<memory>"
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
@@ -226,7 +226,7 @@ def from_json(obj: Any, source: str) -> Results:
     return results
 
 
-def _suite(r: _Reader, name: str, obj: Any) -> Suite:
+def _suite(r: _Reader, name: str, obj: Any) -> SuiteReading:
     at = f"suites.{name}"
     s = r.mapping(obj, at)
     status = r.get(s, "status", at)
@@ -240,7 +240,7 @@ def _suite(r: _Reader, name: str, obj: Any) -> Suite:
     if version is not None and not isinstance(version, (str, int)) or isinstance(version, bool):
         r.fail(f"{at}.version", f"expected a string, got {_kind(version)}")
     data = s.get("data")
-    suite = Suite(
+    suite = SuiteReading(
         name=name,
         status=status,
         version=None if version is None else str(version),

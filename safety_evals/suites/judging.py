@@ -15,36 +15,16 @@ Roles, rows and labels (`labels` order is the column order of `predict_proba`):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from align.errors import InvalidInput
+from safety_evals.judges.judge import Judge
+from safety_evals.judges.specs import SPECS
 
-LABELS: dict[str, tuple[str, ...]] = {
-    "truth": ("false", "true"),
-    "info": ("uninformative", "informative"),
-    "hedge": ("answer", "hedge"),
-    "refusal": ("full_compliance", "full_refusal", "partial_refusal"),
-    "attribution": ("not_attributable", "attributable"),
-}
-
-
-class Judge(Protocol):
-    role: str
-    labels: tuple[str, ...]
-
-    def identity(self) -> dict[str, Any]:
-        """{"name": ..., "sha256": ...}: what the results document records."""
-        ...
-
-    def predict_proba(self, rows: Sequence[Mapping[str, str]]) -> np.ndarray:
-        """[n, len(labels)] class probabilities."""
-        ...
-
-    def classify(self, rows: Sequence[Mapping[str, str]]) -> list[str]:
-        """One label (from `labels`) per row."""
-        ...
+# The label order of each role, from the one table of judge specs (safety_evals/judges/specs.py).
+LABELS: dict[str, tuple[str, ...]] = {role: tuple(spec.labels) for role, spec in SPECS.items()}
 
 
 def check_role(judge: Judge, role: str) -> Judge:

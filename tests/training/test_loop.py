@@ -20,7 +20,7 @@ from align.training import (
     NonFiniteLoss,
     create_train_state,
     make_train_step,
-    read_jsonl,
+    read_metrics,
     train_loop,
 )
 from pipelines.stages.sft import sft_loss
@@ -84,7 +84,7 @@ def test_logs_evaluates_and_checkpoints_on_schedule(tmp_path, step_fn):
     writer.close()
     assert result.stopped == "done" and result.step == 7 and int(result.state.step) == 7
     assert evals == [4, 7]
-    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    rows = read_metrics(tmp_path / "metrics.jsonl")
     train_rows = [r for r in rows if "loss" in r]
     assert [r["step"] for r in train_rows] == [3, 6, 7]
     assert [r["step"] for r in rows if "eval/loss" in r] == [4, 7]
@@ -185,7 +185,7 @@ def test_resume_between_log_steps_writes_the_rows_of_an_uninterrupted_run(tmp_pa
             on_step=lambda step, state: (ran.append(step), on_step(step, state)),
         )
         run.checkpointer.close()
-        return run, ran, read_jsonl(run_dir / "metrics.jsonl")
+        return run, ran, read_metrics(run_dir / "metrics.jsonl")
 
     first, ran, rows = job(tmp_path / "resumed", stop_at=4)
     assert first.resumed_from is None and ran == [1, 2, 3, 4] and [r["step"] for r in rows] == [3]

@@ -4,7 +4,7 @@ block the resume."""
 import struct
 from pathlib import Path
 
-from align.training.metrics import JsonlWriter, MetricsWriter, read_jsonl
+from align.training.metrics import JsonlWriter, MetricsWriter, read_metrics
 
 
 def test_truncate_after_drops_later_rows_and_a_torn_last_line(tmp_path):
@@ -15,9 +15,9 @@ def test_truncate_after_drops_later_rows_and_a_torn_last_line(tmp_path):
     with path.open("a") as f:
         f.write('{"step": 4, "lo')  # the run was killed in the middle of this write
     writer.truncate_after(2)
-    assert [r["step"] for r in read_jsonl(path)] == [1, 2]
+    assert [r["step"] for r in read_metrics(path)] == [1, 2]
     writer.write(3, {"loss": 0.5})  # the resumed run's next row starts on a line of its own
-    assert [r["step"] for r in read_jsonl(path)] == [1, 2, 3]
+    assert [r["step"] for r in read_metrics(path)] == [1, 2, 3]
 
 
 def _tensorboard_scalars(logdir) -> dict[str, list[tuple[int, float]]]:
@@ -54,5 +54,5 @@ def test_a_resume_hides_the_crashed_runs_later_steps_in_tensorboard(tmp_path):
     resumed.truncate_after(2)
     resumed.write(3, {"loss": 30.0})
     resumed.close()
-    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1, 2, 3]
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2, 3]
     assert _tensorboard_scalars(tmp_path / "tb") == {"loss": [(1, 1.0), (2, 2.0), (3, 30.0)]}
