@@ -17,9 +17,9 @@ ROLES = ("truth", "info", "refusal", "attribution", "hedge")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
+    sub = parser.add_subparsers(dest="action", required=True, help="build: train and validate a judge")
     build = sub.add_parser("build", help="fit and validate one judge, write its artifact")
-    build.add_argument("role", choices=ROLES)
+    build.add_argument("role", choices=ROLES, help="which judge: " + ", ".join(ROLES))
     build.add_argument("--backbone", default="gemma3-270m", help="model spec of the frozen backbone")
     build.add_argument("--limit", type=int, default=None, help="training rows (default: the role's own)")
 
