@@ -39,6 +39,24 @@ def expand_data_dir(text: str, environ: Mapping[str, str] = os.environ) -> str:
     return text.replace(PLACEHOLDER, str(data_dir(environ))) if PLACEHOLDER in text else text
 
 
+def portable_path(path: str | os.PathLike | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """`path` as a document written on this machine should name it, free of the machine's layout: under
+    the data directory it becomes `${ALIGN_DATA_DIR}/...` (what the configs write), under the home
+    directory `~/...`; hub names and other paths are returned unchanged. The inverse, for the data
+    directory, of expand_data_dir."""
+    if path is None:
+        return None
+    text = os.fspath(path)
+    if not os.path.isabs(text):
+        return text
+    for root, name in ((data_dir(environ), PLACEHOLDER), (Path.home(), "~")):
+        try:
+            return str(Path(name) / Path(text).resolve().relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return text
+
+
 def data_dir_hint(path: str | os.PathLike, environ: Mapping[str, str] = os.environ) -> str:
     """For errors about a missing file: how to move the data directory, when `path` lies under it."""
     root = data_dir(environ)

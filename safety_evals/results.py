@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from align.data_dir import portable_path
 from align.fileio import write_text_atomic
 from safety_evals import bootstrap
 from align.intervals import wilson_ci
@@ -133,7 +134,8 @@ class DataInfo:
     n: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "sha256": self.sha256, "n": int(self.n)}
+        # the source as configs name it (${ALIGN_DATA_DIR}/..., ~/...): no path of the machine that ran it
+        return {"source": portable_path(self.source), "sha256": self.sha256, "n": int(self.n)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,8 +246,8 @@ def model_record(
 ) -> dict[str, Any]:
     """The document's `model` entry; the sha256 is None when there are no local weights to hash."""
     sha = files_sha256(path) if path and os.path.exists(path) else None
-    abspath = os.path.abspath(path) if path and os.path.exists(path) else path
-    return {"name": name, "path": abspath, "sha256": sha, "variant": variant, "step": step}
+    where = portable_path(os.path.abspath(path)) if path and os.path.exists(path) else path
+    return {"name": name, "path": where, "sha256": sha, "variant": variant, "step": step}
 
 
 def build_document(

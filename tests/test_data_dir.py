@@ -47,3 +47,29 @@ def test_load_records_names_the_variable_for_a_missing_default_file(tmp_path, mo
     with pytest.raises(MissingInput) as e:
         load_records(tmp_path.parent / "elsewhere.jsonl")
     assert "ALIGN_DATA_DIR" not in str(e.value)
+
+
+def test_portable_path_names_the_data_dir_and_home_not_the_machine(tmp_path, monkeypatch):
+    from align.data_dir import expand_data_dir, portable_path
+
+    env = {"ALIGN_DATA_DIR": str(tmp_path / "data")}
+    (tmp_path / "data" / "bbq").mkdir(parents=True)
+    assert portable_path(str(tmp_path / "data" / "bbq"), env) == "${ALIGN_DATA_DIR}/bbq"
+    assert expand_data_dir(portable_path(str(tmp_path / "data" / "bbq"), env), env) == str(
+        tmp_path / "data" / "bbq"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert portable_path(str(tmp_path / "home" / ".cache" / "m"), env) == "~/.cache/m"
+    # hub names, relative paths and paths elsewhere are left as they are
+    assert portable_path("nyu-mll/crows_pairs", env) == "nyu-mll/crows_pairs"
+    assert portable_path("/opt/elsewhere/x.jsonl", env) == "/opt/elsewhere/x.jsonl"
+    assert portable_path(None, env) is None
+
+
+def test_results_documents_record_portable_sources(tmp_path, monkeypatch):
+    from safety_evals import results
+
+    monkeypatch.setenv("ALIGN_DATA_DIR", str(tmp_path))
+    (tmp_path / "xstest").mkdir()
+    info = results.DataInfo(source=str(tmp_path / "xstest"), sha256="0", n=3)
+    assert info.to_json()["source"] == "${ALIGN_DATA_DIR}/xstest"
