@@ -173,11 +173,11 @@ def training_section(stages: Sequence[StageRecord], reward_mixture: Sequence[Map
     out = ["## Training", "", "| stage | data | length | notes |", "|---|---|---|---|"]
     for s in stages:
         length = f"{s.steps} {s.unit}" if s.steps is not None else "n/a"
-        out.append(f"| {_cell(s.name)} | {_cell(s.data)} | {length} | {_cell(s.notes)} |")
+        out.append(f"| {_cell(s.name)} | {_cell(_where(s.data))} | {length} | {_cell(s.notes)} |")
     if reward_mixture:
         out += ["", "Reward used in RL (weighted sum):", ""]
         out += [
-            f"- {_cell(r['name'])}: weight {r['weight']} ({_cell(r.get('source', ''))})"
+            f"- {_cell(r['name'])}: weight {r['weight']} ({_cell(_where(r.get('source', '')))})"
             for r in reward_mixture
         ]
     return out + [""]
@@ -252,3 +252,11 @@ def _json(obj: Mapping) -> str:
     import json
 
     return json.dumps(dict(obj), indent=2)
+
+
+def _where(paths: str) -> str:
+    """Comma-separated data or model paths as the configs name them (${ALIGN_DATA_DIR}/..., ~/...): a
+    card is published, so it must not carry the layout of the machine that trained the model."""
+    from align.data_dir import portable_path
+
+    return ", ".join(portable_path(p.strip()) or "" for p in str(paths).split(",")) if paths else ""

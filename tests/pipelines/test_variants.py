@@ -239,3 +239,19 @@ def test_sampling_without_top_k_disables_transformers_default_top_k(exported, tm
     out = export_variant(model, tokenizer, spec, tmp_path / "open", base_model="t")
     loaded = GenerationConfig.from_pretrained(out)
     assert (loaded.top_k, loaded.top_p) == (0, 1.0)  # 0: transformers adds no TopKLogitsWarper (not 50)
+
+
+def test_card_names_data_and_models_without_the_machine_paths(tmp_path, monkeypatch):
+    from pipelines.release.model_card import StageRecord, training_section
+
+    monkeypatch.setenv("ALIGN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "data" / "hh").mkdir(parents=True)
+    data = f"{tmp_path / 'data' / 'hh' / 'a.jsonl.gz'}, {tmp_path / 'data' / 'hh' / 'b.jsonl.gz'}"
+    lines = training_section(
+        [StageRecord("sft", data, 12)],
+        [{"name": "helpfulness", "weight": 1.0, "source": str(tmp_path / "home" / "runs" / "rm")}],
+    )
+    text = "\n".join(lines)
+    assert "${ALIGN_DATA_DIR}/hh/a.jsonl.gz, ${ALIGN_DATA_DIR}/hh/b.jsonl.gz" in text
+    assert "~/runs/rm" in text and str(tmp_path) not in text
