@@ -19,19 +19,23 @@ from safety_evals.bootstrap import statistic_ci
 
 
 def balanced_accuracy(human: np.ndarray, judged: np.ndarray) -> float | None:
+    """Mean over the human labels' classes of the share the judge got right (recall per class); for
+    two classes (TPR + TNR) / 2. None unless at least two classes occur among the human labels."""
     classes = np.unique(human)
-    if classes.size == 0:
+    if classes.size < 2:
         return None
     return float(np.mean([np.mean(judged[human == c] == c) for c in classes]))
 
 
 def cohen_kappa(human: np.ndarray, judged: np.ndarray) -> float | None:
+    """(p_o - p_e) / (1 - p_e): observed agreement beyond chance agreement p_e = sum_c P_h(c) P_j(c).
+    None when it is undefined (no rows, or p_e = 1: both raters constant on the same class)."""
     if human.size == 0:
         return None
     classes = np.union1d(human, judged)
     p_o = float(np.mean(human == judged))
     p_e = float(sum(np.mean(human == c) * np.mean(judged == c) for c in classes))
-    return 0.0 if p_e >= 1.0 else (p_o - p_e) / (1.0 - p_e)
+    return None if p_e >= 1.0 else (p_o - p_e) / (1.0 - p_e)
 
 
 def agreement(human: Sequence[str], judged: Sequence[str]) -> dict:

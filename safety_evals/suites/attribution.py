@@ -102,22 +102,6 @@ def load(source: str = DEFAULT_SOURCE, limit: int | None = None) -> tuple[list[B
     return items, DataInfo(source, data.local_sha256(files), len(items))
 
 
-def cohen_kappa(human: np.ndarray, judged: np.ndarray) -> float | None:
-    """Cohen's kappa for two binary raters; None when chance agreement is 1 (undefined)."""
-    h, j = human.astype(bool), judged.astype(bool)
-    po = float((h == j).mean())
-    pe = float(h.mean() * j.mean() + (1 - h.mean()) * (1 - j.mean()))
-    return None if pe >= 1.0 else (po - pe) / (1.0 - pe)
-
-
-def balanced_accuracy(human: np.ndarray, judged: np.ndarray) -> float | None:
-    """(TPR + TNR) / 2; None unless both classes occur among the human labels."""
-    h, j = human.astype(bool), judged.astype(bool)
-    if h.all() or not h.any():
-        return None
-    return 0.5 * (float(j[h].mean()) + float((~j[~h]).mean()))
-
-
 def is_copy(answer: str, passage: str) -> bool:
     """The answer reproduces, in order, >= COPY_SHARE of the passage's tokens (LCS over lowercased
     word tokens / passage length)."""

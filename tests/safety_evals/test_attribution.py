@@ -10,6 +10,7 @@ from safety_evals.judges.external import LLM_JUDGE_TEMPLATE, LLMJudge, NLIJudge,
 from safety_evals.suites.similarity import lcs_length, rouge_tokens
 from tests.paths import DATA
 from tests.safety_evals.fakes import FakeJudge, FakeLM, save_pretrained, tiny_bert_classifier, tiny_tokenizer
+from safety_evals.judges.agreement import balanced_accuracy, cohen_kappa
 from tests.safety_evals.rule_judges import attribution_judge
 
 
@@ -17,19 +18,19 @@ def test_agreement_by_hand():
     human = np.array([1, 1, 0, 0, 1, 0], dtype=bool)
     judged = np.array([1, 0, 0, 0, 1, 1], dtype=bool)
     # p_o = 4/6; P_h(1) = P_j(1) = 1/2 -> p_e = 1/2; kappa = (2/3 - 1/2) / (1/2) = 1/3
-    assert attribution.cohen_kappa(human, judged) == pytest.approx(1 / 3)
+    assert cohen_kappa(human, judged) == pytest.approx(1 / 3)
     # TPR 2/3, TNR 2/3
-    assert attribution.balanced_accuracy(human, judged) == pytest.approx(2 / 3)
+    assert balanced_accuracy(human, judged) == pytest.approx(2 / 3)
 
 
 def test_agreement_unbalanced_case():
     human = np.array([1, 1, 1, 0], dtype=bool)
     judged = np.array([1, 1, 1, 1], dtype=bool)
     # p_o 3/4; p_e = 3/4*1 + 1/4*0 = 3/4 -> kappa 0; TPR 1, TNR 0 -> 1/2
-    assert attribution.cohen_kappa(human, judged) == pytest.approx(0.0)
-    assert attribution.balanced_accuracy(human, judged) == pytest.approx(0.5)
-    assert attribution.cohen_kappa(np.ones(3, bool), np.ones(3, bool)) is None
-    assert attribution.balanced_accuracy(np.ones(3, bool), judged[:3]) is None
+    assert cohen_kappa(human, judged) == pytest.approx(0.0)
+    assert balanced_accuracy(human, judged) == pytest.approx(0.5)
+    assert cohen_kappa(np.ones(3, bool), np.ones(3, bool)) is None
+    assert balanced_accuracy(np.ones(3, bool), judged[:3]) is None
 
 
 def test_begin_loader_real_files():
