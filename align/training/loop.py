@@ -127,14 +127,17 @@ def sigterm_stops(what: str):
         return
 
     def handler(signum, frame):
-        raise Preempted(
-            f"stopped by SIGTERM while {what}, before the next training step; nothing was lost: run the "
-            "same command again to resume (from the latest checkpoint, if there is one)"
-        )
+        # _Interrupted is a BaseException: loading code that catches `Exception` cannot swallow it
+        raise _Interrupted
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
+    except _Interrupted:
+        raise Preempted(
+            f"stopped by SIGTERM while {what}, before the next training step; nothing was lost: run the "
+            "same command again to resume (from the latest checkpoint, if there is one)"
+        ) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 

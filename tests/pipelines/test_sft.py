@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from align.model.hf_io import load_hf_dir
-from align.training import read_jsonl
+from align.training import read_metrics
 from pipelines import cli
 from align.config_io import load_config
 from pipelines.stages.sft import SFTConfig, run_sft
@@ -56,7 +56,7 @@ def test_tiny_sft_learns_and_exports(finished):
     assert summary["data"]["train"]["sequences"] == 18 and summary["data"]["heldout"]["sequences"] == 6
     before, after = summary["eval_before"]["loss"], summary["eval_after"]["loss"]
     assert after < 0.6 * before, (before, after)
-    train = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    train = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
     assert [r["step"] for r in train] == [4, 8, 12] and train[-1]["loss"] < train[0]["loss"]
     model = load_hf_dir(tmp_path / "run" / "export")
     assert model.config.vocab_size == 272 and (tmp_path / "run" / "export" / "tokenizer.json").exists()
@@ -79,7 +79,7 @@ def test_extended_run_resumes_from_the_last_checkpoint(finished):
     (tmp_path / "run" / "summary.json").unlink()
     summary = run_sft(load_config(SFTConfig, path, ["optim.total_steps=16", "export=false"]))
     assert summary["resumed_from"] == 12 and summary["step"] == 16
-    steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    steps = [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
     assert steps == [4, 8, 12, 16]
 
 

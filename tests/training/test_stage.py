@@ -13,7 +13,7 @@ from flax import nnx
 from align.config_io import dump_yaml
 from align.data import DataOrder, Tokenized, batches, pad_batch
 from align.model import Decoder, ModelConfig
-from align.training import OptimConfig, make_optimizer, read_jsonl
+from align.training import OptimConfig, make_optimizer, read_metrics
 from align.training.options import MeshOptions, TrainOptions, make_run_mesh
 from align.training.run import prepare_run
 from align.training.stage import (
@@ -98,7 +98,7 @@ def test_stop_resume_finish_and_skip(tmp_path):
     assert (out / "eval_before.json").read_text() == before  # computed once, at step 0
     assert summary["eval_before"]["step"] == 0 and summary["data"] == {"docs": 40}
     # eval_after is the loop's own evaluation at the final step, as metrics.jsonl logged it
-    last_eval = [r for r in read_jsonl(out / "metrics.jsonl") if "eval/loss" in r][-1]
+    last_eval = [r for r in read_metrics(out / "metrics.jsonl") if "eval/loss" in r][-1]
     assert last_eval["step"] == STEPS and summary["eval_after"]["loss"] == pytest.approx(
         last_eval["eval/loss"]
     )
