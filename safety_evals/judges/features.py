@@ -97,6 +97,10 @@ def _bucket(n: int) -> int:
     return next(b for b in (32, 64, 128, 256, 512) if b >= n) if n <= 512 else n
 
 
+# One backbone (and one compiled pooling function) per recipe for the whole process: the shipped
+# judges share a recipe, so factuality's truth and info judges and every other suite's judge reuse the
+# weights instead of loading gemma3-270m once per judge.
+@functools.lru_cache(maxsize=2)
 def _backbone_extractor(recipe: Recipe) -> Callable[[list[str]], np.ndarray]:
     import align
 
