@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "render results JSON / history into one self-contained HTML",
     ),
     "gate": ("safety_evals.review.gate", "turn results JSON into a CI verdict under a release policy"),
+    "compare": ("safety_evals.review.compare", "results JSON files beside a base: values and paired changes"),
     "results": ("safety_evals.review.history", "add / list runs in the local SQLite results history"),
     "judges": ("pipelines.commands.judges", "build a shipped judge (head + card) from human labels"),
 }

@@ -25,6 +25,8 @@ from align.errors import InvalidInput, MissingInput, RunStopped, stop_exit_code
 from align.hub import ModelOptions, load_model
 from align.training.rundir import SUMMARY, read_json
 from align.config_io import build, load_config, to_dict
+from pipelines.stages.evaluate import EvalStage
+from pipelines.stages.gate import GateSection
 from pipelines.stages.rewards import RewardModelSpec, RewardOptions
 from reward_models.train import warn_if_heldout_overlaps
 
@@ -39,17 +41,6 @@ class RewardModelStage:
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalStage:
-    enabled: bool = True
-    suites: str = "crows_pairs,stereoset"
-    limit: int = 16  # examples per suite: a smoke-sized sample with wide intervals
-    batch_size: int = 8
-    # other safety_evals.api.EvalOptions fields (judge, data, toxicity, seed, ...); the model, variant,
-    # template, system prompt, suites, limit and batch size come from the stage
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
 class QuickstartConfig:
     output_dir: str = "runs/quickstart"
     model: ModelOptions = ModelOptions(spec="gemma3-270m")
@@ -59,6 +50,7 @@ class QuickstartConfig:
     rl_per_variant: bool = False  # one RL run per variant (its prompt mixture, reward weights, system prompt)
     variants: str = "configs/variants/gemma3_270m.yaml"
     eval: EvalStage = EvalStage()
+    gate: GateSection = GateSection()  # release policy per variant, baseline the base model's results
 
 
 @dataclasses.dataclass
@@ -67,6 +59,7 @@ class Stage:
     output: Path  # what exists when the stage is finished
     run: Any  # () -> the stage's summary (a dict with "stopped" for training stages) or None
     describe: str = ""
+    always: bool = False  # runs on every pipeline run (it only reads other stages' outputs)
 
 
 class StageStopped(RunStopped):
@@ -106,6 +99,7 @@ class Pipeline:
                 "repository root or pass variants=<absolute path>)"
             )
         self.variants = load_variants(config.variants).variants
+        self.card_inputs: dict = {}  # the comparison and gate verdicts, for the cards (stages/gate.py)
         if not self.variants:
             raise InvalidInput(f"{config.variants}: no variants configured")
 
@@ -116,9 +110,10 @@ class Pipeline:
             warn_if_heldout_overlaps(sft, self.rm_config(rm).data, rm.name)
         for v in self.variants if self.config.rl_per_variant else (None,):
             self.rlhf_config(v)
-        if self.config.eval.enabled:
-            for v in self.variants:
-                self.eval_options(v)
+        from pipelines.stages import evaluate, gate
+
+        evaluate.check(self)
+        gate.check(self)
 
     # ---- paths ------------------------------------------------------------------------------
     def sft_dir(self) -> Path:
@@ -132,6 +127,17 @@ class Pipeline:
 
     def results_file(self, variant: str) -> Path:
         return self.out / "evals" / f"{variant}.json"
+
+    def base_results(self, group: str) -> Path:
+        return self.out / "evals" / f"base.{group}.json"
+
+    def sft_results(self, group: str) -> Path:
+        return self.out / "evals" / f"sft.{group}.json"
+
+    def group_of(self, variant: str) -> str:
+        from pipelines.stages.evaluate import group_of
+
+        return group_of(self.variants, variant)
 
     def variant_dir(self, variant: str) -> Path:
         return self.out / "variants" / variant
@@ -229,12 +235,8 @@ class Pipeline:
                     algorithm,
                 )
             )
+        out += self.eval_stages()
         for v in self.variants:
-            if self.config.eval.enabled:
-                suites = f"safety evals ({self.config.eval.suites})"
-                out.append(
-                    Stage(f"eval:{v.name}", self.results_file(v.name), lambda v=v: self.run_eval(v), suites)
-                )
             export = lambda v=v: self.export(v)
             out.append(
                 Stage(f"variant:{v.name}", self.variant_dir(v.name) / "README.md", export, "HF export + card")
@@ -244,46 +246,36 @@ class Pipeline:
     def policy_dir(self, variant) -> Path:
         return self.rl_dir(variant.name) / "export"
 
-    def eval_options(self, variant):
-        """The eval stage's safety_evals.api.EvalOptions for one variant; a ConfigError naming the config
-        for a bad eval section. Generation suites see prompts as the exported variant would: its chat
-        template and system prompt."""
-        from safety_evals import api
+    def eval_stages(self) -> list[Stage]:
+        """One stage per results document (pipelines/stages/evaluate.py), then comparison and gate."""
+        from pipelines.stages import evaluate, gate
 
-        e = self.config.eval
-        fixed = {
-            "model": str(self.policy_dir(variant)),
-            "variant": variant.name,
-            "chat_template": variant.chat_template,
-            "system_prompt": variant.system_prompt,
-            "suites": api.parse_suites(e.suites),
-            "limit": e.limit,
-            "batch_size": e.batch_size,
-        }
-        return build(api.EvalOptions, {**e.options, **fixed}, source=f"{self.source}: eval")
+        if not self.config.eval.enabled:
+            return []
+        suites = f"safety evals ({self.config.eval.suites})"
+        out = [
+            Stage(f"eval:{t.file.stem}", t.file, lambda t=t: evaluate.run_eval(self, t), suites)
+            for t in evaluate.targets(self)
+        ]
+        run = lambda: gate.compare_and_gate(self)  # noqa: E731
+        what = "before/after comparison, release gate"
+        return out + [Stage("compare", self.out / "gate" / "verdicts.json", run, what, always=True)]
+
+    def eval_options(self, variant):
+        """The eval stage's safety_evals.api.EvalOptions for one variant's policy."""
+        from pipelines.stages import evaluate
+
+        return evaluate.eval_options(self, self._target(variant.name))
 
     def run_eval(self, variant) -> dict | None:
-        from safety_evals import api, results
+        from pipelines.stages.evaluate import run_eval
 
-        doc = api.run_eval(self.eval_options(variant))
-        results.write_atomic(self.results_file(variant.name), doc)
-        if all(s["status"] == "ok" for s in doc["suites"].values()):
-            return None
-        return self._failed_suites(variant.name)
+        return run_eval(self, self._target(variant.name))
 
-    def _failed_suites(self, variant: str) -> dict | None:
-        """Some suites failed: the card shows them as failed. All failed (e.g. no data for any suite):
-        the document is moved aside so that the stage counts as unfinished and a rerun retries it."""
-        path = self.results_file(variant)
-        suites = json.loads(path.read_text())["suites"]
-        failed = [name for name, s in suites.items() if s["status"] != "ok"]
-        if len(failed) < len(suites):
-            log.warning("eval suites %s failed for %s: see %s", ", ".join(failed), variant, path)
-            return None
-        aside = path.with_suffix(".failed.json")
-        path.replace(aside)
-        first = ((suites[failed[0]].get("error") or "").splitlines() or ["no error recorded"])[0]
-        return {"stopped": f"every eval suite failed ({first}); see {aside}"}
+    def _target(self, variant: str):
+        from pipelines.stages.evaluate import targets
+
+        return next(t for t in targets(self) if t.recorded_variant == variant)
 
     def export(self, variant) -> None:
         from pipelines.release.model_card import stage_records
@@ -303,6 +295,12 @@ class Pipeline:
             results=results,
             reward_mixture=self.reward(variant).describe(),
             rl_applied=self.config.rl_per_variant,  # False: one RL run shared by all variants
+            card_extras={
+                "comparison": self.card_inputs.get("comparisons", {}).get(variant.name),
+                "verdicts": {
+                    k: v for k, v in self.card_inputs.get("verdicts", {}).items() if k == variant.name
+                },
+            },
         )
 
 
@@ -341,7 +339,7 @@ def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stre
     report, t_all = {}, time.perf_counter()
     for i, stage in enumerate(stages, 1):
         head = f"[{i}/{len(stages)}] {stage.name:<18} {stage.describe}"
-        if stage.output.exists():
+        if stage.output.exists() and not stage.always:
             print(f"{head}: done already ({stage.output})", file=stream, flush=True)
             report[stage.name] = {"output": str(stage.output.parent), "status": "skipped", "seconds": 0.0}
             continue
@@ -354,6 +352,8 @@ def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stre
             raise StageStopped(stage.name, stage.output, why)
         seconds = time.perf_counter() - t0
         report[stage.name] = {"output": str(stage.output.parent), "status": "ran", "seconds": seconds}
+        if stage.name == "compare":
+            report["gate"] = result  # {variant: {"passed", "failed"}}
         print(f"{head}: finished in {seconds:.0f}s -> {stage.output.parent}", file=stream, flush=True)
     report["total_seconds"] = time.perf_counter() - t_all
     (pipeline.out / "pipeline.json").write_text(json.dumps(report, indent=2))
@@ -363,9 +363,14 @@ def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stre
 def print_report(report: dict, out: Path, stream=sys.stdout) -> None:
     print(f"\npipeline finished in {report['total_seconds'] / 60:.1f} min; outputs:", file=stream)
     for name, row in report.items():
-        if isinstance(row, dict):
+        if isinstance(row, dict) and "status" in row:
             print(f"  {name:<20} {row['status']:<8} {row['seconds']:7.0f}s  {row['output']}", file=stream)
     print(f"  variants (HF dirs with README.md model cards): {out / 'variants'}", file=stream)
+    if (out / "compare" / "comparison.md").exists():
+        print(f"  before/after comparison: {out / 'compare' / 'comparison.md'}", file=stream)
+    for name, v in report.get("gate", {}).items():
+        verdict = "PASS" if v["passed"] else f"FAIL ({v['failed']} checks failed)"
+        print(f"  release gate {name}: {verdict}; see {out / 'gate' / name / 'summary.md'}", file=stream)
 
 
 # ---- CLI -------------------------------------------------------------------------------------
@@ -386,4 +391,5 @@ def run(args) -> int:
     config = load_quickstart(args.config, args.overrides)
     report = run_pipeline(config, args.config)
     print_report(report, Path(config.output_dir))
-    return 0
+    failed = [name for name, v in report.get("gate", {}).items() if not v["passed"]]
+    return 1 if failed else 0

@@ -182,13 +182,16 @@ def export_variant(
     results=None,
     reward_mixture: Sequence[Mapping] = (),
     rl_applied: bool = True,
+    card_extras: Mapping | None = None,
 ) -> Path:
     """Write the variant as a Hugging Face directory with its model card; returns the directory.
 
     model: an align Decoder (LoRA adapters merged first); tokenizer: align.data.Tokenizer;
     results: a safety_evals.review.documents.Results of this variant, or None;
     rl_applied: False when the weights come from one RL run shared by all variants (the card then says
-    that the variant's own RL prompt mixture and reward weights were not used).
+    that the variant's own RL prompt mixture and reward weights were not used);
+    card_extras: more keyword arguments of render_card (the pipeline's comparison and gate verdicts),
+    passed where render_card takes them.
     """
     from align.model.hf_io import save_hf_dir
     from align.training.lora import LoRADecoder, merge_lora
@@ -214,6 +217,15 @@ def export_variant(
         stages=stages,
         results=results,
         reward_mixture=reward_mixture,
+        **_accepted(render_card, card_extras or {}),
     )
     (out / "README.md").write_text(card)
     return out
+
+
+def _accepted(fn, kwargs: Mapping) -> dict:
+    """The keyword arguments `fn` takes, without the None ones (a card without a comparison or verdict)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in kwargs.items() if k in params and v is not None}
