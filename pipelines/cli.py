@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("pipelines.stages.rm", "train a Bradley-Terry reward model from a YAML config"),
     "rlhf": ("pipelines.stages.rlhf", "RLHF (PPO or GRPO) from a YAML config"),
     "dpo": ("pipelines.stages.dpo", "direct preference optimisation from a YAML config"),
-    "pipeline": ("pipelines.pipeline", "SFT -> RM -> PPO -> evals -> chat/developer variants"),
+    "pipeline": ("pipelines.pipeline", "SFT -> RM -> PPO -> evals before/after -> release gate -> variants"),
     "eval": ("safety_evals.cli", "run safety eval suites on a model and write results JSON"),
     "dashboard": (
         "safety_evals.review.dashboard",
@@ -53,7 +53,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXIT_CODES = """exit codes:
   0    done
   1    not all done: training stopped early (e.g. a non-finite loss; rerun the same command to resume),
-       an eval suite failed (`align eval`), or the verdict is FAIL (`align gate`)
+       an eval suite failed (`align eval`), or the verdict is FAIL (`align gate`, or the release gate
+       of a variant in `align pipeline`)
   2    bad input: one line on stderr naming the file, line and field (ALIGN_TRACEBACK=1 for a traceback)
   143  stopped by SIGTERM after saving (preempted); rerun to resume
   other exceptions are bugs and print their traceback"""

@@ -1,12 +1,15 @@
 """The whole recipe in one command: `align pipeline configs/quickstart.yaml [key=value ...]`.
 
-    sft  ->  reward model(s)  ->  PPO (shared, or one per variant)  ->  safety evals  ->  variants
+    sft  ->  reward model(s)  ->  PPO (shared, or one per variant)
+         ->  safety evals of base, SFT and each variant  ->  comparison + release gate  ->  variants
 
 Every stage writes into `output_dir/<stage>` and is skipped when its finished output is there
 (summary.json, a results file, a model card), so re-running after a crash continues where it stopped,
 and a stage that stopped mid-way resumes from its own checkpoints. Each stage's config is the
 mapping its own command takes (`align sft`, `align rm`, `align rlhf`), with output_dir, the model to
-start from and the reward models filled in here.
+start from and the reward models filled in here. The eval, comparison and gate stages are
+pipelines/stages/evaluate.py and pipelines/stages/gate.py; `align pipeline` exits 1 when a variant
+fails its release gate.
 """
 
 from __future__ import annotations

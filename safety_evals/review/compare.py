@@ -213,11 +213,11 @@ def comparison_markdown(doc: Mapping, *, breakdowns: bool = False) -> str:
 
 # ---------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Compare results JSON files metric by metric: the first file is the base (e.g. the model before "
-        "post-training); every other file gets its value and its change from the base, paired over the "
-        "same examples with a bootstrap 95%% interval where the per-example records allow it. Files must "
-        "come from the same suites, data, --limit, judges and prompting (else exit 2)."
+    parser.description = (parser.description or "") + (
+        "\n\nThe first file is the base (e.g. the model before post-training). Every other file gets its\n"
+        "value and its change from the base, paired over the same examples with a bootstrap 95% interval\n"
+        "where the per-example records allow it (else unpaired, and the table says so). All files must\n"
+        "come from the same suites, data, --limit, judges and prompting; otherwise exit code 2."
     )
     parser.add_argument("base", help="results JSON of the base model")
     parser.add_argument("others", nargs="+", metavar="other", help="results JSON of the models to compare")
