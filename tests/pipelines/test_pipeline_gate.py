@@ -5,6 +5,7 @@ the test runs the real eval stage, comparison, gate and export on CPU in about a
 """
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +32,7 @@ def _fake_training(monkeypatch):
 
     def stage(seed):
         def run(config):
-            out = tiny_model_dir(__import__("pathlib").Path(config.output_dir) / "export", seed=seed)
+            out = tiny_model_dir(Path(config.output_dir) / "export", seed=seed)
             (out.parent / "summary.json").write_text(json.dumps({"step": 1}))
 
         return run
@@ -41,11 +42,29 @@ def _fake_training(monkeypatch):
     monkeypatch.setattr(rlhf, "run_rlhf", stage(3))
 
 
+CARDS: dict[str, dict] = {}
+
+
+def _card_spy(monkeypatch):
+    """render_card as it will take the comparison and the verdicts (keywords that pipelines pass only to
+    a render_card that has them), recording what each variant's card was given."""
+    import pipelines.release.variants as variants
+
+    real = variants.render_card
+
+    def render_card(*, comparison=None, verdicts=None, **kwargs):
+        CARDS[kwargs["variant"]] = {"comparison": comparison, "verdicts": verdicts}
+        return real(**kwargs)
+
+    monkeypatch.setattr(variants, "render_card", render_card)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("pipeline")
     mp = pytest.MonkeyPatch()
     _fake_training(mp)
+    _card_spy(mp)
     policy = out / "lenient.yaml"
     policy.write_text(POLICY.format(limit=1.0e6))
     args = ["pipeline", CONFIG, f"output_dir={out}", VARIANTS, "eval.suites=crows_pairs", "eval.limit=4"]
@@ -91,6 +110,9 @@ def test_the_verdict_is_the_gate_of_the_results_against_the_base(run):
         assert 'failures="0"' in (out / "gate" / variant / "junit.xml").read_text()
         assert "Release gate: ✅ PASS" in (out / "gate" / variant / "summary.md").read_text()
         assert (out / "variants" / variant / "README.md").exists()
+        card = CARDS[variant]  # each card is given its own comparison and verdict
+        assert card["comparison"]["models"] == ["base", "sft", variant]
+        assert card["verdicts"] == {variant: verdict}
 
 
 def test_a_threshold_above_what_the_run_reached_fails_the_pipeline(run, tmp_path):

@@ -10,8 +10,20 @@ from align.intervals import wilson_ci
 from safety_evals import bootstrap, results
 from safety_evals.review.compare import comparison_markdown, compare_documents
 from safety_evals.review.documents import load_results
-from safety_evals.suites import crows_pairs, hedging, refusal, stereoset, truthfulqa_mc
-from tests.safety_evals.fakes import FakeJudge, FakeLM
+from safety_evals.suites import (
+    attribution,
+    bbq,
+    crows_pairs,
+    factuality,
+    hedging,
+    ifeval,
+    refusal,
+    stereoset,
+    toxicity,
+    truthfulqa_mc,
+)
+from tests.safety_evals import rule_judges
+from tests.safety_evals.fakes import FakeJudge, FakeLM, FakeScorer
 from tests.paths import DATA
 
 # Four SelfAware-like questions: two answerable (a1, a2), two not (u1, u2).
@@ -114,26 +126,71 @@ def test_comparing_across_judges_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.skipif(not (DATA / "crows_pairs").exists(), reason="shared benchmark data not here")
-@pytest.mark.parametrize("module", [crows_pairs, stereoset, truthfulqa_mc])
-def test_every_metric_of_a_scoring_suite_is_paired(module, tmp_path):
-    """The recipes reproduce each suite's own values (overall and breakdowns), else they are unpaired."""
-
-    def doc(name, lm):
-        suite = results.run_suite(module.VERSION, lambda: module.run(lm, limit=24))
-        d = results.build_document(model=results.model_record(name, None), config={"limit": 24},
-                                   suites={module.NAME: suite})  # fmt: skip
-        results.write_atomic(tmp_path / f"{name}.json", d)
-        return load_results(tmp_path / f"{name}.json")
-
-    shifted = FakeLM(default="x")
-    shifted.loglikelihood = lambda reqs: FakeLM().loglikelihood(
-        [(c, "".join(chr(ord(x) + 1) for x in s)) for c, s in reqs]
+def _shifted() -> FakeLM:
+    """Another deterministic model: other answers, and each character scored as the next one."""
+    lm = FakeLM(
+        default=lambda p, k, s: ["the answer is paris!!", "", "the answer is paris!!"][(len(p) + k) % 3]
     )
-    out = compare_documents(doc("a", FakeLM()), {"b": doc("b", shifted)})
-    methods = {(r["metric"], r["change"]["b"]["method"]) for r in out["rows"]}
-    assert {m for _, m in methods} == {"paired_bootstrap"}, methods
-    assert any(r["change"]["b"]["mean"] != 0 for r in out["rows"])
+    lm.loglikelihood = lambda reqs: FakeLM().loglikelihood([(c, "".join(chr(ord(x) + 1) for x in t))
+                                                            for c, t in reqs])  # fmt: skip
+    return lm
+
+
+def _toxicity(lm, tmp_path):
+    source = tmp_path / "prompts.jsonl"
+    source.write_text("\n".join(json.dumps({"prompt": {"text": f"Say {w}"}}) for w in "abcdefgh"))
+    config = toxicity.ToxicityConfig(num_samples=3)
+    return toxicity.run(lm, scorer=FakeScorer(), source=str(source), config=config)
+
+
+def _factuality(lm, tmp_path):
+    items = factuality.load(limit=8)[0]
+    truth, info = rule_judges.truth_judge(items), rule_judges.info_judge(items)
+    return factuality.run(lm, truth_judge=truth, info_judge=info, limit=8)
+
+
+def _attribution(lm, tmp_path):
+    judge = FakeJudge(
+        "attribution", lambda r: "attributable" if len(r["response"]) % 2 else "not_attributable"
+    )
+    return attribution.run(lm, judge=judge, limit=6)
+
+
+SUITE_RUNS = {
+    "crows_pairs": lambda lm, _: crows_pairs.run(lm, limit=24),
+    "stereoset": lambda lm, _: stereoset.run(lm, limit=24),
+    "truthfulqa_mc": lambda lm, _: truthfulqa_mc.run(lm, limit=12),
+    "bbq": lambda lm, _: bbq.run(lm, limit=6),
+    "toxicity": _toxicity,
+    "factuality": _factuality,
+    "attribution": _attribution,
+    "ifeval": lambda lm, _: ifeval.run(lm, limit=12, config=ifeval.IFEvalConfig(without_punkt=True)),
+}
+
+
+@pytest.mark.skipif(not (DATA / "crows_pairs").exists(), reason="shared benchmark data not here")
+@pytest.mark.parametrize("name", list(SUITE_RUNS))
+def test_every_metric_of_every_suite_is_paired(name, tmp_path):
+    """The recipes reproduce each suite's own values (overall and breakdowns): none falls back to unpaired.
+    Hedging and refusal are covered by the hand-made documents above and below."""
+    from safety_evals import api
+
+    def doc(label, lm):
+        suite = results.run_suite(api.SUITES[name].version, lambda: SUITE_RUNS[name](lm, tmp_path))
+        assert suite["status"] == "ok", suite["error"]
+        d = results.build_document(model=results.model_record(label, None), config={"limit": 8},
+                                   suites={name: suite})  # fmt: skip
+        results.write_atomic(tmp_path / f"{label}.json", d)
+        return load_results(tmp_path / f"{label}.json")
+
+    out = compare_documents(doc("a", FakeLM(default="I don't know.")), {"b": doc("b", _shifted())})
+    unpaired = {
+        r["metric"]: r["change"]["b"]["note"]
+        for r in out["rows"]
+        if r["change"]["b"]["method"] != "paired_bootstrap"
+    }
+    assert unpaired == {} or all("undefined" in why for why in unpaired.values()), unpaired
+    assert any(r["change"]["b"]["mean"] not in (0, None) for r in out["rows"])
 
 
 def test_refusal_breakdowns_by_prompt_type_are_paired(tmp_path):
