@@ -140,3 +140,29 @@ def test_a_gate_naming_an_unknown_variant_or_policy_is_bad_input_before_training
     assert main([*args, f"gate.policy={tmp_path / 'none.yaml'}"]) == 2
     assert "none.yaml (variant chat) does not exist" in capsys.readouterr().err
     assert not (tmp_path / "sft").exists()
+
+
+@pytest.mark.parametrize("seed, given", [(0, False), (7, True)])
+def test_the_base_is_evaluated_as_sft_starts_from_it(tmp_path, monkeypatch, seed, given):
+    """A preset's seed is not in its spec: the eval then gets the model the SFT stage loads."""
+    import numpy as np
+
+    from align.config_io import load_config
+    from align.hub import ModelOptions, load_model
+    from pipelines.pipeline import Pipeline, QuickstartConfig
+    from pipelines.stages import evaluate
+    from safety_evals import api
+
+    seen = []
+    monkeypatch.setattr(api, "run_eval", lambda options, **kw: seen.append(kw) or 1 / 0)
+    overrides = [f"output_dir={tmp_path}", VARIANTS, f"model.seed={seed}"]
+    pipeline = Pipeline(load_config(QuickstartConfig, CONFIG, overrides), CONFIG)
+    base = evaluate.targets(pipeline)[0]
+    assert base.label == "base" and base.model == "preset:tiny"
+    with pytest.raises(ZeroDivisionError):
+        evaluate.run_eval(pipeline, base)
+    assert ("lm" in seen[0]) == given
+    if given:
+        expected, _ = load_model(ModelOptions(spec="preset:tiny", seed=seed))
+        got = seen[0]["lm"].model.embedder.table.value
+        assert np.array_equal(np.asarray(got), np.asarray(expected.embedder.table.value))
