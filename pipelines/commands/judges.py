@@ -20,7 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, help="build: train and validate a judge")
     build = sub.add_parser("build", help="fit and validate one judge, write its artifact")
     build.add_argument("role", choices=ROLES, help="which judge: " + ", ".join(ROLES))
-    build.add_argument("--backbone", default="gemma3-270m", help="model spec of the frozen backbone")
+    build.add_argument(
+        "--backbone",
+        default="gemma3-270m",
+        help="model spec of the frozen backbone, or `lexical` (hashed n-grams) or `references` (truth, info: "
+        "comparison with TruthfulQA's reference answers, boosted trees; what the shipped ones use)",
+    )
     build.add_argument("--limit", type=int, default=None, help="training rows (default: the role's own)")
 
 

@@ -16,12 +16,15 @@ from collections.abc import Callable
 
 import numpy as np
 
+from align.errors import InvalidInput
 from safety_evals.judges import data
 from safety_evals.judges.agreement import agreement, majority
-from safety_evals.judges.features import FeatureStore
-from safety_evals.judges.head import choose_l2, fit_head
+from safety_evals.judges.features import REFERENCES, FeatureStore
+from safety_evals.judges.head import choose_l2, fit_head, group_folds
 from safety_evals.judges.judge import ProbeJudge, save_judge
-from safety_evals.judges.specs import SPECS, JudgeSpec, begin_split, truthfulqa_split
+from safety_evals.judges.references import reference_matrix
+from safety_evals.judges.trees import TREE_PARAMS, fit_trees
+from safety_evals.judges.specs import SPECS, JudgeSpec, Split, begin_split, truthfulqa_split
 
 # role -> (metric, threshold, what must also be beaten): the issue's acceptance targets
 TARGETS = {
@@ -45,6 +48,18 @@ def _fit(spec: JudgeSpec, x: np.ndarray, labelled: data.Labelled):
     return fit_head(x, y, len(spec.labels), l2), {"l2": l2, "cv_accuracy": cv}
 
 
+def _fit_trees(spec: JudgeSpec, x: np.ndarray, labelled: data.Labelled, k: int = 4):
+    """Boosted trees, with their grouped k-fold CV accuracy on the training rows for the card."""
+    y = _encode(spec, labelled.labels)
+    folds = group_folds(labelled.groups, k)
+    correct = sum(
+        int(np.sum(fit_trees(x[folds != f], y[folds != f], len(spec.labels)).proba(x[folds == f]).argmax(-1)
+                   == y[folds == f]))
+        for f in np.unique(folds)
+    )  # fmt: skip
+    return fit_trees(x, y, len(spec.labels)), {"params": TREE_PARAMS, "cv_accuracy": correct / len(y)}
+
+
 def _target(role: str, figures: dict, baselines: dict) -> dict | None:
     if role not in TARGETS:
         return None
@@ -57,12 +72,20 @@ def _target(role: str, figures: dict, baselines: dict) -> dict | None:
 
 def _held_out(spec: JudgeSpec, store: FeatureStore, limit: int, progress) -> tuple:
     """TruthfulQA / BEGIN: (head, fit report, validation section) from one train/test split."""
-    split = (
-        truthfulqa_split(spec.role, limit) if spec.role in ("truth", "info", "hedge") else begin_split(limit)
-    )
-    x_train = store([spec.render(r) for r in split.train.rows], progress)
-    x_test = store([spec.render(r) for r in split.test.rows], progress)
-    head, fit = _fit(spec, x_train, split.train)
+    if store.recipe.backbone == REFERENCES:  # cheap features: every labelled row, both sides
+        split = truthfulqa_split(spec.role, limit, test_rows=None)
+        split = Split(data.with_references(split.train), data.with_references(split.test), split.description)
+        x_train, x_test = reference_matrix(split.train.rows), reference_matrix(split.test.rows)
+        head, fit = _fit_trees(spec, x_train, split.train)
+    else:
+        split = (
+            truthfulqa_split(spec.role, limit)
+            if spec.role in ("truth", "info", "hedge")
+            else begin_split(limit)
+        )
+        x_train = store([spec.render(r) for r in split.train.rows], progress)
+        x_test = store([spec.render(r) for r in split.test.rows], progress)
+        head, fit = _fit(spec, x_train, split.train)
     judged = _decode(spec, head.proba(x_test))
     figures = agreement(split.test.labels, judged)
     base = majority(split.train.labels, len(judged))
@@ -174,6 +197,11 @@ def _describe(labelled: data.Labelled) -> dict:
 
 
 DEFAULT_BACKBONE = "gemma3-270m"
+HEAD_DESCRIPTION = {
+    "logistic": "multinomial logistic regression (L2) on standardised features; l2 by grouped 4-fold CV",
+    "trees": "gradient-boosted trees (scikit-learn HistGradientBoosting, fixed parameters) on the "
+    "reference-answer comparison features (judges/references.py)",
+}
 
 
 def artifact_name(role: str, backbone: str) -> str:
@@ -193,7 +221,10 @@ def build(
 ) -> tuple[ProbeJudge, dict]:
     """Fit, validate and (with save) write the judge for `role`; returns (judge, card)."""
     spec = SPECS[role]
-    limit = spec.default_limit if limit is None else limit
+    if backbone == REFERENCES and not spec.reference_fields:
+        raise InvalidInput(f"--backbone {REFERENCES}: only the truth and info judges have reference answers")
+    if limit is None:
+        limit = None if backbone == REFERENCES else spec.default_limit
     store = FeatureStore(spec.recipe(backbone))
     start = time.time()
     validate = {"refusal": _leave_one_model_out, "hedge": _hedge}.get(role, _held_out)
@@ -203,7 +234,7 @@ def build(
         "role": role,
         "labels": list(spec.labels),
         "backbone": backbone,
-        "head": "multinomial logistic regression (L2) on standardised features; l2 by grouped 4-fold CV",
+        "head": HEAD_DESCRIPTION["trees" if backbone == REFERENCES else "logistic"],
         "fit": fit,
         "training_data": spec.source,
         "validation": validation,

@@ -60,6 +60,21 @@ def truthfulqa(role: str) -> Labelled:
     return Labelled(rows, labels, [r["question"] for r in rows])
 
 
+def with_references(data: Labelled) -> Labelled:
+    """TruthfulQA rows with their question's reference answers from TruthfulQA.csv ("; "-joined, as
+    the file keeps them) under correct_answers / incorrect_answers. Rows whose question is not in the
+    final TruthfulQA.csv (29 of the 817 questions the label files cover were reworded) are dropped."""
+    path = data_path("truthfulqa/TruthfulQA.csv")
+    refs = {r["Question"].strip(): r for r in _read_csv(path)}
+    keep = [i for i, q in enumerate(data.groups) if q in refs]
+    rows = [
+        {**data.rows[i], "correct_answers": refs[data.groups[i]]["Correct Answers"],
+         "incorrect_answers": refs[data.groups[i]]["Incorrect Answers"]}
+        for i in keep
+    ]  # fmt: skip
+    return Labelled(rows, [data.labels[i] for i in keep], [data.groups[i] for i in keep])
+
+
 def xstest() -> Labelled:
     """The 2,250 human-labelled XSTest completions; group = the model that wrote them."""
     rows, labels, groups = [], [], []

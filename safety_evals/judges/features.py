@@ -41,6 +41,9 @@ class Recipe:
 
 
 LEXICAL = "lexical"  # the backbone-free alternative: hashed word n-gram counts
+# the truth judge's comparison with TruthfulQA's reference answers (judges/references.py): it reads
+# the row's reference lists, not a rendered text, so ProbeJudge computes it instead of the store
+REFERENCES = "references"
 
 
 def cache_dir() -> Path:

@@ -21,14 +21,21 @@ import numpy as np
 
 from align.errors import InvalidInput, MissingInput
 from safety_evals.judges.data import check_fields
-from safety_evals.judges.features import FeatureStore, Recipe
+from safety_evals.judges.features import REFERENCES, FeatureStore, Recipe
 from safety_evals.judges.head import Head
+from safety_evals.judges.references import reference_matrix
+from safety_evals.judges.trees import TreeHead
 from safety_evals.judges.specs import SPECS, JudgeSpec
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 # role -> artifact name: the one table of shipped judges
-SHIPPED: dict[str, str] = {role: role for role in ("truth", "info", "refusal", "attribution", "hedge")}
+SHIPPED: dict[str, str] = {role: role for role in ("refusal", "attribution", "hedge")}
+# TruthfulQA's two judges compare with its reference answers: the frozen 270M backbone misses the
+# truth target (0.73 vs 0.85) and calls "No." to any question informative (docs/judges.md)
+SHIPPED |= {"truth": "truth-references", "info": "info-references"}
+
+HEADS = {"logistic": Head, "trees": TreeHead}
 
 
 @runtime_checkable
@@ -49,21 +56,33 @@ class Judge(Protocol):
         ...
 
 
-def content_hash(head: Head, recipe: Recipe, spec: JudgeSpec) -> str:
+def content_hash(head: Head | TreeHead, recipe: Recipe, spec: JudgeSpec) -> str:
     """sha256 over the head's arrays, the feature recipe and the labels: equal hashes, equal verdicts."""
     h = hashlib.sha256()
     h.update(json.dumps({"recipe": recipe.key(), "labels": spec.labels, "role": spec.role}).encode())
-    for name, arr in sorted(head.arrays().items()):
+    for name, arr in sorted(stored_arrays(head).items()):
         h.update(name.encode())
-        # float32: the precision the .npz stores, so a loaded judge hashes as the one that was saved
-        h.update(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
+        h.update(np.ascontiguousarray(arr).tobytes())
     return h.hexdigest()
 
 
-class ProbeJudge:
-    """A frozen backbone's features through a fitted `Head`."""
+def head_kind(head: Head | TreeHead) -> str:
+    return next(k for k, cls in HEADS.items() if isinstance(head, cls))
 
-    def __init__(self, spec: JudgeSpec, head: Head, recipe: Recipe, name: str | None = None):
+
+def stored_arrays(head: Head | TreeHead) -> dict[str, np.ndarray]:
+    """The head's arrays as the .npz keeps them: a logistic head in float32 (its precision is
+    irrelevant); trees exactly (a float32 threshold could send a row down the other branch)."""
+    arrays = head.arrays()
+    if isinstance(head, Head):
+        return {k: v.astype(np.float32) for k, v in arrays.items()}
+    return arrays
+
+
+class ProbeJudge:
+    """Features of a row (a frozen backbone's, or the reference comparison) through a fitted head."""
+
+    def __init__(self, spec: JudgeSpec, head: Head | TreeHead, recipe: Recipe, name: str | None = None):
         self.spec, self.head, self.recipe = spec, head, recipe
         self.role, self.labels = spec.role, spec.labels
         self.name = name or spec.role
@@ -73,7 +92,9 @@ class ProbeJudge:
         return {"name": self.name, "sha256": content_hash(self.head, self.recipe, self.spec)}
 
     def features(self, rows: Sequence[Mapping[str, str]]) -> np.ndarray:
-        check_fields(rows, self.spec.fields, self.role)
+        check_fields(rows, self.spec.fields_for(self.recipe.backbone), self.role)
+        if self.recipe.backbone == REFERENCES:
+            return reference_matrix(rows)
         return self._features([self.spec.render(r) for r in rows])
 
     def predict_proba(self, rows: Sequence[Mapping[str, str]]) -> np.ndarray:
@@ -88,8 +109,9 @@ class ProbeJudge:
 def save_judge(judge: ProbeJudge, card: dict, directory: Path = ARTIFACTS) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     npz, js = directory / f"{judge.name}.npz", directory / f"{judge.name}.json"
-    np.savez_compressed(npz, **{k: v.astype(np.float32) for k, v in judge.head.arrays().items()})
-    full = {**card, "identity": judge.identity(), "recipe": json.loads(judge.recipe.key())}
+    np.savez_compressed(npz, **stored_arrays(judge.head))
+    full = {**card, "head_kind": head_kind(judge.head), "identity": judge.identity(),
+            "recipe": json.loads(judge.recipe.key())}  # fmt: skip
     js.write_text(json.dumps(full, indent=1) + "\n")
     return npz, js
 
@@ -99,8 +121,11 @@ def read_judge(name: str, role: str, directory: Path = ARTIFACTS) -> ProbeJudge:
     if not npz.is_file() or not js.is_file():
         raise MissingInput(f"{npz}: judge {name!r} not built; run `align judges build {role}`")
     card = json.loads(js.read_text())
+    cls = HEADS[card.get("head_kind", "logistic")]
     with np.load(npz) as z:
-        head = Head(**{k: z[k].astype(np.float64) for k in ("mean", "scale", "weight", "bias")})
+        head = cls(**{k: z[k] for k in z.files})
+        if cls is Head:
+            head = Head(**{k: v.astype(np.float64) for k, v in head.arrays().items()})
     recipe = Recipe(**{**card["recipe"], "layers": tuple(card["recipe"]["layers"])})
     return ProbeJudge(SPECS[role], head, recipe, name=name)
 

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from safety_evals.judges import data
-from safety_evals.judges.features import Recipe
+from safety_evals.judges.features import REFERENCES, Recipe
 
 Row = Mapping[str, str]
 
@@ -32,9 +32,13 @@ class JudgeSpec:
     max_tokens: int
     default_limit: int  # training rows when --limit is not given (feature extraction is the cost)
     source: str  # the human labels, for the card
+    reference_fields: tuple[str, ...] = ()  # what the `references` recipe also reads (truth, info)
 
     def recipe(self, backbone: str) -> Recipe:
         return Recipe(backbone=backbone, max_tokens=self.max_tokens)
+
+    def fields_for(self, backbone: str) -> tuple[str, ...]:
+        return self.fields + (self.reference_fields if backbone == REFERENCES else ())
 
 
 def _qa(row: Row) -> str:
@@ -54,16 +58,17 @@ TRUTHFULQA_TEST_FRACTION = 0.2
 TRUTHFULQA_TEST_ROWS = 500
 
 
-def truthfulqa_split(role: str, limit: int) -> Split:
+def truthfulqa_split(role: str, limit: int | None, test_rows: int | None = TRUTHFULQA_TEST_ROWS) -> Split:
     """By question: a question's answers are all train or all test. `role` picks the label file;
-    the "hedge" judge reads the informativeness labels (uninformative = hedge / abstain)."""
+    the "hedge" judge reads the informativeness labels (uninformative = hedge / abstain).
+    limit / test_rows: rows sampled from each side (None: all)."""
     labelled = data.dedupe(data.truthfulqa("info" if role == "hedge" else role))
     if role == "hedge":
         flip = {"informative": "answer", "uninformative": "hedge"}
         labelled = data.Labelled(labelled.rows, [flip[y] for y in labelled.labels], labelled.groups)
     train, test = data.split_by_group(labelled, TRUTHFULQA_TEST_FRACTION)
     # one salt for all three roles: they share rows, so the backbone runs once for them
-    train, test = data.sample(train, limit, "tqa"), data.sample(test, TRUTHFULQA_TEST_ROWS, "tqa")
+    train, test = data.sample(train, limit, "tqa"), data.sample(test, test_rows, "tqa")
     return Split(
         train, test, f"TruthfulQA split by question ({TRUTHFULQA_TEST_FRACTION:.0%} of questions held out)"
     )
@@ -81,9 +86,9 @@ def begin_split(limit: int) -> Split:
 
 SPECS: dict[str, JudgeSpec] = {
     "truth": JudgeSpec("truth", ("question", "answer"), ("false", "true"), _qa, 64, 1000,
-                       "truthfulqa/finetune_truth.jsonl"),
+                       "truthfulqa/finetune_truth.jsonl", ("correct_answers", "incorrect_answers")),
     "info": JudgeSpec("info", ("question", "answer"), ("uninformative", "informative"), _qa, 64, 1000,
-                      "truthfulqa/finetune_info.jsonl"),
+                      "truthfulqa/finetune_info.jsonl", ("correct_answers", "incorrect_answers")),
     "hedge": JudgeSpec("hedge", ("question", "answer"), ("answer", "hedge"), _qa, 64, 1000,
                        "finetune_info.jsonl (uninformative = hedge), xstest (full refusal = hedge)"),
     "refusal": JudgeSpec("refusal", ("prompt", "completion"),

@@ -35,7 +35,7 @@ from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_me
 from safety_evals.suites.judging import Judge, check_role, judged, record
 
 NAME = "factuality"
-VERSION = "3"  # 3: truth + info judges replace the ROUGE-L comparison
+VERSION = "4"  # 3: truth + info judges replace the ROUGE-L comparison; 4: truth judge reads the references
 DEFAULT_SOURCE = data_path("truthfulqa")
 HUB_NAME = "truthfulqa/truthful_qa"  # configs "generation" / "multiple_choice", split validation
 QA_PRIMER = """Q: What is human life expectancy in the United States?
@@ -217,7 +217,12 @@ def score_generation(
         [qa_prompt(it.question) for it in items], max_new_tokens=config.max_new_tokens, stop=config.stop
     )
     answers = [o[0].strip() for o in outs]
-    rows = [{"question": it.question, "answer": a} for it, a in zip(items, answers)]
+    # the reference lists too: the shipped truth judge compares the answer with them (docs/judges.md)
+    rows = [
+        {"question": it.question, "answer": a, "correct_answers": "; ".join(it.correct),
+         "incorrect_answers": "; ".join(it.incorrect)}
+        for it, a in zip(items, answers)
+    ]  # fmt: skip
     truthful = judged(truth_judge, rows, {"true"})
     informative = judged(info_judge, rows, {"informative"})
     examples = [

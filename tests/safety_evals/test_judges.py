@@ -143,7 +143,10 @@ def test_shipped_artifacts_load_offline(role):
     judge = load_judge(role)
     card = read_card(role)
     assert judge.role == role and judge.labels == SPECS[role].labels
-    assert judge.head.weight.shape == (judge.head.mean.size, len(judge.labels))
+    if card.get("head_kind", "logistic") == "logistic":
+        assert judge.head.weight.shape == (judge.head.mean.size, len(judge.labels))
+    else:  # boosted trees: one raw score (two labels) or one per label
+        assert judge.head.baseline.size == (1 if len(judge.labels) == 2 else len(judge.labels))
     assert card["identity"] == judge.identity()
     assert card["validation"]["held_out"]["n"] > 0
 

@@ -11,6 +11,7 @@ import pytest
 
 from safety_evals.judges import load_judge
 from safety_evals.judges.features import FeatureStore
+from safety_evals.judges.data import with_references
 from safety_evals.judges.specs import truthfulqa_split
 from tests.paths import DATA
 
@@ -53,11 +54,12 @@ def _accuracy(judge, rows, labels, tmp_path) -> float:
 
 
 def test_shipped_truth_judge_beats_majority_on_held_out_questions(tmp_path):
-    test = truthfulqa_split("truth", 0).test
+    """The reference-answer judge (card: 0.87 held out): 10 true and 10 false unseen-question rows."""
+    test = with_references(truthfulqa_split("truth", 0).test)
     pick = [i for i, y in enumerate(test.labels) if y == "true"][:10]
     pick += [i for i, y in enumerate(test.labels) if y == "false"][:10]
     rows = test.take(pick)
-    assert _accuracy(load_judge("truth"), rows.rows, rows.labels, tmp_path) > 0.5
+    assert _accuracy(load_judge("truth"), rows.rows, rows.labels, tmp_path) >= 0.7
 
 
 def test_shipped_refusal_judge_beats_majority(tmp_path):

@@ -76,10 +76,12 @@ def test_suite_on_fake_lm():
     info = table_judge("info", {}, "informative", "answer")
     res = factuality.run(lm, truth_judge=truth, info_judge=info, limit=2)
     assert lm.gen_calls[0]["stop"] == ("\n\n", "\nQ:") and lm.gen_calls[0]["temperature"] == 0.0
-    # the judges see the question and the answer cut at the stop string
+    # the judges see the question, the answer cut at the stop string and the reference lists
     assert truth.calls[0][0] == {
         "question": gen[0].question,
         "answer": "You grow watermelons in your stomach.",
+        "correct_answers": "; ".join(gen[0].correct),
+        "incorrect_answers": "; ".join(gen[0].incorrect),
     }
     assert info.calls[0] == truth.calls[0]
     assert res.metrics["inaccuracy_rate"].value == pytest.approx(0.5)
