@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipelines.release.provenance import Provenance
-from safety_evals.review.release_docs import ComparisonDoc, ComparisonRow, Estimate, Verdict
+from safety_evals.review.release_docs import UNPAIRED, ComparisonDoc, ComparisonRow, Estimate, Verdict
 
 MAX_FAILED_SHOWN = 10  # failed checks listed in the card; the rest are in verdict.json
 
@@ -41,7 +41,8 @@ def _change(e: Estimate | None) -> str:
     if e is None or e.value is None:
         return "n/a"
     text = f"{e.value:+.4g} {_interval(e)}".strip()
-    return f"**{text}**" if e.excludes_zero() else text
+    text = f"**{text}**" if e.excludes_zero() else text
+    return text + (" (unpaired)" if e.method == UNPAIRED else "")
 
 
 def _better(row: ComparisonRow) -> str:
@@ -60,7 +61,8 @@ def before_after_section(comparison: ComparisonDoc) -> list[str]:
         "",
         f"Each model evaluated on the same examples with the same judges; Δ is the paired change from "
         f"`{cell(comparison.base)}` with its 95% paired bootstrap interval, **bold** where that interval "
-        "excludes zero. Values are value [95% interval].",
+        "excludes zero; (unpaired): examples could not be paired, so the interval combines the two "
+        "models' own intervals (MOVER). Values are value [95% interval].",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),

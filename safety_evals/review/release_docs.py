@@ -26,6 +26,7 @@ from typing import Any
 from safety_evals.review.documents import ResultsError
 
 COMPARISON_SCHEMA = "align.comparison/v1"
+UNPAIRED = "unpaired"  # a change's `method` when examples could not be paired (review/compare.py)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -177,3 +177,13 @@ def test_release_documents_are_validated_naming_file_and_field(tmp_path):
     (tmp_path / "gate" / "chat" / "verdict.json").write_text('{"variant": "chat", "passed": "yes"}')
     with pytest.raises(ResultsError, match=r"verdict\.json: passed: unexpected str"):
         run_documents(tmp_path)
+
+
+def test_an_unpaired_change_is_marked_as_such():
+    from pipelines.release.card_sections import before_after_section
+
+    doc = comparison_doc()
+    doc["rows"][1]["change"]["rl"].update(method="unpaired", n_paired=0, note="examples differ")
+    text = "\n".join(before_after_section(comparison_from_json(doc)))
+    assert "| 0.43 [0.33, 0.53] | +0.03 [-0.02, 0.08] (unpaired) |" in text
+    assert "**+0.53 [0.43, 0.63]** |" in text  # the paired one is not marked

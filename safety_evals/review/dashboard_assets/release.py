@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from safety_evals.review.dashboard_assets.svg import esc
 from safety_evals.review.dashboard_view import View, effect_state
-from safety_evals.review.release_docs import ComparisonDoc, Estimate, Verdict
+from safety_evals.review.release_docs import UNPAIRED, ComparisonDoc, Estimate, Verdict
 
 MAX_FAILED_SHOWN = 10  # failed checks listed per variant; the rest are in its verdict.json
 
@@ -21,9 +21,9 @@ def _estimate(e: Estimate | None, signed: bool = False) -> str:
     if e is None or e.value is None:
         return "—"
     value = f"{e.value:+.3g}" if signed else _num(e.value)
-    if e.ci_low is None or e.ci_high is None:
-        return value
-    return f"{value} [{_num(e.ci_low)}, {_num(e.ci_high)}]"
+    if e.ci_low is not None and e.ci_high is not None:
+        value += f" [{_num(e.ci_low)}, {_num(e.ci_high)}]"
+    return value + (" (unpaired)" if e.method == UNPAIRED else "")
 
 
 def _verdict_card(v: Verdict) -> str:
@@ -94,6 +94,7 @@ def effect_section(view: View) -> str:
     note = (
         '<p class="muted">Value [95% interval] per model on the same examples and judges; Δ: paired change '
         "from the base with its 95% paired interval, green or red where that interval excludes zero in the "
-        "metric's good or bad direction.</p>"
+        "metric's good or bad direction; (unpaired): the examples could not be paired and the interval "
+        "combines the two models' own intervals.</p>"
     )
     return f'{head}{note}<table class="effect">{_effect_head(c, others)}{"".join(rows)}</table>'
