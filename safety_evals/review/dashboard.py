@@ -99,26 +99,26 @@ def _resolve_baseline(spec: str | None, runs: list[Results]) -> Results | None:
 
 def _release_documents(
     args: argparse.Namespace,
-) -> tuple[list[str], ComparisonDoc | None, dict[str, Verdict]]:
-    """Results files, comparison and verdicts from the options, --run-dir filling what is not given."""
-    results, comparison, verdicts = list(args.results), None, {}
+) -> tuple[list[str], dict[str, ComparisonDoc], dict[str, Verdict]]:
+    """Results files, comparisons and verdicts from the options, --run-dir filling what is not given."""
+    results, comparisons, verdicts = list(args.results), {}, {}
     if args.run_dir:
         if not Path(args.run_dir).is_dir():
             raise ResultsError(f"--run-dir {args.run_dir}: no such directory")
-        comparison, verdicts = run_documents(args.run_dir)
+        comparisons, verdicts = run_documents(args.run_dir)
         if not results:
             results = sorted(
                 str(p) for p in Path(args.run_dir).glob("evals/*.json") if not p.name.endswith(".failed.json")
             )
     if args.comparison:
-        comparison = load_comparison(args.comparison)
+        comparisons = {"": load_comparison(args.comparison)}
     verdicts.update({v.variant: v for v in map(load_verdict, args.verdict)})
-    return results, comparison, verdicts
+    return results, comparisons, verdicts
 
 
 def run(args: argparse.Namespace) -> int:
     # ResultsError / PolicyError / HistoryError are InputErrors: pipelines/cli.py prints them, exit 2.
-    results, comparison, verdicts = _release_documents(args)
+    results, comparisons, verdicts = _release_documents(args)
     if not results and not args.history:
         raise ResultsError("give results JSON files, --run-dir DIR and/or --history results.sqlite")
     if args.history and not Path(args.history).is_file():
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     past = history.load_all(args.history) if args.history else []
     baseline = _resolve_baseline(args.baseline, [*reviewed, *past])
     policy = load_policy(args.policy) if args.policy else None
-    view = build_view(reviewed, past, baseline, policy, comparison=comparison, verdicts=verdicts)
+    view = build_view(reviewed, past, baseline, policy, comparisons=comparisons, verdicts=verdicts)
     html_text = render(view, args.examples)
     try:
         Path(args.out).write_text(html_text, encoding="utf-8")

@@ -36,7 +36,9 @@ class View:
     cells: dict[tuple[str, str], Cell]  # (run_id, full metric name) -> Cell
     drill: list[Results]  # runs with a drill-down section
     labels: dict[str, str]  # run_id -> short plot label
-    comparison: ComparisonDoc | None = None  # the post-training effect (before/after), when given
+    # the post-training effect (before/after): {"": one table} or {variant: its own} when the variants
+    # were prompted differently and each has its own base run
+    comparisons: dict[str, ComparisonDoc] = dataclasses.field(default_factory=dict)
     verdicts: dict[str, Verdict] = dataclasses.field(default_factory=dict)  # variant -> gate verdict
 
 
@@ -91,7 +93,7 @@ def build_view(
     baseline: Results | None,
     policy: Policy | None,
     *,
-    comparison: ComparisonDoc | None = None,
+    comparisons: dict[str, ComparisonDoc] | None = None,
     verdicts: dict[str, Verdict] | None = None,
 ) -> View:
     """Columns = reviewed runs (+ baseline), or the 6 newest history runs when no file is given."""
@@ -123,7 +125,8 @@ def build_view(
     reviewed_ids = {r.run_id for r in reviewed}
     drill = [r for r in columns if r.run_id in reviewed_ids] or columns[-1:]
     labels = short_labels(columns)
-    return View(columns, trend_runs, baseline, suites, cells, drill, labels, comparison, dict(verdicts or {}))
+    release = (dict(comparisons or {}), dict(verdicts or {}))
+    return View(columns, trend_runs, baseline, suites, cells, drill, labels, *release)
 
 
 # ---------------------------------------------------------------- worst examples

@@ -187,14 +187,20 @@ def as_verdict(obj: Verdict | Mapping) -> Verdict:
     return obj if isinstance(obj, Verdict) else verdict_from_json(obj)
 
 
-# Where a pipeline run directory keeps them (pipelines/pipeline.py's compare and gate stages).
+# Where a pipeline run directory keeps them (pipelines/stages/gate.py): one comparison of every variant
+# when all share one prompting, else one per variant (base, sft, that variant).
 COMPARISON_FILE = "compare/comparison.json"
+VARIANT_COMPARISONS = "compare/*/comparison.json"
 VERDICT_FILES = "gate/*/verdict.json"
 
 
-def run_documents(run_dir: str | Path) -> tuple[ComparisonDoc | None, dict[str, Verdict]]:
-    """The comparison and the verdicts (by variant) a pipeline run wrote, each None/{} when absent."""
+def run_documents(run_dir: str | Path) -> tuple[dict[str, ComparisonDoc], dict[str, Verdict]]:
+    """The comparisons ({"": the combined one} or {variant: its own}) and the verdicts (by variant) a
+    pipeline run wrote; empty where absent."""
     run_dir = Path(run_dir)
-    comparison = run_dir / COMPARISON_FILE
+    if (run_dir / COMPARISON_FILE).is_file():
+        comparisons = {"": load_comparison(run_dir / COMPARISON_FILE)}
+    else:
+        comparisons = {p.parent.name: load_comparison(p) for p in sorted(run_dir.glob(VARIANT_COMPARISONS))}
     verdicts = [load_verdict(p) for p in sorted(run_dir.glob(VERDICT_FILES))]
-    return (load_comparison(comparison) if comparison.is_file() else None), {v.variant: v for v in verdicts}
+    return comparisons, {v.variant: v for v in verdicts}

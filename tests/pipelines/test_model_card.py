@@ -170,7 +170,8 @@ def test_release_documents_are_validated_naming_file_and_field(tmp_path):
     for variant, passed in (("chat", True), ("developer", False)):
         (tmp_path / "gate" / variant).mkdir(parents=True)
         (tmp_path / "gate" / variant / "verdict.json").write_text(json.dumps(verdict_doc(variant, passed)))
-    comparison, verdicts = run_documents(tmp_path)
+    comparisons, verdicts = run_documents(tmp_path)
+    comparison = comparisons[""]  # the combined table: every variant shares one base run
     assert comparison.models == ["base", "sft", "rl"] and comparison.rows[0].change["rl"].excludes_zero()
     assert not comparison.rows[1].change["rl"].excludes_zero()
     assert {v: d.passed for v, d in verdicts.items()} == {"chat": True, "developer": False}

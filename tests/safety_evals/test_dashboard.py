@@ -295,3 +295,26 @@ def test_a_malformed_verdict_is_exit_2_naming_the_field(tmp_path, make_doc, writ
         main(["dashboard", str(write_doc(make_doc())), "--verdict", str(bad), "-o", str(tmp_path / "d")]) == 2
     )
     assert f"{bad}: checks[0].name: missing" in capsys.readouterr().err
+
+
+def test_per_variant_comparisons_each_get_their_table(tmp_path, make_doc):
+    """Variants prompted differently have their own base run, so the pipeline writes one comparison each."""
+    from tests.release_fixtures import comparison_doc
+
+    run = tmp_path / "run"
+    for variant in ("chat", "developer"):
+        doc = comparison_doc()
+        doc["models"] = ["base", "sft", variant]
+        for row in doc["rows"]:
+            row["values"][variant] = row["values"].pop("rl")
+            row["change"][variant] = row["change"].pop("rl")
+        (run / "compare" / variant).mkdir(parents=True)
+        (run / "compare" / variant / "comparison.json").write_text(json.dumps(doc))
+    (run / "evals").mkdir()
+    (run / "evals" / "chat.json").write_text(json.dumps(make_doc()))
+    out = tmp_path / "d.html"
+    assert main(["dashboard", "--run-dir", str(run), "-o", str(out)]) == 0
+    effect = out.read_text().split('id="effect"')[1].split('id="detail"')[0]
+    assert effect.count('<table class="effect">') == 2
+    assert effect.index("<h3>chat</h3>") < effect.index("<th>Δ chat vs base</th>")
+    assert effect.index("<h3>developer</h3>") < effect.index("<th>Δ developer vs base</th>")

@@ -66,14 +66,7 @@ def _effect_head(c: ComparisonDoc, others: list[str]) -> str:
     return f"<tr><th>metric</th><th>{base}</th>{cols}</tr>"
 
 
-def effect_section(view: View) -> str:
-    head = '<h2 id="effect">Post-training effect</h2>'
-    c = view.comparison
-    if c is None:
-        return head + (
-            '<p class="muted">No before/after comparison given (--comparison FILE or --run-dir DIR with '
-            "compare/comparison.json).</p>"
-        )
+def _effect_table(c: ComparisonDoc) -> str:
     others = [m for m in c.models if m != c.base]
     rows = []
     for row in c.rows:
@@ -91,10 +84,23 @@ def effect_section(view: View) -> str:
             f'<code>{esc(row.full_name)}</code> <span class="muted">{esc(arrow)}</span></th>'
             f"{''.join(cells)}</tr>"
         )
+    return f'<table class="effect">{_effect_head(c, others)}{"".join(rows)}</table>'
+
+
+def effect_section(view: View) -> str:
+    head = '<h2 id="effect">Post-training effect</h2>'
+    if not view.comparisons:
+        return head + (
+            '<p class="muted">No before/after comparison given (--comparison FILE or --run-dir DIR with '
+            "compare/comparison.json).</p>"
+        )
     note = (
         '<p class="muted">Value [95% interval] per model on the same examples and judges; Δ: paired change '
         "from the base with its 95% paired interval, green or red where that interval excludes zero in the "
         "metric's good or bad direction; (unpaired): the examples could not be paired and the interval "
         "combines the two models' own intervals.</p>"
     )
-    return f'{head}{note}<table class="effect">{_effect_head(c, others)}{"".join(rows)}</table>'
+    tables = [
+        (f"<h3>{esc(name)}</h3>" if name else "") + _effect_table(c) for name, c in view.comparisons.items()
+    ]
+    return head + note + "".join(tables)
