@@ -215,18 +215,15 @@ def render_card(
     """
     created = created or dt.datetime.now(dt.timezone.utc)
     prov = provenance(base_model)
-    datasets = hub_ids(r for s in stages for r in describe_all(s.data))
     meta = card_data(
         name=name,
         base_model=prov.base_model,
         tags=["gemma", "align", "rlhf", f"variant-{variant}"],
-        datasets=datasets,
+        datasets=hub_ids(r for s in stages for r in describe_all(s.data)),
         results=results,
     )
     lines = [
-        "---",
-        meta.to_yaml(),
-        "---",
+        f"---\n{meta.to_yaml()}\n---",
         "",
         f"# {_cell(name)}",
         "",
@@ -241,9 +238,18 @@ def render_card(
         lines += gate_section({k: as_verdict(v) for k, v in verdicts.items()}, variant)
     if comparison is not None:
         lines += before_after_section(as_comparison(comparison))
-    lines += ["## How this variant differs", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in differences.items()]
-    lines += [
+    lines += differences_section(differences, generation)
+    lines += training_section(stages, reward_mixture)
+    lines += eval_section(results, variant)
+    lines += provenance_section(prov, export_dtype)
+    return _checked("\n".join(lines + USAGE_AND_LIMITATIONS))
+
+
+def differences_section(differences: Mapping[str, Any], generation: Mapping[str, Any]) -> list[str]:
+    """What sets the variant apart, and its default sampling (generation_config.json)."""
+    out = ["## How this variant differs", "", "| setting | value |", "|---|---|"]
+    out += [f"| {_cell(k)} | {_cell(v)} |" for k, v in differences.items()]
+    return out + [
         "",
         "Default generation settings (`generation_config.json`):",
         "",
@@ -252,10 +258,6 @@ def render_card(
         "```",
         "",
     ]
-    lines += training_section(stages, reward_mixture)
-    lines += eval_section(results, variant)
-    lines += provenance_section(prov, export_dtype)
-    return _checked("\n".join(lines + USAGE_AND_LIMITATIONS))
 
 
 def _checked(text: str) -> str:
