@@ -92,6 +92,18 @@ def comparison_doc() -> dict:
                 },
                 "change": {"sft": _change(0.01, -0.04, 0.06), "rl": _change(0.03, -0.02, 0.08)},
             },
+            {
+                "suite": "crows_pairs",
+                "metric": "pct_stereotype/gender",
+                "higher_is_better": False,
+                "description": "a breakdown",
+                "values": {
+                    "base": _value(0.6, 0.5, 0.7),
+                    "sft": _value(0.6, 0.5, 0.7),
+                    "rl": _value(0.7, 0.6, 0.8),
+                },
+                "change": {"sft": _change(0.0, 0.0, 0.0), "rl": _change(0.1, 0.05, 0.15)},
+            },
         ],
     }
 

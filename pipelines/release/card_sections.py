@@ -67,7 +67,7 @@ def before_after_section(comparison: ComparisonDoc) -> list[str]:
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
-    for row in comparison.rows:
+    for row in (r for r in comparison.rows if "/" not in r.metric):  # breakdowns: in comparison.json
         cells = [
             f"{cell(row.suite)}.{cell(row.metric)}",
             _better(row),

@@ -107,6 +107,7 @@ def test_card_states_provenance_gate_verdict_and_the_before_after_table(card_tex
         "| **+0.38 [0.28, 0.48]** | 0.55 [0.45, 0.65] | **+0.53 [0.43, 0.63]** |"
     ) in text
     assert "| attribution.ais | higher | 0.4 [0.3, 0.5] | 0.41 [0.31, 0.51] | +0.01 [-0.04, 0.06] |" in text
+    assert "| crows_pairs.pct_stereotype/gender |" not in text  # breakdowns stay in comparison.json
 
 
 def test_card_without_comparison_or_verdicts_has_neither_section():

@@ -270,7 +270,15 @@ def test_run_dir_puts_verdicts_then_the_effect_table_before_the_detail(tmp_path,
     assert '<div class="card verdict good" data-variant="developer"><b>PASS</b>developer' in page
     assert "<script>window.__pwned" not in page and "&lt;script&gt;window.__pwned=1" in page
     effect = page[page.index('id="effect"') : page.index('id="detail"')]
-    assert effect.count('<tr data-effect="') == 2
+    assert effect.count('<tr data-effect="') == 3
+    folded = effect.split('<details class="drill breakdowns">')[1]  # breakdowns below the headline table
+    assert folded.startswith("<summary>1 breakdowns by group</summary>")
+    assert '<tr data-effect="crows_pairs.pct_stereotype/gender">' in folded
+    # up is bad for a lower-is-better metric: the breakdown's change is a significant regression
+    assert (
+        '<td class="num regressed" title="100 paired examples, paired bootstrap">+0.1 [0.05, 0.15]</td>'
+        in folded
+    )
     assert (
         '<td class="num improved" title="100 paired examples, paired bootstrap">+0.53 [0.43, 0.63]</td>'
         in effect
@@ -315,6 +323,6 @@ def test_per_variant_comparisons_each_get_their_table(tmp_path, make_doc):
     out = tmp_path / "d.html"
     assert main(["dashboard", "--run-dir", str(run), "-o", str(out)]) == 0
     effect = out.read_text().split('id="effect"')[1].split('id="detail"')[0]
-    assert effect.count('<table class="effect">') == 2
+    assert effect.count('<table class="effect">') == 4  # per variant: headline table + folded breakdowns
     assert effect.index("<h3>chat</h3>") < effect.index("<th>Δ chat vs base</th>")
     assert effect.index("<h3>developer</h3>") < effect.index("<th>Δ developer vs base</th>")

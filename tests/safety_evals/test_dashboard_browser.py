@@ -170,7 +170,10 @@ def test_first_screen_is_the_verdict_then_the_post_training_effect(tmp_path, mak
 
             # the answer leads: verdicts, then the effect table, both inside the first screen
             assert top("#verdict") < top("#effect") < top("#detail")
-            effect = page.locator("table.effect")
+            effect = page.locator("table.effect").first
+            assert not page.locator(
+                'tr[data-effect="crows_pairs.pct_stereotype/gender"]'
+            ).is_visible()  # folded
             box = effect.bounding_box()
             assert box["y"] + box["height"] <= 900
             cards = page.locator(".card.verdict")

@@ -67,9 +67,23 @@ def _effect_head(c: ComparisonDoc, others: list[str]) -> str:
 
 
 def _effect_table(c: ComparisonDoc) -> str:
+    """Headline metrics in the table; breakdowns (`metric/group`) folded below it."""
     others = [m for m in c.models if m != c.base]
+    head = _effect_head(c, others)
+    top = [r for r in c.rows if "/" not in r.metric]
+    parts = [r for r in c.rows if "/" in r.metric]
+    out = f'<table class="effect">{head}{_effect_rows(c, top, others)}</table>'
+    if parts:
+        out += (
+            f'<details class="drill breakdowns"><summary>{len(parts)} breakdowns by group</summary>'
+            f'<table class="effect">{head}{_effect_rows(c, parts, others)}</table></details>'
+        )
+    return out
+
+
+def _effect_rows(c: ComparisonDoc, rows_in: list, others: list[str]) -> str:
     rows = []
-    for row in c.rows:
+    for row in rows_in:
         arrow = {True: "↑ better", False: "↓ better"}.get(row.higher_is_better, "")
         cells = [f'<td class="num">{esc(_estimate(row.values.get(c.base)))}</td>']
         for m in others:
@@ -84,7 +98,7 @@ def _effect_table(c: ComparisonDoc) -> str:
             f'<code>{esc(row.full_name)}</code> <span class="muted">{esc(arrow)}</span></th>'
             f"{''.join(cells)}</tr>"
         )
-    return f'<table class="effect">{_effect_head(c, others)}{"".join(rows)}</table>'
+    return "".join(rows)
 
 
 def effect_section(view: View) -> str:
