@@ -46,7 +46,7 @@ def _change(e: Estimate | None) -> str:
 
 
 def _better(row: ComparisonRow) -> str:
-    return {True: "higher", False: "lower"}.get(row.higher_is_better, "see metric")
+    return {True: "higher", False: "lower"}.get(row.higher_is_better, "closer to target")
 
 
 def before_after_section(comparison: ComparisonDoc) -> list[str]:
