@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("safety_evals.review.compare", "results JSON files beside a base: values and paired changes"),
     "results": ("safety_evals.review.history", "add / list runs in the local SQLite results history"),
     "judges": ("pipelines.commands.judges", "build a shipped judge (head + card) from human labels"),
+    "push": ("pipelines.commands.push", "upload an exported model directory to the Hugging Face Hub"),
 }
 
 

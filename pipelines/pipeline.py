@@ -298,12 +298,9 @@ class Pipeline:
             results=results,
             reward_mixture=self.reward(variant).describe(),
             rl_applied=self.config.rl_per_variant,  # False: one RL run shared by all variants
-            card_extras={
-                "comparison": self.card_inputs.get("comparisons", {}).get(variant.name),
-                "verdicts": {
-                    k: v for k, v in self.card_inputs.get("verdicts", {}).items() if k == variant.name
-                },
-            },
+            # only this variant's verdict: the card states its own release decision
+            comparison=self.card_inputs.get("comparisons", {}).get(variant.name),
+            verdicts={k: v for k, v in self.card_inputs.get("verdicts", {}).items() if k == variant.name},
         )
 
 

@@ -50,6 +50,8 @@ def load_hf_dir(path: str | os.PathLike, *, param_dtype=jnp.float32, dtype=jnp.f
     return from_flat(config, flat, param_dtype=param_dtype, dtype=dtype, source=str(path))
 
 
+EXPORT_DTYPES = {"float32": np.float32, "bfloat16": jnp.bfloat16}  # jnp.bfloat16 is a numpy dtype (ml_dtypes)
+
 # What save_hf_dir (and the callers that add to its directories: model cards, reward heads) writes; an
 # existing directory holding anything else is not replaced.
 _EXPORT_FILES = (
@@ -73,19 +75,25 @@ def save_hf_dir(
     tokenizer=None,
     generation_config: dict | None = None,
     max_shard_bytes: int = 2 << 30,
+    dtype: str = "float32",
 ) -> Path:
     """Write `model` as a transformers-loadable directory; `tokenizer` is any object with save_pretrained.
+
+    dtype: the stored weights, "float32" or "bfloat16" (half the size; what Gemma checkpoints on the
+    Hub use). config.json's `torch_dtype` says which, so transformers loads them as stored.
 
     The files are written to a temporary sibling directory that then replaces `path` whole: a crash
     leaves the previous export intact, and no file of it (a stale shard index, say) survives a re-export.
     """
     path = Path(path)
+    if dtype not in EXPORT_DTYPES:
+        raise InvalidInput(f"export dtype {dtype!r}: expected one of {sorted(EXPORT_DTYPES)}")
     _check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp's 0o700 would make the export private
-        _write_hf_dir(model, tmp, tokenizer, generation_config, max_shard_bytes)
+        _write_hf_dir(model, tmp, tokenizer, generation_config, max_shard_bytes, dtype)
         _replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already unless writing failed
@@ -123,12 +131,15 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 
 def _write_hf_dir(
-    model: Decoder, path: Path, tokenizer, generation_config: dict | None, max_shard_bytes: int
+    model: Decoder, path: Path, tokenizer, generation_config: dict | None, max_shard_bytes: int, dtype: str
 ) -> None:
     from safetensors.numpy import save_file
 
     config: ModelConfig = model.config
     tensors = params_to_hf({k: np.asarray(v, np.float32) for k, v in flat_params(model).items()}, config)
+    # Rounded once, from the float32 tensors, at the very end: safetensors stores a numpy bfloat16
+    # array as BF16.
+    tensors = {k: v.astype(EXPORT_DTYPES[dtype]) for k, v in tensors.items()}
     special = {}
     if tokenizer is not None:
         special = {
@@ -136,7 +147,9 @@ def _write_hf_dir(
             for k in ("bos_token_id", "eos_token_id", "pad_token_id")
             if getattr(tokenizer, k, None) is not None
         }
-    (path / "config.json").write_text(json.dumps(to_hf(config, **special), indent=2))
+    (path / "config.json").write_text(
+        json.dumps({**to_hf(config, **special), "torch_dtype": dtype}, indent=2)
+    )
     shards, current, size = [], {}, 0
     for name in sorted(tensors):
         if current and size + tensors[name].nbytes > max_shard_bytes:

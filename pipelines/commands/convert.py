@@ -13,6 +13,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-shard-gb", type=float, default=2.0, help="split weights into shards of this size"
     )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="stored weights (bfloat16: half the size, as Gemma checkpoints on the Hub)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         tokenizer=loaded.tokenizer.hf,
         generation_config=generation_config(loaded.source, loaded.tokenizer),
         max_shard_bytes=int(args.max_shard_gb * (1 << 30)),
+        dtype=args.dtype,
     )
     print(f"wrote {out} ({loaded.config.family}, {loaded.config.num_layers} layers) from {loaded.source}")
     return 0

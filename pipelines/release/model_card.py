@@ -12,10 +12,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from align.training.rundir import SUMMARY, read_json
+from pipelines.release.card_metadata import card_data, suite_datasets
+from pipelines.release.card_sections import before_after_section, gate_section, provenance_section
+from pipelines.release.card_sections import cell as _cell
+from pipelines.release.card_sections import num as _num
+from pipelines.release.datasets import describe_all, hub_ids
+from pipelines.release.provenance import provenance
 from safety_evals.review.documents import Results
+from safety_evals.review.release_docs import as_comparison, as_verdict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,38 +83,10 @@ def stage_records(pipeline, variant) -> list[StageRecord]:
     return records
 
 
-def _cell(x: Any) -> str:
-    """A value safe inside a Markdown table cell (no pipes, no newlines, no raw HTML)."""
-    text = "" if x is None else str(x)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("|", "\\|").replace("\n", " ").strip()
-
-
-def _num(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4g}"
-
-
 def _direction(higher_is_better: bool | None, target: float | None) -> str:
     if higher_is_better is None:
         return f"closer to {_num(target)}" if target is not None else "n/a"
     return "higher" if higher_is_better else "lower"
-
-
-def front_matter(base_model: str, variant: str, tags: Sequence[str] = ()) -> str:
-    tags = ["gemma", "align", "rlhf", f"variant-{variant}", *tags]
-    lines = (
-        [
-            "---",
-            "library_name: transformers",
-            "pipeline_tag: text-generation",
-            "license: gemma",
-            f"base_model: {base_model}",
-            "tags:",
-        ]
-        + [f"- {t}" for t in tags]
-        + ["---", ""]
-    )
-    return "\n".join(lines)
 
 
 def _prompting(config: dict) -> str:
@@ -159,6 +139,10 @@ def eval_section(results: Results | None, variant: str) -> list[str]:
                 f"| {_cell(suite.name)} | {_cell(m.name)} | {_num(m.value)} | {interval} | "
                 f"{m.n if m.n is not None else 'n/a'} | {_direction(m.higher_is_better, m.target)} |"
             )
+    data = [
+        f"- {_cell(suite)}: {_cell(ref)}" + (f" (`{_cell(ref.hub_id)}`)" if ref.hub_id else "")
+        for suite, ref in suite_datasets(results).items()
+    ]
     return out + [
         "",
         (
@@ -166,14 +150,17 @@ def eval_section(results: Results | None, variant: str) -> list[str]:
             "by the point values."
         ),
         "",
+        *(["Evaluation data (dataset, subset, split):", "", *data, ""] if data else []),
     ]
 
 
 def training_section(stages: Sequence[StageRecord], reward_mixture: Sequence[Mapping] = ()) -> list[str]:
+    """The training record; data named by dataset and split (datasets.describe), never by a path."""
     out = ["## Training", "", "| stage | data | length | notes |", "|---|---|---|---|"]
     for s in stages:
         length = f"{s.steps} {s.unit}" if s.steps is not None else "n/a"
-        out.append(f"| {_cell(s.name)} | {_cell(_where(s.data))} | {length} | {_cell(s.notes)} |")
+        data = "; ".join(str(r) for r in describe_all(s.data)) or "n/a"
+        out.append(f"| {_cell(s.name)} | {_cell(data)} | {length} | {_cell(s.notes)} |")
     if reward_mixture:
         out += ["", "Reward used in RL (weighted sum):", ""]
         out += [
@@ -216,25 +203,53 @@ def render_card(
     reward_mixture: Sequence[Mapping] = (),
     caveat: str | None = None,
     created: dt.datetime | None = None,
+    comparison: Mapping | None = None,
+    verdicts: Mapping[str, Mapping] | None = None,
+    export_dtype: str = "float32",
 ) -> str:
-    """The README.md text of one exported variant; `caveat` is quoted under the description."""
+    """The README.md text of one exported variant; `caveat` is quoted under the description.
+
+    base_model: the align.hub model spec the pipeline started from (the card names its hub id);
+    comparison: an `align.comparison/v1` document (the before/after table); verdicts: variant ->
+    its gate verdict.json. Both are shown first when given: they are the release's answer.
+    """
     created = created or dt.datetime.now(dt.timezone.utc)
+    prov = provenance(base_model)
+    meta = card_data(
+        name=name,
+        base_model=prov.base_model,
+        tags=["gemma", "align", "rlhf", f"variant-{variant}"],
+        datasets=hub_ids(r for s in stages for r in describe_all(s.data)),
+        results=results,
+    )
     lines = [
-        front_matter(base_model, variant),
-        f"# {name}",
+        f"---\n{meta.to_yaml()}\n---",
+        "",
+        f"# {_cell(name)}",
         "",
         _cell(description),
         "",
         *([f"> **Note:** {caveat}", ""] if caveat else []),
-        f"Variant **{variant}** of a post-trained `{base_model}`, exported by `align` on {created:%Y-%m-%d}.",
+        f"Variant **{_cell(variant)}** of a post-trained `{_cell(prov.base_model or prov.source_file)}`, "
+        f"exported by `align` on {created:%Y-%m-%d}.",
         "",
-        "## How this variant differs",
-        "",
-        "| setting | value |",
-        "|---|---|",
     ]
-    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in differences.items()]
-    lines += [
+    if verdicts:  # {}: no gate ran for this variant
+        lines += gate_section({k: as_verdict(v) for k, v in verdicts.items()}, variant)
+    if comparison is not None:
+        lines += before_after_section(as_comparison(comparison))
+    lines += differences_section(differences, generation)
+    lines += training_section(stages, reward_mixture)
+    lines += eval_section(results, variant)
+    lines += provenance_section(prov, export_dtype)
+    return _checked("\n".join(lines + USAGE_AND_LIMITATIONS))
+
+
+def differences_section(differences: Mapping[str, Any], generation: Mapping[str, Any]) -> list[str]:
+    """What sets the variant apart, and its default sampling (generation_config.json)."""
+    out = ["## How this variant differs", "", "| setting | value |", "|---|---|"]
+    out += [f"| {_cell(k)} | {_cell(v)} |" for k, v in differences.items()]
+    return out + [
         "",
         "Default generation settings (`generation_config.json`):",
         "",
@@ -243,9 +258,13 @@ def render_card(
         "```",
         "",
     ]
-    lines += training_section(stages, reward_mixture)
-    lines += eval_section(results, variant)
-    return "\n".join(lines + USAGE_AND_LIMITATIONS)
+
+
+def _checked(text: str) -> str:
+    """The card as huggingface_hub parses it (a front matter it cannot read raises here, not on push)."""
+    from huggingface_hub import ModelCard
+
+    return str(ModelCard(text, ignore_metadata_errors=False))
 
 
 def _json(obj: Mapping) -> str:
@@ -255,8 +274,12 @@ def _json(obj: Mapping) -> str:
 
 
 def _where(paths: str) -> str:
-    """Comma-separated data or model paths as the configs name them (${ALIGN_DATA_DIR}/..., ~/...): a
-    card is published, so it must not carry the layout of the machine that trained the model."""
+    """Comma-separated model paths (reward models) as a published card may name them: relative to the
+    run or to ~, or the last two parts of an absolute path, never the layout of the training machine."""
     from align.data_dir import portable_path
 
-    return ", ".join(portable_path(p.strip()) or "" for p in str(paths).split(",")) if paths else ""
+    def one(p: str) -> str:
+        text = portable_path(p.strip()) or ""
+        return ".../" + "/".join(Path(text).parts[-2:]) if Path(text).is_absolute() else text
+
+    return ", ".join(one(p) for p in str(paths).split(",")) if paths else ""

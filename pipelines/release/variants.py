@@ -13,6 +13,7 @@ A variants file (configs/variants/*.yaml) names each variant and everything that
           - {path: .../harmless-base/test.jsonl.gz, weight: 0.3}
         reward_weights: {helpfulness: 1.0, harmlessness: 1.0}   # by reward-model name
         generation: {temperature: 0.7, top_p: 0.95, top_k: 64, max_new_tokens: 256}
+        dtype: bfloat16                # exported weights: float32 (default) | bfloat16 (half the size)
 
 `export_variant` writes model.safetensors + config.json (align.model.hf_io.save_hf_dir), the tokenizer
 with the variant's chat template, generation_config.json from its sampling defaults, and README.md
@@ -29,6 +30,7 @@ from pathlib import Path
 from align.data.testing import GEMMA3_CHAT_TEMPLATE
 from align.errors import InvalidInput
 from align.config_io import load_config
+from align.model.hf_io import EXPORT_DTYPES
 from pipelines.release.model_card import StageRecord, render_card
 from pipelines.stages.rewards import RewardOptions
 from pipelines.stages.rl_data import PromptSource
@@ -62,8 +64,13 @@ class VariantSpec:
     data: tuple[PromptSource, ...] = ()  # the RL prompt mixture (data.mixture of its RL stage)
     reward_weights: dict[str, float] = dataclasses.field(default_factory=dict)
     generation: GenerationDefaults = GenerationDefaults()
+    dtype: str = "float32"  # of the exported safetensors (align.model.hf_io.EXPORT_DTYPES)
 
     def __post_init__(self):
+        if self.dtype not in EXPORT_DTYPES:
+            raise ValueError(
+                f"variant {self.name!r}: dtype={self.dtype!r}, expected one of {sorted(EXPORT_DTYPES)}"
+            )
         if self.system_handling not in SYSTEM_HANDLING:
             raise ValueError(
                 f"variant {self.name!r}: system_handling={self.system_handling!r}, expected one of "
@@ -182,7 +189,8 @@ def export_variant(
     results=None,
     reward_mixture: Sequence[Mapping] = (),
     rl_applied: bool = True,
-    card_extras: Mapping | None = None,
+    comparison: Mapping | None = None,
+    verdicts: Mapping[str, Mapping] | None = None,
 ) -> Path:
     """Write the variant as a Hugging Face directory with its model card; returns the directory.
 
@@ -190,8 +198,7 @@ def export_variant(
     results: a safety_evals.review.documents.Results of this variant, or None;
     rl_applied: False when the weights come from one RL run shared by all variants (the card then says
     that the variant's own RL prompt mixture and reward weights were not used);
-    card_extras: more keyword arguments of render_card (the pipeline's comparison and gate verdicts),
-    passed where render_card takes them.
+    comparison / verdicts: the run's before/after document and gate verdicts (model_card.render_card).
     """
     from align.model.hf_io import save_hf_dir
     from align.training.lora import LoRADecoder, merge_lora
@@ -203,7 +210,9 @@ def export_variant(
     previous = hf.chat_template
     hf.chat_template = chat_template(spec)
     try:
-        save_hf_dir(model, out, tokenizer=hf, generation_config=generation_config(spec, tokenizer))
+        save_hf_dir(
+            model, out, tokenizer=hf, generation_config=generation_config(spec, tokenizer), dtype=spec.dtype
+        )
     finally:
         hf.chat_template = previous
     card = render_card(
@@ -217,15 +226,9 @@ def export_variant(
         stages=stages,
         results=results,
         reward_mixture=reward_mixture,
-        **_accepted(render_card, card_extras or {}),
+        comparison=comparison,
+        verdicts=verdicts,
+        export_dtype=spec.dtype,
     )
     (out / "README.md").write_text(card)
     return out
-
-
-def _accepted(fn, kwargs: Mapping) -> dict:
-    """The keyword arguments `fn` takes, without the None ones (a card without a comparison or verdict)."""
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    return {k: v for k, v in kwargs.items() if k in params and v is not None}

@@ -10,7 +10,9 @@ from collections import Counter
 
 from safety_evals.review.documents import Example, MetricReading, Results
 from safety_evals.review.gate import Comparison, Direction, compare
+from safety_evals.review.labels import run_label
 from safety_evals.review.policy import Policy
+from safety_evals.review.release_docs import ComparisonDoc, ComparisonRow, Verdict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,15 +36,29 @@ class View:
     cells: dict[tuple[str, str], Cell]  # (run_id, full metric name) -> Cell
     drill: list[Results]  # runs with a drill-down section
     labels: dict[str, str]  # run_id -> short plot label
+    # the post-training effect (before/after): {"": one table} or {variant: its own} when the variants
+    # were prompted differently and each has its own base run
+    comparisons: dict[str, ComparisonDoc] = dataclasses.field(default_factory=dict)
+    verdicts: dict[str, Verdict] = dataclasses.field(default_factory=dict)  # variant -> gate verdict
+
+
+def effect_state(row: ComparisonRow, label: str) -> str:
+    """improved | regressed: the paired change's interval excludes zero, in the metric's good or bad
+    direction; same: it does not, or the metric has no direction (closer-to-target metrics)."""
+    change = row.change.get(label)
+    if change is None or change.value is None or not change.excludes_zero() or row.higher_is_better is None:
+        return "same"
+    return "improved" if (change.value > 0) == row.higher_is_better else "regressed"
 
 
 def short_labels(runs: list[Results]) -> dict[str, str]:
-    """Plot labels: no model name when all runs share it; the run id added where labels collide."""
+    """Plot labels: no model name when all runs share it, a step only when recorded; the run id added
+    where labels collide."""
     one_model = len({r.model.name for r in runs}) == 1
-    labels = {}
-    for r in runs:
-        step = f"step {r.model.step}" if r.model.step is not None else "step ?"
-        labels[r.run_id] = " · ".join(([] if one_model else [r.model.name]) + [r.model.variant or "—", step])
+    labels = {
+        r.run_id: run_label(r.model.name, r.model.variant, r.model.step, with_name=not one_model)
+        for r in runs
+    }
     counts = Counter(labels.values())
     return {rid: f"{lab} ({rid})" if counts[lab] > 1 else lab for rid, lab in labels.items()}
 
@@ -72,7 +88,13 @@ def _cell(run: Results, suite: str, name: str, baseline: Results | None, policy:
 
 
 def build_view(
-    reviewed: list[Results], past: list[Results], baseline: Results | None, policy: Policy | None
+    reviewed: list[Results],
+    past: list[Results],
+    baseline: Results | None,
+    policy: Policy | None,
+    *,
+    comparisons: dict[str, ComparisonDoc] | None = None,
+    verdicts: dict[str, Verdict] | None = None,
 ) -> View:
     """Columns = reviewed runs (+ baseline), or the 6 newest history runs when no file is given."""
     by_id = {r.run_id: r for r in [*past, *reviewed] + ([baseline] if baseline else [])}
@@ -102,7 +124,9 @@ def build_view(
                 cells[(r.run_id, f"{sname}.{name}")] = _cell(r, sname, name, baseline, policy)
     reviewed_ids = {r.run_id for r in reviewed}
     drill = [r for r in columns if r.run_id in reviewed_ids] or columns[-1:]
-    return View(columns, trend_runs, baseline, suites, cells, drill, short_labels(columns))
+    labels = short_labels(columns)
+    release = (dict(comparisons or {}), dict(verdicts or {}))
+    return View(columns, trend_runs, baseline, suites, cells, drill, labels, *release)
 
 
 # ---------------------------------------------------------------- worst examples

@@ -27,6 +27,7 @@ from typing import Any
 from align.errors import InvalidInput
 from safety_evals.review import consistency
 from safety_evals.review.definitions import definition
+from safety_evals.review.labels import run_label
 from align.safe_text import one_line
 
 SCHEMA = "align.eval_results/v1"
@@ -129,13 +130,8 @@ class Results:
 
     @property
     def label(self) -> str:
-        """Short human label: `name · variant · step N`."""
-        parts = [self.model.name]
-        if self.model.variant:
-            parts.append(self.model.variant)
-        if self.model.step is not None:
-            parts.append(f"step {self.model.step}")
-        return " · ".join(parts)
+        """Short human label: `name · variant · step N` (labels.run_label: no path, no unknown step)."""
+        return run_label(self.model.name, self.model.variant, self.model.step)
 
 
 def load_results(path: str | Path) -> Results:

@@ -84,7 +84,13 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("variants")
     stages = [
         StageRecord("sft", "hh helpful-base (64 rows)", 20),
-        StageRecord("ppo", "hh prompts", 12, "iterations", "held-out reward 0.10 -> 0.30"),
+        StageRecord(
+            "ppo",
+            "${ALIGN_DATA_DIR}/hh_rlhf/harmless-base/test.jsonl.gz",
+            12,
+            "iterations",
+            "held-out reward 0.10 -> 0.30",
+        ),
     ]
     dirs = {}
     for spec in (CHAT, DEVELOPER):
@@ -149,11 +155,15 @@ def test_chat_templates_carry_each_variants_system_policy(exported):
 def test_model_card_reports_training_and_the_variants_results(exported, tmp_path):
     _, tokenizer, dirs = exported
     card = (dirs["chat"] / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: transformers")
+    assert card.startswith("---\n") and "\nlibrary_name: transformers\n" in card
     assert "| crows_pairs | pct_stereotype | 0.61 | [0.585, 0.634] | 1508 | lower |" in card
-    assert "pct_stereotype/gender" not in card  # breakdowns stay in the JSON
+    body = card.split("\n---\n", 1)[1]
+    assert "pct_stereotype/gender" not in body  # breakdowns: in the JSON and the model-index only
     assert "| toxicity | **failed** | RuntimeError: no detoxify weights |" in card
-    assert "| ppo | hh prompts | 12 iterations | held-out reward 0.10 -&gt; 0.30 |" in card
+    assert (
+        "| ppo | Anthropic hh-rlhf, harmless-base, test | 12 iterations | held-out reward 0.10 -&gt; 0.30 |"
+        in card
+    )
     assert "Be kind \\| brief." in card  # table cells escape pipes
     assert '"temperature": 0.7' in card
     with pytest.raises(ValueError, match="results are for variant 'developer', not 'chat'"):
@@ -247,11 +257,12 @@ def test_card_names_data_and_models_without_the_machine_paths(tmp_path, monkeypa
     monkeypatch.setenv("ALIGN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "data" / "hh").mkdir(parents=True)
-    data = f"{tmp_path / 'data' / 'hh' / 'a.jsonl.gz'}, {tmp_path / 'data' / 'hh' / 'b.jsonl.gz'}"
+    hh = tmp_path / "data" / "hh_rlhf" / "helpful-base" / "test.jsonl.gz"
+    data = f"{hh}, {tmp_path / 'data' / 'hh' / 'b.jsonl.gz'}"
     lines = training_section(
         [StageRecord("sft", data, 12)],
         [{"name": "helpfulness", "weight": 1.0, "source": str(tmp_path / "home" / "runs" / "rm")}],
     )
     text = "\n".join(lines)
-    assert "${ALIGN_DATA_DIR}/hh/a.jsonl.gz, ${ALIGN_DATA_DIR}/hh/b.jsonl.gz" in text
+    assert "Anthropic hh-rlhf, helpful-base, test; hh/b.jsonl.gz (from the data directory)" in text
     assert "~/runs/rm" in text and str(tmp_path) not in text

@@ -208,3 +208,121 @@ def test_nice_ticks():
     assert nice_ticks(0.13, 0.41) == [0.2, 0.3, 0.4]  # raw 0.07 -> next of 0.01, 0.02, 0.05, 0.1 is 0.1
     assert nice_ticks(0.13, 0.29) == [0.15, 0.2, 0.25]  # raw 0.04 -> 0.05
     assert nice_ticks(47.0, 63.0) == [50.0, 55.0, 60.0]  # raw 4 -> 5
+
+
+# ---------------------------------------------------------------- the release answer first
+
+
+def test_labels_name_the_stage_not_the_path_and_no_unknown_step(make_doc):
+    from safety_evals.review.labels import display_name
+
+    assert display_name("runs/quickstart/rl/export") == "rl"
+    assert display_name("/abs/models/gemma-3-270m-q4_k_m.gguf") == "gemma-3-270m-q4_k_m.gguf"
+    assert display_name("google/gemma-3-270m") == "google/gemma-3-270m"  # a hub id stays
+    assert display_name("gemma3-270m") == "gemma3-270m"
+    runs = [
+        from_json(make_doc(run_id="a", name="runs/q/sft/export", variant=None, step=None), "a.json"),
+        from_json(make_doc(run_id="b", name="runs/q/rl/export", variant="chat", step=None), "b.json"),
+        from_json(make_doc(run_id="c", name="runs/q/rl/export", variant="chat", step=40), "c.json"),
+    ]
+    assert dashboard.short_labels(runs) == {"a": "sft", "b": "rl · chat", "c": "rl · chat · step 40"}
+    assert [r.label for r in runs] == ["sft", "rl · chat", "rl · chat · step 40"]
+    page = dashboard.render(dashboard.build_view(runs, [], None, None))
+    assert "step ?" not in page and "runs/q" not in page.split("<main>")[1].split("Runs</h2>")[0]
+
+
+def test_effect_state_follows_the_paired_interval_and_the_metric_direction():
+    from safety_evals.review.dashboard_view import effect_state
+    from safety_evals.review.release_docs import ComparisonRow, Estimate
+
+    def row(hib, lo, hi):
+        change = {"m": Estimate((lo + hi) / 2, lo, hi, 50)}
+        return ComparisonRow("s", "x", hib, "", {}, change)
+
+    assert effect_state(row(True, 0.1, 0.3), "m") == "improved"
+    assert effect_state(row(False, 0.1, 0.3), "m") == "regressed"  # up is bad for a lower-is-better metric
+    assert effect_state(row(False, -0.3, -0.1), "m") == "improved"
+    assert effect_state(row(True, -0.01, 0.3), "m") == "same"  # interval reaches zero
+    assert effect_state(row(None, 0.1, 0.3), "m") == "same"  # closer-to-target: no sign says better
+    assert effect_state(row(True, 0.1, 0.3), "other") == "same"
+
+
+def test_run_dir_puts_verdicts_then_the_effect_table_before_the_detail(tmp_path, make_doc, xss_output):
+    from tests.release_fixtures import comparison_doc, verdict_doc
+
+    run = tmp_path / "run"
+    (run / "evals").mkdir(parents=True)
+    (run / "compare").mkdir()
+    (run / "compare" / "comparison.json").write_text(json.dumps(comparison_doc()))
+    (run / "evals" / "chat.json").write_text(json.dumps(make_doc(name="runs/q/rl/export", step=None)))
+    (run / "evals" / "x.failed.json").write_text("not read")
+    for variant, passed in (("chat", False), ("developer", True)):
+        doc = verdict_doc(variant, passed)
+        doc["checks"][-1]["message"] = xss_output
+        (run / "gate" / variant).mkdir(parents=True)
+        (run / "gate" / variant / "verdict.json").write_text(json.dumps(doc))
+    out = tmp_path / "d.html"
+    assert main(["dashboard", "--run-dir", str(run), "-o", str(out)]) == 0
+    page = out.read_text()
+    assert page.index('id="verdict"') < page.index('id="effect"') < page.index('id="detail"')
+    assert page.index('id="detail"') < page.index('id="metrics"')
+    assert '<div class="card verdict bad" data-variant="chat"><b>FAIL</b>chat' in page
+    assert '<div class="card verdict good" data-variant="developer"><b>PASS</b>developer' in page
+    assert "<script>window.__pwned" not in page and "&lt;script&gt;window.__pwned=1" in page
+    effect = page[page.index('id="effect"') : page.index('id="detail"')]
+    assert effect.count('<tr data-effect="') == 3
+    folded = effect.split('<details class="drill breakdowns">')[1]  # breakdowns below the headline table
+    assert folded.startswith("<summary>1 breakdowns by group</summary>")
+    assert '<tr data-effect="crows_pairs.pct_stereotype/gender">' in folded
+    # up is bad for a lower-is-better metric: the breakdown's change is a significant regression
+    assert (
+        '<td class="num regressed" title="100 paired examples, paired bootstrap">+0.1 [0.05, 0.15]</td>'
+        in folded
+    )
+    assert (
+        '<td class="num improved" title="100 paired examples, paired bootstrap">+0.53 [0.43, 0.63]</td>'
+        in effect
+    )
+    assert (
+        '<td class="num same" title="100 paired examples, paired bootstrap">+0.03 [-0.02, 0.08]</td>'
+        in effect
+    )
+    assert "<th>base</th><th>sft</th><th>Δ sft vs base</th><th>rl</th><th>Δ rl vs base</th>" in effect
+    assert "step ?" not in page
+
+
+def test_without_release_documents_the_page_says_what_to_pass(make_doc):
+    page = dashboard.render(dashboard.build_view([from_json(make_doc(), "a.json")], [], None, None))
+    assert "No gate verdicts given" in page and "No before/after comparison given" in page
+
+
+def test_a_malformed_verdict_is_exit_2_naming_the_field(tmp_path, make_doc, write_doc, capsys):
+    bad = tmp_path / "verdict.json"
+    bad.write_text('{"variant": "chat", "passed": true, "failed": 0, "checks": [{"status": "pass"}]}')
+    assert (
+        main(["dashboard", str(write_doc(make_doc())), "--verdict", str(bad), "-o", str(tmp_path / "d")]) == 2
+    )
+    assert f"{bad}: checks[0].name: missing" in capsys.readouterr().err
+
+
+def test_per_variant_comparisons_each_get_their_table(tmp_path, make_doc):
+    """Variants prompted differently have their own base run, so the pipeline writes one comparison each."""
+    from tests.release_fixtures import comparison_doc
+
+    run = tmp_path / "run"
+    for variant in ("chat", "developer"):
+        doc = comparison_doc()
+        doc["models"] = ["base", "sft", variant]
+        for row in doc["rows"]:
+            row["values"][variant] = row["values"].pop("rl")
+            row["change"][variant] = row["change"].pop("rl")
+        (run / "compare" / variant).mkdir(parents=True)
+        (run / "compare" / variant / "comparison.json").write_text(json.dumps(doc))
+    (run / "evals").mkdir()
+    (run / "evals" / "chat.json").write_text(json.dumps(make_doc()))
+    out = tmp_path / "d.html"
+    assert main(["dashboard", "--run-dir", str(run), "-o", str(out)]) == 0
+    effect = out.read_text().split('id="effect"')[1].split('id="detail"')[0]
+    assert effect.count('<table class="effect">') == 4  # per variant: headline table + folded breakdowns
+    assert effect.index("<h3>chat</h3>") < effect.index("<th>Δ chat vs base</th>")
+    assert effect.index("<h3>developer</h3>") < effect.index("<th>Δ developer vs base</th>")

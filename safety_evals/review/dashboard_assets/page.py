@@ -26,6 +26,9 @@ h3 { margin: 18px 0 6px; }
 .card { background:#fff; border:1px solid var(--line); border-radius:6px; padding:8px 14px; min-width:140px; }
 .card b { display:block; font-size:22px; }
 .card.bad b { color:var(--bad); } .card.good b { color:var(--good); }
+.card.verdict { min-width:180px; border-width:2px; } .card.verdict b { font-size:28px; }
+.card.verdict.bad { border-color:var(--bad); background:#FFF5F5; }
+.card.verdict.good { border-color:var(--good); background:#F1F8E9; }
 table { border-collapse: collapse; background:#fff; margin: 6px 0 10px; }
 th, td { border:1px solid var(--line); padding:4px 8px; vertical-align: top; text-align:left; }
 th { background:#ECEFF1; font-weight:600; }
@@ -88,8 +91,9 @@ JS = """
   var filter = document.getElementById('filter');
   filter.addEventListener('input', function () {
     var q = filter.value.trim().toLowerCase();
-    document.querySelectorAll('[data-metric]').forEach(function (el) {
-      el.classList.toggle('hidden', q !== '' && el.getAttribute('data-metric').toLowerCase().indexOf(q) < 0);
+    document.querySelectorAll('[data-metric], [data-effect]').forEach(function (el) {
+      var name = el.getAttribute('data-metric') || el.getAttribute('data-effect');
+      el.classList.toggle('hidden', q !== '' && name.toLowerCase().indexOf(q) < 0);
     });
   });
   var note = document.getElementById('js-note');

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from safety_evals.review.dashboard_assets.page import page
+from safety_evals.review.dashboard_assets.release import effect_section, verdict_section
 from safety_evals.review.dashboard_assets.svg import IntervalRow, TrendPoint, esc, interval_plot, trend_plot
 from safety_evals.review.dashboard_view import (
     Cell,
@@ -244,7 +245,10 @@ def render(view: View, k: int = 10) -> str:
     """The whole page as a string."""
     ids = drill_ids(view)
     body = (
-        _banner(view)
+        verdict_section(view)
+        + effect_section(view)
+        + '<h2 id="detail">Per-suite detail</h2>'
+        + _banner(view)
         + _runs_table(view)
         + _failed_suites(view)
         + _metric_tables(view, ids)
@@ -265,5 +269,6 @@ def render(view: View, k: int = 10) -> str:
         "baseline": view.baseline.run_id if view.baseline else None,
         "metrics": [f"{s}.{m}" for s, names in view.suites.items() for m in names],
         "regressions": [[rid, name] for (rid, name), c in view.cells.items() if c.state == "regressed"],
+        "verdicts": {k: v.passed for k, v in view.verdicts.items()},
     }
     return page("Safety eval dashboard", sub, body, data)
