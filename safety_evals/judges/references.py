@@ -1,5 +1,5 @@
-"""Reference-answer features for the truth and informativeness judges: how closely an answer matches TruthfulQA's
-correct answers versus its incorrect ones.
+"""Reference-answer features for the truth and informativeness judges: how closely an answer
+matches TruthfulQA's correct answers versus its incorrect ones.
 
 A frozen 270M backbone reads style, not facts (docs/judges.md): it cannot know that "fortune cookies
 originated in China" is false. TruthfulQA ships, per question, lists of true and false reference
