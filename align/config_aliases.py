@@ -338,24 +338,21 @@ def _data_parallel(cls, data: Mapping, device_count: Callable[[], int] | None) -
     data_axis, fsdp, tensor = (lookup(cls, data, f"mesh.{k}") for k in ("data", "fsdp", "tensor"))
     if data_axis != -1:
         return data_axis * fsdp, f"mesh.data {data_axis} x mesh.fsdp {fsdp}"
-    n = lookup(cls, data, "mesh.devices") or (device_count or _jax_device_count)()
+    n = lookup(cls, data, "mesh.devices")
+    if not n and device_count is None:
+        raise ConfigError(f"{PER_DEVICE} with mesh.data -1 needs the device count here: set mesh.devices")
+    n = n or device_count()
     return max(n // (fsdp * tensor), 1) * fsdp, f"mesh.data -1: {n} device(s) / mesh.tensor {tensor}"
 
 
-def _jax_device_count() -> int:
-    import jax  # only when per_device_train_batch_size is used: --help and plain configs stay JAX-free
-
-    return jax.device_count()
-
-
-def build_noting(cls, mapping: Mapping, source: str, **fixed) -> tuple[Any, list[str]]:
+def build_noting(cls, mapping: Mapping, source: str, device_count=None, **fixed) -> tuple[Any, list[str]]:
     """(config, notes): a stage's typed config from a mapping (a pipeline config's stage section) with
     TRL's names accepted, and the caller's values for the `fixed` keys."""
     from align.config_io import build
 
     resolved = Resolved()
     data = {**rename(cls, mapping, source, resolved), **fixed}
-    return build(cls, finish(cls, data, resolved), source=source), resolved.notes
+    return build(cls, finish(cls, data, resolved, device_count), source=source), resolved.notes
 
 
 def markdown_table() -> str:

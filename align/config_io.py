@@ -279,10 +279,16 @@ def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequenc
 
 
 def load_config_noting(
-    cls: type[T], path: str | os.PathLike | None, overrides: Sequence[str] = (), *, trl_names: bool = True
+    cls: type[T],
+    path: str | os.PathLike | None,
+    overrides: Sequence[str] = (),
+    *,
+    trl_names: bool = True,
+    device_count: Callable[[], int] | None = None,
 ) -> tuple[T, list[str]]:
     """load_config, with TRL's names accepted as aliases (align.config_aliases) when `trl_names`:
-    (config, notes naming each alias used and the key it set)."""
+    (config, notes naming each alias used and the key it set). `device_count` (e.g. jax.device_count)
+    sizes per_device_train_batch_size when the mesh does not say how many devices it spans."""
     from align import config_aliases as aliases  # it imports this module
 
     source = str(path) if path is not None else "<defaults>"
@@ -304,7 +310,7 @@ def load_config_noting(
         data = aliases.rename(cls, data, source, resolved)
         overrides, named = aliases.split_overrides(cls, data, overrides)
     data = aliases.apply_named(apply_overrides(cls, data, overrides, source), named, resolved)
-    data = expand_tree(aliases.finish(cls, data, resolved))
+    data = expand_tree(aliases.finish(cls, data, resolved, device_count))
     # A value an override set is reported at the override, not at the file line it replaced.
     set_by = {".".join(parse_override(text)[0]): text for text in overrides}
     set_by.update({row.ours: text for row, _, text in named})

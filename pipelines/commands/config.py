@@ -30,6 +30,12 @@ def setup_logging() -> None:
     logging.getLogger("align").setLevel(logging.INFO)  # our progress lines, not every library's INFO
 
 
+def device_count() -> int:
+    import jax  # only for per_device_train_batch_size: --help and --print-config stay JAX-free otherwise
+
+    return jax.device_count()
+
+
 def print_config(config, notes: Sequence[str]) -> str:
     """The resolved config as YAML, after a comment naming each TRL alias used (our key is what ran)."""
     head = "".join(f"# TRL name used: {note}\n" for note in notes)
@@ -39,7 +45,7 @@ def print_config(config, notes: Sequence[str]) -> str:
 def run_config_command(args, config_cls, run_fn: Callable[[object], dict], keys: Sequence[str]) -> int:
     """Load the config (+ overrides), run it, print the summary's `keys` as JSON; the exit code."""
     setup_logging()
-    config, notes = load_config_noting(config_cls, args.config, args.overrides)
+    config, notes = load_config_noting(config_cls, args.config, args.overrides, device_count=device_count)
     if args.print_config:
         print(print_config(config, notes))
         return 0

@@ -258,3 +258,11 @@ def test_names_are_trls():
 
 def test_docs_show_the_table():
     assert markdown_table() in (ROOT / "docs" / "trl_names.md").read_text()
+
+
+def test_per_device_batch_size_takes_the_device_count_when_the_mesh_does_not_say(tmp_path):
+    path = write(tmp_path, "sft", ["per_device_train_batch_size: 2", "mesh: {tensor: 2}"])
+    with pytest.raises(ConfigError, match="needs the device count here: set mesh.devices"):
+        load_config_noting(SFTConfig, path)
+    config, notes = load_config_noting(SFTConfig, path, device_count=lambda: 8)
+    assert config.train.batch_size == 2 * 4 and "(mesh.data -1: 8 device(s) / mesh.tensor 2)" in notes[0]
