@@ -67,7 +67,7 @@ def to_document(doc: dict, fail) -> dict:
             fail(f"results.{task}", "expected an object of metrics")
         if task not in samples:  # a group's aggregate: its tasks are read one by one
             continue
-        suite, names = LM_EVAL_TASKS.get(task, (task, {}))
+        suite, names = _suite_of(task)
         n = _count(samples[task], f"n-samples.{task}", fail)
         entry = suites.setdefault(suite, {"status": "ok", "metrics": {}, "data": _data(doc, task, n)})
         entry["data"]["lm_eval_tasks"].append(task)
@@ -87,6 +87,13 @@ def to_document(doc: dict, fail) -> dict:
         "config": {"suites": list(suites), "limit": _limit(config.get("limit"))},
         "suites": suites,
     }
+
+
+def _suite_of(task: str) -> tuple[str, dict[str, str]]:
+    """(our suite, lm-eval metric -> ours) of a task; `align_<suite>` is what to_lm_eval writes."""
+    if task in LM_EVAL_TASKS:
+        return LM_EVAL_TASKS[task]
+    return (task.removeprefix("align_") if task.startswith("align_") else task), {}
 
 
 def _metric(suite: str, key: str, value: Any, values: dict, names: dict, n: int) -> tuple[str, dict] | None:
@@ -134,3 +141,44 @@ def _limit(limit: Any) -> int | None:
     return (
         int(limit) if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit >= 1 else None
     )
+
+
+def to_lm_eval(results) -> dict:
+    """A read results document (documents.Results) in lm-eval's results layout: one task per suite
+    (lm-eval's task name where it runs the same metric, else `align_<suite>`), `<metric>,none` values
+    and `<metric>_stderr,none` = (ci_high - ci_low) / (2 * 1.96), the normal-approximation reading of
+    our interval ("N/A" without one); failed suites are left out, as lm-eval writes no failed task."""
+    ours = {suite: (task, {v: k for k, v in names.items()}) for task, (suite, names) in LM_EVAL_TASKS.items()}
+    out: dict[str, Any] = {
+        "results": {},
+        "versions": {},
+        "n-samples": {},
+        "higher_is_better": {},
+        "configs": {},
+        "task_hashes": {},
+    }
+    for suite in results.suites.values():
+        if not suite.ok:
+            continue
+        for m in suite.metrics.values():
+            task, names = ours.get(suite.name, (f"align_{suite.name}", {}))
+            if suite.name == "truthfulqa_mc" and m.name in ("mc1", "mc2"):
+                task, names = f"truthfulqa_{m.name}", {m.name: "acc"}
+            row = out["results"].setdefault(task, {"alias": task})
+            name = names.get(m.name, m.name)
+            iv = m.interval()
+            row[f"{name},none"] = m.value
+            row[f"{name}_stderr,none"] = (iv[1] - iv[0]) / (2 * Z95) if iv else "N/A"
+            out["versions"][task] = suite.version
+            out["n-samples"][task] = {"original": suite.data.get("n"), "effective": suite.data.get("n")}
+            out["higher_is_better"].setdefault(task, {})[name] = m.higher_is_better
+            out["configs"][task] = {"task": task, "align_suite": suite.name, "data": suite.data}
+            out["task_hashes"][task] = suite.data.get("sha256")
+    out["config"] = {
+        "model": "align",
+        "model_args": f"model={results.model.name}",
+        "limit": results.config.get("limit"),
+    }
+    out["model_name"] = results.model.name
+    out["date"] = results.created.timestamp()
+    return out

@@ -98,3 +98,33 @@ def test_bad_lm_eval_files_are_input_errors(tmp_path):
     bad = {"crows_pairs_english": {"pct_stereotype,none": 1.5, "pct_stereotype_stderr,none": "N/A"}}
     with pytest.raises(ResultsError, match=r"suites.crows_pairs.metrics.pct_stereotype.value: 1.5 outside"):
         load_results(lm_eval_file(tmp_path, bad))
+
+
+def test_convert_results_writes_lm_evals_layout_and_reads_back(tmp_path):
+    from tests.safety_evals import conftest
+
+    doc = conftest.make_doc()
+    ours = tmp_path / "results.json"
+    ours.write_text(json.dumps(doc))
+    out = tmp_path / "results_lm_eval.json"
+    assert main(["convert-results", str(ours), "--to", "lm-eval", "-o", str(out)]) == 0
+    written = json.loads(out.read_text())
+    original = load_results(ours)
+    for full, m in original.metrics().items():
+        suite = m.suite
+        if suite == "crows_pairs":
+            task = "crows_pairs_english"
+            name = {"likelihood_difference": "likelihood_diff"}.get(m.name, m.name)
+        else:
+            task, name = f"align_{suite}", m.name
+        row = written["results"][task]
+        assert row[f"{name},none"] == m.value, full
+        lo, hi = m.interval()
+        assert row[f"{name}_stderr,none"] == pytest.approx((hi - lo) / (2 * Z)), full
+    back = load_results(out)  # the gate's reader takes the converted file: the same suites and values
+    assert {k: m.value for k, m in back.metrics().items()} == {
+        k: m.value for k, m in original.metrics().items()
+    }
+    assert {s.name: s.data["sha256"] for s in back.suites.values()} == {
+        s.name: s.data["sha256"] for s in original.suites.values()
+    }
