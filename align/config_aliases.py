@@ -22,11 +22,14 @@ an override (either name) replaces the file's value, as overrides do. Every alia
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from align.config_io import ConfigError, parse_override, where_is
+
+log = logging.getLogger("align.config")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,14 +348,17 @@ def _data_parallel(cls, data: Mapping, device_count: Callable[[], int] | None) -
     return max(n // (fsdp * tensor), 1) * fsdp, f"mesh.data -1: {n} device(s) / mesh.tensor {tensor}"
 
 
-def build_noting(cls, mapping: Mapping, source: str, device_count=None, **fixed) -> tuple[Any, list[str]]:
-    """(config, notes): a stage's typed config from a mapping (a pipeline config's stage section) with
-    TRL's names accepted, and the caller's values for the `fixed` keys."""
+def build_stage(cls, mapping: Mapping, source: str, device_count=None, **fixed) -> Any:
+    """A stage's typed config from a mapping (a pipeline config's stage section) with TRL's names
+    accepted, each alias used logged, and the caller's values for the `fixed` keys."""
     from align.config_io import build
 
     resolved = Resolved()
     data = {**rename(cls, mapping, source, resolved), **fixed}
-    return build(cls, finish(cls, data, resolved, device_count), source=source), resolved.notes
+    config = build(cls, finish(cls, data, resolved, device_count), source=source)
+    for note in resolved.notes:
+        log.info("%s: TRL name %s", source, note)
+    return config
 
 
 def markdown_table() -> str:

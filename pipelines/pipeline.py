@@ -27,9 +27,9 @@ from typing import Any
 from align.errors import InvalidInput, MissingInput, RunStopped, stop_exit_code
 from align.hub import ModelOptions, load_model
 from align.training.rundir import SUMMARY, read_json
-from align.config_aliases import build_noting
+from align.config_aliases import build_stage
+from align.config_io import load_config, to_dict
 from pipelines.commands.config import device_count
-from align.config_io import build, load_config, to_dict
 from pipelines.stages.evaluate import EvalStage
 from pipelines.stages.gate import GateSection
 from pipelines.stages.rewards import RewardModelSpec, RewardOptions
@@ -79,12 +79,8 @@ class StageStopped(RunStopped):
 
 
 def _sub_config(cls, mapping: dict, source: str, **fixed):
-    """A stage's typed config from its mapping (TRL's names accepted: align.config_aliases), with the
-    pipeline's values for `fixed` keys."""
-    config, notes = build_noting(cls, mapping, source, device_count, **fixed)
-    for note in notes:
-        log.info("%s: TRL name %s", source, note)
-    return config
+    """A stage's config from its mapping (TRL names accepted), with the pipeline's `fixed` values."""
+    return build_stage(cls, mapping, source, device_count, **fixed)
 
 
 def _model(spec: str, base: ModelOptions) -> dict:
