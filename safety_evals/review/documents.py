@@ -153,6 +153,10 @@ def parse_results(text: str, source: str) -> Results:
     except json.JSONDecodeError as e:
         raise ResultsError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
     except _ConstantError as e:
+        obj = json.loads(text, parse_constant=lambda token: None, object_pairs_hook=_Object)
+        if lm_eval_results.is_lm_eval(obj):  # lm-eval writes NaN for an empty breakdown: no value
+            _check_duplicates(obj, source)
+            return from_json(obj, source)
         line, col = _locate(text, e.token)
         raise ResultsError(
             f"{source}: invalid JSON at line {line} column {col}: {e.token} is not allowed (schema: use null)"

@@ -128,3 +128,14 @@ def test_convert_results_writes_lm_evals_layout_and_reads_back(tmp_path):
     assert {s.name: s.data["sha256"] for s in back.suites.values()} == {
         s.name: s.data["sha256"] for s in original.suites.values()
     }
+
+
+def test_nan_of_an_empty_lm_eval_breakdown_is_no_value_but_ours_still_refuse_it(tmp_path):
+    path = lm_eval_file(tmp_path)
+    text = path.read_text().replace('"acc,strict": 0.5', '"acc,strict": NaN')
+    path.write_text(text)
+    assert set(load_results(path).suites["my_task"].metrics) == {"acc"}  # the NaN breakdown left out
+    ours = tmp_path / "ours.json"
+    ours.write_text('{"schema": "align.eval_results/v1", "x": NaN}')
+    with pytest.raises(ResultsError, match="NaN is not allowed"):
+        load_results(ours)
