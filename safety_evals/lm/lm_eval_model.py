@@ -9,6 +9,14 @@ it: lm-eval 0.4.13 resolves `--model` only from its own MODEL_MAPPING and from c
 the running process (its registry reads no entry-point group), so from Python, import this module
 and call `lm_eval.simple_evaluate(model="align", model_args="model=gemma3-270m", ...)`.
 
+Offline, a task reads local files through `--include_path DIR` and a YAML there that includes lm-eval's
+own task and swaps the dataset (the name may stay the task's own, e.g. crows_pairs_english):
+    include: <site-packages>/lm_eval/tasks/crows_pairs/crows_pairs_english.yaml
+    task: crows_pairs_english
+    dataset_path: csv
+    dataset_name: null
+    dataset_kwargs: {data_files: {test: <data dir>/crows_pairs/crows_pairs_anonymized.csv}}
+
 model_args: model (an align model spec: embedded name, *.gguf, HF directory, hub id, preset:tiny),
 batch_size, max_length (scoring window), dtype (float32 | bfloat16), tokenizer.
 
