@@ -57,7 +57,7 @@ class Source(str):
         return obj
 
 
-def _at(source: str, key: str) -> str:
+def where_is(source: str, key: str) -> str:
     """ "file:line" for a dotted key when the line is known, "file (override 'k=v')" when an override
     set it (or a section above it), else the source name."""
     key = re.sub(r"\[\d+\]$", "", key)
@@ -121,8 +121,9 @@ def _fields(cls) -> dict[str, dataclasses.Field]:
 def _unknown(key: str, where: str, choices: Sequence[str], source: str) -> ConfigError:
     close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
+    valid = ", ".join(choices)
     return ConfigError(
-        f"{_at(source, where + key)}: unknown key {where + key!r}{hint} (valid keys: {', '.join(choices)})"
+        f"{where_is(source, where + key)}: unknown key {where + key!r}{hint} (valid keys: {valid})"
     )
 
 
@@ -140,46 +141,46 @@ def _coerce(value: Any, tp, where: str, source: str) -> Any:
     if value is None:
         if optional or tp is Any:
             return None
-        raise ConfigError(f"{_at(source, where)}: {where} may not be null")
+        raise ConfigError(f"{where_is(source, where)}: {where} may not be null")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(
-                f"{_at(source, where)}: {where} must be a mapping of {tp.__name__} fields, got {value!r}"
+                f"{where_is(source, where)}: {where} must be a mapping of {tp.__name__} fields, got {value!r}"
             )
         return build(tp, value, source=source, prefix=where + ".")
     origin = typing.get_origin(tp)
     if origin in (tuple, list, Sequence) or tp in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{_at(source, where)}: {where} must be a list, got {value!r}")
+            raise ConfigError(f"{where_is(source, where)}: {where} must be a list, got {value!r}")
         args = typing.get_args(tp)
         item = args[0] if args else Any
         items = [_coerce(v, item, f"{where}[{i}]", source) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple or tp is tuple else items
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{_at(source, where)}: {where} must be a mapping, got {value!r}")
+            raise ConfigError(f"{where_is(source, where)}: {where} must be a mapping, got {value!r}")
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{_at(source, where)}: {where} must be true or false, got {value!r}")
+            raise ConfigError(f"{where_is(source, where)}: {where} must be true or false, got {value!r}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{_at(source, where)}: {where} must be an integer, got {value!r}")
+            raise ConfigError(f"{where_is(source, where)}: {where} must be an integer, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{_at(source, where)}: {where} must be a number, got {value!r}")
+            raise ConfigError(f"{where_is(source, where)}: {where} must be a number, got {value!r}")
         try:
             x = float(value)
         except OverflowError:  # an integer literal past the float range
             x = math.inf
         if not math.isfinite(x):  # .nan makes every range check false, .inf no limit at all
-            raise ConfigError(f"{_at(source, where)}: {where} must be a finite number, got {value!r}")
+            raise ConfigError(f"{where_is(source, where)}: {where} must be a finite number, got {value!r}")
         return x
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{_at(source, where)}: {where} must be a string, got {value!r}")
+            raise ConfigError(f"{where_is(source, where)}: {where} must be a string, got {value!r}")
         return str(value)
     return value
 
@@ -204,10 +205,10 @@ def build(cls: type[T], data: Mapping[str, Any], *, source: str = "<config>", pr
         return cls(**kwargs)
     except FieldError as e:  # a range check of one field: point at that key's line
         key = prefix + e.field
-        raise ConfigError(f"{_at(source, key)}: {key}: {e}") from e
+        raise ConfigError(f"{where_is(source, key)}: {key}: {e}") from e
     except (TypeError, ValueError, ZeroDivisionError) as e:
         section = prefix.rstrip(".")
-        where = _at(source, section) if section else str(source)
+        where = where_is(source, section) if section else str(source)
         raise ConfigError(f"{where}: {section or cls.__name__}: {e}") from e
 
 
@@ -274,6 +275,22 @@ def apply_overrides(cls, data: dict, overrides: Sequence[str], source: str) -> d
 
 def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> T:
     """Read YAML `path` (None: only defaults), apply dotted `overrides`, build the frozen dataclass."""
+    return load_config_noting(cls, path, overrides, trl_names=False)[0]
+
+
+def load_config_noting(
+    cls: type[T],
+    path: str | os.PathLike | None,
+    overrides: Sequence[str] = (),
+    *,
+    trl_names: bool = True,
+    device_count: Callable[[], int] | None = None,
+) -> tuple[T, list[str]]:
+    """load_config, with TRL's names accepted as aliases (align.config_aliases) when `trl_names`:
+    (config, notes naming each alias used and the key it set). `device_count` (e.g. jax.device_count)
+    sizes per_device_train_batch_size when the mesh does not say how many devices it spans."""
+    from align import config_aliases as aliases  # it imports this module
+
     source = str(path) if path is not None else "<defaults>"
     data: dict = {}
     if path is not None:
@@ -288,11 +305,17 @@ def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequenc
         source = Source(source, key_lines(text))
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
-    data = expand_tree(apply_overrides(cls, _fix_floats(data), overrides, source))
+    data, resolved, named = _fix_floats(data), aliases.Resolved(), []
+    if trl_names:
+        data = aliases.rename(cls, data, source, resolved)
+        overrides, named = aliases.split_overrides(cls, data, overrides)
+    data = aliases.apply_named(apply_overrides(cls, data, overrides, source), named, resolved)
+    data = expand_tree(aliases.finish(cls, data, resolved, device_count))
     # A value an override set is reported at the override, not at the file line it replaced.
     set_by = {".".join(parse_override(text)[0]): text for text in overrides}
+    set_by.update({row.ours: text for row, _, text in named})
     source = Source(source, getattr(source, "lines", {}), set_by)
-    return build(cls, data, source=source)
+    return build(cls, data, source=source), resolved.notes
 
 
 def to_dict(config: Any) -> Any:

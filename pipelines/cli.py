@@ -45,6 +45,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("safety_evals.review.gate", "turn results JSON into a CI verdict under a release policy"),
     "compare": ("safety_evals.review.compare", "results JSON files beside a base: values and paired changes"),
     "results": ("safety_evals.review.history", "add / list runs in the local SQLite results history"),
+    "convert-results": (
+        "pipelines.commands.convert_results",
+        "rewrite results JSON in lm-eval's results layout",
+    ),
+    "lm-eval": (
+        "pipelines.commands.lm_eval",
+        "lm-evaluation-harness's CLI with the align model (--model align)",
+    ),
     "judges": ("pipelines.commands.judges", "build a shipped judge (head + card) from human labels"),
     "push": ("pipelines.commands.push", "upload an exported model directory to the Hugging Face Hub"),
 }

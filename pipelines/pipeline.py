@@ -27,7 +27,9 @@ from typing import Any
 from align.errors import InvalidInput, MissingInput, RunStopped, stop_exit_code
 from align.hub import ModelOptions, load_model
 from align.training.rundir import SUMMARY, read_json
-from align.config_io import build, load_config, to_dict
+from align.config_aliases import build_stage
+from align.config_io import load_config, to_dict
+from pipelines.commands.config import device_count
 from pipelines.stages.evaluate import EvalStage
 from pipelines.stages.gate import GateSection
 from pipelines.stages.rewards import RewardModelSpec, RewardOptions
@@ -77,8 +79,8 @@ class StageStopped(RunStopped):
 
 
 def _sub_config(cls, mapping: dict, source: str, **fixed):
-    """A stage's typed config from its mapping, with the pipeline's values for `fixed` keys."""
-    return build(cls, {**mapping, **fixed}, source=source)
+    """A stage's config from its mapping (TRL names accepted), with the pipeline's `fixed` values."""
+    return build_stage(cls, mapping, source, device_count, **fixed)
 
 
 def _model(spec: str, base: ModelOptions) -> dict:

@@ -100,8 +100,32 @@ class Suite(NamedTuple):
     run: Callable[[LanguageModel, EvalOptions], results.SuiteResult]
 
 
+# The public hub dataset (name, config) a suite reads when its default file under the data directory
+# is absent (a CI runner without ALIGN_DATA_DIR): `datasets.load_dataset` fetches it when online, and
+# the document records the hub name as the suite's data.source. Other suites need the data directory.
+HUB_FALLBACK: dict[str, tuple[str, str | None]] = {
+    "crows_pairs": ("jannalu/crows_pairs_multilingual", "english"),  # lm-eval's crows_pairs_english
+    "stereoset": ("McGill-NLP/stereoset", None),
+    "bbq": ("oskarvanderwal/bbq", None),  # lm-eval's bbq
+    "truthfulqa_mc": ("truthfulqa/truthful_qa", None),
+    "factuality": ("truthfulqa/truthful_qa", None),
+    "ifeval": ("google/IFEval", None),
+    "toxicity": ("allenai/real-toxicity-prompts", None),
+}
+
+
 def _source(options: EvalOptions, suite: str, default: str) -> str:
-    return options.data.get(suite, default)
+    if suite in options.data:
+        return options.data[suite]
+    if suite in HUB_FALLBACK and not Path(default).exists():
+        return HUB_FALLBACK[suite][0]
+    return default
+
+
+def _hub_config(options: EvalOptions, suite: str, default: str) -> str | None:
+    if suite in options.data_config:
+        return options.data_config[suite]
+    return HUB_FALLBACK[suite][1] if _source(options, suite, default) == HUB_FALLBACK[suite][0] else None
 
 
 # name -> Suite: the one explicit table of suites
@@ -112,7 +136,7 @@ SUITES: dict[str, Suite] = {
             lm,
             source=_source(o, "crows_pairs", crows_pairs.DEFAULT_SOURCE),
             limit=o.limit,
-            hub_config=o.data_config.get("crows_pairs"),
+            hub_config=_hub_config(o, "crows_pairs", crows_pairs.DEFAULT_SOURCE),
         ),
     ),
     "stereoset": Suite(

@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # One pip call for all extras, so their one torch spec (torch==2.13.0, the CPU wheel) holds for all of them.
-.venv/bin/python -m pip install -q -e '.[toxicity,reference,lm-eval,dev]'
+.venv/bin/python -m pip install -q -e '.[toxicity,reference,lm-eval,wandb,dev]'
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "setup: could not install chromium; the browser test will be skipped" >&2

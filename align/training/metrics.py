@@ -107,12 +107,73 @@ def _json_value(v):
     return v.item() if v.ndim == 0 else v.tolist()
 
 
-class MetricsWriter:
-    """JSONL (always) + TensorBoard event files (tensorboardX, when `tensorboard_dir` is given)."""
+REPORTERS = ("jsonl", "tensorboard", "wandb")  # train.report_to's names (TRL's report_to, where it overlaps)
 
-    def __init__(self, jsonl_path: str | os.PathLike, tensorboard_dir: str | os.PathLike | None = None):
-        self.jsonl = JsonlWriter(jsonl_path)
+
+def wandb_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("wandb") is not None
+
+
+def check_report_to(names) -> None:
+    """A FieldError (located at train.report_to by the config reader) for an unknown or absent writer."""
+    from align.checks import FieldError
+
+    for name in names:
+        if name not in REPORTERS:
+            raise FieldError("report_to", f"{name!r} is not one of {', '.join(REPORTERS)}")
+    if "wandb" in names and not wandb_installed():
+        raise FieldError(
+            "report_to", "wandb is not installed: pip install 'align[wandb]' (or pip install wandb)"
+        )
+
+
+def open_metrics_writer(
+    run_dir: str | os.PathLike, report_to, config: Mapping | None = None
+) -> MetricsWriter:
+    """The writers `report_to` names: run_dir/metrics.jsonl, run_dir/tb/, a Weights & Biases run.
+
+    W&B reads WANDB_PROJECT (default "align"), WANDB_MODE (offline: files under run_dir/wandb only) and
+    its API key from the environment; the run is named after run_dir and gets `config`."""
+    run_dir = Path(run_dir)
+    check_report_to(report_to)
+    wandb_run = None
+    if "wandb" in report_to:
+        import wandb
+
+        project = os.environ.get("WANDB_PROJECT", "align")
+        wandb_run = wandb.init(
+            project=project, dir=str(run_dir), name=run_dir.name, config=dict(config or {})
+        )
+    return MetricsWriter(
+        run_dir / "metrics.jsonl" if "jsonl" in report_to else None,
+        run_dir / "tb" if "tensorboard" in report_to else None,
+        wandb_run=wandb_run,
+    )
+
+
+def _scalars(metrics: Mapping) -> dict[str, float]:
+    return {
+        k: float(np.asarray(v))
+        for k, v in metrics.items()
+        if np.ndim(v) == 0 and isinstance(np.asarray(v).item(), (int, float))
+    }
+
+
+class MetricsWriter:
+    """JSONL (when `jsonl_path` is given), TensorBoard event files (tensorboardX, when `tensorboard_dir`
+    is) and a Weights & Biases run (when `wandb_run` is): see open_metrics_writer."""
+
+    def __init__(
+        self,
+        jsonl_path: str | os.PathLike | None,
+        tensorboard_dir: str | os.PathLike | None = None,
+        wandb_run=None,
+    ):
+        self.jsonl = JsonlWriter(jsonl_path) if jsonl_path is not None else None
         self.tb = None
+        self.wandb = wandb_run
         if tensorboard_dir is not None:
             from tensorboardX import SummaryWriter
 
@@ -122,15 +183,21 @@ class MetricsWriter:
             self.tb = SummaryWriter(str(tensorboard_dir), filename_suffix=f".{time.time_ns()}")
 
     def write(self, step: int, metrics: Mapping) -> None:
-        self.jsonl.write(step, metrics)
+        if self.jsonl is not None:
+            self.jsonl.write(step, metrics)
+        scalars = _scalars(metrics)
         if self.tb is not None:
-            for k, v in metrics.items():
-                if np.ndim(v) == 0 and isinstance(np.asarray(v).item(), (int, float)):
-                    self.tb.add_scalar(k, float(np.asarray(v)), step)
+            for k, v in scalars.items():
+                self.tb.add_scalar(k, v, step)
+        if self.wandb is not None:
+            self.wandb.log(scalars, step=int(step))
 
     def truncate_after(self, step: int) -> None:
-        """Drop the rows of steps > `step` (a resumed run redoes them) from metrics.jsonl and TensorBoard."""
-        self.jsonl.truncate_after(step)
+        """Drop the rows of steps > `step` (a resumed run redoes them) from metrics.jsonl and TensorBoard.
+
+        W&B needs nothing: a resumed process opens a new W&B run, which starts at the resumed step."""
+        if self.jsonl is not None:
+            self.jsonl.truncate_after(step)
         if self.tb is not None:
             from tensorboardX.proto.event_pb2 import Event, SessionLog
 
@@ -143,3 +210,5 @@ class MetricsWriter:
         if self.tb is not None:
             self.tb.flush()
             self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()

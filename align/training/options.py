@@ -10,6 +10,7 @@ import jax
 from align import checks
 from align.model.sharding import MeshConfig, make_mesh
 from align.training.lora import LoRAConfig
+from align.training.metrics import check_report_to
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +49,10 @@ class TrainOptions:
     trainable: str | None = None  # all | no_embeddings | lora; unset: "lora" with train.lora, else "all"
     lora: LoRAConfig | None = None  # adapters on the base model (only they train unless trainable says)
     progress: bool = True
+    report_to: tuple[str, ...] = ("jsonl", "tensorboard")  # of jsonl | tensorboard | wandb (metrics.py)
 
     def __post_init__(self):
+        check_report_to(self.report_to)
         # batch_size <= 0 made SFT wait forever at step 0; keep_checkpoints 0 kept nothing, though a
         # stopped run promises a resume from its last checkpoint
         checks.at_least(self, 1, "batch_size", "grad_accum", "log_every", "keep_checkpoints")

@@ -27,7 +27,7 @@ from align.model.sharding import batch_sharding
 from align.training.checkpoint import Checkpointer
 from align.training.loop import LoopConfig, LoopResult, train_loop
 from align.training.lora import add_lora
-from align.training.metrics import MetricsWriter, finalize
+from align.training.metrics import MetricsWriter, finalize, open_metrics_writer
 from align.training.optim import trainable_filter
 from align.training.options import TrainOptions
 from align.training.state import TrainState, create_train_state, train_state_shardings
@@ -99,7 +99,7 @@ def prepare_run(
         step_fn=None,
         eval_fn=None,
         checkpointer=checkpointer,
-        writer=MetricsWriter(run_dir / "metrics.jsonl", run_dir / "tb"),
+        writer=open_metrics_writer(run_dir, train.report_to, (manifest or {}).get("config")),
         mesh=mesh,
         run_dir=run_dir,
         train=train,

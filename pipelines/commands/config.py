@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from align.errors import stop_exit_code
-from align.config_io import dump_yaml, load_config
+from align.config_io import dump_yaml, load_config_noting
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, kind: str, example: str) -> None:
@@ -30,13 +30,27 @@ def setup_logging() -> None:
     logging.getLogger("align").setLevel(logging.INFO)  # our progress lines, not every library's INFO
 
 
+def device_count() -> int:
+    import jax  # only for per_device_train_batch_size: --help and --print-config stay JAX-free otherwise
+
+    return jax.device_count()
+
+
+def print_config(config, notes: Sequence[str]) -> str:
+    """The resolved config as YAML, after a comment naming each TRL alias used (our key is what ran)."""
+    head = "".join(f"# TRL name used: {note}\n" for note in notes)
+    return head + dump_yaml(config)
+
+
 def run_config_command(args, config_cls, run_fn: Callable[[object], dict], keys: Sequence[str]) -> int:
     """Load the config (+ overrides), run it, print the summary's `keys` as JSON; the exit code."""
     setup_logging()
-    config = load_config(config_cls, args.config, args.overrides)
+    config, notes = load_config_noting(config_cls, args.config, args.overrides, device_count=device_count)
     if args.print_config:
-        print(dump_yaml(config))
+        print(print_config(config, notes))
         return 0
+    for note in notes:
+        logging.getLogger("align").info("TRL name %s", note)
     from align.training.loop import sigterm_stops  # imports JAX: not for `--help`
 
     with sigterm_stops("loading the model and the data"):  # the training loop takes over SIGTERM

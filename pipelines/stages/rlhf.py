@@ -35,7 +35,8 @@ from align.rl.loop import FromState, RLLoopConfig, owned_train_state, resolve, r
 from align.rl.ppo import PolicyAndValue, PPOConfig, make_ppo_iteration
 from align.rl.rewards import RewardFn
 from align.rl.rollout import RolloutConfig
-from align.training import Checkpointer, MetricsWriter, OptimConfig, make_optimizer, trainable_filter
+from align.training import Checkpointer, OptimConfig, make_optimizer, trainable_filter
+from align.training.metrics import check_report_to, open_metrics_writer
 from align.hub import ModelOptions, load_model
 from align.training.rundir import finished_summary, write_json
 from pipelines.commands.config import add_config_arguments, run_config_command
@@ -62,8 +63,10 @@ class RLTrainOptions:
         "full"  # PPO critic training: "full" | "head" (frozen backbone: half the backward, less memory)
     )
     progress: bool = True
+    report_to: tuple[str, ...] = ("jsonl", "tensorboard")  # of jsonl | tensorboard | wandb
 
     def __post_init__(self):
+        check_report_to(self.report_to)
         checks.at_least(self, 1, "iterations", "batch_size", "keep_checkpoints")
         checks.at_least(self, 0, "checkpoint_every", "seed")
 
@@ -225,7 +228,7 @@ def train(config: RLHFConfig, state, iterate, kl_coef: float, make_stream, manif
             resumed.data_position,
         )
         log.info("resuming at iteration %d (%s)", start, ckpt.directory)
-    writer = MetricsWriter(out / "metrics.jsonl", out / "tb")
+    writer = open_metrics_writer(out, config.train.report_to, manifest["config"])
     writer.truncate_after(start)
     loop = RLLoopConfig(
         iterations=config.train.iterations,

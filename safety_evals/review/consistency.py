@@ -18,7 +18,7 @@ from typing import Any
 from align.intervals import wilson_ci
 from safety_evals.review.definitions import MetricDef
 
-CI_METHODS = ("bootstrap", "wilson")
+CI_METHODS = ("bootstrap", "wilson", "normal")  # normal: lm-eval stderr x 1.96 (review/lm_eval_results.py)
 _REL = 1e-9  # float slack for comparisons of numbers that went through JSON and a multiply
 
 

@@ -1,5 +1,6 @@
 """Read `align.eval_results/v1` documents (docs/results_schema.md): the one validating reader behind
-the gate, the dashboard, the history and the model cards.
+the gate, the dashboard, the history and the model cards. lm-evaluation-harness results files are
+read too, as the v1 documents review/lm_eval_results.py makes of them.
 
 A consumer-side loader, independent of the producer in `safety_evals/results.py`, so that a bug in
 the writer cannot hide itself from the reader. Tolerant where the schema is optional (`target`,
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from align.errors import InvalidInput
-from safety_evals.review import consistency
+from safety_evals.review import consistency, lm_eval_results
 from safety_evals.review.definitions import definition
 from safety_evals.review.labels import run_label
 from align.safe_text import one_line
@@ -152,6 +153,10 @@ def parse_results(text: str, source: str) -> Results:
     except json.JSONDecodeError as e:
         raise ResultsError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
     except _ConstantError as e:
+        obj = json.loads(text, parse_constant=lambda token: None, object_pairs_hook=_Object)
+        if lm_eval_results.is_lm_eval(obj):  # lm-eval writes NaN for an empty breakdown: no value
+            _check_duplicates(obj, source)
+            return from_json(obj, source)
         line, col = _locate(text, e.token)
         raise ResultsError(
             f"{source}: invalid JSON at line {line} column {col}: {e.token} is not allowed (schema: use null)"
@@ -195,6 +200,8 @@ def from_json(obj: Any, source: str) -> Results:
     """Validate a decoded document."""
     r = _Reader(source)
     doc = r.mapping(obj, "")
+    if lm_eval_results.is_lm_eval(doc):  # lm-evaluation-harness's layout, read as ours
+        doc = lm_eval_results.to_document(doc, r.fail)
     schema = doc.get("schema")
     if schema != SCHEMA:
         raise ResultsError(f"{source}: schema: unknown schema {schema!r}; this reader understands {SCHEMA!r}")

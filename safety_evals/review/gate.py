@@ -164,7 +164,10 @@ def _fmt(m: MetricReading | None) -> str:
     if m is None or m.value is None:
         return "—"
     iv = m.interval()
-    return f"{m.value:.4g}" + (f" [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
+    if iv is None:
+        return f"{m.value:.4g}"
+    how = " (normal approx. 95% from lm-eval stderr)" if m.ci_method == "normal" else ""
+    return f"{m.value:.4g} [{iv[0]:.4g}, {iv[1]:.4g}]{how}"
 
 
 def _rule_checks(

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from align.data_dir import data_path, missing_data_path
+from align.data_dir import data_path
 from align.errors import MissingInput
 from safety_evals.lm.protocol import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric, statistic_metric
@@ -59,20 +59,25 @@ class IFEvalConfig:
 
 
 def load(source: str = DEFAULT_SOURCE, limit: int | None = None) -> tuple[list[Item], DataInfo]:
-    """IFEval rows (`key`, `prompt`, `instruction_id_list`, `kwargs`); the first `limit`."""
-    path = Path(source)
-    if not path.exists():
-        raise missing_data_path(source)
+    """IFEval rows (`key`, `prompt`, `instruction_id_list`, `kwargs`) from the JSONL file or the hub set
+    (google/IFEval, split train); the first `limit`."""
+    if data.is_local(source):
+        rows, sha, where = data.read_jsonl(Path(source)), data.local_sha256([source]), Path(source).name
+    else:
+        rows = data.load_hub(source, None, "train")
+        for row in rows:  # the hub stores every instruction's kwargs with all keys, unused ones null
+            row["kwargs"] = [{k: v for k, v in kw.items() if v is not None} for kw in row["kwargs"] or []]
+        sha, where = data.rows_sha256(rows), source
     items = []
-    for i, row in enumerate(data.read_jsonl(path)):
-        where = f"{path.name}:line {i + 1}"
-        data.require(row, ("key", "prompt", "instruction_id_list", "kwargs"), where, text=("prompt",))
+    for i, row in enumerate(rows):
+        at = f"{where}:line {i + 1}"
+        data.require(row, ("key", "prompt", "instruction_id_list", "kwargs"), at, text=("prompt",))
         ids, kwargs = row["instruction_id_list"], row["kwargs"]
         if not isinstance(ids, list) or not isinstance(kwargs, list) or len(ids) != len(kwargs):
-            raise data.DataError(f"{where}: instruction_id_list and kwargs must be lists of one length")
+            raise data.DataError(f"{at}: instruction_id_list and kwargs must be lists of one length")
         items.append(Item(int(row["key"]), row["prompt"], tuple(ids), tuple(dict(k) for k in kwargs)))
     items = data.take(items, limit)
-    return items, DataInfo(source, data.local_sha256([path]), len(items))
+    return items, DataInfo(source, sha, len(items))
 
 
 def punkt_available() -> bool:

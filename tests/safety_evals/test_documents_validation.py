@@ -83,7 +83,11 @@ def test_a_repeated_suite_is_refused(tmp_path, capsys):
         (dict(value=1e308, ci_low=1e308, ci_high=1e308), "value", "1e+308 outside the metric's range [0, 1]"),
         (dict(value=10**400), "value", "expected a finite number or null, got int of 1329 bits"),
         (dict(n=2**70), "n", "integer out of range"),
-        (dict(interval="normal"), "interval", "expected one of ('bootstrap', 'wilson'), got 'normal'"),
+        (
+            dict(interval="jackknife"),
+            "interval",
+            "expected one of ('bootstrap', 'wilson', 'normal'), got 'jackknife'",
+        ),
         (
             dict(higher_is_better=True),
             "higher_is_better",
