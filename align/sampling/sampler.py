@@ -22,6 +22,7 @@ import numpy as np
 from flax import nnx
 
 from align.model import Decoder, init_cache
+from align.sampling import json_mode
 from align.sampling.methods import SamplingConfig, is_row_keys, sample_next
 
 
@@ -41,6 +42,7 @@ class _LoopState:
     logprobs: jax.Array  # [B, M]
     done: jax.Array  # [B]
     rng: jax.Array
+    json: json_mode.JsonState | None = None  # JSON mode's parser state, when it is on
 
 
 def _split(rng: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -67,6 +69,7 @@ def _generate(
     cache_dtype,
     cpu_layout: bool,
     out_first_weights: bool = False,
+    json_tables: json_mode.JsonTables | None = None,
 ) -> SampleResult:
     model = nnx.merge(graphdef, state)
     B, P = prompt.shape
@@ -81,12 +84,19 @@ def _generate(
     # positions stay below P + M, the cache size (prompt slots, then one position a step)
     step_model = model.for_decoding(n_positions=P + M, out_first=out_first_weights) if cpu_layout else model
 
-    def next_token(hidden, rng):  # [B, D] -> (token [B], log-prob [B])
+    def next_token(hidden, rng, parse, step):  # [B, D] -> (token [B], log-prob [B], parse state)
         logits = step_model.next_token_logits(hidden, vocab_major=cpu_layout)
-        return sample_next(logits, rng, config, vocab_major=cpu_layout)
+        if json_tables is None:
+            return (*sample_next(logits, rng, config, vocab_major=cpu_layout), None)
+        mask, after = json_mode.allowed(json_tables, parse, M - step)
+        # a large finite negative, as the top-k/top-p filters use: log-probs are under the masked softmax
+        logits = jnp.where(mask.T if cpu_layout else mask, logits, -1e30)
+        tok, lp = sample_next(logits, rng, config, vocab_major=cpu_layout)
+        return tok, lp, json_mode.advance(json_tables, parse, after, tok)
 
     rng, sub = _split(rng)
-    first, first_lp = next_token(last_hidden, sub)
+    parse = None if json_tables is None else json_mode.JsonState.start(B)
+    first, first_lp, parse = next_token(last_hidden, sub, parse, 0)
     done = _is_stop(first, config)
     state0 = _LoopState(
         step=jnp.ones((), jnp.int32),
@@ -96,6 +106,7 @@ def _generate(
         logprobs=jnp.zeros((B, M), jnp.float32).at[:, 0].set(first_lp),
         done=done,
         rng=rng,
+        json=parse,
     )
 
     def cond(s: _LoopState):
@@ -105,7 +116,7 @@ def _generate(
         pos = (lengths + s.step - 1)[:, None]  # position of the token fed now
         o = step_model(s.last[:, None], pos, jnp.ones((B, 1), jnp.int32), s.cache, return_logits=False)
         rng, sub = _split(s.rng)
-        tok, lp = next_token(o.hidden[:, 0], sub)
+        tok, lp, parse = next_token(o.hidden[:, 0], sub, s.json, s.step)
         tok = jnp.where(s.done, config.pad_id, tok)
         lp = jnp.where(s.done, 0.0, lp)
         return _LoopState(
@@ -116,6 +127,7 @@ def _generate(
             logprobs=s.logprobs.at[:, s.step].set(lp),
             done=s.done | _is_stop(tok, config),
             rng=rng,
+            json=parse,
         )
 
     final = jax.lax.while_loop(cond, body, state0)
@@ -172,6 +184,7 @@ def generate(
     cache_dtype=jnp.float32,
     cpu_layout: bool | None = None,
     out_first_weights: bool = False,
+    json_tables: json_mode.JsonTables | None = None,
 ) -> SampleResult:
     """Sample `config.max_new_tokens` tokens after each right-padded prompt [B, P] of length [B].
 
@@ -184,6 +197,10 @@ def generate(
     the layer matmuls up a lot, on others the steps are no faster and the copy (the size of the layer
     weights) is a fixed cost per call (benchmarks/RESULTS.md). Try it on your machine with
     benchmarks/generate.py --out-first.
+    json_tables: decode in JSON mode (align.sampling.json_mode: `json_tables(tokenizer)`): every row's
+    text is a JSON prefix at every step and a whole JSON value when it stops or reaches
+    max_new_tokens; needs config.stop_ids to be the tokenizer's. Log-probs are then those of the
+    softmax over the allowed tokens.
     Raises ValueError for a prompt length outside [1, P] or a length + max_new_tokens past max_seq_len.
     """
     rng = jax.random.PRNGKey(0) if rng is None else rng
@@ -208,6 +225,7 @@ def generate(
         cache_dtype=cache_dtype,
         cpu_layout=cpu_layout,
         out_first_weights=cpu_layout and out_first_weights,
+        json_tables=json_tables,
     )
 
 

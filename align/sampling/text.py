@@ -10,6 +10,7 @@ import numpy as np
 from align.data.prompts import encode_prompt
 from align.data.tokenizer import Tokenizer
 from align.model import Decoder
+from align.sampling.json_mode import json_tables
 from align.sampling.methods import SamplingConfig
 from align.sampling.sampler import SampleResult, generate
 
@@ -55,15 +56,22 @@ def generate_text(
     *,
     seed: int = 0,
     chat: bool = False,
+    response_format: str | None = None,
 ) -> tuple[list[str], SampleResult]:
-    """Generate one completion per prompt; stop tokens default to the tokenizer's (eos, end_of_turn)."""
+    """Generate one completion per prompt; stop tokens default to the tokenizer's (eos, end_of_turn).
+
+    response_format="json": JSON mode (align.sampling.json_mode), every completion is one JSON value.
+    """
+    if response_format not in (None, "json"):
+        raise ValueError(f"response_format={response_format!r}: expected None or 'json'")
     if not config.stop_ids:
         config = SamplingConfig(
             **{**config.__dict__, "stop_ids": tokenizer.stop_ids, "pad_id": tokenizer.pad_id}
         )
     ids = encode_texts(tokenizer, prompts, chat=chat)
     tokens, lengths = pad_prompts(ids, tokenizer.pad_id)
-    res = generate(model, tokens, lengths, config, jax.random.PRNGKey(seed))
+    tables = json_tables(tokenizer, model.config.vocab_size) if response_format == "json" else None
+    res = generate(model, tokens, lengths, config, jax.random.PRNGKey(seed), json_tables=tables)
     out_tokens, out_lengths = np.asarray(res.tokens), np.asarray(res.lengths)
     texts = [tokenizer.decode(out_tokens[i, : out_lengths[i]]) for i in range(len(ids))]
     return texts, res

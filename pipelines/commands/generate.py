@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed [%(default)s]")
     parser.add_argument("--chat", action="store_true", help="wrap each prompt in the Gemma chat template")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON mode: constrain decoding so that each output is one valid JSON value",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +58,13 @@ def run(args: argparse.Namespace) -> int:
     _check_lengths(loaded, prompts, args)
     t0 = time.time()
     texts, res = generate_text(
-        loaded.model, loaded.tokenizer, prompts, config, seed=args.seed, chat=args.chat
+        loaded.model,
+        loaded.tokenizer,
+        prompts,
+        config,
+        seed=args.seed,
+        chat=args.chat,
+        response_format="json" if args.json else None,
     )
     n_tokens = int(res.lengths.sum())
     for prompt, text in zip(prompts, texts):
