@@ -10,6 +10,7 @@ loads each model once and weighs them.
         - {path: runs/rm_harmless/export, weight: 0.5, name: harmlessness}
       rules:                               # rule rewards (tests, toy tasks, shaping)
         - {kind: token_fraction, token: "a", weight: 1.0}
+        - {kind: instructions, path: runs/instructions.jsonl}   # verifiable instructions (instructions.py)
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from align.model.heads import ScoreModel
 from align.reward import load_reward_model
 from align.rl.reward_model import ResponseEnding, ScoreModelReward
 from align.rl.rewards import LengthReward, Mixture, RewardFn, TokenFraction
+from pipelines.stages.instructions import InstructionReward
 
-RULES = ("token_fraction", "length")
+RULES = ("token_fraction", "length", "instructions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,14 +44,17 @@ class RewardModelSpec:
 
 @dataclasses.dataclass(frozen=True)
 class RuleSpec:
-    kind: str  # token_fraction | length
+    kind: str  # token_fraction | length | instructions
     token: str = ""  # token_fraction: text that encodes to exactly one token
     target: int = 0  # length: preferred response length in tokens
     weight: float = 1.0
+    path: str = ""  # instructions: the prompt file of pipelines.stages.instructions (its constraints)
 
     def __post_init__(self):
         if self.kind not in RULES:
             raise ValueError(f"reward rule kind={self.kind!r}: expected one of {RULES}")
+        if self.kind == "instructions" and not self.path:
+            raise ValueError("reward rule kind='instructions' needs path: the instruction prompt file")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +68,8 @@ class RewardOptions:
             {"name": m.name or _short_name(m.path), "weight": m.weight, "source": m.path} for m in self.models
         ]
         return out + [
-            {"name": f"rule:{r.kind}", "weight": r.weight, "source": r.token or r.target} for r in self.rules
+            {"name": f"rule:{r.kind}", "weight": r.weight, "source": r.token or r.path or r.target}
+            for r in self.rules
         ]
 
 
@@ -111,6 +117,8 @@ def build_reward(options: RewardOptions, tokenizer: Tokenizer, models: list | No
     for rule in options.rules:
         if rule.kind == "token_fraction":
             fns.append(TokenFraction(single_token(tokenizer, rule.token), exclude=tokenizer.stop_ids))
+        elif rule.kind == "instructions":
+            fns.append(InstructionReward.from_file(rule.path, tokenizer))
         else:
             fns.append(LengthReward(rule.target))
         weights.append(rule.weight)

@@ -204,6 +204,15 @@ def test_generate_input_errors_are_one_line(tiny_hf_dir, monkeypatch, capsys):
     assert "--max-new-tokens=600 exceeds the model's max_seq_len=512" in err and "Traceback" not in err
 
 
+def test_generate_json_prints_one_json_value_per_prompt(capsys):
+    assert main(["generate", "--model", "preset:tiny", "--json", "--max-new-tokens", "9", "a", "b"]) == 0
+    out = capsys.readouterr().out
+    texts = [block.split("\n", 1)[1].strip("\n") for block in out.split("### ")[1:]]
+    assert len(texts) == 2
+    for text in texts:
+        json.loads(text)
+
+
 def test_sampling_options_and_unreadable_checkpoints_are_input_errors(tmp_path, capsys):
     assert main(["generate", "--temperature", "-1", "hi"]) == 2
     assert capsys.readouterr().err == "align generate: error: --temperature must be >= 0, got -1.0\n"
