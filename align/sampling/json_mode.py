@@ -81,11 +81,12 @@ def _table(codes: np.ndarray, lengths: np.ndarray, char_next: np.ndarray) -> np.
     order = np.argsort(-lengths, kind="stable")
     sorted_codes, sorted_len = codes[order], lengths[order]
     modes = np.arange((g.N_LEX + 1) * g.N_CTX)
-    ctx = (modes % g.N_CTX)[:, None]
-    lex = np.broadcast_to((modes // g.N_CTX)[:, None], (len(modes), len(order))).copy()
+    flat = char_next.astype(np.int32).reshape(-1)  # one 1-D take a step: faster than 3-array indexing
+    base = ((modes % g.N_CTX) * g.N_CODES)[:, None]  # ctx's offset in a lex row
+    lex = np.broadcast_to((modes // g.N_CTX)[:, None], (len(modes), len(order))).astype(np.int32)
     for p in range(codes.shape[1]):
         n = int(np.sum(sorted_len > p))
-        lex[:, :n] = char_next[lex[:, :n], ctx, sorted_codes[None, :n, p]]
+        lex[:, :n] = np.take(flat, lex[:, :n] * (g.N_CTX * g.N_CODES) + base + sorted_codes[None, :n, p])
     out = np.empty_like(lex)
     out[:, order] = lex
     return out.astype(np.int8)
