@@ -1,10 +1,18 @@
-"""Held-out evaluation of a reward model: pairwise accuracy with a 95% interval, reward statistics.
+"""Held-out evaluation of a reward model: pairwise accuracy with a 95% interval, reward statistics,
+and the same accuracy beside the length-only baseline.
 
 Accuracy counts a pair as correct when r_chosen > r_rejected (ties are wrong, as in
 reward_models.losses.pairwise_accuracy). The interval is Wilson's score interval for a binomial
 proportion (align.intervals.wilson_ci), which stays inside [0, 1] and behaves at small n; 50% is
 chance. With no pairs every statistic is None (JSON null): there is nothing to measure, and None keeps
 summary.json valid JSON where NaN would not.
+
+A reward model can reach well above chance by learning length alone ("the longer answer wins"
+scores about 0.6 on HH helpful-base), so `length_report` puts it beside that baseline on the same
+pairs: the baseline's accuracy (ties 0.5), the paired difference RM - length with a paired bootstrap
+interval (both are scored on the same pairs, so their errors are correlated and two separate
+intervals would overstate the uncertainty of the difference), and the RM's accuracy on the
+length-matched pairs, where length cannot tell the two answers apart.
 """
 
 from __future__ import annotations
@@ -20,6 +28,61 @@ from align.data import TokenizedPair, preference_batch
 from align.intervals import wilson_ci
 from align.model.heads import ScoreModel
 from align.reward.model import pair_rewards
+
+
+LENGTH_TOLERANCE = 0.1  # length-matched: |len_c - len_r| <= 10% of the longer response
+
+
+def length_scores(lengths: np.ndarray) -> np.ndarray:
+    """Per-pair score [n] of "the longer chosen answer wins" on lengths [n, 2] (chosen, rejected):
+    1 when the chosen response is longer, 0 when shorter, 0.5 on a tie (a coin flip's expectation)."""
+    lengths = np.asarray(lengths, np.float64).reshape(-1, 2)
+    return 0.5 * (1.0 + np.sign(lengths[:, 0] - lengths[:, 1]))
+
+
+def length_matched(lengths: np.ndarray, tolerance: float = LENGTH_TOLERANCE) -> np.ndarray:
+    """Mask [n] of the pairs whose lengths differ by at most `tolerance` of the longer one."""
+    lengths = np.asarray(lengths, np.float64).reshape(-1, 2)
+    return np.abs(lengths[:, 0] - lengths[:, 1]) <= tolerance * lengths.max(axis=1)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, resamples: int = 10_000, seed: int = 0) -> dict:
+    """mean(a - b) with a percentile-bootstrap 95% interval that resamples the pairs (a_i, b_i) together
+    (Efron & Tibshirani 1993, ch. 13): the interval of the difference of two scores on the same items.
+    All None when there is no pair."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)  # [n]
+    n = len(d)
+    if n == 0:
+        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    low, high = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
+    return {"mean": float(d.mean()), "ci_low": float(low), "ci_high": float(high), "n": n}
+
+
+def _proportion(scores: np.ndarray) -> dict:
+    """Mean of per-pair scores in [0, 1] with its Wilson interval (a half score counts half)."""
+    n = len(scores)
+    low, high = wilson_ci(float(scores.sum()), n)
+    return {"accuracy": float(scores.mean()) if n else None, "ci_low": low, "ci_high": high, "n": n}
+
+
+def length_report(rewards: np.ndarray, lengths: np.ndarray, tolerance: float = LENGTH_TOLERANCE) -> dict:
+    """The reward model (rewards [n, 2]) against the length-only baseline on the same pairs (lengths
+    [n, 2]): {"length": baseline accuracy, "rm_minus_length": paired difference, "length_matched":
+    RM and baseline accuracy on the length-matched pairs}. RM ties count as wrong, as in pairwise_stats."""
+    rewards = np.asarray(rewards, np.float64).reshape(-1, 2)
+    rm = (rewards[:, 0] > rewards[:, 1]).astype(np.float64)  # [n]
+    by_length = length_scores(lengths)
+    matched = length_matched(lengths, tolerance)
+    return {
+        "length": _proportion(by_length),
+        "rm_minus_length": paired_bootstrap(rm, by_length),
+        "length_matched": {
+            **_proportion(rm[matched]),
+            "tolerance": tolerance,
+            "length_accuracy": _proportion(by_length[matched])["accuracy"],
+        },
+    }
 
 
 def pairwise_stats(rewards: np.ndarray) -> dict[str, float | int | None]:
@@ -106,12 +169,16 @@ def evaluate_reward_model(
     length: int,
     pad_id: int = 0,
     progress: bool = False,
-) -> dict[str, float]:
-    """pairwise_stats of the model's rewards on `pairs` (with a tqdm bar when `progress`)."""
+    lengths: np.ndarray | None = None,
+    tolerance: float = LENGTH_TOLERANCE,
+) -> dict:
+    """pairwise_stats of the model's rewards on `pairs` (with a tqdm bar when `progress`), and with
+    the response `lengths` [n, 2] its length_report."""
     from tqdm.auto import tqdm
 
     with tqdm(total=len(pairs), desc="rm eval", unit="pair", dynamic_ncols=True, disable=not progress) as bar:
         rewards = score_pairs(
             model, pairs, batch_size=batch_size, length=length, pad_id=pad_id, progress=bar.update
         )
-    return pairwise_stats(rewards)
+    stats = pairwise_stats(rewards)
+    return stats if lengths is None else stats | length_report(rewards, lengths, tolerance)

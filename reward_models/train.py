@@ -17,7 +17,6 @@ from flax import nnx
 
 from align.config_io import to_dict
 from align.data import DataOrder, batches, preference_batch
-from align.data.preference import PreferenceDataOptions, load_preference_pairs
 from align.hub import ModelOptions, load_model
 from align.reward import (
     HEAD_BIAS,
@@ -32,18 +31,12 @@ from align.training.optim import excluding, learning_rate_schedule, trainable_fi
 from align.training.options import MeshOptions, TrainOptions, make_run_mesh
 from align.training.run import prepare_run, with_lora
 from align.training.stage import FitResult, LoopFit, StageData, StageSpec, run_stage
+from reward_models.data import RMData, RMDataOptions, load_pairs
 from reward_models.evaluate import evaluate_reward_model
 from reward_models.losses import bradley_terry_loss
 from reward_models.probe import DEFAULT_L2_GRID, fit_probe
 
 log = logging.getLogger("align.rm")
-
-
-@dataclasses.dataclass(frozen=True)
-class RMDataOptions(PreferenceDataOptions):
-    """DPO's preference data section, with longer rows by default."""
-
-    max_length: int = 512  # T of each [B, P, T] batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,11 +108,6 @@ def rm_trainable(kind: str):
     return excluding(backbone, HEAD_BIAS)
 
 
-def load_pairs(options: PreferenceDataOptions, tokenizer) -> StageData:
-    """Train and held-out pairs with a report (align.data.preference.load_preference_pairs)."""
-    return StageData(*load_preference_pairs(options, tokenizer))
-
-
 def load_reward_backbone(config: RMConfig):
     """(ScoreModel, Tokenizer): continue an exported reward model, or a fresh head on a decoder."""
     if is_reward_model_dir(config.model.spec):
@@ -132,20 +120,23 @@ def load_reward_backbone(config: RMConfig):
     return build_reward_model(with_lora(backbone, config.train), seed=config.model.seed), tokenizer
 
 
-def _evaluator(held: list, config: RMConfig, pad_id: int, batch_size: int, of_state: bool):
-    """evaluate(state or model): pairwise accuracy and reward statistics on the held-out pairs."""
+def _evaluator(data: RMData, config: RMConfig, pad_id: int, batch_size: int, of_state: bool):
+    """evaluate(state or model): pairwise accuracy, reward statistics and the length-only baseline on
+    the held-out pairs."""
 
     def evaluate(x):
         return evaluate_reward_model(
             x.model() if of_state else x,
-            held,
+            data.heldout,
             batch_size=batch_size,
             length=config.data.max_length,
             pad_id=pad_id,
             progress=config.train.progress,
+            lengths=data.heldout_lengths,
+            tolerance=config.data.length_tolerance,
         )
 
-    return evaluate if held else None
+    return evaluate if data.heldout else None
 
 
 def _prepare_finetune(config: RMConfig, model, tokenizer, data: StageData) -> LoopFit:
@@ -165,7 +156,7 @@ def _prepare_finetune(config: RMConfig, model, tokenizer, data: StageData) -> Lo
     order = DataOrder(len(data.train), seed=config.train.seed)
     collate = lambda b: preference_batch(b, length, rows=rows, pad_id=pad)  # noqa: E731
     make_batches = lambda position: batches(data.train, order, position, rows, collate)  # noqa: E731
-    evaluate = _evaluator(data.heldout, config, pad, rows, of_state=True)
+    evaluate = _evaluator(data, config, pad, rows, of_state=True)
     return LoopFit(run, make_batches, config.optim.total_steps, evaluate)
 
 
@@ -175,7 +166,7 @@ class ProbeFit:
     def __init__(self, config: RMConfig, model, tokenizer, data: StageData):
         self.config, self.model, self.pad_id, self.train = config, model, tokenizer.pad_id, data.train
         self.start, self.start_step = model, 0
-        self.evaluate = _evaluator(data.heldout, config, self.pad_id, config.probe.batch_size, of_state=False)
+        self.evaluate = _evaluator(data, config, self.pad_id, config.probe.batch_size, of_state=False)
 
     def finished(self, result: FitResult) -> bool:
         return True

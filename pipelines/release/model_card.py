@@ -38,9 +38,26 @@ class StageRecord:
 
 
 def rm_notes(summary: Mapping) -> str:
-    """A reward-model stage's card note from its summary.json."""
-    acc = (summary.get("eval_after") or {}).get("accuracy")
-    return f"held-out pair accuracy {acc:.3f}" if isinstance(acc, (int, float)) else ""
+    """A reward-model stage's card note from its summary.json: held-out pair accuracy beside the
+    length-only baseline, the paired difference and the accuracy on length-matched pairs (95% intervals),
+    so a reader can tell a reward model from a length counter (reward_models.evaluate.length_report)."""
+
+    def ci(d: Mapping, key: str = "accuracy") -> str:
+        return f"{d[key]:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}]"
+
+    after = summary.get("eval_after") or {}
+    if not isinstance(after.get("accuracy"), (int, float)):
+        return ""
+    if not isinstance((after.get("rm_minus_length") or {}).get("mean"), (int, float)):
+        return f"held-out pair accuracy {after['accuracy']:.3f}"
+    note = (
+        f"held-out pair accuracy {ci(after)} over {after['n']} pairs; longer-answer-wins baseline "
+        f"{ci(after['length'])}; difference {ci(after['rm_minus_length'], 'mean')}"
+    )
+    matched = after.get("length_matched") or {}
+    if isinstance(matched.get("accuracy"), (int, float)):
+        note += f"; on {matched['n']} length-matched pairs {ci(matched)}"
+    return note
 
 
 def rl_notes(summary: Mapping) -> str:

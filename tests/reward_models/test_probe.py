@@ -80,7 +80,18 @@ mesh: {{devices: 1}}
 def test_probe_learns_a_separable_preference_on_a_frozen_model(probed):
     tmp, summary = probed
     after = summary["eval_after"]
-    assert summary["fit"] == "probe" and summary["probe"]["pairs"] == 30 and after["n"] == 10
+    # the 40 pairs reuse 10 prompts: the training pairs that share a prompt with one of the 10 held-out
+    # pairs are dropped, so no held-out prompt is trained on
+    data = summary["data"]
+    assert data["train"]["pairs"] == 30 and data["dropped_heldout_prompt"] == 14
+    assert summary["fit"] == "probe" and summary["probe"]["pairs"] == data["train_pairs"] == 16
+    assert after["n"] == 10
+    # every chosen answer ("yes, happy to help with <w>") is one character longer than the rejected one
+    # ("no. <w> is boring, go away"): the length baseline is right on every pair too, so the paired
+    # difference is 0 in every resample, and one character is within 10%: every pair is length-matched
+    assert after["length"]["accuracy"] == 1.0
+    assert (after["rm_minus_length"]["mean"], after["rm_minus_length"]["ci_high"]) == (0.0, 0.0)
+    assert after["length_matched"]["n"] == 10 and after["length_matched"]["accuracy"] == 1.0
     assert after["accuracy"] == 1.0 and after["margin_mean"] > 0
     assert summary["probe"]["l2"] in (0.01, 1.0) and set(summary["probe"]["cv_accuracy"]) == {"0.01", "1.0"}
     # the export is a reward model: reloaded, it scores the held-out pairs exactly as evaluated
