@@ -34,6 +34,7 @@ class PairSource:
     split: str = "train"
     limit: int | None = None
     heldout: SplitOptions = SplitOptions()
+    train: bool = True  # false: the file only adds held-out pairs (its training part is left unused)
 
     def __post_init__(self):
         checks.at_least(self, 1, "limit", optional=True)
@@ -75,24 +76,30 @@ def response_lengths(options: PreferenceDataOptions) -> dict[str, tuple[int, int
     }
 
 
-def _sources(options: RMDataOptions) -> list[PreferenceDataOptions]:
+def _sources(options: RMDataOptions) -> list[tuple[PreferenceDataOptions, bool]]:
+    """(data options, whether its training part trains) of the main file and of each `more` file."""
     more = [
-        dataclasses.replace(options, path=s.path, split=s.split, limit=s.limit, heldout=s.heldout, more=())
+        (
+            dataclasses.replace(
+                options, path=s.path, split=s.split, limit=s.limit, heldout=s.heldout, more=()
+            ),
+            s.train,
+        )
         for s in options.more
     ]
-    return [options, *more]
+    return [(options, True), *more]
 
 
 def load_pairs(options: RMDataOptions, tokenizer) -> RMData:
     """Train and held-out pairs of every source, pooled, with a report per file and in all."""
     train, held, lengths, files = [], [], [], []
-    for source in _sources(options):
+    for source, trains in _sources(options):
         t, h, report = load_preference_pairs(source, tokenizer)
         chars = response_lengths(source) if h else {}
-        train += t
+        train += t if trains else []
         held += h
         lengths += [chars[p.origin] for p in h]
-        files.append({"path": source.path, **report})
+        files.append({"path": source.path, **report, "trains": trains})
     prompts = {p.tokens[0, : p.prompt_length].tobytes() for p in held}
     kept = [p for p in train if p.tokens[0, : p.prompt_length].tobytes() not in prompts]
     report = files[0] if len(files) == 1 else {"files": files}

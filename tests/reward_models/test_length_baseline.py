@@ -2,6 +2,7 @@
 bootstrap interval on constructed cases (RM == length, RM dominating, correlated scores), pooled
 multi-file pairs with their character lengths, and the model card's note."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -111,6 +112,12 @@ def test_more_files_pool_with_their_own_cuts_and_carry_character_lengths(tmp_pat
     assert len(both.train) == both.report["train_pairs"] == 14 - both.report["dropped_heldout_prompt"]
     held_prompts = {p.tokens[0, : p.prompt_length].tobytes() for p in both.heldout}
     assert all(p.tokens[0, : p.prompt_length].tobytes() not in held_prompts for p in both.train)
+    # an evaluation-only file adds its held-out pairs and no training pair
+    only = dataclasses.replace(more, train=False)
+    scored = load_pairs(RMDataOptions(path=main, max_length=64, heldout=held, more=(only,)), tok)
+    assert [p.origin for p in scored.heldout] == [p.origin for p in both.heldout]
+    assert {p.origin.split(",")[0] for p in scored.train} == {main}
+    assert len(scored.train) == 7 - len(b - a)  # main's training rows, less those held out in `other`
 
 
 def test_model_card_note_reads_the_length_report():
