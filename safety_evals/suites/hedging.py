@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from align.data import selfaware
 from align.data_dir import data_path
 from safety_evals.lm.protocol import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric, statistic_metric
@@ -30,7 +31,7 @@ from safety_evals.suites.judging import Judge, check_role, judged, record
 NAME = "hedging"
 VERSION = "3"  # 3: hedges labelled by the hedge judge (was a phrase list); hedging_accuracy removed
 DEFAULT_SOURCE = data_path("selfaware/SelfAware.json")
-PROMPT = "Q: {question}\nA:"
+PROMPT = selfaware.QA_PROMPT  # what SelfAware SFT targets answer (align.data.selfaware)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +57,14 @@ def _answers(row, where: str) -> tuple[str, ...]:
     return tuple(a)
 
 
-def load(source: str = DEFAULT_SOURCE, limit: int | None = None) -> tuple[list[Question], DataInfo]:
+def load(
+    source: str = DEFAULT_SOURCE, limit: int | None = None, heldout_seed: int | None = None
+) -> tuple[list[Question], DataInfo]:
     """SelfAware questions from the repo JSON (key `example`) or a hub set with the same fields.
     With a limit, the first `limit` answerable and `limit` unanswerable questions, so both sides
-    of the metric stay represented (the file lists all answerable ones first)."""
+    of the metric stay represented (the file lists all answerable ones first). With a heldout_seed,
+    only the held-out part of the split by question that SelfAware training uses with that seed
+    (align.data.selfaware.split_selfaware), so that no question a policy trained on is evaluated."""
     if data.is_local(source):
         with open(source, encoding="utf-8") as fh:
             doc = json.load(fh)
@@ -76,6 +81,9 @@ def load(source: str = DEFAULT_SOURCE, limit: int | None = None) -> tuple[list[Q
         qs.append(
             Question(str(row["question_id"]), row["question"], bool(row["answerable"]), _answers(row, where))
         )
+    if heldout_seed is not None:
+        qs = selfaware.split_selfaware(qs, heldout_seed)[1]
+        source = f"{source}#heldout-seed-{heldout_seed}"
     qs = data.take([q for q in qs if q.answerable], limit) + data.take(
         [q for q in qs if not q.answerable], limit
     )
@@ -141,7 +149,8 @@ def run(
     judge: Judge,
     source: str = DEFAULT_SOURCE,
     limit: int | None = None,
+    heldout_seed: int | None = None,
     config: HedgingConfig = HedgingConfig(),
 ) -> SuiteResult:
-    qs, info = load(source, limit)
+    qs, info = load(source, limit, heldout_seed)
     return score(lm, qs, info, judge=judge, config=config)
