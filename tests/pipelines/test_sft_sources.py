@@ -2,6 +2,7 @@
 records its splits, and a pipeline whose eval would score trained-on questions is refused up front."""
 
 import json
+import logging
 
 import pytest
 
@@ -106,3 +107,17 @@ def test_a_pipeline_that_would_evaluate_trained_questions_is_refused(tmp_path):
     with pytest.raises(InvalidInput, match="it is 3"):
         pipeline(tmp_path, "eval.options={heldout_seed: 3}").check()
     pipeline(tmp_path, "eval.options={heldout_seed: 7}").check()
+
+
+def test_the_factuality_recipe_builds_every_stage_and_evaluates_held_out_parts_only(tmp_path, caplog):
+    path = str(CONFIGS / "factuality.yaml")
+    p = Pipeline(load_quickstart(path, [f"output_dir={tmp_path}", VARIANTS]), path)
+    with caplog.at_level(logging.WARNING, logger="align.pipeline"):
+        p.check()
+    assert not caplog.records, caplog.text
+    assert [s.format for s in p.sft_config().data.sources] == ["selfaware", "begin", "records"]
+    rl = p.rlhf_config()
+    assert rl.algorithm == "grpo" and [r.kind for r in rl.reward.rules] == ["verifiable_qa"]
+    assert [m.name for m in rl.reward.models] == ["helpfulness"]
+    options = p.eval_options(p.variants[0])
+    assert options.heldout_seed == 7 and {"hedging", "attribution"} <= set(options.suites)
