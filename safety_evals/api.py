@@ -327,6 +327,7 @@ def config_record(options: EvalOptions) -> dict[str, Any]:
     return {
         "limit": options.limit,
         "seed": options.seed,
+        "heldout_seed": options.heldout_seed,
         "suites": list(options.suites),
         "backend": options.backend,
         "judge": options.judge,

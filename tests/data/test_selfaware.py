@@ -110,3 +110,17 @@ def test_bad_rows_name_the_field(tmp_path):
     path.write_text(json.dumps({"example": [{"question_id": 1, "question": "q?", "answerable": True}]}))
     with pytest.raises(DataError, match=r"example\[0\].*'answer' is empty"):
         selfaware.read_selfaware(path)
+
+
+def test_the_hedge_rule_agrees_with_human_labels_as_docs_judges_md_says():
+    from safety_evals.judges import data as judge_data
+    from safety_evals.judges.specs import truthfulqa_split
+
+    test = truthfulqa_split("hedge", 1000).test  # the hedge judge's held-out rows (judge: 0.892)
+    rule = np.array([is_hedge(r["answer"]) for r in test.rows])
+    assert np.mean(rule == np.array([y == "hedge" for y in test.labels])) == pytest.approx(0.854)
+    xs = judge_data.xstest()
+    keep = [i for i, y in enumerate(xs.labels) if y != "partial_refusal"]
+    rule = np.array([is_hedge(xs.rows[i]["completion"]) for i in keep])
+    human = np.array([xs.labels[i] == "full_refusal" for i in keep])
+    assert len(keep) == 2074 and np.mean(rule == human) == pytest.approx(0.844, abs=5e-4)
