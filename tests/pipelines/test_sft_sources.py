@@ -13,6 +13,7 @@ from align.data.testing import tiny_tokenizer
 from align.errors import InvalidInput
 from pipelines import cli
 from pipelines.pipeline import Pipeline, load_quickstart
+from pipelines.stages import evaluate
 from pipelines.stages.rl_data import PromptDataOptions, PromptSource, load_prompts
 from pipelines.stages.sft import SFTConfig
 from tests.paths import CONFIGS, DATA, VARIANTS
@@ -119,5 +120,6 @@ def test_the_factuality_recipe_builds_every_stage_and_evaluates_held_out_parts_o
     rl = p.rlhf_config()
     assert rl.algorithm == "grpo" and [r.kind for r in rl.reward.rules] == ["verifiable_qa"]
     assert [m.name for m in rl.reward.models] == ["helpfulness"]
-    options = p.eval_options(p.variants[0])
-    assert options.heldout_seed == 7 and {"hedging", "attribution"} <= set(options.suites)
+    for target in evaluate.targets(p):  # base, SFT and every variant: the same held-out parts
+        options = evaluate.eval_options(p, target)
+        assert options.heldout_seed == 7 and {"hedging", "attribution"} <= set(options.suites)
