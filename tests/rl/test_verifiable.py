@@ -106,7 +106,7 @@ def test_grpo_runs_on_selfaware_prompts_with_the_verifiable_reward_beside_anothe
     config = str(CONFIGS / "rlhf" / "tiny_cpu.yaml")
     assert cli.main(["rlhf", "--config", config, *overrides, "export=false"]) == 0
     summary = json.loads((tmp_path / "rl" / "summary.json").read_text())
-    assert summary["step"] == 2 and summary["data"]["sources"][0]["used"] == 24
+    assert summary["iterations"] == 2 and summary["data"]["sources"][0]["used"] == 24
     # a random tiny policy never names a gold alias nor hedges: every SelfAware prompt scores -1.0 on
     # the rule (+ at most 0.5 from the newline rule), every HH prompt 0 (+ at most 0.5)
     # 192 byte-level tokens keep every SelfAware prompt whole (its "Q: ...\nA:"); long HH ones are cut
