@@ -33,6 +33,7 @@ from pipelines.commands.config import device_count
 from pipelines.stages.evaluate import EvalStage
 from pipelines.stages.gate import GateSection
 from pipelines.stages.rewards import RewardModelSpec, RewardOptions
+from pipelines.stages.training_data import check_eval_split
 from reward_models.train import warn_if_heldout_overlaps
 
 log = logging.getLogger("align.pipeline")
@@ -113,12 +114,17 @@ class Pipeline:
         sft = self.sft_config().data
         for rm in self.config.reward_models:
             warn_if_heldout_overlaps(sft, self.rm_config(rm).data, rm.name)
+        trained = list(sft.sources)
         for v in self.variants if self.config.rl_per_variant else (None,):
-            self.rlhf_config(v)
+            trained += [s.source() for s in self.rlhf_config(v).data.mixture]
         from pipelines.stages import evaluate, gate
 
         evaluate.check(self)
         gate.check(self)
+        if self.config.eval.enabled:
+            for target in evaluate.targets(self):
+                o = evaluate.eval_options(self, target)
+                check_eval_split(trained, o.suites, o.heldout_seed, f"{self.source}: eval")
 
     # ---- paths ------------------------------------------------------------------------------
     def sft_dir(self) -> Path:

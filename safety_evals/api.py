@@ -83,6 +83,9 @@ class EvalOptions:
     data: Mapping[str, str] = dataclasses.field(default_factory=dict)  # suite -> local path or hub dataset
     data_config: Mapping[str, str] = dataclasses.field(default_factory=dict)  # suite -> hub dataset config
     toxicity: ToxicityOptions = ToxicityOptions()
+    # hedging and attribution score only the held-out part of the split SelfAware / BEGIN training
+    # used with this seed (align.data.selfaware, align.data.grounding); None: every example
+    heldout_seed: int | None = None
     backend: str = "jax"  # one of BACKENDS
     device: str = "cpu"  # torch device of the hf backend, the judges and detoxify
     progress: bool = True  # a tqdm bar per suite on stderr
@@ -171,6 +174,7 @@ SUITES: dict[str, Suite] = {
             judge=trained_judge("hedge"),
             source=_source(o, "hedging", hedging.DEFAULT_SOURCE),
             limit=o.limit,
+            heldout_seed=o.heldout_seed,
         ),
     ),
     "refusal": Suite(
@@ -193,6 +197,7 @@ SUITES: dict[str, Suite] = {
             judge=judge(lm, o),
             source=_source(o, "attribution", attribution.DEFAULT_SOURCE),
             limit=o.limit,
+            heldout_seed=o.heldout_seed,
         ),
     ),
     "toxicity": Suite(
@@ -241,6 +246,7 @@ def _check(o: EvalOptions) -> None:
         ("limit", o.limit, 0),
         ("batch_size", o.batch_size, 1),
         ("toxicity.samples", o.toxicity.samples, 1),
+        ("heldout_seed", o.heldout_seed, 0),
     ):
         if value is not None and value < low:
             raise InvalidInput(f"{what}: {value} is below {low}")
@@ -321,6 +327,7 @@ def config_record(options: EvalOptions) -> dict[str, Any]:
     return {
         "limit": options.limit,
         "seed": options.seed,
+        "heldout_seed": options.heldout_seed,
         "suites": list(options.suites),
         "backend": options.backend,
         "judge": options.judge,

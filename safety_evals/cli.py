@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--heldout-seed",
+        type=int,
+        default=None,
+        help="hedging / attribution: score only the held-out part of the split that SelfAware / BEGIN "
+        "training used with this seed (the training source's seed)",
+    )
     parser.add_argument("--judge", default=defaults.judge, help=f"attribution judge: {api.JUDGES}")
     parser.add_argument(
         "--variant",
@@ -111,6 +118,7 @@ def options(args: argparse.Namespace) -> api.EvalOptions:
         limit=args.limit,
         batch_size=args.batch_size,
         seed=args.seed,
+        heldout_seed=args.heldout_seed,
         judge=args.judge,
         variant=args.variant,
         chat_template=args.chat_template,

@@ -8,9 +8,14 @@ loads each model once and weighs them.
       models:                              # weighted sum, e.g. the chat variant's mixture
         - {path: runs/rm_helpful/export, weight: 1.0, name: helpfulness}
         - {path: runs/rm_harmless/export, weight: 0.5, name: harmlessness}
-      rules:                               # rule rewards (tests, toy tasks, shaping)
+      rules:                               # rule rewards (tests, toy tasks, shaping, verifiable)
         - {kind: token_fraction, token: "a", weight: 1.0}
         - {kind: instructions, path: runs/instructions.jsonl}   # verifiable instructions (instructions.py)
+        - {kind: verifiable_qa, path: ".../selfaware/SelfAware.json", seed: 7, weight: 1.0}
+
+verifiable_qa is align.rl.verifiable's: gold answer 1.0 > hedge on an unanswerable question 0.8 >
+hedge on an answerable one -0.1 > wrong -1.0, on the train part of SelfAware's split with `seed`
+(0 on any other prompt).
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from align.model.heads import ScoreModel
 from align.reward import load_reward_model
 from align.rl.reward_model import ResponseEnding, ScoreModelReward
 from align.rl.rewards import LengthReward, Mixture, RewardFn, TokenFraction
+from align.rl.verifiable import VerifiableQAReward
 from pipelines.stages.instructions import InstructionReward
 
-RULES = ("token_fraction", "length", "instructions")
+RULES = ("token_fraction", "length", "instructions", "verifiable_qa")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,17 +50,20 @@ class RewardModelSpec:
 
 @dataclasses.dataclass(frozen=True)
 class RuleSpec:
-    kind: str  # token_fraction | length | instructions
+    kind: str  # token_fraction | length | instructions | verifiable_qa
     token: str = ""  # token_fraction: text that encodes to exactly one token
     target: int = 0  # length: preferred response length in tokens
     weight: float = 1.0
-    path: str = ""  # instructions: the prompt file of pipelines.stages.instructions (its constraints)
+    path: str = ""  # instructions: pipelines.stages.instructions' prompt file; verifiable_qa: SelfAware.json
+    seed: int = 0  # verifiable_qa: the split's seed (the SFT source's and the eval's heldout_seed)
 
     def __post_init__(self):
         if self.kind not in RULES:
             raise ValueError(f"reward rule kind={self.kind!r}: expected one of {RULES}")
         if self.kind == "instructions" and not self.path:
             raise ValueError("reward rule kind='instructions' needs path: the instruction prompt file")
+        if self.kind == "verifiable_qa" and not self.path:
+            raise ValueError("reward rule verifiable_qa needs path: the SelfAware.json file")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,12 +128,21 @@ def build_reward(options: RewardOptions, tokenizer: Tokenizer, models: list | No
             fns.append(TokenFraction(single_token(tokenizer, rule.token), exclude=tokenizer.stop_ids))
         elif rule.kind == "instructions":
             fns.append(InstructionReward.from_file(rule.path, tokenizer))
+        elif rule.kind == "verifiable_qa":
+            fns.append(VerifiableQAReward(train_questions(rule.path, rule.seed), tokenizer))
         else:
             fns.append(LengthReward(rule.target))
         weights.append(rule.weight)
     if not fns:
         raise InvalidInput("reward: no reward model and no rule; set reward.models or reward.rules")
     return fns[0] if len(fns) == 1 and weights[0] == 1.0 else Mixture(fns, weights)
+
+
+def train_questions(path: str, seed: int) -> list:
+    """The SelfAware questions RL may reward: the train part of the split with `seed`."""
+    from align.data.selfaware import read_selfaware, split_selfaware
+
+    return split_selfaware(read_selfaware(path)[0], seed)[0]
 
 
 def load_value_model(value_init: str, reward: RewardOptions, policy) -> ScoreModel:

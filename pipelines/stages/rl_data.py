@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 
-from align.data import PromptExample, Tokenizer, encode_prompts, load_records
+from align.data import PromptExample, Tokenizer, encode_prompts
 from align import checks
 from align.errors import InvalidInput
 from align.data.splits import SplitOptions, heldout_split
+from pipelines.stages.training_data import DataSource, read
 
 
 @dataclasses.dataclass(frozen=True)
 class PromptSource:
-    """One dataset of a prompt mixture; `weight` is its share of the mixture."""
+    """One dataset of a prompt mixture; `weight` is its share of the mixture; `format` and `seed` as a
+    training source's (pipelines.stages.training_data.DataSource: e.g. SelfAware's train questions)."""
 
     path: str
     weight: float = 1.0
     split: str = "train"
     limit: int | None = None
+    format: str = "records"
+    seed: int = 0
 
     def __post_init__(self):
-        checks.positive_number(self, "weight")
-        checks.at_least(self, 1, "limit", optional=True)
+        self.source()  # checks every field
+
+    def source(self) -> DataSource:
+        return DataSource(self.path, self.format, self.split, self.limit, self.seed, self.weight)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,24 +77,16 @@ def mix_sources(sources, skip_invalid: bool) -> tuple[list, dict]:
     if any(s.weight < 0 for s in sources) or sum(s.weight for s in sources) <= 0:
         raise InvalidInput(f"data.mixture weights {[s.weight for s in sources]} must be >= 0 and not all 0")
     # kind="prompt": any row with a prompt counts, also a preference pair without a preference
-    loaded = [
-        load_records(s.path, s.split, limit=s.limit, kind="prompt", skip_invalid=skip_invalid)
-        for s in sources
-    ]
+    loaded = [read(s.source(), prompts_only=True, skip_invalid=skip_invalid) for s in sources]
     weight = sum(s.weight for s in sources)
-    total = min(len(r) * weight / s.weight for s, r in zip(sources, loaded, strict=True) if s.weight > 0)
+    total = min(
+        len(d.examples) * weight / s.weight for s, d in zip(sources, loaded, strict=True) if s.weight > 0
+    )
     out, report = [], {"sources": []}
-    for s, records in zip(sources, loaded, strict=True):
-        take = min(len(records), round(s.weight / weight * total))
-        out += list(records)[:take]
-        report["sources"].append(
-            {
-                "path": s.path,
-                "rows_loaded": len(records),
-                "rows_skipped": records.report.skipped,
-                "used": take,
-            }
-        )
+    for s, data in zip(sources, loaded, strict=True):
+        take = min(len(data.examples), round(s.weight / weight * total))
+        out += data.examples[:take]
+        report["sources"].append({**data.report, "path": s.path, "used": take})
     return out, report
 
 

@@ -5,6 +5,7 @@ Run directory (`output_dir`):
     checkpoints/<step>/  Orbax checkpoints (weights, Adam moments, rng, data position)
     metrics.jsonl, tb/   training / eval metrics (JSON lines, TensorBoard)
     eval_before.json     held-out metrics of the starting model (computed once)
+    splits.json          benchmark sources' train / held-out split: seed, file hash, ids per side
     export/              the final model as a Hugging Face directory (+ tokenizer files)
     summary.json         written last: its presence means the run is finished and is not redone
 
@@ -43,6 +44,8 @@ from align.training.run import prepare_run, with_lora
 from align.training.stage import LoopFit, StageData, StageSpec, held_out_eval, run_stage
 from align.config_io import to_dict
 from pipelines.commands.config import add_config_arguments, run_config_command
+from pipelines.stages import training_data
+from pipelines.stages.training_data import DataSource
 
 log = logging.getLogger("align.sft")
 
@@ -50,6 +53,7 @@ log = logging.getLogger("align.sft")
 @dataclasses.dataclass(frozen=True)
 class SFTDataOptions:
     path: str = ""  # file or directory (align.data.load_records); preference rows train on `chosen`
+    sources: tuple[DataSource, ...] = ()  # several sources of any format instead of `path`
     split: str = "train"  # file split inside a directory
     limit: int | None = None  # first N valid rows only
     max_length: int = 256  # T: every batch is [batch_size, max_length]
@@ -62,6 +66,8 @@ class SFTDataOptions:
         checks.at_least(self, 1, "max_length")
         checks.at_least(self, 1, "limit", optional=True)
         checks.one_of(self, "truncation", ("keep_start", "keep_end", "drop", "error"))
+        if self.sources and (self.path or self.limit):
+            raise ValueError("data.sources replaces data.path and data.limit (each source has its own limit)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,16 +120,30 @@ def as_sft_example(example):
     return example
 
 
-def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer) -> StageData:
-    """Train and held-out sequences with a report; sequences without a loss token are dropped."""
+def read_examples(options: SFTDataOptions, out_dir: str | None = None) -> tuple[list, dict]:
+    """(examples, report) of `path` or of every source; the sources' split records go to
+    splits.json in `out_dir`."""
+    if options.sources:
+        examples, report, records = training_data.read_all(options.sources, skip_invalid=options.skip_invalid)
+        if out_dir is not None and (path := training_data.write_split_records(out_dir, records)):
+            report["splits"] = str(path)
+        return examples, report
     if not options.path:
-        raise InvalidInput("data.path is empty: set it in the config or with data.path=FILE")
+        raise InvalidInput(
+            "data.path is empty: set it (or data.sources) in the config or with data.path=FILE"
+        )
     records = load_records(
         options.path, options.split, limit=options.limit, skip_invalid=options.skip_invalid
     )
+    return list(records), {"rows_loaded": len(records), "rows_skipped": records.report.skipped}
+
+
+def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer, out_dir: str | None = None) -> StageData:
+    """Train and held-out sequences with a report; sequences without a loss token are dropped."""
+    records, report = read_examples(options, out_dir)
     examples = [as_sft_example(e) for e in records]
     train_ex, held_ex = heldout_split(examples, options.heldout)
-    out, report = [], {"rows_loaded": len(records), "rows_skipped": records.report.skipped}
+    out = []
     for name, part in (("train", train_ex), ("heldout", held_ex)):
         seqs, stats = encode_sft(
             part, tokenizer, max_length=options.max_length, truncation=options.truncation
@@ -137,7 +157,7 @@ def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer) -> StageData:
         }
         out.append(kept)
     if not out[0]:
-        raise InvalidInput(f"{options.path}: no training sequence with a supervised token")
+        raise InvalidInput(f"{options.path or 'data.sources'}: no training sequence with a supervised token")
     return StageData(out[0], out[1], report)
 
 
@@ -182,7 +202,7 @@ def _load(config: SFTConfig):
 
 SFT_STAGE = StageSpec(
     load=_load,
-    data=lambda config, tokenizer: load_sft_data(config.data, tokenizer),
+    data=lambda config, tokenizer: load_sft_data(config.data, tokenizer, config.output_dir),
     prepare=_prepare,
     export=lambda model, tokenizer, path: export_model(model, tokenizer, path),
 )

@@ -84,6 +84,18 @@ def begin_split(limit: int) -> Split:
     return Split(train, test, "BEGIN dev files (train) / begin_test_wow.tsv (test)")
 
 
+def begin_judge_passages() -> dict[str, set[str]]:
+    """{what: knowledge passages} the attribution judge trains on (every dev file: its training rows
+    are a sample of them) or is validated on: policy training and evaluation leave them alone
+    (align.data.grounding)."""
+    return {
+        "the attribution judge's training files (BEGIN dev)": {
+            r["knowledge"] for r in data.begin(data.BEGIN_DEV).rows
+        },
+        "the attribution judge's validation rows": {r["knowledge"] for r in begin_split(0).test.rows},
+    }
+
+
 SPECS: dict[str, JudgeSpec] = {
     "truth": JudgeSpec("truth", ("question", "answer"), ("false", "true"), _qa, 64, 1000,
                        "truthfulqa/finetune_truth.jsonl", ("correct_answers", "incorrect_answers")),

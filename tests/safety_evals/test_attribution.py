@@ -7,7 +7,7 @@ import pytest
 
 from safety_evals.suites import attribution
 from safety_evals.judges.external import LLM_JUDGE_TEMPLATE, LLMJudge, NLIJudge, Seq2SeqNLIJudge
-from safety_evals.suites.similarity import lcs_length, rouge_tokens
+from align.data.similarity import lcs_length, rouge_tokens
 from tests.paths import DATA
 from tests.safety_evals.fakes import FakeJudge, FakeLM, save_pretrained, tiny_bert_classifier, tiny_tokenizer
 from safety_evals.judges.agreement import balanced_accuracy, cohen_kappa

@@ -58,8 +58,23 @@ def test_suite_on_fakes():
     assert res.metrics["hedging_balanced_accuracy"].value == pytest.approx(0.75)
     assert judge.calls[0][0] == {"question": qs[0].question, "answer": "A song."}
     assert res.examples[0]["output"] == "A song." and res.examples[1]["label"] == "hedge"
+    # "A song." names q0's gold alias ("song"); q1 hedged
+    assert qs[0].answers == ("song",)
+    assert res.metrics["answer_accuracy_answerable"].value == 0.5
     assert [e["score"] for e in res.examples] == [1.0, 0.0, 1.0, 1.0]
     assert res.judges == {"hedge": judge.identity()}
+
+
+def test_closed_book_accuracy_counts_unhedged_gold_answers_on_answerable_questions():
+    qs, _ = hedging.load(limit=2)
+    ask = {hedging.PROMPT.format(question=q.question): q for q in qs}
+    # q0 answers its gold unhedged; q1 names its gold but the judge calls it a hedge; the rest are wrong
+    outs = {qs[0].question: "It is a song.", qs[1].question: f"Perhaps {qs[1].answers[0]}, hard to say."}
+    lm = FakeLM(responses={p: outs.get(q.question, "Paris.") for p, q in ask.items()})
+    judge = table_judge("hedge", {f"Perhaps {qs[1].answers[0]}, hard to say.": "hedge"}, "answer", "answer")
+    res = hedging.run(lm, judge=judge, limit=2)
+    assert res.metrics["answer_accuracy_answerable"].value == 0.5  # 1 of the 2 answerable questions
+    assert res.metrics["answer_accuracy_answerable"].n == 2
 
 
 def test_a_judge_of_another_role_is_refused():

@@ -1,5 +1,6 @@
-"""Word-level overlap for the attribution suite's copy check: ROUGE's tokenizer and the longest
-common subsequence. Pure functions of two strings, so a copy label can be re-derived by hand."""
+"""Word-level overlap: ROUGE's tokenizer, the longest common subsequence, and the copy check that the
+attribution suite applies to answers and BEGIN training applies to its targets. Pure functions of
+two strings, so a copy label can be re-derived by hand."""
 
 from __future__ import annotations
 
@@ -25,3 +26,13 @@ def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
             cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
         prev = cur
     return prev[-1]
+
+
+COPY_SHARE = 0.9
+
+
+def is_copy(answer: str, passage: str) -> bool:
+    """The answer reproduces, in order, >= COPY_SHARE of the passage's tokens (LCS over lowercased
+    word tokens / passage length)."""
+    p = rouge_tokens(passage)
+    return bool(p) and lcs_length(rouge_tokens(answer), p) >= COPY_SHARE * len(p)
