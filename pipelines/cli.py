@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("pipelines.stages.rm", "train a Bradley-Terry reward model from a YAML config"),
     "rlhf": ("pipelines.stages.rlhf", "RLHF (PPO or GRPO) from a YAML config"),
     "dpo": ("pipelines.stages.dpo", "direct preference optimisation from a YAML config"),
+    "distill": ("pipelines.stages.distill", "distil a smaller student from a frozen teacher (KL / GKD)"),
     "pipeline": ("pipelines.pipeline", "SFT -> RM -> PPO -> evals before/after -> release gate -> variants"),
     "eval": ("safety_evals.cli", "run safety eval suites on a model and write results JSON"),
     "dashboard": (

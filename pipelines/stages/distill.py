@@ -1,0 +1,186 @@
+"""Knowledge distillation: `align distill --config configs/distill/<name>.yaml [key=value ...]`.
+
+A student learns the frozen teacher's next-token distributions (align.rl.distill) on fixed data
+(prompts + responses, e.g. teacher samples) and, on a `distill.on_policy` share of the steps, on its
+own samples scored by the teacher (GKD). The student is a smaller copy of the teacher (every other
+layer, or the first N) or any model spec with the teacher's vocabulary.
+
+Run directory (`output_dir`), as for SFT:
+    config.yaml, checkpoints/<step>/ (student weights and Adam moments, the frozen teacher, rng, data
+    position), metrics.jsonl, tb/, eval_before.json (held-out KL to the teacher and NLL of the data),
+    export/ (the student as a Hugging Face directory), summary.json (written last)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+
+from align import checks
+from align.config_io import to_dict
+from align.errors import InvalidInput
+from align.hub import ModelOptions, load_model
+from align.rl.distill import (
+    Distiller,
+    DistillLoss,
+    OnPolicy,
+    distill_eval_fn,
+    distill_loss_fn,
+    is_on_policy,
+    kept_layers,
+    student_from_teacher,
+    student_only,
+    with_on_policy,
+)
+from align.training import OptimConfig, make_optimizer
+from align.training.optim import learning_rate_schedule
+from align.training.options import MeshOptions, TrainOptions, make_run_mesh
+from align.training.run import prepare_run, with_lora
+from align.training.stage import LoopFit, StageData, StageSpec, held_out_eval, run_stage
+from align.training.step import make_eval_step
+from pipelines.commands.config import add_config_arguments, run_config_command
+from pipelines.stages.sft import SFTDataOptions, _eval_batches, _train_batches, export_model, load_sft_data
+
+log = logging.getLogger("align.distill")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentOptions:
+    init: str = "teacher"  # teacher: a copy of the teacher keeping some layers | model: `model` below
+    keep: str = "every_other"  # with init=teacher: every_other | first_n
+    num_layers: int = 0  # with keep=first_n: how many of the teacher's first layers
+    model: ModelOptions = ModelOptions()  # with init=model: any spec sharing the teacher's vocabulary
+
+    def __post_init__(self):
+        checks.one_of(self, "init", ("teacher", "model"))
+        checks.one_of(self, "keep", ("every_other", "first_n"))
+        checks.at_least(self, 0, "num_layers")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillOptions:
+    beta: float = 0.0  # 0 forward KL(teacher || student) as Gemma 2, 1 reverse KL, between: GKD's JSD
+    temperature: float = 1.0
+    on_policy: float = 0.0  # GKD's lambda: the share of steps on the student's own samples
+    max_new_tokens: int = 32  # on-policy response length
+    sample_temperature: float = 1.0  # the student's sampling temperature on on-policy steps
+    chunk_size: int = 256  # tokens per logits tile
+    vocab_chunk: int | None = None  # vocabulary rows per slice (None: whole vocabulary per tile)
+
+    def loss(self) -> DistillLoss:
+        return DistillLoss(self.beta, self.temperature, self.chunk_size, self.vocab_chunk)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    output_dir: str
+    teacher: ModelOptions = ModelOptions()
+    student: StudentOptions = StudentOptions()
+    data: SFTDataOptions = SFTDataOptions()
+    distill: DistillOptions = DistillOptions()
+    optim: OptimConfig = OptimConfig()  # optim.total_steps is the run length
+    train: TrainOptions = TrainOptions()
+    mesh: MeshOptions = MeshOptions()
+    export: bool = True
+
+    def __post_init__(self):
+        try:
+            self.distill.loss()
+            self.on_policy(0)
+        except ValueError as e:
+            raise InvalidInput(f"distill: {e}") from None
+        if self.distill.on_policy > 0 and self.data.packing:
+            # an on-policy batch takes one prompt per row (align.rl.distill.prompt_lengths)
+            raise InvalidInput("distill.on_policy > 0 needs data.packing: false")
+
+    def on_policy(self, pad_id: int, stop_ids: tuple[int, ...] = ()) -> OnPolicy:
+        d = self.distill
+        return OnPolicy(d.on_policy, d.max_new_tokens, d.sample_temperature, stop_ids, pad_id)
+
+
+def load_pair(config: DistillConfig):
+    """(Distiller(student, teacher), the teacher's tokenizer)."""
+    teacher, tokenizer = load_model(config.teacher)
+    s = config.student
+    if s.init == "teacher":
+        try:
+            keep = kept_layers(teacher.config.num_layers, s.keep, s.num_layers)
+        except ValueError as e:
+            raise InvalidInput(f"student: {e}") from None
+        student = student_from_teacher(teacher, keep)
+        log.info("student: teacher layers %s of %d", keep, teacher.config.num_layers)
+    else:
+        student, _ = load_model(s.model)
+    if student.config.vocab_size != teacher.config.vocab_size:
+        raise InvalidInput(
+            f"student.model {s.model.spec!r}: vocabulary {student.config.vocab_size} differs from the "
+            f"teacher's {teacher.config.vocab_size}"
+        )
+    return Distiller(student, teacher), tokenizer
+
+
+def _prepare(config: DistillConfig, pair: Distiller, tokenizer, data: StageData) -> LoopFit:
+    """The run (resumed when possible): student trainable, teacher frozen in the same state."""
+    pair.student = with_lora(pair.student, config.train)
+    run = prepare_run(
+        pair,
+        make_optimizer(config.optim),
+        distill_loss_fn(config.distill.loss()),
+        run_dir=config.output_dir,
+        train=config.train,
+        mesh=make_run_mesh(config.mesh),
+        trainable=student_only(config.train.trainable),
+        learning_rate=learning_rate_schedule(config.optim),
+        manifest={"config": to_dict(config), "model_config": pair.student.config},
+    )
+    on_policy = config.on_policy(tokenizer.pad_id, tuple(tokenizer.stop_ids))
+    run.step_fn = with_on_policy(run.step_fn, on_policy, config.train.seed)
+    run.eval_fn = make_eval_step(distill_eval_fn(config.distill.loss()))
+    pad = tokenizer.pad_id
+    held = lambda: _eval_batches(data.heldout, config, pad)  # noqa: E731
+    evaluate = held_out_eval(run, held, config.train.eval_batches) if data.heldout else None
+    return DistillFit(
+        run, _train_batches(data.train, config, pad), config.optim.total_steps, evaluate, config
+    )
+
+
+class DistillFit(LoopFit):
+    """LoopFit whose summary also counts the on-policy steps (fixed by the seed, so also across resumes)."""
+
+    def __init__(self, run, make_batches, total_steps, evaluate, config: DistillConfig):
+        super().__init__(run, make_batches, total_steps, evaluate)
+        self._on_policy = (config.train.seed, config.distill.on_policy)
+
+    def run(self):
+        result = super().run()
+        seed, fraction = self._on_policy
+        on = sum(is_on_policy(seed, k, fraction) for k in range(result.step))
+        result.summary["on_policy_steps"] = on
+        return result
+
+
+DISTILL_STAGE = StageSpec(
+    load=load_pair,
+    data=lambda config, tokenizer: load_sft_data(config.data, tokenizer),
+    prepare=_prepare,
+    export=lambda pair, tokenizer, path: export_model(pair.student, tokenizer, path),
+)
+
+
+def run_distill(config: DistillConfig) -> dict:
+    """Train (or resume, or skip if finished); returns the summary written to summary.json."""
+    return run_stage(config, DISTILL_STAGE, log)
+
+
+# ---- CLI -------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, "distill", "distill.beta=0.5 distill.on_policy=0.5 student.keep=first_n")
+
+
+def run(args) -> int:
+    return run_config_command(
+        args, DistillConfig, run_distill, ("step", "on_policy_steps", "eval_before", "eval_after", "export")
+    )
