@@ -57,6 +57,9 @@ class QuickstartConfig:
     variants: str = "configs/variants/gemma3_270m.yaml"
     eval: EvalStage = EvalStage()
     gate: GateSection = GateSection()  # release policy per variant, baseline the base model's results
+    distill: dict[str, Any] = dataclasses.field(
+        default_factory=dict
+    )  # optional nano variant: stages/distill.py
 
 
 @dataclasses.dataclass
@@ -252,9 +255,13 @@ class Pipeline:
             out.append(
                 Stage(f"variant:{v.name}", self.variant_dir(v.name) / "README.md", export, "HF export + card")
             )
-        return out
+        from pipelines.stages.distill import pipeline_stages
+
+        return out + pipeline_stages(self)
 
     def policy_dir(self, variant) -> Path:
+        if variant.source == "distill":
+            return self.out / "distill" / "export"
         return self.rl_dir(variant.name) / "export"
 
     def eval_stages(self) -> list[Stage]:
@@ -312,7 +319,7 @@ class Pipeline:
         )
 
 
-STAGE_SECTIONS = ("sft", "rlhf")  # free-form mappings, checked when their stage config is built
+STAGE_SECTIONS = ("sft", "rlhf", "distill")  # free-form mappings, checked when their stage config is built
 
 
 def load_quickstart(path: str, overrides=()) -> QuickstartConfig:
