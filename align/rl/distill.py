@@ -18,6 +18,7 @@ the sampling key depend only on (seed, step), so a resumed run makes the same ch
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 
 import jax
@@ -29,7 +30,7 @@ from align import checks
 from align.model import Decoder
 from align.rl.rollout import RolloutConfig, sample_rollout
 from align.sampling import SamplingConfig
-from align.training.distill import chunked_token_divergence, masked_mean
+from align.training.distill import chunked_token_divergence, masked_mean, sparse_topk_kl, teacher_topk
 from align.training.logprobs import chunked_token_logprobs
 from align.training.optim import trainable_filter
 
@@ -144,6 +145,43 @@ def distill_eval_fn(loss: DistillLoss):
         return value, {"loss": value, "nll": nll, "n_tokens": n, "weight": n}
 
     return loss_fn
+
+
+def sparse_loss_fn(loss: DistillLoss):
+    """loss_fn(student, batch, rng): token mean of `sparse_topk_kl` to the batch's stored teacher top-k
+    (batch["topk_ids"], batch["topk_logps"], [B, T, K]); the teacher is not needed at train time."""
+
+    def loss_fn(model: Decoder, batch, rng):
+        del rng
+        h = model.hidden(batch["tokens"], batch["positions"], batch["segment_ids"])  # [B, T, D]
+        kl = sparse_topk_kl(
+            h,
+            model.unembed_matrix(),
+            batch["topk_ids"],
+            batch["topk_logps"],
+            temperature=loss.temperature,
+            chunk_size=loss.chunk_size,
+            vocab_chunk=loss.vocab_chunk,
+            student_softcap=model.config.final_logit_softcap,
+        )
+        value, n = masked_mean(kl, batch["loss_mask"])
+        return value, {"loss": value, "n_tokens": n, "weight": n}
+
+    return loss_fn
+
+
+@functools.partial(nnx.jit, static_argnames=("k", "chunk_size"))
+def _topk(teacher: Decoder, tokens, positions, segment_ids, *, k: int, chunk_size: int):
+    h = teacher.hidden(tokens, positions, segment_ids)
+    cap = teacher.config.final_logit_softcap
+    return teacher_topk(h, teacher.unembed_matrix(), k=k, chunk_size=chunk_size, final_softcap=cap)
+
+
+def topk_targets(teacher: Decoder, batch: Mapping, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's top-k (ids, log-probs), each [B, T, K], on a batch: the sparse targets to store."""
+    args = (batch["tokens"], batch["positions"], batch["segment_ids"])
+    ids, lps = _topk(teacher, *args, k=k, chunk_size=chunk_size)
+    return np.asarray(ids), np.asarray(lps)
 
 
 @dataclasses.dataclass(frozen=True)

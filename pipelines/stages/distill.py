@@ -17,7 +17,10 @@ import argparse
 import dataclasses
 import logging
 
+import numpy as np
+
 from align import checks
+from align.data import DataOrder, batches, pad_batch
 from align.config_io import to_dict
 from align.errors import InvalidInput
 from align.hub import ModelOptions, load_model
@@ -29,8 +32,10 @@ from align.rl.distill import (
     distill_loss_fn,
     is_on_policy,
     kept_layers,
+    sparse_loss_fn,
     student_from_teacher,
     student_only,
+    topk_targets,
     with_on_policy,
 )
 from align.training import OptimConfig, make_optimizer
@@ -67,6 +72,10 @@ class DistillOptions:
     sample_temperature: float = 1.0  # the student's sampling temperature on on-policy steps
     chunk_size: int = 256  # tokens per logits tile
     vocab_chunk: int | None = None  # vocabulary rows per slice (None: whole vocabulary per tile)
+    # > 0: sparse targets: the teacher's top-k log-probs, computed in one teacher pass over the data when
+    # the run starts and kept with each sequence; training then runs the student alone (forward KL to
+    # the teacher renormalised on its top k, align.training.distill.sparse_topk_kl)
+    topk: int = 0
 
     def loss(self) -> DistillLoss:
         return DistillLoss(self.beta, self.temperature, self.chunk_size, self.vocab_chunk)
@@ -90,9 +99,16 @@ class DistillConfig:
             self.on_policy(0)
         except ValueError as e:
             raise InvalidInput(f"distill: {e}") from None
-        if self.distill.on_policy > 0 and self.data.packing:
-            # an on-policy batch takes one prompt per row (align.rl.distill.prompt_lengths)
-            raise InvalidInput("distill.on_policy > 0 needs data.packing: false")
+        if (self.distill.on_policy > 0 or self.distill.topk > 0) and self.data.packing:
+            # an on-policy batch takes one prompt per row (align.rl.distill.prompt_lengths), and stored
+            # targets one sequence per row
+            raise InvalidInput("distill.on_policy > 0 and distill.topk > 0 need data.packing: false")
+        if self.distill.topk > 0 and self.distill.on_policy > 0:
+            raise InvalidInput(
+                "distill.topk (stored teacher targets) cannot score on-policy samples: set one"
+            )
+        if self.distill.topk < 0:
+            raise InvalidInput(f"distill.topk must be >= 0, got {self.distill.topk}")
 
     def on_policy(self, pad_id: int, stop_ids: tuple[int, ...] = ()) -> OnPolicy:
         d = self.distill
@@ -122,6 +138,8 @@ def load_pair(config: DistillConfig):
 
 def _prepare(config: DistillConfig, pair: Distiller, tokenizer, data: StageData) -> LoopFit:
     """The run (resumed when possible): student trainable, teacher frozen in the same state."""
+    if config.distill.topk:
+        return _prepare_sparse(config, pair, tokenizer, data)
     pair.student = with_lora(pair.student, config.train)
     run = prepare_run(
         pair,
@@ -160,11 +178,67 @@ class DistillFit(LoopFit):
         return result
 
 
+def _with_targets(seqs, teacher, config: DistillConfig, pad: int) -> list:
+    """[(sequence, top-k ids [T, K], top-k log-probs [T, K])]: one teacher pass over `seqs`."""
+    rows, length, d = config.train.batch_size, config.data.max_length, config.distill
+    if d.topk > teacher.config.vocab_size:
+        raise InvalidInput(f"distill.topk={d.topk} exceeds the vocabulary ({teacher.config.vocab_size})")
+    out = []
+    for i in range(0, len(seqs), rows):
+        part = seqs[i : i + rows]
+        ids, lps = topk_targets(teacher, pad_batch(part, length, rows=rows, pad_id=pad), d.topk, d.chunk_size)
+        out += [(s, ids[j], lps[j]) for j, s in enumerate(part)]
+    return out
+
+
+def _sparse_collate(rows: int, length: int, pad: int, k: int):
+    def collate(items):
+        batch = pad_batch([s for s, _, _ in items], length, rows=rows, pad_id=pad)
+        ids, lps = np.zeros((rows, length, k), np.int32), np.zeros((rows, length, k), np.float32)
+        ids[: len(items)] = np.stack([i for _, i, _ in items])
+        lps[: len(items)] = np.stack([lp for _, _, lp in items])
+        return {**batch, "topk_ids": ids, "topk_logps": lps}
+
+    return collate
+
+
+def _prepare_sparse(config: DistillConfig, pair: Distiller, tokenizer, data: StageData) -> LoopFit:
+    """The run on stored top-k targets: the teacher runs once here, then only the student trains.
+
+    The targets are recomputed (deterministically) when a stopped run resumes, so resume stays exact.
+    """
+    pad, rows, length = tokenizer.pad_id, config.train.batch_size, config.data.max_length
+    train_items = _with_targets(data.train, pair.teacher, config, pad)
+    held_items = _with_targets(data.heldout, pair.teacher, config, pad)
+    loss_fn = sparse_loss_fn(config.distill.loss())
+    run = prepare_run(
+        with_lora(pair.student, config.train),
+        make_optimizer(config.optim),
+        loss_fn,
+        run_dir=config.output_dir,
+        train=config.train,
+        mesh=make_run_mesh(config.mesh),
+        learning_rate=learning_rate_schedule(config.optim),
+        manifest={"config": to_dict(config), "model_config": pair.student.config},
+    )
+    collate = _sparse_collate(rows, length, pad, config.distill.topk)
+    held = lambda: (collate(held_items[i : i + rows]) for i in range(0, len(held_items), rows))  # noqa: E731
+    evaluate = held_out_eval(run, held, config.train.eval_batches) if held_items else None
+    order = DataOrder(len(train_items), seed=config.train.seed)
+    make_batches = lambda pos: batches(train_items, order, pos, rows, collate)  # noqa: E731
+    return DistillFit(run, make_batches, config.optim.total_steps, evaluate, config)
+
+
+def _student(trained):
+    """The student of a trained pair (the sparse-target runs train the student alone)."""
+    return trained.student if isinstance(trained, Distiller) else trained
+
+
 DISTILL_STAGE = StageSpec(
     load=load_pair,
     data=lambda config, tokenizer: load_sft_data(config.data, tokenizer),
     prepare=_prepare,
-    export=lambda pair, tokenizer, path: export_model(pair.student, tokenizer, path),
+    export=lambda trained, tokenizer, path: export_model(_student(trained), tokenizer, path),
 )
 
 

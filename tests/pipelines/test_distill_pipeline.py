@@ -92,6 +92,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
         ("distill.beta=1.5", "beta"),
         ("distill.on_policy=2", "on_policy"),
         ("student.init=nope", "student.init"),
+        ("distill.topk=8", "on-policy"),  # tiny_cpu.yaml trains half its steps on-policy
     ],
 )
 def test_bad_distill_options_are_input_errors(tmp_path, override, message):
@@ -99,3 +100,25 @@ def test_bad_distill_options_are_input_errors(tmp_path, override, message):
         load_config(
             DistillConfig, CONFIGS / "distill" / "tiny_cpu.yaml", [f"output_dir={tmp_path}", override]
         )
+
+
+@needs_data
+def test_stored_top_k_of_the_whole_vocabulary_trains_as_the_dense_forward_kl(tmp_path):
+    """Sparse targets (distill.topk) with k = V are the dense forward KL: the same losses step by step,
+    with the teacher run once over the data instead of in every step."""
+    from pipelines.stages.distill import run_distill
+
+    def config(name, *extra):
+        base = [o for o in SMALL if not o.startswith(("distill.vocab_chunk", "train.checkpoint_every"))]
+        overrides = [f"output_dir={tmp_path / name}", *base, "optim.total_steps=4", "distill.beta=0",
+                     "distill.on_policy=0", "export=false", *extra]  # fmt: skip
+        return load_config(DistillConfig, CONFIGS / "distill" / "tiny_cpu.yaml", overrides)
+
+    dense = run_distill(config("dense"))
+    sparse = run_distill(config("sparse", "distill.topk=272"))  # the tiny vocabulary
+    assert sparse["eval_before"]["loss"] == pytest.approx(dense["eval_before"]["loss"], rel=1e-4)
+    assert sparse["eval_after"]["loss"] == pytest.approx(dense["eval_after"]["loss"], rel=1e-4)
+    d = [r["loss"] for r in _rows(tmp_path / "dense") if "loss" in r]
+    s = [r["loss"] for r in _rows(tmp_path / "sparse") if "loss" in r]
+    assert len(d) == 4 and s == pytest.approx(d, rel=1e-4)
+    assert sparse["eval_after"]["loss"] < sparse["eval_before"]["loss"]
