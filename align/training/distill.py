@@ -30,7 +30,8 @@ so it takes one pass over the slices. Reverse KL and JSD need log p_v and log q_
 mixture's log is not linear in them): a first pass finds both normalisers, a second sums the terms.
 Both scan bodies are rematerialised (`jax.checkpoint`), so the backward pass stores only the [C]
 carries of each slice and recomputes its [C, U] logits: peak logits memory is a few C x U float32
-tiles in both passes, against B x T x V for the plain form.
+tiles in both passes, against B x T x V for the plain form. Without `vocab_chunk` (one slice) a tile
+takes both [C, V] logits at once and needs neither pass: one logits matmul per model, not two.
 
 Sparse targets (`sparse_topk_kl`): the teacher's top-K log-probabilities stored with the data, for a
 teacher too large to run beside the student. The teacher is renormalised on its top-K support
@@ -198,13 +199,24 @@ def chunked_token_divergence(
     e_t, _ = _vocab_slices(teacher_unembed, vocab_chunk)
     slices, caps = (e_s, e_t, valid), (student_softcap, teacher_softcap)
 
-    @jax.checkpoint
-    def tile(_, x):
-        h_s, h_t = x  # [C, D_s], [C, D_t]
-        lse_t, lse_s, fkl = _online_pass(h_s, h_t, slices, caps, temperature)
-        if beta == 0.0:
-            return None, fkl
-        return None, _terms_pass(h_s, h_t, slices, caps, temperature, lse_t, lse_s, beta)
+    if e_s.shape[0] == 1:
+        # One slice: both [C, V] tiles in hand, no streaming needed; the tile is rematerialised whole.
+        @jax.checkpoint
+        def tile(_, x):
+            h_s, h_t = x  # [C, D_s], [C, D_t]
+            log_q = jax.nn.log_softmax(_slice_logits(h_s, e_s[0], caps[0], temperature), axis=-1)
+            log_p = jax.nn.log_softmax(_slice_logits(h_t, e_t[0], caps[1], temperature), axis=-1)
+            return None, jnp.sum(_divergence_terms(log_p, log_q, beta), axis=-1)
+
+    else:
+        # Not rematerialised as a whole: the slice bodies already are, and a second level would
+        # recompute every slice's logits once more in the backward pass.
+        def tile(_, x):
+            h_s, h_t = x
+            lse_t, lse_s, fkl = _online_pass(h_s, h_t, slices, caps, temperature)
+            if beta == 0.0:
+                return None, fkl
+            return None, _terms_pass(h_s, h_t, slices, caps, temperature, lse_t, lse_s, beta)
 
     _, div = jax.lax.scan(tile, None, xs)  # [n_tiles, C]
     return div.reshape(-1)[:n].reshape(B, T)
