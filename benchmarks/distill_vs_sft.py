@@ -108,7 +108,7 @@ def train(kind: str, student, teacher, train_seqs, args, pad_id):
     from align.training.step import make_eval_step
     from pipelines.stages.sft import sft_loss
 
-    loss = DistillLoss(beta=0.0, chunk_size=256, vocab_chunk=args.vocab_chunk)
+    loss = DistillLoss(beta=0.0, chunk_size=256, vocab_chunk=args.vocab_chunk or None)
     nll = sft_loss(256)
     loss_fn = distill_loss_fn(loss) if kind == "kd" else (lambda m, b, r: nll(m.student, b, r))
     optim = OptimConfig(
@@ -149,7 +149,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--gen-batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--vocab-chunk", type=int, default=65536)
+    p.add_argument("--vocab-chunk", type=int, default=0, help="0: the whole vocabulary per tile")
     p.add_argument("--scratch", default=None, help="directory for the runs' checkpoints")
     args = p.parse_args()
 
