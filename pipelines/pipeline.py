@@ -108,6 +108,9 @@ class Pipeline:
                 "repository root or pass variants=<absolute path>)"
             )
         self.variants = load_variants(config.variants).variants
+        from pipelines.stages.distill import with_nano
+
+        self.variants = with_nano(self.variants, config.distill, source)  # + nano with a `distill:` section
         self.card_inputs: dict = {}  # the comparison and gate verdicts, for the cards (stages/gate.py)
         if not self.variants:
             raise InvalidInput(f"{config.variants}: no variants configured")
@@ -118,7 +121,7 @@ class Pipeline:
         for rm in self.config.reward_models:
             warn_if_heldout_overlaps(sft, self.rm_config(rm).data, rm.name)
         trained = list(sft.sources)
-        for v in self.variants if self.config.rl_per_variant else (None,):
+        for v in self.rl_variants() if self.config.rl_per_variant else (None,):
             trained += [s.source() for s in self.rlhf_config(v).data.mixture]
         from pipelines.stages import evaluate, gate
 
@@ -238,7 +241,7 @@ class Pipeline:
         for rm in self.config.reward_models:
             run = lambda rm=rm: run_rm_training(self.rm_config(rm))
             out.append(Stage(f"rm:{rm.name}", self.rm_dir(rm) / "summary.json", run, "reward model"))
-        for v in self.variants if self.config.rl_per_variant else (None,):
+        for v in self.rl_variants() if self.config.rl_per_variant else (None,):
             run = lambda v=v: run_rlhf(self.rlhf_config(v))
             algorithm = self.config.rlhf.get("algorithm", "ppo")
             out.append(
@@ -249,15 +252,20 @@ class Pipeline:
                     algorithm,
                 )
             )
+        from pipelines.stages.distill import pipeline_stages
+
+        out += pipeline_stages(self)  # the nano variant's weights, before the evals that read them
         out += self.eval_stages()
         for v in self.variants:
             export = lambda v=v: self.export(v)
             out.append(
                 Stage(f"variant:{v.name}", self.variant_dir(v.name) / "README.md", export, "HF export + card")
             )
-        from pipelines.stages.distill import pipeline_stages
+        return out
 
-        return out + pipeline_stages(self)
+    def rl_variants(self) -> list:
+        """The variants trained by RL (a distilled variant learns from one of them instead)."""
+        return [v for v in self.variants if v.source != "distill"]
 
     def policy_dir(self, variant) -> Path:
         if variant.source == "distill":

@@ -82,6 +82,11 @@ def stage_records(pipeline, variant) -> list[StageRecord]:
     """The training record of `variant` from a pipeline's run directories (pipelines.pipeline.Pipeline):
     SFT, each reward model, then the RL run the variant's policy came from."""
 
+    if variant.source == "distill":  # the teacher variant's record, then the distillation
+        from pipelines.stages.distill import stage_records as distill_records
+
+        return distill_records(pipeline)
+
     def summary(path) -> dict:
         return read_json(path / SUMMARY) or {}
 

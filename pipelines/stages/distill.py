@@ -250,16 +250,27 @@ def run_distill(config: DistillConfig) -> dict:
 # ---- the pipeline's optional `distill:` stage: a third variant, nano ----------------------------
 
 
-def nano_spec(pipeline):
-    """(the nano VariantSpec, its teacher's): nano takes the teacher variant's template, system prompt
-    and generation settings, and its weights from the distill stage (source: distill)."""
-    name = pipeline.config.distill.get("teacher_variant", "chat")
-    teacher = next((v for v in pipeline.variants if v.name == name), None)
+def with_nano(variants: tuple, distill: dict, source: str) -> tuple:
+    """`variants` plus nano when the quickstart has a `distill:` section. nano takes its teacher
+    variant's template, system prompt and generation settings, and its weights from the distill stage
+    (source: distill), so the pipeline evaluates, gates and exports it like the others."""
+    if not distill:
+        return variants
+    _, teacher = _teacher_variant(variants, distill, source)
+    description = (
+        f"The {teacher.name} variant distilled into a student of about half its depth, for small devices."
+    )
+    nano = dataclasses.replace(teacher, name="nano", source="distill", description=description)
+    return (*variants, nano)
+
+
+def _teacher_variant(variants, distill: dict, source: str):
+    name = distill.get("teacher_variant", "chat")
+    teacher = next((v for v in variants if v.name == name and v.source != "distill"), None)
     if teacher is None:
-        names = ", ".join(v.name for v in pipeline.variants)
-        raise InvalidInput(f"{pipeline.source}: distill.teacher_variant {name!r} is not a variant ({names})")
-    description = f"The {name} variant distilled into a student of about half its depth, for small devices."
-    return dataclasses.replace(teacher, name="nano", source="distill", description=description), teacher
+        names = ", ".join(v.name for v in variants)
+        raise InvalidInput(f"{source}: distill.teacher_variant {name!r} is not a variant ({names})")
+    return name, teacher
 
 
 def pipeline_config(pipeline) -> DistillConfig:
@@ -267,7 +278,7 @@ def pipeline_config(pipeline) -> DistillConfig:
     output_dir and teacher) with the teacher variant's trained policy as the teacher."""
     from align.config_io import build
 
-    _, teacher = nano_spec(pipeline)
+    _, teacher = _teacher_variant(pipeline.variants, pipeline.config.distill, pipeline.source)
     mapping = {k: v for k, v in pipeline.config.distill.items() if k != "teacher_variant"}
     model = dataclasses.replace(pipeline.config.model, spec=str(pipeline.policy_dir(teacher)), tokenizer=None)
     fixed = {"output_dir": str(pipeline.out / "distill"), "teacher": to_dict(model)}
@@ -275,52 +286,33 @@ def pipeline_config(pipeline) -> DistillConfig:
 
 
 def pipeline_stages(pipeline) -> list:
-    """distill -> eval:nano -> variant:nano, or none when the quickstart has no `distill:` section.
-    The config is built here, before any stage runs, so that a typo fails first."""
+    """[the distill stage], or none without a `distill:` section; its eval and export are the pipeline's
+    own (nano is one of pipeline.variants). The config is built here, before any stage runs, so that a
+    typo fails first."""
     from pipelines.pipeline import Stage
 
     if not pipeline.config.distill:
         return []
     config = pipeline_config(pipeline)
-    nano, _ = nano_spec(pipeline)
-    out = [Stage("distill", pipeline.out / "distill" / "summary.json", lambda: run_distill(config), "nano")]
-    if pipeline.config.eval.enabled:
-        evals = f"safety evals ({pipeline.config.eval.suites})"
-        out.append(Stage("eval:nano", pipeline.results_file("nano"), lambda: pipeline.run_eval(nano), evals))
-    done = pipeline.variant_dir("nano") / "README.md"
-    out.append(Stage("variant:nano", done, lambda: export_nano(pipeline, config), "HF export + card"))
-    return out
+    return [Stage("distill", pipeline.out / "distill" / "summary.json", lambda: run_distill(config), "nano")]
 
 
-def export_nano(pipeline, config: DistillConfig) -> None:
-    """The nano variant as a Hugging Face directory with its card: the teacher's training record, then
-    the distillation (held-out divergence to the teacher before -> after)."""
+def stage_records(pipeline) -> list:
+    """nano's training record for its card: its teacher variant's, then the distillation (held-out
+    divergence to the teacher before -> after)."""
     from align.training.rundir import SUMMARY, read_json
     from pipelines.release.model_card import StageRecord, stage_records
-    from pipelines.release.variants import export_variant
-    from safety_evals.review.documents import load_results
 
-    nano, teacher = nano_spec(pipeline)
+    _, teacher = _teacher_variant(pipeline.variants, pipeline.config.distill, pipeline.source)
+    config = pipeline_config(pipeline)
     summary = read_json(pipeline.out / "distill" / SUMMARY) or {}
     before, after = summary.get("eval_before") or {}, summary.get("eval_after") or {}
-    kind = {0.0: "forward KL"}.get(config.distill.beta, f"JSD beta={config.distill.beta:g}")
+    kind = "forward KL" if config.distill.beta == 0 else f"JSD beta={config.distill.beta:g}"
     notes = f"{kind} to {teacher.name}, on-policy share {config.distill.on_policy:g}"
     if "loss" in before and "loss" in after:
         notes += f"; held-out divergence {before['loss']:.4f} -> {after['loss']:.4f}"
     record = StageRecord("distill", config.data.path, summary.get("step"), notes=notes)
-    model, tokenizer = load_model(ModelOptions(spec=str(pipeline.policy_dir(nano))))
-    results_file = pipeline.results_file("nano")
-    export_variant(
-        model,
-        tokenizer,
-        nano,
-        pipeline.variant_dir("nano"),
-        base_model=pipeline.config.model.spec,
-        stages=[*stage_records(pipeline, teacher), record],
-        results=load_results(results_file) if results_file.exists() else None,
-        reward_mixture=pipeline.reward(teacher).describe(),
-        rl_applied=pipeline.config.rl_per_variant,
-    )
+    return [*stage_records(pipeline, teacher), record]
 
 
 # ---- CLI -------------------------------------------------------------------------------------
