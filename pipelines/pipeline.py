@@ -57,9 +57,7 @@ class QuickstartConfig:
     variants: str = "configs/variants/gemma3_270m.yaml"
     eval: EvalStage = EvalStage()
     gate: GateSection = GateSection()  # release policy per variant, baseline the base model's results
-    distill: dict[str, Any] = dataclasses.field(
-        default_factory=dict
-    )  # optional nano variant: stages/distill.py
+    distill: dict[str, Any] = dataclasses.field(default_factory=dict)  # nano: pipelines/stages/distill.py
 
 
 @dataclasses.dataclass
@@ -96,6 +94,7 @@ class Pipeline:
 
     def __init__(self, config: QuickstartConfig, source: str = "<quickstart>"):
         from pipelines.release.variants import load_variants
+        from pipelines.stages.distill import with_nano
 
         self.config, self.source = config, source
         self.out = Path(config.output_dir)
@@ -107,10 +106,8 @@ class Pipeline:
                 f"are read from the working directory, {Path.cwd()}: run from the "
                 "repository root or pass variants=<absolute path>)"
             )
-        self.variants = load_variants(config.variants).variants
-        from pipelines.stages.distill import with_nano
-
-        self.variants = with_nano(self.variants, config.distill, source)  # + nano with a `distill:` section
+        self.variants = with_nano(load_variants(config.variants).variants, config.distill, source)
+        self.rl_variants = [v for v in self.variants if v.source != "distill"]  # nano learns from one
         self.card_inputs: dict = {}  # the comparison and gate verdicts, for the cards (stages/gate.py)
         if not self.variants:
             raise InvalidInput(f"{config.variants}: no variants configured")
@@ -121,7 +118,7 @@ class Pipeline:
         for rm in self.config.reward_models:
             warn_if_heldout_overlaps(sft, self.rm_config(rm).data, rm.name)
         trained = list(sft.sources)
-        for v in self.rl_variants() if self.config.rl_per_variant else (None,):
+        for v in self.rl_variants if self.config.rl_per_variant else (None,):
             trained += [s.source() for s in self.rlhf_config(v).data.mixture]
         from pipelines.stages import evaluate, gate
 
@@ -233,6 +230,7 @@ class Pipeline:
 
     # ---- stages -----------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
+        from pipelines.stages.distill import pipeline_stages
         from pipelines.stages.rlhf import run_rlhf
         from pipelines.stages.sft import run_sft
         from reward_models.train import run_rm_training
@@ -241,19 +239,11 @@ class Pipeline:
         for rm in self.config.reward_models:
             run = lambda rm=rm: run_rm_training(self.rm_config(rm))
             out.append(Stage(f"rm:{rm.name}", self.rm_dir(rm) / "summary.json", run, "reward model"))
-        for v in self.rl_variants() if self.config.rl_per_variant else (None,):
+        for v in self.rl_variants if self.config.rl_per_variant else (None,):
             run = lambda v=v: run_rlhf(self.rlhf_config(v))
             algorithm = self.config.rlhf.get("algorithm", "ppo")
-            out.append(
-                Stage(
-                    "rl" if v is None else f"rl:{v.name}",
-                    self.rl_dir(v and v.name) / "summary.json",
-                    run,
-                    algorithm,
-                )
-            )
-        from pipelines.stages.distill import pipeline_stages
-
+            name, done = "rl" if v is None else f"rl:{v.name}", self.rl_dir(v and v.name) / "summary.json"
+            out.append(Stage(name, done, run, algorithm))
         out += pipeline_stages(self)  # the nano variant's weights, before the evals that read them
         out += self.eval_stages()
         for v in self.variants:
@@ -262,10 +252,6 @@ class Pipeline:
                 Stage(f"variant:{v.name}", self.variant_dir(v.name) / "README.md", export, "HF export + card")
             )
         return out
-
-    def rl_variants(self) -> list:
-        """The variants trained by RL (a distilled variant learns from one of them instead)."""
-        return [v for v in self.variants if v.source != "distill"]
 
     def policy_dir(self, variant) -> Path:
         if variant.source == "distill":
