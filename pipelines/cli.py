@@ -31,7 +31,10 @@ from pathlib import Path
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("pipelines.commands.generate", "sample from a model (GGUF file, HF dir, preset name)"),
-    "convert": ("pipelines.commands.convert", "convert a GGUF / HF checkpoint to a HF safetensors directory"),
+    "convert": (
+        "pipelines.commands.convert",
+        "convert a GGUF / HF checkpoint to a HF safetensors directory or a (quantized) GGUF file",
+    ),
     "sft": ("pipelines.stages.sft", "supervised fine-tuning from a YAML config"),
     "rm": ("pipelines.stages.rm", "train a Bradley-Terry reward model from a YAML config"),
     "rlhf": ("pipelines.stages.rlhf", "RLHF (PPO or GRPO) from a YAML config"),

@@ -10,28 +10,49 @@ from align.errors import InvalidInput
 from align.model.config import ModelConfig
 from align.model.hf_config import from_hf
 
-# GGUF tensor name -> HF tensor name. The pre-MLP norm's HF name depends on the block layout.
-_NAMES = [
-    (r"token_embd\.weight", "model.embed_tokens.weight"),
-    (r"output_norm\.weight", "model.norm.weight"),
-    (r"output\.weight", "lm_head.weight"),
-    (r"blk\.(\d+)\.attn_q\.weight", "model.layers.{0}.self_attn.q_proj.weight"),
-    (r"blk\.(\d+)\.attn_k\.weight", "model.layers.{0}.self_attn.k_proj.weight"),
-    (r"blk\.(\d+)\.attn_v\.weight", "model.layers.{0}.self_attn.v_proj.weight"),
-    (r"blk\.(\d+)\.attn_output\.weight", "model.layers.{0}.self_attn.o_proj.weight"),
-    (r"blk\.(\d+)\.attn_q_norm\.weight", "model.layers.{0}.self_attn.q_norm.weight"),
-    (r"blk\.(\d+)\.attn_k_norm\.weight", "model.layers.{0}.self_attn.k_norm.weight"),
-    (r"blk\.(\d+)\.attn_norm\.weight", "model.layers.{0}.input_layernorm.weight"),
-    (r"blk\.(\d+)\.post_attention_norm\.weight", "model.layers.{0}.post_attention_layernorm.weight"),
-    (r"blk\.(\d+)\.post_ffw_norm\.weight", "model.layers.{0}.post_feedforward_layernorm.weight"),
-    (r"blk\.(\d+)\.ffn_gate\.weight", "model.layers.{0}.mlp.gate_proj.weight"),
-    (r"blk\.(\d+)\.ffn_up\.weight", "model.layers.{0}.mlp.up_proj.weight"),
-    (r"blk\.(\d+)\.ffn_down\.weight", "model.layers.{0}.mlp.down_proj.weight"),
+# GGUF tensor name <-> HF tensor name, one table for import and export ({0} is the block index).
+_L = "model.layers.{0}."
+_COMMON_NAMES = [
+    ("token_embd.weight", "model.embed_tokens.weight"),
+    ("output_norm.weight", "model.norm.weight"),
+    ("output.weight", "lm_head.weight"),
+    ("blk.{0}.attn_q.weight", _L + "self_attn.q_proj.weight"),
+    ("blk.{0}.attn_k.weight", _L + "self_attn.k_proj.weight"),
+    ("blk.{0}.attn_v.weight", _L + "self_attn.v_proj.weight"),
+    ("blk.{0}.attn_output.weight", _L + "self_attn.o_proj.weight"),
+    ("blk.{0}.attn_q_norm.weight", _L + "self_attn.q_norm.weight"),
+    ("blk.{0}.attn_k_norm.weight", _L + "self_attn.k_norm.weight"),
+    ("blk.{0}.attn_norm.weight", _L + "input_layernorm.weight"),
+    ("blk.{0}.ffn_gate.weight", _L + "mlp.gate_proj.weight"),
+    ("blk.{0}.ffn_up.weight", _L + "mlp.up_proj.weight"),
+    ("blk.{0}.ffn_down.weight", _L + "mlp.down_proj.weight"),
 ]
-_FFN_NORM = {
-    True: "model.layers.{0}.pre_feedforward_layernorm.weight",
-    False: "model.layers.{0}.post_attention_layernorm.weight",
+# The pre-MLP norm's HF name depends on the block layout (as in align.model.convert's two tables).
+NAMES = {
+    True: _COMMON_NAMES
+    + [
+        ("blk.{0}.post_attention_norm.weight", _L + "post_attention_layernorm.weight"),
+        ("blk.{0}.ffn_norm.weight", _L + "pre_feedforward_layernorm.weight"),
+        ("blk.{0}.post_ffw_norm.weight", _L + "post_feedforward_layernorm.weight"),
+    ],
+    False: _COMMON_NAMES + [("blk.{0}.ffn_norm.weight", _L + "post_attention_layernorm.weight")],
 }
+
+
+def _pattern(template: str) -> str:
+    return re.escape(template).replace(r"\{0\}", r"(\d+)")
+
+
+def rename(name: str, post_norms: bool, *, to_gguf: bool) -> str:
+    """A tensor's GGUF name from its HF name (to_gguf) or the reverse; KeyError when it has none."""
+    for gguf_name, hf_name in NAMES[post_norms]:
+        source, target = (hf_name, gguf_name) if to_gguf else (gguf_name, hf_name)
+        m = re.fullmatch(_pattern(source), name)
+        if m:
+            return target.format(*m.groups())
+    raise KeyError(name)
+
+
 _ARCH_MODEL_TYPE = {"gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3_text", "llama": "llama"}
 # GGUF stores no query scale. llama.cpp (src/llama-model.cpp, after gemma_pytorch's config.py) scales the
 # 27B models' queries by (n_embd / n_head)**-0.5 and head_dim**-0.5 otherwise; it tells 27B by block count.
@@ -120,17 +141,10 @@ def read_gguf(path: str) -> tuple[ModelConfig, dict, dict[str, np.ndarray]]:
     tensors = {}
     for t in reader.tensors:
         w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32)
-        m = re.fullmatch(r"blk\.(\d+)\.ffn_norm\.weight", t.name)
-        if m:
-            name = _FFN_NORM[config.post_norms].format(m.group(1))
-        else:
-            for pattern, target in _NAMES:
-                m = re.fullmatch(pattern, t.name)
-                if m:
-                    name = target.format(*m.groups())
-                    break
-            else:
-                raise KeyError(f"{path}: GGUF tensor {t.name!r} has no mapping")
+        try:
+            name = rename(t.name, config.post_norms, to_gguf=False)
+        except KeyError:
+            raise KeyError(f"{path}: GGUF tensor {t.name!r} has no mapping") from None
         if gemma and name.endswith("norm.weight"):
             w = w - 1.0  # llama.cpp stores Gemma's (1 + w) norm scale with the 1 folded in
         if not gemma and name.endswith(("q_proj.weight", "k_proj.weight")):
