@@ -89,7 +89,8 @@ def hf_tokenizer_fields(tokenizer) -> list[tuple]:
 
     Scores only order the merges, so -rank among the normal pieces merges as SentencePiece's own scores
     do (they decrease with the id too); specials are CONTROL and other added tokens USER_DEFINED, as
-    llama.cpp's convert writes them.
+    llama.cpp's convert writes them. On gemma3-270m this gives the embedded GGUF's tokens and types
+    exactly (tests/model/test_gguf_export_270m.py).
     """
     from gguf import GGUFValueType as V, TokenType
 
@@ -100,10 +101,15 @@ def hf_tokenizer_fields(tokenizer) -> list[tuple]:
     for i, tok in enumerate(tokens):
         if i in added:
             kind, score = (TokenType.CONTROL if added[i] else TokenType.USER_DEFINED), -1000.0
+        elif len(tok) > 1 and tok == "\u2581" * len(tok):
+            # Gemma's SentencePiece model has runs of spaces as user-defined pieces; HF's converter
+            # turns them into runs of "\u2581" in the plain vocabulary, llama.cpp keeps them literal.
+            tok, kind, score = " " * len(tok), TokenType.USER_DEFINED, -1000.0
         elif len(tok) == 6 and tok.startswith("<0x") and tok.endswith(">"):
             kind, score = TokenType.BYTE, 0.0
         else:
             kind, score, rank = TokenType.NORMAL, float(-rank), rank + 1
+        tokens[i] = tok
         types.append(int(kind))
         scores.append(score)
     ids = {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "padding": tokenizer.pad_id}
@@ -118,6 +124,7 @@ def hf_tokenizer_fields(tokenizer) -> list[tuple]:
         *((f"tokenizer.ggml.{k}_token_id", int(v), V.UINT32, None) for k, v in ids.items()),
         ("tokenizer.ggml.add_bos_token", True, V.BOOL, None),  # Gemma is trained with <bos> first
         ("tokenizer.ggml.add_eos_token", False, V.BOOL, None),
+        ("tokenizer.ggml.add_space_prefix", False, V.BOOL, None),  # Gemma 3's normalizer adds none
     ]
 
 
