@@ -9,10 +9,15 @@ torch = pytest.importorskip("torch")
 gguf = pytest.importorskip("gguf")
 pytestmark = pytest.mark.integration
 
-PROMPTS = ["The capital of France is", "def fibonacci(n):", "Safety reviewers read the dashboard because"]
-# Against the float model on PROMPTS (benchmarks/RESULTS.md, "GGUF export", has the measured figures):
-# (max |logit diff|, lowest top-1 agreement over all positions). The logits' std is ~3.
-TOLERANCE = {"q8_0": (1.0, 0.95), "q4_0": (6.0, 0.75)}
+PROMPTS = [  # benchmarks/gguf_export.py's, so its figures are this test's
+    "The capital of France is Paris, and the capital of Germany is",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n",
+    "Three facts about the ocean: 1.",
+    "Q: What is 17 * 3?\nA:",
+]
+# Against the float model on PROMPTS' 59 positions: (max |logit diff|, lowest top-1 agreement). Measured
+# 2026-12-06 (benchmarks/RESULTS.md, "GGUF export"): q8_0 1.00 and 100%, q4_0 12.2 and 78%.
+TOLERANCE = {"q8_0": (2.0, 0.95), "q4_0": (18.0, 0.65)}
 
 
 def _ours(model, ids):
