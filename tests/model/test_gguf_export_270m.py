@@ -1,6 +1,8 @@
 """Integration: gemma-3-270m exported as 8- and 4-bit GGUF, read back through our importer and through
 transformers' GGUF loader; the tokenizer metadata as the embedded GGUF has it."""
 
+import os
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -17,7 +19,9 @@ PROMPTS = [  # benchmarks/gguf_export.py's, so its figures are this test's
 ]
 # Against the float model on PROMPTS' 59 positions: (max |logit diff|, lowest top-1 agreement). Measured
 # 2026-12-06 (benchmarks/RESULTS.md, "GGUF export"): q8_0 1.00 and 100%, q4_0 12.2 and 78%.
-TOLERANCE = {"q8_0": (2.0, 0.95), "q4_0": (18.0, 0.65)}
+# CI checks q8_0 only: the gguf package's numpy Q4_0 quantizer takes ~10 minutes for this model on a
+# 2-core CPU (tests/model/test_gguf_export.py round-trips q4_0 on a tiny model); ALIGN_GGUF_Q4=1 adds it.
+TOLERANCE = {"q8_0": (2.0, 0.95)} | ({"q4_0": (18.0, 0.65)} if os.environ.get("ALIGN_GGUF_Q4") else {})
 
 
 def _ours(model, ids):
