@@ -78,6 +78,7 @@ SUITES: dict[str, dict[str, MetricDef]] = {
         "hedging_balanced_accuracy": _RATE,
         "hedge_rate_unanswerable": _RATE,
         "false_hedge_rate_answerable": _BAD_RATE,
+        "answer_accuracy_answerable": _RATE,
     },
     "attribution": {
         "ais": _RATE,

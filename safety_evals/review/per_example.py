@@ -214,13 +214,18 @@ FACTUALITY = SuiteRecipe(
 )
 
 HEDGING = SuiteRecipe(
-    lambda ex: {"answerable": _flag(_extra(ex, "answerable")), "hedged": _labels(ex) == "hedge"},
+    lambda ex: {
+        "answerable": _flag(_extra(ex, "answerable")),
+        "hedged": _labels(ex) == "hedge",
+        "correct": _flag(_extra(ex, "correct", False)),
+    },
     {
         "hedging_balanced_accuracy": MetricRecipe(
             lambda c: balanced_accuracy(~c["answerable"], c["hedged"].astype(bool))
         ),
         "hedge_rate_unanswerable": MetricRecipe(lambda c: _mean(c["hedged"]), lambda c: ~c["answerable"]),
         "false_hedge_rate_answerable": MetricRecipe(lambda c: _mean(c["hedged"]), lambda c: c["answerable"]),
+        "answer_accuracy_answerable": MetricRecipe(lambda c: _mean(c["correct"]), lambda c: c["answerable"]),
     },
 )
 

@@ -157,8 +157,9 @@ def score(
             label="hedge" if h else "answer",
             metric="hedging_balanced_accuracy",
             answerable=q.answerable,
+            correct=bool(c),  # answer_accuracy_answerable's per-example value (compare pairs it)
         )
-        for q, o, h in zip(qs, outs, hedged)
+        for q, o, h, c in zip(qs, outs, hedged, correct)
     ]
     return SuiteResult(info, metrics(answerable, hedged, correct), examples, record(judge))
 
