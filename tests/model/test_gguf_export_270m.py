@@ -29,6 +29,12 @@ def _ours(model, ids):
     return np.asarray(model(jnp.asarray([ids]), jnp.arange(T)[None], jnp.ones((1, T), jnp.int32)).logits[0])
 
 
+@pytest.mark.skipif(
+    not os.environ.get("ALIGN_GGUF_270M"),
+    reason="writing and reading back gemma3-270m as GGUF takes minutes of numpy quantizing on 2 cores; CI "
+    "runs the tiny-model round trips (test_gguf_export.py); ALIGN_GGUF_270M=1 runs this one "
+    "(benchmarks/gguf_export.py measures the same)",
+)
 def test_gemma3_270m_exports_read_back(tmp_path):
     import transformers
 
