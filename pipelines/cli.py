@@ -108,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         top.error(f"unknown command {name!r}; choose from: {', '.join(COMMANDS)}")
     module_name, help_ = COMMANDS[name]
-    if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("ALIGN_DISTRIBUTED") == "1":
-        from align.model.sharding import initialize_distributed  # before any device is touched
+    if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("ALIGN_DISTRIBUTED"):
+        from align import distributed  # before any device is touched (docs/multihost.md)
 
-        initialize_distributed()
+        distributed.initialize()
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(
         prog=f"align {name}",

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from align import distributed
 from align.errors import InvalidInput, MissingInput, RunStopped, stop_exit_code
 from align.hub import ModelOptions, load_model
 from align.training.rundir import SUMMARY, read_json
@@ -365,7 +366,9 @@ def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stre
             report["gate"] = result  # {variant: {"passed", "failed"}}
         print(f"{head}: finished in {seconds:.0f}s -> {stage.output.parent}", file=stream, flush=True)
     report["total_seconds"] = time.perf_counter() - t_all
-    (pipeline.out / "pipeline.json").write_text(json.dumps(report, indent=2))
+    if distributed.is_primary():
+        (pipeline.out / "pipeline.json").write_text(json.dumps(report, indent=2))
+    distributed.barrier("pipeline-report")
     return report
 
 

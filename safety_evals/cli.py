@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from align import distributed
 from align.errors import InvalidInput
 from safety_evals import api, results
 
@@ -156,7 +157,9 @@ def summary(doc: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     doc = api.run_eval(options(args))
-    results.write_atomic(args.out, doc)
+    if distributed.is_primary():  # every process evaluated; one writes
+        results.write_atomic(args.out, doc)
+    distributed.barrier("eval-results")
     print(summary(doc))
     print(f"wrote {args.out}")
     return 0 if all(s["status"] == "ok" for s in doc["suites"].values()) else 1

@@ -78,17 +78,25 @@ def batches(
     collate: Callable[[list[Any]], Batch],
     *,
     epochs: int | None = None,
+    take: slice | None = None,
 ) -> Iterator[tuple[Batch, Position]]:
-    """collate(batch_size examples) in `order` from `position`; a finite run's last batch may be short."""
+    """collate(batch_size examples) in `order` from `position`; a finite run's last batch may be short.
+
+    take: the rows of each batch this process feeds (align.training.feed.local_rows): only those
+    examples are read from `dataset` and collated, the batch is still `batch_size` examples long, so
+    every process walks the same global order."""
     if len(dataset) != order.n:
         raise ValueError(f"dataset has {len(dataset)} examples, the order {order.n}")
-    items, after = [], position or order.start()
+    lo, hi = (0, batch_size) if take is None else (take.start, take.stop)
+    items, seen, after = [], 0, position or order.start()
     for index, after in order.stream(position, epochs):
-        items.append(dataset[index])
-        if len(items) == batch_size:
+        if lo <= seen < hi:
+            items.append(dataset[index])
+        seen += 1
+        if seen == batch_size:
             yield collate(items), after
-            items = []
-    if items:
+            items, seen = [], 0
+    if seen:
         yield collate(items), after
 
 
@@ -101,23 +109,31 @@ def packed_batches(
     *,
     pad_id: int = 0,
     epochs: int | None = None,
+    take: slice | None = None,
 ) -> Iterator[tuple[Batch, Position]]:
     """Pack documents in `order`, first-fit, into [rows, length] batches.
 
     A batch closes when the next document fits in none of its rows; that document opens the next
     batch, and the yielded position points at it, so a resumed run packs exactly the same rows.
+    take: the rows this process lays out (as in `batches`); the packing itself is global.
     """
     if len(dataset) != order.n:
         raise ValueError(f"dataset has {len(dataset)} examples, the order {order.n}")
+    take = slice(0, rows) if take is None else take
+
+    def emit(packer: RowPacker, docs: list) -> Batch:
+        mine = packer.rows[take.start : take.stop]
+        return layout([[docs[i] for i in r] for r in mine], take.stop - take.start, length, pad_id)
+
     packer, docs = RowPacker(length, rows), []
     before = position or order.start()
     for index, after in order.stream(position, epochs):
         doc = dataset[index]
         if not packer.add(len(docs), len(doc)):
-            yield layout([[docs[i] for i in r] for r in packer.rows], rows, length, pad_id), before
+            yield emit(packer, docs), before
             packer, docs = RowPacker(length, rows), []
             packer.add(0, len(doc))
         docs.append(doc)
         before = after
     if docs:
-        yield layout([[docs[i] for i in r] for r in packer.rows], rows, length, pad_id), before
+        yield emit(packer, docs), before

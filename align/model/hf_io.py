@@ -12,6 +12,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from align import distributed
 from align.errors import InvalidInput, MissingInput
 from align.model.config import ModelConfig
 from align.model.convert import hf_to_params, params_to_hf
@@ -84,20 +85,31 @@ def save_hf_dir(
 
     The files are written to a temporary sibling directory that then replaces `path` whole: a crash
     leaves the previous export intact, and no file of it (a stale shard index, say) survives a re-export.
+
+    In a multi-process run every process calls it: the parameters are gathered from all hosts (FSDP
+    spreads them), process 0 writes, and the others wait until the directory is in place.
     """
     path = Path(path)
     if dtype not in EXPORT_DTYPES:
         raise InvalidInput(f"export dtype {dtype!r}: expected one of {sorted(EXPORT_DTYPES)}")
+    flat = flat_params(model)
+    params = {k: distributed.host_array(flat[k]).astype(np.float32) for k in sorted(flat)}  # a collective
+    if distributed.is_primary():
+        _write_replacing(model.config, params, path, tokenizer, generation_config, max_shard_bytes, dtype)
+    distributed.barrier("hf-export")
+    return path
+
+
+def _write_replacing(config, params, path: Path, tokenizer, generation_config, max_shard_bytes, dtype):
     _check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp's 0o700 would make the export private
-        _write_hf_dir(model, tmp, tokenizer, generation_config, max_shard_bytes, dtype)
+        _write_hf_dir(config, params, tmp, tokenizer, generation_config, max_shard_bytes, dtype)
         _replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already unless writing failed
-    return path
 
 
 def _check_replaceable(path: Path) -> None:
@@ -131,12 +143,17 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 
 def _write_hf_dir(
-    model: Decoder, path: Path, tokenizer, generation_config: dict | None, max_shard_bytes: int, dtype: str
+    config: ModelConfig,
+    params: dict[str, np.ndarray],
+    path: Path,
+    tokenizer,
+    generation_config: dict | None,
+    max_shard_bytes: int,
+    dtype: str,
 ) -> None:
     from safetensors.numpy import save_file
 
-    config: ModelConfig = model.config
-    tensors = params_to_hf({k: np.asarray(v, np.float32) for k, v in flat_params(model).items()}, config)
+    tensors = params_to_hf(params, config)
     # Rounded once, from the float32 tensors, at the very end: safetensors stores a numpy bfloat16
     # array as BF16.
     tensors = {k: v.astype(EXPORT_DTYPES[dtype]) for k, v in tensors.items()}

@@ -115,25 +115,3 @@ def sharded_init(make_model, mesh: Mesh, rules=LOGICAL_RULES) -> nnx.Module:
 
     state = jax.jit(init, out_shardings=shardings)()
     return nnx.merge(graphdef, state)
-
-
-def initialize_distributed() -> bool:
-    """Join a multi-host JAX runtime when this process is one of several; a no-op on one host.
-
-    On a TPU slice `jax.distributed.initialize()` discovers its peers by itself (set ALIGN_DISTRIBUTED=1);
-    elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID on every host.
-    Must run before anything touches a device. Returns whether it initialised.
-    """
-    import os
-
-    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        jax.distributed.initialize(
-            coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
-            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-            process_id=int(os.environ["JAX_PROCESS_ID"]),
-        )
-        return True
-    if os.environ.get("ALIGN_DISTRIBUTED") == "1":
-        jax.distributed.initialize()
-        return True
-    return False

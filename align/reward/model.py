@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from align import distributed
 from align.errors import InvalidInput, MissingInput
 from align.model import Decoder
 from align.model.heads import ScoreModel
@@ -72,12 +73,11 @@ def save_reward_model(model: ScoreModel, path: str | os.PathLike, *, tokenizer=N
     """Write `model` as a HF sequence-classification directory (see the module docstring).
 
     tokenizer: an align.data.Tokenizer or HF tokenizer (its files are saved and its pad id recorded).
+    Every process of a multi-process run calls it (the weights are gathered); process 0 writes.
     """
-    from safetensors.numpy import save_file
-
     from align.model.hf_io import save_hf_dir
 
-    bias = float(jax.device_get(model.head.b[...]))
+    bias = float(distributed.host_array(model.head.b[...]))
     if bias != 0.0:
         raise ValueError(
             f"reward head bias is {bias}, but HF's score layer has no bias; train with the bias "
@@ -88,12 +88,22 @@ def save_reward_model(model: ScoreModel, path: str | os.PathLike, *, tokenizer=N
     if family not in SEQ_CLS_ARCHITECTURES:
         raise ValueError(f"no HF sequence-classification architecture for family {family!r}")
     hf_tok = getattr(tokenizer, "hf", tokenizer)
-    path = save_hf_dir(backbone, path, tokenizer=hf_tok, max_shard_bytes=1 << 62)
+    score = distributed.host_array(model.head.w[...]).astype(np.float32)[None, :]  # [1, D]
+    path = save_hf_dir(backbone, path, tokenizer=hf_tok, max_shard_bytes=1 << 62)  # every process
+    if distributed.is_primary():
+        _add_score_head(path, score, tokenizer, hf_tok, family)
+    distributed.barrier("reward-export")
+    return path
+
+
+def _add_score_head(path: Path, score: np.ndarray, tokenizer, hf_tok, family: str) -> None:
+    """The score layer as a second shard of the export save_hf_dir wrote, and a classifier config.json."""
+    from safetensors.numpy import save_file
+
     # One shard for the backbone, one for the head, joined by an index: transformers reads a lone
     # model.safetensors before any index, so the backbone file must not keep that name.
     backbone_file, score_file = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
     os.replace(path / "model.safetensors", path / backbone_file)
-    score = np.asarray(jax.device_get(model.head.w[...]), np.float32)[None, :]  # [1, D]
     save_file({"score.weight": score}, str(path / score_file), metadata={"format": "pt"})
     from safetensors import safe_open
 
@@ -117,7 +127,6 @@ def save_reward_model(model: ScoreModel, path: str | os.PathLike, *, tokenizer=N
         pad_token_id=pad_id if pad_id is not None else config.get("pad_token_id", 0),
     )
     (path / "config.json").write_text(json.dumps(config, indent=2))
-    return path
 
 
 def is_reward_model_dir(path: str | os.PathLike) -> bool:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from align import checks
@@ -79,7 +80,12 @@ class LoopResult:
 def count_tokens(batch: Mapping[str, Any]) -> int:
     """Non-padding tokens of a batch (segment_ids != 0); 0 when the batch has no segment ids."""
     seg = batch.get("segment_ids")
+    if isinstance(seg, jax.Array) and not seg.is_fully_addressable:
+        return int(_count_nonzero(seg))  # a global batch spread over hosts: counted on the mesh
     return 0 if seg is None else int(np.count_nonzero(np.asarray(seg)))
+
+
+_count_nonzero = jax.jit(jnp.count_nonzero)
 
 
 @contextlib.contextmanager

@@ -135,9 +135,16 @@ def open_metrics_writer(
     """The writers `report_to` names: run_dir/metrics.jsonl, run_dir/tb/, a Weights & Biases run.
 
     W&B reads WANDB_PROJECT (default "align"), WANDB_MODE (offline: files under run_dir/wandb only) and
-    its API key from the environment; the run is named after run_dir and gets `config`."""
+    its API key from the environment; the run is named after run_dir and gets `config`.
+
+    Only process 0 of a multi-process run writes (the metrics are the same global means on every
+    process); the others get a writer that writes nothing."""
+    from align import distributed
+
     run_dir = Path(run_dir)
     check_report_to(report_to)
+    if not distributed.is_primary():
+        return MetricsWriter(None)
     wandb_run = None
     if "wandb" in report_to:
         import wandb

@@ -29,7 +29,9 @@ from typing import Any, Protocol
 
 import jax
 
+from align import distributed
 from align.config_io import write_config
+from align.training.feed import global_batches, global_eval_batches
 from align.training.loop import LoopConfig
 from align.training.options import TrainOptions
 from align.training.run import Run, evaluate, fit
@@ -124,7 +126,12 @@ class LoopFit:
     def run(self) -> FitResult:
         run = self._run
         self.start = None  # the loop donates the starting state's buffers
-        result = fit(run, self.make_batches, loop_config(run.train, self.total_steps), self.evaluate)
+        rows = run.train.batch_size
+
+        def make_batches(position):  # each process's rows -> global arrays
+            return global_batches(self.make_batches(position), run.mesh, rows)
+
+        result = fit(run, make_batches, loop_config(run.train, self.total_steps), self.evaluate)
         run.checkpointer.close()
         return FitResult(
             step=result.step,
@@ -137,8 +144,15 @@ class LoopFit:
 
 
 def held_out_eval(run: Run, batches: Callable[[], Iterator], limit: int | None):
-    """evaluate(state): the loss's weighted metrics over the held-out `batches()` (at most `limit`)."""
-    return lambda state: evaluate(run.eval_fn, state, batches(), limit)
+    """evaluate(state): the loss's weighted metrics over the held-out `batches()` (at most `limit`);
+    `batches()` yields this process's rows of each [train.batch_size, ...] batch."""
+
+    def held_out(state):
+        return evaluate(
+            run.eval_fn, state, global_eval_batches(batches(), run.mesh, run.train.batch_size), limit
+        )
+
+    return held_out
 
 
 def final_eval(result: FitResult, evaluate: Callable[[Any], Mapping] | None) -> dict | None:
@@ -161,7 +175,10 @@ def write_eval_before(out: Path, train: TrainOptions, prepared: Fit) -> None:
     path = out / EVAL_BEFORE
     if prepared.evaluate is None or not train.eval_before or path.exists():
         return
-    write_json(path, {"step": prepared.start_step, **prepared.evaluate(prepared.start)})
+    metrics = prepared.evaluate(prepared.start)  # on every process: the batches span all of them
+    if distributed.is_primary():
+        write_json(path, {"step": prepared.start_step, **metrics})
+    distributed.barrier("eval-before")
 
 
 def run_stage(config: StageConfig, spec: StageSpec, log: logging.Logger) -> dict:
@@ -170,7 +187,8 @@ def run_stage(config: StageConfig, spec: StageSpec, log: logging.Logger) -> dict
     if (done := finished_summary(out, log)) is not None:
         return done
     out.mkdir(parents=True, exist_ok=True)
-    write_config(out, config)
+    if distributed.is_primary():  # run files: process 0 writes, the others read (a shared directory)
+        write_config(out, config)
     model, tokenizer = spec.load(config)
     data = spec.data(config, tokenizer)
     log.info("data: %s", data.report)
@@ -192,8 +210,10 @@ def run_stage(config: StageConfig, spec: StageSpec, log: logging.Logger) -> dict
         "eval_after": final_eval(result, prepared.evaluate),
         "train_last": next((r for r in reversed(result.logs) if "loss" in r), None),
     }
-    if config.export:
+    if config.export:  # every process: the export gathers parameters spread over hosts
         spec.export(result.model(), tokenizer, out / "export")
         summary["export"] = str(out / "export")
-    write_json(out / SUMMARY, summary)
+    if distributed.is_primary():
+        write_json(out / SUMMARY, summary)
+    distributed.barrier("summary")  # no process reports done before summary.json exists
     return summary

@@ -200,6 +200,7 @@ def export_variant(
     that the variant's own RL prompt mixture and reward weights were not used);
     comparison / verdicts: the run's before/after document and gate verdicts (model_card.render_card).
     """
+    from align import distributed
     from align.model.hf_io import save_hf_dir
     from align.training.lora import LoRADecoder, merge_lora
 
@@ -230,5 +231,7 @@ def export_variant(
         verdicts=verdicts,
         export_dtype=spec.dtype,
     )
-    (out / "README.md").write_text(card)
+    if distributed.is_primary():  # save_hf_dir ran on every process (it gathers the weights)
+        (out / "README.md").write_text(card)
+    distributed.barrier("model-card")
     return out

@@ -24,6 +24,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from align import distributed
 from align.config_io import build
 from align.hub import ModelOptions
 
@@ -118,7 +119,9 @@ def run_eval(pipeline, target: EvalTarget) -> dict | None:
     options = eval_options(pipeline, target)
     lm = _base_lm(pipeline, options) if target.label == "base" else None
     doc = api.run_eval(options) if lm is None else api.run_eval(options, lm=lm)
-    results.write_atomic(target.file, doc)
+    if distributed.is_primary():  # every process evaluated; one writes
+        results.write_atomic(target.file, doc)
+    distributed.barrier("eval-results")
     if all(s["status"] == "ok" for s in doc["suites"].values()):
         return None
     return failed_suites(target.file)

@@ -38,6 +38,7 @@ from align.data.splits import SplitOptions, heldout_split
 from align.errors import InvalidInput
 from align.hub import ModelOptions, load_model
 from align.training import OptimConfig, chunked_weighted_nll, make_optimizer
+from align.training.feed import local_rows
 from align.training.optim import learning_rate_schedule
 from align.training.options import MeshOptions, TrainOptions, make_run_mesh
 from align.training.run import prepare_run, with_lora
@@ -161,21 +162,30 @@ def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer, out_dir: str | 
     return StageData(out[0], out[1], report)
 
 
-def _train_batches(seqs, config: SFTConfig, pad_id: int):
+def _train_batches(seqs, config: SFTConfig, pad_id: int, take: slice | None = None):
+    """make_batches(position): this process's `take` rows (default all) of every [batch_size,
+    max_length] batch."""
     rows, length = config.train.batch_size, config.data.max_length
+    take = slice(0, rows) if take is None else take
     order = DataOrder(len(seqs), seed=config.train.seed)
     if config.data.packing:
-        return lambda pos: packed_batches(seqs, order, pos, rows, length, pad_id=pad_id)
+        return lambda pos: packed_batches(seqs, order, pos, rows, length, pad_id=pad_id, take=take)
+    mine = take.stop - take.start
     return lambda pos: batches(
-        seqs, order, pos, rows, lambda b: pad_batch(b, length, rows=rows, pad_id=pad_id)
+        seqs, order, pos, rows, lambda b: pad_batch(b, length, rows=mine, pad_id=pad_id), take=take
     )
 
 
-def _eval_batches(seqs, config: SFTConfig, pad_id: int):
+def _eval_batches(seqs, config: SFTConfig, pad_id: int, take: slice | None = None):
     rows, length = config.train.batch_size, config.data.max_length
-    collate = pack_batch if config.data.packing else pad_batch
+    take = slice(0, rows) if take is None else take
     for i in range(0, len(seqs), rows):
-        yield collate(seqs[i : i + rows], length, rows=rows, pad_id=pad_id)
+        chunk = seqs[i : i + rows]
+        if config.data.packing:
+            batch = pack_batch(chunk, length, rows=rows, pad_id=pad_id)
+            yield {k: v[take] for k, v in batch.items()}  # packing spans the whole chunk
+        else:
+            yield pad_batch(chunk[take], length, rows=take.stop - take.start, pad_id=pad_id)
 
 
 def _prepare(config: SFTConfig, model, tokenizer, data: StageData) -> LoopFit:
@@ -190,10 +200,10 @@ def _prepare(config: SFTConfig, model, tokenizer, data: StageData) -> LoopFit:
         learning_rate=learning_rate_schedule(config.optim),
         manifest={"config": to_dict(config), "model_config": model.config},
     )
-    pad = tokenizer.pad_id
-    held = lambda: _eval_batches(data.heldout, config, pad)  # noqa: E731
+    pad, take = tokenizer.pad_id, local_rows(run.mesh, config.train.batch_size)
+    held = lambda: _eval_batches(data.heldout, config, pad, take)  # noqa: E731
     evaluate = held_out_eval(run, held, config.train.eval_batches) if data.heldout else None
-    return LoopFit(run, _train_batches(data.train, config, pad), config.optim.total_steps, evaluate)
+    return LoopFit(run, _train_batches(data.train, config, pad, take), config.optim.total_steps, evaluate)
 
 
 def _load(config: SFTConfig):

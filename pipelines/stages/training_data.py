@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from align import checks
+from align.distributed import is_primary
 from align.data.sources import check_format, read_source
 from align.errors import InvalidInput
 
@@ -87,8 +88,9 @@ def write_split_records(out: str | Path, records: dict) -> Path | None:
     if not records:
         return None
     path = Path(out) / SPLITS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(records, indent=1))
+    if is_primary():  # every process reads the same sources; one writes the record
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(records, indent=1))
     return path
 
 
