@@ -91,7 +91,10 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> ProcessSettings | 
 
 def initialize(settings: ProcessSettings | None = None) -> bool:
     """Join the multi-process runtime (`settings`, else `settings_from_env()`); a no-op when neither asks
-    for one. Must run before anything touches a device. Returns whether it joined."""
+    for one. Must run before anything touches a device. Returns whether it joined (or had joined: a
+    second call, e.g. a second command in one process, is a no-op)."""
+    if jax.distributed.is_initialized():
+        return True
     settings = settings_from_env() if settings is None else settings
     if settings is None:
         return False

@@ -29,6 +29,7 @@ from align.reward import (
 from align.training import OptimConfig, make_optimizer
 from align.training.optim import excluding, learning_rate_schedule, trainable_filter
 from align.training.options import MeshOptions, TrainOptions, make_run_mesh
+from align.training.feed import local_rows
 from align.training.run import prepare_run, with_lora
 from align.training.stage import FitResult, LoopFit, StageData, StageSpec, run_stage
 from reward_models.data import RMData, RMDataOptions, load_pairs
@@ -154,8 +155,9 @@ def _prepare_finetune(config: RMConfig, model, tokenizer, data: StageData) -> Lo
     )
     rows, length, pad = config.train.batch_size, config.data.max_length, tokenizer.pad_id
     order = DataOrder(len(data.train), seed=config.train.seed)
-    collate = lambda b: preference_batch(b, length, rows=rows, pad_id=pad)  # noqa: E731
-    make_batches = lambda position: batches(data.train, order, position, rows, collate)  # noqa: E731
+    take = local_rows(run.mesh, rows)  # this process's rows of every batch
+    collate = lambda b: preference_batch(b, length, rows=take.stop - take.start, pad_id=pad)  # noqa: E731
+    make_batches = lambda position: batches(data.train, order, position, rows, collate, take=take)  # noqa: E731
     evaluate = _evaluator(data, config, pad, rows, of_state=True)
     return LoopFit(run, make_batches, config.optim.total_steps, evaluate)
 

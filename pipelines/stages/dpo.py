@@ -34,6 +34,7 @@ from align.rl.dpo import DPOConfig, dpo_loss_fn, precompute_reference, with_refe
 from align.training import OptimConfig, make_optimizer
 from align.training.optim import learning_rate_schedule
 from align.training.options import MeshOptions, TrainOptions, make_run_mesh
+from align.training.feed import local_rows
 from align.training.run import prepare_run, with_lora
 from align.training.stage import LoopFit, StageData, StageSpec, held_out_eval, run_stage
 from align.config_io import to_dict
@@ -67,19 +68,20 @@ def frozen_copy(model):
     return nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
 
 
-def _collate(rows: int, length: int, pad_id: int):
-    """Items are (pair, ref_logps [P] or None) -> a [B, P, T] batch (+ ref_logps [B, P]).
+def _collate(rows: int, length: int, pad_id: int, with_ref: bool):
+    """Items are (pair, ref_logps [P] or None) -> a [B, P, T] batch (+ ref_logps [B, P] when with_ref).
 
     A short batch (the held-out set's last) is padded to `rows`; pair_mask [B] marks the real pairs so
-    that the padding rows count in no loss or metric (align.rl.dpo.dpo_loss_fn).
+    that the padding rows count in no loss or metric (align.rl.dpo.dpo_loss_fn). `rows` is this
+    process's share of a batch (align.training.feed.local_rows), which may hold no pair at all.
     """
 
     def collate(items):
         batch = preference_batch([p for p, _ in items], length, rows=rows, pad_id=pad_id)
         batch["pair_mask"] = (np.arange(rows) < len(items)).astype(np.float32)
-        if items[0][1] is not None:
+        if with_ref:
             ref = np.zeros((rows, 2), np.float32)
-            ref[: len(items)] = np.stack([r for _, r in items])
+            ref[: len(items)] = np.asarray([r for _, r in items], np.float32).reshape(-1, 2)
             batch["ref_logps"] = ref
         return batch
 
@@ -91,7 +93,7 @@ def _with_ref(pairs, reference, config: DPORunConfig, pad_id: int, precompute: b
     if not precompute or not pairs:
         return [(p, None) for p in pairs]
     rows, length = config.train.batch_size, config.data.max_length
-    collate = _collate(rows, length, pad_id)
+    collate = _collate(rows, length, pad_id, with_ref=False)
     chunks = [collate([(p, None) for p in pairs[i : i + rows]]) for i in range(0, len(pairs), rows)]
     ref = precompute_reference(reference, chunks, config.dpo.logprob_chunk)  # [N rounded up, P]
     return list(zip(pairs, ref[: len(pairs)]))
@@ -116,11 +118,18 @@ def _prepare(config: DPORunConfig, model, tokenizer, data: StageData) -> LoopFit
     )
     if not config.precompute_reference:
         run.step_fn = with_reference(run.step_fn, reference, config.dpo.logprob_chunk)
-    collate = _collate(rows, length, pad)
-    held = lambda: (collate(held_items[i : i + rows]) for i in range(0, len(held_items), rows))  # noqa: E731
+    take = local_rows(run.mesh, rows)  # this process's rows of every batch
+    mine = take.stop - take.start
+    held_collate = _collate(mine, length, pad, with_ref=True)
+    held = (
+        lambda: (  # noqa: E731
+            held_collate(held_items[i : i + rows][take]) for i in range(0, len(held_items), rows)
+        )
+    )
     evaluate = held_out_eval(run, held, config.train.eval_batches) if held_items else None
     order = DataOrder(len(train_items), seed=config.train.seed)
-    make_batches = lambda pos: batches(train_items, order, pos, rows, collate)  # noqa: E731
+    collate = _collate(mine, length, pad, with_ref=config.precompute_reference and bool(train_items))
+    make_batches = lambda pos: batches(train_items, order, pos, rows, collate, take=take)  # noqa: E731
     return LoopFit(run, make_batches, config.optim.total_steps, evaluate)
 
 
