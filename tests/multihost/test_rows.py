@@ -1,0 +1,73 @@
+"""Each process's rows of a batch, in one process: the blocks the processes collate join into exactly the
+batch one process builds, for padded and packed batches, at every data position."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from align import distributed
+from align.data import DataOrder, batches, pad_batch, packed_batches
+from align.data.sequences import Tokenized
+from align.model.sharding import MeshConfig, batch_sharding, make_mesh
+from align.training.feed import local_rows, to_global
+
+ROWS, LENGTH = 8, 16
+
+
+def documents(n: int = 29) -> list[Tokenized]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        k = int(rng.integers(2, 9))
+        out.append(Tokenized(np.arange(3, 3 + k, dtype=np.int32) + i, np.ones(k, bool)))
+    return out
+
+
+def blocks(processes: int) -> list[slice]:
+    per = ROWS // processes
+    return [slice(p * per, (p + 1) * per) for p in range(processes)]
+
+
+def padded(docs, order, position, take=None):
+    rows = ROWS if take is None else take.stop - take.start
+    collate = lambda b: pad_batch(b, LENGTH, rows=rows)  # noqa: E731
+    return batches(docs, order, position, ROWS, collate, epochs=2, take=take)
+
+
+def packed(docs, order, position, take=None):
+    return packed_batches(docs, order, position, ROWS, LENGTH, epochs=2, take=take)
+
+
+@pytest.mark.parametrize("make", [padded, packed], ids=["padded", "packed"])
+@pytest.mark.parametrize("processes", [2, 4])
+def test_process_blocks_join_into_the_single_process_batch(make, processes):
+    docs, order = documents(), DataOrder(29, seed=3)
+    whole = list(make(docs, order, None))
+    assert len(whole) >= 3  # several batches, the last one short (29 documents over 2 epochs)
+    parts = [list(make(docs, order, None, take)) for take in blocks(processes)]
+    for i, (batch, position) in enumerate(whole):
+        assert all(p[i][1] == position for p in parts)  # every process walks the same order
+        for key in batch:
+            np.testing.assert_array_equal(np.concatenate([p[i][0][key] for p in parts]), batch[key])
+    # and from a resumed position
+    resumed = whole[1][1]
+    again = [list(make(docs, order, resumed, take)) for take in blocks(processes)]
+    for i, (batch, _) in enumerate(whole[2:]):
+        np.testing.assert_array_equal(np.concatenate([p[i][0]["tokens"] for p in again]), batch["tokens"])
+    assert all(len(p) == len(whole) - 2 for p in again)
+
+
+def test_one_process_feeds_every_row_unchanged():
+    mesh = make_mesh(MeshConfig(data=2, fsdp=4))
+    assert local_rows(mesh, ROWS) == slice(0, ROWS)
+    assert distributed.process_rows(batch_sharding(mesh, 1), ROWS) == slice(0, ROWS)
+    batch = {"tokens": np.arange(ROWS * 3).reshape(ROWS, 3)}
+    assert to_global(batch, mesh, ROWS) is batch  # the jitted step places numpy batches itself
+
+
+def test_host_array_reads_a_sharded_array_whole():
+    mesh = make_mesh(MeshConfig(data=1, fsdp=8))
+    x = jax.device_put(np.arange(64.0).reshape(8, 8), batch_sharding(mesh, 2))
+    np.testing.assert_array_equal(distributed.host_array(x), np.arange(64.0).reshape(8, 8))
