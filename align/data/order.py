@@ -121,19 +121,22 @@ def packed_batches(
         raise ValueError(f"dataset has {len(dataset)} examples, the order {order.n}")
     take = slice(0, rows) if take is None else take
 
-    def emit(packer: RowPacker, docs: list) -> Batch:
+    def emit(packer: RowPacker, docs: list[int]) -> Batch:
         mine = packer.rows[take.start : take.stop]
-        return layout([[docs[i] for i in r] for r in mine], take.stop - take.start, length, pad_id)
+        return layout([[dataset[docs[i]] for i in r] for r in mine], take.stop - take.start, length, pad_id)
 
+    # Packing needs only lengths; a dataset that knows them without tokenizing (align.data.lazy) is
+    # read only for the rows this process lays out.
+    size = getattr(dataset, "length", lambda i: len(dataset[i]))
     packer, docs = RowPacker(length, rows), []
     before = position or order.start()
     for index, after in order.stream(position, epochs):
-        doc = dataset[index]
-        if not packer.add(len(docs), len(doc)):
+        n = size(index)
+        if not packer.add(len(docs), n):
             yield emit(packer, docs), before
             packer, docs = RowPacker(length, rows), []
-            packer.add(0, len(doc))
-        docs.append(doc)
+            packer.add(0, n)
+        docs.append(index)
         before = after
     if docs:
         yield emit(packer, docs), before

@@ -13,13 +13,16 @@ order as on one process, whatever the number of processes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
 from align import distributed
+from align.data.lazy import LazySequences
+from align.data.sequences import Tokenized, TruncationStats
 from align.model.sharding import batch_sharding
 
 
@@ -50,3 +53,40 @@ def global_eval_batches(batches: Iterable[Mapping], mesh: Mesh, rows: int) -> It
     """to_global over held-out batches (which carry no data position)."""
     for batch in batches:
         yield to_global(batch, mesh, rows)
+
+
+def encode_by_process(
+    n: int,
+    encode: Callable[[int], tuple[Tokenized | None, TruncationStats]],
+    keep: Callable[[Tokenized], bool],
+) -> tuple[Sequence[Tokenized], TruncationStats]:
+    """The kept sequences of examples 0..n-1 and what truncation did, tokenizing each example once over
+    all processes: process p encodes examples p, p+P, ..., and the processes exchange only each
+    example's length (-1: dropped or not kept) and their truncation counts. The result is a
+    LazySequences that tokenizes any other sequence when a batch row of this process needs it; its
+    items, order and lengths are those of the single-process list.
+
+    encode(i) -> (sequence or None when truncation dropped it, the counts of that one example).
+    """
+    from jax.experimental import multihost_utils
+
+    P, p = jax.process_count(), jax.process_index()
+    mine, width = range(p, n, P), -(-n // P)
+    known, lengths, stats = {}, np.full(width, -1, np.int64), TruncationStats()
+    for k, i in enumerate(mine):
+        seq, counts = encode(i)
+        stats = _add(stats, counts)
+        if seq is not None and keep(seq):
+            known[i], lengths[k] = seq, len(seq)
+    counts = np.asarray(dataclasses.astuple(stats), np.int32)
+    every_length, every_count = multihost_utils.process_allgather((lengths, counts))  # [P, width], [P, F]
+    by_example = np.full(n, -1, np.int64)
+    for q in range(P):
+        by_example[q::P] = every_length[q][: len(range(q, n, P))]
+    kept = np.flatnonzero(by_example >= 0)
+    total = TruncationStats(*(int(v) for v in every_count.sum(0)))
+    return LazySequences(lambda i: encode(i)[0], kept, by_example[kept], known), total
+
+
+def _add(a: TruncationStats, b: TruncationStats) -> TruncationStats:
+    return TruncationStats(*(x + y for x, y in zip(dataclasses.astuple(a), dataclasses.astuple(b))))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 
@@ -38,7 +39,8 @@ from align.data.splits import SplitOptions, heldout_split
 from align.errors import InvalidInput
 from align.hub import ModelOptions, load_model
 from align.training import OptimConfig, chunked_weighted_nll, make_optimizer
-from align.training.feed import local_rows
+from align.distributed import process_count
+from align.training.feed import encode_by_process, local_rows
 from align.training.optim import learning_rate_schedule
 from align.training.options import MeshOptions, TrainOptions, make_run_mesh
 from align.training.run import prepare_run, with_lora
@@ -139,6 +141,27 @@ def read_examples(options: SFTDataOptions, out_dir: str | None = None) -> tuple[
     return list(records), {"rows_loaded": len(records), "rows_skipped": records.report.skipped}
 
 
+def _has_loss(seq) -> bool:
+    return bool(seq.loss_mask[1:].any())
+
+
+def _encode(part: list, tokenizer: Tokenizer, options: SFTDataOptions, by_process: bool):
+    """(sequences with a supervised token, truncation counts); by_process: each process tokenizes its
+    share and then only the rows it feeds (align.training.feed.encode_by_process), same sequences."""
+    encode = functools.partial(
+        encode_sft, tokenizer=tokenizer, max_length=options.max_length, truncation=options.truncation
+    )
+    if by_process:
+
+        def one(i):
+            seqs, stats = encode([part[i]])
+            return (seqs[0] if seqs else None), stats
+
+        return encode_by_process(len(part), one, _has_loss)
+    seqs, stats = encode(part)
+    return [s for s in seqs if _has_loss(s)], stats
+
+
 def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer, out_dir: str | None = None) -> StageData:
     """Train and held-out sequences with a report; sequences without a loss token are dropped."""
     records, report = read_examples(options, out_dir)
@@ -146,14 +169,12 @@ def load_sft_data(options: SFTDataOptions, tokenizer: Tokenizer, out_dir: str | 
     train_ex, held_ex = heldout_split(examples, options.heldout)
     out = []
     for name, part in (("train", train_ex), ("heldout", held_ex)):
-        seqs, stats = encode_sft(
-            part, tokenizer, max_length=options.max_length, truncation=options.truncation
-        )
-        kept = [s for s in seqs if s.loss_mask[1:].any()]
+        # Several processes share the training set's tokenizing; the small held-out set is whole on each.
+        kept, stats = _encode(part, tokenizer, options, by_process=name == "train" and process_count() > 1)
         report[name] = {
             "examples": len(part),
             "sequences": len(kept),
-            "dropped_no_loss": len(seqs) - len(kept),
+            "dropped_no_loss": stats.examples - stats.dropped - len(kept),
             "truncation": dataclasses.asdict(stats),
         }
         out.append(kept)

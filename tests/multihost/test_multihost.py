@@ -4,7 +4,8 @@ with 4 devices on the same global mesh (fsdp=4, so every parameter is split acro
 (c) process 1 SIGKILLed right after a checkpoint, every process restarted: the run resumes and its
     metrics.jsonl holds the single-process losses step for step;
 (a) SFT steps (the same run, 1-4 before the kill, 5-6 after): the same per-step losses and held-out
-    losses, the same exported weights (gathered from both hosts), and only process 0 wrote run files;
+    losses, the same data report (each process tokenized a share), the same exported weights
+    (gathered from both hosts), and only process 0 wrote run files;
 (b) an eval suite (CrowS-Pairs, log-likelihoods) on the export: the same results document values.
 One 2-process run serves all three: each launch costs seconds of imports and compiling.
 (d) a PPO iteration: `ppo_iteration_case` below is the hook, to be filled when RLHF runs on the mesh.
@@ -170,6 +171,8 @@ def test_sft_matches_one_process_and_only_process_0_writes(single, multi):
     root, _, _ = multi
     run = root / "run"
     a, b = (json.loads((d / "summary.json").read_text()) for d in (run, single))
+    # the report of the training set each process tokenized a share of: that of the whole set
+    assert a["data"] == b["data"] and a["data"]["train"]["sequences"] == 18
     for key in ("eval_before", "eval_after"):
         np.testing.assert_allclose(a[key]["loss"], b[key]["loss"], rtol=RTOL)
     wa, wb = export_weights(run), export_weights(single)

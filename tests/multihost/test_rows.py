@@ -9,9 +9,10 @@ import pytest
 
 from align import distributed
 from align.data import DataOrder, batches, pad_batch, packed_batches
-from align.data.sequences import Tokenized
+from align.data.lazy import LazySequences
+from align.data.sequences import Tokenized, TruncationStats
 from align.model.sharding import MeshConfig, batch_sharding, make_mesh
-from align.training.feed import local_rows, to_global
+from align.training.feed import encode_by_process, local_rows, to_global
 
 ROWS, LENGTH = 8, 16
 
@@ -71,3 +72,43 @@ def test_host_array_reads_a_sharded_array_whole():
     mesh = make_mesh(MeshConfig(data=1, fsdp=8))
     x = jax.device_put(np.arange(64.0).reshape(8, 8), batch_sharding(mesh, 2))
     np.testing.assert_array_equal(distributed.host_array(x), np.arange(64.0).reshape(8, 8))
+
+
+def counting(docs):
+    """encode(i) -> docs[i], recording which examples were tokenized."""
+    calls = []
+
+    def encode(i):
+        calls.append(i)
+        return docs[i]
+
+    return encode, calls
+
+
+@pytest.mark.parametrize("make", [padded, packed], ids=["padded", "packed"])
+def test_lazy_sequences_tokenize_only_the_rows_a_process_feeds(make):
+    docs, order = documents(), DataOrder(29, seed=3)
+    encode, calls = counting(docs)
+    lazy = LazySequences(encode, range(29), [len(d) for d in docs])
+    first, _ = next(make(lazy, order, None, slice(0, 4)))
+    want, _ = next(make(docs, order, None))
+    np.testing.assert_array_equal(first["tokens"], want["tokens"][:4])
+    # only the documents laid out in rows 0-3, each once: about half of the batch's
+    in_batch = int(want["segment_ids"].max(axis=1).sum())
+    assert len(calls) == len(set(calls)) == int(first["segment_ids"].max(axis=1).sum()) < in_batch
+    starts = (first["positions"] == 0) & (first["segment_ids"] > 0)
+    assert set(calls) == {int(t) - 3 for t in first["tokens"][starts]}  # a document starts with 3 + index
+
+
+def test_encode_by_process_on_one_process_is_the_eager_list():
+    docs = documents()
+    keep = lambda d: len(d) > 3  # noqa: E731
+    stats = TruncationStats(examples=1)
+
+    def encode(i):
+        return (None if i == 5 else docs[i]), stats
+
+    seqs, total = encode_by_process(len(docs), encode, keep)
+    want = [d for i, d in enumerate(docs) if i != 5 and keep(d)]
+    assert len(seqs) == len(want) and all(a is b for a, b in zip(seqs, want))
+    assert total == TruncationStats(examples=29)
