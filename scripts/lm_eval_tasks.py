@@ -96,3 +96,58 @@ def aggregate(t, per_doc: Iterable[Mapping[str, Any]]) -> dict[str, float]:
 def process(t, doc: Mapping[str, Any], lls: Sequence[float]) -> dict[str, Any]:
     """The task's process_results on these log-likelihoods (is_greedy False: no metric here reads it)."""
     return t.process_results(doc, [(float(x), False) for x in lls])
+
+
+IFEVAL_YAML = "ifeval/ifeval.yaml"
+IFEVAL_METRICS = (
+    "prompt_level_strict_acc",
+    "inst_level_strict_acc",
+    "prompt_level_loose_acc",
+    "inst_level_loose_acc",
+)
+
+
+def ifeval_sample(source: str, limit: int) -> tuple[list, int]:
+    """The first `limit` IFEval prompts of `source` that the checkers can score here (without NLTK's
+    punkt_tab, those that need it are left out), and how many were left out before the last one."""
+    from safety_evals.suites import ifeval
+
+    items, info = ifeval.load(source)
+    kept, _ = ifeval.scorable(items, info, ifeval.IFEvalConfig(without_punkt=True))
+    kept = kept[:limit]
+    upto = items.index(kept[-1]) + 1 if kept else 0
+    return kept, upto - len(kept)
+
+
+def ifeval_task(items, cache_dir: str | Path) -> dict[str, Any]:
+    """lm-eval's `ifeval` task config (prompt, generation settings, checkers, aggregation unchanged)
+    over safety_evals.suites.ifeval Items, written in the hub's layout to cache_dir/ifeval.jsonl in
+    their order: the documents are exactly the suite's prompts."""
+    path = Path(cache_dir) / "ifeval.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for it in items:
+            row = {"key": it.key, "prompt": it.prompt, "instruction_id_list": list(it.instruction_id_list)}
+            f.write(json.dumps(row | {"kwargs": [dict(k) for k in it.kwargs]}, ensure_ascii=False) + "\n")
+    config = load_config(IFEVAL_YAML)
+    config.update(
+        dataset_path="json",
+        dataset_name=None,
+        dataset_kwargs={"data_files": {"train": [str(path)]}, "cache_dir": str(cache_dir)},
+    )
+    return config
+
+
+def run_ifeval(lm, items, cache_dir: str | Path, max_gen_toks: int) -> dict[str, Any]:
+    """lm-eval's evaluator (`simple_evaluate`) on its ifeval task over `items` with the lm-eval model
+    `lm`, `max_gen_toks` overriding the task's 1280 as `--gen_kwargs max_gen_toks=N` does; samples
+    logged. Returns lm-eval's results dict."""
+    import lm_eval
+
+    return lm_eval.simple_evaluate(
+        model=lm,
+        tasks=[ifeval_task(items, cache_dir)],
+        gen_kwargs={"max_gen_toks": max_gen_toks},
+        log_samples=True,
+        bootstrap_iters=0,
+    )
