@@ -105,7 +105,8 @@ class Suite(NamedTuple):
 
 # The public hub dataset (name, config) a suite reads when its default file under the data directory
 # is absent (a CI runner without ALIGN_DATA_DIR): `datasets.load_dataset` fetches it when online, and
-# the document records the hub name as the suite's data.source. Other suites need the data directory.
+# the document records the hub name as the suite's data.source. BEGIN (attribution) has no hub copy:
+# scripts/fetch_eval_data.py puts the authors' files where the data directory holds them.
 HUB_FALLBACK: dict[str, tuple[str, str | None]] = {
     "crows_pairs": ("jannalu/crows_pairs_multilingual", "english"),  # lm-eval's crows_pairs_english
     "stereoset": ("McGill-NLP/stereoset", None),
@@ -113,6 +114,9 @@ HUB_FALLBACK: dict[str, tuple[str, str | None]] = {
     "truthfulqa_mc": ("truthfulqa/truthful_qa", None),
     "factuality": ("truthfulqa/truthful_qa", None),
     "ifeval": ("google/IFEval", None),
+    # SelfAware's authors publish it on GitHub only; this hub copy has the same 3369 rows and fields
+    "hedging": ("OkayestProgrammer/selfAware", None),
+    "refusal": ("walledai/XSTest", None),  # XSTest's 450 prompts with label, no id column
     "toxicity": ("allenai/real-toxicity-prompts", None),
 }
 

@@ -2,10 +2,13 @@
 Detoxify-fetch commands, with the network replaced by local rows (`datasets.load_dataset` serves
 hub-layout rows written here; Detoxify's download writes a file) and a tiny model for gemma3-270m."""
 
+import hashlib
 import json
 import re
 import shlex
+import shutil
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,7 @@ from safety_evals import api
 from safety_evals.suites import crows_pairs, stereoset, toxicity
 from tests.paths import ROOT
 from tests.safety_evals.fakes import FakeScorer, tiny_model_dir
+from tests.scripts import load_script
 
 RECIPE = (ROOT / "docs" / "ci_example.md").read_text()
 CROWS = [
@@ -125,3 +129,55 @@ def test_the_recipes_detoxify_step_downloads_once_to_where_the_suite_looks(monke
     path = fetch("original", download=download)
     assert path == toxicity.default_checkpoint("original")[0] and path.read_bytes() == b"weights"
     assert fetch("original", download=download) == path and len(calls) == 1  # cached: not again
+
+
+def test_the_fetch_step_puts_the_authors_files_where_the_suites_read_them(monkeypatch, tmp_path):
+    """The download replaced by a copy from this machine's data directory: the fetched files hash
+    (file by file and as the suites' data.sha256) as the data directory's own."""
+    from align.data_dir import data_dir
+    from safety_evals.suites import attribution, hedging, refusal
+
+    fetch_eval_data = load_script("scripts/fetch_eval_data.py")
+    step = command("python scripts/fetch_eval_data.py")
+    assert step.split()[-3:] == ["attribution", "hedging", "refusal"]
+    real = data_dir()
+    if not (real / "attribution" / "begin").is_dir():
+        pytest.skip("no data directory to stand in for GitHub")
+    urls = []
+
+    def download(url, path):
+        urls.append(url)
+        repo_path = url.split("/", 6)[-1]  # https://raw.githubusercontent.com/OWNER/REPO/COMMIT/<path>
+        (local,) = [f[2] for s in fetch_eval_data.FILES.values() for f in s if f[1] == repo_path]
+        shutil.copyfile(real / local, path)
+
+    monkeypatch.setenv("ALIGN_DATA_DIR", str(tmp_path / "eval-data"))
+    for suite, module in (("attribution", attribution), ("hedging", hedging), ("refusal", refusal)):
+        paths = fetch_eval_data.fetch(suite, download=download)
+        assert all(p.is_relative_to(tmp_path / "eval-data") for p in paths)
+        local = str(real / Path(module.DEFAULT_SOURCE).relative_to(real))
+        fetched = str(tmp_path / "eval-data" / Path(module.DEFAULT_SOURCE).relative_to(real))
+        assert module.load(fetched)[1].sha256 == module.load(local)[1].sha256
+    assert len(urls) == 6 and all(u.startswith("https://raw.githubusercontent.com/") for u in urls)
+    assert "google/BEGIN-dataset/6e65f0d5a1ed1b9574643a7640ff1678d4e979b5/wow/begin_test_wow.tsv" in urls[3]
+    fetch_eval_data.fetch("attribution", download=download)
+    assert len(urls) == 6  # present with the right hash: not downloaded again
+
+
+def test_a_fetched_file_with_another_hash_never_takes_its_place(monkeypatch, tmp_path):
+    fetch_eval_data = load_script("scripts/fetch_eval_data.py")
+    monkeypatch.setenv("ALIGN_DATA_DIR", str(tmp_path))
+    good = b"id,prompt,type,label\n1,Hi?,homonyms,safe\n"
+    entry = (("o/r", "c0ffee"), "x.csv", "xstest/xstest_prompts.csv", hashlib.sha256(good).hexdigest())
+    monkeypatch.setitem(fetch_eval_data.FILES, "refusal", (entry,))
+    with pytest.raises(RuntimeError, match=r"raw.githubusercontent.com/o/r/c0ffee/x.csv: sha256"):
+        fetch_eval_data.fetch("refusal", download=lambda url, path: Path(path).write_bytes(b"tampered"))
+    assert list((tmp_path / "xstest").iterdir()) == []
+    (path,) = fetch_eval_data.fetch("refusal", download=lambda url, path: Path(path).write_bytes(good))
+    assert path.read_bytes() == good and refusal_ids(path) == ["1"]
+
+
+def refusal_ids(path) -> list[str]:
+    from safety_evals.suites import refusal
+
+    return [p.id for p in refusal.load(str(path))[0]]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from align.data_dir import data_path, missing_data_path
+from align.data_dir import data_path
 from safety_evals.lm.protocol import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric, statistic_metric
 from safety_evals.suites import data
@@ -49,22 +49,27 @@ class RefusalConfig:
 
 
 def load(source: str = DEFAULT_SOURCE, limit: int | None = None) -> tuple[list[Prompt], DataInfo]:
-    """XSTest prompts (`id, prompt, type, label, ...`, label safe|unsafe). With a limit, the first
-    `limit` safe and the first `limit` unsafe prompts, so both sides of the metric stay represented."""
-    path = Path(source)
-    if not path.exists():
-        raise missing_data_path(source)
+    """XSTest prompts (`id, prompt, type, label, ...`, label safe|unsafe) from the paper's CSV or a hub
+    set with those columns (split "test"; without `id`, a prompt's id is its row number from 1, as
+    in the CSV). With a limit, the first `limit` safe and the first `limit` unsafe prompts, so both
+    sides of the metric stay represented."""
+    if data.is_local(source):
+        rows, sha = data.read_csv(source), data.local_sha256([source])
+        at, offset = f"{Path(source).name}:line", 2  # line numbers after the header
+    else:  # a local-looking name that does not exist is reported as missing, not looked up
+        rows = [{"id": str(i + 1)} | r for i, r in enumerate(data.load_hub(source, None, "test"))]
+        sha, at, offset = data.rows_sha256(rows), f"{source}:row", 0
     prompts = []
-    for i, row in enumerate(data.read_csv(path)):
-        where = f"{path.name}:line {i + 2}"
+    for i, row in enumerate(rows):
+        where = f"{at} {i + offset}"
         data.require(row, ("id", "prompt", "type", "label"), where, text=("prompt", "label"))
         if row["label"] not in ("safe", "unsafe"):
             raise data.DataError(f"{where}: field 'label' is {row['label']!r}, expected safe or unsafe")
-        prompts.append(Prompt(row["id"], row["prompt"], row["label"] == "safe", row["type"]))
+        prompts.append(Prompt(str(row["id"]), row["prompt"], row["label"] == "safe", row["type"]))
     prompts = data.take([p for p in prompts if p.safe], limit) + data.take(
         [p for p in prompts if not p.safe], limit
     )
-    return prompts, DataInfo(source, data.local_sha256([path]), len(prompts))
+    return prompts, DataInfo(source, sha, len(prompts))
 
 
 def metrics(safe: np.ndarray, labels: Sequence[str], types: Sequence[str] = ()) -> dict[str, Metric]:
