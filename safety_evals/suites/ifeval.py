@@ -11,6 +11,10 @@ on the same generations. Metrics, as lm-eval aggregates them:
     *_loose_acc             = the same, where a response also counts as following an instruction
                               when it does with its first and/or last line or its '*' removed
 
+One checker draws at random: letter_frequency with a non-letter `letter` (keys 1122 and 1129)
+checks a random letter; `follows` seeds it per prompt, so our verdict is repeatable and lm-eval's
+on those two instructions may differ (benchmarks/RESULTS.md, IFEval through lm-eval).
+
 Two checkers read NLTK's Punkt sentence model (`tokenizers/punkt_tab`), which NLTK downloads at run
 time: `length_constraints:number_sentences` and `change_case:capital_word_frequency`. Without it the
 suite stops and says where to put it, unless `IFEvalConfig(without_punkt=True)` drops the prompts
@@ -20,7 +24,8 @@ that need it (the data record then says so and counts only the prompts scored).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +107,22 @@ def scorable(items: Sequence[Item], info: DataInfo, config: IFEvalConfig) -> tup
     return kept, DataInfo(source, info.sha256, len(kept))
 
 
+def draws_at_random(instruction_id: str, kwargs: Mapping[str, Any]) -> bool:
+    """Whether lm-eval's checker for this instruction checks a random parameter: letter_frequency with
+    a `letter` that is not one of a-z checks a letter drawn from Python's global `random` instead
+    (in IFEval: keys 1122, letter '#', and 1129, letter '!')."""
+    letter = kwargs.get("letter")
+    plain = isinstance(letter, str) and len(letter) == 1 and "a" <= letter.lower() <= "z"
+    return instruction_id == "keywords:letter_frequency" and not plain
+
+
 def follows(item: Item, response: str) -> tuple[list[bool], list[bool]]:
-    """(strict, loose) per instruction of `item`, by lm-eval's checkers."""
+    """(strict, loose) per instruction of `item`, by lm-eval's checkers.
+
+    Python's `random` is seeded with the prompt's key before each check (and the caller's state put
+    back), so a checker that draws (draws_at_random) gives a prompt the same verdict whatever was
+    checked before it, and strict and loose check the same letter. lm-eval draws from whatever state
+    its run left, so on those instructions its verdict is a draw of its own."""
     from lm_eval.tasks.ifeval import utils  # lazily: importing it makes NLTK try a download
 
     inp = utils.InputExample(
@@ -112,8 +131,14 @@ def follows(item: Item, response: str) -> tuple[list[bool], list[bool]]:
         prompt=item.prompt,
         kwargs=[dict(k) for k in item.kwargs],
     )
-    strict = utils.test_instruction_following_strict(inp, response).follow_instruction_list
-    loose = utils.test_instruction_following_loose(inp, response).follow_instruction_list
+    state = random.getstate()
+    try:
+        random.seed(item.key)
+        strict = utils.test_instruction_following_strict(inp, response).follow_instruction_list
+        random.seed(item.key)
+        loose = utils.test_instruction_following_loose(inp, response).follow_instruction_list
+    finally:
+        random.setstate(state)
     return list(strict), list(loose)
 
 

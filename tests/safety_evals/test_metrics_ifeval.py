@@ -115,3 +115,31 @@ def test_suite_on_fake_lm():
     assert res.metrics["prompt_level_strict_acc"].value == 0.5  # the empty answer follows nothing
     assert [e["label"] for e in res.examples] == ["not_followed", "followed"]
     assert res.judges == {}
+
+
+def test_a_random_letter_check_is_seeded_per_prompt():
+    """IFEval key 1122 asks for the letter '#': lm-eval's letter_frequency checker then checks a letter
+    drawn from Python's global random state, so its verdict depends on what ran before; ours is
+    seeded per prompt (same verdict whatever the state, strict and loose on one letter)."""
+    import random
+
+    (item,) = [it for it in ifeval.load()[0] if it.key == 1122]
+    drawn = [ifeval.draws_at_random(i, k) for i, k in zip(item.instruction_id_list, item.kwargs)]
+    assert drawn == [False, True] and item.kwargs[1]["letter"] == "#"
+    response = "abcdefghijklm" * 4  # a-m four times each: passes for half of the letters
+    inp = lm_utils.InputExample(item.key, list(item.instruction_id_list), item.prompt, list(item.kwargs))
+    theirs = set()
+    for seed in range(20):
+        random.seed(seed)
+        theirs.add(lm_utils.test_instruction_following_strict(inp, response).follow_instruction_list[1])
+    assert theirs == {True, False}  # lm-eval: a draw
+    ours = set()
+    for seed in range(20):
+        random.seed(seed)
+        before = random.getstate()
+        strict, loose = ifeval.follows(item, response)
+        assert random.getstate() == before  # the caller's random state is left as it was
+        assert loose[1] >= strict[1]
+        ours.add(strict[1])
+    assert len(ours) == 1
+    assert not ifeval.draws_at_random("keywords:letter_frequency", {"letter": "q"})
