@@ -166,7 +166,9 @@ def test_hedging_reads_selfaware_with_the_training_reader(tmp_path):
     source = str(DATA / "selfaware" / "SelfAware.json")
     qs, info = hedging.load(source)
     items, sha = selfaware.read_selfaware(source)
-    assert qs == items and info.sha256 == sha and len(qs) == 3369
+    assert qs == items and len(qs) == 3369 and sum(not q.answerable for q in qs) == 1032
+    # the file's own sha256, as the data directory's README lists it
+    assert info.sha256 == sha == "32929585ffdd4048f35f7f167720722eb8ddcf59908ffc958da2f84ea634dc54"
     f = tmp_path / "sa.json"
     row = {"question_id": 7, "question": "Who?", "answerable": True, "answer": None}
     f.write_text(json.dumps({"example": [{**row, "answer": ["Ann"]}, row]}))
