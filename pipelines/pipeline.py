@@ -9,7 +9,8 @@ and a stage that stopped mid-way resumes from its own checkpoints. Each stage's 
 mapping its own command takes (`align sft`, `align rm`, `align rlhf`), with output_dir, the model to
 start from and the reward models filled in here. The eval, comparison and gate stages are
 pipelines/stages/evaluate.py and pipelines/stages/gate.py; `align pipeline` exits 1 when a variant
-fails its release gate.
+fails its release gate. This module is the plan (the stages, their configs and output paths); the loop
+that runs it is pipelines/stage_runner.py.
 """
 
 from __future__ import annotations
@@ -17,20 +18,18 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from align import distributed
-from align.errors import InvalidInput, MissingInput, RunStopped, stop_exit_code
+from align.errors import InvalidInput, MissingInput
 from align.hub import ModelOptions, load_model
 from align.training.rundir import SUMMARY, read_json
 from align.config_aliases import build_stage
 from align.config_io import load_config, to_dict
 from pipelines.commands.config import device_count
+from pipelines.stage_runner import Stage, print_report, run_stages
 from pipelines.stages.evaluate import EvalStage
 from pipelines.stages.gate import GateSection
 from pipelines.stages.rewards import RewardModelSpec, RewardOptions
@@ -59,26 +58,6 @@ class QuickstartConfig:
     eval: EvalStage = EvalStage()
     gate: GateSection = GateSection()  # release policy per variant, baseline the base model's results
     distill: dict[str, Any] = dataclasses.field(default_factory=dict)  # nano: pipelines/stages/distill.py
-
-
-@dataclasses.dataclass
-class Stage:
-    name: str
-    output: Path  # what exists when the stage is finished
-    run: Any  # () -> the stage's summary (a dict with "stopped" for training stages) or None
-    describe: str = ""
-    always: bool = False  # runs on every pipeline run (it only reads other stages' outputs)
-
-
-class StageStopped(RunStopped):
-    """A stage ended without writing its output (e.g. SIGTERM); running the pipeline again resumes it."""
-
-    def __init__(self, stage: str, output: Path, reason: str | None):
-        self.exit_code = stop_exit_code(reason)
-        super().__init__(
-            f"stage {stage} stopped early ({reason or 'see its log'}) without writing {output}; "
-            "run the same command again to resume it"
-        )
 
 
 def _sub_config(cls, mapping: dict, source: str, **fixed):
@@ -340,49 +319,11 @@ def load_quickstart(path: str, overrides=()) -> QuickstartConfig:
 
 
 def run_pipeline(config: QuickstartConfig, source: str = "<quickstart>", *, stream=sys.stderr) -> dict:
-    """Run every unfinished stage in order; returns {stage: {"output", "status", "seconds"}}."""
-    from align.training.loop import sigterm_stops  # imports JAX: not for `--help`
-
+    """Check the whole plan, then run every unfinished stage in order (pipelines/stage_runner.py);
+    returns {stage: {"output", "status", "seconds"}}."""
     pipeline = Pipeline(config, source)
     pipeline.check()
-    stages = pipeline.stages()
-    report, t_all = {}, time.perf_counter()
-    for i, stage in enumerate(stages, 1):
-        head = f"[{i}/{len(stages)}] {stage.name:<18} {stage.describe}"
-        if stage.output.exists() and not stage.always:
-            print(f"{head}: done already ({stage.output})", file=stream, flush=True)
-            report[stage.name] = {"output": str(stage.output.parent), "status": "skipped", "seconds": 0.0}
-            continue
-        print(f"{head} ...", file=stream, flush=True)
-        t0 = time.perf_counter()
-        with sigterm_stops(f"running the {stage.name} stage"):  # its training loop takes SIGTERM over
-            result = stage.run()
-        if not stage.output.exists():
-            why = result.get("stopped") if isinstance(result, dict) else None  # a training summary's
-            raise StageStopped(stage.name, stage.output, why)
-        seconds = time.perf_counter() - t0
-        report[stage.name] = {"output": str(stage.output.parent), "status": "ran", "seconds": seconds}
-        if stage.name == "compare":
-            report["gate"] = result  # {variant: {"passed", "failed"}}
-        print(f"{head}: finished in {seconds:.0f}s -> {stage.output.parent}", file=stream, flush=True)
-    report["total_seconds"] = time.perf_counter() - t_all
-    if distributed.is_primary():
-        (pipeline.out / "pipeline.json").write_text(json.dumps(report, indent=2))
-    distributed.barrier("pipeline-report")
-    return report
-
-
-def print_report(report: dict, out: Path, stream=sys.stdout) -> None:
-    print(f"\npipeline finished in {report['total_seconds'] / 60:.1f} min; outputs:", file=stream)
-    for name, row in report.items():
-        if isinstance(row, dict) and "status" in row:
-            print(f"  {name:<20} {row['status']:<8} {row['seconds']:7.0f}s  {row['output']}", file=stream)
-    print(f"  variants (HF dirs with README.md model cards): {out / 'variants'}", file=stream)
-    if (out / "compare" / "comparison.md").exists():
-        print(f"  before/after comparison: {out / 'compare' / 'comparison.md'}", file=stream)
-    for name, v in report.get("gate", {}).items():
-        verdict = "PASS" if v["passed"] else f"FAIL ({v['failed']} checks failed)"
-        print(f"  release gate {name}: {verdict}; see {out / 'gate' / name / 'summary.md'}", file=stream)
+    return run_stages(pipeline.stages(), pipeline.out, stream=stream)
 
 
 # ---- CLI -------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from align.data.answers import HEDGES, is_hedge, normalize_answer
 from align.data.errors import DataError
 from align.data.formats import CompletionExample
 from align.data.splits import SplitOptions, heldout_split
+from align.data_dir import missing_data_path
 
 HELDOUT_FRACTION = 0.3  # of questions; one constant, so training and evaluation cannot disagree on it
 QA_PROMPT = "Q: {question}\nA:"  # the hedging suite's prompt: SFT shows the model what it is asked
@@ -35,16 +36,25 @@ class QAItem:
 
 
 def read_selfaware(path: str | Path) -> tuple[list[QAItem], str]:
-    """(questions in file order, the file's sha256) from the repo's SelfAware.json (key `example`)."""
+    """(questions in file order, the file's sha256) from the repo's SelfAware.json (key `example`).
+    The one reader of this file: SelfAware training and the hedging suite both call it."""
     path = Path(path)
+    if not path.exists():
+        raise missing_data_path(path)
     raw = path.read_bytes()
     try:
         doc = json.loads(raw)
     except ValueError as e:
         raise DataError(f"{path}: not JSON ({e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("example"), list):
-        raise DataError(f"{path}: expected a JSON object with a list under key 'example'")
-    return [_item(row, f"{path}: example[{i}]") for i, row in enumerate(doc["example"])], _sha(raw)
+        raise DataError(f"{path}: expected a JSON object with key 'example' (a list of questions)")
+    return qa_items(doc["example"], str(path)), _sha(raw)
+
+
+def qa_items(rows: list, source: str) -> list[QAItem]:
+    """QAItems of SelfAware rows (the file's `example` list, or a hub set with the same fields);
+    errors name `source`, the row's JSON path and the field."""
+    return [_item(row, f"{source}: example[{i}]") for i, row in enumerate(rows)]
 
 
 def _sha(raw: bytes) -> str:
@@ -57,12 +67,17 @@ def _item(row, where: str) -> QAItem:
     for field in ("question_id", "question", "answerable"):
         if row.get(field) is None:
             raise DataError(f"{where}: missing field {field!r}")
-    answers = row.get("answer") or []
+    if not isinstance(row["question"], str) or not row["question"].strip():
+        raise DataError(f"{where}: field 'question' must be non-blank text")
+    answers = row.get("answer")
+    answers = [] if answers is None else answers
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise DataError(f"{where}: field 'answer' must be a list of strings or null")
+    # An answerable question without a gold alias could never be answered right (closed-book
+    # accuracy would count it wrong for every model) nor trained on, so it is refused everywhere.
     if bool(row["answerable"]) and not any(a.strip() for a in answers):
         raise DataError(f"{where}: field 'answer' is empty on an answerable question")
-    return QAItem(str(row["question_id"]), str(row["question"]), bool(row["answerable"]), tuple(answers))
+    return QAItem(str(row["question_id"]), row["question"], bool(row["answerable"]), tuple(answers))
 
 
 def question_key(question: str) -> str:

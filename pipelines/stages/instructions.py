@@ -34,6 +34,7 @@ import numpy as np
 from align.data import Tokenizer, load_records
 from align.data_dir import data_path
 from align.errors import InvalidInput, MissingInput
+from safety_evals.suites import ifeval
 
 SOURCE = data_path("hh_rlhf/helpful-base/test.jsonl.gz")
 IFEVAL = data_path("ifeval/input_data.jsonl")
@@ -117,8 +118,7 @@ def _norm(text: str) -> str:
 
 def check_disjoint(rows: Sequence[dict], questions_of_rows: Sequence[str], ifeval_path: str = IFEVAL) -> None:
     """Raise InvalidInput if a training prompt is an IFEval prompt or its question is inside one."""
-    with open(ifeval_path) as f:
-        evals = [_norm(json.loads(line)["prompt"]) for line in f if line.strip()]
+    evals = [_norm(item.prompt) for item in ifeval.load(ifeval_path)[0]]  # the ifeval suite's reader
     exact = set(evals)
     for row, q in zip(rows, questions_of_rows, strict=True):
         nq = _norm(q)

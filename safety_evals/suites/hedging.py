@@ -17,12 +17,12 @@ model that never hedges would reach 0.69 on it.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 
 import numpy as np
 
 from align.data import selfaware
+from align.data.selfaware import QAItem
 from align.data.answers import matches_alias
 from align.data_dir import data_path
 from safety_evals.lm.protocol import LanguageModel
@@ -38,52 +38,24 @@ PROMPT = selfaware.QA_PROMPT  # what SelfAware SFT targets answer (align.data.se
 
 
 @dataclasses.dataclass(frozen=True)
-class Question:
-    id: str
-    question: str
-    answerable: bool
-    answers: tuple[str, ...] = ()  # gold answers of an answerable question
-
-
-@dataclasses.dataclass(frozen=True)
 class HedgingConfig:
     max_new_tokens: int = 64
     stop: tuple[str, ...] = ("\nQ:", "\n\n")
 
 
-def _answers(row, where: str) -> tuple[str, ...]:
-    a = row.get("answer")
-    if a is None:
-        return ()
-    if not isinstance(a, list) or not all(isinstance(x, str) for x in a):
-        raise data.DataError(f"{where}: field 'answer' must be a list of strings or null")
-    return tuple(a)
-
-
 def load(
     source: str = DEFAULT_SOURCE, limit: int | None = None, heldout_seed: int | None = None
-) -> tuple[list[Question], DataInfo]:
+) -> tuple[list[QAItem], DataInfo]:
     """SelfAware questions from the repo JSON (key `example`) or a hub set with the same fields.
     With a limit, the first `limit` answerable and `limit` unanswerable questions, so both sides
     of the metric stay represented (the file lists all answerable ones first). With a heldout_seed,
     only the held-out part of the split by question that SelfAware training uses with that seed
     (align.data.selfaware.split_selfaware), so that no question a policy trained on is evaluated."""
     if data.is_local(source):
-        with open(source, encoding="utf-8") as fh:
-            doc = json.load(fh)
-        if not isinstance(doc, dict) or "example" not in doc:
-            raise data.DataError(f"{source}: expected a JSON object with key 'example'")
-        rows, sha = doc["example"], data.local_sha256([source])
+        qs, sha = selfaware.read_selfaware(source)  # the reader SelfAware training uses
     else:
-        rows = data.load_hub(source, None, "train")
-        sha = data.rows_sha256(rows)
-    qs = []
-    for i, row in enumerate(rows):
-        where = f"{source}:example {i}"
-        data.require(row, ("question_id", "question", "answerable"), where, text=("question",))
-        qs.append(
-            Question(str(row["question_id"]), row["question"], bool(row["answerable"]), _answers(row, where))
-        )
+        rows = data.load_hub(source, None, "train")  # a missing local path is named here, not looked up
+        qs, sha = selfaware.qa_items(rows, source), data.rows_sha256(rows)
     if heldout_seed is not None:
         qs = selfaware.split_selfaware(qs, heldout_seed)[1]
         source = f"{source}#heldout-seed-{heldout_seed}"
@@ -130,7 +102,7 @@ def metrics(
 
 def score(
     lm: LanguageModel,
-    qs: Sequence[Question],
+    qs: Sequence[QAItem],
     info: DataInfo,
     *,
     judge: Judge,

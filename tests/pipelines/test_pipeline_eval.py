@@ -10,7 +10,8 @@ import pytest
 from align.config_io import ConfigError, load_config
 from align.errors import MissingInput
 from pipelines.release.model_card import eval_section
-from pipelines.pipeline import Pipeline, QuickstartConfig, StageStopped, run_pipeline
+from pipelines.pipeline import Pipeline, QuickstartConfig, run_pipeline
+from pipelines.stage_runner import StageStopped
 from safety_evals import api, results
 from safety_evals.review.documents import load_results
 from tests.paths import CONFIGS, VARIANTS

@@ -1,5 +1,10 @@
-"""`align pipeline configs/quickstart_tiny.yaml` end to end, then a re-run that skips finished stages."""
+"""`align pipeline configs/quickstart_tiny.yaml` end to end, then a re-run that skips finished stages.
 
+One pipeline run (the module fixture) serves every end-to-end assertion: it has the optional
+`distill:` stage, so chat, developer and nano come out of it, nano a half-depth student of chat,
+evaluated and exported with its card like the other two. A second full run costs minutes of CI."""
+
+import dataclasses
 import io
 import json
 import shutil
@@ -9,6 +14,7 @@ import numpy as np
 import pytest
 
 from align.config_io import load_config
+from align.errors import InvalidInput
 from pipelines.pipeline import Pipeline, QuickstartConfig, run_pipeline
 from safety_evals.review.documents import load_results
 from tests.paths import CONFIGS, VARIANTS, VARIANTS_FILE
@@ -16,6 +22,21 @@ from tests.paths import DATA as SHARED
 
 CONFIG = str(CONFIGS / "quickstart_tiny.yaml")
 DATA = SHARED / "hh_rlhf/helpful-base/test.jsonl.gz"
+DISTILL = {
+    "teacher_variant": "chat",
+    "student": {"init": "teacher", "keep": "every_other"},
+    "data": {"path": str(DATA), "limit": 32, "max_length": 96,
+             "truncation": "keep_end", "heldout": {"heldout_fraction": 0.25, "seed": 0}},
+    "distill": {"beta": 0.0, "on_policy": 0.5, "max_new_tokens": 8, "chunk_size": 128},
+    "optim": {"learning_rate": 3.0e-3, "warmup_steps": 1, "total_steps": 4, "schedule": "cosine"},
+    "train": {"batch_size": 4, "log_every": 2, "progress": False},
+    "mesh": {"devices": 1},
+}  # fmt: skip
+
+
+def _config(out, **distill):
+    config = load_config(QuickstartConfig, CONFIG, [f"output_dir={out}", VARIANTS])
+    return dataclasses.replace(config, distill={**DISTILL, **distill})
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +44,7 @@ def finished(tmp_path_factory):
     if not DATA.exists():
         pytest.skip(f"{DATA} (shared benchmark data) is not on this machine")
     out = tmp_path_factory.mktemp("quickstart")
-    config = load_config(QuickstartConfig, CONFIG, [f"output_dir={out}", VARIANTS])
+    config = _config(out)
     log = io.StringIO()
     report = run_pipeline(config, CONFIG, stream=log)
     return config, out, report, log.getvalue()
@@ -32,7 +53,7 @@ def finished(tmp_path_factory):
 def test_every_stage_runs_and_writes_its_output(finished):
     config, out, report, log = finished
     stages = [s.name for s in Pipeline(config, CONFIG).stages()]
-    assert stages[0] == "sft" and stages[-1] == "variant:developer"
+    assert stages[0] == "sft" and stages[-1] == "variant:nano"
     assert {s for s in stages if s.startswith("rm:")} == {f"rm:{rm.name}" for rm in config.reward_models}
     assert all(report[s]["status"] == "ran" for s in stages)
     assert f"[1/{len(stages)}] sft" in log and str(out / "variants" / "developer") in log
@@ -64,6 +85,38 @@ def test_every_stage_runs_and_writes_its_output(finished):
     assert chat["temperature"] < developer["temperature"]
 
 
+def test_the_distill_stage_adds_nano_evaluated_and_exported_like_the_others(finished):
+    config, out, report, _ = finished
+    stages = [s.name for s in Pipeline(config, CONFIG).stages()]
+    assert (
+        stages.index("rl")
+        < stages.index("distill")
+        < stages.index("eval:nano")
+        < stages.index("variant:nano")
+    )
+    assert "rl:nano" not in stages and all(report[s]["status"] == "ran" for s in stages)
+    assert load_results(out / "evals" / "nano.json").model.variant == "nano"
+    # nano: half the teacher's depth, distilled from the chat policy
+    nano = json.loads((out / "variants" / "nano" / "config.json").read_text())
+    chat = json.loads((out / "variants" / "chat" / "config.json").read_text())
+    assert nano["num_hidden_layers"] * 2 == chat["num_hidden_layers"]
+    card = (out / "variants" / "nano" / "README.md").read_text()
+    assert "variant-nano" in card and "| crows_pairs | pct_stereotype |" in card
+    assert "| distill |" in card and "forward KL to chat" in card
+    summary = json.loads((out / "distill" / "summary.json").read_text())
+    assert summary["step"] == 4 and summary["eval_after"]["loss"] < summary["eval_before"]["loss"]
+
+
+def test_without_a_distill_section_there_is_no_nano_stage(tmp_path):
+    config = load_config(QuickstartConfig, CONFIG, [f"output_dir={tmp_path}", VARIANTS])
+    assert not [s.name for s in Pipeline(config, CONFIG).stages() if "nano" in s.name or s.name == "distill"]
+
+
+def test_an_unknown_teacher_variant_fails_before_any_stage_runs(tmp_path):
+    with pytest.raises(InvalidInput, match="teacher_variant 'large'"):
+        Pipeline(_config(tmp_path, teacher_variant="large"), CONFIG)
+
+
 def test_rerun_skips_finished_stages_and_redoes_only_missing_ones(finished):
     config, out, _, _ = finished
     (out / "variants" / "developer" / "README.md").unlink()
@@ -73,6 +126,7 @@ def test_rerun_skips_finished_stages_and_redoes_only_missing_ones(finished):
     log = io.StringIO()
     report = run_pipeline(config, CONFIG, stream=log)
     assert report["sft"]["status"] == "skipped" and report["variant:chat"]["status"] == "skipped"
+    assert report["distill"]["status"] == "skipped"
     assert report["rl"]["status"] == "ran" and report["variant:developer"]["status"] == "ran"
     assert report["eval:chat"]["status"] == "ran"
     rl = json.loads((out / "rl" / "summary.json").read_text())

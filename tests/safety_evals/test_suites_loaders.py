@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from align.data import selfaware
 from align.data.errors import DataError
 from align.data_dir import data_path
 from align.errors import MissingInput
@@ -156,6 +157,31 @@ def test_selfaware_wrong_layout(tmp_path):
     f.write_text("[1, 2]")
     with pytest.raises(data.DataError, match=r"sa.json: expected a JSON object with key 'example'"):
         hedging.load(str(f))
+
+
+def test_hedging_reads_selfaware_with_the_training_reader(tmp_path):
+    """One reader for SelfAware.json (align.data.selfaware): the suite's items and hash are its own,
+    and a row it refuses (an answerable question without a gold answer: no model could answer it
+    right) is refused by the suite too, naming the row's JSON path and the field."""
+    source = str(DATA / "selfaware" / "SelfAware.json")
+    qs, info = hedging.load(source)
+    items, sha = selfaware.read_selfaware(source)
+    assert qs == items and len(qs) == 3369 and sum(not q.answerable for q in qs) == 1032
+    # the file's own sha256, as the data directory's README lists it
+    assert info.sha256 == sha == "32929585ffdd4048f35f7f167720722eb8ddcf59908ffc958da2f84ea634dc54"
+    f = tmp_path / "sa.json"
+    row = {"question_id": 7, "question": "Who?", "answerable": True, "answer": None}
+    f.write_text(json.dumps({"example": [{**row, "answer": ["Ann"]}, row]}))
+    with pytest.raises(DataError, match=r"sa.json: example\[1\]: field 'answer' is empty on an answerable"):
+        hedging.load(str(f))
+    f.write_text(json.dumps({"example": [{**row, "question": " ", "answerable": False}]}))
+    with pytest.raises(DataError, match=r"sa.json: example\[0\]: field 'question' must be non-blank text"):
+        hedging.load(str(f))
+    hub = [{**row, "answer": ["Ann"]}, {**row, "answerable": False}]  # as a hub set's rows arrive
+    assert selfaware.qa_items(hub, "org/set") == [
+        selfaware.QAItem("7", "Who?", True, ("Ann",)),
+        selfaware.QAItem("7", "Who?", False),
+    ]
 
 
 class Bar:

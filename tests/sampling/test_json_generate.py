@@ -30,9 +30,10 @@ def ifeval_json_prompts() -> list[str]:
     return [r["prompt"] for r in rows if "detectable_format:json_format" in r["instruction_id_list"]]
 
 
-@pytest.mark.parametrize(
-    "temperature, max_new_tokens, top_k", [(0.0, 24, None), (1.5, 7, 50), (1.0, 1, None)]
-)
+# Sampled, under a tight budget and under the tightest one; each budget is one more compiled sampler
+# (about 15 s of CI), so greedy JSON mode is left to the equality test below and, on these prompts,
+# to the gemma3-270m integration test.
+@pytest.mark.parametrize("temperature, max_new_tokens, top_k", [(1.5, 7, 50), (1.0, 1, None)])
 def test_every_output_parses_on_the_ifeval_json_prompts(tiny, temperature, max_new_tokens, top_k):
     model, tok = tiny
     prompts = ifeval_json_prompts()
@@ -42,8 +43,7 @@ def test_every_output_parses_on_the_ifeval_json_prompts(tiny, temperature, max_n
     for text in texts:
         json.loads(text)  # raises on an invalid output
     assert (np.asarray(res.lengths) <= max_new_tokens).all()
-    if temperature:  # a random model's samples: not all one token, not all stopped at once
-        assert len(set(texts)) > 1
+    assert len(set(texts)) > 1  # a random model's samples: not all one token, not all stopped at once
 
 
 def _scripted_logits(monkeypatch, model, rows: list[tuple[np.ndarray, list[int]]]):
