@@ -223,3 +223,32 @@ def test_seq2seq_judge_truncates_the_passage_never_the_response(tmp_path):
     a, b = judge.score([passage, passage], ["a cat sat", "the quick brown fox jumps"])
     assert a != pytest.approx(b, abs=1e-6)
     assert judge._text("the cat", "a cat") == "premise: the cat hypothesis: a cat"  # fits: unchanged
+
+
+def test_answers_without_a_content_word_of_the_passage_are_generic_and_skip_the_judge(tmp_path):
+    f = tmp_path / "b.tsv"
+    f.write_text(
+        BEGIN_HEADER + "t5\twow\tthe cat sat on the mat\thi\tthe cat\tFully attributable\n"
+        "t5\twow\tno one knew the comment\tyo\tno\tGeneric\n"
+    )
+    prompt = lambda k, m: attribution.GROUNDED_PROMPT.format(passage=k, message=m)  # noqa: E731
+    # "No." and "I have no comment." share only function words with the passages
+    lm = FakeLM(responses={prompt("the cat sat on the mat", "hi"): "No."}, default="I have no comment.")
+    judge = FakeJudge("attribution", lambda r: "attributable")  # would call anything supported
+    res = attribution.run(lm, judge=judge, source=str(f))
+    assert res.metrics["ais"].value == 0.0
+    assert [e["label"] for e in res.examples] == ["generic", "generic"]
+    assert judge.calls == []
+    assert attribution.shares_content("The cat is black.", "the cat sat on the mat")
+    assert not attribution.shares_content("Sure, here it is.", "here it is: sure")
+
+
+@pytest.mark.skipif(not (DATA / "attribution/begin").is_dir(), reason="no data directory")
+def test_generic_rule_agrees_with_begin_human_labels():
+    """1 of BEGIN's 1,705 fully attributable responses shares no content word with its passage
+    ("1970 's": a tokenisation accident); 521 of the 3,131 others share none."""
+    items, _ = attribution.load()
+    shares = np.array([attribution.shares_content(it.response, it.knowledge) for it in items])
+    label = np.array([it.label for it in items], dtype=bool)
+    assert (label & ~shares).sum() == 1 and label.sum() == 1705
+    assert (~label & ~shares).sum() == 521 and (~label).sum() == 3131
