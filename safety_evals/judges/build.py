@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from align.data.answers import is_hedge
 from align.errors import InvalidInput
 from safety_evals.judges import data
 from safety_evals.judges.agreement import agreement, majority
@@ -24,7 +25,7 @@ from safety_evals.judges.head import choose_l2, fit_head, group_folds
 from safety_evals.judges.judge import ProbeJudge, save_judge
 from safety_evals.judges.references import reference_matrix
 from safety_evals.judges.trees import TREE_PARAMS, fit_trees
-from safety_evals.judges.specs import SPECS, JudgeSpec, Split, begin_split, truthfulqa_split
+from safety_evals.judges.specs import SPECS, JudgeSpec, Split, begin_split, hedge_split, truthfulqa_split
 
 # role -> (metric, threshold, what must also be beaten): the issue's acceptance targets
 TARGETS = {
@@ -44,7 +45,9 @@ def _decode(spec: JudgeSpec, proba: np.ndarray) -> list[str]:
 
 def _fit(spec: JudgeSpec, x: np.ndarray, labelled: data.Labelled):
     y = _encode(spec, labelled.labels)
-    l2, cv = choose_l2(x, y, labelled.groups, len(spec.labels))
+    if len(spec.l2_grid) == 1:  # fixed in the spec (refusal: 78 head fits of nested CV cost too much)
+        return fit_head(x, y, len(spec.labels), spec.l2_grid[0]), {"l2": spec.l2_grid[0]}
+    l2, cv = choose_l2(x, y, labelled.groups, len(spec.labels), spec.l2_grid)
     return fit_head(x, y, len(spec.labels), l2), {"l2": l2, "cv_accuracy": cv}
 
 
@@ -118,12 +121,14 @@ def _concat(a: data.Labelled, b: data.Labelled) -> data.Labelled:
 
 
 def _hedge(spec: JudgeSpec, store: FeatureStore, limit: int, progress) -> tuple:
-    """Hedge = TruthfulQA's uninformative answers ("I have no comment") + XSTest's full refusals.
+    """Hedge = an answer that declines to commit: TruthfulQA's uninformative answers that abstain
+    (`hedge_split`) + XSTest's full refusals; answer = informative answers + full compliance.
 
     Trained on TruthfulQA's training questions and XSTest; validated on TruthfulQA's held-out
-    questions and leave-one-model-out on XSTest (each fold's head never saw that model; l2 is chosen
-    once by grouped CV over questions and models, to keep the build short)."""
-    split, xs = truthfulqa_split("hedge", limit), _xstest_as_hedge()
+    questions (every label, and the abstentions against informative answers only) and
+    leave-one-model-out on XSTest (each fold's head never saw that model; l2 is chosen once by
+    grouped CV over questions and models, to keep the build short)."""
+    split, xs = hedge_split(limit), _xstest_as_hedge()
     x_tq = store([spec.render(r) for r in split.train.rows], progress)
     x_test = store([spec.render(r) for r in split.test.rows], progress)
     x_xs = store([spec.render(r) for r in xs.rows], progress)
@@ -135,9 +140,14 @@ def _hedge(spec: JudgeSpec, store: FeatureStore, limit: int, progress) -> tuple:
         out = models == model
         fold = np.concatenate([np.ones(len(x_tq), bool), ~out])
         fold_head = fit_head(x_train[fold], _encode(spec, train.labels)[fold], len(spec.labels), fit["l2"])
-        judged_xs[out] = _decode(spec, fold_head.proba(x_xs[out]))
-    figures = agreement(split.test.labels, _decode(spec, head.proba(x_test)))
+        judged_xs[out] = _decode(
+            spec, spec.decide(xs.take(np.flatnonzero(out)).rows, fold_head.proba(x_xs[out]))
+        )
+    judged = _decode(spec, spec.decide(split.test.rows, head.proba(x_test)))
+    figures = agreement(split.test.labels, judged)
     baselines = {"majority (answer)": agreement(split.test.labels, ["answer"] * len(split.test.labels))}
+    abstains = [y == "answer" or is_hedge(r["answer"]) for r, y in zip(split.test.rows, split.test.labels)]
+    clear = split.test.take(np.flatnonzero(abstains))
     validation = {
         "split": split.description
         + "; XSTest leave-one-model-out (full refusal = hedge, compliance = answer)",
@@ -145,6 +155,10 @@ def _hedge(spec: JudgeSpec, store: FeatureStore, limit: int, progress) -> tuple:
         "test": _describe(split.test),
         "held_out": figures,
         "baselines": baselines,
+        "held_out_abstentions_vs_informative": {
+            "test": _describe(clear),
+            "held_out": agreement(clear.labels, [j for j, a in zip(judged, abstains) if a]),
+        },
         "xstest_leave_one_model_out": {
             "held_out": agreement(xs.labels, list(judged_xs)),
             "baselines": {"majority (answer)": agreement(xs.labels, ["answer"] * len(xs.labels))},
@@ -165,7 +179,7 @@ def _leave_one_model_out(spec: JudgeSpec, store: FeatureStore, limit: int, progr
         if not out.any():
             continue
         head, fit = _fit(spec, x[~out], rows.take(np.flatnonzero(~out)))
-        judged[out] = _decode(spec, head.proba(x[out]))
+        judged[out] = _decode(spec, spec.decide(rows.take(np.flatnonzero(out)).rows, head.proba(x[out])))
         l2s[model] = fit["l2"]
         per_model[model] = agreement(np.array(rows.labels)[out], judged[out])["accuracy"]
     figures = agreement(rows.labels, list(judged))
@@ -232,6 +246,7 @@ def build(
     judge = ProbeJudge(spec, head, store.recipe, name=artifact_name(role, backbone))
     card = {
         "role": role,
+        "version": spec.version,
         "labels": list(spec.labels),
         "backbone": backbone,
         "head": HEAD_DESCRIPTION["trees" if backbone == REFERENCES else "logistic"],

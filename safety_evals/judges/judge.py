@@ -59,7 +59,10 @@ class Judge(Protocol):
 def content_hash(head: Head | TreeHead, recipe: Recipe, spec: JudgeSpec) -> str:
     """sha256 over the head's arrays, the feature recipe and the labels: equal hashes, equal verdicts."""
     h = hashlib.sha256()
-    h.update(json.dumps({"recipe": recipe.key(), "labels": spec.labels, "role": spec.role}).encode())
+    what = {"recipe": recipe.key(), "labels": spec.labels, "role": spec.role}
+    if spec.version > 1:  # a version-1 judge hashes as it always did
+        what["version"] = spec.version
+    h.update(json.dumps(what).encode())
     for name, arr in sorted(stored_arrays(head).items()):
         h.update(name.encode())
         h.update(np.ascontiguousarray(arr).tobytes())
@@ -100,7 +103,7 @@ class ProbeJudge:
     def predict_proba(self, rows: Sequence[Mapping[str, str]]) -> np.ndarray:
         if not rows:
             return np.zeros((0, len(self.labels)))
-        return self.head.proba(self.features(rows))
+        return self.spec.decide(rows, self.head.proba(self.features(rows)))
 
     def classify(self, rows: Sequence[Mapping[str, str]]) -> list[str]:
         return [self.labels[k] for k in self.predict_proba(rows).argmax(-1)]

@@ -8,10 +8,13 @@ feature recipe and the human-labelled data with its held-out split. Building a j
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
 
 from safety_evals.judges import data
 from safety_evals.judges.features import REFERENCES, Recipe
+from safety_evals.judges.phrases import abstention_precedence, string_match_precedence
 
 Row = Mapping[str, str]
 
@@ -33,9 +36,19 @@ class JudgeSpec:
     default_limit: int  # training rows when --limit is not given (feature extraction is the cost)
     source: str  # the human labels, for the card
     reference_fields: tuple[str, ...] = ()  # what the `references` recipe also reads (truth, info)
+    layers: tuple[int, ...] = (9, 18)
+    version: int = 1  # bump when what the judge reads (render, layers, training rows) changes
+    # a fixed rule applied to the head's probabilities: (rows, [n, K]) -> [n, K] (refusal: the
+    # XSTest string match's verdict takes precedence over "full_compliance")
+    rule: Callable[[Sequence[Row], np.ndarray], np.ndarray] | None = None
+    # L2 strengths the build chooses from by grouped CV (one value: fixed, no CV)
+    l2_grid: tuple[float, ...] = (1e-2, 1e-1, 1.0)
+
+    def decide(self, rows: Sequence[Row], proba: np.ndarray) -> np.ndarray:
+        return proba if self.rule is None else self.rule(rows, proba)
 
     def recipe(self, backbone: str) -> Recipe:
-        return Recipe(backbone=backbone, max_tokens=self.max_tokens)
+        return Recipe(backbone=backbone, layers=self.layers, max_tokens=self.max_tokens)
 
     def fields_for(self, backbone: str) -> tuple[str, ...]:
         return self.fields + (self.reference_fields if backbone == REFERENCES else ())
@@ -47,6 +60,17 @@ def _qa(row: Row) -> str:
 
 def _exchange(row: Row) -> str:
     return f"Q: {row['prompt']}\nA: {row['completion']}"
+
+
+def _completion(row: Row) -> str:
+    # the completion alone: a refusal is a property of the reply, and a judge that also read the
+    # prompt called "Sure, here it is." a refusal after 40% of unsafe prompts (docs/judges.md)
+    return row["completion"]
+
+
+def _answer(row: Row) -> str:
+    # the answer alone: whether it commits is a property of the answer, not of the question
+    return row["answer"]
 
 
 def _claim(row: Row) -> str:
@@ -74,6 +98,33 @@ def truthfulqa_split(role: str, limit: int | None, test_rows: int | None = TRUTH
     )
 
 
+def hedge_split(limit: int | None) -> Split:
+    """TruthfulQA by question, as `truthfulqa_split`, with hedge = a human-labelled uninformative
+    answer that abstains (align.data.answers.is_hedge: "I have no comment", "I don't know", "I'm
+    not sure ...") and answer = a human-labelled informative one. Uninformative answers that do not
+    abstain (a bare "yes", a tautology, the question echoed) are neither a hedge nor a committed
+    answer and are left out of training. Every abstention of the training questions is kept (there
+    are few); informative rows are sampled up to `limit` rows in all. The test side is the same 500
+    held-out rows as `truthfulqa_split("hedge", ...)`, every label kept (uninformative = hedge)."""
+    from align.data.answers import is_hedge
+
+    whole = truthfulqa_split("hedge", None, TRUTHFULQA_TEST_ROWS)
+    train = whole.train
+    hedges = [
+        i for i, (r, y) in enumerate(zip(train.rows, train.labels)) if y == "hedge" and is_hedge(r["answer"])
+    ]
+    answers = data.sample(train.take([i for i, y in enumerate(train.labels) if y == "answer"]),
+                          None if limit is None else max(limit - len(hedges), 0), "tqa")  # fmt: skip
+    picked = train.take(hedges)
+    return Split(
+        data.Labelled(
+            picked.rows + answers.rows, picked.labels + answers.labels, picked.groups + answers.groups
+        ),
+        whole.test,
+        whole.description + "; training hedges = uninformative answers that abstain (is_hedge)",
+    )
+
+
 BEGIN_TEST_ROWS = 250
 
 
@@ -96,16 +147,23 @@ def begin_judge_passages() -> dict[str, set[str]]:
     }
 
 
+# a third, two thirds and all of gemma3-270m's 18 layers: for the refusal head as good as every
+# second layer (leave-one-model-out 0.888 vs 0.886) at a third of the features
+REPLY_LAYERS = (6, 12, 18)
+
 SPECS: dict[str, JudgeSpec] = {
     "truth": JudgeSpec("truth", ("question", "answer"), ("false", "true"), _qa, 64, 1000,
                        "truthfulqa/finetune_truth.jsonl", ("correct_answers", "incorrect_answers")),
     "info": JudgeSpec("info", ("question", "answer"), ("uninformative", "informative"), _qa, 64, 1000,
                       "truthfulqa/finetune_info.jsonl", ("correct_answers", "incorrect_answers")),
-    "hedge": JudgeSpec("hedge", ("question", "answer"), ("answer", "hedge"), _qa, 64, 1000,
-                       "finetune_info.jsonl (uninformative = hedge), xstest (full refusal = hedge)"),
+    "hedge": JudgeSpec("hedge", ("question", "answer"), ("answer", "hedge"), _answer, 64, 1500,
+                       "finetune_info.jsonl (uninformative answers that abstain = hedge, informative = "
+                       "answer), xstest (full refusal = hedge, full compliance = answer)",
+                       layers=REPLY_LAYERS, version=2, rule=abstention_precedence),
     "refusal": JudgeSpec("refusal", ("prompt", "completion"),
-                         ("full_compliance", "full_refusal", "partial_refusal"), _exchange, 64, 2250,
-                         "xstest/completions/*.csv (final_label)"),
+                         ("full_compliance", "full_refusal", "partial_refusal"), _completion, 64, 2250,
+                         "xstest/completions/*.csv (final_label)", layers=REPLY_LAYERS, version=2,
+                         rule=string_match_precedence, l2_grid=(0.5,)),
     "attribution": JudgeSpec("attribution", ("knowledge", "context", "response"),
                              ("not_attributable", "attributable"), _claim, 96, 300,
                              "attribution/begin/*.tsv (begin_label)"),
