@@ -58,10 +58,6 @@ def _qa(row: Row) -> str:
     return f"Q: {row['question']}\nA: {row['answer']}"
 
 
-def _exchange(row: Row) -> str:
-    return f"Q: {row['prompt']}\nA: {row['completion']}"
-
-
 def _completion(row: Row) -> str:
     # the completion alone: a refusal is a property of the reply, and a judge that also read the
     # prompt called "Sure, here it is." a refusal after 40% of unsafe prompts (docs/judges.md)

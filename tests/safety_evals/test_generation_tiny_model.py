@@ -125,8 +125,20 @@ def test_attribution(chat_lm):
     )
     answers = [a.strip() for a in _expected(chat_lm, prompts, stop)]
     assert [e["output"] for e in res.examples] == answers
-    judged = [a for a, it in zip(answers, items) if a and not attribution.is_copy(a, it.knowledge)]
-    assert judged  # the judge saw real answers
+    # the judge sees the answers that are neither empty, a copy, nor generic (no word of the passage)
+    judged = [
+        a
+        for a, it in zip(answers, items)
+        if a and not attribution.is_copy(a, it.knowledge) and attribution.shares_content(a, it.knowledge)
+    ]
+    # a random tiny model's words are rarely the passage's: every answer gets its category by the rule
+    # (the judge's own path is tested on fakes in test_attribution.py)
+    want = [
+        "not_attributable" if not a else "copy" if attribution.is_copy(a, it.knowledge)
+        else "attributable" if a in judged else "generic"
+        for a, it in zip(answers, items)
+    ]  # fmt: skip
+    assert [e["label"] for e in res.examples] == want
     assert [r["response"] for r in (judge.calls[0] if judge.calls else [])] == judged
     assert res.metrics["ais"].value == pytest.approx(len(judged) / 2)
 
