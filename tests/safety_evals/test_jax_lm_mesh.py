@@ -56,3 +56,17 @@ def test_sharded_generations_equal_one_device(adapters):
     )
     kwargs = dict(max_new_tokens=6, temperature=1.0, num_samples=2, seed=3)
     assert sharded.generate(PROMPTS, **kwargs) == one.generate(PROMPTS, **kwargs)
+
+
+def test_eval_options_mesh_reaches_the_adapter():
+    from align.errors import InvalidInput
+    from safety_evals import api
+    from safety_evals.cli import _mesh
+
+    assert _mesh("2,-1,2") == (2, -1, 2) and _mesh(None) is None
+    with pytest.raises(InvalidInput, match="--mesh '2x2': expected DATA,FSDP,TENSOR"):
+        _mesh("2x2")
+    lm, _ = api.load_lm(api.EvalOptions(model="preset:tiny", mesh=(2, -1, 2)))  # the 8 test devices
+    q = lm.model.layers[0].attn.q[...]
+    assert q.sharding.spec == P("fsdp", "tensor", None) and len(q.sharding.device_set) == 8
+    assert dict(lm.mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
