@@ -1,10 +1,10 @@
-"""`align rlhf` with `mesh:`: the stage on a (data=2, fsdp=2) mesh logs what the one-device run logs,
-its checkpoint resumes onto the mesh, and a batch the mesh cannot split is an input error."""
+"""`align rlhf` with `mesh:`: the stage runs on a (data=2, fsdp=2) mesh, its checkpoint resumes onto the
+mesh, and a batch the mesh cannot split is an input error. (That a mesh computes what one device
+computes is tests/rl/test_rl_sharding.py's subject; here the stage's wiring is.)"""
 
 import json
 
 import jax
-import numpy as np
 import pytest
 
 from align.config_io import load_config
@@ -23,44 +23,32 @@ SMALL = [
     "train.progress=false",
     "train.async_checkpoints=false",
     "eval.prompts=3",
-    "eval.batch_size=3",  # three rows do not split over four devices: replicated, not refused
+    "eval.batch_size=4",  # the rollouts' shape: their compiled programs serve the evaluation too
     "ppo.minibatch_size=4",
     "ppo.ppo_epochs=1",
     "ppo.rollout.sampling.max_new_tokens=4",
-    "optim.eps=1e-2",  # see tests/rl/test_rl_sharding.py: Adam's eps above the rounding noise
     "export=false",
 ]
-UNCOMPARED = ("iteration_seconds", "rollout/seconds", "rollout/tokens_per_s", "value_clip_frac")
+MESH = ["mesh.devices=4", "mesh.data=2", "mesh.fsdp=2"]
 
 
-def _metrics(out) -> list[dict]:
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in UNCOMPARED} for r in rows]
-
-
-def _config(out, mesh: list[str]) -> RLHFConfig:
+def _config(out, extra: list[str]) -> RLHFConfig:
     path = CONFIGS / "rlhf" / "tiny_cpu.yaml"
-    return load_config(RLHFConfig, path, [f"output_dir={out}", *SMALL, *mesh])
+    return load_config(RLHFConfig, path, [f"output_dir={out}", *SMALL, *extra])
 
 
-def test_rlhf_on_a_mesh_logs_what_one_device_logs_and_resumes(tmp_path):
+def test_rlhf_runs_on_a_mesh_and_resumes_onto_it(tmp_path):
     if not DATA.exists():
         pytest.skip(f"{DATA} (shared benchmark data) is not on this machine")
-    one = run_rlhf(_config(tmp_path / "one", ["mesh.devices=1"]))
-    mesh = ["mesh.devices=4", "mesh.data=2", "mesh.fsdp=2"]
-    stopped = _config(tmp_path / "mesh", [*mesh, "train.iterations=1"])
-    run_rlhf(stopped)
-    (tmp_path / "mesh" / "summary.json").unlink()  # as if killed after its first checkpoint
-    sharded = run_rlhf(_config(tmp_path / "mesh", mesh))
-    assert sharded["resumed_from"] == 1 and one["iterations"] == sharded["iterations"] == 2
-    got, want = _metrics(tmp_path / "mesh"), _metrics(tmp_path / "one")
-    assert [r["step"] for r in got] == [r["step"] for r in want] == [1, 2]
-    for row, row1 in zip(got, want):
-        for k in row1:
-            assert row[k] == pytest.approx(row1[k], rel=1e-5, abs=1e-5), (row["step"], k)
+    run_rlhf(_config(tmp_path, [*MESH, "train.iterations=1"]))
+    (tmp_path / "summary.json").unlink()  # as if killed after its first checkpoint
+    summary = run_rlhf(_config(tmp_path, MESH))
+    assert summary["resumed_from"] == 1 and summary["iterations"] == 2 and summary["optimizer_steps"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[0]["kl/ref"] == 0.0 and rows[1]["kl/ref"] != 0.0  # the resumed policy is the trained one
     for key in ("eval_before", "eval_after"):
-        assert sharded[key]["reward/mean"] == pytest.approx(one[key]["reward/mean"], abs=1e-6)
-        assert sharded[key]["kl/ref"] == pytest.approx(one[key]["kl/ref"], abs=1e-5)
+        assert summary[key]["n"] == 3  # three prompts in one batch of four rows
 
 
 def test_rows_the_mesh_cannot_split_are_an_input_error(tmp_path):
@@ -72,4 +60,3 @@ def test_rows_the_mesh_cannot_split_are_an_input_error(tmp_path):
         tmp_path, ["algorithm=grpo", "train.batch_size=2", "grpo.group_size=2", "grpo.minibatch_size=4"]
     )
     check_mesh_fits(grpo, mesh)  # 2 prompts x 2 samples = 4 rows: fits
-    assert np.prod(list(mesh.shape.values())) == 4

@@ -50,12 +50,10 @@ def test_sharded_loglikelihoods_equal_one_device(adapters):
 
 def test_sharded_generations_equal_one_device(adapters):
     one, sharded = adapters
-    # greedy (5 rows: the second batch has filler rows) and sampled with one key per row
-    assert sharded.generate(PROMPTS + ["B"], max_new_tokens=6) == one.generate(
-        PROMPTS + ["B"], max_new_tokens=6
-    )
+    # one [4, P] batch each: greedy on 3 prompts (a filler row), sampled with one key per row
+    assert sharded.generate(PROMPTS[:3], max_new_tokens=6) == one.generate(PROMPTS[:3], max_new_tokens=6)
     kwargs = dict(max_new_tokens=6, temperature=1.0, num_samples=2, seed=3)
-    assert sharded.generate(PROMPTS, **kwargs) == one.generate(PROMPTS, **kwargs)
+    assert sharded.generate(PROMPTS[:2], **kwargs) == one.generate(PROMPTS[:2], **kwargs)
 
 
 def test_eval_options_mesh_reaches_the_adapter():
