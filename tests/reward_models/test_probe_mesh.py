@@ -32,5 +32,5 @@ def test_probe_features_on_a_mesh_equal_one_device():
     mesh = make_mesh(MeshConfig(data=2, fsdp=2), jax.devices()[:4])
     got = pair_features(model, pairs, batch_size=4, length=12, mesh=mesh)
     assert got.shape == (6, 2, 64)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)  # measured: 1.8e-6 of |h| <= 2.8
     assert len(model.backbone.layers[0].attn.q[...].sharding.device_set) == 1  # the caller's copy stays put
