@@ -31,7 +31,7 @@ from align.training import Checkpointer, OptimConfig, make_optimizer
 V = 32
 TARGET = 20
 ROLLOUT = RolloutConfig(SamplingConfig(max_new_tokens=6, temperature=1.0), logprob_chunk=64)
-PPO = PPOConfig(rollout=ROLLOUT, ppo_epochs=1, minibatch_size=4, grad_accum=2, kl_coef=0.05, vf_coef=0.5)
+PPO = PPOConfig(rollout=ROLLOUT, ppo_epochs=1, minibatch_size=4, kl_coef=0.05, vf_coef=0.5)
 GRPO = GRPOConfig(rollout=ROLLOUT, group_size=2, num_iterations=1, minibatch_size=4, beta=0.04)
 ITERATIONS = 2
 # Not compared: timings, and value_clip_frac, which counts (V_clip - R)^2 > (V - R)^2; on the first
