@@ -11,8 +11,8 @@ our dotted key, and a name with several rows takes the first whose key exists in
 `per_device_train_batch_size` is per device and per micro-batch, ours is global per optimizer step:
     train.batch_size = per_device_train_batch_size * grad_accum * data-parallel devices
 with the data-parallel devices the mesh's `data * fsdp` (mesh.data -1: all that fsdp and tensor leave
-of mesh.devices, or of every device when that is 0). RLHF runs unsharded on one device, so there it is
-`{algorithm}.minibatch_size = per_device_train_batch_size * grad_accum`.
+of mesh.devices, or of every device when that is 0). In RLHF the same product is
+`{algorithm}.minibatch_size` (its train.batch_size counts prompts per rollout).
 
 An alias and our own key for the same thing in one place (the file, or the overrides) is an error;
 an override (either name) replaces the file's value, as overrides do. Every alias used is reported
@@ -89,7 +89,7 @@ _TRAIN = [
     Alias("gradient_accumulation_steps", "train.grad_accum"),
     Alias("gradient_accumulation_steps", "{algorithm}.grad_accum"),
     # RLHF first: its train.batch_size counts prompts per rollout, not rows per update
-    Alias(PER_DEVICE, "{algorithm}.minibatch_size", stated="RLHF: n x grad_accum (one device)"),
+    Alias(PER_DEVICE, "{algorithm}.minibatch_size", stated="RLHF: n x grad_accum x data-parallel devices"),
     Alias(
         PER_DEVICE,
         "train.batch_size",

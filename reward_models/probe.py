@@ -29,6 +29,7 @@ from flax import nnx
 from align.data import TokenizedPair
 from align.errors import InvalidInput
 from align.model.heads import ScoreModel
+from align.model.sharding import shard_rows, state_shardings
 from align.reward.model import pair_last_hidden
 from reward_models.evaluate import map_pairs
 
@@ -49,11 +50,19 @@ def pair_features(
     length: int,
     pad_id: int = 0,
     progress=None,
+    mesh=None,
 ) -> np.ndarray:
-    """Last-token features [n, 2, D] (chosen, rejected) in float64, `batch_size` pairs per forward."""
+    """Last-token features [n, 2, D] (chosen, rejected) in float64, `batch_size` pairs per forward.
+
+    mesh: the forward runs on it, weights sharded by align's rules table (a copy: `model` stays where
+    it is) and each batch's pairs split over the data axes."""
     graphdef, state = nnx.split(model)
+    forward = _feature_fn(graphdef)
+    if mesh is not None:
+        state = jax.device_put(state, state_shardings(state, mesh))
+        forward = functools.partial(_on_mesh, forward, mesh=mesh)
     return map_pairs(
-        _feature_fn(graphdef),
+        forward,
         state,
         pairs,
         batch_size=batch_size,
@@ -61,6 +70,10 @@ def pair_features(
         pad_id=pad_id,
         progress=progress,
     ).astype(np.float64)
+
+
+def _on_mesh(forward, state, batch, *, mesh):
+    return forward(state, shard_rows(batch, mesh))
 
 
 def fit_logistic(x: np.ndarray, l2: float, *, iterations: int = 50, tol: float = 1e-10) -> np.ndarray:
@@ -114,11 +127,16 @@ def fit_probe(
     folds: int = 5,
     seed: int = 0,
     progress=None,
+    mesh=None,
 ) -> tuple[ScoreModel, dict]:
-    """Set `model.head` to the cross-validated Bradley-Terry probe; returns (model, report)."""
+    """Set `model.head` to the cross-validated Bradley-Terry probe; returns (model, report).
+
+    mesh: where the feature pass runs (see pair_features); the fit itself is numpy on the host."""
     if len(pairs) < 2:
         raise InvalidInput(f"a probe needs at least 2 training pairs, got {len(pairs)}")
-    h = pair_features(model, pairs, batch_size=batch_size, length=length, pad_id=pad_id, progress=progress)
+    h = pair_features(
+        model, pairs, batch_size=batch_size, length=length, pad_id=pad_id, progress=progress, mesh=mesh
+    )
     sd = feature_scale(h)
     x = (h[:, 0] - h[:, 1]) / sd  # standardised differences (the feature mean cancels)
     cv = cross_validate_l2(h, l2_grid, folds, seed)

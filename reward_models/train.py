@@ -195,6 +195,7 @@ class ProbeFit:
                 folds=config.probe.folds,
                 seed=config.train.seed,
                 progress=bar.update,
+                mesh=make_run_mesh(config.mesh),
             )
         log.info("probe: %s", report)
         return FitResult(

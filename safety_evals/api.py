@@ -88,6 +88,9 @@ class EvalOptions:
     heldout_seed: int | None = None
     backend: str = "jax"  # one of BACKENDS
     device: str = "cpu"  # torch device of the hf backend, the judges and detoxify
+    # jax backend: (data, fsdp, tensor) of align's mesh (-1 on one axis: the devices left over); the
+    # weights shard by align's rules table and batch rows split over data x fsdp. None: one device.
+    mesh: tuple[int, int, int] | None = None
     progress: bool = True  # a tqdm bar per suite on stderr
 
     def __post_init__(self):
@@ -295,7 +298,14 @@ def load_lm(options: EvalOptions) -> tuple[LanguageModel, str]:
     from safety_evals.lm.jax_lm import JaxLM
 
     loaded = align.load(options.model)
-    return JaxLM.from_loaded(loaded, name=options.model, batch_size=options.batch_size), loaded.source
+    mesh = None
+    if options.mesh is not None:
+        from align.model.sharding import MeshConfig, make_mesh
+
+        mesh = make_mesh(MeshConfig(*options.mesh))
+    return JaxLM.from_loaded(
+        loaded, name=options.model, batch_size=options.batch_size, mesh=mesh
+    ), loaded.source
 
 
 def _prompted(lm: LanguageModel, options: EvalOptions) -> LanguageModel:

@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--limit", type=int, default=None, help="examples per suite (per file/side where noted)"
     )
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument(
+        "--mesh",
+        default=None,
+        metavar="DATA,FSDP,TENSOR",
+        help="jax backend: shard the model and batches over this mesh, e.g. 2,2,1 (-1: the devices left "
+        "over); default one device",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
         "--heldout-seed",
@@ -111,6 +118,16 @@ def _suite_values(items: list[str], flag: str, what: str) -> dict[str, str]:
     return out
 
 
+def _mesh(text: str | None) -> tuple[int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        data, fsdp, tensor = (int(x) for x in text.split(","))
+    except ValueError:
+        raise InvalidInput(f"--mesh {text!r}: expected DATA,FSDP,TENSOR, e.g. 2,2,1") from None
+    return data, fsdp, tensor
+
+
 def options(args: argparse.Namespace) -> api.EvalOptions:
     """The parsed command line as EvalOptions; InvalidInput for a bad combination."""
     return api.EvalOptions(
@@ -118,6 +135,7 @@ def options(args: argparse.Namespace) -> api.EvalOptions:
         suites=api.parse_suites(args.suite),
         limit=args.limit,
         batch_size=args.batch_size,
+        mesh=_mesh(args.mesh),
         seed=args.seed,
         heldout_seed=args.heldout_seed,
         judge=args.judge,

@@ -93,6 +93,20 @@ def batch_sharding(mesh: Mesh, ndim: int = 2, rules=LOGICAL_RULES) -> NamedShard
     return NamedSharding(mesh, logical_to_spec((ax.BATCH,) + (None,) * (ndim - 1), rules))
 
 
+def rows_sharding(mesh: Mesh, shape, rules=LOGICAL_RULES) -> NamedSharding:
+    """Sharding of one [B, ...] array: B over the data-parallel axes, replicated when they do not divide B
+    (an evaluation's last, padded batch may have any row count; a scalar is replicated)."""
+    if not len(shape):
+        return NamedSharding(mesh, P())
+    spec = logical_to_spec((ax.BATCH,) + (None,) * (len(shape) - 1), rules)
+    return NamedSharding(mesh, _fits(spec, shape, mesh))
+
+
+def shard_rows(tree, mesh: Mesh, rules=LOGICAL_RULES):
+    """Every array of `tree` (numpy or jax) placed with `rows_sharding`: a batch spread over the mesh."""
+    return jax.tree.map(lambda x: jax.device_put(x, rows_sharding(mesh, np.shape(x), rules)), tree)
+
+
 def shard_model(model: nnx.Module, mesh: Mesh, rules=LOGICAL_RULES) -> nnx.Module:
     """Place an existing model's variables according to the rules table (in place)."""
     state = nnx.state(model)

@@ -28,6 +28,7 @@ from flax import nnx
 
 from align import checks
 from align.model import Decoder
+from align.model.sharding import shard_rows
 from align.rl.rollout import RolloutConfig, sample_rollout
 from align.sampling import SamplingConfig
 from align.training.distill import chunked_token_divergence, masked_mean, sparse_topk_kl, teacher_topk
@@ -215,11 +216,14 @@ def prompt_lengths(batch: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.maximum(first, 1).astype(np.int32)
 
 
-def on_policy_batch(student: Decoder, batch: Mapping, options: OnPolicy, rng) -> dict[str, np.ndarray]:
+def on_policy_batch(
+    student: Decoder, batch: Mapping, options: OnPolicy, rng, mesh=None
+) -> dict[str, np.ndarray]:
     """The batch's prompts with the student's sampled responses, in the batch's own [B, T] layout.
 
     Prompts are cut to T - max_new_tokens tokens so every row fits T; the loss covers the response
-    tokens, the stop token included.
+    tokens, the stop token included. mesh: the student's; the prompt rows are split over its data axes,
+    so each device samples its own rows.
     """
     T = np.asarray(batch["tokens"]).shape[1]
     P = T - options.max_new_tokens
@@ -233,7 +237,10 @@ def on_policy_batch(student: Decoder, batch: Mapping, options: OnPolicy, rng) ->
         stop_ids=options.stop_ids,
         pad_id=options.pad_id,
     )
+    if mesh is not None:
+        prompt, lengths = shard_rows((prompt, lengths), mesh)
     roll = sample_rollout(student, prompt, lengths, RolloutConfig(sampling=sampling), rng)
+    lengths = np.asarray(lengths)
     tokens = np.asarray(roll.tokens)  # [B, P + M] == [B, T]
     n_resp = np.asarray(roll.response_mask).sum(-1).astype(np.int32)
     col = np.arange(T)[None, :]
@@ -249,10 +256,13 @@ def on_policy_batch(student: Decoder, batch: Mapping, options: OnPolicy, rng) ->
     }
 
 
-def with_on_policy(step: Callable, options: OnPolicy, seed: int, counts: dict | None = None) -> Callable:
+def with_on_policy(
+    step: Callable, options: OnPolicy, seed: int, counts: dict | None = None, mesh=None
+) -> Callable:
     """step(state, batch) that first swaps the batch for `on_policy_batch` on the on-policy steps.
 
     counts (optional): incremented under "on_policy" / "off_policy", for the run's summary.
+    mesh: the train state's (the samples are drawn data-parallel).
     """
     if options.fraction == 0:
         return step
@@ -262,7 +272,7 @@ def with_on_policy(step: Callable, options: OnPolicy, seed: int, counts: dict | 
         on = is_on_policy(seed, k, options.fraction)
         if on:
             rng = jax.random.fold_in(jax.random.PRNGKey(seed), k)
-            batch = on_policy_batch(state.model().student, batch, options, rng)
+            batch = on_policy_batch(state.model().student, batch, options, rng, mesh)
         if counts is not None:
             key = "on_policy" if on else "off_policy"
             counts[key] = counts.get(key, 0) + 1

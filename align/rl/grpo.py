@@ -25,9 +25,9 @@ import optax
 from align import checks
 from align.model import Decoder
 from align.rl.advantages import group_relative_advantages, masked_mean
-from align.rl.loop import FromState, resolve
+from align.rl.loop import FromState, placed, resolve
 from align.rl.losses import Aggregation, grpo_loss
-from align.rl.ppo import optimize_epochs, split_rng
+from align.rl.ppo import optimize_epochs, place_prompts, split_rng
 from align.rl.rewards import RewardFn
 from align.rl.rollout import RolloutConfig, make_rollout, response_logprobs
 from align.training.state import TrainState
@@ -106,19 +106,26 @@ def make_grpo_iteration(
     optimizer: optax.GradientTransformation,
     reference: Decoder | FromState,
     reward_fn: RewardFn | FromState,
+    *,
+    shardings: tuple | None = None,
 ):
     """iterate(state, prompts, beta) -> (state, beta, metrics) for align.rl.loop.rl_loop.
 
     `state` is a TrainState of the policy Decoder; `prompts` a right-padded prompt batch of B rows,
-    sampled G times each.
+    sampled G times each. shardings: as make_ppo_iteration's (the B * G rows split over the data axes).
     """
+    rows = None if shardings is None else shardings[1]
     step = make_train_step(
-        functools.partial(grpo_loss_fn, config=config), optimizer, grad_accum=config.grad_accum
+        functools.partial(grpo_loss_fn, config=config),
+        optimizer,
+        grad_accum=config.grad_accum,
+        shardings=shardings,
     )
+    step = placed(step, rows)
 
     def iterate(state: TrainState, prompts: Mapping, beta: jax.Array):
         state, sample_rng = split_rng(state)
-        tokens, lengths = repeat_prompts(prompts, config.group_size)
+        tokens, lengths = place_prompts(*repeat_prompts(prompts, config.group_size), rows)
         ref, reward = resolve(reference, state), resolve(reward_fn, state)
         rollout, metrics = make_rollout(
             state.model(), ref, None, reward, tokens, lengths, config.rollout, sample_rng

@@ -21,12 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
 
 from align import checks
+from align.model.sharding import batch_sharding
 from align.training.checkpoint import Checkpointer
 from align.training.loop import STOP, NonFiniteLoss, next_batch, sigterm_flag
 from align.training.metrics import MetricsWriter
-from align.training.state import TrainState, create_train_state
+from align.training.state import TrainState, create_train_state, shard_train_state, train_state_shardings
 
 Iterate = Callable[[TrainState, Mapping[str, Any], jax.Array], tuple[TrainState, jax.Array, dict]]
 
@@ -59,17 +61,39 @@ class Resumed:
     data_position: Mapping | None
 
 
-def owned_train_state(model, optimizer, *, seed: int = 0, trainable=None) -> TrainState:
-    """A TrainState holding its own copy of `model`'s weights.
+def owned_train_state(
+    model, optimizer, *, seed: int = 0, trainable=None, mesh: Mesh | None = None
+) -> TrainState:
+    """A TrainState holding its own copy of `model`'s weights, sharded over `mesh` by the rules table
+    (align.model.sharding), or on the first device without a mesh.
 
     The jitted step donates the state's buffers, and in RL the model passed here is usually also the
     frozen reference: without the copy, the first update would free the reference's weights.
     """
     trainable = nnx.Param if trainable is None else trainable
-    state = create_train_state(model, optimizer, seed=seed, trainable=trainable)
+    state = jax.tree.map(jnp.copy, create_train_state(model, optimizer, seed=seed, trainable=trainable))
+    if mesh is not None:
+        return shard_train_state(state, mesh)
     # Committed to the default device like a restored checkpoint's arrays, so that a resumed run
     # hits the same compiled programs (jit keys on whether an input is committed).
-    return jax.device_put(jax.tree.map(jnp.copy, state), jax.devices()[0])
+    return jax.device_put(state, jax.devices()[0])
+
+
+def rl_shardings(state: TrainState, mesh: Mesh) -> tuple[TrainState, NamedSharding]:
+    """(state shardings, row sharding) for make_ppo_iteration / make_grpo_iteration on `mesh`.
+
+    The state shards by the rules table; the rollout's rows (prompts, sampled tokens, log-probs,
+    advantages) split over the data-parallel axes (data x fsdp), as the other stages' batches do.
+    """
+    return train_state_shardings(state, mesh), batch_sharding(mesh, 1)
+
+
+def placed(step: Callable, rows: NamedSharding | None) -> Callable:
+    """step(state, batch) with `batch` first placed with `rows` (jit refuses a committed input whose
+    sharding differs from its in_shardings, and a minibatch gathered from the rollout has its own)."""
+    if rows is None:
+        return step
+    return lambda state, batch: step(state, jax.device_put(dict(batch), rows))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +135,10 @@ def shared_frozen(
     return build
 
 
-def resume(checkpointer: Checkpointer, like: TrainState) -> Resumed | None:
-    """The latest checkpoint of an RL run (restored into `like`'s tree), or None when there is none."""
-    restored = checkpointer.restore_latest(like)
+def resume(checkpointer: Checkpointer, like: TrainState, shardings=None) -> Resumed | None:
+    """The latest checkpoint of an RL run (restored into `like`'s tree, placed with `shardings`, e.g.
+    rl_shardings(...)[0]; default the first device), or None when there is none."""
+    restored = checkpointer.restore_latest(like, shardings)
     if restored is None:
         return None
     rl = restored.manifest.get("rl")

@@ -30,7 +30,7 @@ from align.model import Decoder
 from align.model.heads import ScoreModel
 from align.rl.advantages import gae, masked_mean, whiten
 from align.rl.kl import AdaptiveKLController, FixedKLController, per_token_kl_penalty_rewards
-from align.rl.loop import FromState, owned_train_state, resolve
+from align.rl.loop import FromState, owned_train_state, placed, resolve
 from align.rl.losses import ppo_policy_loss, ppo_value_loss
 from align.rl.rewards import RewardFn
 from align.rl.rollout import Rollout, RolloutConfig, make_rollout, response_logprobs, response_values
@@ -154,6 +154,14 @@ def optimize_epochs(step, state: TrainState, batch: Mapping[str, jax.Array], epo
     return state, {k: v / n for k, v in sums.items()}
 
 
+def place_prompts(tokens, lengths, rows) -> tuple[jax.Array, jax.Array]:
+    """Prompt tokens [B, P] and lengths [B] as int32 arrays, their rows split by `rows` (None: as given)."""
+    tokens, lengths = jnp.asarray(tokens, jnp.int32), jnp.asarray(lengths, jnp.int32)
+    if rows is None:
+        return tokens, lengths
+    return jax.device_put(tokens, rows), jax.device_put(lengths, rows)
+
+
 def split_rng(state: TrainState) -> tuple[TrainState, jax.Array]:
     """(state with a fresh rng, a key for this iteration's sampling)."""
     rng, sample_rng = jax.random.split(state.rng)
@@ -167,10 +175,12 @@ def create_ppo_state(
     *,
     seed: int = 0,
     trainable=nnx.Param,
+    mesh=None,
 ) -> TrainState:
-    """A TrainState of PolicyAndValue(policy, value) with its own copy of the weights (see
+    """A TrainState of PolicyAndValue(policy, value) with its own copy of the weights, on `mesh` (see
     align.rl.loop.owned_train_state: `policy` may go on serving as the frozen reference)."""
-    return owned_train_state(PolicyAndValue(policy, value), optimizer, seed=seed, trainable=trainable)
+    model = PolicyAndValue(policy, value)
+    return owned_train_state(model, optimizer, seed=seed, trainable=trainable, mesh=mesh)
 
 
 def make_ppo_iteration(
@@ -178,27 +188,37 @@ def make_ppo_iteration(
     optimizer: optax.GradientTransformation,
     reference: Decoder | FromState,
     reward_fn: RewardFn | FromState,
+    *,
+    shardings: tuple | None = None,
 ):
     """iterate(state, prompts, kl_coef) -> (state, kl_coef, metrics) for align.rl.loop.rl_loop.
 
     `state` is a TrainState of a PolicyAndValue model; `prompts` a right-padded prompt batch
-    ({"tokens" [B, P], "lengths" [B]}).
+    ({"tokens" [B, P], "lengths" [B]}). shardings: align.rl.loop.rl_shardings(state, mesh): the state
+    as it is placed, and the rows of the prompts, the rollout and every minibatch split over the data
+    axes (the reference and reward models must live on the same mesh); None: one device.
     """
+    rows = None if shardings is None else shardings[1]
     step = make_train_step(
-        functools.partial(ppo_loss, config=config), optimizer, grad_accum=config.grad_accum
+        functools.partial(ppo_loss, config=config),
+        optimizer,
+        grad_accum=config.grad_accum,
+        shardings=shardings,
     )
+    step = placed(step, rows)
     controller = config.kl_controller()
 
     def iterate(state: TrainState, prompts: Mapping, kl_coef: jax.Array):
         state, sample_rng = split_rng(state)
         model = state.model()
+        tokens, lengths = place_prompts(prompts["tokens"], prompts["lengths"], rows)
         rollout, metrics = make_rollout(
             model.policy,
             resolve(reference, state),
             model.value,
             resolve(reward_fn, state),
-            prompts["tokens"],
-            prompts["lengths"],
+            tokens,
+            lengths,
             config.rollout,
             sample_rng,
         )

@@ -24,6 +24,7 @@ from align.data import DataOrder, batches, pad_batch
 from align.config_io import to_dict
 from align.errors import InvalidInput
 from align.hub import ModelOptions, load_model
+from align.model.sharding import shard_model, shard_rows
 from align.rl.distill import (
     Distiller,
     DistillLoss,
@@ -141,19 +142,20 @@ def _prepare(config: DistillConfig, pair: Distiller, tokenizer, data: StageData)
     if config.distill.topk:
         return _prepare_sparse(config, pair, tokenizer, data)
     pair.student = with_lora(pair.student, config.train)
-    run = prepare_run(
+    mesh = make_run_mesh(config.mesh)
+    run = prepare_run(  # the teacher is in the state's frozen part: sharded like the student
         pair,
         make_optimizer(config.optim),
         distill_loss_fn(config.distill.loss()),
         run_dir=config.output_dir,
         train=config.train,
-        mesh=make_run_mesh(config.mesh),
+        mesh=mesh,
         trainable=student_only(config.train.trainable),
         learning_rate=learning_rate_schedule(config.optim),
         manifest={"config": to_dict(config), "model_config": pair.student.config},
     )
     on_policy = config.on_policy(tokenizer.pad_id, tuple(tokenizer.stop_ids))
-    run.step_fn = with_on_policy(run.step_fn, on_policy, config.train.seed)
+    run.step_fn = with_on_policy(run.step_fn, on_policy, config.train.seed, mesh=mesh)
     run.eval_fn = make_eval_step(distill_eval_fn(config.distill.loss()))
     pad = tokenizer.pad_id
     held = lambda: _eval_batches(data.heldout, config, pad)  # noqa: E731
@@ -178,15 +180,19 @@ class DistillFit(LoopFit):
         return result
 
 
-def _with_targets(seqs, teacher, config: DistillConfig, pad: int) -> list:
-    """[(sequence, top-k ids [T, K], top-k log-probs [T, K])]: one teacher pass over `seqs`."""
+def _with_targets(seqs, teacher, config: DistillConfig, pad: int, mesh=None) -> list:
+    """[(sequence, top-k ids [T, K], top-k log-probs [T, K])]: one teacher pass over `seqs`, its rows
+    split over the data axes of `mesh` (the teacher's)."""
     rows, length, d = config.train.batch_size, config.data.max_length, config.distill
     if d.topk > teacher.config.vocab_size:
         raise InvalidInput(f"distill.topk={d.topk} exceeds the vocabulary ({teacher.config.vocab_size})")
     out = []
     for i in range(0, len(seqs), rows):
         part = seqs[i : i + rows]
-        ids, lps = topk_targets(teacher, pad_batch(part, length, rows=rows, pad_id=pad), d.topk, d.chunk_size)
+        batch = pad_batch(part, length, rows=rows, pad_id=pad)
+        if mesh is not None:
+            batch = shard_rows({k: batch[k] for k in ("tokens", "positions", "segment_ids")}, mesh)
+        ids, lps = topk_targets(teacher, batch, d.topk, d.chunk_size)
         out += [(s, ids[j], lps[j]) for j, s in enumerate(part)]
     return out
 
@@ -208,8 +214,10 @@ def _prepare_sparse(config: DistillConfig, pair: Distiller, tokenizer, data: Sta
     The targets are recomputed (deterministically) when a stopped run resumes, so resume stays exact.
     """
     pad, rows, length = tokenizer.pad_id, config.train.batch_size, config.data.max_length
-    train_items = _with_targets(data.train, pair.teacher, config, pad)
-    held_items = _with_targets(data.heldout, pair.teacher, config, pad)
+    mesh = make_run_mesh(config.mesh)
+    teacher = shard_model(pair.teacher, mesh)  # on the student's mesh, as in the dense runs
+    train_items = _with_targets(data.train, teacher, config, pad, mesh)
+    held_items = _with_targets(data.heldout, teacher, config, pad, mesh)
     loss_fn = sparse_loss_fn(config.distill.loss())
     run = prepare_run(
         with_lora(pair.student, config.train),
@@ -217,7 +225,7 @@ def _prepare_sparse(config: DistillConfig, pair: Distiller, tokenizer, data: Sta
         loss_fn,
         run_dir=config.output_dir,
         train=config.train,
-        mesh=make_run_mesh(config.mesh),
+        mesh=mesh,
         learning_rate=learning_rate_schedule(config.optim),
         manifest={"config": to_dict(config), "model_config": pair.student.config},
     )

@@ -29,6 +29,7 @@ from flax import nnx
 from align.data import Tokenizer
 from align.errors import InvalidInput
 from align.model.heads import ScoreModel
+from align.model.sharding import shard_model
 from align.reward import load_reward_model
 from align.rl.reward_model import ResponseEnding, ScoreModelReward
 from align.rl.rewards import LengthReward, Mixture, RewardFn, TokenFraction
@@ -89,14 +90,15 @@ def _short_name(path: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def cached_reward_model(path: str) -> ScoreModel:
-    """align.reward.load_reward_model(path) without its tokenizer, loaded once per path per process.
+def cached_reward_model(path: str, mesh=None) -> ScoreModel:
+    """align.reward.load_reward_model(path) without its tokenizer, loaded once per path (and mesh) per
+    process, sharded over `mesh` by the rules table (None: where it loads, as the policy's stages do).
 
     The reward and PPO's critic start from the same model, and a 270M model is a gigabyte. The module
     is shared, never trained in place (RL train states own copies of their weights).
     """
     model, _ = load_reward_model(path, with_tokenizer=False)
-    return model
+    return model if mesh is None else shard_model(model, mesh)
 
 
 def single_token(tokenizer: Tokenizer, text: str) -> int:
@@ -108,14 +110,17 @@ def single_token(tokenizer: Tokenizer, text: str) -> int:
     return ids[0]
 
 
-def build_reward(options: RewardOptions, tokenizer: Tokenizer, models: list | None = None) -> RewardFn:
+def build_reward(
+    options: RewardOptions, tokenizer: Tokenizer, models: list | None = None, mesh=None
+) -> RewardFn:
     """The weighted mixture of every reward model and rule of `options` (at least one).
 
-    models: the loaded reward models, one per options.models entry (default: load them).
+    models: the loaded reward models, one per options.models entry (default: load them, on `mesh`).
     """
     fns, weights = [], []
     ending = ResponseEnding.of(tokenizer)
-    models = [cached_reward_model(spec.path) for spec in options.models] if models is None else models
+    if models is None:
+        models = [cached_reward_model(spec.path, mesh) for spec in options.models]
     for spec, model in zip(options.models, models, strict=True):
         fns.append(
             ScoreModelReward(
@@ -145,13 +150,13 @@ def train_questions(path: str, seed: int) -> list:
     return split_selfaware(read_selfaware(path)[0], seed)[0]
 
 
-def load_value_model(value_init: str, reward: RewardOptions, policy) -> ScoreModel:
+def load_value_model(value_init: str, reward: RewardOptions, policy, mesh=None) -> ScoreModel:
     """PPO's critic: a copy of the first reward model ("reward", TRL's default) or of the policy's
     backbone with a fresh scalar head ("policy")."""
     if value_init == "reward":
         if not reward.models:
             raise InvalidInput("train.value_init='reward' needs a reward model (reward.models); use 'policy'")
-        return cached_reward_model(reward.models[0].path)
+        return cached_reward_model(reward.models[0].path, mesh)
     if value_init == "policy":
         return ScoreModel(nnx.clone(policy), rngs=nnx.Rngs(0))
     raise InvalidInput(f"train.value_init={value_init!r}: expected 'reward' or 'policy'")

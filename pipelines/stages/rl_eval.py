@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from align.data import Tokenizer, prompt_batch
+from align.model.sharding import shard_rows
 from align.rl.rewards import RewardFn
 from align.rl.rollout import RolloutConfig, make_rollout
 
@@ -32,11 +33,13 @@ def evaluate_policy(
     prompt_length: int,
     seed: int,
     progress: bool = False,
+    mesh=None,
 ) -> Evaluation:
     """Reward (and KL to the reference) of the policy's responses to held-out prompts.
 
     Sampled like the rollouts, with a fixed key per batch, so the starting and the trained policy
-    see the same noise; the response rows are decoded for eval_samples.jsonl.
+    see the same noise; the response rows are decoded for eval_samples.jsonl. mesh: the models'; each
+    batch's rows are split over its data axes.
     """
     from tqdm.auto import tqdm
 
@@ -53,6 +56,8 @@ def evaluate_policy(
             rows=rows,
             pad_id=tokenizer.pad_id,
         )
+        if mesh is not None:
+            batch = shard_rows({k: batch[k] for k in ("tokens", "lengths")}, mesh)
         key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
         # `result`, not `rollout`: that name is the config every batch is sampled with
         result, _ = make_rollout(

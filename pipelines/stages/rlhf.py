@@ -31,12 +31,23 @@ from align.data import DataOrder, Tokenizer, batches, prompt_batch
 from align import checks
 from align.errors import InvalidInput
 from align.rl.grpo import GRPOConfig, make_grpo_iteration
-from align.rl.loop import FromState, RLLoopConfig, owned_train_state, resolve, resume, rl_loop, shared_frozen
+from align.model.sharding import shard_model
+from align.rl.loop import (
+    FromState,
+    RLLoopConfig,
+    owned_train_state,
+    resolve,
+    resume,
+    rl_loop,
+    rl_shardings,
+    shared_frozen,
+)
 from align.rl.ppo import PolicyAndValue, PPOConfig, make_ppo_iteration
 from align.rl.rewards import RewardFn
 from align.rl.rollout import RolloutConfig
 from align.training import Checkpointer, OptimConfig, make_optimizer, trainable_filter
 from align.training.metrics import check_report_to, open_metrics_writer
+from align.training.options import MeshOptions, make_run_mesh
 from align.hub import ModelOptions, load_model
 from align.training.rundir import finished_summary, write_json
 from pipelines.commands.config import add_config_arguments, run_config_command
@@ -95,11 +106,19 @@ class RLHFConfig:
     eval: RLEvalOptions = RLEvalOptions()
     ppo: PPOConfig = PPOConfig()
     grpo: GRPOConfig = GRPOConfig()
+    mesh: MeshOptions = MeshOptions()  # policy, critic, reference and reward models share it
     export: bool = True
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm={self.algorithm!r}: expected one of {ALGORITHMS}")
+
+    def rows(self) -> dict[str, int]:
+        """Rows of each array the data-parallel devices split: a rollout and a minibatch."""
+        if self.algorithm == "ppo":
+            return {"train.batch_size": self.train.batch_size, "ppo.minibatch_size": self.ppo.minibatch_size}
+        group = self.train.batch_size * self.grpo.group_size
+        return {"train.batch_size x grpo.group_size": group, "grpo.minibatch_size": self.grpo.minibatch_size}
 
     @property
     def rollout(self) -> RolloutConfig:
@@ -110,6 +129,17 @@ class RLHFConfig:
             return self.ppo.ppo_epochs * -(-self.train.batch_size // self.ppo.minibatch_size)
         rows = self.train.batch_size * self.grpo.group_size
         return self.grpo.num_iterations * -(-rows // self.grpo.minibatch_size)
+
+
+def check_mesh_fits(config: RLHFConfig, mesh) -> None:
+    """Every rollout and minibatch splits evenly over the data-parallel devices (mesh.data x mesh.fsdp)."""
+    n = mesh.shape["data"] * mesh.shape["fsdp"]
+    for name, rows in config.rows().items():
+        if rows % n:
+            raise InvalidInput(
+                f"mesh: {name} = {rows} rows do not split over mesh.data x mesh.fsdp = {n} devices; "
+                f"make it a multiple of {n}"
+            )
 
 
 def with_tokenizer_ids(config: RLHFConfig, tokenizer: Tokenizer) -> RLHFConfig:
@@ -142,10 +172,13 @@ def prompt_stream(prompts: list, config: RLHFConfig, pad_id: int, position=None)
     )
 
 
-def make_iteration(config: RLHFConfig, optimizer, reference, reward_fn: RewardFn):
+def make_iteration(config: RLHFConfig, optimizer, reference, reward_fn: RewardFn, shardings=None):
+    """(iterate, initial KL coefficient); shardings: align.rl.loop.rl_shardings of the state."""
     if config.algorithm == "ppo":
-        return make_ppo_iteration(config.ppo, optimizer, reference, reward_fn), config.ppo.kl_coef
-    return make_grpo_iteration(config.grpo, optimizer, reference, reward_fn), config.grpo.beta
+        iterate = make_ppo_iteration(config.ppo, optimizer, reference, reward_fn, shardings=shardings)
+        return iterate, config.ppo.kl_coef
+    iterate = make_grpo_iteration(config.grpo, optimizer, reference, reward_fn, shardings=shardings)
+    return iterate, config.grpo.beta
 
 
 def trainable_for(config: RLHFConfig):
@@ -158,18 +191,21 @@ def trainable_for(config: RLHFConfig):
     return base
 
 
-def initial_state(config: RLHFConfig, policy, optimizer):
-    """PPO: PolicyAndValue(policy, critic); GRPO: the policy alone. The state owns copies of the weights."""
+def initial_state(config: RLHFConfig, policy, optimizer, mesh=None):
+    """PPO: PolicyAndValue(policy, critic); GRPO: the policy alone. The state owns copies of the weights,
+    sharded over `mesh`."""
     trainable = trainable_for(config)
     model = policy
     if config.algorithm == "ppo":
-        model = PolicyAndValue(policy, load_value_model(config.train.value_init, config.reward, policy))
-    return owned_train_state(model, optimizer, seed=config.train.seed, trainable=trainable)
+        critic = load_value_model(config.train.value_init, config.reward, policy, mesh)
+        model = PolicyAndValue(policy, critic)
+    return owned_train_state(model, optimizer, seed=config.train.seed, trainable=trainable, mesh=mesh)
 
 
-def eval_options(config: RLHFConfig) -> dict:
+def eval_options(config: RLHFConfig, mesh=None) -> dict:
     e = config.eval
     return {
+        "mesh": mesh,
         "rollout": config.rollout,
         "batch_size": e.batch_size,
         "prompt_length": config.data.max_prompt_length,
@@ -178,7 +214,7 @@ def eval_options(config: RLHFConfig) -> dict:
     }
 
 
-def training_views(config: RLHFConfig, reference, tokenizer):
+def training_views(config: RLHFConfig, reference, tokenizer, mesh=None):
     """(reference, reward) for the iterations: views that share the train state's frozen arrays.
 
     With trainable="no_embeddings", the policy's frozen [V, D] table is the reference's, and the
@@ -189,7 +225,7 @@ def training_views(config: RLHFConfig, reference, tokenizer):
     trainable = trainable_for(config)
     ppo = config.algorithm == "ppo"
     reference_view = FromState(shared_frozen(reference, trainable, "policy" if ppo else None))
-    models = [cached_reward_model(m.path) for m in config.reward.models]
+    models = [cached_reward_model(m.path, mesh) for m in config.reward.models]
     if not (ppo and config.train.value_init == "reward" and models):
         return reference_view, build_reward(config.reward, tokenizer, models)
     critic_view = shared_frozen(models[0], trainable, "value")
@@ -209,8 +245,10 @@ def prompt_stream_from(prompts: list, config: RLHFConfig, pad_id: int):
     return lambda position: prompt_stream(prompts, config, pad_id, position)
 
 
-def train(config: RLHFConfig, state, iterate, kl_coef: float, make_stream, manifest: dict):
-    """rl_loop from the latest checkpoint of `output_dir` (or from `state`) -> (RLResult, start iteration)."""
+def train(config: RLHFConfig, state, iterate, kl_coef: float, make_stream, manifest: dict, shardings=None):
+    """rl_loop from the latest checkpoint of `output_dir` (or from `state`) -> (RLResult, start iteration).
+
+    shardings: the state's (rl_shardings(...)[0]): a resumed state is placed as the step expects it."""
     out = Path(config.output_dir)
     ckpt = Checkpointer(
         out / "checkpoints",
@@ -219,7 +257,7 @@ def train(config: RLHFConfig, state, iterate, kl_coef: float, make_stream, manif
         manifest=manifest,
     )
     start, position = 0, None
-    resumed = resume(ckpt, state)
+    resumed = resume(ckpt, state, shardings)
     if resumed is not None:
         state, start, kl_coef, position = (
             resumed.state,
@@ -258,21 +296,23 @@ def eval_before_done(out: Path) -> bool:
     return (out / "eval_before.json").exists() and (out / "eval_before_samples.json").exists()
 
 
-def evaluate_before(config: RLHFConfig, reference, held: list, tokenizer) -> None:
+def evaluate_before(config: RLHFConfig, reference, held: list, tokenizer, mesh=None) -> None:
     """eval_before.json (+ samples): the starting policy's held-out reward, computed once per run."""
     out = Path(config.output_dir)
-    reward_fn = build_reward(config.reward, tokenizer)
-    before = evaluate_policy(reference, reference, reward_fn, held, tokenizer, **eval_options(config))
+    reward_fn = build_reward(config.reward, tokenizer, mesh=mesh)
+    before = evaluate_policy(reference, reference, reward_fn, held, tokenizer, **eval_options(config, mesh))
     # The samples first and eval_before.json last: a run killed between the two writes must not look
     # evaluated, or evaluate_after would find no samples once the whole training is done.
     write_json(out / "eval_before_samples.json", before.samples)
     write_json(out / "eval_before.json", before.metrics)
 
 
-def evaluate_after(config: RLHFConfig, policy, reference, reward_fn, held: list, tokenizer) -> dict:
+def evaluate_after(
+    config: RLHFConfig, policy, reference, reward_fn, held: list, tokenizer, mesh=None
+) -> dict:
     """{"eval_before", "eval_after"} for the summary; eval_samples.jsonl with both responses."""
     out = Path(config.output_dir)
-    after = evaluate_policy(policy, reference, reward_fn, held, tokenizer, **eval_options(config))
+    after = evaluate_policy(policy, reference, reward_fn, held, tokenizer, **eval_options(config, mesh))
     before_samples = json.loads((out / "eval_before_samples.json").read_text())
     write_samples(out / "eval_samples.jsonl", before_samples, after.samples, config.eval.samples)
     return {
@@ -290,24 +330,28 @@ def run_rlhf(config: RLHFConfig) -> dict:
     if (done := finished_summary(out, log)) is not None:
         return done
     out.mkdir(parents=True, exist_ok=True)
+    mesh = make_run_mesh(config.mesh)
+    check_mesh_fits(config, mesh)
     reference, tokenizer = load_model(config.model)
+    shard_model(reference, mesh)  # the train state's copy, the reference view and evaluations share it
     config = with_tokenizer_ids(config, tokenizer)
     write_config(out, config)
     train_prompts, held_prompts, data_report = load_prompts(config.data, tokenizer)
     log.info("prompts: %s", data_report)
     optimizer = make_optimizer(config.optim)
-    state = initial_state(config, reference, optimizer)
+    state = initial_state(config, reference, optimizer, mesh)
     held = held_prompts[: config.eval.prompts]
     if held and not eval_before_done(out):
-        evaluate_before(config, reference, held, tokenizer)
-    reference_src, reward_src = training_views(config, reference, tokenizer)
+        evaluate_before(config, reference, held, tokenizer, mesh)
+    reference_src, reward_src = training_views(config, reference, tokenizer, mesh)
     model_config = reference.config
     del reference  # from here on its frozen arrays live only in the train state
-    iterate, kl_coef = make_iteration(config, optimizer, reference_src, reward_src)
+    shardings = rl_shardings(state, mesh)
+    iterate, kl_coef = make_iteration(config, optimizer, reference_src, reward_src, shardings)
     t0 = time.perf_counter()
     stream = prompt_stream_from(train_prompts, config, tokenizer.pad_id)
     manifest = {"config": to_dict(config), "model_config": model_config}
-    result, start = train(config, state, iterate, kl_coef, stream, manifest=manifest)
+    result, start = train(config, state, iterate, kl_coef, stream, manifest, shardings[0])
     if result.stopped != "done":
         log.warning("stopped at iteration %d (%s); run again to resume", result.iteration, result.stopped)
         return {"stopped": result.stopped, "iteration": result.iteration}
@@ -324,7 +368,7 @@ def run_rlhf(config: RLHFConfig) -> dict:
     }
     if held:
         sources = (resolve(reference_src, result.state), resolve(reward_src, result.state))
-        summary.update(evaluate_after(config, policy, *sources, held, tokenizer))
+        summary.update(evaluate_after(config, policy, *sources, held, tokenizer, mesh))
     if config.export:
         from pipelines.stages.sft import export_model
 

@@ -30,6 +30,7 @@ from flax import nnx
 
 from align.model.attention import attention_mask
 from align.model.scoring import streamed_token_logprobs
+from align.model.sharding import shard_rows, state_shardings
 from safety_evals.lm import packing
 from safety_evals.lm.protocol import (
     TokenScores,
@@ -120,6 +121,8 @@ class JaxLM:
       pack_tokens: row length that shorter requests are packed into (0: one request per row).
       share_prefixes: score requests that start with the same tokens as one prefix tree
         (`safety_evals.lm.packing`); the log-probs are the same either way.
+      mesh: shard the weights over it by align's rules table and split every batch's rows over its
+        data axes (`align.model.sharding.make_mesh`); None: the model stays where it is (one device).
     """
 
     def __init__(
@@ -134,14 +137,23 @@ class JaxLM:
         cache_dtype=jnp.float32,
         pack_tokens: int = PACK_TOKENS,
         share_prefixes: bool = True,
+        mesh=None,
     ):
+        self._graphdef, self._state = nnx.split(model)
+        if mesh is not None:  # a sharded copy: the caller's model stays where it was
+            self._state = jax.device_put(self._state, state_shardings(self._state, mesh))
+            model = nnx.merge(self._graphdef, self._state)
+        self.mesh = mesh
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.pack_tokens, self.share_prefixes = pack_tokens, share_prefixes
         self.batch_size, self.add_bos = batch_size, add_bos
         self.max_length = max_length or int(model.config.max_seq_len)
         self.cache_dtype = cache_dtype
         self.prefix_id = tokenizer.bos_id
-        self._graphdef, self._state = nnx.split(model)
+
+    def _rows(self, *arrays):
+        """[R, ...] arrays with their rows split over the mesh's data axes (as given without a mesh)."""
+        return arrays if self.mesh is None else shard_rows(arrays, self.mesh)
 
     @classmethod
     def from_loaded(cls, loaded, *, name: str, **kwargs) -> JaxLM:
@@ -185,10 +197,7 @@ class JaxLM:
             _score_jit(
                 self._graphdef,
                 self._state,
-                lay.tokens,
-                lay.positions,
-                lay.segments,
-                lay.branches,
+                *self._rows(lay.tokens, lay.positions, lay.segments, lay.branches),
                 slots,
                 targets,
                 np.int32(n),
@@ -249,6 +258,7 @@ class JaxLM:
             # pad_prompts' filler rows reuse the last real row's key: their samples are dropped
             take = np.minimum(np.arange(b * self.batch_size, (b + 1) * self.batch_size), len(rows) - 1)
             keys = row_key(prompt_idx[take], sample_idx[take])
+            tokens, lengths, keys = self._rows(tokens, lengths, keys)
             res = generate(self.model, tokens, lengths, config, keys, cache_dtype=self.cache_dtype)
             gen, n = jax.device_get((res.tokens, res.lengths))
             for row in range(len(chunk)):

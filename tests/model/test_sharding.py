@@ -126,3 +126,13 @@ def test_sharded_generate_in_cpu_layout_equals_unsharded():
     )
     np.testing.assert_array_equal(got.tokens, want.tokens)
     np.testing.assert_allclose(got.logprobs, want.logprobs, atol=1e-5)
+
+
+def test_rows_split_over_the_data_axes_or_replicate_when_they_do_not_divide():
+    from align.model.sharding import shard_rows
+
+    mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+    even, odd, scalar = shard_rows((np.zeros((8, 3)), np.zeros((6, 3)), np.float32(1)), mesh)
+    assert even.sharding.spec == P(("data", "fsdp"), None) and even.addressable_shards[0].data.shape == (2, 3)
+    assert odd.sharding.spec == P(None, None) and odd.addressable_shards[0].data.shape == (6, 3)
+    assert scalar.sharding.spec == P() and float(scalar) == 1.0

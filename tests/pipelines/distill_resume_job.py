@@ -25,8 +25,8 @@ def killing_at(kill_at: int):
     """distill.with_on_policy whose step SIGKILLs the process when the state reaches step kill_at."""
     wrap = distill.with_on_policy
 
-    def with_kill(step, options, seed):
-        inner = wrap(step, options, seed)
+    def with_kill(step, options, seed, **kwargs):
+        inner = wrap(step, options, seed, **kwargs)
 
         def step_or_die(state, batch):
             if int(jax.device_get(state.step)) == kill_at:

@@ -206,9 +206,10 @@ def test_per_device_batch_size_is_global_times_accum_and_data_parallel_devices(t
 
 
 def test_per_device_batch_size_in_rlhf_is_the_minibatch(tmp_path):
-    path = write(tmp_path, "grpo", ["per_device_train_batch_size: 4", "grpo:", "  grad_accum: 2"])
+    lines = ["per_device_train_batch_size: 4", "grpo:", "  grad_accum: 2", "mesh: {data: 2, fsdp: 2}"]
+    path = write(tmp_path, "grpo", lines)
     config, notes = load_config_noting(RLHFConfig, path)
-    assert config.grpo.minibatch_size == 8 and "(runs on one device)" in notes[0]
+    assert config.grpo.minibatch_size == 4 * 2 * 4 and "(mesh.data 2 x mesh.fsdp 2)" in notes[0]
     # an override of our own key replaces the file's per-device value
     assert load_config_noting(RLHFConfig, path, ["grpo.minibatch_size=16"])[0].grpo.minibatch_size == 16
 
