@@ -114,7 +114,7 @@ def test_padding_rows_count_in_no_metric(loss_type):
     model = _model()
     state = owned_train_state(model, _optimizer())
     config = DPOConfig(beta=0.5, loss_type=loss_type, logprob_chunk=64)
-    alone = _collate(1, T, pad_id)([(pairs[0], np.zeros(2, np.float32))])
+    alone = _collate(1, T, pad_id, with_ref=True)([(pairs[0], np.zeros(2, np.float32))])
     lp = np.asarray(pair_logprobs(model, {k: jnp.asarray(alone[k]) for k in PAIR_KEYS}, 64))[0]
     ref = lp + np.array([-0.3, 0.2], np.float32)  # the policy prefers chosen: accuracy 1, margin > 0
     evaluate = make_eval_step(functools.partial(dpo_loss_fn, config=config))
@@ -122,9 +122,9 @@ def test_padding_rows_count_in_no_metric(loss_type):
     def score(b):
         return finalize(jax.device_get(evaluate(state, b)))
 
-    padded = _collate(4, T, pad_id)([(pairs[0], ref)])
+    padded = _collate(4, T, pad_id, with_ref=True)([(pairs[0], ref)])
     np.testing.assert_array_equal(padded["pair_mask"], [1, 0, 0, 0])
-    one = score(_collate(1, T, pad_id)([(pairs[0], ref)]))
+    one = score(_collate(1, T, pad_id, with_ref=True)([(pairs[0], ref)]))
     masked = score(padded)
     derived = score({k: v for k, v in padded.items() if k != "pair_mask"})  # padding by its empty loss_mask
     assert float(one["accuracy"]) == 1.0 and float(one["margin"]) > 0
