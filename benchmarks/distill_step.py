@@ -2,6 +2,8 @@
 
     python benchmarks/distill_step.py                                  # tiny preset teacher, B 4 x 128
     python benchmarks/distill_step.py --teacher gemma3-270m --batch 2 --seq 128 --steps 3
+    python benchmarks/distill_step.py --teacher runs/quickstart/variants/chat --beta 0 --batch 2 --seq 128 \
+        --steps 2 --warmup 1 --side-timeout 1500 --out rows.jsonl      # gemma-3-270m -> its 9 even layers
 
 Both sides train the same student (the teacher's even layers, align.rl.distill.student_from_teacher)
 against the same frozen teacher on the same random token batch, every token supervised, off-policy
@@ -142,6 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--sides", default="jax,trl")
+    p.add_argument("--side-timeout", type=float, default=None, help="seconds per side (a row says so)")
+    p.add_argument("--out", default=None, help="JSON-lines file the rows are appended to")
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     p.add_argument("--hf-dir", help=argparse.SUPPRESS)
     return p
@@ -161,20 +165,25 @@ def main() -> None:
     argv = sys.argv[1:]
     for side in ["prep", *args.sides.split(",")]:
         cmd = [sys.executable, __file__, *argv, "--worker", side, "--hf-dir", hf_dir]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        head = {"side": side, "teacher": args.teacher, "B": args.batch, "T": args.seq, "beta": args.beta}
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=args.side_timeout)
+        except subprocess.TimeoutExpired:  # a side too slow for the limit is a result, not a crash
+            _emit({**head, "timed_out_s": args.side_timeout}, args.out)
+            continue
         if proc.returncode:
             sys.exit(f"{side} failed:\n{proc.stderr[-3000:]}")
         if side == "prep":
             continue
         row = json.loads(proc.stdout.strip().splitlines()[-1])
-        tokens = args.batch * args.seq
-        print(
-            json.dumps(
-                {"side": side, "teacher": args.teacher, "B": args.batch, "T": args.seq, "beta": args.beta,
-                 **row, "tokens_per_s": tokens / row["step_s"]}
-            ),
-            flush=True,
-        )  # fmt: skip
+        _emit({**head, **row, "tokens_per_s": args.batch * args.seq / row["step_s"]}, args.out)
+
+
+def _emit(row: dict, out: str | None) -> None:
+    print(json.dumps(row), flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

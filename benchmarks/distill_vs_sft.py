@@ -1,158 +1,237 @@
-"""KD against SFT for the same student at equal steps: held-out KL to the teacher and NLL on teacher samples.
+"""KD against SFT for the same student at equal steps and tokens: held-out KL to the teacher and NLL on
+teacher samples, with a learning curve of both.
 
-    python benchmarks/distill_vs_sft.py --steps 8 --prompts 48 --heldout 8
+    python benchmarks/distill_vs_sft.py --teacher /path/to/variants/chat --prompts 200 --heldout 40 \
+        --steps 100 --eval-at 0,10,25,50,100 --samples /work/cache/x/samples.jsonl --out rows.jsonl
 
-1. The teacher (default: the embedded gemma3-270m) samples one response per prompt of HH helpful-base
-   (temperature 1, `--new-tokens`): the "teacher samples".
-2. The student is the teacher's even layers (align.rl.distill.student_from_teacher); two copies of it
-   train for `--steps` steps on the same batches of teacher samples: one by forward KL to the teacher
-   on every response token (align distill's loss), one by SFT (NLL of the sampled tokens).
-3. Both are evaluated on the held-out teacher samples with the same function (align.rl.distill's
-   eval: forward KL to the teacher and NLL of the samples, token means), with a 95% bootstrap interval
-   over held-out sequences. One JSON row per model (start, kd, sft).
+1. The teacher samples one response per prompt of HH helpful-base (temperature 1, `--new-tokens`,
+   prompts of at most `--max-prompt` tokens, each prompt once): the "teacher samples", cached in
+   `--samples` (JSON lines) so every run reuses the same ones. The first `--heldout` prompts are held
+   out; the students train on the others.
+2. The student is the teacher's even layers (align.rl.distill.student_from_teacher). Copies of it train
+   for `--steps` steps on the same batches in the same order, from the same init and learning rate:
+   `--kinds kd` (the divergence of `--beta` to the teacher on every response token: 0 forward KL as
+   Gemma 2, in between GKD's JSD; align distill's loss) and `sft` (NLL of the sampled tokens).
+3. At each step of `--eval-at` every student is evaluated on the held-out samples by the same function:
+   forward KL(teacher || student) and NLL of the samples, token means over response tokens, with a 95%
+   bootstrap interval over held-out sequences. One JSON row per (model, step), appended to `--out` as it
+   is measured, and a paired KD - SFT row at the last step.
+
+Why KD should win, and how it can fail to show. With samples drawn from the teacher at temperature 1,
+the expected SFT gradient (q - onehot(y), y ~ p) is the forward-KL gradient (q - p): at equal learning
+rates KD is SFT without the sampling noise of the targets. The two separate only once that noise
+matters; in the first steps (KL falling from ~16 nats) both follow the same mean gradient.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
+import time
 
 import numpy as np
 
 
-def teacher_samples(teacher, tokenizer, args) -> list:
-    """[Tokenized(prompt + response, loss_mask on the response)], prompts <= seq - new_tokens tokens."""
-    import jax
-
-    from align.data import Tokenized, load_records
+def read_prompts(tokenizer, args) -> list:
+    """Distinct HH helpful-base prompts of at most --max-prompt tokens, in file order."""
+    from align.data import load_records
     from align.data.prompts import encode_prompt
     from align.data_dir import data_path
-    from align.sampling import SamplingConfig, generate
-    from align.sampling.text import pad_prompts
     from pipelines.stages.sft import as_sft_example
 
-    records = load_records(
-        str(data_path("hh_rlhf/helpful-base/test.jsonl.gz")), "train", limit=4 * args.prompts
-    )
-    room = args.seq - args.new_tokens
-    prompts = [
-        p for p in (encode_prompt(as_sft_example(r).prompt, tokenizer) for r in records) if len(p) <= room
-    ]
-    prompts = prompts[: args.prompts]
-    config = SamplingConfig(
-        max_new_tokens=args.new_tokens,
-        temperature=1.0,
-        stop_ids=tuple(tokenizer.stop_ids),
-        pad_id=tokenizer.pad_id,
-    )
+    path = str(data_path("hh_rlhf/helpful-base/test.jsonl.gz"))
+    seen, out = set(), []
+    for r in load_records(path, "train", limit=20 * args.prompts, skip_invalid=True):
+        p = encode_prompt(as_sft_example(r).prompt, tokenizer)
+        if len(p) <= args.max_prompt and p.tobytes() not in seen:
+            seen.add(p.tobytes())
+            out.append(p)
+    return out[: args.prompts]
+
+
+def teacher_samples(teacher, tokenizer, args) -> list:
+    """[Tokenized(prompt + response, loss_mask on the response)], cached in --samples."""
+    import jax
+
+    from align.data import Tokenized
+    from align.sampling import SamplingConfig, generate
+    from align.sampling.text import pad_prompts
+
+    rows = []
+    if args.samples and os.path.exists(args.samples):
+        rows = [json.loads(line) for line in open(args.samples)]
+    if len(rows) < args.prompts:
+        prompts = read_prompts(tokenizer, args)
+        config = SamplingConfig(max_new_tokens=args.new_tokens, temperature=1.0,
+                                stop_ids=tuple(tokenizer.stop_ids), pad_id=tokenizer.pad_id)  # fmt: skip
+        for i in range(len(rows), len(prompts), args.gen_batch):
+            chunk = prompts[i : i + args.gen_batch]
+            tokens, lengths = pad_prompts(chunk, tokenizer.pad_id, rows=args.gen_batch)
+            res = jax.device_get(generate(teacher, tokens, lengths, config, jax.random.PRNGKey(i)))
+            new = [{"prompt": p.tolist(), "response": r[:n].tolist()}
+                   for p, r, n in zip(chunk, res.tokens, res.lengths, strict=False)]  # fmt: skip
+            rows += new
+            if args.samples:  # appended as generated: a killed run keeps what it sampled
+                with open(args.samples, "a") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in new)
     out = []
-    for i in range(0, len(prompts), args.gen_batch):
-        chunk = prompts[i : i + args.gen_batch]
-        tokens, lengths = pad_prompts(chunk, tokenizer.pad_id, rows=args.gen_batch)
-        res = jax.device_get(generate(teacher, tokens, lengths, config, jax.random.PRNGKey(i)))
-        for p, row, n in zip(chunk, res.tokens, res.lengths, strict=False):
-            seq = np.concatenate([p, row[:n]]).astype(np.int32)
-            out.append(Tokenized(seq, np.arange(len(seq)) >= len(p)))
+    for r in rows[: args.prompts]:
+        seq = np.asarray(r["prompt"] + r["response"], np.int32)
+        out.append(Tokenized(seq, np.arange(len(seq)) >= len(r["prompt"])))
     return out
 
 
-def per_sequence_eval(run, seqs, args, pad_id) -> dict:
-    """Token-mean KL and NLL over the held-out sequences, each with a 95% bootstrap interval over them."""
+def make_row_eval(chunk_size: int, vocab_chunk):
+    """jit(state, batch) -> per-row sums over response tokens: (forward KL to the teacher, NLL, tokens)."""
+    import jax
+
+    from align.training.distill import chunked_token_divergence
+    from align.training.logprobs import chunked_token_logprobs
+
+    @jax.jit
+    def evaluate(state, batch):
+        pair = state.model()
+        s, t = pair.student, pair.teacher
+        args = (batch["tokens"], batch["positions"], batch["segment_ids"])
+        h_s, h_t = s.hidden(*args), t.hidden(*args)  # [B, T, D]
+        kl = chunked_token_divergence(
+            h_s, s.unembed_matrix(), h_t, t.unembed_matrix(), beta=0.0, chunk_size=chunk_size,
+            vocab_chunk=vocab_chunk, student_softcap=s.config.final_logit_softcap,
+            teacher_softcap=t.config.final_logit_softcap,
+        )  # fmt: skip
+        lp = chunked_token_logprobs(h_s, s.unembed_matrix(), batch["targets"], chunk_size=chunk_size,
+                                    final_softcap=s.config.final_logit_softcap)  # fmt: skip
+        m = batch["loss_mask"]
+        return (kl * m).sum(-1), (-lp * m).sum(-1), m.sum(-1)
+
+    return evaluate
+
+
+def per_sequence(evaluate, state, seqs, args, pad_id) -> tuple:
+    """([N] KL sums, [N] NLL sums, [N] token counts) over the held-out sequences."""
     import jax
 
     from align.data import pad_batch
 
-    kl, nll, n = [], [], []
-    for s in seqs:  # one row per call: per-sequence sums (weighted by tokens) for the interval
-        out = jax.device_get(run.eval_fn(run.state, pad_batch([s], args.seq, rows=1, pad_id=pad_id)))
-        kl.append(float(out["loss"]))
-        nll.append(float(out["nll"]))
-        n.append(float(out["weight"]))
-    kl, nll, n = map(np.asarray, (kl, nll, n))
-    rs = np.random.default_rng(0)
-    idx = rs.integers(0, len(n), (2000, len(n)))
+    parts = []
+    for i in range(0, len(seqs), args.batch):
+        chunk = seqs[i : i + args.batch]
+        out = jax.device_get(evaluate(state, pad_batch(chunk, args.seq, rows=args.batch, pad_id=pad_id)))
+        parts.append(np.stack([np.asarray(x)[: len(chunk)] for x in out]))
+    kl, nll, n = np.concatenate(parts, axis=1).astype(np.float64)
+    return kl, nll, n
 
-    def summary(x):
-        boot = (x[idx].sum(1)) / n[idx].sum(1)
-        return {
-            "mean": float(x.sum() / n.sum()),
-            "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
-        }
 
-    row = {"kl_to_teacher": summary(kl), "nll_teacher_samples": summary(nll), "tokens": int(n.sum())}
-    return row, (kl, nll, n)
+def bootstrap(x, n, seed: int = 0) -> dict:
+    """Token-weighted mean of per-sequence sums x over tokens n, 95% bootstrap over the sequences."""
+    idx = np.random.default_rng(seed).integers(0, len(n), (2000, len(n)))
+    boot = x[idx].sum(1) / n[idx].sum(1)
+    return {"mean": float(x.sum() / n.sum()), "ci95": [float(np.percentile(boot, q)) for q in (2.5, 97.5)]}
+
+
+def row(raw) -> dict:
+    kl, nll, n = raw
+    return {
+        "kl_to_teacher": bootstrap(kl, n),
+        "nll_teacher_samples": bootstrap(nll, n),
+        "tokens": int(n.sum()),
+    }
 
 
 def paired_difference(a, b) -> dict:
-    """KD minus SFT, token-weighted over the same held-out sequences, with a paired 95% bootstrap."""
-    (kl_a, nll_a, n), (kl_b, nll_b, _) = a, b
-    idx = np.random.default_rng(1).integers(0, len(n), (2000, len(n)))
-    out = {}
-    for name, x in (("kl_to_teacher", kl_a - kl_b), ("nll_teacher_samples", nll_a - nll_b)):
-        boot = x[idx].sum(1) / n[idx].sum(1)
-        out[name] = {
-            "mean": float(x.sum() / n.sum()),
-            "ci95": [float(np.percentile(boot, q)) for q in (2.5, 97.5)],
-        }
-    return out
+    """a minus b, token-weighted over the same held-out sequences, with a paired 95% bootstrap."""
+    n = a[2]
+    return {
+        "kl_to_teacher": bootstrap(a[0] - b[0], n, 1),
+        "nll_teacher_samples": bootstrap(a[1] - b[1], n, 1),
+    }
 
 
-def train(kind: str, student, teacher, train_seqs, args, pad_id):
-    """A run of `args.steps` steps of KD or SFT from `student`; returns the run (its eval step is KD's)."""
+def train(kind: str, student, teacher, train_seqs, held, args, pad_id, emit) -> dict:
+    """`args.steps` steps of KD or SFT from `student`, evaluated at --eval-at; returns {step: raw}."""
     from align.data import DataOrder, batches, pad_batch
-    from align.rl.distill import Distiller, DistillLoss, distill_eval_fn, distill_loss_fn, student_only
+    from align.rl.distill import Distiller, DistillLoss, distill_loss_fn, student_only
     from align.training import LoopConfig, OptimConfig, make_optimizer
     from align.training.options import MeshOptions, TrainOptions, make_run_mesh
     from align.training.run import fit, prepare_run
-    from align.training.step import make_eval_step
     from pipelines.stages.sft import sft_loss
 
-    loss = DistillLoss(beta=0.0, chunk_size=256, vocab_chunk=args.vocab_chunk or None)
-    nll = sft_loss(256)
+    vocab_chunk = args.vocab_chunk or None
+    loss = DistillLoss(beta=args.beta, chunk_size=args.chunk, vocab_chunk=vocab_chunk)
+    nll = sft_loss(args.chunk)
     loss_fn = distill_loss_fn(loss) if kind == "kd" else (lambda m, b, r: nll(m.student, b, r))
-    optim = OptimConfig(
-        learning_rate=args.lr, warmup_steps=1, total_steps=max(args.steps, 1), weight_decay=0.0
-    )
-    train_opts = TrainOptions(batch_size=args.batch, log_every=1, progress=False, eval_before=False, seed=0)
+    optim = OptimConfig(learning_rate=args.lr, warmup_steps=args.warmup, total_steps=max(args.steps, 1),
+                        weight_decay=0.0, clip_norm=1.0, schedule="cosine")  # fmt: skip
     run = prepare_run(
         Distiller(student, teacher),
         make_optimizer(optim),
         loss_fn,
         run_dir=tempfile.mkdtemp(prefix=f"kd_vs_sft_{kind}_", dir=args.scratch),
-        train=train_opts,
+        train=TrainOptions(batch_size=args.batch, log_every=1, progress=False, eval_before=False, seed=0),
         mesh=make_run_mesh(MeshOptions(devices=1)),
         trainable=student_only("no_embeddings"),
     )
-    run.eval_fn = make_eval_step(distill_eval_fn(loss))
+    evaluate = make_row_eval(args.chunk, vocab_chunk)
+    raws, clock = {}, {"t": time.perf_counter(), "train_s": 0.0}
+
+    def measure(step, state):
+        if step not in args.eval_at:
+            return
+        clock["train_s"] += time.perf_counter() - clock["t"]
+        raws[step] = per_sequence(evaluate, state, held, args, pad_id)
+        emit({"model": "start" if step == 0 else kind, "step": step, **row(raws[step]),
+              "train_seconds": round(clock["train_s"], 1)})  # fmt: skip
+        clock["t"] = time.perf_counter()
+
+    if 0 in args.eval_at:
+        measure(0, run.state)
+    order = DataOrder(len(train_seqs), seed=0)  # the same order for every kind: the same batches
+    make = lambda pos: batches(  # noqa: E731
+        train_seqs, order, pos, args.batch, lambda b: pad_batch(b, args.seq, rows=args.batch, pad_id=pad_id)
+    )
     if args.steps:
-        order = DataOrder(len(train_seqs), seed=0)
-        make = lambda pos: batches(  # noqa: E731
-            train_seqs,
-            order,
-            pos,
-            args.batch,
-            lambda b: pad_batch(b, args.seq, rows=args.batch, pad_id=pad_id),
-        )
-        fit(run, make, LoopConfig(total_steps=args.steps, log_every=1, progress=False))
-    return run
+        fit(run, make, LoopConfig(total_steps=args.steps, log_every=1, progress=False), on_step=measure)
+    run.checkpointer.close()
+    if args.export:
+        from pipelines.stages.sft import export_model
+
+        export_model(run.state.model().student, args.tokenizer, os.path.join(args.export, kind))
+    return raws
 
 
-def main() -> None:
+def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--teacher", default="gemma3-270m")
+    p.add_argument("--teacher", default="gemma3-270m", help="model spec or HF dir (e.g. variants/chat)")
     p.add_argument("--prompts", type=int, default=48)
     p.add_argument("--heldout", type=int, default=8)
+    p.add_argument("--max-prompt", type=int, default=64, help="longest prompt kept, in tokens")
     p.add_argument("--new-tokens", type=int, default=48)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--steps", type=int, default=8)
+    p.add_argument(
+        "--eval-at", default="", help="comma-separated steps to evaluate at (0 and the last always)"
+    )
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--gen-batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--beta", type=float, default=0.0, help="KD's divergence: 0 forward KL, (0, 1) JSD")
+    p.add_argument("--kinds", default="kd,sft")
+    p.add_argument("--chunk", type=int, default=256, help="tokens per logits tile")
     p.add_argument("--vocab-chunk", type=int, default=0, help="0: the whole vocabulary per tile")
+    p.add_argument("--samples", default=None, help="JSON-lines cache of the teacher samples")
+    p.add_argument("--out", default=None, help="JSON-lines file the rows are appended to")
+    p.add_argument("--export", default=None, help="directory: each trained student as an HF dir <kind>/")
     p.add_argument("--scratch", default=None, help="directory for the runs' checkpoints")
     args = p.parse_args()
+    args.eval_at = {0, args.steps} | {int(s) for s in args.eval_at.split(",") if s}
+    return args
 
+
+def main() -> None:
+    args = parse_args()
     import align
 
     align.setup()
@@ -164,24 +243,33 @@ def main() -> None:
     from align.rl.distill import kept_layers, student_from_teacher
 
     teacher, tokenizer = load_model(ModelOptions(spec=args.teacher))
+    args.tokenizer = tokenizer
     seqs = teacher_samples(teacher, tokenizer, args)
     held, train_seqs = seqs[: args.heldout], seqs[args.heldout :]
     student = student_from_teacher(teacher, kept_layers(teacher.config.num_layers, "every_other"))
+    common = {"teacher": args.teacher, "steps": args.steps, "batch": args.batch, "seq": args.seq,
+              "lr": args.lr, "beta": args.beta, "train_sequences": len(train_seqs),
+              "heldout_sequences": len(held)}  # fmt: skip
+
+    def emit(r):
+        line = json.dumps({**r, **common})
+        print(line, flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(line + "\n")
 
     def fresh(model):  # own buffers: each run's step donates its whole state, the teacher's included
         graphdef, state = nnx.split(model)
         return nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
 
-    common = {"teacher": args.teacher, "steps": args.steps, "batch": args.batch, "seq": args.seq,
-              "train_sequences": len(train_seqs), "heldout_sequences": len(held)}  # fmt: skip
-    raw = {}
-    for kind, steps in (("start", 0), ("kd", args.steps), ("sft", args.steps)):
-        sized = argparse.Namespace(**{**vars(args), "steps": steps})
-        run = train(kind, fresh(student), fresh(teacher), train_seqs, sized, tokenizer.pad_id)
-        row, raw[kind] = per_sequence_eval(run, held, args, tokenizer.pad_id)
-        print(json.dumps({"model": kind, **common, **row}), flush=True)
-        run.checkpointer.close()
-    print(json.dumps({"model": "kd_minus_sft", **common, **paired_difference(raw["kd"], raw["sft"])}))
+    last = {}
+    for i, kind in enumerate(args.kinds.split(",")):
+        if i == 1:
+            args.eval_at -= {0}  # the shared start is measured once
+        raws = train(kind, fresh(student), fresh(teacher), train_seqs, held, args, tokenizer.pad_id, emit)
+        last[kind] = raws[max(raws)]
+    if {"kd", "sft"} <= set(last):
+        emit({"model": "kd_minus_sft", "step": args.steps, **paired_difference(last["kd"], last["sft"])})
 
 
 if __name__ == "__main__":
