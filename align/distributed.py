@@ -129,8 +129,8 @@ def host_array(x) -> np.ndarray:
 
     np.asarray cannot read a jax.Array whose shards live on other hosts (FSDP over several hosts), so
     those go through process_allgather, a collective: every process must call this for the same arrays
-    in the same order."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    in the same order. A replicated array (a jitted mean, a metric) is read from this process's copy."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
         from jax.experimental import multihost_utils
 
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))

@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
-from align import checks
+from align import checks, distributed
 from align.model.sharding import batch_sharding
 from align.training.checkpoint import Checkpointer
 from align.training.loop import STOP, NonFiniteLoss, next_batch, sigterm_flag
@@ -218,7 +218,7 @@ def rl_loop(
                 prompts, position = item
                 t0 = time.perf_counter()
                 state, coef, metrics = iterate(state, prompts, coef)
-                metrics = {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+                metrics = {k: float(distributed.host_array(v)) for k, v in metrics.items()}
                 it += 1
                 _check_finite(it, metrics, checkpointer)
                 data_position = position

@@ -16,6 +16,8 @@ from typing import Protocol
 import jax
 import jax.numpy as jnp
 
+from align import distributed
+
 
 class RewardFn(Protocol):
     """(prompt [B, P] int32, prompt_mask [B, P], response [B, M] int32, response_mask [B, M]) -> [B].
@@ -87,5 +89,6 @@ def check_rewards(scores, batch: int, name: str = "reward_fn") -> jax.Array:
     if scores.shape != (batch,):
         raise ValueError(f"{name} returned shape {scores.shape}, expected [B]=({batch},)")
     if not bool(jnp.all(jnp.isfinite(scores))):
-        raise ValueError(f"{name} returned non-finite rewards: {scores}")
+        # every process takes this branch (the check is global), so the gather below is collective
+        raise ValueError(f"{name} returned non-finite rewards: {distributed.host_array(scores)}")
     return scores

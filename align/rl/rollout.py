@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from align import checks
+from align import checks, distributed
 from align.model import Decoder
 from align.model.heads import ScoreModel
 from align.rl.advantages import masked_mean
@@ -228,10 +228,14 @@ def sample_rollout(policy: Decoder, prompt, prompt_lengths, config: RolloutConfi
 
 def reward_rollout(rollout: Rollout, prompt, reward_fn: RewardFn) -> Rollout:
     """Fill `scores` with reward_fn(prompt, prompt_mask, response, response_mask)."""
-    prompt = jnp.asarray(prompt, jnp.int32)
+    prompt, B = jnp.asarray(prompt, jnp.int32), rollout.batch_size
     prompt_mask = (jnp.arange(prompt.shape[1])[None, :] < rollout.prompt_lengths[:, None]).astype(jnp.int32)
-    scores = reward_fn(prompt, prompt_mask, rollout.response, rollout.response_mask)
-    return rollout.replace(scores=check_rewards(scores, rollout.batch_size))
+    scores = check_rewards(reward_fn(prompt, prompt_mask, rollout.response, rollout.response_mask), B)
+    rows = rollout.prompt_lengths.sharding
+    if not rows.is_fully_addressable and scores.sharding != rows:
+        # a host reward's scores (the same on every process) joins the rollout's rows on the mesh
+        scores = jax.device_put(distributed.host_array(scores), rows)
+    return rollout.replace(scores=scores)
 
 
 def make_rollout(

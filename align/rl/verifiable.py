@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from align import distributed
 from align.data.answers import is_hedge, matches_alias
 from align.data.selfaware import QAItem, question_key
 from align.data.tokenizer import Tokenizer
@@ -73,8 +74,9 @@ class VerifiableQAReward:
         return self.items.get(question_key(found[-1])) if found else None
 
     def __call__(self, prompt, prompt_mask, response, response_mask) -> np.ndarray:
-        prompt, prompt_mask = np.asarray(prompt), np.asarray(prompt_mask) > 0
-        response, response_mask = np.asarray(response), np.asarray(response_mask) > 0
+        # every process decodes every row (its score is a host value placed on the mesh like the others')
+        prompt, prompt_mask = distributed.host_array(prompt), distributed.host_array(prompt_mask) > 0
+        response, response_mask = distributed.host_array(response), distributed.host_array(response_mask) > 0
         out = np.zeros(prompt.shape[0], np.float32)
         for b in range(prompt.shape[0]):
             item = self.item_of(self.tokenizer.decode(prompt[b][prompt_mask[b]]))

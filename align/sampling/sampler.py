@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from align import distributed
 from align.model import Decoder, init_cache
 from align.sampling import json_mode
 from align.sampling.methods import SamplingConfig, is_row_keys, sample_next
@@ -160,7 +161,7 @@ def _check_lengths(lengths, P: int, M: int, max_seq_len: int) -> None:
     """
     if isinstance(lengths, jax.core.Tracer):
         return
-    n = np.asarray(lengths)
+    n = distributed.host_array(lengths)  # rows spread over hosts: a collective
     bad = np.flatnonzero((n < 1) | (n > P))
     if bad.size:
         raise ValueError(

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import jax.numpy as jnp
-import numpy as np
 
+from align import distributed
 from align.data import Tokenizer, load_records
 from align.data_dir import data_path
 from align.errors import InvalidInput, MissingInput
@@ -183,8 +183,9 @@ class InstructionReward:
         raise InvalidInput(f"instructions reward: no known constraint in the prompt {prompt_text[-200:]!r}")
 
     def __call__(self, prompt, prompt_mask, response, response_mask):
-        prompt, response = np.asarray(prompt), np.asarray(response)
-        pm, rm = np.asarray(prompt_mask) > 0, np.asarray(response_mask) > 0
+        # every process judges every row (rows spread over hosts are gathered: collectives)
+        prompt, response = distributed.host_array(prompt), distributed.host_array(response)
+        pm, rm = distributed.host_array(prompt_mask) > 0, distributed.host_array(response_mask) > 0
         scores = [
             float(follows_all(self.row_of(self.tokenizer.decode(p[m])), self.tokenizer.decode(r[n])))
             for p, m, r, n in zip(prompt, pm, response, rm, strict=True)

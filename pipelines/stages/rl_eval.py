@@ -9,6 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from align import distributed
 from align.data import Tokenizer, prompt_batch
 from align.model.sharding import shard_rows
 from align.rl.rewards import RewardFn
@@ -63,16 +64,18 @@ def evaluate_policy(
         result, _ = make_rollout(
             policy, reference, None, reward_fn, batch["tokens"], batch["lengths"], rollout, key
         )
-        n, m = len(chunk), np.asarray(result.response_mask)
-        scores += np.asarray(result.scores)[:n].tolist()
-        kls += (np.asarray(result.logprobs - result.ref_logprobs) * m).sum(-1)[:n].tolist()
+        # rows spread over hosts: gathered (collectives, in the same order on every process)
+        n, m = len(chunk), distributed.host_array(result.response_mask)
+        response = distributed.host_array(result.response)
+        scores += distributed.host_array(result.scores)[:n].tolist()
+        kls += (distributed.host_array(result.logprobs - result.ref_logprobs) * m).sum(-1)[:n].tolist()
         lengths += m.sum(-1)[:n].tolist()
         bar.update(n)
         for b in range(n):
             samples.append(
                 {
                     "prompt": tokenizer.decode(chunk[b], skip_special=False),
-                    "response": tokenizer.decode(np.asarray(result.response[b])[: int(m[b].sum())]),
+                    "response": tokenizer.decode(response[b][: int(m[b].sum())]),
                     "reward": scores[i + b],
                 }
             )

@@ -28,7 +28,7 @@ import jax
 from flax import nnx
 
 from align.data import DataOrder, Tokenizer, batches, prompt_batch
-from align import checks
+from align import checks, distributed
 from align.errors import InvalidInput
 from align.rl.grpo import GRPOConfig, make_grpo_iteration
 from align.model.sharding import shard_model
@@ -303,8 +303,10 @@ def evaluate_before(config: RLHFConfig, reference, held: list, tokenizer, mesh=N
     before = evaluate_policy(reference, reference, reward_fn, held, tokenizer, **eval_options(config, mesh))
     # The samples first and eval_before.json last: a run killed between the two writes must not look
     # evaluated, or evaluate_after would find no samples once the whole training is done.
-    write_json(out / "eval_before_samples.json", before.samples)
-    write_json(out / "eval_before.json", before.metrics)
+    if distributed.is_primary():  # every process evaluated; one writes, the others read it later
+        write_json(out / "eval_before_samples.json", before.samples)
+        write_json(out / "eval_before.json", before.metrics)
+    distributed.barrier("rl-eval-before")
 
 
 def evaluate_after(
@@ -314,7 +316,8 @@ def evaluate_after(
     out = Path(config.output_dir)
     after = evaluate_policy(policy, reference, reward_fn, held, tokenizer, **eval_options(config, mesh))
     before_samples = json.loads((out / "eval_before_samples.json").read_text())
-    write_samples(out / "eval_samples.jsonl", before_samples, after.samples, config.eval.samples)
+    if distributed.is_primary():
+        write_samples(out / "eval_samples.jsonl", before_samples, after.samples, config.eval.samples)
     return {
         "eval_before": json.loads((out / "eval_before.json").read_text()),
         "eval_after": after.metrics,
@@ -335,7 +338,8 @@ def run_rlhf(config: RLHFConfig) -> dict:
     reference, tokenizer = load_model(config.model)
     shard_model(reference, mesh)  # the train state's copy, the reference view and evaluations share it
     config = with_tokenizer_ids(config, tokenizer)
-    write_config(out, config)
+    if distributed.is_primary():  # run files: process 0 writes (a directory all processes share)
+        write_config(out, config)
     train_prompts, held_prompts, data_report = load_prompts(config.data, tokenizer)
     log.info("prompts: %s", data_report)
     optimizer = make_optimizer(config.optim)
@@ -369,12 +373,14 @@ def run_rlhf(config: RLHFConfig) -> dict:
     if held:
         sources = (resolve(reference_src, result.state), resolve(reward_src, result.state))
         summary.update(evaluate_after(config, policy, *sources, held, tokenizer, mesh))
-    if config.export:
+    if config.export:  # every process: the export gathers parameters spread over hosts
         from pipelines.stages.sft import export_model
 
         export_model(policy, tokenizer, out / "export")
         summary["export"] = str(out / "export")
-    write_json(out / "summary.json", summary)
+    if distributed.is_primary():
+        write_json(out / "summary.json", summary)
+    distributed.barrier("rl-summary")  # no process reports done before summary.json exists
     return summary
 
 
