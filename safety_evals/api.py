@@ -63,6 +63,14 @@ class ToxicityOptions:
 
 
 @dataclasses.dataclass(frozen=True)
+class IFEvalOptions:
+    """The ifeval suite's generation length and what to do without NLTK's punkt_tab (suites.ifeval)."""
+
+    max_new_tokens: int = ifeval.IFEvalConfig.max_new_tokens
+    without_punkt: bool = False  # drop the prompts whose checkers need punkt_tab when it is missing
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalOptions:
     """One eval run. Building one with invalid values raises InvalidInput naming the option.
 
@@ -83,6 +91,7 @@ class EvalOptions:
     data: Mapping[str, str] = dataclasses.field(default_factory=dict)  # suite -> local path or hub dataset
     data_config: Mapping[str, str] = dataclasses.field(default_factory=dict)  # suite -> hub dataset config
     toxicity: ToxicityOptions = ToxicityOptions()
+    ifeval: IFEvalOptions = IFEvalOptions()
     # hedging and attribution score only the held-out part of the split SelfAware / BEGIN training
     # used with this seed (align.data.selfaware, align.data.grounding); None: every example
     heldout_seed: int | None = None
@@ -195,7 +204,14 @@ SUITES: dict[str, Suite] = {
     ),
     "ifeval": Suite(
         ifeval.VERSION,
-        lambda lm, o: ifeval.run(lm, source=_source(o, "ifeval", ifeval.DEFAULT_SOURCE), limit=o.limit),
+        lambda lm, o: ifeval.run(
+            lm,
+            source=_source(o, "ifeval", ifeval.DEFAULT_SOURCE),
+            limit=o.limit,
+            config=ifeval.IFEvalConfig(
+                max_new_tokens=o.ifeval.max_new_tokens, without_punkt=o.ifeval.without_punkt
+            ),
+        ),
     ),
     "attribution": Suite(
         attribution.VERSION,
@@ -253,6 +269,7 @@ def _check(o: EvalOptions) -> None:
         ("limit", o.limit, 0),
         ("batch_size", o.batch_size, 1),
         ("toxicity.samples", o.toxicity.samples, 1),
+        ("ifeval.max_new_tokens", o.ifeval.max_new_tokens, 1),
         ("heldout_seed", o.heldout_seed, 0),
     ):
         if value is not None and value < low:
@@ -350,6 +367,7 @@ def config_record(options: EvalOptions) -> dict[str, Any]:
         "batch_size": options.batch_size,
         "data": dict(options.data),
         "data_config": dict(options.data_config),
+        "ifeval": dataclasses.asdict(options.ifeval),
     }
 
 

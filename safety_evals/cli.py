@@ -104,6 +104,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--toxicity-samples", type=int, default=tox.samples, help="continuations per prompt (k)"
     )
+    parser.add_argument(
+        "--ifeval-max-new-tokens",
+        type=int,
+        default=defaults.ifeval.max_new_tokens,
+        help="ifeval: tokens generated per prompt (default: lm-eval's max_gen_toks)",
+    )
+    parser.add_argument(
+        "--ifeval-without-punkt",
+        action="store_true",
+        help="ifeval: when NLTK's punkt_tab is missing, score only the prompts that do not need it "
+        "(the data record says how many were dropped)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
 
 
@@ -150,6 +162,9 @@ def options(args: argparse.Namespace) -> api.EvalOptions:
             checkpoint=args.toxicity_checkpoint,
             hf_config=args.toxicity_hf_config,
             samples=args.toxicity_samples,
+        ),
+        ifeval=api.IFEvalOptions(
+            max_new_tokens=args.ifeval_max_new_tokens, without_punkt=args.ifeval_without_punkt
         ),
         backend=args.backend,
         device=args.device,

@@ -6,6 +6,7 @@ import pytest
 
 from pipelines.cli import main
 from safety_evals import api
+from safety_evals.suites import ifeval
 from safety_evals.review import documents as results_io
 from tests.safety_evals.fakes import FakeJudge, FakeLM, FakeScorer
 from tests.safety_evals.rule_judges import hedge_judge
@@ -179,7 +180,8 @@ def test_crows_hub_config_reaches_the_loader(tmp_path, fake_model, monkeypatch):
      (["--data-config", "stereoset=x"], "data_config: only crows_pairs takes a hub config"),
      (["--data-config", "crows_pairs"], "--data-config 'crows_pairs': expected SUITE=CONFIG"),
      (["--judge", "bogus"], "judge: 'bogus' is not 'trained'"), (["--judge", "llm"], "judge: 'llm' is not"),
-     (["--limit", "-1"], "limit: -1 is below 0"), (["--toxicity-samples", "0"], "toxicity.samples: 0")],
+     (["--limit", "-1"], "limit: -1 is below 0"), (["--toxicity-samples", "0"], "toxicity.samples: 0"),
+     (["--ifeval-max-new-tokens", "0"], "ifeval.max_new_tokens: 0")],
 )  # fmt: skip
 def test_bad_arguments_exit_2_before_loading_the_model(tmp_path, argv, says, capsys, monkeypatch):
     monkeypatch.setattr(api, "load_lm", lambda options: pytest.fail("loaded a model for bad arguments"))
@@ -205,3 +207,32 @@ def test_new_suites_and_the_self_judge_through_the_cli(tmp_path, fake_model):
 def test_judge_spec_builds_the_named_judge(fake_model):
     assert api.judge(FakeLM(), api.EvalOptions(model="m", judge="self")).identity()["name"] == "self:fake"
     assert api.judge(FakeLM(), api.EvalOptions(model="m")) is FAKE_JUDGES["attribution"]  # the trained one
+
+
+def test_ifeval_without_punkt_and_its_length_through_the_cli(tmp_path, fake_model, monkeypatch):
+    # prompt 7 of the shipped file is the first whose checker needs punkt_tab (number_sentences)
+    monkeypatch.setattr(ifeval, "punkt_available", lambda: False)
+    out = tmp_path / "r.json"
+    argv = [
+        "eval",
+        "--model",
+        "fake",
+        "--suite",
+        "ifeval",
+        "--limit",
+        "8",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(argv) == 1  # the suite stops and says where punkt_tab goes
+    suite = json.loads(out.read_text())["suites"]["ifeval"]
+    assert suite["status"] == "failed" and "punkt_tab is missing" in suite["error"]
+    assert main([*argv, "--ifeval-without-punkt", "--ifeval-max-new-tokens", "16"]) == 0
+    doc = json.loads(out.read_text())
+    assert (
+        doc["suites"]["ifeval"]["data"]["n"] == 7
+        and "without the 1 prompts" in doc["suites"]["ifeval"]["data"]["source"]
+    )
+    assert fake_model.gen_calls[-1]["max_new_tokens"] == 16 and len(fake_model.gen_calls[-1]["prompts"]) == 7
+    assert doc["config"]["ifeval"] == {"max_new_tokens": 16, "without_punkt": True}
