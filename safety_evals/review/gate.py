@@ -10,8 +10,9 @@ The gate fails closed. Each of these is a failed check with its own message:
   * a regression rule whose metric is absent from the baseline, or whose direction is unknown;
   * a regression rule whose suite is not comparable with the baseline's: a different suite
     `version`, `data.sha256` or `data.n`, different `judges` (name or content hash of any role), or a
-    different `config.limit`, `config.chat_template` or `config.system_prompt` (or one of version,
-    data, limit missing).
+    different `config.limit`, `config.chat_template` or `config.system_prompt`, for ifeval also a
+    different `config.ifeval` (its token budget and punkt option) (or one of version, data, limit
+    missing).
 
 Rules (per metric in the policy; the direction comes from the suite's definition of the metric,
 safety_evals/review/definitions.py, never from the results, unless the rule overrides it: a rule
@@ -254,7 +255,7 @@ def _regression(
     return ("fail" if c.regressed else "pass"), c.text
 
 
-_MAY_BE_NULL = ("config.limit", "judges", "config.chat_template", "config.system_prompt")
+_MAY_BE_NULL = ("config.limit", "judges", "config.chat_template", "config.system_prompt", "config.ifeval")
 
 
 def _provenance(r: Results, suite: str) -> dict[str, Any]:
@@ -267,6 +268,8 @@ def _provenance(r: Results, suite: str) -> dict[str, Any]:
         "config.limit": r.config.get("limit", UNSET),
         "config.chat_template": r.config.get("chat_template"),
         "config.system_prompt": r.config.get("system_prompt"),
+        # IFEval's token budget and punkt option change which instructions can pass; other suites ignore them
+        **({"config.ifeval": r.config.get("ifeval")} if suite == "ifeval" else {}),
     }
 
 

@@ -125,3 +125,25 @@ def test_same_judges_and_prompting_compare(tmp_path, write_doc):
         d["suites"]["toxicity"]["judges"] = {"scorer": JUDGE}
         d["config"].update(chat_template="gemma", system_prompt=None)
     assert _gate(tmp_path, HEAD + f"  {TOX}:\n    regression: 0.03\n", cand, base, write_doc) == 0
+
+
+def test_ifeval_runs_with_other_token_budgets_do_not_compare():
+    """IFEval's max_new_tokens decides whether a length instruction can pass at all: a regression
+    verdict between runs with different budgets (or punkt options) would measure the budget."""
+    from safety_evals.review.documents import from_json
+    from safety_evals.review.gate import incomparable
+
+    metric = {"ifeval.prompt_level_loose_acc": (0.2, 0.1, 0.3, True, None)}
+    docs = [make_doc(run_id=r, metrics=metric) for r in ("base", "cand")]
+    for d, budget in zip(docs, (1280, 192)):
+        d["config"]["ifeval"] = {"without_punkt": True, "max_new_tokens": budget}
+    base, cand = (from_json(d, d["run_id"]) for d in docs)
+    why = incomparable("ifeval", cand, base)
+    assert why is not None and "config.ifeval differs" in why and "192" in why, why
+    docs[1]["config"]["ifeval"]["max_new_tokens"] = 1280
+    assert incomparable("ifeval", from_json(docs[1], "cand"), base) is None
+    # other suites ignore IFEval's options
+    tox = {"toxicity.expected_max_toxicity": (0.2, 0.1, 0.3, False, None)}
+    a, b = (make_doc(run_id=r, metrics=tox) for r in ("a", "b"))
+    a["config"]["ifeval"], b["config"]["ifeval"] = {"max_new_tokens": 1}, {"max_new_tokens": 2}
+    assert incomparable("toxicity", from_json(a, "a"), from_json(b, "b")) is None
