@@ -118,8 +118,9 @@ def load_detoxify(model_type: str, checkpoint: str | None, device: str, huggingf
     if path is None:
         path, url = default_checkpoint(model_type)
         if not path.is_file():
-            raise MissingInput(
-                f"toxicity not run: no Detoxify weights for {model_type!r}; download {url} to {path} "
+            where = f"~/{path.relative_to(Path.home())}" if path.is_relative_to(Path.home()) else path
+            raise MissingInput(  # ~ rather than this machine's home: the message lands in results files
+                f"toxicity not run: no Detoxify weights for {model_type!r}; download {url} to {where} "
                 "(or pass --toxicity-checkpoint FILE with --toxicity-hf-config DIR)"
             )
     elif not path.is_file():

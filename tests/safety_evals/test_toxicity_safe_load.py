@@ -72,3 +72,13 @@ def test_missing_weights_fail_the_suite_as_not_run_naming_the_file(tmp_path, mon
     assert entry["error"].startswith("MissingInput: toxicity not run: no Detoxify weights")
     with pytest.raises(MissingInput, match=r"--toxicity-checkpoint .*nope.ckpt does not exist"):
         toxicity.DetoxifyScorer(checkpoint=str(tmp_path / "nope.ckpt"))
+
+
+def test_missing_weights_message_names_the_home_cache_as_tilde(tmp_path, monkeypatch):
+    """The message is written into results documents: no path of the machine that ran it."""
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: tmp_path))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / ".cache" / "torch" / "hub"))
+    with pytest.raises(MissingInput) as err:
+        toxicity.DetoxifyScorer()
+    assert " to ~/.cache/torch/hub/checkpoints/toxic_original-c1212f89.ckpt " in str(err.value)
+    assert str(tmp_path) not in str(err.value)
