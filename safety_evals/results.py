@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import time
 import traceback
@@ -185,6 +186,27 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
+_FRAME = re.compile(r'File "([^"]+)"')
+_ROOTS = ("align", "safety_evals", "pipelines", "reward_models", "tests", "site-packages")
+
+
+def portable_traceback(text: str) -> str:
+    """Traceback file names without this machine's layout (results files travel): from the last
+    package directory on (`safety_evals/suites/x.py`, `jax/_src/y.py` for site-packages), else the
+    file name alone."""
+
+    def short(m: re.Match) -> str:
+        parts = Path(m.group(1)).parts
+        for i in range(len(parts) - 1, -1, -1):
+            if parts[i] in _ROOTS:
+                while parts[i] != "site-packages" and i > 0 and parts[i - 1] in _ROOTS[:-1]:
+                    i -= 1  # tests/safety_evals/...: the outer package
+                return 'File "' + "/".join(parts[i + (parts[i] == "site-packages") :]) + '"'
+        return f'File "{parts[-1] if parts else ""}"'
+
+    return _FRAME.sub(short, text)
+
+
 def run_suite(
     version: str, fn: Callable[[], SuiteResult], *, clock: Callable[[], float] = time.perf_counter
 ) -> dict[str, Any]:
@@ -193,7 +215,7 @@ def run_suite(
     try:
         result = fn()
     except Exception as exc:  # noqa: BLE001 - a failing suite must be recorded, not crash the run
-        tail = "".join(traceback.format_exception(exc)[-6:])
+        tail = portable_traceback("".join(traceback.format_exception(exc)[-6:]))
         return {
             "status": "failed",
             "version": version,

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +62,14 @@ def test_failed_suite_is_recorded_with_its_error_never_dropped():
     assert entry["error"].startswith("RuntimeError: data file missing")
     assert "Traceback" in entry["error"] or "boom" in entry["error"]
     assert entry["metrics"] == {} and entry["examples"] == []
+    # the traceback names files from the package directory on: no path of this machine
+    assert 'File "tests/safety_evals/test_results.py"' in entry["error"], entry["error"]
+    assert str(Path(__file__).resolve().parents[2]) not in entry["error"]
+
+
+def test_portable_traceback_keeps_package_relative_names():
+    text = 'File "/x/y/.venv/lib/python3.11/site-packages/jax/_src/a.py", line 1\nFile "/abs/b.py"'
+    assert results.portable_traceback(text) == 'File "jax/_src/a.py", line 1\nFile "b.py"'
 
 
 def test_document_round_trips_through_the_consumer_reader(tmp_path):
