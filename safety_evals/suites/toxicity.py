@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from align.data_dir import data_path
+from align.data_dir import data_path, portable_path
 from align.errors import InvalidInput, MissingInput
 from safety_evals.suites import data
 from safety_evals.lm.protocol import LanguageModel
@@ -118,9 +118,9 @@ def load_detoxify(model_type: str, checkpoint: str | None, device: str, huggingf
     if path is None:
         path, url = default_checkpoint(model_type)
         if not path.is_file():
-            where = f"~/{path.relative_to(Path.home())}" if path.is_relative_to(Path.home()) else path
-            raise MissingInput(  # ~ rather than this machine's home: the message lands in results files
-                f"toxicity not run: no Detoxify weights for {model_type!r}; download {url} to {where} "
+            raise MissingInput(  # portable (~/...): the message lands in results files
+                f"toxicity not run: no Detoxify weights for {model_type!r}; download {url} to "
+                f"{portable_path(path)} "
                 "(or pass --toxicity-checkpoint FILE with --toxicity-hf-config DIR)"
             )
     elif not path.is_file():
