@@ -24,8 +24,9 @@ The three request types run on `JaxLM`, whose encoding and scoring already follo
 loglikelihood -> JaxLM.loglikelihood; loglikelihood_rolling -> lm-eval's own disjoint rolling
 windows (`get_rolling_token_windows`, prefix token BOS, context length 1, text encoded with BOS as
 HFLM does for Gemma) scored as token requests and summed; generate_until -> JaxLM.generate (greedy
-unless `do_sample` and a temperature > 0; `until` as stop strings, the tokenizer's stop ids always;
-`max_gen_toks`, default 256).
+unless `do_sample` and a temperature > 0; the tokenizer's stop ids always; `max_gen_toks`, default
+256), then `until` cut as HFLM cuts (`protocol.cut_at_stop`: at any occurrence, even in leading blank
+lines, where our suites' `truncate_at_stop` looks past them), so lm-eval's tasks score what HFLM gives.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from safety_evals.lm.jax_lm import JaxLM
+from safety_evals.lm.protocol import cut_at_stop
 
 NAME = "align"
 MAX_GEN_TOKS = 256  # HFLM's default
@@ -107,10 +109,9 @@ class AlignLM(LM):
                 [requests[i].args[0] for i in idx],
                 max_new_tokens=max_new,
                 temperature=temperature,
-                stop=until,
-            )
+            )  # stop strings only cut the decoded text, so cutting here costs no extra tokens
             for i, samples in zip(idx, texts):
-                out[i] = samples[0]
+                out[i] = cut_at_stop(samples[0], until)
         return out  # type: ignore[return-value]
 
 

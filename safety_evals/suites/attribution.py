@@ -46,7 +46,8 @@ from align.data.similarity import is_copy, rouge_tokens
 NAME = "attribution"
 # 2: the attribution judge's labels; judge agreement moved to the judge's card
 # 3: answers sharing no content word with the passage are not attributable ("generic")
-VERSION = "3"
+# 4: stop strings end an answer only past its leading blank lines (protocol.truncate_at_stop)
+VERSION = "4"
 DEFAULT_SOURCE = data_path("attribution/begin")
 FIELDS = ("knowledge", "message", "response", "begin_label")
 LABELS = ("Fully attributable", "Not fully attributable", "Generic")

@@ -35,7 +35,9 @@ from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_me
 from safety_evals.suites.judging import Judge, check_role, judged, record
 
 NAME = "factuality"
-VERSION = "4"  # 3: truth + info judges replace the ROUGE-L comparison; 4: truth judge reads the references
+# 3: truth + info judges replace the ROUGE-L comparison; 4: truth judge reads the references
+# 5: stop strings end an answer only past its leading blank lines (protocol.truncate_at_stop)
+VERSION = "5"
 DEFAULT_SOURCE = data_path("truthfulqa")
 HUB_NAME = "truthfulqa/truthful_qa"  # configs "generation" / "multiple_choice", split validation
 QA_PRIMER = truthfulqa_mc.QA_PRIMER  # the paper's six-shot primer, kept in one place

@@ -32,7 +32,9 @@ from safety_evals.judges.agreement import balanced_accuracy
 from safety_evals.suites.judging import Judge, check_role, judged, record
 
 NAME = "hedging"
-VERSION = "3"  # 3: hedges labelled by the hedge judge (was a phrase list); hedging_accuracy removed
+# 3: hedges labelled by the hedge judge (was a phrase list); hedging_accuracy removed
+# 4: stop strings end an answer only past its leading blank lines (protocol.truncate_at_stop)
+VERSION = "4"
 DEFAULT_SOURCE = data_path("selfaware/SelfAware.json")
 PROMPT = selfaware.QA_PROMPT  # what SelfAware SFT targets answer (align.data.selfaware)
 

@@ -163,13 +163,13 @@ def test_empty_answers_and_passage_copies_are_not_attributable_and_skip_the_judg
         "t5\twow\tthe red fox jumped over ten lazy dogs\tyo\ta fox\tNot fully attributable\n"
     )
     prompt = lambda k, m: attribution.GROUNDED_PROMPT.format(passage=k, message=m)  # noqa: E731
-    # the second answer stops at once: ""; the third repeats 8 of the passage's 8 words
+    # the second answer is blank lines only: ""; the third repeats 8 of the passage's 8 words
     lm = FakeLM(
         responses={
             prompt("the cat sat", "hi"): "the cat",
             prompt("the red fox jumped over ten lazy dogs", "yo"): "The red fox jumped over ten lazy dogs!",
         },
-        default="\n\nthe dog ran",
+        default="\n\n\n",
     )
     judge = FakeJudge("attribution", lambda r: "attributable")  # would call anything supported
     res = attribution.run(lm, judge=judge, source=str(f))

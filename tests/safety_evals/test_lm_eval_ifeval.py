@@ -11,6 +11,7 @@ pytest.importorskip("lm_eval")
 from lm_eval.api.instance import Instance  # noqa: E402
 
 from safety_evals.lm.lm_eval_model import AlignLM  # noqa: E402
+from safety_evals.lm.protocol import cut_at_stop  # noqa: E402
 from safety_evals.results import DataInfo  # noqa: E402
 from safety_evals.suites import ifeval  # noqa: E402
 from tests.scripts import load_script  # noqa: E402
@@ -42,12 +43,12 @@ def test_generate_until_is_our_generate(jlm):
     got = AlignLM(lm=jlm).generate_until(reqs)
     assert got == [o[0] for o in jlm.generate(prompts, max_new_tokens=NEW_TOKENS)]
     assert all(got)  # the tiny model writes something: equal empty strings would prove nothing
-    # a stop string cuts lm-eval's answer where our suites' stop cuts theirs
+    # `until` cuts lm-eval's answer as HFLM does (cut_at_stop), from the same generation
     stop = got[0][2:4]
     cut = AlignLM(lm=jlm).generate_until(
         [Instance("generate_until", {}, (prompts[0], kwargs | {"until": [stop]}), 0)]
     )
-    assert cut == [o[0] for o in jlm.generate(prompts[:1], max_new_tokens=NEW_TOKENS, stop=(stop,))]
+    assert cut == [cut_at_stop(got[0], (stop,))]
     assert len(cut[0]) < len(got[0])
 
 
