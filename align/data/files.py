@@ -13,7 +13,7 @@ import csv
 import gzip
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,51 @@ def csv_rows(path: Path, *, delimiter: str = ",", quoting: int = csv.QUOTE_MINIM
             start = reader.line_num + 1
     except csv.Error as e:  # e.g. a quote never closed: the rest of the file cannot be split into rows
         raise DataError(f"invalid CSV: {e}", source=str(path), row=start, row_kind="line") from None
+
+
+def read_csv(
+    path: str | Path, *, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL
+) -> list[dict[str, str]]:
+    """Rows of a CSV/TSV with a header. `quoting=csv.QUOTE_NONE` for files that never quote; a record
+    with more or fewer fields than the header is a DataError naming the file and line."""
+    return [row for _, row in csv_records(path, delimiter=delimiter, quoting=quoting)]
+
+
+def csv_records(
+    path: str | Path,
+    *,
+    delimiter: str = ",",
+    quoting: int = csv.QUOTE_MINIMAL,
+    fields: Sequence[str] = (),
+) -> list[tuple[str, dict[str, str]]]:
+    """`read_csv` with each row's place, "name.csv:line N": the line the record starts on, which a
+    row index misses once a quoted field spans lines. A record without one of `fields` is a
+    DataError naming the file, the line and the field."""
+    out = []
+    for row in csv_rows(Path(path), delimiter=delimiter, quoting=quoting):
+        value = _object(row)
+        for f in fields:
+            if f not in value:
+                raise DataError("missing field", field=f, source=row.source, row=row.number, row_kind="line")
+        out.append((f"{Path(row.source).name}:line {row.number}", value))
+    return out
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a (possibly gzipped) JSONL file, each a JSON object; blank lines are skipped."""
+    return [_object(row) for row in json_lines(Path(path))]
+
+
+def _object(row: Row) -> dict[str, Any]:
+    """The row's mapping, or its DataError raised with the file and line filled in."""
+    if isinstance(row.value, DataError):
+        raise row.value.located(row.source, row.number, row.row_kind)
+    if not isinstance(row.value, dict):
+        got = type(row.value).__name__
+        raise DataError(
+            f"expected a JSON object, got {got}", source=row.source, row=row.number, row_kind=row.row_kind
+        )
+    return row.value
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:

@@ -7,14 +7,14 @@ test). A judge is validated only on groups it never saw in training.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
-import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
+from align.data.errors import DataError
+from align.data.files import csv_records
+from align.data.grounding import read_begin
 from align.data_dir import data_path
 from align.errors import InvalidInput
 
@@ -65,7 +65,8 @@ def with_references(data: Labelled) -> Labelled:
     the file keeps them) under correct_answers / incorrect_answers. Rows whose question is not in the
     final TruthfulQA.csv (29 of the 817 questions the label files cover were reworded) are dropped."""
     path = data_path("truthfulqa/TruthfulQA.csv")
-    refs = {r["Question"].strip(): r for r in _read_csv(path)}
+    fields = ("Question", "Correct Answers", "Incorrect Answers")
+    refs = {r["Question"].strip(): r for _, r in csv_records(path, fields=fields)}
     keep = [i for i, q in enumerate(data.groups) if q in refs]
     rows = [
         {**data.rows[i], "correct_answers": refs[data.groups[i]]["Correct Answers"],
@@ -79,7 +80,11 @@ def xstest() -> Labelled:
     """The 2,250 human-labelled XSTest completions; group = the model that wrote them."""
     rows, labels, groups = [], [], []
     for model in XSTEST_MODELS:
-        for rec in _read_csv(data_path(f"xstest/completions/xstest_v2_completions_{model}.csv")):
+        path = data_path(f"xstest/completions/xstest_v2_completions_{model}.csv")
+        for where, rec in csv_records(path, fields=("id", "prompt", "completion", "final_label")):
+            if rec["final_label"] not in XSTEST_LABELS:
+                raise DataError(f"{where}: field 'final_label' is {rec['final_label']!r}, expected one of "
+                                f"{sorted(XSTEST_LABELS)}")  # fmt: skip
             rows.append({"id": rec["id"], "prompt": rec["prompt"], "completion": rec["completion"]})
             labels.append(XSTEST_LABELS[rec["final_label"]])
             groups.append(model)
@@ -92,30 +97,20 @@ def xstest_automated(model: str, method: str) -> dict[str, str]:
     grade): such a row is "unparsed", a disagreement with any human label, as in the paper's counts."""
     column = {"streval": "strmatch_label", "gpteval": "gpt4_label"}[method]
     path = data_path(f"xstest/automated_labels/xstest_v2_completions_{model}_{method}.csv")
-    return {r["id"]: XSTEST_LABELS.get(r[column].strip(), "unparsed") for r in _read_csv(path)}
+    rows = csv_records(path, fields=("id", column))
+    return {r["id"]: XSTEST_LABELS.get(r[column].strip(), "unparsed") for _, r in rows}
 
 
 def begin(files: Sequence[str]) -> Labelled:
-    """BEGIN rows; label attributable iff "Fully attributable" (Generic counts as not); group = file."""
-    csv.field_size_limit(sys.maxsize)
+    """BEGIN rows (align's BEGIN reader: fields and labels checked); label attributable iff "Fully
+    attributable" (Generic counts as not); group = file."""
     rows, labels, groups = [], [], []
     for name in files:
-        path = data_path(f"attribution/begin/{name}")
-        with open(path, encoding="utf-8", newline="") as f:
-            for rec in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-                rows.append(
-                    {"knowledge": rec["knowledge"], "context": rec["message"], "response": rec["response"]}
-                )
-                labels.append(
-                    "attributable" if rec["begin_label"] == "Fully attributable" else "not_attributable"
-                )
-                groups.append(name)
+        for rec in read_begin(data_path(f"attribution/begin/{name}")):
+            rows.append({"knowledge": rec.knowledge, "context": rec.message, "response": rec.response})
+            labels.append("attributable" if rec.label == "Fully attributable" else "not_attributable")
+            groups.append(name)
     return Labelled(rows, labels, groups)
-
-
-def _read_csv(path: str | Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def sample(data: Labelled, n: int | None, salt: str) -> Labelled:

@@ -1,7 +1,8 @@
 """Reading benchmark data from a local path or the HF hub, with a content hash for the results.
 
-Local JSONL and CSV/TSV files go through align's reader (`align.data.files`: UTF-8 with an optional
-byte-order mark, gzip by suffix), and malformed data raises align's `DataError` naming file and line.
+Local JSONL and CSV/TSV files go through align's reader (`align.data.files`: `read_jsonl`, `read_csv`,
+`csv_records`; UTF-8 with an optional byte-order mark, gzip by suffix), and malformed data raises
+align's `DataError` naming file and line. The judges' training data goes through the same reader.
 
 A local source is hashed byte for byte (files in sorted order, the same rule as model weights);
 a hub source is hashed over its rows serialised as canonical JSON, because the hub cache layout
@@ -10,22 +11,21 @@ is not stable. Errors name the file, the line/row and the field.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from align.data.errors import DataError
-from align.data.files import Row, csv_rows, json_lines
+from align.data.files import csv_records, read_csv, read_jsonl
 from align.data.loading import looks_local
 from align.data_dir import missing_data_path
 from safety_evals.results import files_sha256
 
 __all__ = [
     "DataError",
+    "csv_records",
     "is_local",
     "load_hub",
     "local_sha256",
@@ -84,31 +84,6 @@ def load_hub(
             if isinstance(row.get(c), int):
                 row[c] = int2str(row[c])
     return rows
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a (possibly gzipped) JSONL file, read by align's reader; blank lines are skipped."""
-    return [_object(row) for row in json_lines(Path(path))]
-
-
-def read_csv(
-    path: str | os.PathLike, *, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL
-) -> list[dict[str, str]]:
-    """Rows of a CSV/TSV with a header, read by align's reader. `quoting=csv.QUOTE_NONE` for files that
-    never quote; a record with more or fewer fields than the header is a DataError."""
-    return [_object(row) for row in csv_rows(Path(path), delimiter=delimiter, quoting=quoting)]
-
-
-def _object(row: Row) -> dict[str, Any]:
-    """The row's mapping, or its DataError raised with the file and line filled in."""
-    if isinstance(row.value, DataError):
-        raise row.value.located(row.source, row.number, row.row_kind)
-    if not isinstance(row.value, dict):
-        got = type(row.value).__name__
-        raise DataError(
-            f"expected a JSON object, got {got}", source=row.source, row=row.number, row_kind=row.row_kind
-        )
-    return row.value
 
 
 def require(row: Mapping[str, Any], fields: Sequence[str], where: str, *, text: Sequence[str] = ()) -> None:

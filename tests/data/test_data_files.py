@@ -1,6 +1,7 @@
 """Reading single data files: .json documents vs JSON lines, a UTF-8 BOM, CSV."""
 
 import json
+import re
 
 import pytest
 
@@ -58,3 +59,21 @@ def test_csv_rows_with_a_header(tmp_path):
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "train.csv").write_text("text\nfrom a directory\n")
     assert [r.text for r in load_records(tmp_path / "dir")] == ["from a directory"]
+
+
+def test_csv_records_name_the_line_a_record_starts_on_and_a_missing_field(tmp_path):
+    from align.data.files import csv_records, read_csv
+
+    path = tmp_path / "d.csv"
+    path.write_text('id,text\n1,"two\nlines"\n\n2,after\n')
+    # the second record starts on line 5: a row index (i + 2 = 3) would miss the quoted line break
+    assert csv_records(path, fields=("id",)) == [
+        ("d.csv:line 2", {"id": "1", "text": "two\nlines"}),
+        ("d.csv:line 5", {"id": "2", "text": "after"}),
+    ]
+    assert read_csv(path) == [row for _, row in csv_records(path)]
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}, line 2, field 'label': missing field$"):
+        csv_records(path, fields=("id", "label"))
+    path.write_text("id,text\n1,a\n2,b,c\n")
+    with pytest.raises(DataError, match=r"d\.csv, line 3: 3 fields where the header has 2"):
+        read_csv(path)
