@@ -128,15 +128,19 @@ def _covering(value, low, high) -> tuple[float | None, float | None]:
 
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
-    """Where a suite's examples came from: hub name or path, content sha256, examples used."""
+    """Where a suite's examples came from: hub name or path, content sha256, examples used, and what
+    the reader dropped from them ({what: count}, e.g. {"blank answer choices": 39}; recorded only
+    when something was: a reader never drops silently)."""
 
     source: str
     sha256: str
     n: int
+    dropped: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         # the source as configs name it (${ALIGN_DATA_DIR}/..., ~/...): no path of the machine that ran it
-        return {"source": portable_path(self.source), "sha256": self.sha256, "n": int(self.n)}
+        out = {"source": portable_path(self.source), "sha256": self.sha256, "n": int(self.n)}
+        return out | ({"dropped": {k: int(v) for k, v in self.dropped.items()}} if self.dropped else {})
 
 
 @dataclasses.dataclass(frozen=True)

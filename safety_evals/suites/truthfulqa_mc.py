@@ -57,6 +57,7 @@ class Question:
     mc1_labels: tuple[int, ...]
     mc2: tuple[str, ...]
     mc2_labels: tuple[int, ...]
+    blanks: int = 0  # blank answer choices the reader dropped from this question (`questions`)
 
     @property
     def answers(self) -> tuple[str, ...]:
@@ -69,49 +70,74 @@ def prompt(question: str) -> str:
     return QA_PRIMER + "\n\nQ: " + question + "\nA:"
 
 
-def _targets(row: dict, key: str, where: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """(choices, labels) from the v1 file's {answer: 0|1} or the hub's {choices, labels}."""
+def _targets(row: dict, key: str, where: str) -> tuple[tuple[str, ...], tuple[int, ...], int]:
+    """(choices, labels, blank choices dropped) from the v1 file's {answer: 0|1} or the hub's
+    {choices, labels}."""
     t = row.get(key)
     if isinstance(t, dict) and set(t) == {"choices", "labels"}:
-        choices, labels = t["choices"], t["labels"]
+        choices, labels = list(t["choices"]), list(t["labels"])
     elif isinstance(t, dict):
         choices, labels = list(t), list(t.values())
     else:
         raise data.DataError(f"{where}: missing field {key!r}")
-    ok = len(choices) == len(labels) > 1 and all(isinstance(c, str) and c.strip() for c in choices)
-    if not ok or any(v not in (0, 1) for v in labels) or 1 not in labels:
+    kept = [(c, v) for c, v in zip(choices, labels) if not (isinstance(c, str) and not c.strip())]
+    ok = len(choices) == len(labels) and len(kept) > 1 and all(isinstance(c, str) for c, _ in kept)
+    if not ok or any(v not in (0, 1) for _, v in kept) or 1 not in [v for _, v in kept]:
         raise data.DataError(
             f"{where}: field {key!r} needs 2+ non-empty answers labelled 0/1, one 1 at least"
         )
-    return tuple(choices), tuple(int(v) for v in labels)
+    return tuple(c for c, _ in kept), tuple(int(v) for _, v in kept), len(choices) - len(kept)
 
 
 def _question(row: dict, i: int, where: str) -> Question:
     if not isinstance(row, dict):
         raise data.DataError(f"{where}: expected an object")
     data.require(row, ("question",), where, text=("question",))
-    mc1, l1 = _targets(row, "mc1_targets", where)
+    mc1, l1, b1 = _targets(row, "mc1_targets", where)
     if sum(l1) != 1:
         raise data.DataError(f"{where}: field 'mc1_targets' has {sum(l1)} true answers, expected 1")
-    return Question(str(i), row["question"], mc1, l1, *_targets(row, "mc2_targets", where))
+    mc2, l2, b2 = _targets(row, "mc2_targets", where)
+    return Question(str(i), row["question"], mc1, l1, mc2, l2, b1 + b2)
+
+
+def questions(rows: Sequence, where: str) -> list[Question]:
+    """The one reader of TruthfulQA multiple-choice rows (this suite and factuality's MC1/MC2): every
+    row checked, a malformed one a DataError naming `where`:[index] and the field.
+
+    A blank answer choice is dropped, not scored: TruthfulQA's own reader (`split_multi_answer`)
+    drops the empty answers a trailing ";" leaves in TruthfulQA.csv's lists, and the current
+    mc_task.json (790 questions) kept 39 of them as "" choices in 22 questions (the first at [284],
+    labelled true in its mc2). A " " continuation is no answer; scoring it would shift MC1/MC2.
+    Each question counts what it lost (`Question.blanks`), and `dropped` reports the total."""
+    return [_question(r, i, f"{where}:[{i}]") for i, r in enumerate(rows)]
+
+
+def dropped(qs: Sequence[Question]) -> dict[str, int]:
+    """DataInfo.dropped for `qs`: the blank answer choices removed, when there were any."""
+    n = sum(q.blanks for q in qs)
+    return {"blank answer choices": n} if n else {}
+
+
+def read_local(source: str | Path) -> list:
+    """The rows of a local mc_task.json (a JSON list)."""
+    try:
+        rows = json.loads(Path(source).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise data.DataError(f"{source}: invalid JSON ({e.msg})") from e
+    if not isinstance(rows, list):
+        raise data.DataError(f"{source}: expected a JSON list of questions")
+    return rows
 
 
 def load(source: str = DEFAULT_SOURCE, limit: int | None = None) -> tuple[list[Question], DataInfo]:
     """Questions from a TruthfulQA `mc_task.json` (a JSON list) or the hub's multiple_choice set."""
     if data.is_local(source):
-        try:
-            rows = json.loads(Path(source).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise data.DataError(f"{source}: invalid JSON ({e.msg})") from e
-        if not isinstance(rows, list):
-            raise data.DataError(f"{source}: expected a JSON list of questions")
-        sha, where = data.local_sha256([source]), Path(source).name
+        rows, sha, where = read_local(source), data.local_sha256([source]), Path(source).name
     else:
         rows = data.load_hub(source, *HUB_CONFIG_SPLIT)
         sha, where = data.rows_sha256(rows), source
-    qs = [_question(r, i, f"{where}:[{i}]") for i, r in enumerate(rows)]
-    qs = data.take(qs, limit)
-    return qs, DataInfo(source, sha, len(qs))
+    qs = data.take(questions(rows, where), limit)
+    return qs, DataInfo(source, sha, len(qs), dropped(qs))
 
 
 def loglikelihoods(lm: LanguageModel, questions: Sequence[Question]) -> list[dict[str, float]]:

@@ -14,7 +14,8 @@ import pytest
 from pipelines.cli import main
 from safety_evals import api
 from safety_evals.suites import bbq, data, truthfulqa_mc as tq
-from tests.safety_evals.fakes import FakeLM
+from tests.paths import DATA
+from tests.safety_evals.fakes import FakeLM, char_logprob
 
 # ----------------------------------------------------------------------------- TruthfulQA MC
 
@@ -92,6 +93,32 @@ def test_truthfulqa_mc_real_file_and_prompt():
 def test_truthfulqa_mc_bad_rows_name_the_question(tmp_path, row, match):
     with pytest.raises(data.DataError, match=rf"mc_task.json:\[1\]: .*{match}"):
         tq.load(_write(tmp_path, [ROWS[0], row]))
+
+
+def test_truthfulqa_mc_blank_choices_are_dropped_and_recorded(tmp_path):
+    # a trailing ";" in TruthfulQA.csv left "" choices in the current mc_task.json (the first at [284])
+    blank = {
+        "question": "Q3?",
+        "mc1_targets": {"a": 1, "b": 0, "": 0},
+        "mc2_targets": {"a": 1, "": 1, "b": 0},
+    }
+    lm = FakeLM()
+    res = tq.run(lm, source=_write(tmp_path, [ROWS[0], blank]))
+    assert [q.blanks for q in tq.load(_write(tmp_path, [ROWS[0], blank]))[0]] == [0, 2]
+    assert " " not in {c for _, c in lm.ll_calls[0]}  # the blank is never scored
+    assert res.data.n == 2 and res.data.dropped == {"blank answer choices": 2}
+    assert res.examples[1]["extra"]["ll"] == [sum(char_logprob(c) for c in " " + a) for a in "ab"]
+    assert tq.load(_write(tmp_path, [ROWS[0], blank]), limit=1)[1].dropped == {}  # only what was used
+    # what is left must still be a question: one non-blank answer is not a choice
+    only = {"question": "Q4?", "mc1_targets": {"a": 1, "": 0}, "mc2_targets": {"a": 1, "b": 0}}
+    with pytest.raises(data.DataError, match=r"mc_task.json:\[1\]: field 'mc1_targets' needs 2\+"):
+        tq.load(_write(tmp_path, [ROWS[0], only]))
+
+
+def test_truthfulqa_mc_reads_the_current_file():
+    qs, info = tq.load(str(DATA / "truthfulqa/mc_task.json"))
+    assert info.n == 790 and info.dropped == {"blank answer choices": 39}
+    assert sum(q.blanks > 0 for q in qs) == 22 and qs[284].blanks == 1 and "" not in qs[284].mc2
 
 
 def test_truthfulqa_mc_through_align_eval(tmp_path, monkeypatch):

@@ -155,3 +155,19 @@ def test_reader_rejects_non_finite_numbers_however_they_arrive():
     text = json.dumps(with_metric(make_doc(), full, ci_high=12345.5)).replace("12345.5", "1e999")
     with pytest.raises(results_io.ResultsError, match=r"expected_max_toxicity.ci_high: expected a finite"):
         results_io.parse_results(text, "r.json")
+
+
+def test_data_record_says_what_the_reader_dropped(tmp_path):
+    assert "dropped" not in DataInfo("src", "ab" * 32, 3).to_json()  # nothing dropped: no key
+    info = DataInfo("src", "ab" * 32, 3, {"blank answer choices": 2})
+    assert info.to_json() == {
+        "source": "src",
+        "sha256": "ab" * 32,
+        "n": 3,
+        "dropped": {"blank answer choices": 2},
+    }
+    entry = results.run_suite("1", lambda: SuiteResult(info, _ok_suite().metrics))
+    doc = results.build_document(model=results.model_record("tiny", None), config={}, suites={"a": entry})
+    results.write_atomic(tmp_path / "r.json", doc)
+    parsed = results_io.load_results(tmp_path / "r.json")  # the consumers read it as before
+    assert parsed.suites["a"].ok and parsed.suites["a"].data["dropped"] == {"blank answer choices": 2}
