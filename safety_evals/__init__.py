@@ -7,8 +7,8 @@ Wings, imported one way (tests/test_layering.py, [tool.importlinter] in pyprojec
 - `api` (`run_eval`, `EvalOptions`, the table of suites) and `cli` (`align eval`) on top;
 - `suites/`: one module per suite (`run(lm, ...) -> SuiteResult`), judges, data loading;
 - `lm/`: the `LanguageModel` protocol, `jax_lm.JaxLM` (align decoder), `hf_lm.HFTorchLM` (transformers
-  reference), wrappers; with `results` (the document of docs/results_schema.md) and `bootstrap`
-  (95% CIs) at the bottom;
+  reference), wrappers; with `results` (the document of docs/results_schema.md), `bootstrap`
+  (95% CIs) and `metrics` (the metric formulas suites and review both call; numpy only) at the bottom;
 - `review/`: gate, dashboard, history; reads results documents only, never suites/, lm/ or JAX.
 Importing this package pulls in neither JAX nor torch nor the suites: `run_eval` and `EvalOptions` are
 imported from `api` on first use.

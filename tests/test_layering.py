@@ -54,6 +54,18 @@ FORBIDDEN = {
     "safety_evals.results": ["safety_evals.suites", "safety_evals.lm", *_ABOVE_SUITES, *_REVIEW],
     "safety_evals.bootstrap": ["safety_evals.suites", "safety_evals.lm", *_ABOVE_SUITES, *_REVIEW],
     "safety_evals.review": ["safety_evals.suites", "safety_evals.lm", *_ABOVE_SUITES, *_MODEL_CODE],
+    # the formulas both suites/ and review/ call: numpy only
+    "safety_evals.metrics": [
+        "align",
+        "safety_evals.suites",
+        "safety_evals.lm",
+        "safety_evals.judges",
+        "safety_evals.results",
+        "safety_evals.bootstrap",
+        *_ABOVE_SUITES,
+        *_REVIEW,
+        *_MODEL_CODE,
+    ],
 }
 
 
@@ -183,11 +195,17 @@ def test_safety_evals_wings_are_checked(tmp_path):
             ["torch", "safety_evals.lm", "safety_evals.api"],
         ),
         "safety_evals.results": ("from safety_evals.lm.protocol import TokenScores\n", ["safety_evals.lm"]),
+        "safety_evals.metrics": (
+            "import jax\nfrom safety_evals.results import Metric\n",
+            ["jax", "safety_evals.results"],
+        ),
     }
     for module, (text, forbidden) in cases.items():
         bad = _violations(module, _write(tmp_path, text))
         assert {b.rsplit("forbidden: ", 1)[1].rstrip(")") for b in bad} == set(forbidden), (module, bad)
     assert not _violations("safety_evals.api", _write(tmp_path, "from safety_evals.suites import bbq\n"))
+    # review recomputes metrics with the suites' own formulas, from the bottom layer
+    assert not _violations("safety_evals.review.x", _write(tmp_path, "from safety_evals import metrics\n"))
 
 
 def _write(tmp_path, text):

@@ -16,15 +16,9 @@ import numpy as np
 
 from align.intervals import wilson_ci
 from safety_evals.bootstrap import statistic_ci
+from safety_evals.metrics import balanced_accuracy
 
-
-def balanced_accuracy(human: np.ndarray, judged: np.ndarray) -> float | None:
-    """Mean over the human labels' classes of the share the judge got right (recall per class); for
-    two classes (TPR + TNR) / 2. None unless at least two classes occur among the human labels."""
-    classes = np.unique(human)
-    if classes.size < 2:
-        return None
-    return float(np.mean([np.mean(judged[human == c] == c) for c in classes]))
+__all__ = ["agreement", "balanced_accuracy", "cohen_kappa", "majority"]
 
 
 def cohen_kappa(human: np.ndarray, judged: np.ndarray) -> float | None:

@@ -28,7 +28,7 @@ from align.data_dir import data_path
 from safety_evals.lm.protocol import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric, statistic_metric
 from safety_evals.suites import data
-from safety_evals.judges.agreement import balanced_accuracy
+from safety_evals.metrics import balanced_accuracy
 from safety_evals.suites.judging import Judge, check_role, judged, record
 
 NAME = "hedging"

@@ -34,6 +34,7 @@ import numpy as np
 from align.data_dir import data_path
 from align.errors import MissingInput
 from safety_evals.lm.protocol import LanguageModel
+from safety_evals.metrics import instruction_level
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric, statistic_metric
 from safety_evals.suites import data
 
@@ -148,7 +149,7 @@ def _inst_level(follow: Sequence[Sequence[bool]], description: str) -> Metric:
     counts = np.array([len(f) for f in follow], dtype=np.float64)
     return statistic_metric(
         len(follow),
-        lambda i: float(hits[i].sum() / counts[i].sum()) if counts[i].sum() else None,
+        lambda i: instruction_level(hits[i], counts[i]),
         higher_is_better=True,
         description=description,
     )

@@ -24,7 +24,7 @@ from align.data_dir import data_path
 from safety_evals.lm.protocol import LanguageModel
 from safety_evals.results import DataInfo, Metric, SuiteResult, example, mean_metric, statistic_metric
 from safety_evals.suites import data
-from safety_evals.judges.agreement import balanced_accuracy
+from safety_evals.metrics import balanced_accuracy
 from safety_evals.suites.judging import Judge, check_role, labels_of, record
 
 NAME = "refusal"

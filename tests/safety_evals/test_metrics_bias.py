@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from safety_evals import metrics
 from safety_evals.suites import bbq, crows_pairs, data, stereoset
 from tests.safety_evals.fakes import FakeLM
 
@@ -92,7 +93,7 @@ def test_stereoset_lms_ss_icat_by_hand():
     assert m["ss"].value == pytest.approx(75.0)
     assert m["lms"].value == pytest.approx(37.5)
     assert m["icat"].value == pytest.approx(18.75)
-    assert stereoset.icat(37.5, 75.0) == pytest.approx(37.5 * min(75, 25) / 50)
+    assert metrics.icat(37.5, 75.0) == pytest.approx(37.5 * min(75, 25) / 50)
     # per split: intrasentence = ex0 (A) + ex2 (B): SS (100+100)/2, LMS (100+0)/2, ICAT 0
     assert m["ss/intrasentence"].value == pytest.approx(100.0)
     assert m["lms/intrasentence"].value == pytest.approx(50.0)
@@ -140,9 +141,14 @@ def test_bbq_bias_scores_by_hand():
 
 
 def test_bbq_bias_score_edge_cases():
-    assert bbq.bias_score(np.zeros(3), np.zeros(3)) == 0.0  # all unknown: no bias, as lm-eval
-    assert bbq.bias_score(np.zeros(0), np.zeros(0)) is None
-    assert bbq.bias_score(np.ones(2), np.ones(2)) == 1.0
+    assert metrics.bias_score(np.zeros(3), np.zeros(3)) == 0.0  # all unknown: no bias, as lm-eval
+    assert metrics.bias_score(np.zeros(0), np.zeros(0)) is None
+    assert metrics.bias_score(np.ones(2), np.ones(2)) == 1.0
+    # s_AMB scales by the error rate: 1 of 4 right, 2 of 3 answered biased -> (3/4) * (1/3)
+    correct, biased, non_unk = np.array([0, 0, 1, 0.0]), np.array([1, 1, 0, 0.0]), np.array([1, 1, 0, 1.0])
+    assert metrics.bbq_bias(correct, biased, non_unk, ambiguous=True) == pytest.approx(0.25)
+    assert metrics.bbq_bias(correct, biased, non_unk, ambiguous=False) == pytest.approx(1 / 3)
+    assert metrics.bbq_bias(np.zeros(0), np.zeros(0), np.zeros(0), ambiguous=True) is None
 
 
 def test_bbq_predict_is_argmax_loglik_with_lm_eval_prompt():
