@@ -21,7 +21,6 @@ and "Q: ...\\nA:" (sum over tokens):
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,8 +70,7 @@ def _split_answers(text: str) -> tuple[str, ...]:
 def _load_local(root: Path) -> tuple[list[GenItem], list[Question], str]:
     csv_path, mc_path = root / "TruthfulQA.csv", root / "mc_task.json"
     gen = []
-    for i, row in enumerate(data.read_csv(csv_path, quoting=csv.QUOTE_MINIMAL)):
-        where = f"{csv_path.name}:row {i + 2}"
+    for where, row in data.csv_records(csv_path):  # where: the line a record starts on
         fields = ("Question", "Best Answer", "Correct Answers", "Incorrect Answers")
         data.require(row, fields, where, text=fields)
         gen.append(

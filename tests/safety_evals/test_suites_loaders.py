@@ -108,7 +108,7 @@ def test_stereoset_and_factuality_blank_text(tmp_path):
         "Question,Best Answer,Correct Answers,Incorrect Answers\nWhy?,So,,No\n"
     )
     (tmp_path / "mc_task.json").write_text("[]")
-    with pytest.raises(data.DataError, match=r"TruthfulQA.csv:row 2: empty field 'Correct Answers'"):
+    with pytest.raises(data.DataError, match=r"TruthfulQA.csv:line 2: empty field 'Correct Answers'"):
         factuality.load(str(tmp_path))
 
 
