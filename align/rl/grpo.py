@@ -27,7 +27,8 @@ from align.model import Decoder
 from align.rl.advantages import group_relative_advantages, masked_mean
 from align.rl.loop import FromState, placed, resolve
 from align.rl.losses import Aggregation, grpo_loss
-from align.rl.ppo import optimize_epochs, place_prompts, split_rng
+from align.rl.feed import RolloutRows, place_rollout_prompts, repeat_prompts  # noqa: F401 (re-exported)
+from align.rl.ppo import optimize_epochs, split_rng
 from align.rl.rewards import RewardFn
 from align.rl.rollout import RolloutConfig, make_rollout, response_logprobs
 from align.training.state import TrainState
@@ -93,14 +94,6 @@ def group_scores(scores: jax.Array, has_eos: jax.Array, config: GRPOConfig) -> j
     return jnp.where(has_eos, scores, scores - config.missing_eos_penalty)
 
 
-def repeat_prompts(prompts: Mapping, group_size: int) -> tuple[jax.Array, jax.Array]:
-    """([B * G, P] tokens, [B * G] lengths): each prompt G times in a row (TRL's repeat_interleave)."""
-    return (
-        jnp.repeat(jnp.asarray(prompts["tokens"]), group_size, axis=0),
-        jnp.repeat(jnp.asarray(prompts["lengths"]), group_size, axis=0),
-    )
-
-
 def make_grpo_iteration(
     config: GRPOConfig,
     optimizer: optax.GradientTransformation,
@@ -108,11 +101,13 @@ def make_grpo_iteration(
     reward_fn: RewardFn | FromState,
     *,
     shardings: tuple | None = None,
+    layout: RolloutRows | None = None,
 ):
     """iterate(state, prompts, beta) -> (state, beta, metrics) for align.rl.loop.rl_loop.
 
     `state` is a TrainState of the policy Decoder; `prompts` a right-padded prompt batch of B rows,
-    sampled G times each. shardings: as make_ppo_iteration's (the B * G rows split over the data axes).
+    sampled G times each. shardings: as make_ppo_iteration's (the B * G rows split over the data axes);
+    layout: align.rl.feed.rollout_rows(..., group=G) when each process passes only its prompts.
     """
     rows = None if shardings is None else shardings[1]
     step = make_train_step(
@@ -125,7 +120,7 @@ def make_grpo_iteration(
 
     def iterate(state: TrainState, prompts: Mapping, beta: jax.Array):
         state, sample_rng = split_rng(state)
-        tokens, lengths = place_prompts(*repeat_prompts(prompts, config.group_size), rows)
+        tokens, lengths = place_rollout_prompts(prompts, config.group_size, rows, layout)
         ref, reward = resolve(reference, state), resolve(reward_fn, state)
         rollout, metrics = make_rollout(
             state.model(), ref, None, reward, tokens, lengths, config.rollout, sample_rng

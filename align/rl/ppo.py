@@ -29,6 +29,7 @@ from align import checks
 from align.model import Decoder
 from align.model.heads import ScoreModel
 from align.rl.advantages import gae, masked_mean, whiten
+from align.rl.feed import RolloutRows, place_rollout_prompts
 from align.rl.kl import AdaptiveKLController, FixedKLController, per_token_kl_penalty_rewards
 from align.rl.loop import FromState, owned_train_state, placed, resolve
 from align.rl.losses import ppo_policy_loss, ppo_value_loss
@@ -154,14 +155,6 @@ def optimize_epochs(step, state: TrainState, batch: Mapping[str, jax.Array], epo
     return state, {k: v / n for k, v in sums.items()}
 
 
-def place_prompts(tokens, lengths, rows) -> tuple[jax.Array, jax.Array]:
-    """Prompt tokens [B, P] and lengths [B] as int32 arrays, their rows split by `rows` (None: as given)."""
-    tokens, lengths = jnp.asarray(tokens, jnp.int32), jnp.asarray(lengths, jnp.int32)
-    if rows is None:
-        return tokens, lengths
-    return jax.device_put(tokens, rows), jax.device_put(lengths, rows)
-
-
 def split_rng(state: TrainState) -> tuple[TrainState, jax.Array]:
     """(state with a fresh rng, a key for this iteration's sampling)."""
     rng, sample_rng = jax.random.split(state.rng)
@@ -190,6 +183,7 @@ def make_ppo_iteration(
     reward_fn: RewardFn | FromState,
     *,
     shardings: tuple | None = None,
+    layout: RolloutRows | None = None,
 ):
     """iterate(state, prompts, kl_coef) -> (state, kl_coef, metrics) for align.rl.loop.rl_loop.
 
@@ -197,6 +191,7 @@ def make_ppo_iteration(
     ({"tokens" [B, P], "lengths" [B]}). shardings: align.rl.loop.rl_shardings(state, mesh): the state
     as it is placed, and the rows of the prompts, the rollout and every minibatch split over the data
     axes (the reference and reward models must live on the same mesh); None: one device.
+    layout: align.rl.feed.rollout_rows(...) when each process passes only its rows of `prompts`.
     """
     rows = None if shardings is None else shardings[1]
     step = make_train_step(
@@ -211,7 +206,7 @@ def make_ppo_iteration(
     def iterate(state: TrainState, prompts: Mapping, kl_coef: jax.Array):
         state, sample_rng = split_rng(state)
         model = state.model()
-        tokens, lengths = place_prompts(prompts["tokens"], prompts["lengths"], rows)
+        tokens, lengths = place_rollout_prompts(prompts, 1, rows, layout)
         rollout, metrics = make_rollout(
             model.policy,
             resolve(reference, state),

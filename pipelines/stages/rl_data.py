@@ -6,6 +6,8 @@ import dataclasses
 
 from align.data import PromptExample, Tokenizer, encode_prompts
 from align import checks
+from align.distributed import process_count
+from align.training.feed import encode_by_process
 from align.errors import InvalidInput
 from align.data.splits import SplitOptions, heldout_split
 from pipelines.stages.training_data import DataSource, read
@@ -62,12 +64,25 @@ def load_prompts(options: PromptDataOptions, tokenizer: Tokenizer) -> tuple[list
     examples, report = mix_sources(sources, options.skip_invalid)
     examples = [with_system_prompt(e, options.system_prompt, options.system_handling) for e in examples]
     train_ex, held_ex = heldout_split(examples, options.heldout)
-    train, train_stats = encode_prompts(train_ex, tokenizer, max_length=options.max_prompt_length)
+    train, train_stats = _encode_train(train_ex, tokenizer, options.max_prompt_length)
     held, _ = encode_prompts(held_ex, tokenizer, max_length=options.max_prompt_length)
     if not train:
         raise InvalidInput(f"{[s.path for s in sources]}: no prompts to train on")
     report.update(train=len(train), heldout=len(held), truncation=dataclasses.asdict(train_stats))
     return train, held, report
+
+
+def _encode_train(examples: list, tokenizer: Tokenizer, max_length: int):
+    """encode_prompts of the training prompts; several processes share the tokenizing and then each
+    tokenizes only the prompts it feeds (align.training.feed.encode_by_process): same prompts."""
+    if process_count() == 1:
+        return encode_prompts(examples, tokenizer, max_length=max_length)
+
+    def one(i):
+        ids, stats = encode_prompts(examples[i : i + 1], tokenizer, max_length=max_length)
+        return ids[0], stats
+
+    return encode_by_process(len(examples), one, keep=lambda ids: True)
 
 
 def mix_sources(sources, skip_invalid: bool) -> tuple[list, dict]:

@@ -30,6 +30,7 @@ from flax import nnx
 from align.data import DataOrder, Tokenizer, batches, prompt_batch
 from align import checks, distributed
 from align.errors import InvalidInput
+from align.rl.feed import RolloutRows, rollout_rows
 from align.rl.grpo import GRPOConfig, make_grpo_iteration
 from align.model.sharding import shard_model
 from align.rl.loop import (
@@ -160,25 +161,37 @@ def with_tokenizer_ids(config: RLHFConfig, tokenizer: Tokenizer) -> RLHFConfig:
     )
 
 
-def prompt_stream(prompts: list, config: RLHFConfig, pad_id: int, position=None):
+def prompt_stream(prompts, config: RLHFConfig, pad_id: int, position=None, take: slice | None = None):
+    """Prompt batches of train.batch_size rows in the data order; take: the rows this process collates
+    (align.rl.feed.RolloutRows.prompts; default all)."""
     rows, length = config.train.batch_size, config.data.max_prompt_length
+    mine = rows if take is None else take.stop - take.start
     order = DataOrder(len(prompts), seed=config.train.seed)
     return batches(
         prompts,
         order,
         position,
         rows,
-        lambda items: prompt_batch(items, length, padding="right", rows=rows, pad_id=pad_id),
+        lambda items: prompt_batch(items, length, padding="right", rows=mine, pad_id=pad_id),
+        take=take,
     )
 
 
-def make_iteration(config: RLHFConfig, optimizer, reference, reward_fn: RewardFn, shardings=None):
-    """(iterate, initial KL coefficient); shardings: align.rl.loop.rl_shardings of the state."""
-    if config.algorithm == "ppo":
-        iterate = make_ppo_iteration(config.ppo, optimizer, reference, reward_fn, shardings=shardings)
-        return iterate, config.ppo.kl_coef
-    iterate = make_grpo_iteration(config.grpo, optimizer, reference, reward_fn, shardings=shardings)
-    return iterate, config.grpo.beta
+def rollout_layout(config: RLHFConfig, rows) -> RolloutRows:
+    """This process's prompts and rows of every rollout (`rows`: the row sharding)."""
+    group = config.grpo.group_size if config.algorithm == "grpo" else 1
+    return rollout_rows(rows, config.train.batch_size, group)
+
+
+def make_iteration(
+    config: RLHFConfig, optimizer, reference, reward_fn: RewardFn, shardings=None, layout=None
+):
+    """(iterate, initial KL coefficient); shardings: align.rl.loop.rl_shardings of the state; layout:
+    rollout_layout's, when each process feeds only its prompts."""
+    make = make_ppo_iteration if config.algorithm == "ppo" else make_grpo_iteration
+    algo = config.ppo if config.algorithm == "ppo" else config.grpo
+    iterate = make(algo, optimizer, reference, reward_fn, shardings=shardings, layout=layout)
+    return iterate, config.ppo.kl_coef if config.algorithm == "ppo" else config.grpo.beta
 
 
 def trainable_for(config: RLHFConfig):
@@ -241,8 +254,8 @@ def policy_of(state):
     return model.policy if isinstance(model, PolicyAndValue) else model
 
 
-def prompt_stream_from(prompts: list, config: RLHFConfig, pad_id: int):
-    return lambda position: prompt_stream(prompts, config, pad_id, position)
+def prompt_stream_from(prompts, config: RLHFConfig, pad_id: int, take: slice | None = None):
+    return lambda position: prompt_stream(prompts, config, pad_id, position, take)
 
 
 def train(config: RLHFConfig, state, iterate, kl_coef: float, make_stream, manifest: dict, shardings=None):
@@ -351,9 +364,10 @@ def run_rlhf(config: RLHFConfig) -> dict:
     model_config = reference.config
     del reference  # from here on its frozen arrays live only in the train state
     shardings = rl_shardings(state, mesh)
-    iterate, kl_coef = make_iteration(config, optimizer, reference_src, reward_src, shardings)
+    layout = rollout_layout(config, shardings[1])  # each process collates only its prompts
+    iterate, kl_coef = make_iteration(config, optimizer, reference_src, reward_src, shardings, layout)
     t0 = time.perf_counter()
-    stream = prompt_stream_from(train_prompts, config, tokenizer.pad_id)
+    stream = prompt_stream_from(train_prompts, config, tokenizer.pad_id, layout.prompts)
     manifest = {"config": to_dict(config), "model_config": model_config}
     result, start = train(config, state, iterate, kl_coef, stream, manifest, shardings[0])
     if result.stopped != "done":
