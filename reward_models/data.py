@@ -21,8 +21,11 @@ import numpy as np
 
 from align import checks
 from align.data.formats import PreferenceExample
-from align.data.preference import PreferenceDataOptions, load_preference_pairs
+from align import distributed
+from align.data.lazy import chain
+from align.data.preference import PreferenceDataOptions, load_preference_pairs, prompt_key
 from align.data.splits import SplitOptions
+from align.training.feed import encode_by_process
 from align.training.stage import StageData
 
 
@@ -90,22 +93,39 @@ def _sources(options: RMDataOptions) -> list[tuple[PreferenceDataOptions, bool]]
     return [(options, True), *more]
 
 
+def _without_heldout_prompts(parts: list, held: list, lazy: bool) -> tuple:
+    """(the training pairs of every part whose prompt no held-out pair has, how many were left out)."""
+    if lazy:
+        pooled = chain(parts)
+        keys = {prompt_key(p) for p in held}
+        kept = pooled.select([i for i, k in enumerate(pooled.keys) if k not in keys])
+        return kept, len(pooled) - len(kept)
+    train = [p for part in parts for p in part]
+    prompts = {p.tokens[0, : p.prompt_length].tobytes() for p in held}
+    kept = [p for p in train if p.tokens[0, : p.prompt_length].tobytes() not in prompts]
+    return kept, len(train) - len(kept)
+
+
 def load_pairs(options: RMDataOptions, tokenizer) -> RMData:
-    """Train and held-out pairs of every source, pooled, with a report per file and in all."""
+    """Train and held-out pairs of every source, pooled, with a report per file and in all.
+
+    Several processes share the training pairs' tokenizing (align.training.feed.encode_by_process):
+    then the training pairs are a LazySequences, and those whose prompt is held out are found by
+    their prompt's key instead of their tokens; the same pairs in the same order."""
+    share = encode_by_process if distributed.process_count() > 1 else None
     train, held, lengths, files = [], [], [], []
     for source, trains in _sources(options):
-        t, h, report = load_preference_pairs(source, tokenizer)
+        t, h, report = load_preference_pairs(source, tokenizer, share)
         chars = response_lengths(source) if h else {}
-        train += t if trains else []
+        train += [t] if trains else []
         held += h
         lengths += [chars[p.origin] for p in h]
         files.append({"path": source.path, **report, "trains": trains})
-    prompts = {p.tokens[0, : p.prompt_length].tobytes() for p in held}
-    kept = [p for p in train if p.tokens[0, : p.prompt_length].tobytes() not in prompts]
+    kept, dropped = _without_heldout_prompts(train, held, lazy=share is not None)
     report = files[0] if len(files) == 1 else {"files": files}
     report |= {
         "train_pairs": len(kept),
         "heldout_pairs": len(held),
-        "dropped_heldout_prompt": len(train) - len(kept),
+        "dropped_heldout_prompt": dropped,
     }
     return RMData(kept, held, report, np.asarray(lengths, np.int64).reshape(-1, 2))

@@ -13,7 +13,9 @@ Truncation, as TRL's DPO did (explicit and counted in TruncationStats):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import functools
+import hashlib
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -136,10 +138,43 @@ def _check_lengths(max_length: int | None, max_prompt_length: int | None) -> Non
         raise InvalidInput(f"max_prompt_length={max_prompt_length} must be below max_length={max_length}")
 
 
+def pair_columns(pair: TokenizedPair) -> int:
+    """T of a pair's [P, T] tokens (what a lazily tokenized dataset records of each pair)."""
+    return pair.tokens.shape[1]
+
+
+def prompt_key(pair: TokenizedPair) -> int:
+    """A 64-bit hash of a pair's prompt tokens: equal prompts, equal keys (a reward model's training
+    pairs whose prompt is held out are left out by it where they are not tokenized)."""
+    digest = hashlib.blake2b(pair.tokens[0, : pair.prompt_length].tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def _has_responses(pair: TokenizedPair) -> bool:
+    return bool(pair.loss_mask.any(axis=1).all())
+
+
+def _encode_part(part: list, encode: Callable, share: Callable | None):
+    """(the pairs of `part` with both responses, truncation counts), shared by processes when `share`."""
+    if share is None:
+        pairs, stats = encode(part)
+        return [p for p in pairs if _has_responses(p)], stats
+
+    def one(i):
+        pairs, stats = encode(part[i : i + 1])
+        return pairs[0], stats
+
+    return share(len(part), one, _has_responses, size=pair_columns, key=prompt_key)
+
+
 def load_preference_pairs(
-    options: PreferenceDataOptions, tokenizer: Tokenizer
+    options: PreferenceDataOptions, tokenizer: Tokenizer, share: Callable | None = None
 ) -> tuple[list[TokenizedPair], list[TokenizedPair], dict]:
     """(train pairs, held-out pairs, report) for DPO and reward-model training alike.
+
+    share: align.training.feed.encode_by_process on several processes: each tokenizes a share of the
+    training pairs and later only those it feeds (a LazySequences with prompt_key keys); the same
+    pairs and report as without (the small held-out set is tokenized whole on each).
 
     Rows that are not preference rows are counted and left out; a pair whose chosen or rejected
     response was cut away entirely by truncation is dropped (it has no token to score), and counted.
@@ -166,15 +201,18 @@ def load_preference_pairs(
         "rows_skipped": records.report.skipped,
         "not_preference": len(records) - len(examples),
     }
+    encode = functools.partial(
+        encode_preferences,
+        tokenizer=tokenizer,
+        max_length=options.max_length,
+        max_prompt_length=options.max_prompt_length,
+    )
     out = []
     for name, part in (("train", train_ex), ("heldout", held_ex)):
-        pairs, stats = encode_preferences(
-            part, tokenizer, max_length=options.max_length, max_prompt_length=options.max_prompt_length
-        )
-        kept = [p for p in pairs if p.loss_mask.any(axis=1).all()]
+        kept, stats = _encode_part(part, encode, share if name == "train" else None)
         report[name] = {
             "pairs": len(kept),
-            "dropped_no_loss": len(pairs) - len(kept),
+            "dropped_no_loss": stats.examples - len(kept),
             "truncation": dataclasses.asdict(stats),
         }
         out.append(kept)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from align import checks
+from align import checks, distributed
 from align.model import Decoder
 from align.model.sharding import shard_rows
 from align.rl.rollout import RolloutConfig, sample_rollout
@@ -224,7 +224,13 @@ def on_policy_batch(
     Prompts are cut to T - max_new_tokens tokens so every row fits T; the loss covers the response
     tokens, the stop token included. mesh: the student's; the prompt rows are split over its data axes,
     so each device samples its own rows.
+
+    On several processes the batch's rows live on every host: they are gathered first (each process
+    samples from the same global prompts) and the new batch is placed back on the mesh.
     """
+    multi = mesh is not None and jax.process_count() > 1
+    if multi:
+        batch = {k: distributed.host_array(v) for k, v in batch.items()}
     T = np.asarray(batch["tokens"]).shape[1]
     P = T - options.max_new_tokens
     if P < 1:
@@ -240,20 +246,21 @@ def on_policy_batch(
     if mesh is not None:
         prompt, lengths = shard_rows((prompt, lengths), mesh)
     roll = sample_rollout(student, prompt, lengths, RolloutConfig(sampling=sampling), rng)
-    lengths = np.asarray(lengths)
-    tokens = np.asarray(roll.tokens)  # [B, P + M] == [B, T]
-    n_resp = np.asarray(roll.response_mask).sum(-1).astype(np.int32)
+    lengths = distributed.host_array(lengths)
+    tokens = distributed.host_array(roll.tokens)  # [B, P + M] == [B, T]
+    n_resp = distributed.host_array(roll.response_mask).sum(-1).astype(np.int32)
     col = np.arange(T)[None, :]
     start = lengths[:, None] - 1  # the column whose target is the first response token
     loss_mask = ((col >= start) & (col < start + n_resp[:, None])).astype(np.float32)
     targets = np.concatenate([tokens[:, 1:], np.full((len(tokens), 1), options.pad_id, np.int32)], axis=1)
-    return {
+    out = {
         "tokens": tokens,
-        "positions": np.asarray(roll.positions),
-        "segment_ids": np.asarray(roll.segment_ids),
+        "positions": distributed.host_array(roll.positions),
+        "segment_ids": distributed.host_array(roll.segment_ids),
         "targets": np.where(loss_mask > 0, targets, options.pad_id).astype(np.int32),
         "loss_mask": loss_mask,
     }
+    return shard_rows(out, mesh) if multi else out
 
 
 def with_on_policy(

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from align import checks
+from align import checks, distributed
 from align.model import Decoder
 from align.rl.losses import dpo_loss
 from align.training.logprobs import chunked_token_logprobs, sequence_logprob
@@ -130,7 +130,8 @@ def precompute_reference(
     reference: Decoder, batches: Iterable[Mapping[str, np.ndarray]], chunk_size: int
 ) -> np.ndarray:
     """[N, P] reference log-probs of every row of `batches`, in order (for a dataset-wide cache)."""
-    out = [np.asarray(reference_logprobs(reference, b, chunk_size)) for b in batches]
+    # host_array: on several processes a batch's rows (and so its log-probs) live on every host
+    out = [distributed.host_array(reference_logprobs(reference, b, chunk_size)) for b in batches]
     return np.concatenate(out, axis=0)
 
 

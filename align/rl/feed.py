@@ -41,9 +41,22 @@ def rollout_rows(rows: Sharding | None, batch_size: int, group: int = 1) -> Roll
     (None or one process: every row)."""
     total = batch_size * group
     if rows is None or jax.process_count() == 1:
-        return RolloutRows(slice(0, batch_size), slice(0, total), total, group)
-    mine = distributed.process_rows(rows, total)
-    return RolloutRows(slice(mine.start // group, -(-mine.stop // group)), mine, total, group)
+        return block_layout(slice(0, total), batch_size, group)
+    return block_layout(distributed.process_rows(rows, total), batch_size, group)
+
+
+def block_layout(mine: slice, batch_size: int, group: int = 1) -> RolloutRows:
+    """The layout of a process whose devices hold rows `mine` of the rollout."""
+    return RolloutRows(slice(mine.start // group, -(-mine.stop // group)), mine, batch_size * group, group)
+
+
+def local_block(prompts: Mapping, layout: RolloutRows) -> tuple[np.ndarray, np.ndarray]:
+    """This process's rows (layout.rows) of the rollout's [B * G, P] tokens and [B * G] lengths, from
+    its prompts (layout.prompts of the batch)."""
+    tokens, lengths = (np.repeat(np.asarray(prompts[k]), layout.group, axis=0) for k in ("tokens", "lengths"))
+    first = layout.prompts.start * layout.group  # the rollout row of its first prompt's first sample
+    cut = slice(layout.rows.start - first, layout.rows.stop - first)
+    return tokens[cut].astype(np.int32), lengths[cut].astype(np.int32)
 
 
 def repeat_prompts(prompts: Mapping, group_size: int) -> tuple[jax.Array, jax.Array]:
@@ -60,12 +73,10 @@ def place_rollout_prompts(
     """int32 tokens [B * G, P] and lengths [B * G] of a rollout, their rows split by `rows` (None: as
     given). layout: when several processes each pass only their `layout.prompts` (None: `prompts`
     holds the whole batch on every process)."""
+    if rows is not None and layout is not None and jax.process_count() > 1:
+        return tuple(distributed.global_array(x, rows, layout.total) for x in local_block(prompts, layout))
     tokens, lengths = repeat_prompts(prompts, group) if group > 1 else (prompts["tokens"], prompts["lengths"])
     tokens, lengths = jnp.asarray(tokens, jnp.int32), jnp.asarray(lengths, jnp.int32)
     if rows is None:
         return tokens, lengths
-    if layout is None or jax.process_count() == 1:
-        return jax.device_put(tokens, rows), jax.device_put(lengths, rows)
-    first = layout.prompts.start * group  # the rollout row of this process's first repeated prompt
-    cut = slice(layout.rows.start - first, layout.rows.stop - first)
-    return tuple(distributed.global_array(np.asarray(x[cut]), rows, layout.total) for x in (tokens, lengths))
+    return jax.device_put(tokens, rows), jax.device_put(lengths, rows)

@@ -59,6 +59,8 @@ def encode_by_process(
     n: int,
     encode: Callable[[int], tuple[Tokenized | None, TruncationStats]],
     keep: Callable[[Tokenized], bool],
+    size: Callable[[Tokenized], int] = len,
+    key: Callable[[Tokenized], int] | None = None,
 ) -> tuple[Sequence[Tokenized], TruncationStats]:
     """The kept sequences of examples 0..n-1 and what truncation did, tokenizing each example once over
     all processes: process p encodes examples p, p+P, ..., and the processes exchange only each
@@ -67,25 +69,33 @@ def encode_by_process(
     items, order and lengths are those of the single-process list.
 
     encode(i) -> (sequence or None when truncation dropped it, the counts of that one example).
+    size(sequence): what lengths count (len; a preference pair's columns); key(sequence): an int64
+    exchanged with the lengths (e.g. a hash of a pair's prompt), the result's `keys`.
     """
     from jax.experimental import multihost_utils
 
     P, p = jax.process_count(), jax.process_index()
     mine, width = range(p, n, P), -(-n // P)
-    known, lengths, stats = {}, np.full(width, -1, np.int64), TruncationStats()
+    known, stats = {}, TruncationStats()
+    lengths, keys = np.full(width, -1, np.int64), np.zeros(width, np.int64)
     for k, i in enumerate(mine):
         seq, counts = encode(i)
         stats = _add(stats, counts)
         if seq is not None and keep(seq):
-            known[i], lengths[k] = seq, len(seq)
+            known[i], lengths[k] = seq, size(seq)
+            keys[k] = 0 if key is None else key(seq)
     counts = np.asarray(dataclasses.astuple(stats), np.int32)
-    every_length, every_count = multihost_utils.process_allgather((lengths, counts))  # [P, width], [P, F]
-    by_example = np.full(n, -1, np.int64)
+    # [P, width] twice, [P, F]
+    every_length, every_key, every_count = multihost_utils.process_allgather((lengths, keys, counts))
+    by_example, key_of = np.full(n, -1, np.int64), np.zeros(n, np.int64)
     for q in range(P):
         by_example[q::P] = every_length[q][: len(range(q, n, P))]
+        key_of[q::P] = every_key[q][: len(range(q, n, P))]
     kept = np.flatnonzero(by_example >= 0)
     total = TruncationStats(*(int(v) for v in every_count.sum(0)))
-    return LazySequences(lambda i: encode(i)[0], kept, by_example[kept], known), total
+    keys_kept = None if key is None else key_of[kept].tolist()
+    seqs = LazySequences(lambda i: encode(i)[0], kept, by_example[kept], known, size, keys_kept)
+    return seqs, total
 
 
 def _add(a: TruncationStats, b: TruncationStats) -> TruncationStats:

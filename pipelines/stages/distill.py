@@ -41,6 +41,7 @@ from align.rl.distill import (
 )
 from align.training import OptimConfig, make_optimizer
 from align.training.optim import learning_rate_schedule
+from align.training.feed import local_rows
 from align.training.options import MeshOptions, TrainOptions, make_run_mesh
 from align.training.run import prepare_run, with_lora
 from align.training.stage import LoopFit, StageData, StageSpec, held_out_eval, run_stage
@@ -157,11 +158,11 @@ def _prepare(config: DistillConfig, pair: Distiller, tokenizer, data: StageData)
     on_policy = config.on_policy(tokenizer.pad_id, tuple(tokenizer.stop_ids))
     run.step_fn = with_on_policy(run.step_fn, on_policy, config.train.seed, mesh=mesh)
     run.eval_fn = make_eval_step(distill_eval_fn(config.distill.loss()))
-    pad = tokenizer.pad_id
-    held = lambda: _eval_batches(data.heldout, config, pad)  # noqa: E731
+    pad, take = tokenizer.pad_id, local_rows(mesh, config.train.batch_size)  # this process's rows
+    held = lambda: _eval_batches(data.heldout, config, pad, take)  # noqa: E731
     evaluate = held_out_eval(run, held, config.train.eval_batches) if data.heldout else None
     return DistillFit(
-        run, _train_batches(data.train, config, pad), config.optim.total_steps, evaluate, config
+        run, _train_batches(data.train, config, pad, take), config.optim.total_steps, evaluate, config
     )
 
 

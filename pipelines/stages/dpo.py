@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import functools
 import logging
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,12 +30,14 @@ from align.data import (
     preference_batch,
 )
 from align.data.preference import PreferenceDataOptions, load_preference_pairs
+from align import distributed
 from align.hub import ModelOptions, load_model
+from align.model.sharding import shard_model
 from align.rl.dpo import DPOConfig, dpo_loss_fn, precompute_reference, with_reference
 from align.training import OptimConfig, make_optimizer
 from align.training.optim import learning_rate_schedule
 from align.training.options import MeshOptions, TrainOptions, make_run_mesh
-from align.training.feed import local_rows
+from align.training.feed import encode_by_process, local_rows, to_global
 from align.training.run import prepare_run, with_lora
 from align.training.stage import LoopFit, StageData, StageSpec, held_out_eval, run_stage
 from align.config_io import to_dict
@@ -58,8 +61,25 @@ class DPORunConfig:
 
 
 def load_pairs(options: PreferenceDataOptions, tokenizer) -> StageData:
-    """Train and held-out pairs with a report (align.data.preference.load_preference_pairs)."""
-    return StageData(*load_preference_pairs(options, tokenizer))
+    """Train and held-out pairs with a report (align.data.preference.load_preference_pairs); several
+    processes share the training pairs' tokenizing (align.training.feed.encode_by_process)."""
+    share = encode_by_process if distributed.process_count() > 1 else None
+    return StageData(*load_preference_pairs(options, tokenizer, share))
+
+
+class Paired(Sequence):
+    """(pair i, its reference log-probs [P] or None) without reading pairs no batch row asks for."""
+
+    def __init__(self, pairs: Sequence, ref: np.ndarray | None):
+        self.pairs, self.ref = pairs, ref
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return self.pairs[i], None if self.ref is None else self.ref[i]
 
 
 def frozen_copy(model):
@@ -88,31 +108,49 @@ def _collate(rows: int, length: int, pad_id: int, with_ref: bool):
     return collate
 
 
-def _with_ref(pairs, reference, config: DPORunConfig, pad_id: int, precompute: bool) -> list:
-    """[(pair, ref_logps [P])] with the reference's log-probs when `precompute`, else [(pair, None)]."""
+def _with_ref(pairs, reference, config: DPORunConfig, pad_id: int, precompute: bool, mesh) -> Paired:
+    """(pair, ref_logps [P]) items with the reference's log-probs when `precompute`, else (pair, None).
+
+    The reference reads `rows` pairs at a time, each process collating only its rows of them
+    (local_rows), so a process tokenizes only its share; every process gets all the log-probs."""
     if not precompute or not pairs:
-        return [(p, None) for p in pairs]
+        return Paired(pairs, None)
     rows, length = config.train.batch_size, config.data.max_length
-    collate = _collate(rows, length, pad_id, with_ref=False)
-    chunks = [collate([(p, None) for p in pairs[i : i + rows]]) for i in range(0, len(pairs), rows)]
+    take = local_rows(mesh, rows)
+    collate = _collate(take.stop - take.start, length, pad_id, with_ref=False)
+
+    def chunk(i):  # this process's rows of pairs[i : i + rows]
+        mine = range(i + take.start, min(i + take.stop, len(pairs)))
+        return to_global(collate([(pairs[k], None) for k in mine]), mesh, rows)
+
+    chunks = (chunk(i) for i in range(0, len(pairs), rows))
     ref = precompute_reference(reference, chunks, config.dpo.logprob_chunk)  # [N rounded up, P]
-    return list(zip(pairs, ref[: len(pairs)]))
+    return Paired(pairs, ref[: len(pairs)])
+
+
+def _reference(model, mesh):
+    """The frozen reference: a copy of the starting policy. Spread over the mesh on several processes
+    (a model on one local device cannot read a batch whose rows live on other hosts); on one process
+    where it loaded, as always."""
+    reference = frozen_copy(model)
+    return shard_model(reference, mesh) if distributed.process_count() > 1 else reference
 
 
 def _prepare(config: DPORunConfig, model, tokenizer, data: StageData) -> LoopFit:
     """The run (resumed when possible) with the DPO loss and the frozen reference wired in."""
-    reference = frozen_copy(model)
+    mesh = make_run_mesh(config.mesh)
+    reference = _reference(model, mesh)
     pad, rows, length = tokenizer.pad_id, config.train.batch_size, config.data.max_length
-    train_items = _with_ref(data.train, reference, config, pad, config.precompute_reference)
+    train_items = _with_ref(data.train, reference, config, pad, config.precompute_reference, mesh)
     # The eval step never sees the reference: held-out pairs always carry precomputed log-probs.
-    held_items = _with_ref(data.heldout, reference, config, pad, True)
+    held_items = _with_ref(data.heldout, reference, config, pad, True, mesh)
     run = prepare_run(
         with_lora(model, config.train),
         make_optimizer(config.optim),
         functools.partial(dpo_loss_fn, config=config.dpo),
         run_dir=config.output_dir,
         train=config.train,
-        mesh=make_run_mesh(config.mesh),
+        mesh=mesh,
         learning_rate=learning_rate_schedule(config.optim),
         manifest={"config": to_dict(config), "model_config": model.config},
     )

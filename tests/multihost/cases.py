@@ -4,10 +4,10 @@ what they leave behind.
 Every launch of Python processes costs seconds of imports, compiling and joining the coordinator (tens
 of seconds on a loaded 2-core CI machine), so one launch runs every stage in sequence (`::`-joined):
 
-    sft (6 steps, fsdp=4) :: eval (CrowS-Pairs on the export) :: rlhf ppo :: rlhf grpo
+    sft (6 steps, fsdp=4) :: eval (CrowS-Pairs on the export) :: rlhf ppo :: rlhf grpo :: distill
 
-SFT writes run/, the RL stages run/ppo/ and run/grpo/, all under the directory the worker watches.
-The RL stages read HH prompts from the shared data; without them the launch stops after the eval.
+SFT writes run/, the later stages run/ppo/, run/grpo/ and run/distill/, all under the directory the
+worker watches. Those read HH rows from the shared data; without them the launch stops after the eval.
 """
 
 from __future__ import annotations
@@ -109,6 +109,20 @@ def grpo_command(run):
     ]
 
 
+def distill_command(run):
+    """4 distillation steps (`align distill`, tiny teacher -> 1-layer student, mesh fsdp=4) on HH rows,
+    step 3 on the student's own 4-token samples (is_on_policy(seed 0, k=2, 0.5)); held-out eval, export."""
+    return [
+        "distill",
+        "--config",
+        "configs/distill/tiny_cpu.yaml",
+        f"output_dir={run / 'distill'}",
+        *"data.limit=16 data.max_length=48 distill.max_new_tokens=4 optim.total_steps=4 "
+        "optim.warmup_steps=1 train.batch_size=4 train.log_every=1 train.checkpoint_every=0 "
+        "train.progress=false train.async_checkpoints=false mesh.data=1 mesh.fsdp=4".split(),
+    ]
+
+
 def commands(root) -> list[list[str]]:
     """Every stage's `align` arguments, in order (the RL ones only where the HH prompts are)."""
     config, table = write_inputs(root)
@@ -118,7 +132,7 @@ def commands(root) -> list[list[str]]:
         ["eval", "--model", str(run / "export"), "--suite", "crows_pairs"]
         + ["--data", f"crows_pairs={table}", "--out", str(run / "eval.json"), "--no-progress"],
     ]
-    return out + ([ppo_command(run), grpo_command(run)] if HH.exists() else [])
+    return out + ([ppo_command(run), grpo_command(run), distill_command(run)] if HH.exists() else [])
 
 
 def worker_argv(root) -> list[str]:

@@ -1,4 +1,5 @@
-"""RL on real multiple processes: the PPO and GRPO stages of the shared launches (conftest.py), 2
+"""RL and distillation on real multiple processes: the PPO, GRPO and distill stages of the shared
+launches (conftest.py), 2
 processes x 2 CPU devices against 1 process x 4 devices on the same mesh (fsdp=4). Each process
 tokenizes a share of the prompts and collates only the prompts of its rollout rows
 (align.rl.feed); the runs must agree row for row: metrics.jsonl, the summary, the exported policy,
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.skipif(not HH.exists(), reason=f"{HH} (shared benchmark
 # GRPO (letter-share reward, non-zero and varying within groups): see GRPO_* below.
 RL_RTOL, RL_ATOL = 1e-5, 1e-7
 WEIGHT_ATOL = 2e-5
-TIMING = ("iteration_seconds", "rollout/seconds", "rollout/tokens_per_s")
+TIMING = ("iteration_seconds", "rollout/seconds", "rollout/tokens_per_s", "tokens_per_s", "seconds")
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json")
 
 
@@ -88,3 +89,25 @@ def test_grpo_with_nonzero_rewards_matches_one_process_and_only_process_0_writes
     summary = assert_same_run(root / "run" / "grpo", single / "grpo", GRPO_RTOL, GRPO_ATOL, GRPO_WEIGHT_ATOL)
     assert summary["optimizer_steps"] == 2 and summary["algorithm"] == "grpo"
     assert_only_process_0_wrote(root, "grpo")
+
+
+# Measured for distillation (4 steps, the third on-policy): see DISTILL_* below.
+DISTILL_RTOL, DISTILL_ATOL = RL_RTOL, RL_ATOL
+
+
+def test_distill_matches_one_process_and_only_process_0_writes(single, multi):
+    root = multi[0]
+    run, ref = root / "run" / "distill", single / "distill"
+    got, want = (read_metrics(d / "metrics.jsonl") for d in (run, ref))
+    assert [r["step"] for r in got] == [r["step"] for r in want] == [1, 2, 3, 4]
+    for a, b in zip(got, want):
+        assert_rows_close(a, b, f"step {b['step']}", DISTILL_RTOL, DISTILL_ATOL)
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (run, ref))
+    assert a["on_policy_steps"] == b["on_policy_steps"] == 1 and a["data"] == b["data"]
+    for key in ("eval_before", "eval_after"):
+        assert_rows_close(a[key], b[key], key, DISTILL_RTOL, DISTILL_ATOL)
+    wa, wb = export_weights(run), export_weights(ref)
+    assert sorted(wa) == sorted(wb)
+    for name in wa:
+        np.testing.assert_allclose(wa[name], wb[name], rtol=0, atol=WEIGHT_ATOL, err_msg=name)
+    assert_only_process_0_wrote(root, "distill", (*RUN_FILES, "eval_before.json"))
