@@ -16,8 +16,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tests.multihost.cases import CROWS, HH, STEPS, export_weights, losses, reports
+
+# The first test sets up the session's launches (conftest.py: every stage, one process and two):
+# minutes on a loaded 2-core machine, past pytest's default per-test limit; the harness's own
+# per-launch TIMEOUT still stops a hung run.
+pytestmark = pytest.mark.timeout(3 * 900)
 
 # Float32 on the same mesh shape, but the cross-process all-reduce (gloo) sums in another order than
 # XLA inside one process: losses and eval metrics measured within 2.3e-7 relative (float32 rounding),

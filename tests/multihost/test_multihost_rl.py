@@ -16,7 +16,10 @@ import pytest
 from align.training import read_metrics
 from tests.multihost.cases import HH, export_weights, reports
 
-pytestmark = pytest.mark.skipif(not HH.exists(), reason=f"{HH} (shared benchmark data) is not here")
+pytestmark = [
+    pytest.mark.skipif(not HH.exists(), reason=f"{HH} (shared benchmark data) is not here"),
+    pytest.mark.timeout(3 * 900),  # when run alone, its first test sets up the launches (conftest.py)
+]
 
 # Measured for PPO (2 iterations, one update each): every metric within 2.7e-6 relative but those
 # dominated by float32 noise around a zero policy loss (policy loss, approx. KL, and so the loss):
