@@ -4,9 +4,9 @@ what they leave behind.
 Every launch of Python processes costs seconds of imports, compiling and joining the coordinator (tens
 of seconds on a loaded 2-core CI machine), so one launch runs every stage in sequence (`::`-joined):
 
-    sft (6 steps, fsdp=4) :: eval (CrowS-Pairs on the export) :: rlhf ppo :: rlhf grpo :: distill
+    sft (6 steps, fsdp=4) :: eval (CrowS-Pairs on the export) :: rlhf ppo :: rlhf grpo :: distill :: dpo
 
-SFT writes run/, the later stages run/ppo/, run/grpo/ and run/distill/, all under the directory the
+SFT writes run/, the later stages run/ppo/, run/grpo/, run/distill/ and run/dpo/, all under the directory the
 worker watches. Those read HH rows from the shared data; without them the launch stops after the eval.
 """
 
@@ -123,6 +123,20 @@ def distill_command(run):
     ]
 
 
+def dpo_command(run):
+    """3 DPO steps (`align dpo`, tiny policy, mesh fsdp=4) on HH pairs, 4 pairs a batch, the
+    reference's log-probs precomputed (each process scores its rows of every chunk); eval, export."""
+    return [
+        "dpo",
+        "--config",
+        "configs/dpo/tiny_cpu.yaml",
+        f"output_dir={run / 'dpo'}",
+        *"data.limit=16 data.max_length=48 optim.total_steps=3 train.batch_size=4 train.log_every=1 "
+        "train.checkpoint_every=0 train.progress=false train.async_checkpoints=false "
+        "mesh.data=1 mesh.fsdp=4".split(),
+    ]
+
+
 def commands(root) -> list[list[str]]:
     """Every stage's `align` arguments, in order (the RL ones only where the HH prompts are)."""
     config, table = write_inputs(root)
@@ -132,7 +146,9 @@ def commands(root) -> list[list[str]]:
         ["eval", "--model", str(run / "export"), "--suite", "crows_pairs"]
         + ["--data", f"crows_pairs={table}", "--out", str(run / "eval.json"), "--no-progress"],
     ]
-    return out + ([ppo_command(run), grpo_command(run), distill_command(run)] if HH.exists() else [])
+    return out + (
+        [ppo_command(run), grpo_command(run), distill_command(run), dpo_command(run)] if HH.exists() else []
+    )
 
 
 def worker_argv(root) -> list[str]:

@@ -57,7 +57,7 @@ def test_sft_matches_one_process_and_only_process_0_writes(single, multi):
     for name in wa:  # every tensor was split over both hosts (fsdp=4): gathered, not truncated
         np.testing.assert_allclose(wa[name], wb[name], rtol=0, atol=WEIGHT_ATOL, err_msg=name)
     second = reports(root, 1)
-    ok = [0] * (5 if HH.exists() else 2)  # sft, eval (, ppo, grpo, distill)
+    ok = [0] * (6 if HH.exists() else 2)  # sft, eval (, ppo, grpo, distill, dpo)
     assert [r["exit_codes"] for r in second] in ([[], ok], [ok, []])  # killed, then finished
     assert [w for r in second for w in r["writes"]] == []
     (last,) = reports(root, 0)  # process 0 of the first launch was SIGKILLed before reporting

@@ -98,19 +98,32 @@ def test_grpo_with_nonzero_rewards_matches_one_process_and_only_process_0_writes
 DISTILL_RTOL, DISTILL_ATOL = RL_RTOL, RL_ATOL
 
 
-def test_distill_matches_one_process_and_only_process_0_writes(single, multi):
+def assert_same_training_run(stage: str, single, multi, steps: int) -> dict:
+    """A training stage's per-step rows, held-out evaluations, data report and exported weights agree,
+    and only process 0 wrote its run files; returns the 2-process summary."""
     root = multi[0]
-    run, ref = root / "run" / "distill", single / "distill"
+    run, ref = root / "run" / stage, single / stage
     got, want = (read_metrics(d / "metrics.jsonl") for d in (run, ref))
-    assert [r["step"] for r in got] == [r["step"] for r in want] == [1, 2, 3, 4]
+    assert [r["step"] for r in got] == [r["step"] for r in want] == list(range(1, steps + 1))
     for a, b in zip(got, want):
-        assert_rows_close(a, b, f"step {b['step']}", DISTILL_RTOL, DISTILL_ATOL)
+        assert_rows_close(a, b, f"{stage} step {b['step']}", DISTILL_RTOL, DISTILL_ATOL)
     a, b = (json.loads((d / "summary.json").read_text()) for d in (run, ref))
-    assert a["on_policy_steps"] == b["on_policy_steps"] == 1 and a["data"] == b["data"]
+    assert a["data"] == b["data"]  # the report of the set each process tokenized a share of
     for key in ("eval_before", "eval_after"):
         assert_rows_close(a[key], b[key], key, DISTILL_RTOL, DISTILL_ATOL)
     wa, wb = export_weights(run), export_weights(ref)
     assert sorted(wa) == sorted(wb)
     for name in wa:
         np.testing.assert_allclose(wa[name], wb[name], rtol=0, atol=WEIGHT_ATOL, err_msg=name)
-    assert_only_process_0_wrote(root, "distill", (*RUN_FILES, "eval_before.json"))
+    assert_only_process_0_wrote(root, stage, (*RUN_FILES, "eval_before.json"))
+    return a
+
+
+def test_distill_matches_one_process_and_only_process_0_writes(single, multi):
+    summary = assert_same_training_run("distill", single, multi, steps=4)
+    assert summary["on_policy_steps"] == 1
+
+
+def test_dpo_matches_one_process_and_only_process_0_writes(single, multi):
+    summary = assert_same_training_run("dpo", single, multi, steps=3)
+    assert summary["data"]["train"]["pairs"] == 12
