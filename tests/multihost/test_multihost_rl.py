@@ -21,47 +21,64 @@ pytestmark = [
     pytest.mark.timeout(3 * 900),  # when run alone, its first test sets up the launches (conftest.py)
 ]
 
-# Measured for PPO (2 iterations, one update each): every metric within 2.7e-6 relative but those
-# dominated by float32 noise around a zero policy loss (policy loss, approx. KL, and so the loss):
-# within 3e-8 absolute; the held-out KL within 5.4e-7 (2.1e-6 relative); the exported weights within
-# 6.3e-6 (|w| <= 0.55). The rule reward (newline share) is 0 on these random 4-token responses: the
-# KL penalty, the critic and the updates carry the comparison.
-# GRPO (letter-share reward, non-zero and varying within groups): see GRPO_* below.
+# Float32 on the same mesh shape; gloo's cross-process sums run in another order than XLA's in one
+# process. Measured (2 processes x 2 devices against 1 x 4, fsdp=4, |w| <= 0.55 everywhere):
+#   PPO      2 iterations: metrics within 2.7e-6 relative, float32 noise around a zero policy loss
+#            within 3e-8 absolute; held-out KL within 5.4e-7; weights within 6.3e-6
+#   GRPO     2 iterations, letter-share reward (mean 0.15, no group all equal): metrics within 2.9e-6
+#            relative (the rollout KL); weights within 3.2e-7 at the 99.99th percentile, one element
+#            of 91776 off by 4.8e-5
+#   distill  4 steps, one on-policy: metrics within 1.5e-7 relative; weights within 4.5e-7
+#   DPO      3 steps: metrics within 6.3e-7 relative but the implicit rewards and margins, which are
+#            beta x (log-prob differences of ~150-nat sequences): within 7.6e-7 absolute (1 float32
+#            ulp at 150 is 1.5e-5, times beta 0.1); weights as GRPO's, one element off by 3.1e-5
+# Adam turns float32 noise in a near-zero gradient into a step of up to lr (1e-3 here): the weights
+# are held to WEIGHT_ATOL but for at most WEIGHT_OUTLIERS of the elements, held to WEIGHT_MAX.
 RL_RTOL, RL_ATOL = 1e-5, 1e-7
-WEIGHT_ATOL = 2e-5
+DPO_ATOL = 2e-6
+WEIGHT_ATOL, WEIGHT_MAX, WEIGHT_OUTLIERS = 2e-5, 2e-4, 1e-4
 TIMING = ("iteration_seconds", "rollout/seconds", "rollout/tokens_per_s", "tokens_per_s", "seconds")
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json")
 
 
-def assert_rows_close(got: dict, want: dict, where: str, rtol=RL_RTOL, atol=RL_ATOL) -> None:
+def assert_rows_close(got: dict, want: dict, where: str, rtol=RL_RTOL, atol=RL_ATOL, skip=()) -> None:
     assert got.keys() == want.keys(), where
-    for k in sorted(set(want) - set(TIMING)):
+    for k in sorted(set(want) - set(TIMING) - set(skip)):
         np.testing.assert_allclose(got[k], want[k], rtol=rtol, atol=atol, err_msg=f"{where}: {k}")
 
 
-def assert_same_run(run, single, rtol=RL_RTOL, atol=RL_ATOL, weight_atol=WEIGHT_ATOL) -> dict:
-    """metrics.jsonl rows, summary and exported weights of two RL runs agree; returns the summary."""
-    got, want = (read_metrics(d / "metrics.jsonl") for d in (run, single))
-    assert [r["step"] for r in got] == [r["step"] for r in want] == [1, 2]
-    for a, b in zip(got, want):
-        assert_rows_close(a, b, f"iteration {b['step']}", rtol, atol)
-    a, b = (json.loads((d / "summary.json").read_text()) for d in (run, single))
-    assert a.keys() == b.keys()
-    same = ("algorithm", "iterations", "optimizer_steps", "resumed_from", "data", "kl_coef")
-    assert {k: a[k] for k in same} == {k: b[k] for k in same}
-    assert_rows_close(a["train_last"], b["train_last"], "train_last", rtol, atol)
+def assert_weights_close(run, single) -> None:
+    """The exported weights (gathered from both hosts: fsdp=4 splits every tensor) agree."""
     wa, wb = export_weights(run), export_weights(single)
     assert sorted(wa) == sorted(wb)
-    for name in wa:  # gathered from both hosts (fsdp=4 splits every tensor)
-        np.testing.assert_allclose(wa[name], wb[name], rtol=0, atol=weight_atol, err_msg=name)
+    diff = np.concatenate([np.abs(wa[k] - wb[k]).ravel() for k in wb])
+    assert diff.max() <= WEIGHT_MAX, diff.max()
+    assert np.mean(diff > WEIGHT_ATOL) <= WEIGHT_OUTLIERS, np.sort(diff)[-10:]
+
+
+def assert_same_run(run, single, steps: int, atol=RL_ATOL, skip_first=()) -> dict:
+    """Two runs of a stage agree: metrics.jsonl row for row (steps 1..steps, then any held-out row at
+    the last), the summary's data report and evaluations, the exported weights; returns the summary.
+    skip_first: metrics left out at step 1."""
+    got, want = (read_metrics(d / "metrics.jsonl") for d in (run, single))
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    assert sorted({r["step"] for r in want}) == list(range(1, steps + 1))
+    for a, b in zip(got, want):
+        skip = skip_first if b["step"] == 1 else ()
+        assert_rows_close(a, b, f"{run.name} step {b['step']}", RL_RTOL, atol, skip)
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (run, single))
+    assert a.keys() == b.keys() and a["data"] == b["data"]  # the report of the shared tokenizing
+    for key in ("train_last", "eval_before", "eval_after", "reward_gain"):
+        if b.get(key) is not None:
+            assert_rows_close(a[key], b[key], key, RL_RTOL, atol)
+    assert_weights_close(run, single)
     return a
 
 
 def assert_only_process_0_wrote(root, stage: str, names=RUN_FILES) -> None:
     assert [w for r in reports(root, 1) for w in r["writes"]] == []
-    written = {
-        w.removeprefix(f"{stage}/") for w in reports(root, 0)[-1]["writes"] if w.startswith(f"{stage}/")
-    }
+    mine = [w for w in reports(root, 0)[-1]["writes"] if w.startswith(f"{stage}/")]
+    written = {w.removeprefix(f"{stage}/") for w in mine}
     for name in names:
         assert name in written, (name, sorted(written))
     assert any(w.startswith("tb/") for w in written) and "export" in written
@@ -69,18 +86,9 @@ def assert_only_process_0_wrote(root, stage: str, names=RUN_FILES) -> None:
 
 def test_ppo_iterations_match_one_process_and_only_process_0_writes(single, multi):
     root = multi[0]
-    summary = assert_same_run(root / "run" / "ppo", single / "ppo")
+    summary = assert_same_run(root / "run" / "ppo", single / "ppo", steps=2)
     assert summary["optimizer_steps"] == 2
-    b = json.loads((single / "ppo" / "summary.json").read_text())
-    for key in ("eval_before", "eval_after", "reward_gain"):
-        assert_rows_close(summary[key], b[key], key)
     assert_only_process_0_wrote(root, "ppo", (*RUN_FILES, "eval_before.json", "eval_samples.jsonl"))
-
-
-# Measured for GRPO (2 iterations of 3 prompts x 4 samples, one update each, Adam at lr 1e-3): see
-# the report in the commit; the reward mean / std and the advantages are exact or within float32
-# rounding, the losses and KL within the same bounds as PPO's.
-GRPO_RTOL, GRPO_ATOL, GRPO_WEIGHT_ATOL = RL_RTOL, RL_ATOL, WEIGHT_ATOL
 
 
 def test_grpo_with_nonzero_rewards_matches_one_process_and_only_process_0_writes(single, multi):
@@ -88,42 +96,23 @@ def test_grpo_with_nonzero_rewards_matches_one_process_and_only_process_0_writes
     rows = read_metrics(single / "grpo" / "metrics.jsonl")
     # the comparison means something: rewards differ within groups, so the updates are not zero
     assert all(r["reward/mean"] > 0 and r["groups/all_equal_frac"] < 1 for r in rows), rows
-    assert all(r["advantages/abs_mean"] > 0.1 for r in rows), rows
-    summary = assert_same_run(root / "run" / "grpo", single / "grpo", GRPO_RTOL, GRPO_ATOL, GRPO_WEIGHT_ATOL)
+    assert all(r["advantages/abs_mean"] > 0.1 and r["grad_norm"] > 0.1 for r in rows), rows
+    summary = assert_same_run(root / "run" / "grpo", single / "grpo", steps=2)
     assert summary["optimizer_steps"] == 2 and summary["algorithm"] == "grpo"
     assert_only_process_0_wrote(root, "grpo")
 
 
-# Measured for distillation (4 steps, the third on-policy): see DISTILL_* below.
-DISTILL_RTOL, DISTILL_ATOL = RL_RTOL, RL_ATOL
-
-
-def assert_same_training_run(stage: str, single, multi, steps: int) -> dict:
-    """A training stage's per-step rows, held-out evaluations, data report and exported weights agree,
-    and only process 0 wrote its run files; returns the 2-process summary."""
-    root = multi[0]
-    run, ref = root / "run" / stage, single / stage
-    got, want = (read_metrics(d / "metrics.jsonl") for d in (run, ref))
-    assert [r["step"] for r in got] == [r["step"] for r in want] == list(range(1, steps + 1))
-    for a, b in zip(got, want):
-        assert_rows_close(a, b, f"{stage} step {b['step']}", DISTILL_RTOL, DISTILL_ATOL)
-    a, b = (json.loads((d / "summary.json").read_text()) for d in (run, ref))
-    assert a["data"] == b["data"]  # the report of the set each process tokenized a share of
-    for key in ("eval_before", "eval_after"):
-        assert_rows_close(a[key], b[key], key, DISTILL_RTOL, DISTILL_ATOL)
-    wa, wb = export_weights(run), export_weights(ref)
-    assert sorted(wa) == sorted(wb)
-    for name in wa:
-        np.testing.assert_allclose(wa[name], wb[name], rtol=0, atol=WEIGHT_ATOL, err_msg=name)
-    assert_only_process_0_wrote(root, stage, (*RUN_FILES, "eval_before.json"))
-    return a
-
-
 def test_distill_matches_one_process_and_only_process_0_writes(single, multi):
-    summary = assert_same_training_run("distill", single, multi, steps=4)
+    root = multi[0]
+    summary = assert_same_run(root / "run" / "distill", single / "distill", steps=4)
     assert summary["on_policy_steps"] == 1
+    assert_only_process_0_wrote(root, "distill", (*RUN_FILES, "eval_before.json"))
 
 
 def test_dpo_matches_one_process_and_only_process_0_writes(single, multi):
-    summary = assert_same_training_run("dpo", single, multi, steps=3)
-    assert summary["data"]["train"]["pairs"] == 12
+    root = multi[0]
+    # at step 1 the policy is the reference: every margin is 0 up to float32 noise, and the accuracy
+    # counts the margins above 0
+    summary = assert_same_run(root / "run" / "dpo", single / "dpo", 3, DPO_ATOL, skip_first=("accuracy",))
+    assert summary["data"]["train"]["pairs"] == 12  # 16 rows, a quarter held out
+    assert_only_process_0_wrote(root, "dpo", (*RUN_FILES, "eval_before.json"))
