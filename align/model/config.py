@@ -148,6 +148,47 @@ class ModelConfig:
         )
 
     @classmethod
+    def gemma2_9b(cls) -> "ModelConfig":
+        return cls(
+            vocab_size=256_000,
+            embed_dim=3584,
+            num_layers=42,
+            num_heads=16,
+            num_kv_heads=8,
+            head_dim=256,
+            hidden_dim=14_336,
+            layer_types=tuple("local" if i % 2 == 0 else "global" for i in range(42)),
+            sliding_window=4096,
+            query_pre_attn_scalar=256,
+            attn_logit_softcap=50.0,
+            final_logit_softcap=30.0,
+            post_norms=True,
+            max_seq_len=8192,
+            family="gemma2",
+        )
+
+    @classmethod
+    def gemma2_27b(cls) -> "ModelConfig":
+        """Queries are scaled by (D / N)**-0.5 = 144**-0.5, not head_dim**-0.5 (Gemma 2 27B only)."""
+        return cls(
+            vocab_size=256_000,
+            embed_dim=4608,
+            num_layers=46,
+            num_heads=32,
+            num_kv_heads=16,
+            head_dim=128,
+            hidden_dim=36_864,
+            layer_types=tuple("local" if i % 2 == 0 else "global" for i in range(46)),
+            sliding_window=4096,
+            query_pre_attn_scalar=144,
+            attn_logit_softcap=50.0,
+            final_logit_softcap=30.0,
+            post_norms=True,
+            max_seq_len=8192,
+            family="gemma2",
+        )
+
+    @classmethod
     def gemma_2b(cls) -> "ModelConfig":
         return cls(
             vocab_size=256_000,
@@ -189,6 +230,8 @@ PRESETS = {
     "gemma3_270m": ModelConfig.gemma3_270m,
     "gemma3_1b": ModelConfig.gemma3_1b,
     "gemma2_2b": ModelConfig.gemma2_2b,
+    "gemma2_9b": ModelConfig.gemma2_9b,
+    "gemma2_27b": ModelConfig.gemma2_27b,
     "gemma_2b": ModelConfig.gemma_2b,
     "llama3_1b": ModelConfig.llama3_1b,
 }
