@@ -1,7 +1,7 @@
 """Per-device memory of the real train and RL update steps on a mesh, from XLA's compiler: choose a slice
 before renting it.
 
-    python benchmarks/memory_plan.py                      # gemma2_2b/9b/27b x fsdp=8, 2x4x1, 2x2x2, train,ppo
+    python benchmarks/memory_plan.py     # gemma2_2b/9b/27b on fsdp=8, data=2,fsdp=4, data=2,fsdp=2,tensor=2
     python benchmarks/memory_plan.py --preset gemma2_9b --mesh fsdp=16 data=2,fsdp=8 --batch 16 --seq 4096
     python benchmarks/memory_plan.py --preset tiny --mesh fsdp=4 --batch 2 --seq 64 --json rows.json
 
