@@ -59,6 +59,13 @@ class RMDataOptions(PreferenceDataOptions):
 @dataclasses.dataclass(frozen=True)
 class RMData(StageData):
     heldout_lengths: np.ndarray | None = None  # [n, 2] characters of (chosen, rejected) responses
+    heldout_files: tuple[str, ...] = ()  # [n] the file each held-out pair came from (source_name)
+
+
+def source_name(path: str) -> str:
+    """A file's last two path parts ("helpful-base/test.jsonl.gz"): names it in reports without the
+    machine's directories."""
+    return "/".join(str(path).replace("\\", "/").rstrip("/").split("/")[-2:])
 
 
 def _chars(messages) -> int:
@@ -113,13 +120,14 @@ def load_pairs(options: RMDataOptions, tokenizer) -> RMData:
     then the training pairs are a LazySequences, and those whose prompt is held out are found by
     their prompt's key instead of their tokens; the same pairs in the same order."""
     share = encode_by_process if distributed.process_count() > 1 else None
-    train, held, lengths, files = [], [], [], []
+    train, held, lengths, files, names = [], [], [], [], []
     for source, trains in _sources(options):
         t, h, report = load_preference_pairs(source, tokenizer, share)
         chars = response_lengths(source) if h else {}
         train += [t] if trains else []
         held += h
         lengths += [chars[p.origin] for p in h]
+        names += [source_name(source.path)] * len(h)
         files.append({"path": source.path, **report, "trains": trains})
     kept, dropped = _without_heldout_prompts(train, held, lazy=share is not None)
     report = files[0] if len(files) == 1 else {"files": files}
@@ -128,4 +136,4 @@ def load_pairs(options: RMDataOptions, tokenizer) -> RMData:
         "heldout_pairs": len(held),
         "dropped_heldout_prompt": dropped,
     }
-    return RMData(kept, held, report, np.asarray(lengths, np.int64).reshape(-1, 2))
+    return RMData(kept, held, report, np.asarray(lengths, np.int64).reshape(-1, 2), tuple(names))

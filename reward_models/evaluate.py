@@ -171,14 +171,37 @@ def evaluate_reward_model(
     progress: bool = False,
     lengths: np.ndarray | None = None,
     tolerance: float = LENGTH_TOLERANCE,
+    files: Sequence[str] = (),
 ) -> dict:
-    """pairwise_stats of the model's rewards on `pairs` (with a tqdm bar when `progress`), and with
-    the response `lengths` [n, 2] its length_report."""
+    """reward_report of the model's rewards on `pairs` (with a tqdm bar when `progress`): with the
+    response `lengths` [n, 2] its length_report, with `files` [n] per file too."""
     from tqdm.auto import tqdm
 
     with tqdm(total=len(pairs), desc="rm eval", unit="pair", dynamic_ncols=True, disable=not progress) as bar:
         rewards = score_pairs(
             model, pairs, batch_size=batch_size, length=length, pad_id=pad_id, progress=bar.update
         )
+    return reward_report(rewards, lengths, files, tolerance)
+
+
+def reward_report(
+    rewards: np.ndarray,
+    lengths: np.ndarray | None = None,
+    files: Sequence[str] = (),
+    tolerance: float = LENGTH_TOLERANCE,
+) -> dict:
+    """pairwise_stats of rewards [n, 2], with `lengths` [n, 2] their length_report, and with `files`
+    [n] (each pair's source file) both again per file under "by_file" (two files or more)."""
     stats = pairwise_stats(rewards)
-    return stats if lengths is None else stats | length_report(rewards, lengths, tolerance)
+    if lengths is None:
+        return stats
+    stats |= length_report(rewards, lengths, tolerance)
+    names = list(dict.fromkeys(files))
+    if len(names) > 1:
+        of = np.asarray(files)
+        stats["by_file"] = {
+            name: pairwise_stats(rewards[of == name])
+            | length_report(rewards[of == name], lengths[of == name], tolerance)
+            for name in names
+        }
+    return stats

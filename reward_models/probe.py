@@ -137,18 +137,30 @@ def fit_probe(
     h = pair_features(
         model, pairs, batch_size=batch_size, length=length, pad_id=pad_id, progress=progress, mesh=mesh
     )
+    w, report = fit_head(h, l2_grid, folds, seed)
+    set_head(model, w)
+    return model, report
+
+
+def set_head(model: ScoreModel, w: np.ndarray) -> None:
+    """The head's weight := w [D] on raw features; its bias 0 (the HF export has none)."""
+    model.head.w[...] = jnp.asarray(w, model.head.w[...].dtype)
+    model.head.b[...] = jnp.zeros_like(model.head.b[...])
+
+
+def fit_head(
+    h: np.ndarray, l2_grid: Sequence[float] = DEFAULT_L2_GRID, folds: int = 5, seed: int = 0
+) -> tuple[np.ndarray, dict]:
+    """(w [D] on raw features, report) of the cross-validated probe on training features h [n, 2, D]."""
+    h = np.asarray(h, np.float64)
     sd = feature_scale(h)
     x = (h[:, 0] - h[:, 1]) / sd  # standardised differences (the feature mean cancels)
     cv = cross_validate_l2(h, l2_grid, folds, seed)
     l2 = max(cv, key=lambda k: (cv[k], k))  # ties -> the stronger regularisation
     u = fit_logistic(x, l2)
-    w = u / sd
-    model.head.w[...] = jnp.asarray(w, model.head.w[...].dtype)
-    model.head.b[...] = jnp.zeros_like(model.head.b[...])
-    train_accuracy = float(np.mean(x @ u > 0))
-    return model, {
-        "pairs": len(pairs),
+    return u / sd, {
+        "pairs": len(h),
         "l2": l2,
         "cv_accuracy": {str(k): v for k, v in cv.items()},
-        "train_accuracy": train_accuracy,
+        "train_accuracy": float(np.mean(x @ u > 0)),
     }

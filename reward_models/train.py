@@ -13,9 +13,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import numpy as np
 from flax import nnx
 
 from align.config_io import to_dict
+from align.errors import InvalidInput
 from align.data import DataOrder, batches, preference_batch
 from align.hub import ModelOptions, load_model
 from align.reward import (
@@ -33,20 +35,34 @@ from align.training.feed import local_rows
 from align.training.run import prepare_run, with_lora
 from align.training.stage import FitResult, LoopFit, StageData, StageSpec, run_stage
 from reward_models.data import RMData, RMDataOptions, load_pairs
-from reward_models.evaluate import evaluate_reward_model
+from reward_models.evaluate import evaluate_reward_model, reward_report
 from reward_models.losses import bradley_terry_loss
-from reward_models.probe import DEFAULT_L2_GRID, fit_probe
+from reward_models.features import POOLS, FeatureCache, pair_feature_sets, pool_index, weights_key
+from reward_models.probe import DEFAULT_L2_GRID, fit_head, fit_probe, set_head
 
 log = logging.getLogger("align.rm")
 
 
 @dataclasses.dataclass(frozen=True)
 class ProbeOptions:
-    """fit=probe: l2 picked from `l2_grid` by `folds`-fold cross-validation on the training pairs."""
+    """fit=probe: l2 picked from `l2_grid` by `folds`-fold cross-validation on the training pairs.
+
+    The head reads the final layer's last token (all a ScoreModel and its export carry). With a
+    cache_dir the feature pass (reward_models.features) stores every pair's features there, keyed by
+    the weights and tokens, so a rerun or another head reads them instead of running the model; `pools`
+    and `layers` say what it computes and stores besides (for heads fitted off-line on the cache)."""
 
     l2_grid: tuple[float, ...] = DEFAULT_L2_GRID
     folds: int = 5
     batch_size: int = 8  # pairs per feature forward
+    cache_dir: str | None = None
+    pools: tuple[str, ...] = ("last",)  # subset of reward_models.features.POOLS; "last" always included
+    layers: tuple[int, ...] = ()  # 1-based blocks; () = the final one (always included)
+    bucket: int = 64  # cached pass: each batch padded to a multiple of this many tokens
+
+    def __post_init__(self):
+        if "last" not in self.pools or not set(self.pools) <= set(POOLS):
+            raise ValueError(f"probe.pools={self.pools}: expected 'last' and others of {POOLS}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +151,7 @@ def _evaluator(data: RMData, config: RMConfig, pad_id: int, batch_size: int, of_
             progress=config.train.progress,
             lengths=data.heldout_lengths,
             tolerance=config.data.length_tolerance,
+            files=data.heldout_files,
         )
 
     return evaluate if data.heldout else None
@@ -207,7 +224,69 @@ class ProbeFit:
         )
 
 
+class CachedProbeFit(ProbeFit):
+    """fit=probe with probe.cache_dir: features of the training and held-out pairs through the cache
+    (reward_models.features), and the held-out evaluation read off them (reward = w . h, bias 0, which
+    is what the ScoreModel computes from the same last-token features)."""
+
+    def __init__(self, config: RMConfig, model, tokenizer, data: StageData):
+        super().__init__(config, model, tokenizer, data)
+        self.data = data
+        self._heldout = None
+        self.evaluate = self._evaluate if data.heldout else None
+
+    def _features(self, pairs, desc: str):
+        from tqdm.auto import tqdm
+
+        probe, backbone = self.config.probe, self.model.backbone
+        n_layers = len(backbone.layers)
+        layers = tuple(sorted(set(probe.layers) | {n_layers}))
+        cache = FeatureCache(probe.cache_dir, key=weights_key(backbone))
+        quiet = not self.config.train.progress
+        with tqdm(total=len(pairs), desc=desc, unit="pair", disable=quiet, dynamic_ncols=True) as bar:
+            h = pair_feature_sets(
+                backbone,
+                pairs,
+                pools=probe.pools,
+                layers=layers,
+                batch_size=probe.batch_size,
+                bucket=probe.bucket,
+                pad_id=self.pad_id,
+                cache=cache,
+                progress=bar.update,
+                mesh=make_run_mesh(self.config.mesh),
+            )
+        return h[:, :, pool_index(probe.pools, layers, "last", n_layers)]  # [n, 2, D]
+
+    def _evaluate(self, model):
+        if self._heldout is None:
+            self._heldout = self._features(self.data.heldout, "rm held-out features")
+        w = np.asarray(model.head.w[...], np.float64)
+        b = float(np.asarray(model.head.b[...]))
+        data, tolerance = self.data, self.config.data.length_tolerance
+        return reward_report(self._heldout @ w + b, data.heldout_lengths, data.heldout_files, tolerance)
+
+    def run(self) -> FitResult:
+        probe = self.config.probe
+        if len(self.train) < 2:
+            raise InvalidInput(f"a probe needs at least 2 training pairs, got {len(self.train)}")
+        h = self._features(self.train, "rm probe features")
+        w, report = fit_head(h, probe.l2_grid, probe.folds, self.config.train.seed)
+        set_head(self.model, w)
+        log.info("probe: %s", report)
+        model = self.model
+        return FitResult(
+            step=None,
+            stopped="done",
+            final=model,
+            model=lambda: model,
+            summary={"fit": "probe", "probe": report},
+        )
+
+
 def _prepare(config: RMConfig, model, tokenizer, data: StageData):
+    if config.fit == "probe" and config.probe.cache_dir:
+        return CachedProbeFit(config, model, tokenizer, data)
     if config.fit == "probe":
         return ProbeFit(config, model, tokenizer, data)
     return _prepare_finetune(config, model, tokenizer, data)

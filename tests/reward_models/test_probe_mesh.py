@@ -9,6 +9,7 @@ from align.data import TokenizedPair
 from align.model import Decoder, ModelConfig
 from align.model.heads import ScoreModel
 from align.model.sharding import MeshConfig, make_mesh
+from reward_models.features import pair_feature_sets
 from reward_models.probe import pair_features
 
 
@@ -34,3 +35,16 @@ def test_probe_features_on_a_mesh_equal_one_device():
     assert got.shape == (6, 2, 64)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)  # measured: 1.8e-6 of |h| <= 2.8
     assert len(model.backbone.layers[0].attn.q[...].sharding.device_set) == 1  # the caller's copy stays put
+
+
+def test_pooled_features_on_a_mesh_equal_one_device():
+    model = Decoder(ModelConfig.tiny(vocab_size=64), rngs=nnx.Rngs(0))
+    pairs = _pairs()
+    want = pair_feature_sets(model, pairs, pools=("last", "mean"), layers=(1, 2), batch_size=4, bucket=4)
+    mesh = make_mesh(MeshConfig(data=2, fsdp=2), jax.devices()[:4])
+    got = pair_feature_sets(
+        model, pairs, pools=("last", "mean"), layers=(1, 2), batch_size=4, bucket=4, mesh=mesh
+    )
+    assert got.shape == (6, 2, 4, 64)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert len(model.layers[0].attn.q[...].sharding.device_set) == 1

@@ -1,0 +1,168 @@
+"""Frozen-backbone features of preference pairs for the linear probe, pooled several ways, cached.
+
+    feats = pair_feature_sets(backbone, pairs, pools=("last", "mean"), layers=(9, 18), batch_size=8,
+                              cache=FeatureCache("/tmp/cache", key="gemma3-270m float32"))
+    feats  # [n, 2, F, D] float32, F = len(pools) * len(layers), ordered pool-major
+
+For every sequence (chosen, rejected) and every layer l in `layers` (1-based: the residual stream after
+block l; the last layer is read after the final norm, as ScoreModel reads it), two poolings:
+  last: the hidden state at the last token (what ScoreModel's head reads),
+  mean: the mean over the response tokens (the prompt, shared by both rows, left out).
+`pool_index(pools, layers, "last", n_layers)` is the feature ScoreModel's export can carry.
+
+The feature pass is the whole cost of a probe (one forward per sequence, no backward), so pairs are
+sorted by length and each batch is padded to the next multiple of `bucket` tokens (a few compiled
+shapes instead of padding everything to max_length), and with a cache each pair's [2, F, D] block is
+stored as one .npy named by a hash of the model key, the pooling and the pair's tokens: a second pass
+over the same pairs (another head, another l2, the `align rm` run that ships the recipe) reads them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from align.data import TokenizedPair
+from align.model.heads import last_token_index
+from align.model.sharding import shard_rows, state_shardings
+
+POOLS = ("last", "mean")
+
+
+def pool_index(pools: Sequence[str], layers: Sequence[int], pool: str, layer: int) -> int:
+    """Index along F of (pool, layer) in pair_feature_sets' output."""
+    return list(pools).index(pool) * len(layers) + list(layers).index(layer)
+
+
+def _pooled(backbone, tokens, positions, segment_ids, response, pools, layers):
+    """[B, F, D] pooled hidden states (see the module docstring) of right-padded rows [B, T]."""
+    x = backbone.embedder.encode(tokens, backbone.dtype)  # [B, T, D]
+    n_layers = len(backbone.layers)
+    taken = {}
+    for i, block in enumerate(backbone.layers, 1):
+        x, _ = block(x, positions, segment_ids, None, None)
+        if i in layers:
+            taken[i] = backbone.final_norm(x) if i == n_layers else x
+    last = last_token_index(segment_ids)  # [B]
+    weights = response / jnp.maximum(response.sum(-1, keepdims=True), 1)  # [B, T]
+    out = []
+    for pool in pools:
+        for layer in layers:
+            h = taken[layer].astype(jnp.float32)  # [B, T, D]
+            if pool == "last":
+                out.append(jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0])
+            else:
+                out.append(jnp.einsum("BT,BTD->BD", weights, h))
+    return jnp.stack(out, axis=1)  # [B, F, D]
+
+
+@functools.lru_cache(maxsize=4)
+def _pooled_fn(graphdef, pools: tuple[str, ...], layers: tuple[int, ...]):
+    return jax.jit(lambda state, *rows: _pooled(nnx.merge(graphdef, state), *rows, pools, layers))
+
+
+def weights_key(model: nnx.Module) -> str:
+    """sha1 of every parameter's bytes: the cache key of a model (a path or a spec names a model whose
+    weights can change under it, e.g. an SFT export rewritten by a new run)."""
+    digest = hashlib.sha1()
+    for path, value in sorted(nnx.to_flat_state(nnx.state(model, nnx.Param)), key=lambda kv: str(kv[0])):
+        array = np.asarray(value[...] if hasattr(value, "__getitem__") else value)
+        digest.update(f"{path}{array.dtype}{array.shape}".encode() + array.tobytes())
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """One .npy per pair under `root`, named by sha1(key, pooling, tokens); `key` names the model."""
+
+    def __init__(self, root: str | Path, key: str):
+        self.root, self.key = Path(root), key
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, pair: TokenizedPair, pooling: str) -> Path:
+        digest = hashlib.sha1(f"{self.key}|{pooling}|{pair.prompt_length}|".encode())
+        for p in range(pair.tokens.shape[0]):
+            digest.update(np.ascontiguousarray(pair.row(p).tokens, np.int32).tobytes() + b"|")
+        return self.root / f"{digest.hexdigest()}.npy"
+
+    def get(self, pair: TokenizedPair, pooling: str) -> np.ndarray | None:
+        path = self.path(pair, pooling)
+        return np.load(path) if path.exists() else None
+
+    def put(self, pair: TokenizedPair, pooling: str, value: np.ndarray) -> None:
+        path = self.path(pair, pooling)
+        tmp = path.with_suffix(".tmp.npy")  # written whole, then renamed: a killed run leaves no torn file
+        np.save(tmp, value)
+        tmp.replace(path)
+
+
+def _rows(pairs: Sequence[TokenizedPair], rows: int, length: int, pad_id: int) -> list[np.ndarray]:
+    """tokens, positions, segment_ids, response [rows * 2, length] of the pairs (chosen, rejected rows)."""
+    tokens = np.full((rows * 2, length), pad_id, np.int32)
+    positions = np.zeros((rows * 2, length), np.int32)
+    segment_ids = np.zeros((rows * 2, length), np.int32)
+    response = np.zeros((rows * 2, length), np.float32)
+    for i, pair in enumerate(pairs):
+        for p in range(2):
+            seq, r = pair.row(p), 2 * i + p
+            n = len(seq.tokens)
+            tokens[r, :n], positions[r, :n], segment_ids[r, :n] = seq.tokens, np.arange(n), 1
+            response[r, :n] = seq.loss_mask
+    return [tokens, positions, segment_ids, response]
+
+
+def pair_feature_sets(
+    backbone,
+    pairs: Sequence[TokenizedPair],
+    *,
+    pools: Sequence[str] = ("last",),
+    layers: Sequence[int] | None = None,
+    batch_size: int = 8,
+    bucket: int = 64,
+    pad_id: int = 0,
+    cache: FeatureCache | None = None,
+    progress=None,
+    mesh=None,
+) -> np.ndarray:
+    """Features [n, 2, F, D] float32 of `pairs` (see the module docstring); layers default to the last.
+
+    mesh: the forward runs on it, weights sharded by align's rules table (a copy: `backbone` stays
+    where it is) and each batch's rows split over the data axes."""
+    layers = tuple(layers or (len(backbone.layers),))
+    pools = tuple(pools)
+    if not set(pools) <= set(POOLS):
+        raise ValueError(f"pools={pools}: expected a subset of {POOLS}")
+    if not all(1 <= layer <= len(backbone.layers) for layer in layers):
+        raise ValueError(f"layers={layers}: expected 1..{len(backbone.layers)}")
+    pooling = f"{pools}{layers}"
+    out: list[np.ndarray | None] = [cache.get(p, pooling) if cache else None for p in pairs]
+    todo = sorted((i for i, f in enumerate(out) if f is None), key=lambda i: pairs[i].tokens.shape[1])
+    if progress is not None and len(pairs) > len(todo):
+        progress(len(pairs) - len(todo))
+    if todo:
+        graphdef, state = nnx.split(backbone)
+        forward = _pooled_fn(graphdef, pools, layers)
+        if mesh is not None:
+            state = jax.device_put(state, state_shardings(state, mesh))
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        longest = max(pairs[i].tokens.shape[1] for i in chunk)
+        length = -(-longest // bucket) * bucket
+        rows = _rows([pairs[i] for i in chunk], batch_size, length, pad_id)
+        rows = rows if mesh is None else shard_rows(rows, mesh)
+        feats = np.asarray(forward(state, *rows)).reshape(batch_size, 2, len(pools) * len(layers), -1)
+        for k, i in enumerate(chunk):
+            out[i] = feats[k]
+            if cache is not None:
+                cache.put(pairs[i], pooling, feats[k])
+        if progress is not None:
+            progress(len(chunk))
+    if not out:
+        return np.zeros((0, 2, len(pools) * len(layers), backbone.config.embed_dim), np.float32)
+    return np.stack(out).astype(np.float32)
