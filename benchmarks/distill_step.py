@@ -3,9 +3,11 @@
     python benchmarks/distill_step.py                                  # tiny preset teacher, B 4 x 128
     python benchmarks/distill_step.py --teacher gemma3-270m --batch 2 --seq 128 --steps 3
     python benchmarks/distill_step.py --teacher runs/quickstart/variants/chat --beta 0 --batch 2 --seq 128 \
-        --steps 2 --warmup 1 --side-timeout 1500 --out rows.jsonl      # gemma-3-270m -> its 9 even layers
+        --keep first_n --num-layers 9 --steps 2 --warmup 1 --side-timeout 1500 --out rows.jsonl
+                                                      # gemma-3-270m -> its first 9 layers (the nano config)
 
-Both sides train the same student (the teacher's even layers, align.rl.distill.student_from_teacher)
+Both sides train the same student (the teacher's even layers, or with `--keep first_n --num-layers N`
+its first N, align.rl.distill.student_from_teacher)
 against the same frozen teacher on the same random token batch, every token supervised, off-policy
 (GKD lambda = 0), generalized JSD with the same beta, AdamW (lr 1e-5, clip 1.0), float32.
 
@@ -16,7 +18,7 @@ favours TRL. JAX side: align's jitted step (teacher forward, chunked JSD, studen
 Each side runs in its own subprocess; the first --warmup steps (compilation) are not timed; the
 median of the timed steps is reported. One JSON row per side:
 
-    side  teacher  B  T  beta  step_s  tokens_per_s  peak_rss_mb  first_step_s  loss
+    side  teacher  student  B  T  beta  step_s  tokens_per_s  peak_rss_mb  first_step_s  loss
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def _pair(args):
     from align.rl.distill import kept_layers, student_from_teacher
 
     teacher, tokenizer = load_model(ModelOptions(spec=args.teacher))
-    student = student_from_teacher(teacher, kept_layers(teacher.config.num_layers, "every_other"))
+    keep = kept_layers(teacher.config.num_layers, args.keep, args.num_layers)
+    student = student_from_teacher(teacher, keep)
     return student, teacher, tokenizer
 
 
@@ -139,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--beta", type=float, default=0.5)
+    p.add_argument("--keep", default="every_other", choices=("every_other", "first_n"), help="student layers")
+    p.add_argument("--num-layers", type=int, default=0, help="with --keep first_n: how many")
     p.add_argument("--chunk-size", type=int, default=256)
     p.add_argument("--vocab-chunk", type=int, default=None)
     p.add_argument("--steps", type=int, default=5)
@@ -165,7 +170,8 @@ def main() -> None:
     argv = sys.argv[1:]
     for side in ["prep", *args.sides.split(",")]:
         cmd = [sys.executable, __file__, *argv, "--worker", side, "--hf-dir", hf_dir]
-        head = {"side": side, "teacher": args.teacher, "B": args.batch, "T": args.seq, "beta": args.beta}
+        head = {"side": side, "teacher": args.teacher, "student": _student_name(args), "B": args.batch,
+                "T": args.seq, "beta": args.beta}  # fmt: skip
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=args.side_timeout)
         except subprocess.TimeoutExpired:  # a side too slow for the limit is a result, not a crash
@@ -177,6 +183,10 @@ def main() -> None:
             continue
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         _emit({**head, **row, "tokens_per_s": args.batch * args.seq / row["step_s"]}, args.out)
+
+
+def _student_name(args) -> str:
+    return args.keep if args.keep == "every_other" else f"first_{args.num_layers}"
 
 
 def _emit(row: dict, out: str | None) -> None:
