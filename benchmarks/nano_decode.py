@@ -102,6 +102,7 @@ def main() -> None:
         name, src = item.split("=", 1)
         gguf = ensure_gguf(src, args.gguf_dir / f"{name}-{args.quant}.gguf", args.quant)
         extra = {} if args.no_rounding else {"vs_float": rounding(src, gguf)}
+        print(json.dumps({"model": name, "format": args.quant, **extra}), file=sys.stderr, flush=True)
         cases += [(name, "float32", src, {}), (name, args.quant, str(gguf), extra)]
     runs = {i: [] for i in range(len(cases))}
     for _ in range(args.repeats):
