@@ -18,3 +18,10 @@ KV_HEADS = "kv_heads"
 HEAD_DIM = "head_dim"
 MLP = "mlp"
 NORM = None  # norm scales are tiny: always replicated
+
+# Activations name their own axes, mapped apart from the weights' (a weight's EMBED splits over fsdp; the
+# residual stream's rows split over data x fsdp and its model dim stays whole).
+ACT_BATCH = "activation_batch"
+ACT_LENGTH = "activation_length"
+ACT_EMBED = "activation_embed"
+RESIDUAL = (ACT_BATCH, ACT_LENGTH, ACT_EMBED)  # [B, T, D] between decoder blocks

@@ -12,6 +12,7 @@ from align.model.attention import Attention, check_impl
 from align.model.cache import Cache
 from align.model.config import ModelConfig
 from align.model.layers import MLP, Embedder, Projections, RMSNorm, dense, param, softcap
+from align.model.sharding import constrain
 
 
 @flax.struct.dataclass
@@ -190,7 +191,7 @@ class Decoder(nnx.Module):
         attn_mask: optional [B, T, T] bool in place of the causal + segment rule (no cache), e.g. a
         prefix tree: several continuations after one shared context in one row (see Attention).
         """
-        x = self.embedder.encode(tokens, self.dtype)  # [B, T, D]
+        x = constrain(self.embedder.encode(tokens, self.dtype), ax.RESIDUAL)  # [B, T, D]
         if cache is not None:
             _check_cache_fits(cache, tokens.shape[1])
             index = cache.index
@@ -206,7 +207,8 @@ class Decoder(nnx.Module):
                 if step_kv is not None:
                     new_k.append(step_kv[0])
                     new_v.append(step_kv[1])
-        hidden = self.final_norm(x)
+            x = constrain(x, ax.RESIDUAL)
+        hidden = constrain(self.final_norm(x), ax.RESIDUAL)  # the chunked losses tile it by rows
         new_cache = None
         if cache is not None:
             new_cache = Cache(

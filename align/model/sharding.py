@@ -6,6 +6,7 @@ tensor (Megatron-style within a layer). The model names only logical axes (align
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import jax
@@ -27,6 +28,12 @@ LOGICAL_RULES: dict[str | None, str | tuple[str, ...] | None] = {
     ax.KV_HEADS: None,  # Gemma's K is 1..4: too few to split; kv projections are replicated over tensor
     ax.HEAD_DIM: None,
     ax.MLP: "tensor",
+    # Activations between blocks: rows over every data-parallel axis, as the batch; without this the
+    # partitioner may instead split the matmuls over the model dim and all-reduce whole-batch activations
+    # (benchmarks/RESULTS.md, memory plan). Row-parallel outputs are summed over tensor, so D is whole.
+    ax.ACT_BATCH: ("data", "fsdp"),
+    ax.ACT_LENGTH: None,
+    ax.ACT_EMBED: None,
     None: None,
 }
 
@@ -76,6 +83,29 @@ def _fits(spec: P, shape, mesh: Mesh) -> P:
         size = int(np.prod([mesh.shape[a] for a in names])) if names else 1
         out.append(axes if dim % size == 0 else None)
     return P(*out)
+
+
+def constrain(x: jax.Array, names, rules=LOGICAL_RULES) -> jax.Array:
+    """`x` constrained to the rules' sharding of its logical `names` when a mesh with the rules' axes is in
+    context (`mesh_scope`, jax.set_mesh); otherwise `x` itself, so one-device code is untouched."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not {"data", "fsdp", "tensor"} <= set(mesh.axis_names):
+        return x
+    return jax.lax.with_sharding_constraint(x, _fits(logical_to_spec(names, rules), x.shape, mesh))
+
+
+def mesh_scope(mesh: Mesh | None, *, tracing: bool = False):
+    """Context in which `constrain` sees `mesh` (None: a no-op). Outside jit it is jax.set_mesh; inside a
+    function being traced (tracing=True) only the abstract mesh is set, which jax allows there."""
+    if mesh is None:
+        return contextlib.nullcontext()
+    return jax.sharding.use_abstract_mesh(mesh.abstract_mesh) if tracing else jax.set_mesh(mesh)
+
+
+def mesh_of(shardings) -> Mesh | None:
+    """The mesh of the first NamedSharding in a tree of shardings (None when there is none)."""
+    leaves = jax.tree.leaves(shardings, is_leaf=lambda s: isinstance(s, NamedSharding))
+    return next((s.mesh for s in leaves if isinstance(s, NamedSharding)), None)
 
 
 def state_shardings(state: nnx.State, mesh: Mesh, rules=LOGICAL_RULES):

@@ -25,7 +25,7 @@ import optax
 from align import checks
 from align.model import Decoder
 from align.rl.advantages import group_relative_advantages, masked_mean
-from align.rl.loop import FromState, placed, resolve
+from align.rl.loop import FromState, in_mesh, placed, resolve
 from align.rl.losses import Aggregation, grpo_loss
 from align.rl.feed import RolloutRows, place_rollout_prompts, repeat_prompts  # noqa: F401 (re-exported)
 from align.rl.ppo import optimize_epochs, split_rng
@@ -139,4 +139,4 @@ def make_grpo_iteration(
         )
         return state, beta, {**metrics, **update_metrics}
 
-    return iterate
+    return in_mesh(iterate, rows)

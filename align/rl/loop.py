@@ -24,7 +24,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from align import checks, distributed
-from align.model.sharding import batch_sharding
+from align.model.sharding import batch_sharding, mesh_scope
 from align.training.checkpoint import Checkpointer
 from align.training.loop import STOP, NonFiniteLoss, next_batch, sigterm_flag
 from align.training.metrics import MetricsWriter
@@ -94,6 +94,19 @@ def placed(step: Callable, rows: NamedSharding | None) -> Callable:
     if rows is None:
         return step
     return lambda state, batch: step(state, jax.device_put(dict(batch), rows))
+
+
+def in_mesh(iterate: Callable, rows: NamedSharding | None) -> Callable:
+    """iterate(...) run with rows' mesh in context (jax.set_mesh), so the rollout's jitted decoding and
+    scoring trace the model's activation constraints (align.model.sharding.constrain); as is without."""
+    if rows is None:
+        return iterate
+
+    def run(*args, **kwargs):
+        with mesh_scope(rows.mesh):
+            return iterate(*args, **kwargs)
+
+    return run
 
 
 @dataclasses.dataclass(frozen=True)

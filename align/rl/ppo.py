@@ -31,7 +31,7 @@ from align.model.heads import ScoreModel
 from align.rl.advantages import gae, masked_mean, whiten
 from align.rl.feed import RolloutRows, place_rollout_prompts
 from align.rl.kl import AdaptiveKLController, FixedKLController, per_token_kl_penalty_rewards
-from align.rl.loop import FromState, owned_train_state, placed, resolve
+from align.rl.loop import FromState, in_mesh, owned_train_state, placed, resolve
 from align.rl.losses import ppo_policy_loss, ppo_value_loss
 from align.rl.rewards import RewardFn
 from align.rl.rollout import Rollout, RolloutConfig, make_rollout, response_logprobs, response_values
@@ -223,4 +223,4 @@ def make_ppo_iteration(
         kl_coef = controller.update(kl_coef, adv_metrics["kl/seq"], rollout.batch_size)
         return state, kl_coef, {**metrics, **adv_metrics, **update_metrics}
 
-    return iterate
+    return in_mesh(iterate, rows)

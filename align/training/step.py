@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from align.model.sharding import mesh_of, mesh_scope
 from align.training.metrics import WEIGHT, finalize, weighted_sums
 from align.training.state import TrainState
 
@@ -114,7 +115,13 @@ def make_train_step(
     if grad_accum < 1:
         raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
 
+    mesh = None if shardings is None else mesh_of(shardings)
+
     def step(state: TrainState, batch):
+        with mesh_scope(mesh, tracing=True):  # the model's activation constraints see the mesh
+            return _step(state, batch)
+
+    def _step(state: TrainState, batch):
         rng, step_rng = jax.random.split(state.rng)
         grads, metrics = accumulate_gradients(loss_fn, state, batch, step_rng, grad_accum)
         grad_norm = optax.global_norm(grads)
