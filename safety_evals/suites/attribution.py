@@ -27,7 +27,6 @@ The evaluated model grades its own answers only when asked to by name (`SelfJudg
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -49,8 +48,6 @@ NAME = "attribution"
 # 4: stop strings end an answer only past its leading blank lines (protocol.truncate_at_stop)
 VERSION = "4"
 DEFAULT_SOURCE = data_path("attribution/begin")
-FIELDS = ("knowledge", "message", "response", "begin_label")
-LABELS = ("Fully attributable", "Not fully attributable", "Generic")
 SELF_JUDGE_TEMPLATE = (
     "Passage: {knowledge}\n"
     "Response: {response}\n"
@@ -87,24 +84,11 @@ class AttributionConfig:
 
 
 def read_begin(path: str | Path) -> list[BeginItem]:
-    """One BEGIN TSV: tab-separated, header row, no quoting (csv.QUOTE_NONE)."""
-    path = Path(path)
-    items = []
-    for i, row in enumerate(data.read_csv(path, delimiter="\t", quoting=csv.QUOTE_NONE)):
-        where = f"{path.name}:line {i + 2}"
-        data.require(row, FIELDS, where)
-        if row["begin_label"] not in LABELS:
-            raise data.DataError(f"{where}: field 'begin_label' is {row['begin_label']!r}")
-        items.append(
-            BeginItem(
-                f"{path.stem}-{i}",
-                row["knowledge"],
-                row["message"],
-                row["response"],
-                int(row["begin_label"] == LABELS[0]),
-            )
-        )
-    return items
+    """One BEGIN TSV through the one BEGIN reader (align.data.grounding.read_begin), labels as 0/1."""
+    return [
+        BeginItem(r.id, r.knowledge, r.message, r.response, int(r.label == grounding.ATTRIBUTABLE))
+        for r in grounding.read_begin(path)
+    ]
 
 
 def load(

@@ -49,7 +49,7 @@ def test_begin_bad_label_names_file_and_line(tmp_path):
         "model_name\tdata_source\tknowledge\tmessage\tresponse\tbegin_label\n"
         "t5\twow\tk\tm\tr\tFully attributable\nt5\twow\tk\tm\tr\tmaybe\n"
     )
-    with pytest.raises(ValueError, match=r"x.tsv:line 3: field 'begin_label'"):
+    with pytest.raises(ValueError, match=r"x\.tsv, line 3: begin_label 'maybe'"):
         attribution.load(str(f))
 
 
