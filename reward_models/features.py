@@ -43,13 +43,7 @@ def pool_index(pools: Sequence[str], layers: Sequence[int], pool: str, layer: in
 
 def _pooled(backbone, tokens, positions, segment_ids, response, pools, layers):
     """[B, F, D] pooled hidden states (see the module docstring) of right-padded rows [B, T]."""
-    x = backbone.embedder.encode(tokens, backbone.dtype)  # [B, T, D]
-    n_layers = len(backbone.layers)
-    taken = {}
-    for i, block in enumerate(backbone.layers, 1):
-        x, _ = block(x, positions, segment_ids, None, None)
-        if i in layers:
-            taken[i] = backbone.final_norm(x) if i == n_layers else x
+    taken = dict(zip(layers, backbone.layer_states(tokens, positions, segment_ids, layers)))  # [B, T, D]
     last = last_token_index(segment_ids)  # [B]
     weights = response / jnp.maximum(response.sum(-1, keepdims=True), 1)  # [B, T]
     out = []

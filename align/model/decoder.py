@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -219,6 +221,22 @@ class Decoder(nnx.Module):
                 index=index + tokens.shape[1],
             )
         return Output(logits=self.logits(hidden) if return_logits else None, hidden=hidden, cache=new_cache)
+
+    def layer_states(self, tokens, positions, segment_ids, layers: Sequence[int]) -> list[jax.Array]:
+        """The residual stream [B, T, D] after each block l of `layers` (1-based; 0: the embedding
+        output), the last block's read after the final norm as `hidden` gives it; in `layers`' order.
+        For frozen-feature probes (reward-model probe, judges); blocks past max(layers) are not run."""
+        n_layers, wanted = len(self.layers), set(layers)
+        x = constrain(self.embedder.encode(tokens, self.dtype), ax.RESIDUAL)  # [B, T, D]
+        taken = {0: x} if 0 in wanted else {}
+        for i, block in enumerate(self.layers, start=1):
+            if i > max(wanted):
+                break
+            x, _ = block(x, positions, segment_ids, None, None)
+            x = constrain(x, ax.RESIDUAL)
+            if i in wanted:
+                taken[i] = self.final_norm(x) if i == n_layers else x
+        return [taken[layer] for layer in layers]
 
     def hidden(self, tokens, positions, segment_ids, *, attn_mask: jax.Array | None = None) -> jax.Array:
         """Final-normed hidden states [B, T, D] without the (large) logits: for chunked losses and heads."""

@@ -131,14 +131,12 @@ def _pooling_fn(model, layers: tuple[int, ...]):
     from flax import nnx
 
     graphdef, state = nnx.split(model)
-    n_layers = len(model.layers)
 
     # the weights are an argument, not a closure: closed-over arrays become HLO constants (a copy
     # of the model per compiled shape, and minutes of constant folding)
     @jax.jit
     def pooled_fn(state, tokens, positions, seg):
         m = nnx.merge(graphdef, state)
-        x = m.embedder.encode(tokens, m.dtype)  # [B, T, D]
         mask = (seg != 0).astype(jnp.float32)[..., None]  # [B, T, 1]
         last = jnp.maximum(jnp.sum(seg != 0, axis=-1) - 1, 0)  # [B]
         out = []
@@ -148,12 +146,8 @@ def _pooling_fn(model, layers: tuple[int, ...]):
             mean = jnp.sum(h * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)  # [B, D]
             out.extend([mean, jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0]])
 
-        if 0 in layers:
-            take(x)
-        for i, block in enumerate(m.layers, start=1):
-            x, _ = block(x, positions, seg)
-            if i in layers:
-                take(m.final_norm(x) if i == n_layers else x)
+        for h in m.layer_states(tokens, positions, seg, sorted(layers)):  # [B, T, D] each, shallow first
+            take(h)
         return jnp.concatenate(out, axis=-1)
 
     return functools.partial(pooled_fn, state)

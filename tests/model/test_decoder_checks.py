@@ -41,3 +41,15 @@ def test_cache_write_past_the_end_raises():
     out = model(tokens[:, :1], positions[:, :1] + 3, segments[:, :1], out.cache)  # slot 3: exactly fits
     with pytest.raises(ValueError, match="at slot 4 of a 4-slot cache"):  # concrete index: 4 + 1 > 4
         model(tokens[:, :1], positions[:, :1] + 4, segments[:, :1], out.cache)
+
+
+def test_layer_states_taps_the_forward_pass_the_last_after_the_final_norm():
+    model = Decoder(ModelConfig.tiny(vocab_size=96), rngs=nnx.Rngs(3))
+    tokens, positions, segment_ids = _inputs()
+    n = len(model.layers)
+    embed, first, last = model.layer_states(tokens, positions, segment_ids, [0, 1, n])
+    np.testing.assert_array_equal(embed, model.embedder.encode(tokens, model.dtype))
+    np.testing.assert_array_equal(first, model.layers[0](embed, positions, segment_ids, None, None)[0])
+    np.testing.assert_array_equal(last, model.hidden(tokens, positions, segment_ids))
+    (again,) = model.layer_states(tokens, positions, segment_ids, [1])  # blocks past 1 not needed
+    np.testing.assert_array_equal(again, first)
