@@ -191,6 +191,18 @@ class ProbeFit:
         return True
 
     def run(self) -> FitResult:
+        model, report = self.fit()
+        log.info("probe: %s", report)
+        return FitResult(
+            step=None,
+            stopped="done",
+            final=model,
+            model=lambda: model,
+            summary={"fit": "probe", "probe": report},
+        )
+
+    def fit(self):
+        """(the model with its solved head, the probe report)."""
         from tqdm.auto import tqdm
 
         config = self.config
@@ -214,14 +226,7 @@ class ProbeFit:
                 progress=bar.update,
                 mesh=make_run_mesh(config.mesh),
             )
-        log.info("probe: %s", report)
-        return FitResult(
-            step=None,
-            stopped="done",
-            final=model,
-            model=lambda: model,
-            summary={"fit": "probe", "probe": report},
-        )
+        return model, report
 
 
 class CachedProbeFit(ProbeFit):
@@ -266,22 +271,14 @@ class CachedProbeFit(ProbeFit):
         data, tolerance = self.data, self.config.data.length_tolerance
         return reward_report(self._heldout @ w + b, data.heldout_lengths, data.heldout_files, tolerance)
 
-    def run(self) -> FitResult:
+    def fit(self):
         probe = self.config.probe
         if len(self.train) < 2:
             raise InvalidInput(f"a probe needs at least 2 training pairs, got {len(self.train)}")
         h = self._features(self.train, "rm probe features")
         w, report = fit_head(h, probe.l2_grid, probe.folds, self.config.train.seed)
         set_head(self.model, w)
-        log.info("probe: %s", report)
-        model = self.model
-        return FitResult(
-            step=None,
-            stopped="done",
-            final=model,
-            model=lambda: model,
-            summary={"fit": "probe", "probe": report},
-        )
+        return self.model, report
 
 
 def _prepare(config: RMConfig, model, tokenizer, data: StageData):
