@@ -1,8 +1,10 @@
-"""The launches every multi-process test reads (tests.multihost.cases: SFT, eval, PPO, GRPO in one
-command list), made once per test session: a single-process reference and a 2-process run with a
-SIGKILL and a restart."""
+"""The launches every multi-process test (test_multihost.py) reads: every stage of tests.multihost.cases
+(SFT, eval, PPO, GRPO, distill, DPO) in one command list, made once per test session: a single-process
+reference and a 2-process run with a SIGKILL and a restart."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -10,7 +12,8 @@ from tests.multihost.cases import worker_argv
 from tests.multihost.harness import check, launch
 from tests.paths import DATA
 
-TIMEOUT = 900  # every stage of one launch, on a loaded 2-core machine
+# every stage of one launch, on a loaded 2-core machine (lower it to find a hang sooner)
+TIMEOUT = float(os.environ.get("ALIGN_TEST_LAUNCH_TIMEOUT", 900))
 
 
 @pytest.fixture(scope="session")

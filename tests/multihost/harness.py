@@ -9,7 +9,9 @@ program alone, without a coordinator: the single-process reference on `devices` 
 
 When a process exits with an error (a SIGKILL included) the others are killed, as a job scheduler
 does when a host is lost, instead of leaving them blocked in a collective. A run past `timeout` kills
-every process; `check` then raises MultihostFailure with each process's exit code and output tail.
+every process, after SIGUSR1 (a worker that registered faulthandler for it prints every thread's
+stack: where a hung run waits); `check` then raises MultihostFailure with each process's exit code
+and output tail.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TAIL = 3000  # characters of each process's output shown on failure
+HUNG_TAIL = 12000  # a timed-out process: its thread stacks too
 
 
 class MultihostFailure(AssertionError):
@@ -40,7 +43,8 @@ class ProcessResult:
     output: str  # stdout and stderr together
 
     def describe(self) -> str:
-        return f"--- process {self.index}: exit code {self.returncode} ---\n{self.output[-TAIL:]}"
+        tail = TAIL if self.returncode is not None else HUNG_TAIL
+        return f"--- process {self.index}: exit code {self.returncode} ---\n{self.output[-tail:]}"
 
 
 def free_port() -> int:
@@ -86,6 +90,14 @@ def _kill_all(procs: Sequence[subprocess.Popen]) -> None:
         p.wait()
 
 
+def _dump_stacks(procs: Sequence[subprocess.Popen], wait: float = 3.0) -> None:
+    """SIGUSR1 to every running process (tests.multihost.worker prints its threads' stacks on it)."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGUSR1)
+    time.sleep(wait)
+
+
 def launch(
     args: Sequence[str],
     *,
@@ -119,6 +131,8 @@ def launch(
             time.sleep(0.1)
     finally:
         running = [p.poll() is None for p in procs]
+        if any(running) and time.monotonic() > deadline:
+            _dump_stacks(procs)
         _kill_all(procs)
     results = []
     for i, (p, log, timed_out) in enumerate(zip(procs, logs, running)):

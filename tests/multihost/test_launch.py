@@ -120,3 +120,36 @@ def test_slurm_recipe_gives_each_task_its_process_id_and_one_coordinator():
 def test_a_recipe_without_its_arguments_says_how_to_call_it(script):
     out = dry_run(script)
     assert out.returncode == 2 and out.stderr.startswith("usage:")
+
+
+def test_one_file_reads_the_shared_launches():
+    """conftest's `single`/`multi` launches are session fixtures of each pytest-xdist worker: a second
+    test file reading them could land on the other worker (`--dist loadfile`) and launch every stage
+    again, beside the first, on CI's 2 cores."""
+    import ast
+
+    readers = set()
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                if {a.arg for a in node.args.args} & {"single", "multi"}:
+                    readers.add(path.name)
+    assert readers == {"test_multihost.py"}
+
+
+def test_a_hung_launch_is_killed_with_every_thread_stack(tmp_path):
+    """The harness's timeout path: each process SIGUSR1-ed (the worker prints its stacks), then killed."""
+    from tests.multihost.harness import MultihostFailure, check, launch
+
+    script = tmp_path / "hang.py"
+    script.write_text(
+        "import faulthandler, signal, time\n"
+        "faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+        "def wait_in_a_collective():\n    time.sleep(600)\n"
+        "print('started', flush=True)\nwait_in_a_collective()\n"
+    )
+    results = launch([str(script)], processes=2, timeout=3)
+    assert [r.returncode for r in results] == [None, None]
+    with pytest.raises(MultihostFailure) as failure:
+        check(results, "the hung run")
+    assert failure.value.args[0].count("in wait_in_a_collective") == 2  # one stack per process

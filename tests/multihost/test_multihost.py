@@ -6,9 +6,14 @@ with 4 devices on the same global mesh (fsdp=4, so every parameter is split acro
 (a) SFT steps (the same run, 1-4 before the kill, 5-6 after): the same per-step losses and held-out
     losses, the same data report (each process tokenized a share), the same exported weights
     (gathered from both hosts), and only process 0 wrote run files;
-(b) an eval suite (CrowS-Pairs, log-likelihoods) on the export: the same results document values.
-One 2-process run serves all three and the RL stages (test_multihost_rl.py): each launch costs
-seconds of imports and compiling (tests.multihost.cases, conftest.py).
+(b) an eval suite (CrowS-Pairs, log-likelihoods) on the export: the same results document values;
+(d) PPO, GRPO, distillation and DPO on HH rows: each process tokenizes a share of the prompts and
+    collates only the rows it holds (align.rl.feed); metrics.jsonl row for row, the summary, the
+    exported weights, and only process 0 wrote run files.
+One 2-process run serves them all: each launch costs seconds of imports and compiling
+(tests.multihost.cases, conftest.py). Every test that reads the launches lives in this one file:
+conftest's fixtures are per pytest-xdist worker, and `--dist loadfile` sends a second file to the
+other worker, which would launch everything again beside the first (test_launch.py checks this).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import numpy as np
 import pytest
 
+from align.training import read_metrics
 from tests.multihost.cases import CROWS, HH, STEPS, export_weights, losses, reports
 
 # The first test sets up the session's launches (conftest.py: every stage, one process and two):
@@ -26,8 +32,8 @@ from tests.multihost.cases import CROWS, HH, STEPS, export_weights, losses, repo
 pytestmark = pytest.mark.timeout(3 * 900)
 
 # Float32 on the same mesh shape, but the cross-process all-reduce (gloo) sums in another order than
-# XLA inside one process: losses and eval metrics measured within 2.3e-7 relative (float32 rounding),
-# the exported weights within 2.8e-6 absolute after 6 Adam steps at lr 1e-2 (|w| <= 0.57).
+# XLA inside one process: SFT losses and eval metrics measured within 2.3e-7 relative (float32
+# rounding), the exported weights within 2.8e-6 absolute after 6 Adam steps at lr 1e-2 (|w| <= 0.57).
 RTOL = 1e-6
 WEIGHT_ATOL = 2e-5
 
@@ -77,3 +83,108 @@ def test_eval_suite_matches_one_process(single, multi):
     assert a["suites"]["crows_pairs"]["data"]["n"] == len(CROWS) and got.keys() == want.keys()
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=RTOL, err_msg=k)
+
+
+# ---- (d) RL, distillation, DPO ----------------------------------------------------------------
+
+needs_hh = pytest.mark.skipif(not HH.exists(), reason=f"{HH} (shared benchmark data) is not here")
+
+# Float32 on the same mesh shape; gloo's cross-process sums run in another order than XLA's in one
+# process. Measured (2 processes x 2 devices against 1 x 4, fsdp=4, |w| <= 0.55 everywhere):
+#   PPO      2 iterations: metrics within 2.7e-6 relative, float32 noise around a zero policy loss
+#            within 3e-8 absolute; held-out KL within 5.4e-7; weights within 6.3e-6
+#   GRPO     2 iterations, letter-share reward (mean 0.15, no group all equal): metrics within 2.9e-6
+#            relative (the rollout KL); weights within 3.2e-7 at the 99.99th percentile, one element
+#            of 91776 off by 4.8e-5
+#   distill  4 steps, one on-policy: metrics within 1.5e-7 relative; weights within 4.5e-7
+#   DPO      3 steps: metrics within 6.3e-7 relative but the implicit rewards and margins, which are
+#            beta x (log-prob differences of ~150-nat sequences): within 7.6e-7 absolute (1 float32
+#            ulp at 150 is 1.5e-5, times beta 0.1); weights as GRPO's, one element off by 3.1e-5
+# Adam turns float32 noise in a near-zero gradient into a step of up to lr (1e-3 here): the weights
+# are held to WEIGHT_ATOL but for at most WEIGHT_OUTLIERS of the elements, held to WEIGHT_MAX.
+RL_RTOL, RL_ATOL = 1e-5, 1e-7
+DPO_ATOL = 2e-6
+WEIGHT_MAX, WEIGHT_OUTLIERS = 2e-4, 1e-4
+TIMING = ("iteration_seconds", "rollout/seconds", "rollout/tokens_per_s", "tokens_per_s", "seconds")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json")
+
+
+def assert_rows_close(got: dict, want: dict, where: str, rtol=RL_RTOL, atol=RL_ATOL, skip=()) -> None:
+    assert got.keys() == want.keys(), where
+    for k in sorted(set(want) - set(TIMING) - set(skip)):
+        np.testing.assert_allclose(got[k], want[k], rtol=rtol, atol=atol, err_msg=f"{where}: {k}")
+
+
+def assert_weights_close(run, single) -> None:
+    """The exported weights (gathered from both hosts: fsdp=4 splits every tensor) agree."""
+    wa, wb = export_weights(run), export_weights(single)
+    assert sorted(wa) == sorted(wb)
+    diff = np.concatenate([np.abs(wa[k] - wb[k]).ravel() for k in wb])
+    assert diff.max() <= WEIGHT_MAX, diff.max()
+    assert np.mean(diff > WEIGHT_ATOL) <= WEIGHT_OUTLIERS, np.sort(diff)[-10:]
+
+
+def assert_same_run(run, single, steps: int, atol=RL_ATOL, skip_first=()) -> dict:
+    """Two runs of a stage agree: metrics.jsonl row for row (steps 1..steps, then any held-out row at
+    the last), the summary's data report and evaluations, the exported weights; returns the summary.
+    skip_first: metrics left out at step 1."""
+    got, want = (read_metrics(d / "metrics.jsonl") for d in (run, single))
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    assert sorted({r["step"] for r in want}) == list(range(1, steps + 1))
+    for a, b in zip(got, want):
+        skip = skip_first if b["step"] == 1 else ()
+        assert_rows_close(a, b, f"{run.name} step {b['step']}", RL_RTOL, atol, skip)
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (run, single))
+    assert a.keys() == b.keys() and a["data"] == b["data"]  # the report of the shared tokenizing
+    for key in ("train_last", "eval_before", "eval_after", "reward_gain"):
+        if b.get(key) is not None:
+            assert_rows_close(a[key], b[key], key, RL_RTOL, atol)
+    assert_weights_close(run, single)
+    return a
+
+
+def assert_only_process_0_wrote(root, stage: str, names=RUN_FILES) -> None:
+    assert [w for r in reports(root, 1) for w in r["writes"]] == []
+    mine = [w for w in reports(root, 0)[-1]["writes"] if w.startswith(f"{stage}/")]
+    written = {w.removeprefix(f"{stage}/") for w in mine}
+    for name in names:
+        assert name in written, (name, sorted(written))
+    assert any(w.startswith("tb/") for w in written) and "export" in written
+
+
+@needs_hh
+def test_ppo_iterations_match_one_process_and_only_process_0_writes(single, multi):
+    root = multi[0]
+    summary = assert_same_run(root / "run" / "ppo", single / "ppo", steps=2)
+    assert summary["optimizer_steps"] == 2
+    assert_only_process_0_wrote(root, "ppo", (*RUN_FILES, "eval_before.json", "eval_samples.jsonl"))
+
+
+@needs_hh
+def test_grpo_with_nonzero_rewards_matches_one_process_and_only_process_0_writes(single, multi):
+    root = multi[0]
+    rows = read_metrics(single / "grpo" / "metrics.jsonl")
+    # the comparison means something: rewards differ within groups, so the updates are not zero
+    assert all(r["reward/mean"] > 0 and r["groups/all_equal_frac"] < 1 for r in rows), rows
+    assert all(r["advantages/abs_mean"] > 0.1 and r["grad_norm"] > 0.1 for r in rows), rows
+    summary = assert_same_run(root / "run" / "grpo", single / "grpo", steps=2)
+    assert summary["optimizer_steps"] == 2 and summary["algorithm"] == "grpo"
+    assert_only_process_0_wrote(root, "grpo")
+
+
+@needs_hh
+def test_distill_matches_one_process_and_only_process_0_writes(single, multi):
+    root = multi[0]
+    summary = assert_same_run(root / "run" / "distill", single / "distill", steps=4)
+    assert summary["on_policy_steps"] == 1
+    assert_only_process_0_wrote(root, "distill", (*RUN_FILES, "eval_before.json"))
+
+
+@needs_hh
+def test_dpo_matches_one_process_and_only_process_0_writes(single, multi):
+    root = multi[0]
+    # at step 1 the policy is the reference: every margin is 0 up to float32 noise, and the accuracy
+    # counts the margins above 0
+    summary = assert_same_run(root / "run" / "dpo", single / "dpo", 3, DPO_ATOL, skip_first=("accuracy",))
+    assert summary["data"]["train"]["pairs"] == 12  # 16 rows, a quarter held out
+    assert_only_process_0_wrote(root, "dpo", (*RUN_FILES, "eval_before.json"))

@@ -15,6 +15,7 @@ lost mid-run).
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -83,6 +84,7 @@ def split_commands(args: list[str]) -> list[list[str]]:
 
 def main(argv: list[str]) -> int:
     report_dir, watched, _, *rest = argv
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the harness asks for stacks of a hung run
     writes = watch_writes(Path(watched))
     index = int(os.environ.get("JAX_PROCESS_ID", "0"))
     codes: list[int] = []
