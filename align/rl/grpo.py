@@ -132,7 +132,7 @@ def make_grpo_iteration(
         metrics["groups/all_equal_frac"] = float(jnp.mean(jnp.all(grouped == grouped[:, :1], axis=1)))
         batch = {**rollout.as_batch(), "advantages": advantages}
         state, update_metrics = optimize_epochs(
-            step, state, batch, config.num_iterations, config.minibatch_size
+            step, state, batch, config.num_iterations, config.minibatch_size, rows
         )
         update_metrics["advantages/abs_mean"] = float(
             masked_mean(jnp.abs(advantages), jnp.ones_like(advantages))

@@ -130,25 +130,39 @@ def ppo_loss(model: PolicyAndValue, batch: Mapping[str, jax.Array], rng, *, conf
     return loss, metrics
 
 
-def minibatches(batch: Mapping[str, jax.Array], size: int, rng) -> list[dict[str, jax.Array]]:
-    """The rows of `batch` in a random order, cut into minibatches of `size` rows."""
+def minibatches(batch: Mapping[str, jax.Array], size: int, rng, rows=None) -> list[dict[str, jax.Array]]:
+    """The rows of `batch` in a random order, cut into minibatches of `size` rows, each placed with
+    `rows` (the data-axes sharding the train step expects; None: as XLA lays them out)."""
     B = next(iter(batch.values())).shape[0]
     if B % size:
         raise ValueError(f"minibatch_size={size} does not divide the rollout batch of {B} rows")
+    return _shuffled_minibatches(dict(batch), rng, size=size, rows=rows)
+
+
+@functools.partial(jax.jit, static_argnames=("size", "rows"))
+def _shuffled_minibatches(batch, rng, *, size: int, rows):
+    # One program for a whole pass. Eagerly, each field's gather and each re-placement would be its
+    # own program with cross-process collectives; on several CPU processes (gloo) independent ones in
+    # flight at once deadlocked under load, twice at this spot (tests/multihost, 2 processes x 2 devices).
+    B = next(iter(batch.values())).shape[0]
     perm = jax.random.permutation(rng, B)
-    return [{k: v[perm[i : i + size]] for k, v in batch.items()} for i in range(0, B, size)]
+    out = [{k: v[perm[i : i + size]] for k, v in batch.items()} for i in range(0, B, size)]
+    return out if rows is None else jax.lax.with_sharding_constraint(out, rows)
 
 
-def optimize_epochs(step, state: TrainState, batch: Mapping[str, jax.Array], epochs: int, size: int):
+def optimize_epochs(
+    step, state: TrainState, batch: Mapping[str, jax.Array], epochs: int, size: int, rows=None
+):
     """`epochs` shuffled passes of `step` over minibatches of `batch` -> (state, mean metrics).
 
     Shared by PPO and GRPO. The shuffling key is split off the state's rng, so it checkpoints.
+    rows: the minibatches' sharding (align.rl.loop.rl_shardings(...)[1]); None on one device.
     """
     sums, n = {}, 0
     for _ in range(epochs):
         rng, perm_rng = jax.random.split(state.rng)
         state = state.replace(rng=rng)
-        for mb in minibatches(batch, size, perm_rng):
+        for mb in minibatches(batch, size, perm_rng, rows):
             state, metrics = step(state, mb)
             sums = {k: sums.get(k, 0.0) + v for k, v in metrics.items() if k not in ("weight", "finite")}
             n += 1
@@ -219,7 +233,9 @@ def make_ppo_iteration(
         )
         advantages, returns, adv_metrics = ppo_advantages(rollout, kl_coef, config)
         batch = {**rollout.as_batch(), "advantages": advantages, "returns": returns}
-        state, update_metrics = optimize_epochs(step, state, batch, config.ppo_epochs, config.minibatch_size)
+        state, update_metrics = optimize_epochs(
+            step, state, batch, config.ppo_epochs, config.minibatch_size, rows
+        )
         kl_coef = controller.update(kl_coef, adv_metrics["kl/seq"], rollout.batch_size)
         return state, kl_coef, {**metrics, **adv_metrics, **update_metrics}
 
