@@ -59,6 +59,13 @@ def test_the_scoring_pass_traces_the_decoders_constraints_on_the_mesh_only(adapt
     assert "sharding_constraint" not in _lowered_score(sharded, jax_lm.scorer(None))
 
 
+def test_the_adapter_shards_a_copy_of_the_weights(adapters):
+    one, sharded = adapters
+    q = sharded.model.layers[0].attn.q[...]
+    assert q.sharding.spec == P("fsdp", "tensor", None) and len(q.sharding.device_set) == 4
+    assert len(one.model.layers[0].attn.q[...].sharding.device_set) == 1  # the loaded model is untouched
+
+
 def test_sharded_loglikelihoods_equal_one_device(adapters):
     one, sharded = adapters
     want, got = one.loglikelihood(REQUESTS), sharded.loglikelihood(REQUESTS)
