@@ -30,10 +30,14 @@ import numpy as np
 from flax import nnx
 
 from align.data import TokenizedPair
+from align.data.lazy import LazySequences
+from align.distributed import host_array
 from align.model.heads import last_token_index
-from align.model.sharding import shard_rows, state_shardings
+from align.model.sharding import jit_on_mesh, state_shardings
+from reward_models.evaluate import on_mesh, process_rows
 
 POOLS = ("last", "mean")
+ROWS = ("tokens", "positions", "segment_ids", "response")  # the feature forward's row arguments, in order
 
 
 def pool_index(pools: Sequence[str], layers: Sequence[int], pool: str, layer: int) -> int:
@@ -58,8 +62,9 @@ def _pooled(backbone, tokens, positions, segment_ids, response, pools, layers):
 
 
 @functools.lru_cache(maxsize=4)
-def _pooled_fn(graphdef, pools: tuple[str, ...], layers: tuple[int, ...]):
-    return jax.jit(lambda state, *rows: _pooled(nnx.merge(graphdef, state), *rows, pools, layers))
+def _pooled_fn(graphdef, pools: tuple[str, ...], layers: tuple[int, ...], mesh=None):
+    """jit: (state, *rows [B, T]) -> [B, F, D], traced under `mesh` (the decoder's constraints apply)."""
+    return jit_on_mesh(lambda state, *rows: _pooled(nnx.merge(graphdef, state), *rows, pools, layers), mesh)
 
 
 def weights_key(model: nnx.Module) -> str:
@@ -96,7 +101,7 @@ class FeatureCache:
         tmp.replace(path)
 
 
-def _rows(pairs: Sequence[TokenizedPair], rows: int, length: int, pad_id: int) -> list[np.ndarray]:
+def _rows(pairs: Sequence[TokenizedPair], rows: int, length: int, pad_id: int) -> dict[str, np.ndarray]:
     """tokens, positions, segment_ids, response [rows * 2, length] of the pairs (chosen, rejected rows)."""
     tokens = np.full((rows * 2, length), pad_id, np.int32)
     positions = np.zeros((rows * 2, length), np.int32)
@@ -108,7 +113,12 @@ def _rows(pairs: Sequence[TokenizedPair], rows: int, length: int, pad_id: int) -
             n = len(seq.tokens)
             tokens[r, :n], positions[r, :n], segment_ids[r, :n] = seq.tokens, np.arange(n), 1
             response[r, :n] = seq.loss_mask
-    return [tokens, positions, segment_ids, response]
+    return dict(zip(ROWS, (tokens, positions, segment_ids, response)))
+
+
+def _columns(pairs: Sequence[TokenizedPair], i: int) -> int:
+    """T of pair i, without tokenizing it when the pairs are lazily tokenized (align.data.lazy)."""
+    return pairs.length(i) if isinstance(pairs, LazySequences) else pairs[i].tokens.shape[1]
 
 
 def pair_feature_sets(
@@ -127,7 +137,8 @@ def pair_feature_sets(
     """Features [n, 2, F, D] float32 of `pairs` (see the module docstring); layers default to the last.
 
     mesh: the forward runs on it, weights sharded by align's rules table (a copy: `backbone` stays
-    where it is) and each batch's rows split over the data axes."""
+    where it is) and each batch's rows split over the data axes; without a cache each process reads only
+    the pairs its devices hold (reward_models.evaluate.process_rows), and the features are gathered."""
     layers = tuple(layers or (len(backbone.layers),))
     pools = tuple(pools)
     if not set(pools) <= set(POOLS):
@@ -135,22 +146,24 @@ def pair_feature_sets(
     if not all(1 <= layer <= len(backbone.layers) for layer in layers):
         raise ValueError(f"layers={layers}: expected 1..{len(backbone.layers)}")
     pooling = f"{pools}{layers}"
-    out: list[np.ndarray | None] = [cache.get(p, pooling) if cache else None for p in pairs]
-    todo = sorted((i for i, f in enumerate(out) if f is None), key=lambda i: pairs[i].tokens.shape[1])
+    # a cache looks pairs up by their tokens, so then every process reads every pair
+    out: list[np.ndarray | None] = [cache.get(p, pooling) for p in pairs] if cache else [None] * len(pairs)
+    todo = sorted((i for i, f in enumerate(out) if f is None), key=lambda i: _columns(pairs, i))
     if progress is not None and len(pairs) > len(todo):
         progress(len(pairs) - len(todo))
     if todo:
         graphdef, state = nnx.split(backbone)
-        forward = _pooled_fn(graphdef, pools, layers)
+        forward = _pooled_fn(graphdef, pools, layers, mesh)
         if mesh is not None:
             state = jax.device_put(state, state_shardings(state, mesh))
+    take = process_rows(mesh, batch_size)  # this process's pairs of every batch (all on one process)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        longest = max(pairs[i].tokens.shape[1] for i in chunk)
-        length = -(-longest // bucket) * bucket
-        rows = _rows([pairs[i] for i in chunk], batch_size, length, pad_id)
-        rows = rows if mesh is None else shard_rows(rows, mesh)
-        feats = np.asarray(forward(state, *rows)).reshape(batch_size, 2, len(pools) * len(layers), -1)
+        length = -(-max(_columns(pairs, i) for i in chunk) // bucket) * bucket
+        rows = _rows([pairs[i] for i in chunk[take]], take.stop - take.start, length, pad_id)
+        rows = on_mesh(rows, mesh, 2 * batch_size)  # [2B, T] each: chosen and rejected rows interleaved
+        feats = host_array(forward(state, *(rows[k] for k in ROWS)))  # by name: pytrees sort dict keys
+        feats = feats.reshape(batch_size, 2, len(pools) * len(layers), -1)
         for k, i in enumerate(chunk):
             out[i] = feats[k]
             if cache is not None:

@@ -29,7 +29,7 @@ from flax import nnx
 from align.data import TokenizedPair
 from align.errors import InvalidInput
 from align.model.heads import ScoreModel
-from align.model.sharding import shard_rows, state_shardings
+from align.model.sharding import jit_on_mesh, state_shardings
 from align.reward.model import pair_last_hidden
 from reward_models.evaluate import map_pairs
 
@@ -37,9 +37,9 @@ DEFAULT_L2_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
 @functools.lru_cache(maxsize=4)
-def _feature_fn(graphdef):
-    """jit: (state, preference batch [B, P, T]) -> last-token hidden [B, P, D]."""
-    return jax.jit(lambda state, batch: pair_last_hidden(nnx.merge(graphdef, state), batch))
+def _feature_fn(graphdef, mesh=None):
+    """jit: (state, preference batch [B, P, T]) -> last-token hidden [B, P, D], traced under `mesh`."""
+    return jit_on_mesh(lambda state, batch: pair_last_hidden(nnx.merge(graphdef, state), batch), mesh)
 
 
 def pair_features(
@@ -55,25 +55,21 @@ def pair_features(
     """Last-token features [n, 2, D] (chosen, rejected) in float64, `batch_size` pairs per forward.
 
     mesh: the forward runs on it, weights sharded by align's rules table (a copy: `model` stays where
-    it is) and each batch's pairs split over the data axes."""
+    it is) and each batch's pairs split over the data axes; each process reads only the pairs its
+    devices hold (map_pairs), so a lazily tokenized training set is tokenized once over the processes."""
     graphdef, state = nnx.split(model)
-    forward = _feature_fn(graphdef)
     if mesh is not None:
         state = jax.device_put(state, state_shardings(state, mesh))
-        forward = functools.partial(_on_mesh, forward, mesh=mesh)
     return map_pairs(
-        forward,
+        _feature_fn(graphdef, mesh),
         state,
         pairs,
         batch_size=batch_size,
         length=length,
         pad_id=pad_id,
         progress=progress,
+        mesh=mesh,
     ).astype(np.float64)
-
-
-def _on_mesh(forward, state, batch, *, mesh):
-    return forward(state, shard_rows(batch, mesh))
 
 
 def fit_logistic(x: np.ndarray, l2: float, *, iterations: int = 50, tol: float = 1e-10) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 
 import jax
 import numpy as np
@@ -100,6 +101,21 @@ def mesh_scope(mesh: Mesh | None, *, tracing: bool = False):
     if mesh is None:
         return contextlib.nullcontext()
     return jax.sharding.use_abstract_mesh(mesh.abstract_mesh) if tracing else jax.set_mesh(mesh)
+
+
+def jit_on_mesh(fn, mesh: Mesh | None, **jit_kwargs):
+    """jax.jit(fn, **jit_kwargs) that traces `fn` under `mesh_scope(mesh, tracing=True)`, so the model's
+    activation constraints (`constrain`) apply in a forward jitted outside any mesh context (evaluation,
+    feature passes); mesh None: plain jax.jit(fn). One jitted function per (fn, mesh): build it once."""
+    if mesh is None:
+        return jax.jit(fn, **jit_kwargs)
+
+    @functools.wraps(fn)  # keeps fn's signature, which static_argnames are looked up in
+    def traced(*args, **kwargs):
+        with mesh_scope(mesh, tracing=True):
+            return fn(*args, **kwargs)
+
+    return jax.jit(traced, **jit_kwargs)
 
 
 def mesh_of(shardings) -> Mesh | None:

@@ -21,6 +21,7 @@ Generation goes through `align.sampling.generate` (KV cache, right-padded bucket
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -30,7 +31,7 @@ from flax import nnx
 
 from align.model.attention import attention_mask
 from align.model.scoring import streamed_token_logprobs
-from align.model.sharding import shard_rows, state_shardings
+from align.model.sharding import jit_on_mesh, mesh_scope, shard_rows, state_shardings
 from safety_evals.lm import packing
 from safety_evals.lm.protocol import (
     TokenScores,
@@ -108,6 +109,17 @@ def _score(
 
 
 _score_jit = jax.jit(_score, static_argnames=("graphdef", "tree"))
+
+
+@functools.lru_cache(maxsize=4)
+def _score_on_mesh(mesh) -> jax.stages.Wrapped:
+    return jit_on_mesh(_score, mesh, static_argnames=("graphdef", "tree"))
+
+
+def scorer(mesh=None) -> jax.stages.Wrapped:
+    """The jitted `_score` for `mesh`: traced under it, so the decoder's activation constraints split
+    the rows as the batch is (one jitted function per mesh); None: `_score_jit` (read at call time)."""
+    return _score_jit if mesh is None else _score_on_mesh(mesh)
 
 
 class JaxLM:
@@ -194,7 +206,7 @@ class JaxLM:
         targets = np.full(E, self.tokenizer.pad_id, np.int32)
         slots[:n], targets[:n] = lay.entry_slots, lay.entry_targets
         picked, greedy = jax.device_get(
-            _score_jit(
+            scorer(self.mesh)(
                 self._graphdef,
                 self._state,
                 *self._rows(lay.tokens, lay.positions, lay.segments, lay.branches),
@@ -259,7 +271,8 @@ class JaxLM:
             take = np.minimum(np.arange(b * self.batch_size, (b + 1) * self.batch_size), len(rows) - 1)
             keys = row_key(prompt_idx[take], sample_idx[take])
             tokens, lengths, keys = self._rows(tokens, lengths, keys)
-            res = generate(self.model, tokens, lengths, config, keys, cache_dtype=self.cache_dtype)
+            with mesh_scope(self.mesh):  # decoding traces the decoder's activation constraints on the mesh
+                res = generate(self.model, tokens, lengths, config, keys, cache_dtype=self.cache_dtype)
             gen, n = jax.device_get((res.tokens, res.lengths))
             for row in range(len(chunk)):
                 ids = [int(t) for t in gen[row, : n[row]] if int(t) not in config.stop_ids]

@@ -136,3 +136,22 @@ def test_rows_split_over_the_data_axes_or_replicate_when_they_do_not_divide():
     assert even.sharding.spec == P(("data", "fsdp"), None) and even.addressable_shards[0].data.shape == (2, 3)
     assert odd.sharding.spec == P(None, None) and odd.addressable_shards[0].data.shape == (6, 3)
     assert scalar.sharding.spec == P() and float(scalar) == 1.0
+
+
+def test_jit_on_mesh_traces_the_constraints_under_the_mesh_only():
+    from align.model import axes as ax
+    from align.model.sharding import constrain, jit_on_mesh
+
+    def f(x, *, scale):
+        return constrain(x * scale, ax.RESIDUAL)
+
+    mesh = make_mesh(MeshConfig(data=2, fsdp=2), jax.devices()[:4])
+    x = jnp.ones((4, 3, 2))
+    text = jit_on_mesh(f, mesh, static_argnames="scale").lower(x, scale=2.0).as_text()
+    assert text.count("sdy.sharding_constraint") == 1 and '[{"data", "fsdp"}, {}, {}]' in text
+    assert (
+        "sharding_constraint"
+        not in jit_on_mesh(f, None, static_argnames="scale").lower(x, scale=2.0).as_text()
+    )
+    assert "sharding_constraint" not in jax.jit(f, static_argnames="scale").lower(x, scale=2.0).as_text()
+    np.testing.assert_array_equal(jit_on_mesh(f, mesh, static_argnames="scale")(x, scale=2.0), 2 * x)
