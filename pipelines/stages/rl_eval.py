@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from pathlib import Path
-
 import jax
 import numpy as np
 
@@ -14,12 +10,7 @@ from align.data import Tokenizer, prompt_batch
 from align.model.sharding import shard_rows
 from align.rl.rewards import RewardFn
 from align.rl.rollout import RolloutConfig, make_rollout
-
-
-@dataclasses.dataclass
-class Evaluation:
-    metrics: dict
-    samples: list[dict]
+from align.training.stage import Evaluation
 
 
 def evaluate_policy(
@@ -114,19 +105,18 @@ def paired_gain(before: list[float], after: list[float]) -> dict:
     }
 
 
-def write_samples(path: Path, before: list[dict], after: list[dict], n: int) -> None:
-    """The first n held-out prompts with the responses before and after training, one JSON per line."""
-    with path.open("w") as f:
-        for b, a in list(zip(before, after))[:n]:
-            f.write(
-                json.dumps(
-                    {
-                        "prompt": b["prompt"],
-                        "before": b["response"],
-                        "reward_before": b["reward"],
-                        "after": a["response"],
-                        "reward_after": a["reward"],
-                    }
-                )
-                + "\n"
-            )
+def compare_samples(before: list[dict], after: list[dict], n: int) -> tuple[dict, list[dict]]:
+    """The paired reward gain (summary.json's "reward_gain"), and eval_samples.jsonl's rows: the first n
+    held-out prompts with the responses before and after training."""
+    gain = paired_gain([s["reward"] for s in before], [s["reward"] for s in after])
+    rows = [
+        {
+            "prompt": b["prompt"],
+            "before": b["response"],
+            "reward_before": b["reward"],
+            "after": a["response"],
+            "reward_after": a["reward"],
+        }
+        for b, a in list(zip(before, after))[:n]
+    ]
+    return {"reward_gain": gain}, rows

@@ -6,7 +6,8 @@ Run directory (`output_dir`):
                            position, iteration and KL coefficient
     metrics.jsonl, tb/     one row per iteration: reward mean/std, KL, entropy, clip fraction,
                            value loss, response length, tokens/s
-    eval_before.json       held-out prompts: reward of the starting policy's responses (computed once)
+    eval_before.json       held-out prompts: reward of the starting policy's responses (computed once,
+                           after its responses, eval_before_samples.json)
     eval_samples.jsonl     a few held-out prompts with the responses before and after training
     export/                the trained policy as a Hugging Face directory (+ tokenizer files)
     summary.json           written last: its presence means the run is finished and is not redone
@@ -19,16 +20,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import functools
 import logging
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 from flax import nnx
 
 from align.data import DataOrder, Tokenizer, batches, prompt_batch
-from align import checks, distributed
+from align import checks
 from align.errors import InvalidInput
 from align.rl.feed import RolloutRows, rollout_rows
 from align.rl.grpo import GRPOConfig, make_grpo_iteration
@@ -50,12 +52,13 @@ from align.training import Checkpointer, OptimConfig, make_optimizer, trainable_
 from align.training.metrics import check_report_to, open_metrics_writer
 from align.training.options import MeshOptions, make_run_mesh
 from align.hub import ModelOptions, load_model
-from align.training.rundir import finished_summary, write_json
+from align.training.stage import Evaluation, FitResult, StageData, StageSpec, run_stage
 from pipelines.commands.config import add_config_arguments, run_config_command
-from align.config_io import to_dict, write_config
+from align.config_io import to_dict
 from pipelines.stages.rewards import RewardOptions, build_reward, cached_reward_model, load_value_model
 from pipelines.stages.rl_data import PromptDataOptions, load_prompts
-from pipelines.stages.rl_eval import evaluate_policy, paired_gain, write_samples
+from pipelines.stages.rl_eval import compare_samples, evaluate_policy
+from pipelines.stages.sft import export_model
 
 log = logging.getLogger("align.rlhf")
 ALGORITHMS = ("ppo", "grpo")
@@ -76,6 +79,7 @@ class RLTrainOptions:
     )
     progress: bool = True
     report_to: tuple[str, ...] = ("jsonl", "tensorboard")  # of jsonl | tensorboard | wandb
+    eval_before: bool = True  # score the starting policy too (and so reward_gain, eval_samples.jsonl)
 
     def __post_init__(self):
         check_report_to(self.report_to)
@@ -215,18 +219,6 @@ def initial_state(config: RLHFConfig, policy, optimizer, mesh=None):
     return owned_train_state(model, optimizer, seed=config.train.seed, trainable=trainable, mesh=mesh)
 
 
-def eval_options(config: RLHFConfig, mesh=None) -> dict:
-    e = config.eval
-    return {
-        "mesh": mesh,
-        "rollout": config.rollout,
-        "batch_size": e.batch_size,
-        "prompt_length": config.data.max_prompt_length,
-        "seed": e.seed,
-        "progress": config.train.progress,
-    }
-
-
 def training_views(config: RLHFConfig, reference, tokenizer, mesh=None):
     """(reference, reward) for the iterations: views that share the train state's frozen arrays.
 
@@ -254,148 +246,133 @@ def policy_of(state):
     return model.policy if isinstance(model, PolicyAndValue) else model
 
 
-def prompt_stream_from(prompts, config: RLHFConfig, pad_id: int, take: slice | None = None):
-    return lambda position: prompt_stream(prompts, config, pad_id, position, take)
+@dataclasses.dataclass
+class RLFit:
+    """The RL loop as the stage body's fit (align.training.stage.Fit): `step` counts iterations, and
+    run() resumes from the latest checkpoint of output_dir; evaluate(state) scores a train state's policy
+    on the held-out prompts (the starting one, then the trained one)."""
 
+    config: RLHFConfig
+    start: Any  # the starting train state (dropped by run: the updates donate its buffers)
+    iterate: Callable
+    kl_coef: float
+    make_stream: Callable  # data position -> prompt batches
+    manifest: dict
+    shardings: Any  # the state's (rl_shardings(...)[0]): a resumed state is placed as the step expects it
+    evaluate: Callable | None
+    start_step = None  # eval_before.json has no "step": it is the policy before any iteration
 
-def train(config: RLHFConfig, state, iterate, kl_coef: float, make_stream, manifest: dict, shardings=None):
-    """rl_loop from the latest checkpoint of `output_dir` (or from `state`) -> (RLResult, start iteration).
+    def finished(self, result: FitResult) -> bool:
+        return result.stopped == "done"
 
-    shardings: the state's (rl_shardings(...)[0]): a resumed state is placed as the step expects it."""
-    out = Path(config.output_dir)
-    ckpt = Checkpointer(
-        out / "checkpoints",
-        keep=config.train.keep_checkpoints,
-        async_save=config.train.async_checkpoints,
-        manifest=manifest,
-    )
-    start, position = 0, None
-    resumed = resume(ckpt, state, shardings)
-    if resumed is not None:
-        state, start, kl_coef, position = (
-            resumed.state,
-            resumed.iteration,
-            resumed.kl_coef,
-            resumed.data_position,
+    def run(self) -> FitResult:
+        train, out = self.config.train, Path(self.config.output_dir)
+        state, self.start, kl_coef = self.start, None, self.kl_coef
+        ckpt = Checkpointer(
+            out / "checkpoints",
+            keep=train.keep_checkpoints,
+            async_save=train.async_checkpoints,
+            manifest=self.manifest,
         )
-        log.info("resuming at iteration %d (%s)", start, ckpt.directory)
-    writer = open_metrics_writer(out, config.train.report_to, manifest["config"])
-    writer.truncate_after(start)
-    loop = RLLoopConfig(
-        iterations=config.train.iterations,
-        checkpoint_every=config.train.checkpoint_every,
-        progress=config.train.progress,
-    )
-    try:
-        result = rl_loop(
-            iterate,
-            state,
-            make_stream(position),
-            loop,
-            kl_coef=kl_coef,
-            start_iteration=start,
-            checkpointer=ckpt,
-            writer=writer,
-            data_position=position,
+        start, position = 0, None
+        if (resumed := resume(ckpt, state, self.shardings)) is not None:
+            state, start, kl_coef = resumed.state, resumed.iteration, resumed.kl_coef
+            position = resumed.data_position
+            log.info("resuming at iteration %d (%s)", start, ckpt.directory)
+        writer = open_metrics_writer(out, train.report_to, self.manifest["config"])
+        writer.truncate_after(start)
+        loop = RLLoopConfig(train.iterations, train.checkpoint_every, train.progress)
+        try:
+            result = rl_loop(
+                self.iterate,
+                state,
+                self.make_stream(position),
+                loop,
+                kl_coef=kl_coef,
+                start_iteration=start,
+                checkpointer=ckpt,
+                writer=writer,
+                data_position=position,
+            )
+        finally:
+            writer.close()
+            ckpt.close()
+        return FitResult(
+            step=result.iteration,
+            stopped=result.stopped,
+            final=result.state,
+            model=lambda: policy_of(result.state),
+            logs=result.logs,
+            resumed_from=start or None,
+            summary={
+                "algorithm": self.config.algorithm,
+                "optimizer_steps": int(jax.device_get(result.state.step)),
+                "kl_coef": result.kl_coef,
+            },
+            counter="iterations",
         )
-    finally:
-        writer.close()
-        ckpt.close()
-    return result, start
 
 
-def eval_before_done(out: Path) -> bool:
-    """Both files of the starting policy's evaluation exist (evaluate_after reads the two)."""
-    return (out / "eval_before.json").exists() and (out / "eval_before_samples.json").exists()
+def held_out_eval(config: RLHFConfig, reference_src, reward_src, held: list, tokenizer, mesh=None):
+    """evaluate(state) -> Evaluation: reward (and KL to the reference) of the state's policy's responses
+    to the held-out prompts, scored by the training reward (views of the state's frozen arrays)."""
+    options = dict(
+        mesh=mesh, rollout=config.rollout, batch_size=config.eval.batch_size, seed=config.eval.seed
+    )
+    options.update(prompt_length=config.data.max_prompt_length, progress=config.train.progress)
+
+    def evaluate(state) -> Evaluation:
+        reference, reward_fn = resolve(reference_src, state), resolve(reward_src, state)
+        return evaluate_policy(policy_of(state), reference, reward_fn, held, tokenizer, **options)
+
+    return evaluate
 
 
-def evaluate_before(config: RLHFConfig, reference, held: list, tokenizer, mesh=None) -> None:
-    """eval_before.json (+ samples): the starting policy's held-out reward, computed once per run."""
-    out = Path(config.output_dir)
-    reward_fn = build_reward(config.reward, tokenizer, mesh=mesh)
-    before = evaluate_policy(reference, reference, reward_fn, held, tokenizer, **eval_options(config, mesh))
-    # The samples first and eval_before.json last: a run killed between the two writes must not look
-    # evaluated, or evaluate_after would find no samples once the whole training is done.
-    if distributed.is_primary():  # every process evaluated; one writes, the others read it later
-        write_json(out / "eval_before_samples.json", before.samples)
-        write_json(out / "eval_before.json", before.metrics)
-    distributed.barrier("rl-eval-before")
+def load_policy(config: RLHFConfig):
+    """(the starting policy, sharded over the run's mesh, tokenizer); a mesh the rollouts cannot split
+    over is refused before any model loads."""
+    mesh = make_run_mesh(config.mesh)
+    check_mesh_fits(config, mesh)
+    reference, tokenizer = load_model(config.model)
+    shard_model(reference, mesh)  # the train state's copy and the reference view share its placement
+    return reference, tokenizer
 
 
-def evaluate_after(
-    config: RLHFConfig, policy, reference, reward_fn, held: list, tokenizer, mesh=None
-) -> dict:
-    """{"eval_before", "eval_after"} for the summary; eval_samples.jsonl with both responses."""
-    out = Path(config.output_dir)
-    after = evaluate_policy(policy, reference, reward_fn, held, tokenizer, **eval_options(config, mesh))
-    before_samples = json.loads((out / "eval_before_samples.json").read_text())
-    if distributed.is_primary():
-        write_samples(out / "eval_samples.jsonl", before_samples, after.samples, config.eval.samples)
-    return {
-        "eval_before": json.loads((out / "eval_before.json").read_text()),
-        "eval_after": after.metrics,
-        "reward_gain": paired_gain(
-            [s["reward"] for s in before_samples], [s["reward"] for s in after.samples]
-        ),
-    }
+def load_data(config: RLHFConfig, tokenizer) -> StageData:
+    train_prompts, held_prompts, report = load_prompts(config.data, tokenizer)
+    return StageData(train_prompts, held_prompts[: config.eval.prompts], report)
+
+
+def prepare(config: RLHFConfig, reference, tokenizer, data: StageData) -> RLFit:
+    """The train state (its own copies of the weights; resumed when the loop starts), the iteration
+    step and the held-out evaluation, on the run's mesh."""
+    mesh = make_run_mesh(config.mesh)
+    optimizer = make_optimizer(config.optim)
+    state = initial_state(config, reference, optimizer, mesh)
+    reference_src, reward_src = training_views(config, reference, tokenizer, mesh)
+    shardings = rl_shardings(state, mesh)
+    layout = rollout_layout(config, shardings[1])  # each process collates only its prompts
+    iterate, kl_coef = make_iteration(config, optimizer, reference_src, reward_src, shardings, layout)
+    stream = functools.partial(prompt_stream, data.train, config, tokenizer.pad_id, take=layout.prompts)
+    manifest = {"config": to_dict(config), "model_config": reference.config}
+    held = data.heldout
+    evaluate = held_out_eval(config, reference_src, reward_src, held, tokenizer, mesh) if held else None
+    return RLFit(config, state, iterate, kl_coef, stream, manifest, shardings[0], evaluate)
+
+
+RLHF_STAGE = StageSpec(
+    load=load_policy,
+    data=load_data,
+    prepare=prepare,
+    export=export_model,
+    configure=lambda config, tokenizer: with_tokenizer_ids(config, tokenizer),  # looked up at each call
+    compare=lambda config, before, after: compare_samples(before, after, config.eval.samples),
+)
 
 
 def run_rlhf(config: RLHFConfig) -> dict:
     """Train (or resume, or skip if finished); returns the summary written to summary.json."""
-    out = Path(config.output_dir)
-    if (done := finished_summary(out, log)) is not None:
-        return done
-    out.mkdir(parents=True, exist_ok=True)
-    mesh = make_run_mesh(config.mesh)
-    check_mesh_fits(config, mesh)
-    reference, tokenizer = load_model(config.model)
-    shard_model(reference, mesh)  # the train state's copy, the reference view and evaluations share it
-    config = with_tokenizer_ids(config, tokenizer)
-    if distributed.is_primary():  # run files: process 0 writes (a directory all processes share)
-        write_config(out, config)
-    train_prompts, held_prompts, data_report = load_prompts(config.data, tokenizer)
-    log.info("prompts: %s", data_report)
-    optimizer = make_optimizer(config.optim)
-    state = initial_state(config, reference, optimizer, mesh)
-    held = held_prompts[: config.eval.prompts]
-    if held and not eval_before_done(out):
-        evaluate_before(config, reference, held, tokenizer, mesh)
-    reference_src, reward_src = training_views(config, reference, tokenizer, mesh)
-    model_config = reference.config
-    del reference  # from here on its frozen arrays live only in the train state
-    shardings = rl_shardings(state, mesh)
-    layout = rollout_layout(config, shardings[1])  # each process collates only its prompts
-    iterate, kl_coef = make_iteration(config, optimizer, reference_src, reward_src, shardings, layout)
-    t0 = time.perf_counter()
-    stream = prompt_stream_from(train_prompts, config, tokenizer.pad_id, layout.prompts)
-    manifest = {"config": to_dict(config), "model_config": model_config}
-    result, start = train(config, state, iterate, kl_coef, stream, manifest, shardings[0])
-    if result.stopped != "done":
-        log.warning("stopped at iteration %d (%s); run again to resume", result.iteration, result.stopped)
-        return {"stopped": result.stopped, "iteration": result.iteration}
-    policy = policy_of(result.state)
-    summary = {
-        "algorithm": config.algorithm,
-        "iterations": result.iteration,
-        "optimizer_steps": int(jax.device_get(result.state.step)),
-        "seconds": time.perf_counter() - t0,
-        "resumed_from": start or None,
-        "data": data_report,
-        "kl_coef": result.kl_coef,
-        "train_last": result.logs[-1] if result.logs else None,
-    }
-    if held:
-        sources = (resolve(reference_src, result.state), resolve(reward_src, result.state))
-        summary.update(evaluate_after(config, policy, *sources, held, tokenizer, mesh))
-    if config.export:  # every process: the export gathers parameters spread over hosts
-        from pipelines.stages.sft import export_model
-
-        export_model(policy, tokenizer, out / "export")
-        summary["export"] = str(out / "export")
-    if distributed.is_primary():
-        write_json(out / "summary.json", summary)
-    distributed.barrier("rl-summary")  # no process reports done before summary.json exists
-    return summary
+    return run_stage(config, RLHF_STAGE, log)
 
 
 # ---- CLI -------------------------------------------------------------------------------------

@@ -49,6 +49,20 @@ def test_rlhf_runs_on_a_mesh_and_resumes_onto_it(tmp_path):
     assert rows[0]["kl/ref"] == 0.0 and rows[1]["kl/ref"] != 0.0  # the resumed policy is the trained one
     for key in ("eval_before", "eval_after"):
         assert summary[key]["n"] == 3  # three prompts in one batch of four rows
+    # the starting policy is scored against the reference it is a copy of: zero KL; no "step" (iterations)
+    assert summary["eval_before"] == json.loads((tmp_path / "eval_before.json").read_text())
+    assert summary["eval_before"]["kl/ref"] == 0.0 and "step" not in summary["eval_before"]
+    gain = summary["reward_gain"]  # paired per prompt: its mean is the difference of the two means
+    assert gain["n"] == 3
+    assert gain["mean"] == pytest.approx(
+        summary["eval_after"]["reward/mean"] - summary["eval_before"]["reward/mean"]
+    )
+    before = json.loads((tmp_path / "eval_before_samples.json").read_text())
+    pairs = [json.loads(line) for line in (tmp_path / "eval_samples.jsonl").read_text().splitlines()]
+    assert [p["reward_before"] for p in pairs] == [s["reward"] for s in before]  # eval.samples=4 > 3 prompts
+    # config.yaml is the config completed from the tokenizer: its stop ids and the schedule's length
+    written = load_config(RLHFConfig, tmp_path / "config.yaml")
+    assert written.ppo.rollout.sampling.stop_ids and written.optim.total_steps == 2
 
 
 def test_rows_the_mesh_cannot_split_are_an_input_error(tmp_path):
