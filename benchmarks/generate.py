@@ -7,12 +7,19 @@
 per-query attention products); "jax plain" is the same sampler with cpu_layout=False, to show what
 that layout buys (--no-plain skips it); --out-first adds "jax out-first", the decode layout with
 [out, in] copies of the layer weights made in each call (generate's out_first_weights), which paid
-off on one machine and not on another. Both sides decode greedily with stop tokens disabled, so they
-produce exactly B * new_tokens tokens.
+off on one machine and not on another; --decode-weights bfloat16 adds "jax bf16", the decode layout
+with the decode loop's matmul weights stored in bfloat16 (generate's decode_weights; float32 sums),
+and the share of its greedy tokens equal to the float32 column's. Both sides decode greedily with
+stop tokens disabled, so they produce exactly B * new_tokens tokens.
 The JAX number excludes compilation (one warm-up call of the same shape); torch gets one warm-up too.
 The sides' calls are timed in turn (jax, torch, jax, torch, ...): tok/s columns are each side's best
 call, and the paired column is the median (and range) of torch-time / jax-time over the pairs, each pair
 taken in the same minute of the machine. Prints one comparison row per case; no pass/fail.
+
+Beside each case: the weight-streaming limit, B / (bytes of weights a step reads / GB/s), with GB/s
+what a `jnp` row sum over the [V, D] embedding table streamed just before and just after the case's
+timed calls (best of 5 each): no decode step reads its weights faster than that; "limit" is for the
+float32 weights, "bf16 limit" for the bf16 ones.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ def _prompts(batch):
     return [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
 
 
-def jax_runner(loaded, batch, new_tokens, cpu_layout=None, out_first_weights=False):
+def jax_runner(loaded, batch, new_tokens, cpu_layout=None, out_first_weights=False, decode_weights="float32"):
     """A no-argument callable that runs one JAX generate call; compiled by the time it is returned."""
     import jax
 
@@ -50,7 +57,13 @@ def jax_runner(loaded, batch, new_tokens, cpu_layout=None, out_first_weights=Fal
     cfg = SamplingConfig(max_new_tokens=new_tokens)  # no stop ids: always new_tokens tokens
     run = lambda: jax.block_until_ready(  # noqa: E731
         generate(
-            loaded.model, tokens, lengths, cfg, cpu_layout=cpu_layout, out_first_weights=out_first_weights
+            loaded.model,
+            tokens,
+            lengths,
+            cfg,
+            cpu_layout=cpu_layout,
+            out_first_weights=out_first_weights,
+            decode_weights=decode_weights,
         ).tokens
     )
     run()  # compile
@@ -76,6 +89,39 @@ def torch_runner(model, tokenizer, batch, new_tokens):
     return run
 
 
+def step_bytes(model) -> dict:
+    """Bytes of weights one decode step reads: {"float32": all parameters as stored, "bfloat16": with
+    the matmul weights (projections and the unembedding table, Decoder.store_weights) at 2 bytes}."""
+    from flax import nnx
+
+    from align.model.layers import Projections
+
+    total = sum(v[...].nbytes for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    matmul = model.unembed_matrix().size + sum(
+        getattr(m, name)[...].size
+        for _, m in nnx.iter_modules(model)
+        if isinstance(m, Projections)
+        for name in m.PROJECTIONS
+    )
+    return {"float32": total, "bfloat16": total - 2 * matmul}
+
+
+def stream_gbs(model, repeats: int = 5) -> float:
+    """GB/s of a `jnp` row sum over the [V, D] unembedding table, best of `repeats`."""
+    import jax
+    import jax.numpy as jnp
+
+    table = model.unembed_matrix()
+    row_sum = jax.jit(lambda t: jnp.sum(t, axis=1))
+    jax.block_until_ready(row_sum(table))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(row_sum(table))
+        best = min(best, time.perf_counter() - t0)
+    return table.nbytes / best / 1e9
+
+
 def paired(runners: dict, repeats: int) -> dict:
     """Seconds per call for each runner, taken in turn (a, b, c, a, b, c, ...) `repeats` times.
 
@@ -89,6 +135,23 @@ def paired(runners: dict, repeats: int) -> dict:
             run()
             times[name].append(time.perf_counter() - t0)
     return times
+
+
+def limits_line(loaded, batch: int, bf16: bool, gbs: list[float]) -> str:
+    """The weight-streaming limits in tok/s for `batch` rows at the row-sum GB/s measured (before,
+    after the case)."""
+    nbytes = step_bytes(loaded.model)
+    span = lambda key: "-".join(f"{batch * g * 1e9 / nbytes[key]:.1f}" for g in gbs)  # noqa: E731
+    line = f"row sum {'-'.join(f'{g:.1f}' for g in gbs)} GB/s: limit {span('float32')} tok/s"
+    return line + (f", bf16 limit {span('bfloat16')} tok/s" if bf16 else "")
+
+
+def agreement(a, b) -> str:
+    """Share of tokens equal in two [B, M] greedy outputs, and how many rows are equal throughout."""
+    import numpy as np
+
+    same = np.asarray(a) == np.asarray(b)
+    return f"{same.mean():.3f} of tokens, {int(same.all(axis=1).sum())}/{len(same)} rows"
 
 
 def main():
@@ -105,6 +168,12 @@ def main():
         action="store_true",
         help="add a column for the decode layout with [out, in] layer weights",
     )
+    parser.add_argument(
+        "--decode-weights",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="bfloat16: add a column for the decode loop on bfloat16 matmul weights (float32 sums)",
+    )
     args = parser.parse_args()
     import align
 
@@ -118,7 +187,9 @@ def main():
         f"device: jax {jax.devices()[0].platform} | torch threads {torch.get_num_threads()} "
         f"| model {loaded.source}"
     )
+    bf16 = args.decode_weights == "bfloat16"
     extra = ([] if args.no_plain else ["plain"]) + (["out-first"] if args.out_first else [])
+    extra += ["bf16"] if bf16 else []
     print(
         f"{'batch':>5} {'new':>5} {'jax tok/s':>10} {'torch tok/s':>12} {'jax/torch':>9} "
         f"{'paired jax/torch: median (range)':>34}"
@@ -132,8 +203,13 @@ def main():
                 runners["plain"] = jax_runner(loaded, batch, new, cpu_layout=False)
             if "out-first" in extra:
                 runners["out-first"] = jax_runner(loaded, batch, new, out_first_weights=True)
+            if bf16:
+                runners["bf16"] = jax_runner(loaded, batch, new, decode_weights="bfloat16")
+            same = agreement(runners["bf16"](), runners["jax"]()) if bf16 else None
             runners["torch"] = torch_runner(tmodel, loaded.tokenizer, batch, new)
+            gbs = [stream_gbs(loaded.model)]
             times = paired(runners, args.repeats)
+            gbs.append(stream_gbs(loaded.model))
             rate = {k: batch * new / min(v) for k, v in times.items()}  # best call of each side
             ratios = [t / j for j, t in zip(times["jax"], times["torch"])]  # per pair: same minutes
             lo, mid, hi = min(ratios), statistics.median(ratios), max(ratios)
@@ -143,6 +219,14 @@ def main():
                 + "".join(f" {rate[k]:>14.1f} {rate[k] / rate['torch']:>6.2f}x" for k in extra),
                 flush=True,
             )
+            print(f"{'':>11} {limits_line(loaded, batch, bf16, gbs)}", flush=True)
+            if same:
+                r = [t / j for j, t in zip(times["bf16"], times["torch"])]
+                print(
+                    f"{'':>11} bf16: paired /torch {statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f}); "
+                    f"greedy tokens equal to float32's: {same}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from align.model import axes as ax
 from align.model.attention import Attention, check_impl
 from align.model.cache import Cache
 from align.model.config import ModelConfig
-from align.model.layers import MLP, Embedder, Projections, RMSNorm, dense, param, softcap
+from align.model.layers import MLP, Embedder, Projections, RMSNorm, cast_param, dense, param, softcap
 from align.model.sharding import constrain
 
 
@@ -115,9 +115,19 @@ class Decoder(nnx.Module):
         if not c.tie_embeddings:
             self.lm_head = param(rngs, (c.embed_dim, c.vocab_size), (ax.EMBED, ax.VOCAB), param_dtype)
 
+    weight_dtype: str | None = None  # set by store_weights (for_decoding's weight_dtype)
+
     def unembed_matrix(self) -> jax.Array:
         """[V, D]: the matrix the final hidden state is multiplied with to give logits."""
         return self.embedder.unembed_matrix() if self.config.tie_embeddings else self.lm_head[...].T
+
+    def _unembed_operands(self, hidden: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(table [V, D], hidden) in the dtype the unembedding multiplies them in: the activations' as
+        trained, the table's storage dtype after store_weights (never a float32 copy of the table)."""
+        table = self.unembed_matrix()
+        if self.weight_dtype is None:
+            return table.astype(hidden.dtype), hidden
+        return table, hidden.astype(table.dtype)
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """[B, T, D] -> [B, T, V] float32, soft-capped when the config says so.
@@ -125,7 +135,7 @@ class Decoder(nnx.Module):
         The dot accumulates and emits float32 (as scoring.py's does): with bf16 compute, rounding the
         logits to bf16 first would cost ~3 significant digits in every log-prob.
         """
-        table = self.unembed_matrix().astype(hidden.dtype)
+        table, hidden = self._unembed_operands(hidden)
         return self._softcap(dense("BTD,VD->BTV", hidden, table, preferred_element_type=jnp.float32))
 
     def next_token_logits(self, hidden: jax.Array, *, vocab_major: bool = False) -> jax.Array:
@@ -136,10 +146,16 @@ class Decoder(nnx.Module):
         then reduce over axis 0 instead of paying for a [V, B] -> [B, V] transpose. For the few rows of
         a decode step this beat both dot forms (`VD,BD->VB`, the form before, and `BD,VD->BV`) on the
         unembedding, most at small batches (benchmarks/RESULTS.md, generation).
+
+        With weights stored in bfloat16 (store_weights) the vocab-major form is the dot `VD,BD->VB` of
+        bf16 operands with float32 sums instead: XLA:CPU runs it as one library matmul reading the bf16
+        table, where the multiply-and-sum would convert it element by element.
         """
-        table = self.unembed_matrix().astype(hidden.dtype)
-        if vocab_major:
+        table, hidden = self._unembed_operands(hidden)
+        if vocab_major and self.weight_dtype is None:
             return self._softcap(_vocab_major_logits(table, hidden))
+        if vocab_major:
+            return self._softcap(jnp.einsum("VD,BD->VB", table, hidden, preferred_element_type=jnp.float32))
         return self._softcap(dense("BD,VD->BV", hidden, table, preferred_element_type=jnp.float32))
 
     def _softcap(self, logits: jax.Array) -> jax.Array:
@@ -153,7 +169,23 @@ class Decoder(nnx.Module):
             if isinstance(module, Attention):
                 module.impl = impl
 
-    def for_decoding(self, n_positions: int | None = None, *, out_first: bool = False) -> Decoder:
+    def store_weights(self, dtype) -> None:
+        """Store the matmul weights (every projection and the unembedding table, the embedding table
+        too when tied) in `dtype`, in place, and multiply them in it with float32 sums; norms, the
+        activations between the dots, attention, the KV cache and the logits stay as they are. For the
+        throwaway copy a decode loop runs on (for_decoding's weight_dtype), never for training."""
+        for _, module in nnx.iter_modules(self):
+            if isinstance(module, Projections):
+                module.store_weights(dtype)
+        if self.config.tie_embeddings:
+            self.embedder.table = cast_param(self.embedder.table, dtype)
+        else:
+            self.lm_head = cast_param(self.lm_head, dtype)
+        self.weight_dtype = jnp.dtype(dtype).name
+
+    def for_decoding(
+        self, n_positions: int | None = None, *, out_first: bool = False, weight_dtype=None
+    ) -> Decoder:
         """A copy for CPU decode loops, whose cached attention takes one matrix-vector product per
         query (Attention.per_query_dots). Unless out_first, it shares every weight with the original;
         the original module is left as it is either way.
@@ -166,9 +198,13 @@ class Decoder(nnx.Module):
         the CPU: on some the layer weights stream much faster that way, on others the matmuls are as
         fast without it and the copy is a fixed cost per `generate` call (benchmarks/RESULTS.md), so
         the sampler leaves it off unless asked.
+        weight_dtype: store the copy's matmul weights in this dtype (store_weights), e.g. bfloat16:
+        half the bytes a decode step streams, made once before the loop (a cast of every weight).
         """
         graphdef, state = nnx.split(self)
         model = nnx.merge(graphdef, state)
+        if weight_dtype is not None:
+            model.store_weights(weight_dtype)
         for _, module in nnx.iter_modules(model):
             if out_first and isinstance(module, Projections):
                 module.to_out_first()

@@ -114,6 +114,8 @@ class Projections:
 
     PROJECTIONS: dict[str, str] = {}
     out_first: bool = False
+    # set by store_weights: the weights are stored in it and each dot multiplies them as they are
+    weight_dtype: str | None = None
 
     def n_in(self, name: str) -> int:
         """How many leading axes of weight `name` (as stored for training) are its input axes."""
@@ -127,18 +129,22 @@ class Projections:
 
     def project(self, name: str, x: jax.Array) -> jax.Array:
         spec = self.PROJECTIONS[name]
-        w = getattr(self, name)[...].astype(x.dtype)
+        w = getattr(self, name)[...]
         adapter = getattr(self, ADAPTER_PREFIX + name, None)
         # With an adapter, x W comes out in float32 and the float32 low-rank term is added before the one
         # rounding to x's dtype: added to an already rounded bf16 x W, a term below half of bf16's
         # spacing there would round back to the same value, as a bf16 merge W + delta drops it.
-        acc = None if adapter is None else jnp.float32
+        acc = None if adapter is None and self.weight_dtype is None else jnp.float32
+        # store_weights: x meets the weight in its storage dtype, products summed in float32. An
+        # upcast weight instead would be a float32 copy written and read again at every call.
+        xw = x if self.weight_dtype is None else x.astype(w.dtype)
+        w = w if self.weight_dtype is not None else w.astype(x.dtype)
         if self.out_first:
-            y = dense(out_first_spec(spec), x, w, weight_first=True, preferred_element_type=acc)
+            y = dense(out_first_spec(spec), xw, w, weight_first=True, preferred_element_type=acc)
         else:
-            y = dense(spec, x, w, preferred_element_type=acc)
+            y = dense(spec, xw, w, preferred_element_type=acc)
         if adapter is None:
-            return y
+            return y.astype(x.dtype)
         delta = low_rank(x, adapter.a[...], adapter.b[...], adapter.scale, x.ndim - self.n_in(name))
         return (y + delta.reshape(y.shape)).astype(x.dtype)
 
@@ -158,6 +164,20 @@ class Projections:
                 ),
             )
         self.out_first = True
+
+    def store_weights(self, dtype) -> None:
+        """Store every projection weight in `dtype` (e.g. bfloat16 for decode steps) and from then on
+        multiply it in that dtype: the activation is rounded to it at the dot's input, the products
+        summed and returned in float32, then cast to the activation dtype (Decoder.for_decoding's
+        weight_dtype; the copy's weights only, never training's)."""
+        for name in self.PROJECTIONS:
+            setattr(self, name, cast_param(getattr(self, name), dtype))
+        self.weight_dtype = jnp.dtype(dtype).name
+
+
+def cast_param(var: nnx.Variable, dtype) -> nnx.Param:
+    """A new Param holding var's value in `dtype`, with var's logical axes."""
+    return nnx.Param(var[...].astype(dtype), axes=var.get_metadata().get("axes"))
 
 
 def softcap(x: jax.Array, cap: float | None) -> jax.Array:

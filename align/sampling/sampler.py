@@ -71,6 +71,7 @@ def _generate(
     cpu_layout: bool,
     out_first_weights: bool = False,
     json_tables: json_mode.JsonTables | None = None,
+    decode_weights: str = "float32",
 ) -> SampleResult:
     model = nnx.merge(graphdef, state)
     B, P = prompt.shape
@@ -83,7 +84,16 @@ def _generate(
     out = model(prompt, positions, segments, cache, return_logits=False)
     last_hidden = jnp.take_along_axis(out.hidden, (lengths - 1)[:, None, None], axis=1)[:, 0]  # [B, D]
     # positions stay below P + M, the cache size (prompt slots, then one position a step)
-    step_model = model.for_decoding(n_positions=P + M, out_first=out_first_weights) if cpu_layout else model
+    weight_dtype = None if decode_weights == "float32" else decode_weights
+    if cpu_layout:
+        step_model = model.for_decoding(
+            n_positions=P + M, out_first=out_first_weights, weight_dtype=weight_dtype
+        )
+    elif weight_dtype is not None:
+        step_model = nnx.merge(*nnx.split(model))
+        step_model.store_weights(weight_dtype)
+    else:
+        step_model = model
 
     def next_token(hidden, rng, parse, step):  # [B, D] -> (token [B], log-prob [B], parse state)
         logits = step_model.next_token_logits(hidden, vocab_major=cpu_layout)
@@ -140,8 +150,17 @@ def _generate(
 
 # One jitted function for every model and config: jit's own cache keys on (graphdef, config, shapes).
 _generate_jit = jax.jit(
-    _generate, static_argnames=("graphdef", "config", "cache_dtype", "cpu_layout", "out_first_weights")
+    _generate,
+    static_argnames=(
+        "graphdef",
+        "config",
+        "cache_dtype",
+        "cpu_layout",
+        "out_first_weights",
+        "decode_weights",
+    ),
 )
+DECODE_WEIGHTS = ("float32", "bfloat16")
 
 
 def _on_cpu(state) -> bool:
@@ -186,6 +205,7 @@ def generate(
     cpu_layout: bool | None = None,
     out_first_weights: bool = False,
     json_tables: json_mode.JsonTables | None = None,
+    decode_weights: str = "float32",
 ) -> SampleResult:
     """Sample `config.max_new_tokens` tokens after each right-padded prompt [B, P] of length [B].
 
@@ -202,8 +222,15 @@ def generate(
     text is a JSON prefix at every step and a whole JSON value when it stops or reaches
     max_new_tokens; needs config.stop_ids to be the tokenizer's. Log-probs are then those of the
     softmax over the allowed tokens.
-    Raises ValueError for a prompt length outside [1, P] or a length + max_new_tokens past max_seq_len.
+    decode_weights: "float32" or "bfloat16", the storage of the weights the decode loop reads (the
+    prompt's prefill always runs on the model as it is). "bfloat16" casts a copy of the matmul
+    weights once a call (Decoder.store_weights: half the bytes per step, float32 sums, float32
+    logits and log-probs; the hidden state is rounded to bfloat16 at each dot's input).
+    Raises ValueError for a prompt length outside [1, P] or a length + max_new_tokens past
+    max_seq_len, or for a decode_weights not in DECODE_WEIGHTS.
     """
+    if decode_weights not in DECODE_WEIGHTS:
+        raise ValueError(f"decode_weights must be one of {DECODE_WEIGHTS}, got {decode_weights!r}")
     rng = jax.random.PRNGKey(0) if rng is None else rng
     prompt = jnp.asarray(prompt_tokens, jnp.int32)
     lengths = jnp.asarray(prompt_lengths, jnp.int32)
@@ -227,6 +254,7 @@ def generate(
         cpu_layout=cpu_layout,
         out_first_weights=cpu_layout and out_first_weights,
         json_tables=json_tables,
+        decode_weights=decode_weights,
     )
 
 

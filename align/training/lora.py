@@ -165,9 +165,11 @@ class LoRADecoder(nnx.Module):
     def unembed_matrix(self) -> jax.Array:
         return self.adapted().unembed_matrix()
 
-    def for_decoding(self, n_positions: int | None = None, *, out_first: bool = False) -> Decoder:
+    def for_decoding(
+        self, n_positions: int | None = None, *, out_first: bool = False, weight_dtype=None
+    ) -> Decoder:
         """The merged Decoder in decode layout: adapters folded in once, not at every decode step."""
-        return self.merged().for_decoding(n_positions, out_first=out_first)
+        return self.merged().for_decoding(n_positions, out_first=out_first, weight_dtype=weight_dtype)
 
 
 def _owner(modules: dict[str, nnx.Module], name: str) -> tuple[nnx.Module, str]:
