@@ -10,7 +10,9 @@ for the whole prompt. With `cpu_layout` (the default when the weights live on CP
 with vocab-major logits, the form XLA:CPU streams fastest for a few rows, one matrix-vector product
 per query over the cache and rotary sin/cos from tables made before the loop (`Decoder.for_decoding`);
 `out_first_weights` adds [out, in] copies of the layer weights, which paid off on one machine and
-not on another (see generate).
+not on another (see generate); `decode_weights="bfloat16"` runs the loop on a bfloat16 copy of the
+matmul weights with float32 sums (half the bytes a step streams; see generate for why it is not the
+default).
 """
 
 from __future__ import annotations
@@ -225,7 +227,13 @@ def generate(
     decode_weights: "float32" or "bfloat16", the storage of the weights the decode loop reads (the
     prompt's prefill always runs on the model as it is). "bfloat16" casts a copy of the matmul
     weights once a call (Decoder.store_weights: half the bytes per step, float32 sums, float32
-    logits and log-probs; the hidden state is rounded to bfloat16 at each dot's input).
+    logits and log-probs; the hidden state is rounded to bfloat16 at each dot's input). Float32 is
+    the default although bfloat16 decodes markedly faster on CPU (the steps are bound by streaming
+    the weights: up to ~2x tokens/s on gemma3-270m; benchmarks/RESULTS.md): the greedy tokens are
+    no longer float32's (on generate.py's prompts one row in eight took another token after 25 steps
+    and every token after it; a tiny random model's logits moved by up to ~2% of their spread,
+    tests/sampling/test_decode_weights.py), and RL rollouts scored later
+    by a float32 forward would carry that as off-policy noise in every importance ratio.
     Raises ValueError for a prompt length outside [1, P] or a length + max_new_tokens past
     max_seq_len, or for a decode_weights not in DECODE_WEIGHTS.
     """

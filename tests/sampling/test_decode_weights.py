@@ -89,7 +89,9 @@ def test_greedy_bf16_agreement_on_an_untied_model_whose_top_logits_are_close():
     want = generate(model, tokens, lengths, cfg)
     got = generate(model, tokens, lengths, cfg, decode_weights="bfloat16")
     assert 0.8 <= float(jnp.mean(got.tokens == want.tokens)) < 1.0
-    np.testing.assert_array_equal(got.tokens[:, 0], want.tokens[:, 0])  # the prefill's token: float32
+    np.testing.assert_array_equal(
+        got.tokens[:, 0], want.tokens[:, 0]
+    )  # from the float32 prefill's hidden state
 
 
 def test_rejects_an_unknown_decode_weight_dtype():
