@@ -231,9 +231,9 @@ def generate(
     the default although bfloat16 decodes markedly faster on CPU (the steps are bound by streaming
     the weights: up to ~2x tokens/s on gemma3-270m; benchmarks/RESULTS.md): the greedy tokens are
     no longer float32's (on generate.py's 8 prompts, over 128 greedy tokens, 2 rows took another
-    token at some step and every token after it: 90% of tokens equal; a tiny random model's logits moved by up to ~2% of their spread,
-    tests/sampling/test_decode_weights.py), and RL rollouts scored later
-    by a float32 forward would carry that as off-policy noise in every importance ratio.
+    token at some step and every token after it: 90% of tokens equal; a tiny random model's logits
+    moved by up to ~2% of their spread, tests/sampling/test_decode_weights.py), and RL rollouts
+    scored later by a float32 forward would carry that as off-policy noise in every importance ratio.
     Raises ValueError for a prompt length outside [1, P] or a length + max_new_tokens past
     max_seq_len, or for a decode_weights not in DECODE_WEIGHTS.
     """
