@@ -214,7 +214,7 @@ def generate(
     rng: one key for the batch, or one key per row ([B] typed or [B, 2] raw keys); with per-row keys a
     row's samples depend only on its key and prompt, not on the batch it is in.
     cpu_layout: decode with vocab-major logits and for_decoding's attention (see the module
-    docstring); None picks it when the weights live on CPU.
+    docstring); None picks it when the weights live on CPU and the batch has more than one row.
     out_first_weights (with cpu_layout): decode with [out, in] copies of the layer weights, made once
     a call (Decoder.for_decoding's out_first). Whether it pays depends on the CPU: on some it speeds
     the layer matmuls up a lot, on others the steps are no faster and the copy (the size of the layer
@@ -250,7 +250,10 @@ def generate(
         raise ValueError(f"{rng.shape[0]} per-row keys for {prompt.shape[0]} rows")
     _check_lengths(lengths, prompt.shape[1], config.max_new_tokens, model.config.max_seq_len)
     graphdef, state = nnx.split(model)
-    cpu_layout = _on_cpu(state) if cpu_layout is None else cpu_layout
+    if cpu_layout is None:
+        # A single row decodes tens of times slower in the CPU layout than in the plain one, while two
+        # rows already decode fast in it (benchmarks/RESULTS.md, "one row"): one row takes the plain.
+        cpu_layout = _on_cpu(state) and prompt.shape[0] > 1
     return _generate_jit(
         graphdef,
         state,
