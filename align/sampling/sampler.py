@@ -6,8 +6,7 @@ token, and positions are explicit, so RoPE and sliding windows see contiguous po
 Buffer sizes depend only on (B, P, max_new_tokens): repeated calls of one shape never recompile.
 
 Logits are formed for the next token only (the prefill's last prompt position, then each step), never
-for the whole prompt. With `cpu_layout` (the default when the weights live on CPU and the batch has more
-than one row) the loop decodes with vocab-major logits, the form XLA:CPU streams fastest for a few rows,
+for the whole prompt. With `cpu_layout` (the default when the weights live on CPU) the loop decodes with vocab-major logits, the form XLA:CPU streams fastest for a few rows,
 one matrix-vector product per query over the cache and rotary sin/cos from tables made before the loop
 (`Decoder.for_decoding`); `out_first_weights` adds [out, in] copies of the layer weights, which paid off
 on one machine and not on another (see generate); `decode_weights="bfloat16"` runs the loop on a
@@ -214,7 +213,7 @@ def generate(
     rng: one key for the batch, or one key per row ([B] typed or [B, 2] raw keys); with per-row keys a
     row's samples depend only on its key and prompt, not on the batch it is in.
     cpu_layout: decode with vocab-major logits and for_decoding's attention (see the module
-    docstring); None picks it when the weights live on CPU and the batch has more than one row.
+    docstring); None picks it when the weights live on CPU.
     out_first_weights (with cpu_layout): decode with [out, in] copies of the layer weights, made once
     a call (Decoder.for_decoding's out_first). Whether it pays depends on the CPU: on some it speeds
     the layer matmuls up a lot, on others the steps are no faster and the copy (the size of the layer
@@ -251,9 +250,7 @@ def generate(
     _check_lengths(lengths, prompt.shape[1], config.max_new_tokens, model.config.max_seq_len)
     graphdef, state = nnx.split(model)
     if cpu_layout is None:
-        # A single row decodes tens of times slower in the CPU layout than in the plain one, while two
-        # rows already decode fast in it (benchmarks/RESULTS.md, "one row"): one row takes the plain.
-        cpu_layout = _on_cpu(state) and prompt.shape[0] > 1
+        cpu_layout = _on_cpu(state)
     return _generate_jit(
         graphdef,
         state,
