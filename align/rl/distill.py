@@ -8,7 +8,8 @@ function for align.training's step, and on-policy batches (GKD, Agarwal et al. 2
 The teacher lives in the train state's frozen part: it is sharded by the same rules table on the same
 mesh as the student, never differentiated or updated, and saved in each checkpoint with the student
 (a resumed run needs no other file to find it). Its forward pass runs inside the jitted step, so its
-[B, T, D] hidden states and the student's meet in `chunked_token_divergence` tile by tile.
+[B, T, D] hidden states and the student's meet tile by tile in `chunked_weighted_divergence` (training
+over the whole vocabulary) or `chunked_token_divergence` (vocabulary slices, evaluation).
 
 On-policy steps. With probability `fraction` (GKD's lambda) a step replaces its batch's responses by
 the student's own samples for the same prompts, scored by the teacher in the same loss. The choice and
@@ -32,6 +33,7 @@ from align.model.sharding import shard_rows
 from align.rl.rollout import RolloutConfig, sample_rollout
 from align.sampling import SamplingConfig
 from align.training.distill import chunked_token_divergence, masked_mean, sparse_topk_kl, teacher_topk
+from align.training.fused_divergence import chunked_weighted_divergence
 from align.training.logprobs import chunked_token_logprobs
 from align.training.optim import trainable_filter
 
@@ -84,7 +86,7 @@ class DistillLoss:
     beta: float = 0.0  # 0 forward KL(teacher || student) (Gemma 2), 1 reverse KL, between: GKD's JSD
     temperature: float = 1.0
     chunk_size: int = 256  # tokens per logits tile
-    vocab_chunk: int | None = None  # vocabulary rows per slice (None: the whole vocabulary)
+    vocab_chunk: int | None = None  # vocabulary rows per slice (None: the whole vocabulary, fused gradient)
 
     def __post_init__(self):
         checks.at_least(self, 1, "chunk_size")
@@ -95,23 +97,42 @@ class DistillLoss:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
 
-def _divergence(model: Distiller, batch, loss: DistillLoss):
+def _pair_inputs(model: Distiller, batch):
+    """(student hidden [B, T, D_s], student table [V, D_s], teacher hidden [B, T, D_t], teacher table
+    [V, D_t]), the teacher's behind stop_gradient."""
     args = (batch["tokens"], batch["positions"], batch["segment_ids"])
-    h_s = model.student.hidden(*args)  # [B, T, D_s]
-    h_t = jax.lax.stop_gradient(model.teacher.hidden(*args))  # [B, T, D_t]
-    div = chunked_token_divergence(
-        h_s,
-        model.student.unembed_matrix(),
-        h_t,
-        jax.lax.stop_gradient(model.teacher.unembed_matrix()),
-        beta=loss.beta,
-        temperature=loss.temperature,
-        chunk_size=loss.chunk_size,
-        vocab_chunk=loss.vocab_chunk,
-        student_softcap=model.student.config.final_logit_softcap,
-        teacher_softcap=model.teacher.config.final_logit_softcap,
-    )
-    return div, h_s
+    h_s = model.student.hidden(*args)
+    h_t = jax.lax.stop_gradient(model.teacher.hidden(*args))
+    return h_s, model.student.unembed_matrix(), h_t, jax.lax.stop_gradient(model.teacher.unembed_matrix())
+
+
+def _options(model: Distiller, loss: DistillLoss) -> dict:
+    return {
+        "beta": loss.beta,
+        "temperature": loss.temperature,
+        "chunk_size": loss.chunk_size,
+        "student_softcap": model.student.config.final_logit_softcap,
+        "teacher_softcap": model.teacher.config.final_logit_softcap,
+    }
+
+
+def _divergence(model: Distiller, batch, loss: DistillLoss):
+    inputs = _pair_inputs(model, batch)
+    div = chunked_token_divergence(*inputs, vocab_chunk=loss.vocab_chunk, **_options(model, loss))
+    return div, inputs[0]
+
+
+def _token_mean(model: Distiller, batch, loss: DistillLoss):
+    """(masked token mean of the divergence, token count). Over the whole vocabulary the fused form
+    (its gradient formed in the forward pass: two unembedding matmuls per tile fewer under jax.grad);
+    with vocabulary slices the per-token divergences, averaged."""
+    if loss.vocab_chunk is not None:
+        div, _ = _divergence(model, batch, loss)
+        return masked_mean(div, batch["loss_mask"])
+    mask = batch["loss_mask"].astype(jnp.float32)
+    n = jnp.sum(mask)
+    weights = mask / jnp.maximum(n, 1.0)  # masked_mean's token mean, as weights known up front
+    return chunked_weighted_divergence(*_pair_inputs(model, batch), weights, **_options(model, loss)), n
 
 
 def distill_loss_fn(loss: DistillLoss):
@@ -120,8 +141,7 @@ def distill_loss_fn(loss: DistillLoss):
 
     def loss_fn(model: Distiller, batch, rng):
         del rng
-        div, _ = _divergence(model, batch, loss)
-        value, n = masked_mean(div, batch["loss_mask"])
+        value, n = _token_mean(model, batch, loss)
         return value, {"loss": value, "n_tokens": n, "weight": n}
 
     return loss_fn

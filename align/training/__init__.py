@@ -6,7 +6,7 @@
     with Checkpointer(run_dir / "checkpoints") as ckpt:
         result = train_loop(step, state, batches, LoopConfig(total_steps=100), checkpointer=ckpt)
 
-Sections: log-probs and losses (logprobs, fused_nll, losses, distill)
+Sections: log-probs and losses (logprobs, fused_nll, losses, distill, fused_divergence)
 | optimizer and trainable filters (optim)
 | state, step and metrics (state, step, metrics) | checkpoints and the host loop (checkpoint, loop)
 | LoRA (lora) | run plumbing shared by pipelines (options: train and mesh sections; run: resume-or-start,
@@ -16,6 +16,7 @@ the train / held-out cut align.data.splits'.
 
 from align.training.checkpoint import Checkpointer, Restored
 from align.training.distill import chunked_token_divergence, sparse_topk_kl, teacher_topk, token_divergence
+from align.training.fused_divergence import chunked_weighted_divergence
 from align.training.fused_nll import chunked_weighted_nll
 from align.training.logprobs import chunked_token_logprobs, sequence_logprob, token_entropy, token_logprobs
 from align.training.loop import LoopConfig, LoopResult, NonFiniteLoss, count_tokens, sigterm_flag, train_loop
@@ -46,7 +47,8 @@ from align.training.step import accumulate_gradients, make_eval_step, make_train
 __all__ = [  # noqa: RUF022  (grouped by section, as the imports)
     "chunked_token_logprobs", "chunked_weighted_nll", "sequence_logprob", "token_entropy", "token_logprobs",
     "nll_loss",
-    "chunked_token_divergence", "sparse_topk_kl", "teacher_topk", "token_divergence",
+    "chunked_token_divergence", "chunked_weighted_divergence", "sparse_topk_kl", "teacher_topk",
+    "token_divergence",
     "OptimConfig", "excluding", "learning_rate_schedule", "make_optimizer", "trainable_filter",
     "TrainState", "abstract_train_state", "create_train_state", "shard_train_state", "sharded_train_state",
     "split_model", "train_state_shardings",

@@ -69,13 +69,15 @@ def test_student_from_teacher_keeps_the_chosen_layers_and_copies_them():
     np.testing.assert_array_equal(same(*args).logits, teacher(*args).logits)
 
 
-def test_a_step_trains_the_student_only_and_starts_at_zero_for_a_full_copy():
+@pytest.mark.parametrize("vocab_chunk", [16, None])  # None: the fused loss
+def test_a_step_trains_the_student_only_and_starts_at_zero_for_a_full_copy(vocab_chunk):
     teacher = _teacher(2)
     pair = Distiller(student_from_teacher(teacher, [0, 1]), teacher)
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-2, total_steps=3, warmup_steps=0))
     state = create_train_state(pair, optimizer, trainable=student_only("all"))
     assert all("student" in str(path) for path, _ in jax.tree_util.tree_leaves_with_path(state.params))
-    step = make_train_step(distill_loss_fn(DistillLoss(beta=0.5, chunk_size=5, vocab_chunk=16)), optimizer)
+    loss = DistillLoss(beta=0.5, chunk_size=5, vocab_chunk=vocab_chunk)
+    step = make_train_step(distill_loss_fn(loss), optimizer)
     teacher_before = jax.tree.map(np.asarray, state.frozen)
     state, m0 = step(state, _batch())
     assert float(m0["loss"]) == pytest.approx(0.0, abs=1e-6)  # student == teacher at the start
@@ -84,6 +86,33 @@ def test_a_step_trains_the_student_only_and_starts_at_zero_for_a_full_copy():
     state, m1 = step(state, _batch())
     assert float(m1["loss"]) > 1e-4
     jax.tree.map(np.testing.assert_array_equal, teacher_before, jax.tree.map(np.asarray, state.frozen))
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_the_fused_loss_equals_the_token_mean_of_the_sliced_divergences(beta):
+    """vocab_chunk None takes chunked_weighted_divergence, vocab_chunk V the per-token divergences and
+    masked_mean: the same value (a token mean) and the same student gradients."""
+    teacher = _teacher(2)
+    pair = Distiller(student_from_teacher(teacher, [1]), teacher)
+    graphdef, params, rest = nnx.split(pair, student_only("all"), ...)
+    batch = _batch()
+
+    def value_and_grads(vocab_chunk):
+        loss_fn = distill_loss_fn(
+            DistillLoss(beta=beta, temperature=2.0, chunk_size=5, vocab_chunk=vocab_chunk)
+        )
+        f = lambda p: loss_fn(nnx.merge(graphdef, p, rest), batch, None)  # noqa: E731
+        return jax.value_and_grad(f, has_aux=True)(params)
+
+    (v, m), g = value_and_grads(None)
+    (v_ref, m_ref), g_ref = value_and_grads(V)
+    assert float(v_ref) > 1e-3 and float(m["n_tokens"]) == float(m_ref["n_tokens"]) == 15
+    np.testing.assert_allclose(float(v), float(v_ref), rtol=1e-5)
+    leaves, ref_leaves = jax.tree.leaves(g), jax.tree.leaves(g_ref)
+    scale = max(float(np.abs(x).max()) for x in ref_leaves)
+    assert len(leaves) == len(ref_leaves) > 3 and scale > 1e-4
+    for got, want in zip(leaves, ref_leaves, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale)
 
 
 def test_prompt_lengths_end_before_the_first_supervised_target():

@@ -27,10 +27,9 @@ from tests.rl.test_distill import _batch, _teacher
 
 SEED = 2  # steps 0, 1, 2: on-policy, off-policy, off-policy
 ON_POLICY = OnPolicy(fraction=0.5, max_new_tokens=4, temperature=1.0, stop_ids=(), pad_id=0)
-LOSS = DistillLoss(beta=0.5, chunk_size=8, vocab_chunk=16)
 
 
-def _run(mesh):
+def _run(mesh, vocab_chunk=16):
     """(per-step metrics, student params as numpy, final state) of three steps."""
     teacher = _teacher(4)
     pair = Distiller(student_from_teacher(teacher, [0, 2]), teacher)
@@ -41,7 +40,8 @@ def _run(mesh):
     if mesh is not None:
         state = shard_train_state(state, mesh)
         shardings = (train_state_shardings(state, mesh), batch_sharding(mesh, 1))
-    step = make_train_step(distill_loss_fn(LOSS), optimizer, shardings=shardings)
+    loss = DistillLoss(beta=0.5, chunk_size=8, vocab_chunk=vocab_chunk)
+    step = make_train_step(distill_loss_fn(loss), optimizer, shardings=shardings)
     step = with_on_policy(step, ON_POLICY, SEED, mesh=mesh)
     logs = []
     for _ in range(3):
@@ -50,11 +50,12 @@ def _run(mesh):
     return logs, jax.tree.map(np.asarray, state.params), state
 
 
-def test_distillation_on_a_mesh_equals_one_device():
+@pytest.mark.parametrize("vocab_chunk", [16, None])  # None: the fused loss
+def test_distillation_on_a_mesh_equals_one_device(vocab_chunk):
     assert [is_on_policy(SEED, k, ON_POLICY.fraction) for k in range(3)] == [True, False, False]
     mesh = make_mesh(MeshConfig(data=2, fsdp=2), jax.devices()[:4])
-    logs, params, state = _run(mesh)
-    logs1, params1, _ = _run(None)
+    logs, params, state = _run(mesh, vocab_chunk)
+    logs1, params1, _ = _run(None, vocab_chunk)
     for row, row1 in zip(logs, logs1, strict=True):
         for k in row1:
             assert row[k] == pytest.approx(row1[k], rel=1e-5, abs=1e-6), k
