@@ -31,7 +31,10 @@ mixture's log is not linear in them): a first pass finds both normalisers, a sec
 Both scan bodies are rematerialised (`jax.checkpoint`), so the backward pass stores only the [C]
 carries of each slice and recomputes its [C, U] logits: peak logits memory is a few C x U float32
 tiles in both passes, against B x T x V for the plain form. Without `vocab_chunk` (one slice) a tile
-takes both [C, V] logits at once and needs neither pass: one logits matmul per model, not two.
+takes both [C, V] logits at once and needs neither pass: one logits matmul per model, not two. A
+weighted sum of the divergences (a training loss's token mean) over the whole vocabulary is cheaper
+still under `jax.grad` as `fused_divergence.chunked_weighted_divergence`, its gradient formed in the
+forward pass (no logits recomputed in the backward pass).
 
 Sparse targets (`sparse_topk_kl`): the teacher's top-K log-probabilities stored with the data, for a
 teacher too large to run beside the student. The teacher is renormalised on its top-K support
