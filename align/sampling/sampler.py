@@ -6,8 +6,9 @@ token, and positions are explicit, so RoPE and sliding windows see contiguous po
 Buffer sizes depend only on (B, P, max_new_tokens): repeated calls of one shape never recompile.
 
 Logits are formed for the next token only (the prefill's last prompt position, then each step), never
-for the whole prompt. With `cpu_layout` (the default when the weights live on CPU) the loop decodes with vocab-major logits, the form XLA:CPU streams fastest for a few rows,
-one matrix-vector product per query over the cache and rotary sin/cos from tables made before the loop
+for the whole prompt. With `cpu_layout` (the default when the weights live on CPU) the loop decodes
+with vocab-major logits, the form XLA:CPU streams fastest for a few rows, one matrix-vector product
+per query over the cache and rotary sin/cos from tables made before the loop
 (`Decoder.for_decoding`); `out_first_weights` adds [out, in] copies of the layer weights, which paid off
 on one machine and not on another (see generate); `decode_weights="bfloat16"` runs the loop on a
 bfloat16 copy of the matmul weights with float32 sums (half the bytes a step streams; see generate for
