@@ -42,7 +42,7 @@ import jax.numpy as jnp
 
 from align.model.layers import softcap
 from align.training.distill import _check_beta, _flat_tiles, chunked_token_divergence
-from align.training.fused_nll import _kept_on_cpu
+from align.training.fused_nll import _kept_on_cpu, scan_tiles
 from align.training.logprobs import tile_logits
 
 
@@ -114,18 +114,7 @@ def _forward(h_s, e_s, h_t, e_t, weights, static: _Static):
     )
     # Cast once, not in every tile (inside the scan body the cast runs per tile: fused_nll).
     e_s_c, e_t_c = e_s.astype(h_s.dtype), e_t.astype(h_t.dtype)
-
-    def body(carry, x):
-        loss, d_unembed = carry
-        hs, ht, w = x
-        tile_loss, dh, dz = _tile(hs, ht, w, e_s_c, e_t_c, static)
-        d_unembed = d_unembed + jnp.einsum("CV,CD->VD", dz, hs, preferred_element_type=jnp.float32)
-        return (loss + tile_loss, d_unembed), dh
-
-    init = (jnp.zeros((), jnp.float32), jnp.zeros(e_s.shape, jnp.float32))
-    (loss, d_unembed), dh = jax.lax.scan(body, init, xs)
-    d_hidden = dh.reshape(-1, D)[:n].reshape(B, T, D)
-    return loss, (d_hidden.astype(h_s.dtype), d_unembed.astype(e_s.dtype))
+    return scan_tiles(lambda hs, ht, w: _tile(hs, ht, w, e_s_c, e_t_c, static), xs, h_s, e_s)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))

@@ -95,17 +95,24 @@ def _forward(hidden, unembed, targets, weights, chunk_size, final_softcap):
     # Cast once, not in every tile: inside the scan body it runs per tile (seen in a GPU profile: one
     # convert kernel per tile, each a full [V, D] float32 -> bf16 pass; benchmarks/RESULTS.md).
     unembed_c = unembed.astype(hidden.dtype)
+    return scan_tiles(lambda h, t, w: _tile(h, t, w, unembed_c, final_softcap), xs, hidden, unembed)
+
+
+def scan_tiles(tile, xs, hidden, unembed):
+    """Sum `tile(*x) -> (loss, dh [C, D], dz [C, V])` over the tiles `xs` (xs[0]: the hidden tiles
+    [n_tiles, C, D] of `hidden` [B, T, D], padded) and dz^T @ h into the table's gradient:
+    (loss, (dloss/dhidden [B, T, D], dloss/dunembed [V, D])). The fused losses' shared loop."""
+    B, T, D = hidden.shape
 
     def body(carry, x):
         loss, d_unembed = carry
-        h, t, w = x
-        tile_loss, dh, dz = _tile(h, t, w, unembed_c, final_softcap)
-        d_unembed = d_unembed + jnp.einsum("CV,CD->VD", dz, h, preferred_element_type=jnp.float32)
+        tile_loss, dh, dz = tile(*x)
+        d_unembed = d_unembed + jnp.einsum("CV,CD->VD", dz, x[0], preferred_element_type=jnp.float32)
         return (loss + tile_loss, d_unembed), dh
 
     init = (jnp.zeros((), jnp.float32), jnp.zeros(unembed.shape, jnp.float32))
     (loss, d_unembed), dh = jax.lax.scan(body, init, xs)
-    d_hidden = dh.reshape(-1, D)[:n].reshape(B, T, D)
+    d_hidden = dh.reshape(-1, D)[: B * T].reshape(B, T, D)
     return loss, (d_hidden.astype(hidden.dtype), d_unembed.astype(unembed.dtype))
 
 
