@@ -8,11 +8,11 @@ Buffer sizes depend only on (B, P, max_new_tokens): repeated calls of one shape 
 Logits are formed for the next token only (the prefill's last prompt position, then each step), never
 for the whole prompt. With `cpu_layout` (the default when the weights live on CPU) the loop decodes
 with vocab-major logits, the form XLA:CPU streams fastest for a few rows, one matrix-vector product
-per query over the cache and rotary sin/cos from tables made before the loop
-(`Decoder.for_decoding`); `out_first_weights` adds [out, in] copies of the layer weights, which paid off
-on one machine and not on another (see generate); `decode_weights="bfloat16"` runs the loop on a
-bfloat16 copy of the matmul weights with float32 sums (half the bytes a step streams; see generate for
-why it is not the default).
+per query over the cache and rotary sin/cos from tables made before the loop (`Decoder.for_decoding`);
+`out_first_weights` adds [out, in] copies of the layer weights, which paid off on one machine and
+not on another (see generate); `decode_weights="bfloat16"` runs the loop on a bfloat16 copy of the
+matmul weights with float32 sums (half the bytes a step streams; see generate for why it is not the
+default).
 """
 
 from __future__ import annotations
@@ -250,8 +250,7 @@ def generate(
         raise ValueError(f"{rng.shape[0]} per-row keys for {prompt.shape[0]} rows")
     _check_lengths(lengths, prompt.shape[1], config.max_new_tokens, model.config.max_seq_len)
     graphdef, state = nnx.split(model)
-    if cpu_layout is None:
-        cpu_layout = _on_cpu(state)
+    cpu_layout = _on_cpu(state) if cpu_layout is None else cpu_layout
     return _generate_jit(
         graphdef,
         state,

@@ -83,6 +83,23 @@ def token_divergence(
     return jnp.sum(_divergence_terms(log_p, log_q, beta), axis=-1)
 
 
+def check_pair_shapes(student_hidden, student_unembed, teacher_hidden, teacher_unembed, weights=None):
+    """(B, T) of the student's hidden states; ValueError unless the teacher's (and the weights) share
+    [B, T] and the two tables share V."""
+    B, T, _ = student_hidden.shape
+    if (
+        teacher_hidden.shape[:2] != (B, T)
+        or student_unembed.shape[0] != teacher_unembed.shape[0]
+        or (weights is not None and weights.shape != (B, T))
+    ):
+        extra = "" if weights is None else f", weights {weights.shape}"
+        raise ValueError(
+            f"student hidden {student_hidden.shape} / unembed {student_unembed.shape} and teacher hidden "
+            f"{teacher_hidden.shape} / unembed {teacher_unembed.shape}{extra} do not share [B, T] and V"
+        )
+    return B, T
+
+
 def _check_beta(beta: float) -> None:
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must lie in [0, 1] (0: forward KL, 1: reverse KL), got {beta}")
@@ -186,12 +203,7 @@ def chunked_token_divergence(
     _check_beta(beta)
     if chunk_size < 1 or (vocab_chunk is not None and vocab_chunk < 1):
         raise ValueError(f"chunk_size and vocab_chunk must be >= 1, got {chunk_size} and {vocab_chunk}")
-    B, T, _ = student_hidden.shape
-    if teacher_hidden.shape[:2] != (B, T) or student_unembed.shape[0] != teacher_unembed.shape[0]:
-        raise ValueError(
-            f"student hidden {student_hidden.shape} / unembed {student_unembed.shape} and teacher hidden "
-            f"{teacher_hidden.shape} / unembed {teacher_unembed.shape} do not share [B, T] and V"
-        )
+    B, T = check_pair_shapes(student_hidden, student_unembed, teacher_hidden, teacher_unembed)
     n = B * T
     n_tiles = -(-n // chunk_size)
     xs = (

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from align.model.layers import softcap
-from align.training.distill import _check_beta, _flat_tiles, chunked_token_divergence
+from align.training.distill import _check_beta, _flat_tiles, check_pair_shapes, chunked_token_divergence
 from align.training.fused_nll import _kept_on_cpu, scan_tiles
 from align.training.logprobs import tile_logits
 
@@ -179,17 +179,7 @@ def chunked_weighted_divergence(
     _check_beta(beta)
     if chunk_size < 1 or temperature <= 0:
         raise ValueError(f"chunk_size must be >= 1 and temperature > 0, got {chunk_size} and {temperature}")
-    B, T, _ = student_hidden.shape
-    if (
-        teacher_hidden.shape[:2] != (B, T)
-        or weights.shape != (B, T)
-        or student_unembed.shape[0] != teacher_unembed.shape[0]
-    ):
-        raise ValueError(
-            f"student hidden {student_hidden.shape} / unembed {student_unembed.shape}, teacher hidden "
-            f"{teacher_hidden.shape} / unembed {teacher_unembed.shape} and weights {weights.shape} do not "
-            "share [B, T] and V"
-        )
+    check_pair_shapes(student_hidden, student_unembed, teacher_hidden, teacher_unembed, weights)
     static = _Static(float(beta), float(temperature), int(chunk_size), student_softcap, teacher_softcap)
     teacher = jax.lax.stop_gradient((teacher_hidden, teacher_unembed))
     return _fused(student_hidden, student_unembed, *teacher, jax.lax.stop_gradient(weights), static)
