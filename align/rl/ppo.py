@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from align import checks
+from align import checks, distributed
 from align.model import Decoder
 from align.model.heads import ScoreModel
 from align.rl.advantages import gae, masked_mean, whiten
@@ -158,15 +158,24 @@ def optimize_epochs(
     Shared by PPO and GRPO. The shuffling key is split off the state's rng, so it checkpoints.
     rows: the minibatches' sharding (align.rl.loop.rl_shardings(...)[1]); None on one device.
     """
-    sums, n = {}, 0
+    serial = distributed.one_program_at_a_time()
+    history = []
     for _ in range(epochs):
         rng, perm_rng = jax.random.split(state.rng)
         state = state.replace(rng=rng)
         for mb in minibatches(batch, size, perm_rng, rows):
             state, metrics = step(state, mb)
-            sums = {k: sums.get(k, 0.0) + v for k, v in metrics.items() if k not in ("weight", "finite")}
-            n += 1
-    return state, {k: v / n for k, v in sums.items()}
+            history.append({k: v for k, v in metrics.items() if k not in ("weight", "finite")})
+            if serial:
+                jax.block_until_ready(metrics)
+    return state, _mean_metrics(history)
+
+
+@jax.jit
+def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, jax.Array]:
+    # One program for the means: a running sum in eager ops is a program per metric and step, all in
+    # flight at once beside the train steps (see distributed.one_program_at_a_time).
+    return {k: sum(m[k] for m in history) / len(history) for k in history[0]}
 
 
 def split_rng(state: TrainState) -> tuple[TrainState, jax.Array]:
