@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -16,6 +17,7 @@ from align.rl.ppo import (
     PPOConfig,
     create_ppo_state,
     make_ppo_iteration,
+    optimize_epochs,
     ppo_advantages,
     ppo_loss,
 )
@@ -23,6 +25,7 @@ from align.rl.rewards import TokenFraction
 from align.rl.rollout import RolloutConfig, make_rollout
 from align.sampling import SamplingConfig
 from align.training import Checkpointer, OptimConfig, make_optimizer, trainable_filter
+from align.training.state import create_train_state
 
 V = 32
 TARGET = 20  # ~5% of the untrained policy's samples (seed 0): rare but not unseen
@@ -175,3 +178,22 @@ def test_a_reference_sharing_the_states_frozen_arrays_trains_exactly_like_a_full
         )
         logs.append([(row["kl/ref"], row["policy_loss"], row["reward/mean"]) for row in result.logs])
     assert logs[0] == logs[1] and logs[0][-1][0] > 0  # the policy moved, and both saw the same KL
+
+
+def test_optimize_epochs_averages_each_metric_over_every_minibatch_step():
+    # A stand-in step that counts its calls: 2 epochs x 3 minibatches, metric "i" = 1..6, "two_i" = 2i;
+    # the mean leaves out the accumulation weight and the finiteness flag, and the rng moves on.
+    calls = []
+
+    def step(state, mb):
+        calls.append(mb["x"].shape)
+        i = jnp.float32(len(calls))
+        return state, {"i": i, "two_i": 2 * i, "weight": jnp.float32(99.0), "finite": jnp.bool_(True)}
+
+    state = create_train_state(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), optax.sgd(0.1))
+    batch = {"x": jnp.arange(12.0).reshape(6, 2)}
+    out, metrics = optimize_epochs(step, state, batch, epochs=2, size=2)
+    assert calls == [(2, 2)] * 6
+    assert set(metrics) == {"i", "two_i"}
+    np.testing.assert_allclose([metrics["i"], metrics["two_i"]], [3.5, 7.0])
+    assert not np.array_equal(out.rng, state.rng)
