@@ -342,7 +342,9 @@ def summary_markdown(checks: list[Check], results: Results, policy: Policy, base
         "",
         f"- run `{_cell(results.run_id)}`, model {_cell(results.label)}, "
         f"created {results.created:%Y-%m-%d %H:%M} UTC",
-        f"- policy `{_cell(policy.source)}`, baseline {base}",
+        f"- policy `{_cell(policy.source)}`"
+        + (f" (extends `{_cell(policy.extends)}`)" if policy.extends else "")
+        + f", baseline {base}",
         "",
         "| | check | value [95% CI] | baseline | rule | detail |",
         "|---|---|---|---|---|---|",

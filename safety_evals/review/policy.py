@@ -6,6 +6,11 @@ Every number is checked: finite (`.nan` would make every comparison false and so
 tolerances >= 0, thresholds and targets inside the metric's range (review/definitions.py) and able
 to fail (`max: 1` on a share checks nothing). Every suite and metric must be one the suites define,
 and a policy without a metric rule is refused: it would pass anything.
+
+A policy may extend another (`extends: release.yaml`, a path relative to the extending file): it
+inherits the parent's suites, rules and require_baseline, adds suites, and adds or replaces rules
+metric by metric. Per-variant policies (configs/gates/chat.yaml, developer.yaml) keep the release
+floor this way instead of a copy of it that could drift.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class Policy:
     suites: tuple[str, ...]
     rules: tuple[Rule, ...]
     require_baseline: bool = False
+    extends: str | None = None  # the parent policy's path, as resolved from the extending file
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -87,7 +93,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_policy(path: str | Path) -> Policy:
+def load_policy(path: str | Path, _chain: tuple[Path, ...] = ()) -> Policy:
     """Read and validate a policy YAML; raises PolicyError('<file> line N: <field>: <problem>')."""
     src = str(path)
     try:
@@ -110,12 +116,12 @@ def load_policy(path: str | Path) -> Policy:
 
     if not isinstance(doc, dict):
         fail(doc, "<document>", "expected a mapping with schema, suites, metrics")
-    unknown = set(doc) - {"schema", "suites", "metrics", "require_baseline"}
+    unknown = set(doc) - {"schema", "suites", "metrics", "require_baseline", "extends"}
     if unknown:
         fail(
             doc,
             sorted(unknown)[0],
-            "unknown top-level key (allowed: schema, suites, metrics, require_baseline)",
+            "unknown top-level key (allowed: schema, suites, metrics, require_baseline, extends)",
         )
     if doc.get("schema") != POLICY_SCHEMA:
         fail(doc, "schema", f"expected {POLICY_SCHEMA!r}, got {doc.get('schema')!r}")
@@ -127,16 +133,42 @@ def load_policy(path: str | Path) -> Policy:
             fail(doc, "suites", f"unknown suite {name!r} (known: {', '.join(SUITES)})")
     if len(set(suites)) != len(suites):
         fail(doc, "suites", "a suite is listed twice")
+    parent = _parent(path, doc, fail, _chain)
     metrics = doc.get("metrics") or {}
     if not isinstance(metrics, dict):
         fail(doc, "metrics", "expected a mapping of metric name -> rule")
-    if not metrics:
+    if not metrics and parent is None:
         fail(doc, "metrics", "the policy has no metric rules, so it would pass any results")
     rules = tuple(_rule(name, body, fail) for name, body in metrics.items())
-    require = doc.get("require_baseline", False)
+    require = doc.get("require_baseline", False if parent is None else parent.require_baseline)
     if not isinstance(require, bool):
         fail(doc, "require_baseline", f"expected true or false, got {require!r}")
-    return Policy(src, tuple(suites), rules, require)
+    if parent is None:
+        return Policy(src, tuple(suites), rules, require)
+    own = {r.metric for r in rules}
+    return Policy(
+        src,
+        parent.suites + tuple(s for s in suites if s not in parent.suites),
+        tuple(r for r in parent.rules if r.metric not in own) + rules,
+        require,
+        extends=parent.source,
+    )
+
+
+def _parent(path: str | Path, doc: dict, fail, chain: tuple[Path, ...]) -> Policy | None:
+    """The policy `doc` extends, loaded (and validated) from its path relative to `path`'s folder."""
+    if "extends" not in doc:
+        return None
+    name = doc["extends"]
+    if not isinstance(name, str) or not name.strip():
+        fail(doc, "extends", f"expected the path of a policy file, got {name!r}")
+    here = Path(path).resolve()
+    target = Path(path).parent / name
+    if target.resolve() in (*chain, here):
+        fail(doc, "extends", f"{name!r} extends this policy again (a cycle)")
+    if not target.is_file():
+        fail(doc, "extends", f"no policy file {name!r} next to this one")
+    return load_policy(target, (*chain, here))
 
 
 def _rule(name: Any, body: Any, fail) -> Rule:
