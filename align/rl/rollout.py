@@ -19,6 +19,7 @@ Shapes: B batch, P prompt, M response, L = P + M sequence, D model dim, V vocab.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Mapping
 
@@ -204,25 +205,33 @@ def sample_rollout(policy: Decoder, prompt, prompt_lengths, config: RolloutConfi
     if int(jnp.min(prompt_lengths)) < 1:
         raise ValueError("sample_rollout: every prompt row needs at least one token (got a length-0 row)")
     res = generate(policy, prompt, prompt_lengths, config.sampling, rng)
-    M = config.sampling.max_new_tokens
-    mask = (jnp.arange(M)[None, :] < res.lengths[:, None]).astype(jnp.float32)
-    stops = jnp.asarray(config.sampling.stop_ids or (-1,), jnp.int32)
-    is_stop = jnp.any(res.tokens[..., None] == stops, axis=-1) & (mask > 0)
-    tokens, positions, segments = join_prompt_response(prompt, prompt_lengths, res.tokens, res.lengths)
-    zeros = jnp.zeros(res.tokens.shape, jnp.float32)
+    return _sampled_rollout(
+        prompt, prompt_lengths, res.tokens, res.lengths, config.sampling.stop_ids or (-1,)
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("stop_ids",))
+def _sampled_rollout(prompt, prompt_lengths, response, lengths, stop_ids: tuple[int, ...]) -> Rollout:
+    # One program, not one eager op per field: on several CPU processes independent programs in flight
+    # at once can deadlock in their collectives (align.distributed.one_program_at_a_time).
+    M = response.shape[1]
+    mask = (jnp.arange(M)[None, :] < lengths[:, None]).astype(jnp.float32)
+    is_stop = jnp.any(response[..., None] == jnp.asarray(stop_ids, jnp.int32), axis=-1) & (mask > 0)
+    tokens, positions, segments = join_prompt_response(prompt, prompt_lengths, response, lengths)
+    zeros = jnp.zeros(response.shape, jnp.float32)
     return Rollout(
         tokens=tokens,
         positions=positions,
         segment_ids=segments,
         prompt_lengths=prompt_lengths,
-        response=res.tokens,
+        response=response,
         response_mask=mask,
         has_eos=jnp.any(is_stop, axis=-1),
         logprobs=zeros,
         ref_logprobs=zeros,
         values=zeros,
         entropy=zeros,
-        scores=jnp.zeros(res.tokens.shape[:1], jnp.float32),
+        scores=jnp.zeros(response.shape[:1], jnp.float32),
     )
 
 
