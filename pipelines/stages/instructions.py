@@ -17,11 +17,30 @@ instruction types out.
     python -m pipelines.stages.instructions runs/instructions.jsonl   # build the prompt file, then:
     data:   {path: runs/instructions.jsonl}
     reward: {rules: [{kind: instructions, path: runs/instructions.jsonl}]}
+
+Each row also carries its prompt as one user turn (`messages`), so that RL reads it as a chat prompt
+(the policy's chat template, a variant's system prompt) rather than as bare text.
+
+In `align pipeline`, the prompt file can be left to the pipeline: a rule without `path`, in the
+rlhf section's reward or in a variant's `reward_rules`, and a prompt-mixture entry whose path is
+`pipeline:instructions` (PIPELINE_PROMPTS) both read `<output_dir>/instructions/prompts.jsonl`,
+which the pipeline's `instructions` stage writes once, before RL (every HH helpful-base test
+question; resumable: skipped when the file is there, written whole or not at all):
+
+    variants:                                        # configs/variants/gemma3_270m.yaml
+      - name: developer
+        data:
+          - {path: "pipeline:instructions", weight: 0.5}
+          - {path: "${ALIGN_DATA_DIR}/hh_rlhf/helpful-base/test.jsonl.gz", weight: 0.5}
+        reward_rules:
+          - {kind: instructions, weight: 1.0}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import random
 import re
 import sys
@@ -39,6 +58,8 @@ from safety_evals.suites import ifeval
 SOURCE = data_path("hh_rlhf/helpful-base/test.jsonl.gz")
 IFEVAL = data_path("ifeval/input_data.jsonl")
 REPEAT = "combination:repeat_prompt"  # its description quotes the question: built with it
+PIPELINE_PROMPTS = "pipeline:instructions"  # a prompt mixture's path for the pipeline's prompt file
+RUN_FILE = "instructions/prompts.jsonl"  # that file, under the pipeline's output_dir
 
 
 def instruction_ids(without_punkt: bool = False) -> list[str]:
@@ -98,10 +119,12 @@ def build_rows(qs: Sequence[str], ids: Sequence[str], seed: int = 0, max_instruc
                 texts.append(inst.build_description(**({"prompt_to_repeat": q} if iid == REPEAT else {})))
                 kwargs.append({k: v for k, v in (inst.get_instruction_args() or {}).items() if v is not None})
             constraint = " ".join(texts)
+            prompt = f"{q}\n\n{constraint}"
             rows.append(
                 {
                     "key": key,
-                    "prompt": f"{q}\n\n{constraint}",
+                    "prompt": prompt,
+                    "messages": [{"role": "user", "content": prompt}],  # read as a chat prompt by RL
                     "constraint": constraint,
                     "instruction_id_list": chosen,
                     "kwargs": kwargs,
@@ -127,10 +150,26 @@ def check_disjoint(rows: Sequence[dict], questions_of_rows: Sequence[str], ifeva
 
 
 def write_rows(rows: Sequence[dict], path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
+    """JSONL, written whole or not at all: a crash leaves no half file that a rerun would take as done."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(partial, path)
+
+
+def write_prompt_file(path: str | Path, limit: int | None = None, source: str = SOURCE) -> list[dict]:
+    """The training prompts of `source`'s questions, checked disjoint from IFEval, written to `path` (by
+    the first process); every instruction type, less those needing NLTK's Punkt when it is missing."""
+    qs = questions(source, limit)
+    rows = build_rows(qs, instruction_ids(without_punkt=True))
+    check_disjoint(rows, qs)
+    if distributed.is_primary():
+        write_rows(rows, path)
+    distributed.barrier("instruction-prompts")
+    return rows
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -160,11 +199,17 @@ def follows_all(row: dict, response: str) -> bool:
 
 
 class InstructionReward:
-    """RewardFn: r = 1 if the response follows every instruction its prompt carries, else 0.
+    """RewardFn: r = 1 if the response follows every instruction its prompt carries, 0 if it breaks
+    one, and 0 on a prompt that carries none of the file's constraints.
 
     The prompt is recognised by its constraint text, the longest one of `rows` found in the decoded
     prompt (a prompt cut from the left keeps its end, where the constraint is; "at least 154 words"
-    wins over "at least 15 words"). A prompt with none is an error, not a zero.
+    wins over "at least 15 words"). A prompt without one is a plain prompt of a mixed RL batch (e.g.
+    the developer variant's instruction and HH prompts, the helpfulness RM scoring both), or one whose
+    constraint max_prompt_length cut, which the policy could not read: it gets a constant 0, which
+    moves no GRPO group baseline and which PPO's critic learns as that prompt's value, so only the
+    prompts with a constraint carry this signal. That the prompts include the rule's file at all is
+    checked with the config (check_rules), so the zero never hides a rule reading the wrong file.
     """
 
     def __init__(self, rows: Sequence[dict], tokenizer: Tokenizer):
@@ -176,30 +221,74 @@ class InstructionReward:
     def from_file(cls, path: str, tokenizer: Tokenizer) -> InstructionReward:
         return cls(read_rows(path), tokenizer)
 
-    def row_of(self, prompt_text: str) -> dict:
-        for key in self.keys:
-            if key in prompt_text:
-                return self.by_constraint[key]
-        raise InvalidInput(f"instructions reward: no known constraint in the prompt {prompt_text[-200:]!r}")
+    def row_of(self, prompt_text: str) -> dict | None:
+        """The row whose constraint the prompt carries (the longest found), or None for a plain prompt."""
+        return next((self.by_constraint[k] for k in self.keys if k in prompt_text), None)
+
+    def score(self, prompt_text: str, response_text: str) -> float:
+        row = self.row_of(prompt_text)
+        return 0.0 if row is None else float(follows_all(row, response_text))
 
     def __call__(self, prompt, prompt_mask, response, response_mask):
         # every process judges every row (rows spread over hosts are gathered: collectives)
         prompt, response = distributed.host_array(prompt), distributed.host_array(response)
         pm, rm = distributed.host_array(prompt_mask) > 0, distributed.host_array(response_mask) > 0
         scores = [
-            float(follows_all(self.row_of(self.tokenizer.decode(p[m])), self.tokenizer.decode(r[n])))
+            self.score(self.tokenizer.decode(p[m]), self.tokenizer.decode(r[n]))
             for p, m, r, n in zip(prompt, pm, response, rm, strict=True)
         ]
         return jnp.asarray(scores, jnp.float32)
 
 
+def fill_rules(rules: Sequence, path: str | Path) -> tuple:
+    """`rules` (RuleSpec) with `path` given to each instructions rule that names no prompt file."""
+    return tuple(
+        dataclasses.replace(r, path=str(path)) if r.kind == "instructions" and not r.path else r
+        for r in rules
+    )
+
+
+def fill_sources(sources: Sequence, path: str | Path) -> tuple:
+    """A prompt mixture (PromptSource) with `path` in place of PIPELINE_PROMPTS."""
+    return tuple(dataclasses.replace(s, path=str(path)) if s.path == PIPELINE_PROMPTS else s for s in sources)
+
+
+def check_rules(rules: Sequence, data) -> None:
+    """InvalidInput unless every instructions rule names a prompt file that the RL prompts (`data`, a
+    PromptDataOptions) read: on any other prompt the rule scores 0, and would teach nothing."""
+    read = [s.path for s in data.mixture] if data.mixture else [data.path]
+    read = {os.path.realpath(p) for p in read if p and p != PIPELINE_PROMPTS}
+    for i, rule in enumerate(rules):
+        if rule.kind != "instructions":
+            continue
+        if not rule.path:
+            raise InvalidInput(
+                f"reward.rules[{i}]: kind 'instructions' needs path, the prompt file (python -m "
+                "pipelines.stages.instructions OUT); `align pipeline` writes one when path is left out"
+            )
+        if os.path.realpath(rule.path) not in read:
+            raise InvalidInput(
+                f"reward.rules[{i}]: the RL prompts (data.path / data.mixture) do not read its prompt file "
+                f"{rule.path}: it would score 0 on every prompt"
+            )
+
+
+def pipeline_stages(pipeline) -> list:
+    """The `instructions` stage when an RL run of `pipeline` (pipelines.pipeline.Pipeline) reads the
+    pipeline's prompt file: written once, before RL; a rerun finds it and skips the stage."""
+    from pipelines.stage_runner import Stage
+
+    path = pipeline.instructions_file()
+    read = lambda c: {r.path for r in c.reward.rules} | {s.path for s in c.data.mixture}  # noqa: E731
+    if not any(str(path) in read(c) for c in pipeline.rl_configs()):
+        return []
+    return [Stage("instructions", path, lambda: write_prompt_file(path), "verifiable-instruction prompts")]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """python -m pipelines.stages.instructions OUT [LIMIT]: write the training prompts, checked disjoint."""
     argv = sys.argv[1:] if argv is None else argv
-    qs = questions(limit=int(argv[1]) if len(argv) > 1 else None)
-    rows = build_rows(qs, instruction_ids(without_punkt=True))
-    check_disjoint(rows, qs)
-    write_rows(rows, argv[0])
+    rows = write_prompt_file(argv[0], limit=int(argv[1]) if len(argv) > 1 else None)
     print(f"{len(rows)} prompts -> {argv[0]}")
     return 0
 

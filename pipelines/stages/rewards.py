@@ -10,7 +10,8 @@ loads each model once and weighs them.
         - {path: runs/rm_harmless/export, weight: 0.5, name: harmlessness}
       rules:                               # rule rewards (tests, toy tasks, shaping, verifiable)
         - {kind: token_fraction, token: "a", weight: 1.0}
-        - {kind: instructions, path: runs/instructions.jsonl}   # verifiable instructions (instructions.py)
+        - {kind: instructions, path: runs/instructions.jsonl}   # verifiable instructions (instructions.py;
+                                             # no path: `align pipeline` writes the file and fills it in)
         - {kind: verifiable_qa, path: ".../selfaware/SelfAware.json", seed: 7, weight: 1.0}
 
 verifiable_qa is align.rl.verifiable's: gold answer 1.0 > hedge on an unanswerable question 0.8 >
@@ -61,8 +62,6 @@ class RuleSpec:
     def __post_init__(self):
         if self.kind not in RULES:
             raise ValueError(f"reward rule kind={self.kind!r}: expected one of {RULES}")
-        if self.kind == "instructions" and not self.path:
-            raise ValueError("reward rule kind='instructions' needs path: the instruction prompt file")
         if self.kind == "verifiable_qa" and not self.path:
             raise ValueError("reward rule verifiable_qa needs path: the SelfAware.json file")
 

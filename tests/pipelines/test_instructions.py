@@ -75,7 +75,7 @@ def test_reward_is_the_checker_verdict_on_hand_made_cases():
     assert np.asarray(scores).tolist() == [r for _, _, r in CASES]
 
 
-def test_the_longest_constraint_found_in_the_prompt_decides_and_an_unknown_prompt_is_an_error():
+def test_the_longest_constraint_found_in_the_prompt_decides_and_a_plain_prompt_has_no_row():
     short = _row(
         7, ["length_constraints:number_words"], [{"relation": "at least", "num_words": 15}], "At least 15"
     )
@@ -85,8 +85,24 @@ def test_the_longest_constraint_found_in_the_prompt_decides_and_an_unknown_promp
     reward = ins.InstructionReward([short, long], TOK)
     assert reward.row_of("user\nTell me.\n\nAt least 154\nmodel\n") is long
     assert reward.row_of("user\nTell me.\n\nAt least 15\nmodel\n") is short
-    with pytest.raises(InvalidInput, match="no known constraint"):
-        reward(*_batch([(ROWS[0], "hi")]))
+    assert reward.row_of("user\nTell me.\nmodel\n") is None
+
+
+def test_a_mixed_batch_scores_the_constraint_on_instruction_prompts_and_0_on_plain_ones(tmp_path):
+    path = tmp_path / "instructions.jsonl"
+    ins.write_rows(ROWS, path)
+    options = RewardOptions(
+        rules=(RuleSpec(kind="instructions", path=str(path), weight=2.0), RuleSpec(kind="length", target=4))
+    )
+    reward = build_reward(options, TOK)
+    plain = {"prompt": "Tell me about dogs."}  # an HH prompt of the mixture: no constraint
+    batch = _batch([(ROWS[0], "Cats purr."), (ROWS[0], "Cats purr, a lot."), (plain, "Dogs bark.")])
+    n = batch[3].sum(axis=1)  # response tokens, <end_of_turn> included
+    length = -np.abs(n - 4) / 4
+    # followed: 2 x 1; broken (a comma): 2 x 0; plain: 0, though "Dogs bark." has no comma either
+    expected = [2.0 + length[0], 0.0 + length[1], 0.0 + length[2]]
+    np.testing.assert_allclose(np.asarray(reward(*batch)), expected, rtol=1e-6)
+    assert len(set(n.tolist())) > 1  # the length term differs per row: each row's own sum is checked
 
 
 def test_rows_are_deterministic_and_their_kwargs_rebuild_their_constraints():
@@ -129,5 +145,47 @@ def test_the_instructions_rule_is_registered_in_the_reward_section(tmp_path):
         r["constraint"]: r for r in ROWS
     }
     assert options.describe() == [{"name": "rule:instructions", "weight": 1.0, "source": str(path)}]
-    with pytest.raises(ValueError, match="needs path"):
-        RuleSpec(kind="instructions")
+
+
+def test_an_rl_config_refuses_an_instructions_rule_without_a_prompt_file_or_not_trained_on(tmp_path):
+    from align.config_io import ConfigError, load_config
+    from pipelines.stages.rlhf import RLHFConfig
+
+    prompts = tmp_path / "instructions.jsonl"
+    ins.write_rows(ROWS, prompts)
+    good = {"output_dir": str(tmp_path), "data": {"path": str(prompts)}}
+    rule = {"kind": "instructions", "path": str(prompts)}
+    assert load_config(RLHFConfig, None, [f"{k}={json.dumps(v)}" for k, v in good.items()] + [
+        f"reward.rules=[{json.dumps(rule)}]"
+    ]).reward.rules[0].path == str(prompts)  # fmt: skip
+    for bad, why in (
+        ({"kind": "instructions"}, "needs path"),  # only `align pipeline` fills it in
+        ({**rule, "path": str(tmp_path / "other.jsonl")}, "do not read its prompt file"),  # scores 0 always
+    ):
+        config = tmp_path / "rlhf.yaml"
+        config.write_text(json.dumps({**good, "reward": {"rules": [bad]}}))
+        with pytest.raises(ConfigError, match=rf"rlhf\.yaml.*reward\.rules\[0\].*{why}"):
+            load_config(RLHFConfig, config)
+
+
+def test_the_prompt_file_is_written_whole_and_its_rows_are_chat_prompts(tmp_path, monkeypatch):
+    from pipelines.stages.rl_data import PromptSource, mix_sources
+
+    path = tmp_path / "instructions" / "prompts.jsonl"
+    rows = ins.write_prompt_file(path, limit=12)
+    assert ins.read_rows(path) == rows and len(rows) == 12 and not list(path.parent.glob("*.partial"))
+    ins.check_disjoint(rows, [r["prompt"].split("\n\n")[0] for r in rows])
+    examples, _ = mix_sources([PromptSource(str(path))], skip_invalid=False)
+    assert [e.prompt for e in examples] == [[{"role": "user", "content": r["prompt"]}] for r in rows]
+
+    dumps = json.dumps
+
+    def crash(row, **kwargs):  # the disk fills after the first row: the last whole file stays in place
+        if row is rows[1]:
+            raise OSError("disk full")
+        return dumps(row, **kwargs)
+
+    monkeypatch.setattr(ins.json, "dumps", crash)
+    with pytest.raises(OSError, match="disk full"):
+        ins.write_rows(rows[:3], path)
+    assert ins.read_rows(path) == rows
