@@ -1,16 +1,20 @@
 """The whole recipe in one command: `align pipeline configs/quickstart.yaml [key=value ...]`.
 
-    sft  ->  reward model(s)  ->  PPO (shared, or one per variant)
+    sft  ->  reward model(s)  ->  [instruction prompts]  ->  PPO (shared, or one per variant)
          ->  safety evals of base, SFT and each variant  ->  comparison + release gate  ->  variants
 
 Every stage writes into `output_dir/<stage>` and is skipped when its finished output is there
 (summary.json, a results file, a model card), so re-running after a crash continues where it stopped,
 and a stage that stopped mid-way resumes from its own checkpoints. Each stage's config is the
 mapping its own command takes (`align sft`, `align rm`, `align rlhf`), with output_dir, the model to
-start from and the reward models filled in here. The eval, comparison and gate stages are
-pipelines/stages/evaluate.py and pipelines/stages/gate.py; `align pipeline` exits 1 when a variant
-fails its release gate. This module is the plan (the stages, their configs and output paths); the loop
-that runs it is pipelines/stage_runner.py.
+start from and the reward models filled in here. With `rl_per_variant: true` each variant's RL run
+takes its prompt mixture, system prompt, reward weights and reward rules (pipelines/release/variants.py).
+An RL run that reads the verifiable-instruction prompt file without naming one (an `instructions` rule
+without path, a mixture entry `pipeline:instructions`) gets output_dir/instructions/prompts.jsonl,
+which the `instructions` stage writes first (pipelines/stages/instructions.py). The eval, comparison
+and gate stages are pipelines/stages/evaluate.py and pipelines/stages/gate.py; `align pipeline` exits
+1 when a variant fails its release gate. This module is the plan (the stages, their configs and
+output paths); the loop that runs it is pipelines/stage_runner.py.
 """
 
 from __future__ import annotations
@@ -98,8 +102,8 @@ class Pipeline:
         for rm in self.config.reward_models:
             warn_if_heldout_overlaps(sft, self.rm_config(rm).data, rm.name)
         trained = list(sft.sources)
-        for v in self.rl_variants if self.config.rl_per_variant else (None,):
-            trained += [s.source() for s in self.rlhf_config(v).data.mixture]
+        for rl in self.rl_configs():
+            trained += [s.source() for s in rl.data.mixture]
         from pipelines.stages import evaluate, gate
 
         evaluate.check(self)
@@ -115,6 +119,11 @@ class Pipeline:
 
     def rm_dir(self, rm: RewardModelStage) -> Path:
         return self.out / f"rm_{rm.name}"
+
+    def instructions_file(self) -> Path:
+        from pipelines.stages.instructions import RUN_FILE
+
+        return self.out / RUN_FILE
 
     def rl_dir(self, variant: str | None) -> Path:
         return self.out / ("rl" if variant is None or not self.config.rl_per_variant else f"rl_{variant}")
@@ -161,7 +170,10 @@ class Pipeline:
 
     def reward(self, variant=None) -> RewardOptions:
         """Every trained reward model, standardised by its held-out reward mean and std (so that the
-        variants' weights mix comparable scales), plus the rlhf section's own rewards."""
+        variants' weights mix comparable scales), plus the rlhf section's own rewards and, per variant,
+        the variant's rules; an instructions rule without path reads the pipeline's prompt file."""
+        from pipelines.stages.instructions import fill_rules
+
         models = tuple(self._reward_spec(rm) for rm in self.config.reward_models)
         base = _sub_config(RewardOptions, self.config.rlhf.get("reward", {}), f"{self.source}: rlhf.reward")
         reward = dataclasses.replace(base, models=models + base.models)
@@ -172,7 +184,7 @@ class Pipeline:
                 reward = weighted_reward(reward, variant)
             except InvalidInput as e:
                 raise InvalidInput(f"{self.config.variants}: {e} (rl_per_variant is true)") from None
-        return reward
+        return dataclasses.replace(reward, rules=fill_rules(reward.rules, self.instructions_file()))
 
     def _reward_spec(self, rm: RewardModelStage) -> RewardModelSpec:
         stats = (read_json(self.rm_dir(rm) / SUMMARY) or {}).get("eval_after") or {}
@@ -186,7 +198,15 @@ class Pipeline:
             scale=scale if ok else 1.0,
         )
 
+    def rl_runs(self) -> list:
+        """The variant of each RL stage; [None]: one run shared by all variants."""
+        return self.rl_variants if self.config.rl_per_variant else [None]
+
+    def rl_configs(self) -> list:
+        return [self.rlhf_config(v) for v in self.rl_runs()]
+
     def rlhf_config(self, variant=None):
+        from pipelines.stages.instructions import fill_sources
         from pipelines.stages.rlhf import RLHFConfig
 
         mapping = dict(self.config.rlhf)
@@ -197,19 +217,25 @@ class Pipeline:
             output_dir=str(self.rl_dir(variant and variant.name)),
             model=_model(str(self.sft_dir() / "export"), self.config.model),
         )
-        config = dataclasses.replace(config, reward=self.reward(variant))
-        if variant is not None and self.config.rl_per_variant:
+        data, own = config.data, variant is not None and self.config.rl_per_variant
+        if own:
             data = dataclasses.replace(
-                config.data,
-                mixture=variant.data or config.data.mixture,
+                data,
+                mixture=variant.data or data.mixture,
                 system_prompt=variant.system_prompt,
                 system_handling=variant.system_handling,
             )
-            config = dataclasses.replace(config, data=data)
-        return config
+        data = dataclasses.replace(data, mixture=fill_sources(data.mixture, self.instructions_file()))
+        reward = self.reward(variant)
+        try:  # one replace: the reward's rules are checked against the prompts they score
+            return dataclasses.replace(config, reward=reward, data=data)
+        except InvalidInput as e:
+            where = f"variant {variant.name} ({self.config.variants})" if own else "rlhf"
+            raise InvalidInput(f"{self.source}: {where}: {e}") from None
 
     # ---- stages -----------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
+        from pipelines.stages import instructions
         from pipelines.stages.distill import pipeline_stages
         from pipelines.stages.rlhf import run_rlhf
         from pipelines.stages.sft import run_sft
@@ -219,7 +245,8 @@ class Pipeline:
         for rm in self.config.reward_models:
             run = lambda rm=rm: run_rm_training(self.rm_config(rm))
             out.append(Stage(f"rm:{rm.name}", self.rm_dir(rm) / "summary.json", run, "reward model"))
-        for v in self.rl_variants if self.config.rl_per_variant else (None,):
+        out += instructions.pipeline_stages(self)  # the prompt file the RL runs read, when they need it
+        for v in self.rl_runs():
             run = lambda v=v: run_rlhf(self.rlhf_config(v))
             algorithm = self.config.rlhf.get("algorithm", "ppo")
             name, done = "rl" if v is None else f"rl:{v.name}", self.rl_dir(v and v.name) / "summary.json"

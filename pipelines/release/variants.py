@@ -12,8 +12,14 @@ A variants file (configs/variants/*.yaml) names each variant and everything that
           - {path: .../helpful-base/test.jsonl.gz, weight: 0.7}
           - {path: .../harmless-base/test.jsonl.gz, weight: 0.3}
         reward_weights: {helpfulness: 1.0, harmlessness: 1.0}   # by reward-model name
+        reward_rules:                  # added to the variant's RL reward, as rlhf.reward.rules reads them
+          - {kind: instructions, weight: 1.0}   # no path: the pipeline's prompt file (stages/instructions.py)
         generation: {temperature: 0.7, top_p: 0.95, top_k: 64, max_new_tokens: 256}
         dtype: bfloat16                # exported weights: float32 (default) | bfloat16 (half the size)
+
+The RL settings (data, system prompt, reward_weights, reward_rules) are applied when the pipeline runs
+one RL stage per variant (`rl_per_variant: true`); with one shared run the card shows them as
+configured, not applied.
 
 `export_variant` writes model.safetensors + config.json (align.model.hf_io.save_hf_dir), the tokenizer
 with the variant's chat template, generation_config.json from its sampling defaults, and README.md
@@ -32,7 +38,7 @@ from align.errors import InvalidInput
 from align.config_io import load_config
 from align.model.hf_io import EXPORT_DTYPES
 from pipelines.release.model_card import StageRecord, render_card
-from pipelines.stages.rewards import RewardOptions
+from pipelines.stages.rewards import RewardOptions, RuleSpec
 from pipelines.stages.rl_data import PromptSource
 
 SYSTEM_HANDLING = ("fold", "drop")
@@ -63,6 +69,7 @@ class VariantSpec:
     chat_template: str = "gemma"
     data: tuple[PromptSource, ...] = ()  # the RL prompt mixture (data.mixture of its RL stage)
     reward_weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    reward_rules: tuple[RuleSpec, ...] = ()  # rule rewards beside the reward models (rlhf.reward.rules)
     generation: GenerationDefaults = GenerationDefaults()
     dtype: str = "float32"  # of the exported safetensors (align.model.hf_io.EXPORT_DTYPES)
 
@@ -94,6 +101,7 @@ class VariantSpec:
         marked = "" if rl_applied else f" ({NOT_APPLIED})"
         mixture = ", ".join(f"{Path(d.path).parent.name or d.path} x{d.weight:g}" for d in self.data)
         rewards = ", ".join(f"{k} x{v:g}" for k, v in self.reward_weights.items())
+        rules = ", ".join(f"{r.kind} x{r.weight:g}" for r in self.reward_rules)
         system = {"fold": "folded into the first user turn (Gemma)", "drop": "ignored"}[self.system_handling]
         return {
             "chat template": self.chat_template,
@@ -101,6 +109,7 @@ class VariantSpec:
             "default system prompt": self.system_prompt or "none",
             "RL prompt mixture": mixture + marked if mixture else "n/a",
             "reward weights": rewards + marked if rewards else "n/a",
+            "reward rules": rules + marked if rules else "n/a",
         }
 
 
@@ -163,7 +172,8 @@ def generation_config(spec: VariantSpec, tokenizer) -> dict:
 
 
 def weighted_reward(reward: RewardOptions, spec: VariantSpec) -> RewardOptions:
-    """`reward` with each reward model's weight replaced by the variant's weight for its name."""
+    """`reward` with each reward model's weight replaced by the variant's weight for its name, and the
+    variant's reward rules added to its own."""
     names = [m.name for m in reward.models]
     unknown = sorted(set(spec.reward_weights) - set(names))
     if unknown:
@@ -175,7 +185,7 @@ def weighted_reward(reward: RewardOptions, spec: VariantSpec) -> RewardOptions:
     models = tuple(
         dataclasses.replace(m, weight=spec.reward_weights.get(m.name, m.weight)) for m in reward.models
     )
-    return dataclasses.replace(reward, models=models)
+    return dataclasses.replace(reward, models=models, rules=reward.rules + spec.reward_rules)
 
 
 def export_variant(

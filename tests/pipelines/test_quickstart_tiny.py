@@ -16,6 +16,7 @@ import pytest
 from align.config_io import load_config
 from align.errors import InvalidInput
 from pipelines.pipeline import Pipeline, QuickstartConfig, run_pipeline
+from pipelines.stages.instructions import fill_sources
 from safety_evals.review.documents import load_results
 from tests.paths import CONFIGS, VARIANTS, VARIANTS_FILE
 from tests.paths import DATA as SHARED
@@ -143,12 +144,15 @@ def test_per_variant_rl_stages_take_each_variants_mixture_system_prompt_and_rewa
     )
     pipeline = Pipeline(config, CONFIG)
     names = [s.name for s in pipeline.stages()]
-    assert names[:5] == ["sft", "rm:helpfulness", "rm:harmlessness", "rl:chat", "rl:developer"]
+    expected = ["sft", "rm:helpfulness", "rm:harmlessness", "instructions", "rl:chat", "rl:developer"]
+    assert names[:6] == expected  # instructions: the developer's prompt file, before RL
     for variant in pipeline.variants:
         rl = pipeline.rlhf_config(variant)
         assert rl.output_dir == str(tmp_path / f"rl_{variant.name}")
         assert rl.model.spec == str(tmp_path / "sft" / "export")
-        assert rl.data.mixture == variant.data and rl.data.system_prompt == variant.system_prompt
+        assert rl.data.system_prompt == variant.system_prompt
+        # the variant's own mixture, the pipeline's prompt file in place of pipeline:instructions
+        assert rl.data.mixture == fill_sources(variant.data, tmp_path / "instructions" / "prompts.jsonl")
         assert rl.data.system_handling == variant.system_handling
         weights = {m.name: m.weight for m in rl.reward.models}
         assert weights == {"helpfulness": 1.0, "harmlessness": 1.0, **variant.reward_weights}
@@ -169,6 +173,7 @@ def test_per_variant_rl_runs_end_to_end_and_each_card_reports_its_own_rl(tmp_pat
     raw["reward_models"].append(harmless)
     raw.update(output_dir=str(tmp_path / "run"), rl_per_variant=True, variants=str(VARIANTS_FILE))
     raw["rlhf"]["train"]["iterations"] = 2
+    raw["rlhf"]["data"]["max_prompt_length"] = 160  # byte-level tokens: the constraints fit whole
     raw["eval"]["suites"] = "crows_pairs"
     path = tmp_path / "per_variant.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -176,14 +181,19 @@ def test_per_variant_rl_runs_end_to_end_and_each_card_reports_its_own_rl(tmp_pat
     report = run_pipeline(config, str(path), stream=io.StringIO())
     out = tmp_path / "run"
     assert {"rl:chat", "rl:developer"} <= set(report) and "rl" not in report
-    variants = Pipeline(config, str(path)).variants
-    for variant in variants:
+    assert report["instructions"]["status"] == "ran"  # the developer's RLVR prompts, before RL
+    pipeline = Pipeline(config, str(path))
+    prompts = str(pipeline.instructions_file())
+    for variant in pipeline.variants:
         rl = json.loads((out / f"rl_{variant.name}" / "summary.json").read_text())
-        sources = {Path(src["path"]).parent.name for src in rl["data"]["sources"]}
-        assert sources == {Path(d.path).parent.name for d in variant.data}  # the variant's own mixture
+        sources = [(src["path"], src["used"] > 0) for src in rl["data"]["sources"]]
+        mixture = pipeline.rlhf_config(variant).data.mixture  # the variant's own, its file filled in
+        assert sources == [(s.path, True) for s in mixture]
+        assert (prompts in {s.path for s in mixture}) == (variant.name == "developer")
         card = (out / "variants" / variant.name / "README.md").read_text()
         weights = ", ".join(f"{k} x{v:g}" for k, v in variant.reward_weights.items())
         assert f"| reward weights | {weights} |" in card and "Note:" not in card
+        assert ("- rule:instructions: weight 1.0" in card) == (variant.name == "developer")
     from safetensors.numpy import load_file
 
     chat, developer = (load_file(out / "variants" / v / "model.safetensors") for v in ("chat", "developer"))
