@@ -147,7 +147,8 @@ def map_pairs(
         n = min(batch_size, len(pairs) - i)
         mine = [pairs[j] for j in range(i + take.start, i + min(take.stop, n))]
         batch = preference_batch(mine, length, rows=take.stop - take.start, pad_id=pad_id)
-        batch = on_mesh({k: batch[k] for k in ("tokens", "positions", "segment_ids")}, mesh, batch_size)
+        keys = ("tokens", "positions", "segment_ids", "loss_mask")  # loss_mask: the response, for pooling
+        batch = on_mesh({k: batch[k] for k in keys}, mesh, batch_size)
         out.append(host_array(forward(state, batch))[:n])
         if progress is not None:
             progress(n)

@@ -8,7 +8,8 @@ For every sequence (chosen, rejected) and every layer l in `layers` (1-based: th
 block l; the last layer is read after the final norm, as ScoreModel reads it), two poolings:
   last: the hidden state at the last token (what ScoreModel's head reads),
   mean: the mean over the response tokens (the prompt, shared by both rows, left out).
-`pool_index(pools, layers, "last", n_layers)` is the feature ScoreModel's export can carry.
+`pool_index(pools, layers, p, n_layers)` for p in "last", "mean" are the features a ScoreModel (and its
+export) reads with pool HEAD_POOL[p].
 
 The feature pass is the whole cost of a probe (one forward per sequence, no backward), so pairs are
 sorted by length and each batch is padded to the next multiple of `bucket` tokens (a few compiled
@@ -32,11 +33,12 @@ from flax import nnx
 from align.data import TokenizedPair
 from align.data.lazy import LazySequences
 from align.distributed import host_array
-from align.model.heads import last_token_index
+from align.model.heads import pool_tokens
 from align.model.sharding import jit_on_mesh, state_shardings
 from reward_models.evaluate import on_mesh, process_rows
 
 POOLS = ("last", "mean")
+HEAD_POOL = {"last": "last", "mean": "response_mean"}  # feature pool -> ScoreModel.pool reading it
 ROWS = ("tokens", "positions", "segment_ids", "response")  # the feature forward's row arguments, in order
 
 
@@ -46,18 +48,14 @@ def pool_index(pools: Sequence[str], layers: Sequence[int], pool: str, layer: in
 
 
 def _pooled(backbone, tokens, positions, segment_ids, response, pools, layers):
-    """[B, F, D] pooled hidden states (see the module docstring) of right-padded rows [B, T]."""
+    """[B, F, D] pooled hidden states (see the module docstring) of right-padded rows [B, T]: pooled by
+    align.model.heads.pool_tokens, as a ScoreModel with pool "last" / "response_mean" pools its reward."""
     taken = dict(zip(layers, backbone.layer_states(tokens, positions, segment_ids, layers)))  # [B, T, D]
-    last = last_token_index(segment_ids)  # [B]
-    weights = response / jnp.maximum(response.sum(-1, keepdims=True), 1)  # [B, T]
-    out = []
-    for pool in pools:
-        for layer in layers:
-            h = taken[layer].astype(jnp.float32)  # [B, T, D]
-            if pool == "last":
-                out.append(jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0])
-            else:
-                out.append(jnp.einsum("BT,BTD->BD", weights, h))
+    out = [
+        pool_tokens(taken[layer].astype(jnp.float32), segment_ids, response, HEAD_POOL[pool])
+        for pool in pools
+        for layer in layers
+    ]
     return jnp.stack(out, axis=1)  # [B, F, D]
 
 

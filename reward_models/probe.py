@@ -2,9 +2,11 @@
 
     model = fit_probe(model, train_pairs, batch_size=8, length=256, pad_id=0)   # sets model.head.w
 
-The CPU-cheap way to a reward model: one forward pass over the training pairs gives the last-token
-features h_c, h_r [n, D] (ScoreModel pools there too); with z = (h - mu) / sd standardised on the
-training features and x_i = z_c,i - z_r,i, the head minimises the L2-regularised Bradley-Terry loss
+The CPU-cheap way to a reward model: one forward pass over the training pairs gives the features
+h_c, h_r [n, D], the final hidden states pooled as the ScoreModel pools its reward (model.pool: the
+last token, or the mean over the response tokens; the head is linear, so either way reward = w . h);
+with z = (h - mu) / sd standardised on the training features and x_i = z_c,i - z_r,i, the head
+minimises the L2-regularised Bradley-Terry loss
 
     L(u) = mean_i softplus(-x_i . u) + (l2 / 2) |u|^2
 
@@ -30,7 +32,7 @@ from align.data import TokenizedPair
 from align.errors import InvalidInput
 from align.model.heads import ScoreModel
 from align.model.sharding import jit_on_mesh, state_shardings
-from align.reward.model import pair_last_hidden
+from align.reward.model import pair_pooled_hidden
 from reward_models.evaluate import map_pairs
 
 DEFAULT_L2_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0)
@@ -38,8 +40,8 @@ DEFAULT_L2_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 @functools.lru_cache(maxsize=4)
 def _feature_fn(graphdef, mesh=None):
-    """jit: (state, preference batch [B, P, T]) -> last-token hidden [B, P, D], traced under `mesh`."""
-    return jit_on_mesh(lambda state, batch: pair_last_hidden(nnx.merge(graphdef, state), batch), mesh)
+    """jit: (state, preference batch [B, P, T]) -> pooled hidden [B, P, D], traced under `mesh`."""
+    return jit_on_mesh(lambda state, batch: pair_pooled_hidden(nnx.merge(graphdef, state), batch), mesh)
 
 
 def pair_features(
@@ -52,7 +54,8 @@ def pair_features(
     progress=None,
     mesh=None,
 ) -> np.ndarray:
-    """Last-token features [n, 2, D] (chosen, rejected) in float64, `batch_size` pairs per forward.
+    """Pooled features [n, 2, D] (chosen, rejected; as model.pool) in float64, `batch_size` pairs per
+    forward.
 
     mesh: the forward runs on it, weights sharded by align's rules table (a copy: `model` stays where
     it is) and each batch's pairs split over the data axes; each process reads only the pairs its

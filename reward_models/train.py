@@ -17,7 +17,9 @@ import numpy as np
 from flax import nnx
 
 from align.config_io import to_dict
+from align.checks import FieldError
 from align.errors import InvalidInput
+from align.model.heads import POOLS as HEAD_POOLS
 from align.data import DataOrder, batches, preference_batch
 from align.hub import ModelOptions, load_model
 from align.reward import (
@@ -37,7 +39,7 @@ from align.training.stage import FitResult, LoopFit, StageData, StageSpec, run_s
 from reward_models.data import RMData, RMDataOptions, load_pairs
 from reward_models.evaluate import evaluate_reward_model, reward_report
 from reward_models.losses import bradley_terry_loss
-from reward_models.features import POOLS, FeatureCache, pair_feature_sets, pool_index, weights_key
+from reward_models.features import HEAD_POOL, POOLS, FeatureCache, pair_feature_sets, pool_index, weights_key
 from reward_models.probe import DEFAULT_L2_GRID, fit_head, fit_probe, set_head
 
 log = logging.getLogger("align.rm")
@@ -47,7 +49,9 @@ log = logging.getLogger("align.rm")
 class ProbeOptions:
     """fit=probe: l2 picked from `l2_grid` by `folds`-fold cross-validation on the training pairs.
 
-    The head reads the final layer's last token (all a ScoreModel and its export carry). With a
+    The head reads the final layer pooled by `head_pool`, a ScoreModel pool (align.model.heads.POOLS):
+    "last" (the last token; what transformers' sequence classifier computes from the export) or
+    "response_mean" (the mean over the response tokens; the cached pass needs "mean" in `pools`). With a
     cache_dir the feature pass (reward_models.features) stores every pair's features there, keyed by
     the weights and tokens, so a rerun or another head reads them instead of running the model; `pools`
     and `layers` say what it computes and stores besides (for heads fitted off-line on the cache)."""
@@ -59,10 +63,22 @@ class ProbeOptions:
     pools: tuple[str, ...] = ("last",)  # subset of reward_models.features.POOLS; "last" always included
     layers: tuple[int, ...] = ()  # 1-based blocks; () = the final one (always included)
     bucket: int = 64  # cached pass: each batch padded to a multiple of this many tokens
+    head_pool: str = "last"  # the exported ScoreModel's pool: last | response_mean
 
     def __post_init__(self):
         if "last" not in self.pools or not set(self.pools) <= set(POOLS):
             raise ValueError(f"probe.pools={self.pools}: expected 'last' and others of {POOLS}")
+        if self.head_pool not in HEAD_POOLS:
+            raise FieldError("head_pool", f"{self.head_pool!r} is not one of {', '.join(HEAD_POOLS)}")
+        if self.cache_dir and self.feature_pool not in self.pools:
+            raise FieldError(
+                "head_pool", f"{self.head_pool} reads the {self.feature_pool!r} features: add it to pools"
+            )
+
+    @property
+    def feature_pool(self) -> str:
+        """The reward_models.features pool the head reads."""
+        return {v: k for k, v in HEAD_POOL.items()}[self.head_pool]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +200,7 @@ class ProbeFit:
 
     def __init__(self, config: RMConfig, model, tokenizer, data: StageData):
         self.config, self.model, self.pad_id, self.train = config, model, tokenizer.pad_id, data.train
+        model.pool = config.probe.head_pool  # the fitted head reads its features so pooled, as does eval
         self.start, self.start_step = model, 0
         self.evaluate = _evaluator(data, config, self.pad_id, config.probe.batch_size, of_state=False)
 
@@ -232,7 +249,7 @@ class ProbeFit:
 class CachedProbeFit(ProbeFit):
     """fit=probe with probe.cache_dir: features of the training and held-out pairs through the cache
     (reward_models.features), and the held-out evaluation read off them (reward = w . h, bias 0, which
-    is what the ScoreModel computes from the same last-token features)."""
+    is what the ScoreModel computes from the same features pooled as its `pool`: the head is linear)."""
 
     def __init__(self, config: RMConfig, model, tokenizer, data: StageData):
         super().__init__(config, model, tokenizer, data)
@@ -261,7 +278,7 @@ class CachedProbeFit(ProbeFit):
                 progress=bar.update,
                 mesh=make_run_mesh(self.config.mesh),
             )
-        return h[:, :, pool_index(probe.pools, layers, "last", n_layers)]  # [n, 2, D]
+        return h[:, :, pool_index(probe.pools, layers, probe.feature_pool, n_layers)]  # [n, 2, D]
 
     def _evaluate(self, model):
         if self._heldout is None:

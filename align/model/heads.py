@@ -36,23 +36,58 @@ def last_token_index(mask: jax.Array) -> jax.Array:
     return jnp.max(jnp.where(mask != 0, positions, 0), axis=-1)
 
 
-class ScoreModel(nnx.Module):
-    """Decoder backbone + scalar head: per-token scores (values) or one score per sequence (rewards)."""
+POOLS = ("last", "response_mean")  # how a ScoreModel turns per-token scores into one reward
 
-    def __init__(self, backbone: Decoder, *, rngs: nnx.Rngs):
+
+def response_weights(response: jax.Array) -> jax.Array:
+    """[B, T] float32 weights of a response mask [B, T]: 1 / (response tokens) on each, 0 elsewhere (an
+    all-zero row stays all zero)."""
+    response = response.astype(jnp.float32)
+    return response / jnp.maximum(response.sum(-1, keepdims=True), 1.0)
+
+
+def pool_tokens(x: jax.Array, segment_ids: jax.Array, response: jax.Array | None, pool: str) -> jax.Array:
+    """x [B, T, ...] (per-token scores or hidden states) -> [B, ...], the one pooling of every reward.
+
+    last: x at the last non-padding token (segment_ids [B, T]); HF's sequence classifiers read it there.
+    response_mean: the mean of x over the response tokens (response [B, T], nonzero on them).
+    """
+    if pool == "last":
+        index = last_token_index(segment_ids).reshape((-1, 1) + (1,) * (x.ndim - 2))  # [B, 1, ...]
+        return jnp.take_along_axis(x, index, axis=1)[:, 0]
+    if pool != "response_mean":
+        raise ValueError(f"pool={pool!r}: expected one of {POOLS}")
+    if response is None:
+        raise ValueError("pool='response_mean' needs the response mask of every row")
+    return jnp.einsum("BT,BT...->B...", response_weights(response), x.astype(jnp.float32))
+
+
+class ScoreModel(nnx.Module):
+    """Decoder backbone + scalar head: per-token scores (values) or one score per sequence (rewards).
+
+    pool: how a reward is read off the per-token scores (pool_tokens): "last" (the score at the last
+    token, as HF's ...ForSequenceClassification computes it) or "response_mean" (the mean score over
+    the response tokens, = the head on the mean response hidden state: the head is linear).
+    """
+
+    def __init__(self, backbone: Decoder, *, rngs: nnx.Rngs, pool: str = "last"):
+        if pool not in POOLS:
+            raise ValueError(f"pool={pool!r}: expected one of {POOLS}")
         self.backbone = backbone
         self.head = ScalarHead(backbone.config.embed_dim, rngs=rngs)
+        self.pool = pool
 
     def token_scores(self, tokens, positions, segment_ids) -> jax.Array:
         """[B, T] score after every token (PPO's value estimates)."""
         return self.head(self.backbone.hidden(tokens, positions, segment_ids))
 
-    def last_hidden(self, tokens, positions, segment_ids) -> jax.Array:
-        """[B, D] hidden state at the last non-padding token: what the head reads for a reward."""
+    def pooled_hidden(self, tokens, positions, segment_ids, response=None) -> jax.Array:
+        """[B, D] hidden state pooled as the reward is (self.pool): the head's input features."""
         hidden = self.backbone.hidden(tokens, positions, segment_ids)  # [B, T, D]
-        return jnp.take_along_axis(hidden, last_token_index(segment_ids)[:, None, None], axis=1)[:, 0]
+        return pool_tokens(hidden, segment_ids, response, self.pool)
 
-    def __call__(self, tokens, positions, segment_ids) -> jax.Array:
-        """[B] score at the last non-padding token of each right-padded row (a reward)."""
-        scores = self.token_scores(tokens, positions, segment_ids)
-        return jnp.take_along_axis(scores, last_token_index(segment_ids)[:, None], axis=1)[:, 0]
+    def __call__(self, tokens, positions, segment_ids, response=None) -> jax.Array:
+        """[B] reward of each right-padded row; response [B, T] marks the response tokens (needed by
+        pool="response_mean", ignored by "last")."""
+        scores = self.token_scores(tokens, positions, segment_ids)  # [B, T]
+        return pool_tokens(scores, segment_ids, response, self.pool)

@@ -17,7 +17,7 @@ from align.reward.model import (
     build_reward_model,
     is_reward_model_dir,
     load_reward_model,
-    pair_last_hidden,
+    pair_pooled_hidden,
     pair_rewards,
     save_reward_model,
 )
@@ -32,7 +32,7 @@ __all__ = [
     "build_reward_model",
     "is_reward_model_dir",
     "load_reward_model",
-    "pair_last_hidden",
+    "pair_pooled_hidden",
     "pair_rewards",
     "save_reward_model",
     "score",

@@ -6,8 +6,10 @@
 A prompt is a string or a list of chat messages; a response is a string (an assistant turn when the
 prompt is a chat). The tokens are exactly those the reward model was trained on (align.data's
 preference encoding: the chat rendered with the response as the assistant turn, or
-<bos> prompt response <eos>). Too-long sequences keep their end (<bos> kept): the reward is read at
-the last token. Rows are padded to a length bucket, so jit compiles once per bucket.
+<bos> prompt response <eos>), and the reward is pooled as the model's `pool` says (at the last token,
+or over the response tokens, the sequence's loss mask). Too-long sequences keep their end (<bos>
+kept): the last token and the response's end survive. Rows are padded to a length bucket, so jit
+compiles once per bucket.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from flax import nnx
 from align.data import DEFAULT_BUCKETS, CompletionExample, Tokenizer, bucket_length, pad_batch, sft_example
 from align.data.sequences import truncate
 from align.model.heads import ScoreModel
+from align.reward.model import response_of
 
 
 @functools.lru_cache(maxsize=8)
 def _forward(graphdef):
     return jax.jit(
-        lambda state, tokens, positions, segment_ids: nnx.merge(graphdef, state)(
-            tokens, positions, segment_ids
+        lambda state, tokens, positions, segment_ids, response: nnx.merge(graphdef, state)(
+            tokens, positions, segment_ids, response
         )
     )
 
@@ -66,7 +69,8 @@ class RewardScorer:
             chunk = seqs[i : i + self.batch_size]
             length = bucket_length(max(len(s) for s in chunk), self.buckets)
             b = pad_batch(chunk, length, rows=self.batch_size, pad_id=self.tokenizer.pad_id)
-            rewards = forward(self.state, b["tokens"], b["positions"], b["segment_ids"])
+            response = response_of(b["loss_mask"])  # [rows, T]: the sequences' own response masks
+            rewards = forward(self.state, b["tokens"], b["positions"], b["segment_ids"], response)
             out[i : i + len(chunk)] = np.asarray(rewards)[: len(chunk)]
         return out
 

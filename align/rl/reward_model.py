@@ -20,8 +20,8 @@ from align.rl.rollout import join_prompt_response
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def _score(graphdef, state, tokens, positions, segment_ids):
-    return nnx.merge(graphdef, state)(tokens, positions, segment_ids)
+def _score(graphdef, state, tokens, positions, segment_ids, response):
+    return nnx.merge(graphdef, state)(tokens, positions, segment_ids, response)
 
 
 def close_turn(response, response_mask, stop_ids, suffix) -> tuple[jax.Array, jax.Array]:
@@ -56,8 +56,9 @@ def ends_with(prompt, prompt_lengths, suffix) -> jax.Array:
 class ResponseEnding:
     """How a sampled response is ended before a reward model scores it: as the RM's training rows were.
 
-    A reward model reads its reward at the last token, so that token must be the one it was trained on
-    (align.data.preference; align.reward.RewardScorer does the same at evaluation):
+    A reward model reads its reward at the last token (or averages it over the response, ending
+    included), so the ending must be the one it was trained on (align.data.preference;
+    align.reward.RewardScorer does the same at evaluation):
       chat prompt (ends with the generation header `<start_of_turn>model\n`)  ... <end_of_turn>\n
       string prompt (`<bos> prompt`)                                          ... <eos>
     The sampler's stop token (<eos> or <end_of_turn>) is replaced by that ending, and a response cut
@@ -118,5 +119,7 @@ class ScoreModelReward:
         else:
             rlen = jnp.sum(response_mask > 0, axis=-1).astype(jnp.int32)
         tokens, positions, segments = join_prompt_response(prompt, plen, response, rlen)
-        scores = _score(self.graphdef, self.state, tokens, positions, segments)
+        # the response (with its ending) is every real column after the prompt, as in the RM's rows
+        in_response = (segments > 0) & (jnp.arange(tokens.shape[1])[None, :] >= plen[:, None])  # [B, L]
+        scores = _score(self.graphdef, self.state, tokens, positions, segments, in_response)
         return (scores - self.shift) / self.scale
