@@ -9,12 +9,12 @@ rewards, and its HF export and loading.
 The export is what `transformers.AutoModelForSequenceClassification` loads: the backbone under
 `model.*`, the head as `score.weight` [1, D] (HF's score layer has no bias), `num_labels = 1`, and a
 `pad_token_id` (HF pools at the last non-pad token, as ScoreModel does for right-padded rows).
+The head bias therefore stays 0 during training: the Bradley-Terry loss only sees reward differences,
+so a bias would get no gradient anyway (except from the optional centring term).
 config.json also records the ScoreModel's pooling as "align_reward_pool" (POOL_KEY), which
 load_reward_model reads back. transformers ignores it and always pools at the last token, so only a
 "last" export scores the same there; a "response_mean" export's reward is the mean over the response
 tokens of HF's `score(hidden_states[-1])`, which a caller of transformers must compute itself.
-The head bias therefore stays 0 during training: the Bradley-Terry loss only sees reward differences,
-so a bias would get no gradient anyway (except from the optional centring term).
 """
 
 from __future__ import annotations
