@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -166,7 +167,14 @@ def main() -> None:
         row = WORKERS[args.worker](args)
         print(json.dumps({**row, "peak_rss_mb": peak_rss_mb()}))
         return
-    hf_dir = tempfile.mkdtemp(prefix="distill_bench_")
+    hf_dir = tempfile.mkdtemp(prefix="distill_bench_")  # the exported teacher and student (GBs)
+    try:
+        _run_sides(args, hf_dir)
+    finally:
+        shutil.rmtree(hf_dir, ignore_errors=True)
+
+
+def _run_sides(args, hf_dir: str) -> None:
     argv = sys.argv[1:]
     for side in ["prep", *args.sides.split(",")]:
         cmd = [sys.executable, __file__, *argv, "--worker", side, "--hf-dir", hf_dir]
