@@ -118,9 +118,9 @@ def is_primary() -> bool:
 def one_program_at_a_time() -> bool:
     """Whether a loop of dependent programs should wait for each before dispatching the next: on
     several CPU processes. XLA:CPU runs cross-process collectives over gloo, and with several programs
-    in flight a process can block in one collective while its peer blocks in another: a PPO update
-    loop hung there for 15 minutes in CI (tests/multihost, 2 processes x 2 devices, a loaded 2-core
-    machine). Accelerators order collectives by launch and keep asynchronous dispatch."""
+    in flight a process can block in one collective while its peer blocks in another (a PPO update
+    loop hung so in tests/multihost: 2 processes x 2 devices on a loaded 2-core machine). Accelerators
+    order collectives by launch and keep asynchronous dispatch."""
     return jax.process_count() > 1 and jax.default_backend() == "cpu"
 
 
