@@ -53,6 +53,7 @@ from align import distributed
 from align.data import Tokenizer, load_records
 from align.data_dir import data_path
 from align.errors import InvalidInput, MissingInput
+from align.fileio import write_text_atomic
 from safety_evals.suites import ifeval
 
 SOURCE = data_path("hh_rlhf/helpful-base/test.jsonl.gz")
@@ -151,13 +152,8 @@ def check_disjoint(rows: Sequence[dict], questions_of_rows: Sequence[str], ifeva
 
 def write_rows(rows: Sequence[dict], path: str | Path) -> None:
     """JSONL, written whole or not at all: a crash leaves no half file that a rerun would take as done."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(partial, path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def write_prompt_file(path: str | Path, limit: int | None = None, source: str = SOURCE) -> list[dict]:

@@ -173,7 +173,8 @@ def test_the_prompt_file_is_written_whole_and_its_rows_are_chat_prompts(tmp_path
 
     path = tmp_path / "instructions" / "prompts.jsonl"
     rows = ins.write_prompt_file(path, limit=12)
-    assert ins.read_rows(path) == rows and len(rows) == 12 and not list(path.parent.glob("*.partial"))
+    assert ins.read_rows(path) == rows and len(rows) == 12
+    assert [p.name for p in path.parent.iterdir()] == ["prompts.jsonl"]  # no temp file left
     ins.check_disjoint(rows, [r["prompt"].split("\n\n")[0] for r in rows])
     examples, _ = mix_sources([PromptSource(str(path))], skip_invalid=False)
     assert [e.prompt for e in examples] == [[{"role": "user", "content": r["prompt"]}] for r in rows]
@@ -189,3 +190,4 @@ def test_the_prompt_file_is_written_whole_and_its_rows_are_chat_prompts(tmp_path
     with pytest.raises(OSError, match="disk full"):
         ins.write_rows(rows[:3], path)
     assert ins.read_rows(path) == rows
+    assert [p.name for p in path.parent.iterdir()] == ["prompts.jsonl"]
