@@ -143,15 +143,14 @@ def load_policy(path: str | Path, _chain: tuple[Path, ...] = ()) -> Policy:
     require = doc.get("require_baseline", False if parent is None else parent.require_baseline)
     if not isinstance(require, bool):
         fail(doc, "require_baseline", f"expected true or false, got {require!r}")
-    if parent is None:
-        return Policy(src, tuple(suites), rules, require)
+    inherited = parent or Policy(src, (), ())
     own = {r.metric for r in rules}
     return Policy(
         src,
-        parent.suites + tuple(s for s in suites if s not in parent.suites),
-        tuple(r for r in parent.rules if r.metric not in own) + rules,
+        inherited.suites + tuple(s for s in suites if s not in inherited.suites),
+        tuple(r for r in inherited.rules if r.metric not in own) + rules,
         require,
-        extends=parent.source,
+        extends=parent and parent.source,
     )
 
 
