@@ -120,7 +120,9 @@ def test_the_shipped_variant_policies_keep_the_release_floor_and_add_their_purpo
         "ifeval.inst_level_loose_acc",
         "refusal.compliance_rate_safe",
     }
-    assert {r.metric for r in chat.rules} >= floor and {r.metric for r in developer.rules} >= floor
+    # the release rules themselves, unchanged (not merely the same metric names): every degenerate
+    # policy fails one of them (test_degenerate_policies.py), so it fails both variant gates too
+    assert set(release.rules) <= set(chat.rules) and set(release.rules) <= set(developer.rules)
 
 
 def test_chat_gate_fails_a_variant_that_stops_refusing_or_over_refuses(tmp_path, write_doc):
