@@ -16,7 +16,8 @@ from tests.paths import VARIANTS
 ROOT = Path(__file__).resolve().parents[2]  # globbed from the repository, whatever pytest's cwd
 RLHF = sorted((ROOT / "configs" / "rlhf").glob("*.yaml"))
 DPO = sorted((ROOT / "configs" / "dpo").glob("*.yaml"))
-QUICKSTART = sorted((ROOT / "configs").glob("quickstart*.yaml"))
+# every pipeline config: the quickstarts and the full-strength recipe
+QUICKSTART = sorted((ROOT / "configs").glob("quickstart*.yaml")) + [ROOT / "configs" / "factuality.yaml"]
 TINY = str(ROOT / "configs" / "quickstart_tiny.yaml")
 
 
@@ -26,7 +27,7 @@ def _id(path):
 
 def test_the_shipped_configs_are_found():
     # an empty glob would turn the parametrized tests below into one silent skip
-    assert len(RLHF) >= 2 and len(DPO) >= 2 and len(QUICKSTART) >= 3, (RLHF, DPO, QUICKSTART)
+    assert len(RLHF) >= 2 and len(DPO) >= 2 and len(QUICKSTART) >= 4, (RLHF, DPO, QUICKSTART)
     assert ROOT / "configs" / "rlhf" / "tiny_cpu.yaml" in RLHF and Path(TINY) in QUICKSTART
 
 
@@ -79,7 +80,9 @@ def test_no_reward_model_holds_out_a_pair_sft_trained_on(path, tmp_path):
     if sft.sources:  # a mixture: no reward model may read any of its files (their cuts differ)
         files = {Path(s.path).resolve() for s in sft.sources}
         for rm in pipeline.config.reward_models:
-            assert Path(pipeline.rm_config(rm).data.path).resolve() not in files, rm.name
+            data = pipeline.rm_config(rm).data
+            for rm_path in [data.path] + [m.path for m in data.more]:
+                assert Path(rm_path).resolve() not in files, (rm.name, rm_path)
         return
     if not Path(sft.path).exists():
         pytest.skip(f"{sft.path} (shared benchmark data) is not on this machine")
