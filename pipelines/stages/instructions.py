@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 import re
 import sys
@@ -205,7 +204,7 @@ class InstructionReward:
     constraint max_prompt_length cut, which the policy could not read: it gets a constant 0, which
     moves no GRPO group baseline and which PPO's critic learns as that prompt's value, so only the
     prompts with a constraint carry this signal. That the prompts include the rule's file at all is
-    checked with the config (check_rules), so the zero never hides a rule reading the wrong file.
+    checked with the config (rewards.check_rules), so the zero never hides a rule reading the wrong file.
     """
 
     def __init__(self, rows: Sequence[dict], tokenizer: Tokenizer):
@@ -247,26 +246,6 @@ def fill_rules(rules: Sequence, path: str | Path) -> tuple:
 def fill_sources(sources: Sequence, path: str | Path) -> tuple:
     """A prompt mixture (PromptSource) with `path` in place of PIPELINE_PROMPTS."""
     return tuple(dataclasses.replace(s, path=str(path)) if s.path == PIPELINE_PROMPTS else s for s in sources)
-
-
-def check_rules(rules: Sequence, data) -> None:
-    """InvalidInput unless every instructions rule names a prompt file that the RL prompts (`data`, a
-    PromptDataOptions) read: on any other prompt the rule scores 0, and would teach nothing."""
-    read = [s.path for s in data.mixture] if data.mixture else [data.path]
-    read = {os.path.realpath(p) for p in read if p and p != PIPELINE_PROMPTS}
-    for i, rule in enumerate(rules):
-        if rule.kind != "instructions":
-            continue
-        if not rule.path:
-            raise InvalidInput(
-                f"reward.rules[{i}]: kind 'instructions' needs path, the prompt file (python -m "
-                "pipelines.stages.instructions OUT); `align pipeline` writes one when path is left out"
-            )
-        if os.path.realpath(rule.path) not in read:
-            raise InvalidInput(
-                f"reward.rules[{i}]: the RL prompts (data.path / data.mixture) do not read its prompt file "
-                f"{rule.path}: it would score 0 on every prompt"
-            )
 
 
 def pipeline_stages(pipeline) -> list:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from flax import nnx
@@ -35,9 +37,11 @@ from align.reward import load_reward_model
 from align.rl.reward_model import ResponseEnding, ScoreModelReward
 from align.rl.rewards import LengthReward, Mixture, RewardFn, TokenFraction
 from align.rl.verifiable import VerifiableQAReward
-from pipelines.stages.instructions import InstructionReward
+from pipelines.stages.instructions import PIPELINE_PROMPTS, InstructionReward
 
 RULES = ("token_fraction", "length", "instructions", "verifiable_qa")
+# rules that score only the prompts of their own file (0 on any other prompt)
+PROMPT_FILE_RULES = ("instructions", "verifiable_qa")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,3 +163,24 @@ def load_value_model(value_init: str, reward: RewardOptions, policy, mesh=None) 
     if value_init == "policy":
         return ScoreModel(nnx.clone(policy), rngs=nnx.Rngs(0))
     raise InvalidInput(f"train.value_init={value_init!r}: expected 'reward' or 'policy'")
+
+
+def check_rules(rules: Sequence[RuleSpec], data) -> None:
+    """InvalidInput unless every rule of PROMPT_FILE_RULES names a prompt file that the RL prompts
+    (`data`, a PromptDataOptions) read: on any other prompt it scores 0, and would teach nothing (e.g.
+    a variant whose own prompt mixture replaces the SelfAware prompts of a verifiable_qa rule)."""
+    read = [s.path for s in data.mixture] if data.mixture else [data.path]
+    read = {os.path.realpath(p) for p in read if p and p != PIPELINE_PROMPTS}
+    for i, rule in enumerate(rules):
+        if rule.kind not in PROMPT_FILE_RULES:
+            continue
+        if not rule.path:  # verifiable_qa refuses an empty path itself
+            raise InvalidInput(
+                f"reward.rules[{i}]: kind 'instructions' needs path, the prompt file (python -m "
+                "pipelines.stages.instructions OUT); `align pipeline` writes one when path is left out"
+            )
+        if os.path.realpath(rule.path) not in read:
+            raise InvalidInput(
+                f"reward.rules[{i}]: the RL prompts (data.path / data.mixture) do not read its prompt file "
+                f"{rule.path}: it would score 0 on every prompt"
+            )

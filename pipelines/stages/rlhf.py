@@ -55,8 +55,13 @@ from align.hub import ModelOptions, load_model
 from align.training.stage import Evaluation, FitResult, StageData, StageSpec, run_stage
 from pipelines.commands.config import add_config_arguments, run_config_command
 from align.config_io import to_dict
-from pipelines.stages.instructions import check_rules
-from pipelines.stages.rewards import RewardOptions, build_reward, cached_reward_model, load_value_model
+from pipelines.stages.rewards import (
+    RewardOptions,
+    build_reward,
+    cached_reward_model,
+    check_rules,
+    load_value_model,
+)
 from pipelines.stages.rl_data import PromptDataOptions, load_prompts
 from pipelines.stages.rl_eval import compare_samples, evaluate_policy
 from pipelines.stages.sft import export_model
@@ -118,7 +123,7 @@ class RLHFConfig:
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm={self.algorithm!r}: expected one of {ALGORITHMS}")
-        check_rules(self.reward.rules, self.data)  # an instructions rule's prompt file is trained on
+        check_rules(self.reward.rules, self.data)  # a prompt-file rule's prompts are trained on
 
     def rows(self) -> dict[str, int]:
         """Rows of each array the data-parallel devices split: a rollout and a minibatch."""

@@ -113,3 +113,20 @@ def test_grpo_runs_on_selfaware_prompts_with_the_verifiable_reward_beside_anothe
     assert summary["data"]["truncation"]["prompt_truncated"] <= 24  # at most the HH prompts
     mean = summary["eval_after"]["reward/mean"]
     assert np.isfinite(mean) and -1.0 <= mean <= 0.5
+
+
+def test_an_rl_config_refuses_a_verifiable_qa_rule_its_prompts_do_not_read(tmp_path):
+    # the rule scores 0 on every prompt that is not one of its SelfAware questions: silent otherwise
+    from align.config_io import ConfigError, load_config
+    from pipelines.stages.rlhf import RLHFConfig
+
+    path = str(DATA / "selfaware" / "SelfAware.json")
+    hh = str(DATA / "hh_rlhf" / "helpful-base" / "test.jsonl.gz")
+    rule = f"reward={{rules: [{{kind: verifiable_qa, path: {path}, seed: 7}}]}}"
+    selfaware = f"data={{mixture: [{{format: selfaware, path: {path}, seed: 7}}, {{path: {hh}}}]}}"
+    assert (
+        load_config(RLHFConfig, None, [f"output_dir={tmp_path}", selfaware, rule]).reward.rules[0].path
+        == path
+    )
+    with pytest.raises(ConfigError, match=r"reward\.rules\[0\].*do not read its prompt file .*SelfAware"):
+        load_config(RLHFConfig, None, [f"output_dir={tmp_path}", f"data={{path: {hh}}}", rule])
