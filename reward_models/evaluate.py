@@ -28,9 +28,7 @@ from align.data import TokenizedPair, preference_batch
 from align.distributed import host_array
 from align.intervals import wilson_ci
 from align.model.heads import ScoreModel
-from align.model.sharding import shard_rows
 from align.reward.model import pair_rewards
-from align.training.feed import local_rows, to_global
 
 
 LENGTH_TOLERANCE = 0.1  # length-matched: |len_c - len_r| <= 10% of the longer response
@@ -114,47 +112,6 @@ def _pair_forward(graphdef):
     return jax.jit(lambda state, batch: pair_rewards(nnx.merge(graphdef, state), batch))
 
 
-def process_rows(mesh, rows: int) -> slice:
-    """The rows of every [rows, ...] batch this process reads, tokenizes and collates: the block its
-    devices hold on a mesh (align.training.feed.local_rows, as the training batches; all of them on one
-    process), every row without a mesh."""
-    return slice(0, rows) if mesh is None else local_rows(mesh, rows)
-
-
-def on_mesh(block: dict, mesh, rows: int) -> dict:
-    """This process's `process_rows` block of a [rows, ...] batch (numpy) as global arrays whose rows
-    are split over the mesh's data axes (replicated where they do not divide); as given without a mesh."""
-    return block if mesh is None else shard_rows(to_global(block, mesh, rows), mesh)
-
-
-def map_pairs(
-    forward,
-    state,
-    pairs: Sequence[TokenizedPair],
-    *,
-    batch_size: int,
-    length: int,
-    pad_id: int = 0,
-    progress=None,
-    mesh=None,
-) -> np.ndarray:
-    """`forward(state, batch)` on fixed-shape [batch_size, P, T] batches of `pairs`; the real rows of every
-    batch, concatenated, on every process. `progress(k)` is called with the number of pairs after each
-    batch (tqdm's update). With a mesh, each process reads only its `process_rows` of every batch (a
-    lazily tokenized dataset tokenizes only those) and the outputs are gathered."""
-    take, out = process_rows(mesh, batch_size), []
-    for i in range(0, len(pairs), batch_size):
-        n = min(batch_size, len(pairs) - i)
-        mine = [pairs[j] for j in range(i + take.start, i + min(take.stop, n))]
-        batch = preference_batch(mine, length, rows=take.stop - take.start, pad_id=pad_id)
-        keys = ("tokens", "positions", "segment_ids", "loss_mask")  # loss_mask: the response, for pooling
-        batch = on_mesh({k: batch[k] for k in keys}, mesh, batch_size)
-        out.append(host_array(forward(state, batch))[:n])
-        if progress is not None:
-            progress(n)
-    return np.concatenate(out)
-
-
 def score_pairs(
     model: ScoreModel,
     pairs: Sequence[TokenizedPair],
@@ -164,19 +121,20 @@ def score_pairs(
     pad_id: int = 0,
     progress=None,
 ) -> np.ndarray:
-    """Rewards [n, 2] of tokenized pairs, `batch_size` pairs per (fixed-shape) forward."""
+    """Rewards [n, 2] of tokenized pairs, `batch_size` pairs per (fixed-shape [batch_size, P, T])
+    forward. `progress(k)` is called with the number of pairs after each batch (tqdm's update)."""
     if not pairs:
         return np.zeros((0, 2), np.float32)
     graphdef, state = nnx.split(model)
-    return map_pairs(
-        _pair_forward(graphdef),
-        state,
-        pairs,
-        batch_size=batch_size,
-        length=length,
-        pad_id=pad_id,
-        progress=progress,
-    )
+    forward, out = _pair_forward(graphdef), []
+    for i in range(0, len(pairs), batch_size):
+        n = min(batch_size, len(pairs) - i)
+        batch = preference_batch([pairs[j] for j in range(i, i + n)], length, rows=batch_size, pad_id=pad_id)
+        keys = ("tokens", "positions", "segment_ids", "loss_mask")  # loss_mask: the response, for pooling
+        out.append(host_array(forward(state, {k: batch[k] for k in keys}))[:n])
+        if progress is not None:
+            progress(n)
+    return np.concatenate(out)
 
 
 def evaluate_reward_model(

@@ -34,11 +34,12 @@ from align.data import TokenizedPair
 from align.data.lazy import LazySequences
 from align.distributed import host_array
 from align.model.heads import pool_tokens
-from align.model.sharding import jit_on_mesh, state_shardings
-from reward_models.evaluate import on_mesh, process_rows
+from align.model.sharding import jit_on_mesh, shard_rows, state_shardings
+from align.training.feed import local_rows, to_global
 
 POOLS = ("last", "mean")
 HEAD_POOL = {"last": "last", "mean": "response_mean"}  # feature pool -> ScoreModel.pool reading it
+FEATURE_POOL = {head: feature for feature, head in HEAD_POOL.items()}  # ScoreModel.pool -> feature pool
 ROWS = ("tokens", "positions", "segment_ids", "response")  # the feature forward's row arguments, in order
 
 
@@ -114,6 +115,19 @@ def _rows(pairs: Sequence[TokenizedPair], rows: int, length: int, pad_id: int) -
     return dict(zip(ROWS, (tokens, positions, segment_ids, response)))
 
 
+def process_rows(mesh, rows: int) -> slice:
+    """The rows of every [rows, ...] batch this process reads, tokenizes and collates: the block its
+    devices hold on a mesh (align.training.feed.local_rows, as the training batches; all of them on one
+    process), every row without a mesh."""
+    return slice(0, rows) if mesh is None else local_rows(mesh, rows)
+
+
+def on_mesh(block: dict, mesh, rows: int) -> dict:
+    """This process's `process_rows` block of a [rows, ...] batch (numpy) as global arrays whose rows
+    are split over the mesh's data axes (replicated where they do not divide); as given without a mesh."""
+    return block if mesh is None else shard_rows(to_global(block, mesh, rows), mesh)
+
+
 def _columns(pairs: Sequence[TokenizedPair], i: int) -> int:
     """T of pair i, without tokenizing it when the pairs are lazily tokenized (align.data.lazy)."""
     return pairs.length(i) if isinstance(pairs, LazySequences) else pairs[i].tokens.shape[1]
@@ -136,7 +150,7 @@ def pair_feature_sets(
 
     mesh: the forward runs on it, weights sharded by align's rules table (a copy: `backbone` stays
     where it is) and each batch's rows split over the data axes; without a cache each process reads only
-    the pairs its devices hold (reward_models.evaluate.process_rows), and the features are gathered."""
+    the pairs its devices hold (process_rows), and the features are gathered."""
     layers = tuple(layers or (len(backbone.layers),))
     pools = tuple(pools)
     if not set(pools) <= set(POOLS):

@@ -1,10 +1,11 @@
 """A reward model's head fitted on frozen backbone features: a Bradley-Terry linear probe.
 
-    model = fit_probe(model, train_pairs, batch_size=8, length=256, pad_id=0)   # sets model.head.w
+    model, report = fit_probe(model, train_pairs, batch_size=8, pad_id=0)   # sets model.head.w
 
-The CPU-cheap way to a reward model: one forward pass over the training pairs gives the features
-h_c, h_r [n, D], the final hidden states pooled as the ScoreModel pools its reward (model.pool: the
-last token, or the mean over the response tokens; the head is linear, so either way reward = w . h);
+The CPU-cheap way to a reward model: one forward pass over the training pairs (reward_models.features,
+through its cache when given one) gives the features h_c, h_r [n, D], the final hidden states pooled
+as the ScoreModel pools its reward (model.pool: the last token, or the mean over the response tokens;
+the head is linear, so either way reward = w . h);
 with z = (h - mu) / sd standardised on the training features and x_i = z_c,i - z_r,i, the head
 minimises the L2-regularised Bradley-Terry loss
 
@@ -20,59 +21,56 @@ Compared with fine-tuning (reward_models.train), it costs one forward per pair a
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from align.data import TokenizedPair
 from align.errors import InvalidInput
 from align.model.heads import ScoreModel
-from align.model.sharding import jit_on_mesh, state_shardings
-from align.reward.model import pair_pooled_hidden
-from reward_models.evaluate import map_pairs
+from align.reward.model import backbone_of
+from reward_models.features import FEATURE_POOL, FeatureCache, pair_feature_sets, pool_index
 
 DEFAULT_L2_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
-@functools.lru_cache(maxsize=4)
-def _feature_fn(graphdef, mesh=None):
-    """jit: (state, preference batch [B, P, T]) -> pooled hidden [B, P, D], traced under `mesh`."""
-    return jit_on_mesh(lambda state, batch: pair_pooled_hidden(nnx.merge(graphdef, state), batch), mesh)
-
-
-def pair_features(
+def head_features(
     model: ScoreModel,
     pairs: Sequence[TokenizedPair],
     *,
     batch_size: int,
-    length: int,
+    bucket: int = 64,
     pad_id: int = 0,
+    cache: FeatureCache | None = None,
+    pools: Sequence[str] = (),
+    layers: Sequence[int] = (),
     progress=None,
     mesh=None,
 ) -> np.ndarray:
-    """Pooled features [n, 2, D] (chosen, rejected; as model.pool) in float64, `batch_size` pairs per
-    forward.
+    """The head's input features [n, 2, D] float32 (chosen, rejected): the final layer pooled as
+    model.pool, by reward_models.features.pair_feature_sets (length buckets, `batch_size` pairs per
+    forward, the cache if given, each process reading only its pairs on a mesh without one).
 
-    mesh: the forward runs on it, weights sharded by align's rules table (a copy: `model` stays where
-    it is) and each batch's pairs split over the data axes; each process reads only the pairs its
-    devices hold (map_pairs), so a lazily tokenized training set is tokenized once over the processes."""
-    graphdef, state = nnx.split(model)
-    if mesh is not None:
-        state = jax.device_put(state, state_shardings(state, mesh))
-    return map_pairs(
-        _feature_fn(graphdef, mesh),
-        state,
+    pools, layers: computed (and stored in the cache) besides the head's own, e.g. for heads fitted
+    off-line; they name the cache entries, so a rerun must pass the same ones to read them."""
+    backbone = backbone_of(model)  # LoRA adapters merged: layer_states is the plain decoder's
+    n_layers, pool = len(backbone.layers), FEATURE_POOL[model.pool]
+    pools = tuple(pools) if pool in pools else (*pools, pool)
+    layers = tuple(sorted(set(layers) | {n_layers}))
+    h = pair_feature_sets(
+        backbone,
         pairs,
+        pools=pools,
+        layers=layers,
         batch_size=batch_size,
-        length=length,
+        bucket=bucket,
         pad_id=pad_id,
+        cache=cache,
         progress=progress,
         mesh=mesh,
-    ).astype(np.float64)
+    )
+    return h[:, :, pool_index(pools, layers, pool, n_layers)]
 
 
 def fit_logistic(x: np.ndarray, l2: float, *, iterations: int = 50, tol: float = 1e-10) -> np.ndarray:
@@ -120,8 +118,11 @@ def fit_probe(
     pairs: Sequence[TokenizedPair],
     *,
     batch_size: int,
-    length: int,
+    bucket: int = 64,
     pad_id: int = 0,
+    cache: FeatureCache | None = None,
+    pools: Sequence[str] = (),
+    layers: Sequence[int] = (),
     l2_grid: Sequence[float] = DEFAULT_L2_GRID,
     folds: int = 5,
     seed: int = 0,
@@ -130,11 +131,20 @@ def fit_probe(
 ) -> tuple[ScoreModel, dict]:
     """Set `model.head` to the cross-validated Bradley-Terry probe; returns (model, report).
 
-    mesh: where the feature pass runs (see pair_features); the fit itself is numpy on the host."""
+    The feature pass is head_features' (its arguments); the fit itself is numpy on the host."""
     if len(pairs) < 2:
         raise InvalidInput(f"a probe needs at least 2 training pairs, got {len(pairs)}")
-    h = pair_features(
-        model, pairs, batch_size=batch_size, length=length, pad_id=pad_id, progress=progress, mesh=mesh
+    h = head_features(
+        model,
+        pairs,
+        batch_size=batch_size,
+        bucket=bucket,
+        pad_id=pad_id,
+        cache=cache,
+        pools=pools,
+        layers=layers,
+        progress=progress,
+        mesh=mesh,
     )
     w, report = fit_head(h, l2_grid, folds, seed)
     set_head(model, w)

@@ -18,12 +18,12 @@ from flax import nnx
 
 from align.config_io import to_dict
 from align.checks import FieldError
-from align.errors import InvalidInput
 from align.model.heads import POOLS as HEAD_POOLS
 from align.data import DataOrder, batches, preference_batch
 from align.hub import ModelOptions, load_model
 from align.reward import (
     HEAD_BIAS,
+    backbone_of,
     build_reward_model,
     is_reward_model_dir,
     load_reward_model,
@@ -39,8 +39,8 @@ from align.training.stage import FitResult, LoopFit, StageData, StageSpec, run_s
 from reward_models.data import RMData, RMDataOptions, load_pairs
 from reward_models.evaluate import evaluate_reward_model, reward_report
 from reward_models.losses import bradley_terry_loss
-from reward_models.features import HEAD_POOL, POOLS, FeatureCache, pair_feature_sets, pool_index, weights_key
-from reward_models.probe import DEFAULT_L2_GRID, fit_head, fit_probe, set_head
+from reward_models.features import FEATURE_POOL, POOLS, FeatureCache, weights_key
+from reward_models.probe import DEFAULT_L2_GRID, fit_probe, head_features
 
 log = logging.getLogger("align.rm")
 
@@ -51,10 +51,12 @@ class ProbeOptions:
 
     The head reads the final layer pooled by `head_pool`, a ScoreModel pool (align.model.heads.POOLS):
     "last" (the last token; what transformers' sequence classifier computes from the export) or
-    "response_mean" (the mean over the response tokens; the cached pass needs "mean" in `pools`). With a
-    cache_dir the feature pass (reward_models.features) stores every pair's features there, keyed by
-    the weights and tokens, so a rerun or another head reads them instead of running the model; `pools`
-    and `layers` say what it computes and stores besides (for heads fitted off-line on the cache)."""
+    "response_mean" (the mean over the response tokens; with a cache_dir, "mean" must be in `pools`).
+    The feature pass (reward_models.probe.head_features) runs `batch_size` pairs per forward, each batch
+    padded to a multiple of `bucket` tokens. With a cache_dir it stores every pair's features there,
+    keyed by the weights and tokens, so a rerun or another head reads them instead of running the
+    model; `pools` and `layers` say what it computes and stores besides (for heads fitted off-line on
+    the cache; without a cache_dir only the head's features are computed)."""
 
     l2_grid: tuple[float, ...] = DEFAULT_L2_GRID
     folds: int = 5
@@ -62,7 +64,7 @@ class ProbeOptions:
     cache_dir: str | None = None
     pools: tuple[str, ...] = ("last",)  # subset of reward_models.features.POOLS; "last" always included
     layers: tuple[int, ...] = ()  # 1-based blocks; () = the final one (always included)
-    bucket: int = 64  # cached pass: each batch padded to a multiple of this many tokens
+    bucket: int = 64  # each feature batch padded to a multiple of this many tokens
     head_pool: str = "last"  # the exported ScoreModel's pool: last | response_mean
 
     def __post_init__(self):
@@ -78,7 +80,7 @@ class ProbeOptions:
     @property
     def feature_pool(self) -> str:
         """The reward_models.features pool the head reads."""
-        return {v: k for k, v in HEAD_POOL.items()}[self.head_pool]
+        return FEATURE_POOL[self.head_pool]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,13 +198,21 @@ def _prepare_finetune(config: RMConfig, model, tokenizer, data: StageData) -> Lo
 
 
 class ProbeFit:
-    """fit=probe: one feature pass over the training pairs and the head solved exactly (no steps)."""
+    """fit=probe: one feature pass over the training pairs and the head solved exactly (no steps).
+
+    The held-out pairs are evaluated by the model's forward; with probe.cache_dir, by their features
+    through the cache instead (reward = w . h, bias 0, which is what the ScoreModel computes from the
+    same features pooled as its `pool`: the head is linear)."""
 
     def __init__(self, config: RMConfig, model, tokenizer, data: StageData):
-        self.config, self.model, self.pad_id, self.train = config, model, tokenizer.pad_id, data.train
+        self.config, self.model, self.pad_id, self.data = config, model, tokenizer.pad_id, data
         model.pool = config.probe.head_pool  # the fitted head reads its features so pooled, as does eval
         self.start, self.start_step = model, 0
-        self.evaluate = _evaluator(data, config, self.pad_id, config.probe.batch_size, of_state=False)
+        self._heldout = None
+        if config.probe.cache_dir:
+            self.evaluate = self._evaluate if data.heldout else None
+        else:
+            self.evaluate = _evaluator(data, config, self.pad_id, config.probe.batch_size, of_state=False)
 
     def finished(self, result: FitResult) -> bool:
         return True
@@ -218,89 +228,56 @@ class ProbeFit:
             summary={"fit": "probe", "probe": report},
         )
 
-    def fit(self):
-        """(the model with its solved head, the probe report)."""
-        from tqdm.auto import tqdm
-
-        config = self.config
-        bar = tqdm(
-            total=len(self.train),
-            desc="rm probe features",
-            unit="pair",
-            disable=not config.train.progress,
-            dynamic_ncols=True,
+    def _features(self) -> dict:
+        """head_features' arguments: the cache and what it stores besides the head's features (nothing
+        without a cache, where nothing else would be kept)."""
+        probe = self.config.probe
+        cache = None
+        if probe.cache_dir:
+            cache = FeatureCache(probe.cache_dir, key=weights_key(backbone_of(self.model)))
+        return dict(
+            batch_size=probe.batch_size,
+            bucket=probe.bucket,
+            pad_id=self.pad_id,
+            cache=cache,
+            pools=probe.pools if cache else (),
+            layers=probe.layers if cache else (),
+            mesh=make_run_mesh(self.config.mesh),
         )
-        with bar:
-            model, report = fit_probe(
-                self.model,
-                self.train,
-                batch_size=config.probe.batch_size,
-                length=config.data.max_length,
-                pad_id=self.pad_id,
-                l2_grid=config.probe.l2_grid,
-                folds=config.probe.folds,
-                seed=config.train.seed,
-                progress=bar.update,
-                mesh=make_run_mesh(config.mesh),
-            )
-        return model, report
 
-
-class CachedProbeFit(ProbeFit):
-    """fit=probe with probe.cache_dir: features of the training and held-out pairs through the cache
-    (reward_models.features), and the held-out evaluation read off them (reward = w . h, bias 0, which
-    is what the ScoreModel computes from the same features pooled as its `pool`: the head is linear)."""
-
-    def __init__(self, config: RMConfig, model, tokenizer, data: StageData):
-        super().__init__(config, model, tokenizer, data)
-        self.data = data
-        self._heldout = None
-        self.evaluate = self._evaluate if data.heldout else None
-
-    def _features(self, pairs, desc: str):
+    def _bar(self, pairs, desc: str):
         from tqdm.auto import tqdm
 
-        probe, backbone = self.config.probe, self.model.backbone
-        n_layers = len(backbone.layers)
-        layers = tuple(sorted(set(probe.layers) | {n_layers}))
-        cache = FeatureCache(probe.cache_dir, key=weights_key(backbone))
         quiet = not self.config.train.progress
-        with tqdm(total=len(pairs), desc=desc, unit="pair", disable=quiet, dynamic_ncols=True) as bar:
-            h = pair_feature_sets(
-                backbone,
-                pairs,
-                pools=probe.pools,
-                layers=layers,
-                batch_size=probe.batch_size,
-                bucket=probe.bucket,
-                pad_id=self.pad_id,
-                cache=cache,
-                progress=bar.update,
-                mesh=make_run_mesh(self.config.mesh),
-            )
-        return h[:, :, pool_index(probe.pools, layers, probe.feature_pool, n_layers)]  # [n, 2, D]
+        return tqdm(total=len(pairs), desc=desc, unit="pair", disable=quiet, dynamic_ncols=True)
 
     def _evaluate(self, model):
         if self._heldout is None:
-            self._heldout = self._features(self.data.heldout, "rm held-out features")
+            with self._bar(self.data.heldout, "rm held-out features") as bar:
+                self._heldout = head_features(
+                    model, self.data.heldout, progress=bar.update, **self._features()
+                )
         w = np.asarray(model.head.w[...], np.float64)
         b = float(np.asarray(model.head.b[...]))
         data, tolerance = self.data, self.config.data.length_tolerance
         return reward_report(self._heldout @ w + b, data.heldout_lengths, data.heldout_files, tolerance)
 
     def fit(self):
+        """(the model with its solved head, the probe report)."""
         probe = self.config.probe
-        if len(self.train) < 2:
-            raise InvalidInput(f"a probe needs at least 2 training pairs, got {len(self.train)}")
-        h = self._features(self.train, "rm probe features")
-        w, report = fit_head(h, probe.l2_grid, probe.folds, self.config.train.seed)
-        set_head(self.model, w)
-        return self.model, report
+        with self._bar(self.data.train, "rm probe features") as bar:
+            return fit_probe(
+                self.model,
+                self.data.train,
+                l2_grid=probe.l2_grid,
+                folds=probe.folds,
+                seed=self.config.train.seed,
+                progress=bar.update,
+                **self._features(),
+            )
 
 
 def _prepare(config: RMConfig, model, tokenizer, data: StageData):
-    if config.fit == "probe" and config.probe.cache_dir:
-        return CachedProbeFit(config, model, tokenizer, data)
     if config.fit == "probe":
         return ProbeFit(config, model, tokenizer, data)
     return _prepare_finetune(config, model, tokenizer, data)

@@ -1,6 +1,7 @@
 """Pooled probe features: the final layer's last token equals what ScoreModel's head reads, the
 response mean and an intermediate layer equal a hand-written forward, length bucketing changes no
-value, and the cache returns what it stored without a forward."""
+value, the cache returns what it stored without a forward, and the probe's head_features are the
+head's input of any ScoreModel (pooled as it pools, LoRA adapters included)."""
 
 import numpy as np
 import pytest
@@ -8,9 +9,11 @@ import pytest
 from align.data.preference import encode_preferences
 from align.data.formats import PreferenceExample
 from align.hub import load
-from align.reward import build_reward_model
+from align.data import preference_batch
+from align.reward import build_reward_model, pair_pooled_hidden
+from align.training.lora import LoRAConfig, add_lora
 from reward_models.features import FeatureCache, pair_feature_sets, pool_index
-from reward_models.probe import pair_features
+from reward_models.probe import head_features
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,8 @@ def test_last_token_of_the_final_layer_is_the_reward_heads_input(tiny):
     n_layers = len(loaded.model.layers)
     feats = pair_feature_sets(loaded.model, pairs, pools=("last", "mean"), layers=(1, n_layers), batch_size=2)
     assert feats.shape == (5, 2, 4, loaded.config.embed_dim)
-    head_input = pair_features(build_reward_model(loaded.model), pairs, batch_size=2, length=64)  # [n, 2, D]
+    batch = preference_batch(pairs, 64)
+    head_input = np.asarray(pair_pooled_hidden(build_reward_model(loaded.model), batch))  # [n, 2, D]
     last = pool_index(("last", "mean"), (1, n_layers), "last", n_layers)
     np.testing.assert_allclose(feats[:, :, last], head_input, atol=1e-5)
 
@@ -96,3 +100,23 @@ def test_cache_returns_what_it_stored_without_a_forward(tiny, tmp_path):
     # another model key shares no entry
     other = FeatureCache(tmp_path, key="tiny seed 2")
     assert other.path(pairs[0], "x") != cache.path(pairs[0], "x")
+
+
+@pytest.mark.parametrize("pool", ["last", "response_mean"])
+def test_head_features_are_the_heads_input_pooled_as_the_model_pools(tiny, pool):
+    loaded, pairs = tiny
+    # trained-looking adapters (b = 0 at init would make them vanish): the features are the adapted
+    # model's, read off its merged decoder
+    model = build_reward_model(add_lora(loaded.model, LoRAConfig(rank=2)), pool=pool)
+    for adapter in model.backbone.adapters:
+        adapter.b[...] = 0.05 * np.ones(adapter.b[...].shape, np.float32)
+    want = np.asarray(pair_pooled_hidden(model, preference_batch(pairs, 64)))  # [n, 2, D]
+    plain = np.asarray(
+        pair_pooled_hidden(build_reward_model(loaded.model, pool=pool), preference_batch(pairs, 64))
+    )
+    assert np.abs(want - plain).max() > 1e-3  # the adapters change the features
+    got = head_features(model, pairs, batch_size=2, bucket=16)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    # other pools and layers computed besides (for a cache) leave the head's features as they are
+    more = head_features(model, pairs, batch_size=2, bucket=16, pools=("last", "mean"), layers=(1,))
+    np.testing.assert_array_equal(more, got)

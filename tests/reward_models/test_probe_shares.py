@@ -1,4 +1,4 @@
-"""The probe's feature passes on several processes, simulated in one (process index and count patched,
+"""The probe's feature pass on several processes, simulated in one (process index and count patched,
 as tests/multihost/test_shares.py does for the other shares): each process reads (tokenizes, for a
 lazily tokenized training set) only the pairs of its rows of every batch, the shares are disjoint and
 cover every pair, and each process's rows carry the one-process features."""
@@ -10,9 +10,9 @@ from flax import nnx
 from align.data.lazy import LazySequences
 from align.data.preference import pair_columns
 from align.model import Decoder, ModelConfig
-from reward_models import evaluate
+from reward_models import features
 from reward_models.features import pair_feature_sets
-from reward_models.probe import pair_features
+from reward_models.probe import head_features
 from tests.reward_models.test_probe_mesh import _mesh, _pairs, _score_model
 
 B = 4  # pairs per batch
@@ -30,8 +30,8 @@ def _simulate(monkeypatch, p: int, P: int) -> None:
             out[k][block(rows)] = v
         return out
 
-    monkeypatch.setattr(evaluate, "local_rows", lambda mesh, rows: block(rows))
-    monkeypatch.setattr(evaluate, "to_global", to_global)
+    monkeypatch.setattr(features, "local_rows", lambda mesh, rows: block(rows))
+    monkeypatch.setattr(features, "to_global", to_global)
 
 
 def _lazy(pairs):
@@ -73,14 +73,7 @@ def _check_shares(run, pairs, order, processes, monkeypatch):
     return shares
 
 
-@pytest.mark.parametrize("processes", [2, 4])
-def test_probe_feature_shares_join_into_the_one_process_features(processes, monkeypatch):
-    model, mesh = _score_model(), _mesh(2, 2)
-    pairs = _pairs_of_two_lengths()
-    run = lambda pairs: pair_features(model, pairs, batch_size=B, length=12, mesh=mesh)  # noqa: E731
-    shares = _check_shares(run, pairs, list(range(len(pairs))), processes, monkeypatch)
-    if processes == 2:  # batches of 4 pairs: rows 0-1 on process 0, 2-3 on process 1; 10 pairs, 3 batches
-        assert shares == [[0, 1, 4, 5, 8, 9], [2, 3, 6, 7]]
+BY_WIDTH = [5, 6, 7, 8, 9, 0, 1, 2, 3, 4]  # _pairs_of_two_lengths by width, stably: the 7-token pairs first
 
 
 @pytest.mark.parametrize("processes", [2, 4])
@@ -89,8 +82,17 @@ def test_pooled_feature_shares_join_into_the_one_process_features(processes, mon
     pairs = _pairs_of_two_lengths()
     kwargs = dict(pools=("last", "mean"), layers=(1, 2), batch_size=B, bucket=4, mesh=mesh)
     run = lambda pairs: pair_feature_sets(model, pairs, **kwargs)  # noqa: E731
-    order = [5, 6, 7, 8, 9, 0, 1, 2, 3, 4]  # by width, stably: the 7-token pairs first
-    _check_shares(run, pairs, order, processes, monkeypatch)
+    _check_shares(run, pairs, BY_WIDTH, processes, monkeypatch)
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_probe_feature_shares_join_into_the_one_process_features(processes, monkeypatch):
+    model, mesh = _score_model(), _mesh(2, 2)
+    pairs = _pairs_of_two_lengths()
+    run = lambda pairs: head_features(model, pairs, batch_size=B, bucket=4, mesh=mesh)  # noqa: E731
+    shares = _check_shares(run, pairs, BY_WIDTH, processes, monkeypatch)
+    if processes == 2:  # batches of 4 pairs: rows 0-1 on process 0, 2-3 on process 1; 10 pairs, 3 batches
+        assert shares == [[5, 6, 9, 0, 3, 4], [7, 8, 1, 2]]
 
 
 def test_one_process_reads_every_pair_once(monkeypatch):
@@ -98,7 +100,7 @@ def test_one_process_reads_every_pair_once(monkeypatch):
     pairs = _pairs_of_two_lengths()
     lazy, read = _lazy(pairs)
     np.testing.assert_array_equal(
-        pair_features(model, lazy, batch_size=B, length=12, mesh=_mesh(2, 2)),
-        pair_features(model, pairs, batch_size=B, length=12, mesh=_mesh(2, 2)),
+        head_features(model, lazy, batch_size=B, bucket=4, mesh=_mesh(2, 2)),
+        head_features(model, pairs, batch_size=B, bucket=4, mesh=_mesh(2, 2)),
     )
-    assert read == list(range(len(pairs)))
+    assert read == BY_WIDTH
