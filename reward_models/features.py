@@ -34,6 +34,7 @@ from align.data import TokenizedPair
 from align.data.lazy import LazySequences
 from align.distributed import host_array
 from align.model.heads import pool_tokens
+from align.npy_cache import NpyCache
 from align.model.sharding import jit_on_mesh, shard_rows, state_shardings
 from align.training.feed import local_rows, to_global
 
@@ -77,27 +78,26 @@ def weights_key(model: nnx.Module) -> str:
 
 
 class FeatureCache:
-    """One .npy per pair under `root`, named by sha1(key, pooling, tokens); `key` names the model."""
+    """One .npy per pair under `root` (align.npy_cache), named by sha1(key, pooling, tokens); `key`
+    names the model."""
 
     def __init__(self, root: str | Path, key: str):
-        self.root, self.key = Path(root), key
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.files, self.key = NpyCache(root), key
 
-    def path(self, pair: TokenizedPair, pooling: str) -> Path:
+    def digest(self, pair: TokenizedPair, pooling: str) -> str:
         digest = hashlib.sha1(f"{self.key}|{pooling}|{pair.prompt_length}|".encode())
         for p in range(pair.tokens.shape[0]):
             digest.update(np.ascontiguousarray(pair.row(p).tokens, np.int32).tobytes() + b"|")
-        return self.root / f"{digest.hexdigest()}.npy"
+        return digest.hexdigest()
+
+    def path(self, pair: TokenizedPair, pooling: str) -> Path:
+        return self.files.path(self.digest(pair, pooling))
 
     def get(self, pair: TokenizedPair, pooling: str) -> np.ndarray | None:
-        path = self.path(pair, pooling)
-        return np.load(path) if path.exists() else None
+        return self.files.get(self.digest(pair, pooling))
 
     def put(self, pair: TokenizedPair, pooling: str, value: np.ndarray) -> None:
-        path = self.path(pair, pooling)
-        tmp = path.with_suffix(".tmp.npy")  # written whole, then renamed: a killed run leaves no torn file
-        np.save(tmp, value)
-        tmp.replace(path)
+        self.files.put(self.digest(pair, pooling), value)
 
 
 def _rows(pairs: Sequence[TokenizedPair], rows: int, length: int, pad_id: int) -> dict[str, np.ndarray]:

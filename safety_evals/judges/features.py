@@ -10,8 +10,8 @@ content than the last one, which is tuned to predict the next token.
 `backbone="lexical"` replaces the model by hashed word n-gram counts (no model; a baseline).
 
 Features are cached per (backbone spec, recipe, text) under `cache_dir()/features`, one .npy per
-text keyed by its sha256, so refitting a head or re-running validation never runs the backbone
-twice on the same row (feature extraction is the whole cost on a CPU: ~10-30 rows/s).
+text keyed by its sha256 (align.npy_cache), so refitting a head or re-running validation never runs
+the backbone twice on the same row (feature extraction is the whole cost on a CPU: ~10-30 rows/s).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from align.npy_cache import NpyCache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,40 +61,29 @@ class FeatureStore:
 
     def __init__(self, recipe: Recipe, root: Path | None = None, batch_size: int = 8):
         self.recipe = recipe
-        self.root = (root or cache_dir()) / "features"
+        self.files = NpyCache((root or cache_dir()) / "features", fanout=2)
         self.batch_size = batch_size
         self._extractor: Callable[[list[str]], np.ndarray] | None = None
-
-    def _path(self, text: str) -> Path:
-        k = _text_key(self.recipe, text)
-        return self.root / k[:2] / f"{k}.npy"
 
     def __call__(
         self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None
     ) -> np.ndarray:
         if self.recipe.backbone == LEXICAL:  # cheaper to recompute than to read back
             return lexical_features(texts, self.recipe.max_tokens)
-        paths = [self._path(t) for t in texts]
-        todo = sorted({t for t, p in zip(texts, paths) if not p.exists()}, key=len)
+        keys = [_text_key(self.recipe, t) for t in texts]
+        todo = sorted({t for t, k in zip(texts, keys) if k not in self.files}, key=len)
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             for t, f in zip(chunk, self.extract(chunk)):
-                _save(self._path(t), f)
+                self.files.put(_text_key(self.recipe, t), f.astype(np.float32))
             if progress:
                 progress(min(start + self.batch_size, len(todo)), len(todo))
-        return np.stack([np.load(p) for p in paths]) if paths else np.zeros((0, 0), np.float32)
+        return np.stack([self.files.get(k) for k in keys]) if keys else np.zeros((0, 0), np.float32)
 
     def extract(self, texts: list[str]) -> np.ndarray:
         if self._extractor is None:
             self._extractor = _backbone_extractor(self.recipe)
         return self._extractor(texts)
-
-
-def _save(path: Path, value: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, value.astype(np.float32))
-    tmp.rename(path)  # atomic: a crash never leaves a half-written feature
 
 
 def _bucket(n: int) -> int:

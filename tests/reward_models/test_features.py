@@ -3,6 +3,8 @@ response mean and an intermediate layer equal a hand-written forward, length buc
 value, the cache returns what it stored without a forward, and the probe's head_features are the
 head's input of any ScoreModel (pooled as it pools, LoRA adapters included)."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -100,6 +102,12 @@ def test_cache_returns_what_it_stored_without_a_forward(tiny, tmp_path):
     # another model key shares no entry
     other = FeatureCache(tmp_path, key="tiny seed 2")
     assert other.path(pairs[0], "x") != cache.path(pairs[0], "x")
+    # the layout of caches already on disk: <root>/sha1(key|pooling|prompt length|row tokens|...).npy
+    pair = pairs[2]
+    digest = hashlib.sha1(f"tiny seed 1|x|{pair.prompt_length}|".encode())
+    for p in range(2):
+        digest.update(np.asarray(pair.row(p).tokens, np.int32).tobytes() + b"|")
+    assert cache.path(pair, "x") == tmp_path / f"{digest.hexdigest()}.npy"
 
 
 @pytest.mark.parametrize("pool", ["last", "response_mean"])
