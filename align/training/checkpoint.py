@@ -6,6 +6,11 @@ complete, so a step directory that exists is a whole checkpoint: "last good" = l
     <dir>/<step>/state/       the TrainState arrays as a flat {tree path: array} dict
     <dir>/<step>/manifest/    JSON: step, data position, rng, model config, run config, code version
 
+A write the storage refuses (disk full, quota, permissions) raises CheckpointWriteFailed, one line
+naming the step, its directory and the OS error; the step's partial files are removed and the last
+complete checkpoint stays, so the same command, rerun, resumes from it (align.training.write_failures
+keeps Orbax's own reports of the failure off the console).
+
 The state is saved flat (keys are jax key paths) and restored into the *abstract* state's tree,
 so restores never depend on how Orbax handles nnx / optax / flax.struct pytree nodes, and arrays land
 directly with the target shardings.
@@ -13,12 +18,14 @@ directly with the target shardings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
 import os
+import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from align.errors import RunStopped
+from align.training import write_failures
 from align.training.state import TrainState, with_shardings
 
 MANIFEST_FORMAT = "align.checkpoint/v1"
@@ -64,6 +73,11 @@ def manifest_changes(saved: Any, current: Any, prefix: str = "") -> list[str]:
             out += manifest_changes(saved.get(k, missing), current.get(k, missing), key + ".")
         return out
     return [] if saved == current else [f"{prefix.rstrip('.')}: {saved!r} -> {current!r}"]
+
+
+class CheckpointWriteFailed(RunStopped):
+    """The storage refused a checkpoint write; the message names the step, its directory, the OS error
+    and the last complete checkpoint, which a rerun resumes from."""
 
 
 @dataclasses.dataclass
@@ -118,7 +132,8 @@ def _jsonable(x: Any) -> Any:
 
 class Checkpointer:
     """Keeps the last `keep` checkpoints of one run; saves asynchronously (device-to-host copy blocks,
-    the file writes do not)."""
+    the file writes do not). A failed write is raised (CheckpointWriteFailed) by the next save, wait
+    or close, which then closes the checkpointer."""
 
     def __init__(
         self,
@@ -128,13 +143,18 @@ class Checkpointer:
         async_save: bool = True,
         manifest: Mapping | None = None,
     ):
-        self.directory = Path(directory).absolute()
+        write_failures.install()
+        self.shown = Path(directory)  # as the caller gave it: errors name no other machine path
+        self.directory = self.shown.absolute()
         self.base_manifest = _jsonable(dict(manifest or {}))
         self._code = code_version()
+        # cleanup_tmp_directories: a write that failed or was killed leaves <step>.orbax-checkpoint-tmp
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, enable_async_checkpointing=async_save, create=True
+            max_to_keep=keep, enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self._pending: int | None = None  # the step saved in the background, not yet known complete
+        self._failed: CheckpointWriteFailed | None = None
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -152,6 +172,7 @@ class Checkpointer:
     ) -> bool:
         """Save `state` under its step; False when that step is already saved."""
         step = int(jax.device_get(state.step))
+        self._settle()  # a failure of the previous save is raised as that step's
         if step in self.manager.all_steps():
             return False
         manifest = {
@@ -164,13 +185,15 @@ class Checkpointer:
             "saved_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             **_jsonable(dict(extra or {})),
         }
-        return self.manager.save(
-            step,
-            force=force,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(flatten_state(state)), manifest=ocp.args.JsonSave(manifest)
-            ),
-        )
+        self._pending = step
+        with self._failures(step):
+            return self.manager.save(
+                step,
+                force=force,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(flatten_state(state)), manifest=ocp.args.JsonSave(manifest)
+                ),
+            )
 
     def read_manifest(self, step: int | None = None) -> dict | None:
         step = self.latest_step() if step is None else step
@@ -221,12 +244,62 @@ class Checkpointer:
         return None if step is None else self.restore(step, abstract_state, shardings)
 
     def wait(self) -> None:
-        """Block until pending async saves are on disk."""
-        self.manager.wait_until_finished()
+        """Block until pending async saves are on disk (CheckpointWriteFailed if one could not be)."""
+        self._settle()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
+        """Wait for the pending save and close; after a failed write (already raised) a no-op."""
+        if self._failed is not None:
+            return
+        self._settle()
         self.manager.close()
+
+    def _settle(self) -> None:
+        """Wait for the pending save; raises CheckpointWriteFailed for it (or for an earlier one)."""
+        if self._failed is not None:
+            raise self._failed
+        if self._pending is not None:
+            with self._failures(self._pending):
+                self.manager.wait_until_finished()
+            self._pending = None
+
+    @contextlib.contextmanager
+    def _failures(self, step: int) -> Iterator[None]:
+        """A storage failure while saving `step` -> CheckpointWriteFailed, after closing the manager
+        and removing the step's partial files (they hold space the user must otherwise free too).
+        Other exceptions are bugs and pass unchanged."""
+        try:
+            yield
+        except Exception as e:
+            reason = write_failures.storage_error(e)
+            if reason is None:
+                raise
+            last = self.manager.latest_step()
+            self._failed = CheckpointWriteFailed(self._failure_message(step, reason, last))
+            self._abandon(step)
+            raise self._failed from e
+
+    def _failure_message(self, step: int, reason: str, last: int | None) -> str:
+        where = self.shown / str(step)
+        if last is None:
+            after = "there is no earlier checkpoint: fix the cause and run the same command again"
+        else:
+            after = (
+                f"the last complete checkpoint, step {last}, is intact: fix the cause (e.g. free disk "
+                "space) and run the same command again to resume from it"
+            )
+        return f"could not write checkpoint step {step} to {where}: {reason}; {after}"
+
+    def _abandon(self, step: int) -> None:
+        # Every later wait re-raises the failed save, close() included (its background threads have
+        # ended by then; only idle thread pools remain, which exit with the process).
+        with contextlib.suppress(Exception):
+            self.manager.close()
+        self._pending = None
+        # With several processes, the others may still be writing there.
+        if write_failures.wait_for_writers() and jax.process_count() == 1:
+            for partial in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+                shutil.rmtree(partial, ignore_errors=True)
 
     def __enter__(self) -> Checkpointer:
         return self
