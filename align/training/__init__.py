@@ -14,7 +14,7 @@ fit; stage: the one body of an SFT, DPO or reward-model run). Model specs and Mo
 the train / held-out cut align.data.splits'.
 """
 
-from align.training.checkpoint import Checkpointer, Restored
+from align.training.checkpoint import CheckpointWriteFailed, Checkpointer, Restored
 from align.training.distill import chunked_token_divergence, sparse_topk_kl, teacher_topk, token_divergence
 from align.training.fused_divergence import chunked_weighted_divergence
 from align.training.fused_nll import chunked_weighted_nll
@@ -54,8 +54,8 @@ __all__ = [  # noqa: RUF022  (grouped by section, as the imports)
     "split_model", "train_state_shardings",
     "accumulate_gradients", "make_eval_step", "make_train_step", "split_micro_batches",
     "MeanTracker", "MetricsWriter", "finalize", "read_metrics", "weighted_sums",
-    "Checkpointer", "Restored", "LoopConfig", "LoopResult", "NonFiniteLoss", "count_tokens", "sigterm_flag",
-    "train_loop",
+    "Checkpointer", "CheckpointWriteFailed", "Restored",
+    "LoopConfig", "LoopResult", "NonFiniteLoss", "count_tokens", "sigterm_flag", "train_loop",
     "LoRAConfig", "LoRADecoder", "add_lora", "merge_lora",
     "MeshOptions", "TrainOptions", "make_run_mesh", "fit", "prepare_run",
     "FitResult", "LoopFit", "StageData", "StageSpec", "run_stage",
