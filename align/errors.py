@@ -1,5 +1,6 @@
 """Errors that are not bugs: bad input (a config, a data file, a model name, a policy) and runs that
-stopped early for a reason they can name (preemption, a non-finite loss).
+stopped early for a reason they can name (preemption, a non-finite loss, a checkpoint the disk
+refused).
 
 Their messages say where and why, so the `align` command line prints them as one line: exit code 2
 for an InputError, RunStopped.exit_code for a stopped run. Any other exception is a bug and keeps its

@@ -8,10 +8,11 @@ This is the one place that prints errors and picks exit codes; commands raise. `
 exceptions are not bugs:
 - `align.errors.InputError` (a bad config, data file or model name; the message names the file, line
   and field): exit code 2;
-- `align.errors.RunStopped` (preemption, a non-finite loss): its exit code;
+- `align.errors.RunStopped` (preemption, a non-finite loss, a checkpoint the disk refused): its exit code;
 - the builtin errors a user's path or file causes where a command did not convert them: an OSError
   naming a file (missing, unreadable, a directory, a missing output directory), a file that is not
-  UTF-8 text or not gzip: exit code 2, one line naming the file.
+  UTF-8 text or not gzip: exit code 2, one line naming the file (exit code 1 for a full disk or quota,
+  which is not bad input).
 Each is printed as one line; ALIGN_TRACEBACK=1 raises it instead. Any other exception is a bug and keeps
 its traceback (so does an OSError naming a file inside align's own packages or its environment).
 """
@@ -19,6 +20,7 @@ its traceback (so does an OSError naming a file inside align's own packages or i
 from __future__ import annotations
 
 import argparse
+import errno
 import gzip
 import importlib
 import io
@@ -65,7 +67,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # Shown under every command's --help: what the exit status means and the variables align reads.
 EXIT_CODES = """exit codes:
   0    done
-  1    not all done: training stopped early (e.g. a non-finite loss; rerun the same command to resume),
+  1    not all done: training stopped early (e.g. a non-finite loss, or a checkpoint the disk refused:
+       free space; rerun the same command to resume from the last complete checkpoint),
        an eval suite failed (`align eval`), or the verdict is FAIL (`align gate`, or the release gate
        of a variant in `align pipeline`)
   2    bad input: one line on stderr naming the file, line and field (ALIGN_TRACEBACK=1 for a traceback)
@@ -150,7 +153,9 @@ def user_error(e: BaseException) -> tuple[str, int] | None:
         parent = Path(os.fsdecode(e.filename)).parent
         if isinstance(e, FileNotFoundError) and not parent.is_dir():
             return f"error: {e.filename}: directory {parent} does not exist", 2
-        return f"error: {e.filename}: {e.strerror or e}", 2
+        # A full disk is not bad input: the run is not all done (1), and a rerun after freeing space resumes
+        code = 1 if e.errno in (errno.ENOSPC, errno.EDQUOT) else 2
+        return f"error: {e.filename}: {e.strerror or e}", code
     return None
 
 

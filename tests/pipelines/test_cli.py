@@ -2,7 +2,9 @@
 bad input exits 2 with one located line (no traceback), bugs keep their tracebacks."""
 
 import argparse
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +52,16 @@ def test_every_command_module_has_the_interface():
 def test_unknown_model_exits_2_with_a_clear_message(capsys):
     assert main(["generate", "--model", "/no/such/model.gguf", "hi"]) == 2
     assert "not a file, a directory or a known name" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_not_bad_input(tmp_path):
+    from pipelines.cli import user_error
+
+    path = str(tmp_path / "metrics.jsonl")
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    assert user_error(full) == (f"error: {path}: No space left on device", 1)  # rerun after freeing space
+    denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+    assert user_error(denied) == (f"error: {path}: Permission denied", 2)
 
 
 TINY_SFT = str(CONFIGS / "sft" / "tiny_cpu.yaml")
