@@ -100,8 +100,10 @@ def wait_for_writers(timeout_s: float = DRAIN_S) -> bool:
 
     Orbax raises a save's failure as soon as one of its writes fails, while the others may still be
     writing into the step's temporary directory: it can only be removed once they are done."""
-    from orbax.checkpoint._src.futures import future
-
+    try:  # Orbax internals: another Orbax version may not have them
+        from orbax.checkpoint._src.futures import future
+    except ImportError:
+        return False
     kind = getattr(future, "_SignalingThread", None)
     if kind is None:
         return False
@@ -116,8 +118,10 @@ def wait_for_writers(timeout_s: float = DRAIN_S) -> bool:
 def install() -> None:
     """Drain Orbax's loops on failure and demote its storage-failure records (see the module doc).
     Without the Orbax function it replaces (another Orbax version), only the demotion applies."""
-    from orbax.checkpoint._src import asyncio_utils
-
+    try:  # Orbax internals (orbax-checkpoint is not pinned): without them only the demotion applies
+        from orbax.checkpoint._src import asyncio_utils
+    except ImportError:
+        asyncio_utils = None
     if getattr(asyncio_utils, "_run_sync_via_new_loop", None) not in (None, _run_sync_draining):
         asyncio_utils._run_sync_via_new_loop = _run_sync_draining
     for name in _LOGGERS:
