@@ -11,6 +11,7 @@ sequence-classification directory), summary.json (written last; a finished run i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 
 import numpy as np
@@ -228,9 +229,11 @@ class ProbeFit:
             summary={"fit": "probe", "probe": report},
         )
 
+    @functools.cached_property
     def _features(self) -> dict:
         """head_features' arguments: the cache and what it stores besides the head's features (nothing
-        without a cache, where nothing else would be kept)."""
+        without a cache, where nothing else would be kept). Built once: the cache key hashes every
+        backbone weight, and fitting the head leaves them unchanged."""
         probe = self.config.probe
         cache = None
         if probe.cache_dir:
@@ -254,9 +257,7 @@ class ProbeFit:
     def _evaluate(self, model):
         if self._heldout is None:
             with self._bar(self.data.heldout, "rm held-out features") as bar:
-                self._heldout = head_features(
-                    model, self.data.heldout, progress=bar.update, **self._features()
-                )
+                self._heldout = head_features(model, self.data.heldout, progress=bar.update, **self._features)
         w = np.asarray(model.head.w[...], np.float64)
         b = float(np.asarray(model.head.b[...]))
         data, tolerance = self.data, self.config.data.length_tolerance
@@ -273,7 +274,7 @@ class ProbeFit:
                 folds=probe.folds,
                 seed=self.config.train.seed,
                 progress=bar.update,
-                **self._features(),
+                **self._features,
             )
 
 

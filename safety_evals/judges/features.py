@@ -70,12 +70,13 @@ class FeatureStore:
     ) -> np.ndarray:
         if self.recipe.backbone == LEXICAL:  # cheaper to recompute than to read back
             return lexical_features(texts, self.recipe.max_tokens)
-        keys = [_text_key(self.recipe, t) for t in texts]
-        todo = sorted({t for t, k in zip(texts, keys) if k not in self.files}, key=len)
+        key = {t: _text_key(self.recipe, t) for t in texts}
+        keys = [key[t] for t in texts]
+        todo = sorted((t for t in key if key[t] not in self.files), key=len)
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             for t, f in zip(chunk, self.extract(chunk)):
-                self.files.put(_text_key(self.recipe, t), f.astype(np.float32))
+                self.files.put(key[t], f.astype(np.float32))
             if progress:
                 progress(min(start + self.batch_size, len(todo)), len(todo))
         return np.stack([self.files.get(k) for k in keys]) if keys else np.zeros((0, 0), np.float32)
