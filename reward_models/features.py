@@ -16,6 +16,12 @@ sorted by length and each batch is padded to the next multiple of `bucket` token
 shapes instead of padding everything to max_length), and with a cache each pair's [2, F, D] block is
 stored as one .npy named by a hash of the model key, the pooling and the pair's tokens: a second pass
 over the same pairs (another head, another l2, the `align rm` run that ships the recipe) reads them.
+
+On several processes each one reads (tokenizes, for lazily tokenized pairs) only its rows of every
+batch, with or without a cache: it looks up its rows of the cache-less pass's batches, the entries
+found are gathered on every process, and the pairs none found are batched again (as the cache-less
+pass batches all of them) for the forward. A process writes the entries of its rows only: a rerun
+with other processes or batches finds them all where every process sees one cache folder.
 """
 
 from __future__ import annotations
@@ -128,6 +134,27 @@ def on_mesh(block: dict, mesh, rows: int) -> dict:
     return block if mesh is None else shard_rows(to_global(block, mesh, rows), mesh)
 
 
+def _cached(pairs, order, cache: FeatureCache, pooling: str, batch_size: int, mesh, width) -> list:
+    """Every pair's cached features [2, F, D] (width = (F, D)), or None: each process looks up (so
+    tokenizes) only its rows of every batch of `order` (the cache-less pass's batches), and what they
+    found is gathered on every process in one collective, as the forward's features are."""
+    take, starts = process_rows(mesh, batch_size), range(0, len(order), batch_size)
+    found = np.zeros((2 * (take.stop - take.start), len(starts)), np.int8)  # [2 B_p, batches]
+    feats = np.zeros((*found.shape, *width), np.float32)  # [2 B_p, batches, F, D]: the forward's rows
+    for b, start in enumerate(starts):
+        for k, i in enumerate(order[start : start + batch_size][take]):
+            value = cache.get(pairs[i], pooling)
+            if value is not None:
+                found[2 * k : 2 * k + 2, b], feats[2 * k : 2 * k + 2, b] = 1, value
+    block = on_mesh({"found": found, "feats": feats}, mesh, 2 * batch_size)
+    found, feats = host_array(block["found"]), host_array(block["feats"])  # [2B, batches, ...]
+    out = [None] * len(pairs)
+    for b, start in enumerate(starts):
+        for k, i in enumerate(order[start : start + batch_size]):
+            out[i] = feats[2 * k : 2 * k + 2, b] if found[2 * k, b] else None
+    return out
+
+
 def _columns(pairs: Sequence[TokenizedPair], i: int) -> int:
     """T of pair i, without tokenizing it when the pairs are lazily tokenized (align.data.lazy)."""
     return pairs.length(i) if isinstance(pairs, LazySequences) else pairs[i].tokens.shape[1]
@@ -149,18 +176,20 @@ def pair_feature_sets(
     """Features [n, 2, F, D] float32 of `pairs` (see the module docstring); layers default to the last.
 
     mesh: the forward runs on it, weights sharded by align's rules table (a copy: `backbone` stays
-    where it is) and each batch's rows split over the data axes; without a cache each process reads only
-    the pairs its devices hold (process_rows), and the features are gathered."""
+    where it is) and each batch's rows split over the data axes; each process reads (and looks up in
+    the cache) only the pairs its devices hold (process_rows), and the features are gathered."""
     layers = tuple(layers or (len(backbone.layers),))
     pools = tuple(pools)
     if not set(pools) <= set(POOLS):
         raise ValueError(f"pools={pools}: expected a subset of {POOLS}")
     if not all(1 <= layer <= len(backbone.layers) for layer in layers):
         raise ValueError(f"layers={layers}: expected 1..{len(backbone.layers)}")
-    pooling = f"{pools}{layers}"
-    # a cache looks pairs up by their tokens, so then every process reads every pair
-    out: list[np.ndarray | None] = [cache.get(p, pooling) for p in pairs] if cache else [None] * len(pairs)
-    todo = sorted((i for i, f in enumerate(out) if f is None), key=lambda i: _columns(pairs, i))
+    pooling, width = f"{pools}{layers}", (len(pools) * len(layers), backbone.config.embed_dim)
+    order = sorted(range(len(pairs)), key=lambda i: _columns(pairs, i))
+    out = [None] * len(pairs)
+    if cache is not None and len(pairs):
+        out = _cached(pairs, order, cache, pooling, batch_size, mesh, width)
+    todo = [i for i in order if out[i] is None]  # the pairs to compute, in the cache-less pass's order
     if progress is not None and len(pairs) > len(todo):
         progress(len(pairs) - len(todo))
     if todo:
@@ -175,13 +204,14 @@ def pair_feature_sets(
         rows = _rows([pairs[i] for i in chunk[take]], take.stop - take.start, length, pad_id)
         rows = on_mesh(rows, mesh, 2 * batch_size)  # [2B, T] each: chosen and rejected rows interleaved
         feats = host_array(forward(state, *(rows[k] for k in ROWS)))  # by name: pytrees sort dict keys
-        feats = feats.reshape(batch_size, 2, len(pools) * len(layers), -1)
+        feats = feats.reshape(batch_size, 2, *width)
         for k, i in enumerate(chunk):
             out[i] = feats[k]
-            if cache is not None:
+        if cache is not None:  # this process's rows: the pairs it has tokenized
+            for k, i in enumerate(chunk[take], start=take.start):
                 cache.put(pairs[i], pooling, feats[k])
         if progress is not None:
             progress(len(chunk))
     if not out:
-        return np.zeros((0, 2, len(pools) * len(layers), backbone.config.embed_dim), np.float32)
+        return np.zeros((0, 2, *width), np.float32)
     return np.stack(out).astype(np.float32)

@@ -50,7 +50,7 @@ def head_features(
 ) -> np.ndarray:
     """The head's input features [n, 2, D] float32 (chosen, rejected): the final layer pooled as
     model.pool, by reward_models.features.pair_feature_sets (length buckets, `batch_size` pairs per
-    forward, the cache if given, each process reading only its pairs on a mesh without one).
+    forward, the cache if given, each process reading only its pairs on a mesh).
 
     pools, layers: computed (and stored in the cache) besides the head's own, e.g. for heads fitted
     off-line; they name the cache entries, so a rerun must pass the same ones to read them."""
