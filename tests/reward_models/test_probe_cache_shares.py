@@ -18,6 +18,7 @@ from tests.reward_models.test_probe_shares import BY_WIDTH, _lazy, _pairs_of_two
 B = 4  # pairs per batch
 KWARGS = dict(pools=("last", "mean"), layers=(1, 2), batch_size=B, bucket=4)
 POOLING = "('last', 'mean')(1, 2)"  # pair_feature_sets' name of KWARGS' pooling in the cache
+LOST = [5, 2]  # the entries removed for the partly warm pass: rows of two processes, in two batches
 
 
 class Processes:
@@ -102,9 +103,8 @@ def test_cached_pass_reads_only_each_process_rows_cold_warm_and_partly_warm(proc
             assert seen == ([B, B, 2] if run == "cold" else [n]), run  # warm: every pair from the cache
         assert len(list(tmp_path.glob("*.npy"))) == n
 
-    # partly warm: pairs 5 and 2 (rows of two processes, in two batches) lost their entries
-    cache = FeatureCache(tmp_path, key="tiny")
-    lost = [5, 2]
+    # partly warm: pairs 5 and 2 lost their entries
+    cache, lost = FeatureCache(tmp_path, key="tiny"), LOST
     for i in lost:
         cache.path(pairs[i], POOLING).unlink()
     results = cached_pass(sim, pairs, model, mesh, tmp_path)
