@@ -19,7 +19,10 @@ taken in the same minute of the machine. Prints one comparison row per case; no 
 Beside each case: the weight-streaming limit, B / (bytes of weights a step reads / GB/s), with GB/s
 what a `jnp` row sum over the [V, D] embedding table streamed just before and just after the case's
 timed calls (best of 5 each): no decode step reads its weights faster than that; "limit" is for the
-float32 weights, "bf16 limit" for the bf16 ones.
+float32 weights, "bf16 limit" for the bf16 ones. And the compute limit, B / (2 * matmul weights /
+FLOP/s), with FLOP/s what the float32 dot `VD,BD->VB` of the unembedding table with the case's B rows
+reached (best of 5): on a CPU with few cores and no wide vector units a batch-32 step is bound by its
+multiply-adds, not by streaming the weights, and no layout gets past this one.
 """
 
 from __future__ import annotations
@@ -94,16 +97,8 @@ def step_bytes(model) -> dict:
     the matmul weights (projections and the unembedding table, Decoder.store_weights) at 2 bytes}."""
     from flax import nnx
 
-    from align.model.layers import Projections
-
     total = sum(v[...].nbytes for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))
-    matmul = model.unembed_matrix().size + sum(
-        getattr(m, name)[...].size
-        for _, m in nnx.iter_modules(model)
-        if isinstance(m, Projections)
-        for name in m.PROJECTIONS
-    )
-    return {"float32": total, "bfloat16": total - 2 * matmul}
+    return {"float32": total, "bfloat16": total - 2 * matmul_params(model)}
 
 
 def stream_gbs(model, repeats: int = 5) -> float:
@@ -122,6 +117,38 @@ def stream_gbs(model, repeats: int = 5) -> float:
     return table.nbytes / best / 1e9
 
 
+def matmul_params(model) -> int:
+    """Weights a decode step multiplies each row by: the projections and the unembedding table."""
+    from flax import nnx
+
+    from align.model.layers import Projections
+
+    return model.unembed_matrix().size + sum(
+        getattr(m, name)[...].size
+        for _, m in nnx.iter_modules(model)
+        if isinstance(m, Projections)
+        for name in m.PROJECTIONS
+    )
+
+
+def dot_gflops(model, batch: int, repeats: int = 5) -> float:
+    """GFLOP/s of the float32 dot `VD,BD->VB` of the [V, D] unembedding table with `batch` rows (the
+    largest product of a decode step), best of `repeats`."""
+    import jax
+    import jax.numpy as jnp
+
+    table = model.unembed_matrix()
+    hidden = jnp.ones((batch, table.shape[1]), jnp.float32)
+    dot = jax.jit(lambda t, h: jnp.einsum("VD,BD->VB", t, h, preferred_element_type=jnp.float32))
+    jax.block_until_ready(dot(table, hidden))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(dot(table, hidden))
+        best = min(best, time.perf_counter() - t0)
+    return 2 * table.size * batch / best / 1e9
+
+
 def paired(runners: dict, repeats: int) -> dict:
     """Seconds per call for each runner, taken in turn (a, b, c, a, b, c, ...) `repeats` times.
 
@@ -137,13 +164,15 @@ def paired(runners: dict, repeats: int) -> dict:
     return times
 
 
-def limits_line(loaded, batch: int, bf16: bool, gbs: list[float]) -> str:
+def limits_line(loaded, batch: int, bf16: bool, gbs: list[float], gflops: float) -> str:
     """The weight-streaming limits in tok/s for `batch` rows at the row-sum GB/s measured (before,
-    after the case)."""
+    after the case), and the compute limit at the dot's GFLOP/s."""
     nbytes = step_bytes(loaded.model)
     span = lambda key: "-".join(f"{batch * g * 1e9 / nbytes[key]:.1f}" for g in gbs)  # noqa: E731
     line = f"row sum {'-'.join(f'{g:.1f}' for g in gbs)} GB/s: limit {span('float32')} tok/s"
-    return line + (f", bf16 limit {span('bfloat16')} tok/s" if bf16 else "")
+    line += f", bf16 limit {span('bfloat16')} tok/s" if bf16 else ""
+    compute = gflops * 1e9 / (2 * matmul_params(loaded.model))
+    return line + f"; dot {gflops:.0f} GFLOP/s: compute limit {compute:.1f} tok/s"
 
 
 def agreement(a, b) -> str:
@@ -210,6 +239,7 @@ def main():
             gbs = [stream_gbs(loaded.model)]
             times = paired(runners, args.repeats)
             gbs.append(stream_gbs(loaded.model))
+            gflops = dot_gflops(loaded.model, batch)
             rate = {k: batch * new / min(v) for k, v in times.items()}  # best call of each side
             ratios = [t / j for j, t in zip(times["jax"], times["torch"])]  # per pair: same minutes
             lo, mid, hi = min(ratios), statistics.median(ratios), max(ratios)
@@ -219,7 +249,7 @@ def main():
                 + "".join(f" {rate[k]:>14.1f} {rate[k] / rate['torch']:>6.2f}x" for k in extra),
                 flush=True,
             )
-            print(f"{'':>11} {limits_line(loaded, batch, bf16, gbs)}", flush=True)
+            print(f"{'':>11} {limits_line(loaded, batch, bf16, gbs, gflops)}", flush=True)
             if same:
                 r = [t / j for j, t in zip(times["bf16"], times["torch"])]
                 print(

@@ -227,12 +227,14 @@ def generate(
     decode_weights: "float32" or "bfloat16", the storage of the weights the decode loop reads (the
     prompt's prefill always runs on the model as it is). "bfloat16" casts a copy of the matmul
     weights once a call (Decoder.store_weights: half the bytes per step, float32 sums, float32
-    logits and log-probs; the hidden state is rounded to bfloat16 at each dot's input). Float32 is
-    the default although bfloat16 decodes markedly faster on CPU (the steps are bound by streaming
-    the weights: up to ~2x tokens/s on gemma3-270m; benchmarks/RESULTS.md): the greedy tokens are
-    no longer float32's (on generate.py's 8 prompts, over 128 greedy tokens, 2 rows took another
-    token at some step and every token after it: 90% of tokens equal; a tiny random model's logits
-    moved by up to ~2% of their spread, tests/sampling/test_decode_weights.py), and RL rollouts
+    logits and log-probs; the hidden state is rounded to bfloat16 at each dot's input). It pays
+    where the steps are bound by streaming the weights and the chip multiplies bfloat16 natively
+    (accelerators; CPUs with AVX512-BF16 or AMX: up to ~2x tokens/s on gemma3-270m); on a CPU
+    without (AVX2 only) the dots convert and run slower than float32 (benchmarks/RESULTS.md). Float32
+    is the default because the greedy tokens are no longer float32's (on generate.py's 8 prompts,
+    over 128 greedy tokens, 2 rows took another token at some step and every token after it: 90% of
+    tokens equal; a tiny random model's logits moved by up to ~2% of their spread,
+    tests/sampling/test_decode_weights.py), and RL rollouts
     scored later by a float32 forward would carry that as off-policy noise in every importance ratio.
     Raises ValueError for a prompt length outside [1, P] or a length + max_new_tokens past
     max_seq_len, or for a decode_weights not in DECODE_WEIGHTS.
