@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from align import distributed
 from align.model import axes as ax
 
 # logical axis -> mesh axis (or tuple of mesh axes, or None = replicated)
@@ -149,8 +150,22 @@ def rows_sharding(mesh: Mesh, shape, rules=LOGICAL_RULES) -> NamedSharding:
 
 
 def shard_rows(tree, mesh: Mesh, rules=LOGICAL_RULES):
-    """Every array of `tree` (numpy or jax) placed with `rows_sharding`: a batch spread over the mesh."""
-    return jax.tree.map(lambda x: jax.device_put(x, rows_sharding(mesh, np.shape(x), rules)), tree)
+    """Every array of `tree` (numpy or jax) placed with `rows_sharding`: a batch spread over the mesh.
+
+    On several processes a host batch (numpy, or a jax.Array this process holds whole), the same on
+    every process, becomes a global array from only the rows this process's devices hold
+    (`distributed.process_rows`): jax.device_put would first gather the whole value from every process
+    to check that they agree, a collective per array of every batch."""
+
+    def place(x):
+        sharding = rows_sharding(mesh, np.shape(x), rules)
+        global_already = isinstance(x, jax.Array) and not x.is_fully_addressable
+        if jax.process_count() == 1 or global_already or not np.ndim(x):
+            return jax.device_put(x, sharding)
+        x = np.asarray(x)
+        return distributed.global_array(x[distributed.process_rows(sharding, len(x))], sharding, len(x))
+
+    return jax.tree.map(place, tree)
 
 
 def shard_model(model: nnx.Module, mesh: Mesh, rules=LOGICAL_RULES) -> nnx.Module:

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from align.distributed import host_array
 from align.model.attention import attention_mask
 from align.model.scoring import streamed_token_logprobs
 from align.model.sharding import jit_on_mesh, mesh_scope, shard_rows, state_shardings
@@ -135,6 +136,10 @@ class JaxLM:
         (`safety_evals.lm.packing`); the log-probs are the same either way.
       mesh: shard the weights over it by align's rules table and split every batch's rows over its
         data axes (`align.model.sharding.make_mesh`); None: the model stays where it is (one device).
+        The mesh may span several processes (align.distributed): each builds every batch (the eval
+        items are small, and packing plans all of them), places only the rows its devices hold
+        (`shard_rows`), and reads the scores and generations back with `host_array`, so every process
+        calls the adapter with the same requests in the same order and gets the same results.
     """
 
     def __init__(
@@ -205,17 +210,16 @@ class JaxLM:
         slots = np.zeros(E, np.int32)
         targets = np.full(E, self.tokenizer.pad_id, np.int32)
         slots[:n], targets[:n] = lay.entry_slots, lay.entry_targets
-        picked, greedy = jax.device_get(
-            scorer(self.mesh)(
-                self._graphdef,
-                self._state,
-                *self._rows(lay.tokens, lay.positions, lay.segments, lay.branches),
-                slots,
-                targets,
-                np.int32(n),
-                tree=lay.is_tree,
-            )
+        scores = scorer(self.mesh)(
+            self._graphdef,
+            self._state,
+            *self._rows(lay.tokens, lay.positions, lay.segments, lay.branches),
+            slots,
+            targets,
+            np.int32(n),
+            tree=lay.is_tree,
         )
+        picked, greedy = host_array(scores[0]), host_array(scores[1])  # on several hosts: collectives
         return [
             TokenScores(tuple(float(picked[e]) for e in mine), bool(all(greedy[e] for e in mine)))
             for mine in lay.request_entries
@@ -273,7 +277,7 @@ class JaxLM:
             tokens, lengths, keys = self._rows(tokens, lengths, keys)
             with mesh_scope(self.mesh):  # decoding traces the decoder's activation constraints on the mesh
                 res = generate(self.model, tokens, lengths, config, keys, cache_dtype=self.cache_dtype)
-            gen, n = jax.device_get((res.tokens, res.lengths))
+            gen, n = host_array(res.tokens), host_array(res.lengths)  # rows on every host: collectives
             for row in range(len(chunk)):
                 ids = [int(t) for t in gen[row, : n[row]] if int(t) not in config.stop_ids]
                 texts.append(truncate_at_stop(self.tokenizer.decode(ids), stop))

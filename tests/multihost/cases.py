@@ -4,10 +4,12 @@ what they leave behind.
 Every launch of Python processes costs seconds of imports, compiling and joining the coordinator (tens
 of seconds on a loaded 2-core CI machine), so one launch runs every stage in sequence (`::`-joined):
 
-    sft (6 steps, fsdp=4) :: eval (CrowS-Pairs on the export) :: rlhf ppo :: rlhf grpo :: distill :: dpo
+    sft (6 steps, fsdp=4) :: eval (CrowS-Pairs and IFEval on the export, fsdp=4) :: rlhf ppo :: rlhf grpo
+        :: distill :: dpo :: the reward-model probe's cached feature pass (probe_cache_worker)
 
 SFT writes run/, the later stages run/ppo/, run/grpo/, run/distill/ and run/dpo/, all under the directory the
-worker watches. Those read HH rows from the shared data; without them the launch stops after the eval.
+worker watches; the probe pass writes probe/ beside it (each process its own features and cache entries).
+The RL stages, distillation and DPO read HH rows from the shared data and are left out without them.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ CROWS = [
         "race-color",
     ),
 ]
+# IFEval prompts whose checkers need no NLTK Punkt (suites.ifeval.NEEDS_PUNKT): a generation suite, 8 greedy
+# tokens each, one batch of 8 rows (3 prompts, 5 filler rows), 2 on each device.
+IFEVAL = [
+    ("Write a short poem about the sea without commas.", "punctuation:no_comma"),
+    ("Say hello to my friend in lowercase letters only.", "change_case:english_lowercase"),
+    ("Give the story a title wrapped in double angular brackets.", "detectable_format:title"),
+]
+IFEVAL_TOKENS = 8
 # GRPO's reward: the share of letters (a-z, A-Z: 52 of the tiny vocabulary's 272 ids) in a response, a
 # sum of token_fraction rules. A random policy's 4-token responses score 0 to 1 and differ within a
 # group, so advantages and gradients are not zero (unlike the newline reward's all-zero scores).
@@ -54,13 +64,19 @@ LETTERS = [chr(c) for c in (*range(ord("a"), ord("z") + 1), *range(ord("A"), ord
 
 
 def write_inputs(root):
-    """The SFT config (run in root/run) and a 4-pair CrowS-Pairs CSV; returns (config, csv)."""
+    """The SFT config (run in root/run), a 4-pair CrowS-Pairs CSV and a 3-prompt IFEval JSONL; returns
+    (config, csv, jsonl)."""
     root.mkdir(parents=True, exist_ok=True)
     table = root / "crows.csv"
     with table.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["", "sent_more", "sent_less", "stereo_antistereo", "bias_type"])
         w.writerows([i, *row] for i, row in enumerate(CROWS))
+    ifeval = root / "ifeval.jsonl"
+    rows = [
+        {"key": k, "prompt": p, "instruction_id_list": [i], "kwargs": [{}]} for k, (p, i) in enumerate(IFEVAL)
+    ]
+    ifeval.write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = root / "sft.yaml"
     config.write_text(f"""
 output_dir: {root / "run"}
@@ -74,7 +90,7 @@ train: {{batch_size: 8, log_every: 1, checkpoint_every: 2, progress: false}}
 mesh: {{data: 1, fsdp: 4}}
 chunk_size: 64
 """)
-    return config, table
+    return config, table, ifeval
 
 
 def ppo_command(run):
@@ -137,18 +153,33 @@ def dpo_command(run):
     ]
 
 
-def commands(root) -> list[list[str]]:
-    """Every stage's `align` arguments, in order (the RL ones only where the HH prompts are)."""
-    config, table = write_inputs(root)
-    run = root / "run"
-    out = [
-        ["sft", "--config", str(config)],
-        ["eval", "--model", str(run / "export"), "--suite", "crows_pairs"]
-        + ["--data", f"crows_pairs={table}", "--out", str(run / "eval.json"), "--no-progress"],
+def eval_command(run, crows, ifeval):
+    """`align eval` of the SFT export on the mesh fsdp=4 (the weights split over both processes, each
+    batch's rows too): CrowS-Pairs' 8 sentences in one scoring pass of 4 packed rows, IFEval's 3 prompts
+    in one generation batch of 8 rows."""
+    return [
+        *("eval", "--model", str(run / "export"), "--suite", "crows_pairs,ifeval", "--mesh", "1,4,1"),
+        *("--data", f"crows_pairs={crows}", "--data", f"ifeval={ifeval}"),
+        *("--ifeval-max-new-tokens", str(IFEVAL_TOKENS), "--out", str(run / "eval.json"), "--no-progress"),
     ]
-    return out + (
-        [ppo_command(run), grpo_command(run), distill_command(run), dpo_command(run)] if HH.exists() else []
-    )
+
+
+def probe_command(root):
+    """The reward-model probe's feature pass, plain then through a cache cold, warm and partly warm
+    (tests.multihost.probe_cache_worker), run by the worker in its own process: outputs in root/probe."""
+    (root / "probe" / "cache").mkdir(parents=True, exist_ok=True)
+    return ["-m", "tests.multihost.probe_cache_worker", str(root / "probe"), str(root / "probe" / "cache")]
+
+
+def commands(root) -> list[list[str]]:
+    """Every stage's arguments, in order (the HH ones only where the HH rows are), the probe pass last: a
+    launch killed during SFT never reaches it, so each launch's cache starts cold."""
+    config, crows, ifeval = write_inputs(root)
+    run = root / "run"
+    out = [["sft", "--config", str(config)], eval_command(run, crows, ifeval)]
+    if HH.exists():
+        out += [ppo_command(run), grpo_command(run), distill_command(run), dpo_command(run)]
+    return out + [probe_command(root)]
 
 
 def worker_argv(root) -> list[str]:

@@ -77,6 +77,9 @@ def process_env(index: int, processes: int, devices: int, port: int, extra: Mapp
             JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
             JAX_NUM_PROCESSES=str(processes),
             JAX_PROCESS_ID=str(index),
+            # the rank on this host, as torchrun sets it: lm-eval's IFEval checkers (the eval's ifeval
+            # suite) download NLTK's punkt_tab on import when it is missing, on local rank 0 only
+            LOCAL_RANK=str(index),
         )
     env.update(extra)
     return env

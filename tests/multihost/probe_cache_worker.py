@@ -1,8 +1,10 @@
-"""One process of tests/multihost/test_probe_cache.py: the probe's feature pass over 10 lazily tokenized
-tiny pairs on a data=2 x fsdp=2 mesh, without a cache, then through one cache folder cold, warm and
-partly warm (process 0 removes 2 entries between the passes).
+"""The last step of the shared multi-process launch (tests/multihost/cases.py, read by
+test_multihost.py): the probe's feature pass over 10 lazily tokenized tiny pairs on a data=2 x fsdp=2
+mesh, without a cache, then through one cache folder cold, warm and partly warm (process 0 removes 2
+entries between the passes).
 
-    python -m tests.multihost.probe_cache_worker OUT_DIR CACHE_DIR
+    python -m tests.multihost.worker ... :: -m tests.multihost.probe_cache_worker OUT_DIR CACHE_DIR
+    python -m tests.multihost.probe_cache_worker OUT_DIR CACHE_DIR         (alone)
 
 Writes OUT_DIR/process-<i>.npz: each pass's features and the pairs this process tokenized, in order,
 and its rows of a batch.

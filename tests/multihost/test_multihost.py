@@ -6,10 +6,14 @@ with 4 devices on the same global mesh (fsdp=4, so every parameter is split acro
 (a) SFT steps (the same run, 1-4 before the kill, 5-6 after): the same per-step losses and held-out
     losses, the same data report (each process tokenized a share), the same exported weights
     (gathered from both hosts), and only process 0 wrote run files;
-(b) an eval suite (CrowS-Pairs, log-likelihoods) on the export: the same results document values;
+(b) `align eval --mesh 1,4,1` on the export, the weights and each batch's rows split over both processes:
+    CrowS-Pairs (log-likelihoods) and IFEval (greedy generations) give the same results document, and
+    only process 0 writes it;
 (d) PPO, GRPO, distillation and DPO on HH rows: each process tokenizes a share of the prompts and
     collates only the rows it holds (align.rl.feed); metrics.jsonl row for row, the summary, the
-    exported weights, and only process 0 wrote run files.
+    exported weights, and only process 0 wrote run files;
+(e) the reward-model probe's cached feature pass: each process tokenizes only its rows of every batch,
+    cold, warm and partly warm, and gets the cache-less features.
 One 2-process run serves them all: each launch costs seconds of imports and compiling
 (tests.multihost.cases, conftest.py). Every test that reads the launches lives in this one file:
 conftest's fixtures are per pytest-xdist worker, and `--dist loadfile` sends a second file to the
@@ -24,7 +28,9 @@ import numpy as np
 import pytest
 
 from align.training import read_metrics
-from tests.multihost.cases import CROWS, HH, STEPS, export_weights, losses, reports
+from tests.multihost.cases import CROWS, HH, IFEVAL, STEPS, export_weights, losses, reports
+from tests.reward_models.test_probe_cache_shares import LOST
+from tests.reward_models.test_probe_shares import BY_WIDTH
 
 # The first test sets up the session's launches (conftest.py: every stage, one process and two):
 # minutes on a loaded 2-core machine, past pytest's default per-test limit; the harness's own
@@ -63,7 +69,7 @@ def test_sft_matches_one_process_and_only_process_0_writes(single, multi):
     for name in wa:  # every tensor was split over both hosts (fsdp=4): gathered, not truncated
         np.testing.assert_allclose(wa[name], wb[name], rtol=0, atol=WEIGHT_ATOL, err_msg=name)
     second = reports(root, 1)
-    ok = [0] * (6 if HH.exists() else 2)  # sft, eval (, ppo, grpo, distill, dpo)
+    ok = [0] * (7 if HH.exists() else 3)  # sft, eval (, ppo, grpo, distill, dpo), the probe pass
     assert [r["exit_codes"] for r in second] in ([[], ok], [ok, []])  # killed, then finished
     assert [w for r in second for w in r["writes"]] == []
     (last,) = reports(root, 0)  # process 0 of the first launch was SIGKILLed before reporting
@@ -75,14 +81,25 @@ def test_sft_matches_one_process_and_only_process_0_writes(single, multi):
     assert any(w.startswith("tb/") for w in written) and "export" in written
 
 
-def test_eval_suite_matches_one_process(single, multi):
-    a, b = (json.loads((d / "eval.json").read_text()) for d in (multi[0] / "run", single))
-    got, want = (
-        {k: m["value"] for k, m in doc["suites"]["crows_pairs"]["metrics"].items()} for doc in (a, b)
-    )
-    assert a["suites"]["crows_pairs"]["data"]["n"] == len(CROWS) and got.keys() == want.keys()
-    for k in want:
-        np.testing.assert_allclose(got[k], want[k], rtol=RTOL, err_msg=k)
+def test_eval_on_the_mesh_matches_one_process_and_only_process_0_writes(single, multi):
+    root = multi[0]
+    a, b = (json.loads((d / "eval.json").read_text())["suites"] for d in (root / "run", single))
+    assert all(s["status"] == "ok" for s in (*a.values(), *b.values())), (a, b)
+    assert a["crows_pairs"]["data"]["n"] == len(CROWS) and a["ifeval"]["data"]["n"] == len(IFEVAL)
+    for suite in ("crows_pairs", "ifeval"):
+        got, want = ({k: m["value"] for k, m in s[suite]["metrics"].items()} for s in (a, b))
+        assert got.keys() == want.keys()
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=RTOL, err_msg=f"{suite}: {k}")
+    # every sentence's log-likelihood (sums of 44-77 token log-probs, -300 to -500 nats)
+    for x, y in zip(a["crows_pairs"]["examples"], b["crows_pairs"]["examples"], strict=True):
+        for k in ("ll_more", "ll_less"):
+            np.testing.assert_allclose(x["extra"][k], y["extra"][k], rtol=RTOL, err_msg=f"pair {y['id']}")
+    # the greedy generations, token for token
+    outputs = [[e["output"] for e in s["ifeval"]["examples"]] for s in (a, b)]
+    assert outputs[0] == outputs[1] and all(outputs[1]), outputs
+    assert "eval.json" in reports(root, 0)[-1]["writes"]
+    assert not any("eval.json" in r["writes"] for r in reports(root, 1))
 
 
 # ---- (d) RL, distillation, DPO ----------------------------------------------------------------
@@ -188,3 +205,34 @@ def test_dpo_matches_one_process_and_only_process_0_writes(single, multi):
     summary = assert_same_run(root / "run" / "dpo", single / "dpo", 3, DPO_ATOL, skip_first=("accuracy",))
     assert summary["data"]["train"]["pairs"] == 12  # 16 rows, a quarter held out
     assert_only_process_0_wrote(root, "dpo", (*RUN_FILES, "eval_before.json"))
+
+
+# ---- (e) the probe's cached feature pass -------------------------------------------------------
+
+
+def test_probe_pass_each_process_tokenizes_only_its_rows_through_the_cache(single, multi):
+    """The pass on 10 pairs in batches of 4 (test_probe_cache_shares.KWARGS), data=2 x fsdp=2: plain,
+    then through one cache cold, warm and partly warm (entries LOST removed); every pass gives every
+    process the cache-less features, bit for bit where the cache-less batches are kept, and those of
+    one process. tests/reward_models/test_probe_cache_shares.py checks the same with threads."""
+    probe = multi[0] / "probe"
+    runs = [dict(np.load(probe / f"process-{p}.npz")) for p in range(2)]
+    assert [tuple(r["rows"]) for r in runs] == [(0, 2), (2, 4)]  # the data axis spans the processes
+    mine = [{5, 6, 9, 0, 3, 4}, {7, 8, 1, 2}]  # rows 0-1 and 2-3 of the batches of BY_WIDTH
+    assert BY_WIDTH == [5, 6, 7, 8, 9, 0, 1, 2, 3, 4]
+    want = runs[0]["plain"]
+    # one process on the same mesh (the single launch's pass): measured bit for bit, held to 1e-6
+    alone = np.load(single.parent / "probe" / "process-0.npz")["plain"]
+    np.testing.assert_allclose(want, alone, rtol=1e-6, atol=1e-6)
+    for p, run in enumerate(runs):
+        for name in ("plain", "cold", "warm", "partly_warm"):
+            read = run[f"{name}_read"].tolist()
+            extra = {2} if (name, p) == ("partly_warm", 0) else set()  # its row of the batch [5 2]
+            assert len(read) == len(set(read)) and set(read) == mine[p] | extra, (p, name)
+        for name in ("plain", "cold", "warm"):
+            np.testing.assert_array_equal(run[name], want)
+        kept = np.delete(np.arange(10), LOST)
+        np.testing.assert_array_equal(run["partly_warm"][kept], want[kept])
+        np.testing.assert_allclose(run["partly_warm"], want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(run["partly_warm"], runs[0]["partly_warm"])
+    assert len(list((probe / "cache").glob("*.npy"))) == 10

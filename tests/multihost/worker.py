@@ -4,7 +4,8 @@ of every file it writes under a watched directory.
     python -m tests.multihost.worker REPORT_DIR WATCHED_DIR -- sft --config c.yaml :: eval --model ...
 
 The process joins its peers through the JAX_* variables the harness sets (pipelines.cli.main calls
-align.distributed.initialize), runs each command (`::` separates them) and writes
+align.distributed.initialize), runs each command (`::` separates them; `-m MODULE ARGS...` calls
+MODULE.main(*ARGS) in this process, a test step that is no `align` command) and writes
 REPORT_DIR/process-<i>-<pid>.json: {"exit_codes": [...], "writes": [paths relative to WATCHED_DIR]}. Files
 under checkpoints/ are left out of "writes": Orbax writes its shards from every process by design.
 
@@ -16,6 +17,7 @@ lost mid-run).
 from __future__ import annotations
 
 import faulthandler
+import importlib
 import json
 import os
 import signal
@@ -99,7 +101,11 @@ def main(argv: list[str]) -> int:
     from pipelines import cli
 
     for command in split_commands(rest):
-        codes.append(cli.main(command))
+        if command[0] == "-m":  # a test step: raises on failure
+            importlib.import_module(command[1]).main(*command[2:])
+            codes.append(0)
+        else:
+            codes.append(cli.main(command))
         if codes[-1]:
             break
     write_report()
