@@ -173,12 +173,16 @@ def finetune(args) -> None:
             )
 
     pred = np.empty(len(y), int)
-    for held in data.XSTEST_MODELS:
+    for held in args.held_out or data.XSTEST_MODELS:
         start, test = time.time(), np.flatnonzero(groups == held)
         pred[test] = _decide(rows, test, run(np.flatnonzero(groups != held), test))
+        confusion = np.zeros((len(SPEC.labels),) * 2, int)  # [human, judged], SPEC.labels' order
+        np.add.at(confusion, (y[test], pred[test]), 1)
         print(json.dumps({"held_out": held, "accuracy": round(float(np.mean(pred[test] == y[test])), 4),
-                          "seconds": round(time.time() - start)}), flush=True)  # fmt: skip
-    _report("minilm fine-tuned", y, pred, groups)
+                          "confusion": confusion.tolist(), "seconds": round(time.time() - start)}),
+              flush=True)  # fmt: skip
+    if not args.held_out:
+        _report("minilm fine-tuned", y, pred, groups)
 
 
 def main() -> None:
@@ -192,6 +196,9 @@ def main() -> None:
     )
     t = sub.add_parser("finetune", help="MiniLM fine-tuned end to end, one run per held-out model")
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument(
+        "--held-out", nargs="+", choices=data.XSTEST_MODELS, help="only these folds (default: all)"
+    )
     for p in (f, t):
         p.add_argument(
             "--minilm", required=p is t, help="all-MiniLM-L6-v2 directory (config.json, model.safetensors)"
