@@ -1,8 +1,23 @@
 """Test session setup: CPU only, 8 fake devices for sharding tests, float32 matmuls."""
 
 import os
+import shutil
+import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault(
+    "XLA_FLAGS",
+    # LLVM's optimisation level 0: compiling, not running, is most of this suite's time on CPU (tiny
+    # models, many distinct programs), and the level changes no number (XLA's HLO passes and its
+    # fusions are the same; matmuls are library calls; no fast-math to reorder float sums).
+    "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0",
+)
+# One persistent compilation cache per test session, shared by the xdist workers (they inherit the
+# controller's environment) and every process a test starts (the CLI, the multi-process launches): a
+# program one test compiled, the next loads. Removed at the end of the session that made it.
+_OWN_JAX_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_JAX_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="align-tests-jax-")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -19,3 +34,8 @@ import jax  # noqa: E402
 
 # Parity tests compare float32 numbers: make XLA's CPU matmuls exact float32 too.
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def pytest_unconfigure(config):
+    if _OWN_JAX_CACHE is not None:
+        shutil.rmtree(_OWN_JAX_CACHE, ignore_errors=True)
