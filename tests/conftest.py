@@ -1,16 +1,13 @@
-"""Test session setup: CPU only, 8 fake devices for sharding tests, float32 matmuls."""
+"""Test session setup: CPU only, 8 fake devices for sharding tests, fast XLA compiles (tests/xla.py) with
+one compilation cache, float32 matmuls."""
 
 import os
 import shutil
 import tempfile
 
-os.environ.setdefault(
-    "XLA_FLAGS",
-    # LLVM's optimisation level 0: compiling, not running, is most of this suite's time on CPU (tiny
-    # models, many distinct programs), and the level changes no number (XLA's HLO passes and its
-    # fusions are the same; matmuls are library calls; no fast-math to reorder float sums).
-    "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0",
-)
+from tests.xla import FAST_COMPILE
+
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {FAST_COMPILE}")
 # One persistent compilation cache per test session, shared by the xdist workers (they inherit the
 # controller's environment) and every process a test starts (the CLI, the multi-process launches): a
 # program one test compiled, the next loads. Removed at the end of the session that made it.

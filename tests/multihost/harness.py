@@ -4,7 +4,8 @@
 
 Every process gets JAX_COORDINATOR_ADDRESS=localhost:<free port>, JAX_NUM_PROCESSES, JAX_PROCESS_ID
 (what align.distributed.initialize reads), XLA_FLAGS=--xla_force_host_platform_device_count=<devices>
-and CPU collectives over gloo (XLA:CPU's cross-process implementation). processes=1 runs the same
+(with tests/xla.py's compile flags) and CPU collectives over gloo (XLA:CPU's cross-process
+implementation). processes=1 runs the same
 program alone, without a coordinator: the single-process reference on `devices` devices.
 
 When a process exits with an error (a SIGKILL included) the others are killed, as a job scheduler
@@ -26,6 +27,8 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from tests.xla import FAST_COMPILE
 
 ROOT = Path(__file__).resolve().parents[2]
 TAIL = 3000  # characters of each process's output shown on failure
@@ -62,7 +65,7 @@ def process_env(index: int, processes: int, devices: int, port: int, extra: Mapp
     env.update(
         PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}",
         JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
         JAX_DEFAULT_MATMUL_PRECISION="highest",  # as tests/conftest.py: exact float32 matmuls
         HF_HUB_OFFLINE="1",
