@@ -22,10 +22,39 @@ def pair():
     gguf = Path(embedded_gguf_path())
     ours = align.load(str(gguf), with_tokenizer=False)
     ref = transformers.AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        gguf.parent, gguf_file=gguf.name, config=published_config(transformers), dtype=torch.float32
     )
     tokenizer = align.load("gemma3-270m").tokenizer  # the cached conversion: same vocab, loads fast
     return ours.model, ref.eval(), tokenizer
+
+
+def published_config(transformers):
+    """google/gemma-3-270m's config.json, by hand: the reference takes its hyperparameters from Google's
+    release, not from the GGUF metadata our loader reads (and transformers skips its second pass over
+    the GGUF's 262K-token vocabulary, half a minute)."""
+    return transformers.Gemma3TextConfig(
+        vocab_size=262144,
+        hidden_size=640,
+        intermediate_size=2048,
+        num_hidden_layers=18,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=256,
+        query_pre_attn_scalar=256,
+        rms_norm_eps=1e-6,
+        hidden_activation="gelu_pytorch_tanh",
+        sliding_window=512,
+        layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 3,
+        rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": 1e6},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+        },
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+        bos_token_id=2,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
 
 
 def test_logits_match_transformers(pair):

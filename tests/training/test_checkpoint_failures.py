@@ -18,6 +18,7 @@ from align.training import Checkpointer, CheckpointWriteFailed, abstract_train_s
 from align.training.write_failures import storage_error
 from tests.paths import CONFIGS
 from tests.training.test_checkpoint import assert_same, make_model, state_at
+from tests.xla import FAST_COMPILE
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -109,7 +110,8 @@ TINY = [
 
 
 def align(tmp_path, *argv):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # the CLI's own XLA defaults
+    # the CLI's own XLA defaults, on the suite's compile flags (no fake devices)
+    env = {**os.environ, "XLA_FLAGS": FAST_COMPILE}
     env.update(PYTHONPATH=str(ROOT), JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"))
     return subprocess.run(
         [sys.executable, *argv], check=False, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
