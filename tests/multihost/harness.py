@@ -5,8 +5,8 @@
 Every process gets JAX_COORDINATOR_ADDRESS=localhost:<free port>, JAX_NUM_PROCESSES, JAX_PROCESS_ID
 (what align.distributed.initialize reads), XLA_FLAGS=--xla_force_host_platform_device_count=<devices>
 (with tests/xla.py's compile flags) and CPU collectives over gloo (XLA:CPU's cross-process
-implementation). processes=1 runs the same
-program alone, without a coordinator: the single-process reference on `devices` devices.
+implementation). processes=1 runs the same program alone, without a coordinator: the single-process
+reference on `devices` devices.
 
 When a process exits with an error (a SIGKILL included) the others are killed, as a job scheduler
 does when a host is lost, instead of leaving them blocked in a collective. A run past `timeout` kills
