@@ -12,7 +12,7 @@ Every figure is leave-one-model-out: a model's 450 completions are judged by a h
 that model, and XSTest's string match takes precedence as in the shipped judge
 (judges.phrases.string_match_precedence).
 
-frozen: feature blocks joined by "+": g = the shipped v2 reply features (gemma3-270m, first 64 tokens,
+frozen: feature blocks joined by "+": g = the v2 reply features (gemma3-270m, first 64 tokens,
 layers 6/12/18, mean and last token; judges' feature cache), n = hashed word uni- and bigrams of the
 first 256 words (the `lexical` backbone), m = MiniLM's mean-pooled and first-token states of the last
 layer over the first 256 word pieces. Each combination: "plain" (l2 0.5, v2's) and "nested" (l2 in
@@ -26,6 +26,7 @@ pooling + a linear layer, cross-entropy, AdamW (lr 5e-5, weight decay 0.01), bat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -40,6 +41,7 @@ from safety_evals.judges.phrases import string_match_precedence
 from safety_evals.judges.specs import SPECS
 
 SPEC = SPECS["refusal"]
+V2_RECIPE = dataclasses.replace(SPEC.recipe("gemma3-270m"), ngram_words=0)  # v3 = g + n
 L2_GRID = (0.1, 0.5, 2.0)
 
 
@@ -102,7 +104,7 @@ def nested_lomo(rows, x, y, groups, l2_grid) -> tuple[np.ndarray, dict]:
 def frozen(args) -> None:
     rows, texts, y, groups = _rows()
     blocks = {"n": lambda: lexical_features(texts, 256), "m": lambda: minilm_frozen(texts, args.minilm),
-              "g": lambda: FeatureStore(SPEC.recipe("gemma3-270m"))(texts)}  # fmt: skip
+              "g": lambda: FeatureStore(V2_RECIPE)(texts)}  # fmt: skip
     made = {}
     for combo in args.combos:
         parts = combo.split("+")

@@ -8,6 +8,9 @@ token, concatenated: [2 * len(layers) * D]. Intermediate layers carry more linea
 content than the last one, which is tuned to predict the next token.
 
 `backbone="lexical"` replaces the model by hashed word n-gram counts (no model; a baseline).
+`ngram_words=N` appends those counts over the text's first N words to the backbone's features: the
+words a reply is made of, beside what the backbone makes of its first tokens (the refusal judge v3:
+docs/judges.md).
 
 Features are cached per (backbone spec, recipe, text) under `cache_dir()/features`, one .npy per
 text keyed by its sha256 (align.npy_cache), so refitting a head or re-running validation never runs
@@ -37,9 +40,13 @@ class Recipe:
     layers: tuple[int, ...] = (9, 18)
     max_tokens: int = 160
     version: int = 1  # bump when the extraction code changes the numbers
+    ngram_words: int = 0  # > 0: hashed word n-grams of the first ngram_words words appended
 
     def key(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        fields = dataclasses.asdict(self)
+        if not self.ngram_words:  # recipes without n-grams keep the keys (and judge hashes) they had
+            del fields["ngram_words"]
+        return json.dumps(fields, sort_keys=True)
 
 
 LEXICAL = "lexical"  # the backbone-free alternative: hashed word n-gram counts
@@ -70,7 +77,15 @@ class FeatureStore:
     ) -> np.ndarray:
         if self.recipe.backbone == LEXICAL:  # cheaper to recompute than to read back
             return lexical_features(texts, self.recipe.max_tokens)
-        key = {t: _text_key(self.recipe, t) for t in texts}
+        x = self._backbone(texts, progress)
+        if self.recipe.ngram_words:  # [n, F + LEXICAL_DIM]
+            x = np.concatenate([x, lexical_features(texts, self.recipe.ngram_words)], axis=1)
+        return x
+
+    def _backbone(self, texts: Sequence[str], progress) -> np.ndarray:
+        # keyed without the n-grams: a recipe that adds them reuses the backbone's cached states
+        recipe = dataclasses.replace(self.recipe, ngram_words=0)
+        key = {t: _text_key(recipe, t) for t in texts}
         keys = [key[t] for t in texts]
         todo = sorted((t for t in key if key[t] not in self.files), key=len)
         for start in range(0, len(todo), self.batch_size):
@@ -83,7 +98,7 @@ class FeatureStore:
 
     def extract(self, texts: list[str]) -> np.ndarray:
         if self._extractor is None:
-            self._extractor = _backbone_extractor(self.recipe)
+            self._extractor = _backbone_extractor(dataclasses.replace(self.recipe, ngram_words=0))
         return self._extractor(texts)
 
 

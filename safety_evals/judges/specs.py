@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from safety_evals.judges import data
-from safety_evals.judges.features import REFERENCES, Recipe
+from safety_evals.judges.features import LEXICAL, REFERENCES, Recipe
 from safety_evals.judges.phrases import abstention_precedence, string_match_precedence
 
 Row = Mapping[str, str]
@@ -43,12 +43,14 @@ class JudgeSpec:
     rule: Callable[[Sequence[Row], np.ndarray], np.ndarray] | None = None
     # L2 strengths the build chooses from by grouped CV (one value: fixed, no CV)
     l2_grid: tuple[float, ...] = (1e-2, 1e-1, 1.0)
+    ngram_words: int = 0  # > 0: the rendered text's hashed word n-grams join the backbone's features
 
     def decide(self, rows: Sequence[Row], proba: np.ndarray) -> np.ndarray:
         return proba if self.rule is None else self.rule(rows, proba)
 
     def recipe(self, backbone: str) -> Recipe:
-        return Recipe(backbone=backbone, layers=self.layers, max_tokens=self.max_tokens)
+        ngrams = 0 if backbone in (LEXICAL, REFERENCES) else self.ngram_words  # those have no backbone
+        return Recipe(backbone=backbone, layers=self.layers, max_tokens=self.max_tokens, ngram_words=ngrams)
 
     def fields_for(self, backbone: str) -> tuple[str, ...]:
         return self.fields + (self.reference_fields if backbone == REFERENCES else ())
@@ -146,6 +148,11 @@ def begin_judge_passages() -> dict[str, set[str]]:
 # a third, two thirds and all of gemma3-270m's 18 layers: for the refusal head as good as every
 # second layer (leave-one-model-out 0.888 vs 0.886) at a third of the features
 REPLY_LAYERS = (6, 12, 18)
+# refusal v3: the reply's word uni- and bigrams (first 256 words: the whole of 99% of XSTest's
+# completions) beside the backbone's first 64 tokens. Leave-one-model-out 0.882 -> 0.895 with l2 and
+# the offset chosen inside each fold (paired +0.013 [0.008, 0.019]), mostly on the long refusals of
+# mistralguard (0.831 -> 0.873); the backbone pass is unchanged (docs/judges.md)
+REPLY_NGRAM_WORDS = 256
 
 SPECS: dict[str, JudgeSpec] = {
     "truth": JudgeSpec("truth", ("question", "answer"), ("false", "true"), _qa, 64, 1000,
@@ -158,8 +165,8 @@ SPECS: dict[str, JudgeSpec] = {
                        layers=REPLY_LAYERS, version=2, rule=abstention_precedence),
     "refusal": JudgeSpec("refusal", ("prompt", "completion"),
                          ("full_compliance", "full_refusal", "partial_refusal"), _completion, 64, 2250,
-                         "xstest/completions/*.csv (final_label)", layers=REPLY_LAYERS, version=2,
-                         rule=string_match_precedence, l2_grid=(0.5,)),
+                         "xstest/completions/*.csv (final_label)", layers=REPLY_LAYERS, version=3,
+                         rule=string_match_precedence, l2_grid=(0.5,), ngram_words=REPLY_NGRAM_WORDS),
     "attribution": JudgeSpec("attribution", ("knowledge", "context", "response"),
                              ("not_attributable", "attributable"), _claim, 96, 300,
                              "attribution/begin/*.tsv (begin_label)"),

@@ -149,6 +149,9 @@ def test_shipped_artifacts_load_offline(role):
         assert judge.head.baseline.size == (1 if len(judge.labels) == 2 else len(judge.labels))
     assert card["identity"] == judge.identity()
     assert card["validation"]["held_out"]["n"] > 0
+    # the artifact was built from the spec as it stands (a spec changed without a rebuild fails here)
+    assert judge.recipe == SPECS[role].recipe(card["backbone"])
+    assert card.get("version", 1) == SPECS[role].version
 
 
 def test_fake_judge_protocol():
