@@ -31,7 +31,6 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -41,7 +40,7 @@ from align.data.lazy import LazySequences
 from align.distributed import host_array
 from align.model.heads import pool_tokens
 from align.npy_cache import NpyCache
-from align.model.sharding import jit_on_mesh, shard_rows, state_shardings
+from align.model.sharding import jit_on_mesh, place, shard_rows, state_shardings
 from align.training.feed import local_rows, to_global
 
 POOLS = ("last", "mean")
@@ -196,7 +195,7 @@ def pair_feature_sets(
         graphdef, state = nnx.split(backbone)
         forward = _pooled_fn(graphdef, pools, layers, mesh)
         if mesh is not None:
-            state = jax.device_put(state, state_shardings(state, mesh))
+            state = place(state, state_shardings(state, mesh))
     take = process_rows(mesh, batch_size)  # this process's pairs of every batch (all on one process)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]

@@ -168,10 +168,33 @@ def shard_rows(tree, mesh: Mesh, rules=LOGICAL_RULES):
     return jax.tree.map(place, tree)
 
 
+def place(tree, shardings):
+    """`tree` (values this process holds whole, the same on every process: loaded weights, a fresh
+    train state) placed with `shardings` (NamedShardings leaf for leaf, or a prefix of `tree`).
+
+    One process: jax.device_put. Several: each process builds only the shards its own devices hold,
+    sliced from its copy (jax.make_array_from_callback). jax.device_put would first check that the
+    processes agree by gathering every value from every process (multihost_utils.assert_equal): a
+    collective per weight, and each process holding every process's copy of each weight meanwhile."""
+    if distributed.process_count() == 1:
+        return jax.device_put(tree, shardings)
+    return jax.tree.map(lambda s, sub: jax.tree.map(lambda x: _own_shards(x, s), sub), shardings, tree)
+
+
+def _own_shards(x, sharding: NamedSharding) -> jax.Array:
+    """The global array of value `x` with `sharding`, from the shards this process's devices hold."""
+    if isinstance(x, jax.Array) and (
+        not x.is_fully_addressable or jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+    ):
+        return jax.device_put(x, sharding)  # already global (a reshard), or a PRNG key (no numpy view)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def shard_model(model: nnx.Module, mesh: Mesh, rules=LOGICAL_RULES) -> nnx.Module:
     """Place an existing model's variables according to the rules table (in place)."""
     state = nnx.state(model)
-    nnx.update(model, jax.device_put(state, state_shardings(state, mesh, rules)))
+    nnx.update(model, place(state, state_shardings(state, mesh, rules)))
     return model
 
 

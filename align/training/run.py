@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from align.model.sharding import batch_sharding
+from align.model.sharding import batch_sharding, place
 from align.training.checkpoint import Checkpointer
 from align.training.loop import LoopConfig, LoopResult, train_loop
 from align.training.lora import add_lora
@@ -87,7 +87,7 @@ def prepare_run(
     trainable = trainable_filter(train.trainable) if trainable is None else trainable
     state = create_train_state(model, optimizer, seed=train.seed, trainable=trainable)
     shardings = train_state_shardings(state, mesh)
-    state = jax.device_put(state, shardings)
+    state = place(state, shardings)
     checkpointer = Checkpointer(
         run_dir / "checkpoints",
         keep=train.keep_checkpoints,

@@ -17,7 +17,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from align.model.sharding import LOGICAL_RULES, state_shardings
+from align.model.sharding import LOGICAL_RULES, place, state_shardings
 
 
 @flax.struct.dataclass
@@ -102,7 +102,7 @@ def train_state_shardings(state: TrainState, mesh: Mesh, rules=LOGICAL_RULES) ->
 
 def shard_train_state(state: TrainState, mesh: Mesh, rules=LOGICAL_RULES) -> TrainState:
     """Place an existing state on `mesh` (e.g. after loading a pretrained model on the host)."""
-    return jax.device_put(state, train_state_shardings(state, mesh, rules))
+    return place(state, train_state_shardings(state, mesh, rules))
 
 
 def sharded_train_state(

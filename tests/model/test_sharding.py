@@ -155,3 +155,31 @@ def test_jit_on_mesh_traces_the_constraints_under_the_mesh_only():
     )
     assert "sharding_constraint" not in jax.jit(f, static_argnames="scale").lower(x, scale=2.0).as_text()
     np.testing.assert_array_equal(jit_on_mesh(f, mesh, static_argnames="scale")(x, scale=2.0), 2 * x)
+
+
+def test_several_processes_place_only_their_own_shards(monkeypatch):
+    """`place` on several processes builds each weight from the shards this process's devices hold
+    (make_array_from_callback, no cross-process check); on one process it is jax.device_put. Both give
+    the same arrays with the same shardings (here the callback path is forced on one process)."""
+    from align import distributed
+    from align.model import sharding
+
+    mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+    state = nnx.state(Decoder(ModelConfig.tiny(), rngs=nnx.Rngs(0)))
+    shardings = sharding.state_shardings(state, mesh)
+    direct = sharding.place(state, shardings)
+    asked = []
+    real = jax.make_array_from_callback
+
+    def recording(shape, s, callback):
+        asked.append(len(s.addressable_devices))
+        return real(shape, s, callback)
+
+    monkeypatch.setattr(distributed, "process_count", lambda: 2)
+    monkeypatch.setattr(jax, "make_array_from_callback", recording)
+    built = sharding.place(state, shardings)
+    flat_direct, flat_built = nnx.to_flat_state(direct), nnx.to_flat_state(built)
+    assert len(asked) == len(flat_built) > 10  # every weight through the callback
+    for (path, a), (_, b) in zip(flat_direct, flat_built):
+        assert b[...].sharding == a[...].sharding, path
+        np.testing.assert_array_equal(np.asarray(b[...]), np.asarray(a[...]))
