@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-import jax
 import numpy as np
 from flax import nnx
 
@@ -28,6 +27,7 @@ from align.data import TokenizedPair, preference_batch
 from align.distributed import host_array
 from align.intervals import wilson_ci
 from align.model.heads import ScoreModel
+from align.model.sharding import jit_on_mesh, place, shard_rows, state_shardings
 from align.reward.model import pair_rewards
 
 
@@ -107,9 +107,10 @@ def pairwise_stats(rewards: np.ndarray) -> dict[str, float | int | None]:
 
 
 @functools.lru_cache(maxsize=8)
-def _pair_forward(graphdef):
-    """One jitted forward per model structure, reused across evaluations (compiled once per shape)."""
-    return jax.jit(lambda state, batch: pair_rewards(nnx.merge(graphdef, state), batch))
+def _pair_forward(graphdef, mesh=None):
+    """One jitted forward per (model structure, mesh), reused across evaluations (compiled once per
+    shape), traced under the mesh so the decoder's activation constraints split the batch's rows."""
+    return jit_on_mesh(lambda state, batch: pair_rewards(nnx.merge(graphdef, state), batch), mesh)
 
 
 def score_pairs(
@@ -120,18 +121,27 @@ def score_pairs(
     length: int,
     pad_id: int = 0,
     progress=None,
+    mesh=None,
 ) -> np.ndarray:
     """Rewards [n, 2] of tokenized pairs, `batch_size` pairs per (fixed-shape [batch_size, P, T])
-    forward. `progress(k)` is called with the number of pairs after each batch (tqdm's update)."""
+    forward. `progress(k)` is called with the number of pairs after each batch (tqdm's update).
+
+    mesh: the weights placed by the rules table (as they already are after training on it) and each
+    batch's pairs split over its data axes; it may span several processes: each builds every batch,
+    places only its devices' rows (`shard_rows`) and reads all the rewards back (`host_array`), so
+    every process returns the same [n, 2]. None: wherever the model is, the batch as numpy."""
     if not pairs:
         return np.zeros((0, 2), np.float32)
     graphdef, state = nnx.split(model)
-    forward, out = _pair_forward(graphdef), []
+    if mesh is not None:
+        state = place(state, state_shardings(state, mesh))
+    forward, out = _pair_forward(graphdef, mesh), []
     for i in range(0, len(pairs), batch_size):
         n = min(batch_size, len(pairs) - i)
         batch = preference_batch([pairs[j] for j in range(i, i + n)], length, rows=batch_size, pad_id=pad_id)
         keys = ("tokens", "positions", "segment_ids", "loss_mask")  # loss_mask: the response, for pooling
-        out.append(host_array(forward(state, {k: batch[k] for k in keys}))[:n])
+        batch = {k: batch[k] for k in keys}
+        out.append(host_array(forward(state, batch if mesh is None else shard_rows(batch, mesh)))[:n])
         if progress is not None:
             progress(n)
     return np.concatenate(out)
@@ -148,14 +158,15 @@ def evaluate_reward_model(
     lengths: np.ndarray | None = None,
     tolerance: float = LENGTH_TOLERANCE,
     files: Sequence[str] = (),
+    mesh=None,
 ) -> dict:
     """reward_report of the model's rewards on `pairs` (with a tqdm bar when `progress`): with the
-    response `lengths` [n, 2] its length_report, with `files` [n] per file too."""
+    response `lengths` [n, 2] its length_report, with `files` [n] per file too. mesh: score_pairs'."""
     from tqdm.auto import tqdm
 
     with tqdm(total=len(pairs), desc="rm eval", unit="pair", dynamic_ncols=True, disable=not progress) as bar:
         rewards = score_pairs(
-            model, pairs, batch_size=batch_size, length=length, pad_id=pad_id, progress=bar.update
+            model, pairs, batch_size=batch_size, length=length, pad_id=pad_id, progress=bar.update, mesh=mesh
         )
     return reward_report(rewards, lengths, files, tolerance)
 

@@ -156,9 +156,9 @@ def load_reward_backbone(config: RMConfig):
     return build_reward_model(with_lora(backbone, config.train), seed=config.model.seed), tokenizer
 
 
-def _evaluator(data: RMData, config: RMConfig, pad_id: int, batch_size: int, of_state: bool):
+def _evaluator(data: RMData, config: RMConfig, pad_id: int, batch_size: int, of_state: bool, mesh):
     """evaluate(state or model): pairwise accuracy, reward statistics and the length-only baseline on
-    the held-out pairs."""
+    the held-out pairs, scored on `mesh` (every process gets the same report)."""
 
     def evaluate(x):
         return evaluate_reward_model(
@@ -171,6 +171,7 @@ def _evaluator(data: RMData, config: RMConfig, pad_id: int, batch_size: int, of_
             lengths=data.heldout_lengths,
             tolerance=config.data.length_tolerance,
             files=data.heldout_files,
+            mesh=mesh,
         )
 
     return evaluate if data.heldout else None
@@ -194,7 +195,7 @@ def _prepare_finetune(config: RMConfig, model, tokenizer, data: StageData) -> Lo
     take = local_rows(run.mesh, rows)  # this process's rows of every batch
     collate = lambda b: preference_batch(b, length, rows=take.stop - take.start, pad_id=pad)  # noqa: E731
     make_batches = lambda position: batches(data.train, order, position, rows, collate, take=take)  # noqa: E731
-    evaluate = _evaluator(data, config, pad, rows, of_state=True)
+    evaluate = _evaluator(data, config, pad, rows, of_state=True, mesh=run.mesh)
     return LoopFit(run, make_batches, config.optim.total_steps, evaluate)
 
 
@@ -213,7 +214,8 @@ class ProbeFit:
         if config.probe.cache_dir:
             self.evaluate = self._evaluate if data.heldout else None
         else:
-            self.evaluate = _evaluator(data, config, self.pad_id, config.probe.batch_size, of_state=False)
+            mesh = make_run_mesh(config.mesh)
+            self.evaluate = _evaluator(data, config, self.pad_id, config.probe.batch_size, False, mesh)
 
     def finished(self, result: FitResult) -> bool:
         return True

@@ -16,6 +16,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from align import distributed
+from align.errors import InvalidInput
 from align.model import axes as ax
 
 # logical axis -> mesh axis (or tuple of mesh axes, or None = replicated)
@@ -52,11 +53,20 @@ class MeshConfig:
         dims = [self.data, self.fsdp, self.tensor]
         known = int(np.prod([d for d in dims if d != -1]))
         if dims.count(-1) > 1 or n_devices % known:
-            raise ValueError(f"mesh {dims} does not fit {n_devices} devices")
+            raise InvalidInput(
+                f"mesh (data, fsdp, tensor) = {tuple(dims)} does not fit the {n_devices} device(s) here: "
+                f"the known axes' product must divide the device count and at most one axis be -1{_HINT}"
+            )
         dims = [n_devices // known if d == -1 else d for d in dims]
         if int(np.prod(dims)) != n_devices:
-            raise ValueError(f"mesh {dims} uses {int(np.prod(dims))} devices, {n_devices} are available")
+            raise InvalidInput(
+                f"mesh (data, fsdp, tensor) = {tuple(dims)} uses {int(np.prod(dims))} devices, "
+                f"{n_devices} are here{_HINT}"
+            )
         return tuple(dims)
+
+
+_HINT = " (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N devices)"
 
 
 def make_mesh(config: MeshConfig = MeshConfig(), devices=None) -> Mesh:

@@ -5,11 +5,12 @@ Every launch of Python processes costs seconds of imports, compiling and joining
 of seconds on a loaded 2-core CI machine), so one launch runs every stage in sequence (`::`-joined):
 
     sft (6 steps, fsdp=4) :: eval (CrowS-Pairs and IFEval on the export, fsdp=4) :: rlhf ppo :: rlhf grpo
-        :: distill :: dpo :: the reward-model probe's cached feature pass (probe_cache_worker)
+        :: distill :: dpo :: rm :: the reward-model probe's cached feature pass (probe_cache_worker)
 
-SFT writes run/, the later stages run/ppo/, run/grpo/, run/distill/ and run/dpo/, all under the directory the
-worker watches; the probe pass writes probe/ beside it (each process its own features and cache entries).
-The RL stages, distillation and DPO read HH rows from the shared data and are left out without them.
+SFT writes run/, the later stages run/ppo/, run/grpo/, run/distill/, run/dpo/ and run/rm/, all under the
+directory the worker watches; the probe pass writes probe/ beside it (each process its own features and
+cache entries). The RL stages, distillation, DPO and the reward model read HH rows from the shared data
+and are left out without them.
 """
 
 from __future__ import annotations
@@ -153,6 +154,21 @@ def dpo_command(run):
     ]
 
 
+def rm_command(run):
+    """3 reward-model fine-tuning steps (`align rm`, tiny model, mesh fsdp=4) on HH pairs, 4 pairs a batch
+    (each process collates its rows); the held-out pairs scored on the mesh before and after (each
+    process places its rows of every batch and reads every reward back); export."""
+    return [
+        "rm",
+        "--config",
+        "configs/rm/tiny_cpu.yaml",
+        f"output_dir={run / 'rm'}",
+        *"data.limit=16 data.max_length=48 optim.total_steps=3 optim.warmup_steps=1 train.batch_size=4 "
+        "train.log_every=1 train.checkpoint_every=0 train.progress=false train.async_checkpoints=false "
+        "mesh.data=1 mesh.fsdp=4".split(),
+    ]
+
+
 def eval_command(run, crows, ifeval):
     """`align eval` of the SFT export on the mesh fsdp=4 (the weights split over both processes, each
     batch's rows too): CrowS-Pairs' 8 sentences in one scoring pass of 4 packed rows, IFEval's 3 prompts
@@ -178,7 +194,7 @@ def commands(root) -> list[list[str]]:
     run = root / "run"
     out = [["sft", "--config", str(config)], eval_command(run, crows, ifeval)]
     if HH.exists():
-        out += [ppo_command(run), grpo_command(run), distill_command(run), dpo_command(run)]
+        out += [ppo_command(run), grpo_command(run), distill_command(run), dpo_command(run), rm_command(run)]
     return out + [probe_command(root)]
 
 
@@ -203,4 +219,7 @@ def reports(root, index: int) -> list[dict]:
 def export_weights(run_dir) -> dict:
     from safetensors.numpy import load_file
 
-    return load_file(str(run_dir / "export" / "model.safetensors"))
+    out = {}  # one file, or shards with an index (a reward model's export)
+    for path in sorted((run_dir / "export").glob("*.safetensors")):
+        out |= load_file(str(path))
+    return out

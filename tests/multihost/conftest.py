@@ -1,5 +1,5 @@
 """The launches every multi-process test (test_multihost.py) reads: every stage of tests.multihost.cases
-(SFT, eval, PPO, GRPO, distill, DPO) in one command list, made once per test session: a single-process
+(SFT, eval, PPO, GRPO, distill, DPO, RM) in one command list, made once per test session: a single-process
 reference and a 2-process run with a SIGKILL and a restart."""
 
 from __future__ import annotations

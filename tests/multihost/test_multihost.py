@@ -9,9 +9,9 @@ with 4 devices on the same global mesh (fsdp=4, so every parameter is split acro
 (b) `align eval --mesh 1,4,1` on the export, the weights and each batch's rows split over both processes:
     CrowS-Pairs (log-likelihoods) and IFEval (greedy generations) give the same results document, and
     only process 0 writes it;
-(d) PPO, GRPO, distillation and DPO on HH rows: each process tokenizes a share of the prompts and
-    collates only the rows it holds (align.rl.feed); metrics.jsonl row for row, the summary, the
-    exported weights, and only process 0 wrote run files;
+(d) PPO, GRPO, distillation, DPO and reward-model fine-tuning on HH rows: each process tokenizes a
+    share of the prompts (pairs) and collates only the rows it holds (align.rl.feed); metrics.jsonl
+    row for row, the summary, the exported weights, and only process 0 wrote run files;
 (e) the reward-model probe's cached feature pass: each process tokenizes only its rows of every batch,
     cold, warm and partly warm, and gets the cache-less features.
 One 2-process run serves them all: each launch costs seconds of imports and compiling
@@ -69,7 +69,7 @@ def test_sft_matches_one_process_and_only_process_0_writes(single, multi):
     for name in wa:  # every tensor was split over both hosts (fsdp=4): gathered, not truncated
         np.testing.assert_allclose(wa[name], wb[name], rtol=0, atol=WEIGHT_ATOL, err_msg=name)
     second = reports(root, 1)
-    ok = [0] * (7 if HH.exists() else 3)  # sft, eval (, ppo, grpo, distill, dpo), the probe pass
+    ok = [0] * (8 if HH.exists() else 3)  # sft, eval (, ppo, grpo, distill, dpo, rm), the probe pass
     assert [r["exit_codes"] for r in second] in ([[], ok], [ok, []])  # killed, then finished
     assert [w for r in second for w in r["writes"]] == []
     (last,) = reports(root, 0)  # process 0 of the first launch was SIGKILLed before reporting
@@ -208,6 +208,38 @@ def test_dpo_matches_one_process_and_only_process_0_writes(single, multi):
     summary = assert_same_run(root / "run" / "dpo", single / "dpo", 3, DPO_ATOL, skip_first=("accuracy",))
     assert summary["data"]["train"]["pairs"] == 12  # 16 rows, a quarter held out
     assert_only_process_0_wrote(root, "dpo", (*RUN_FILES, "eval_before.json"))
+
+
+def _numbers(report: dict, prefix: str = "") -> dict:
+    """{dotted key: number} of a nested report (the reward model's evaluations nest the length baseline)."""
+    out = {}
+    for k, v in report.items():
+        if isinstance(v, dict):
+            out |= _numbers(v, f"{prefix}{k}.")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[prefix + k] = v
+    return out
+
+
+@needs_hh
+def test_reward_model_matches_one_process_and_only_process_0_writes(single, multi):
+    """`align rm` fine-tuning on fsdp=4 over both processes: the same losses, the same held-out
+    evaluation before and after (its pairs scored on the mesh, each process placing its rows), the same
+    exported weights; only process 0 wrote."""
+    root = multi[0]
+    run, alone = root / "run" / "rm", single / "rm"
+    got, want = (read_metrics(d / "metrics.jsonl") for d in (run, alone))
+    assert [r["step"] for r in got] == [r["step"] for r in want] and {r["step"] for r in want} == {1, 2, 3}
+    for a, b in zip(got, want):  # the last step's row carries the held-out evaluation, nested
+        assert_rows_close(_numbers(a), _numbers(b), f"rm step {b['step']}")
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (run, alone))
+    assert a["data"] == b["data"] and a["data"]["heldout_pairs"] == 4
+    for key in ("eval_before", "eval_after"):
+        assert_rows_close(_numbers(a[key]), _numbers(b[key]), key)
+        assert a[key]["n"] == 4 and a[key]["length"]["n"] == 4
+    assert a["eval_after"]["margin_mean"] != a["eval_before"]["margin_mean"]  # the steps moved the rewards
+    assert_weights_close(run, alone)
+    assert_only_process_0_wrote(root, "rm", (*RUN_FILES, "eval_before.json"))
 
 
 # ---- (e) the probe's cached feature pass -------------------------------------------------------

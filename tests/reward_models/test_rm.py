@@ -93,6 +93,33 @@ def test_batched_scoring_equals_one_by_one_and_round_trips(trained, tmp_path):
     np.testing.assert_array_equal(score(rm2, tok2, prompts, responses, batch_size=2), batched)
 
 
+def test_held_out_scoring_on_a_mesh_equals_scoring_on_one_device(trained):
+    """score_pairs(mesh=...): the weights placed by the rules table and each batch's pairs split over
+    the data axes (2 x fsdp 2 x tensor 2 of the 8 fake devices); the same rewards as one device's,
+    10 pairs in batches of 4 (the last one padded)."""
+    from align.data.sequences import TokenizedPair
+    from align.model.sharding import MeshConfig, make_mesh
+    from reward_models.evaluate import score_pairs
+
+    _, summary = trained
+    rm, _ = load_reward_model(summary["export"])
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(10):
+        prompt, lengths = 3 + i % 4, np.array([9 + i % 5, 7 + i % 3], np.int32)
+        tokens = rng.integers(1, 200, (2, lengths.max())).astype(np.int32)
+        mask = np.zeros(tokens.shape, bool)
+        for k in range(2):
+            tokens[k, lengths[k] :] = 0
+            mask[k, prompt : lengths[k]] = True
+        tokens[1, :prompt] = tokens[0, :prompt]
+        pairs.append(TokenizedPair(tokens, mask, lengths, prompt))
+    plain = score_pairs(rm, pairs, batch_size=4, length=16)
+    on_mesh = score_pairs(rm, pairs, batch_size=4, length=16, mesh=make_mesh(MeshConfig(2, 2, 2)))
+    assert plain.shape == (10, 2) and np.ptp(plain) > 1e-3
+    np.testing.assert_allclose(on_mesh, plain, rtol=1e-5, atol=1e-6)
+
+
 def test_export_refuses_a_head_bias(trained, tmp_path):
     _, summary = trained
     rm, tok = load_reward_model(summary["export"])
