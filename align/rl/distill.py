@@ -199,10 +199,11 @@ def _topk(teacher: Decoder, tokens, positions, segment_ids, *, k: int, chunk_siz
 
 
 def topk_targets(teacher: Decoder, batch: Mapping, k: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The teacher's top-k (ids, log-probs), each [B, T, K], on a batch: the sparse targets to store."""
+    """The teacher's top-k (ids, log-probs), each [B, T, K], on a batch: the sparse targets to store
+    (every row, on every process: host_array gathers the rows other hosts' devices hold)."""
     args = (batch["tokens"], batch["positions"], batch["segment_ids"])
     ids, lps = _topk(teacher, *args, k=k, chunk_size=chunk_size)
-    return np.asarray(ids), np.asarray(lps)
+    return distributed.host_array(ids), distributed.host_array(lps)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,6 +33,32 @@ def local_rows(mesh: Mesh, rows: int) -> slice:
     return distributed.process_rows(batch_sharding(mesh, 1), rows)
 
 
+def chunk_rows(n: int, rows: int, take: slice) -> Iterator[range]:
+    """For each chunk of `rows` consecutive examples of n, the indices of those this process lays out
+    (`take`, from local_rows): a pass over a whole dataset (a frozen model's targets, an evaluation)
+    in which each process reads and tokenizes only its share. A last, short chunk may give a process
+    no example."""
+    for i in range(0, n, rows):
+        yield range(min(i + take.start, n), min(i + take.stop, n))
+
+
+class Zipped(Sequence):
+    """(items[i], column[i] for each column) without reading the items no batch row asks for: a lazily
+    tokenized dataset (LazySequences) beside per-example arrays every process holds whole (DPO's
+    reference log-probs, distillation's stored teacher top-k). A column that is None gives None."""
+
+    def __init__(self, items: Sequence, *columns: np.ndarray | None):
+        self.items, self.columns = items, columns
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return (self.items[i], *(None if c is None else c[i] for c in self.columns))
+
+
 def to_global(batch: Mapping[str, np.ndarray], mesh: Mesh, rows: int) -> Mapping:
     """A batch of this process's rows -> a batch of global [rows, ...] arrays (unchanged on one process)."""
     if jax.process_count() == 1:

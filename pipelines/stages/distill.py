@@ -41,7 +41,7 @@ from align.rl.distill import (
 )
 from align.training import OptimConfig, make_optimizer
 from align.training.optim import learning_rate_schedule
-from align.training.feed import local_rows
+from align.training.feed import Zipped, chunk_rows, local_rows, to_global
 from align.training.options import MeshOptions, TrainOptions, make_run_mesh
 from align.training.run import prepare_run, with_lora
 from align.training.stage import LoopFit, StageData, StageSpec, held_out_eval, run_stage
@@ -181,29 +181,34 @@ class DistillFit(LoopFit):
         return result
 
 
-def _with_targets(seqs, teacher, config: DistillConfig, pad: int, mesh=None) -> list:
-    """[(sequence, top-k ids [T, K], top-k log-probs [T, K])]: one teacher pass over `seqs`, its rows
-    split over the data axes of `mesh` (the teacher's)."""
+def _with_targets(seqs, teacher, config: DistillConfig, pad: int, mesh) -> Zipped:
+    """(sequence, top-k ids [T, K], top-k log-probs [T, K]) items: one teacher pass over `seqs`, `rows`
+    at a time, each process laying out only its rows of each (chunk_rows), so a process tokenizes only
+    its share; the rows split over the mesh's data axes; every process gets all the targets."""
     rows, length, d = config.train.batch_size, config.data.max_length, config.distill
     if d.topk > teacher.config.vocab_size:
         raise InvalidInput(f"distill.topk={d.topk} exceeds the vocabulary ({teacher.config.vocab_size})")
-    out = []
-    for i in range(0, len(seqs), rows):
-        part = seqs[i : i + rows]
-        batch = pad_batch(part, length, rows=rows, pad_id=pad)
-        if mesh is not None:
-            batch = shard_rows({k: batch[k] for k in ("tokens", "positions", "segment_ids")}, mesh)
-        ids, lps = topk_targets(teacher, batch, d.topk, d.chunk_size)
-        out += [(s, ids[j], lps[j]) for j, s in enumerate(part)]
-    return out
+    if not len(seqs):
+        return Zipped(seqs, None, None)
+    take = local_rows(mesh, rows)
+    ids, lps = [], []
+    for mine in chunk_rows(len(seqs), rows, take):
+        local = pad_batch([seqs[k] for k in mine], length, rows=take.stop - take.start, pad_id=pad)
+        batch = to_global({k: local[k] for k in ("tokens", "positions", "segment_ids")}, mesh, rows)
+        chunk_ids, chunk_lps = topk_targets(teacher, shard_rows(batch, mesh), d.topk, d.chunk_size)
+        ids.append(chunk_ids)
+        lps.append(chunk_lps)
+    n = len(seqs)  # [N rounded up to whole chunks, T, K] -> [N, T, K]
+    return Zipped(seqs, np.concatenate(ids)[:n], np.concatenate(lps)[:n])
 
 
 def _sparse_collate(rows: int, length: int, pad: int, k: int):
-    def collate(items):
+    def collate(items):  # `rows`: this process's rows of a batch, which may hold no sequence at all
         batch = pad_batch([s for s, _, _ in items], length, rows=rows, pad_id=pad)
         ids, lps = np.zeros((rows, length, k), np.int32), np.zeros((rows, length, k), np.float32)
-        ids[: len(items)] = np.stack([i for _, i, _ in items])
-        lps[: len(items)] = np.stack([lp for _, _, lp in items])
+        if items:
+            ids[: len(items)] = np.stack([i for _, i, _ in items])
+            lps[: len(items)] = np.stack([lp for _, _, lp in items])
         return {**batch, "topk_ids": ids, "topk_logps": lps}
 
     return collate
@@ -230,11 +235,14 @@ def _prepare_sparse(config: DistillConfig, pair: Distiller, tokenizer, data: Sta
         learning_rate=learning_rate_schedule(config.optim),
         manifest={"config": to_dict(config), "model_config": pair.student.config},
     )
-    collate = _sparse_collate(rows, length, pad, config.distill.topk)
-    held = lambda: (collate(held_items[i : i + rows]) for i in range(0, len(held_items), rows))  # noqa: E731
-    evaluate = held_out_eval(run, held, config.train.eval_batches) if held_items else None
+    take = local_rows(mesh, rows)  # this process's rows of every batch
+    collate = _sparse_collate(take.stop - take.start, length, pad, config.distill.topk)
+    held = lambda: (  # noqa: E731
+        collate([held_items[k] for k in mine]) for mine in chunk_rows(len(held_items), rows, take)
+    )
+    evaluate = held_out_eval(run, held, config.train.eval_batches) if len(held_items) else None
     order = DataOrder(len(train_items), seed=config.train.seed)
-    make_batches = lambda pos: batches(train_items, order, pos, rows, collate)  # noqa: E731
+    make_batches = lambda pos: batches(train_items, order, pos, rows, collate, take=take)  # noqa: E731
     return DistillFit(run, make_batches, config.optim.total_steps, evaluate, config)
 
 

@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +36,7 @@ from align.rl.dpo import DPOConfig, dpo_loss_fn, precompute_reference, with_refe
 from align.training import OptimConfig, make_optimizer
 from align.training.optim import learning_rate_schedule
 from align.training.options import MeshOptions, TrainOptions, make_run_mesh
-from align.training.feed import encode_by_process, local_rows, to_global
+from align.training.feed import Zipped, chunk_rows, encode_by_process, local_rows, to_global
 from align.training.run import prepare_run, with_lora
 from align.training.stage import LoopFit, StageData, StageSpec, held_out_eval, run_stage
 from align.config_io import to_dict
@@ -67,21 +66,6 @@ def load_pairs(options: PreferenceDataOptions, tokenizer) -> StageData:
     return StageData(*load_preference_pairs(options, tokenizer, share))
 
 
-class Paired(Sequence):
-    """(pair i, its reference log-probs [P] or None) without reading pairs no batch row asks for."""
-
-    def __init__(self, pairs: Sequence, ref: np.ndarray | None):
-        self.pairs, self.ref = pairs, ref
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        return self.pairs[i], None if self.ref is None else self.ref[i]
-
-
 def frozen_copy(model):
     """A copy of `model` with its own buffers: the jitted step donates the trained weights' buffers."""
     graphdef, state = nnx.split(model)
@@ -108,24 +92,22 @@ def _collate(rows: int, length: int, pad_id: int, with_ref: bool):
     return collate
 
 
-def _with_ref(pairs, reference, config: DPORunConfig, pad_id: int, precompute: bool, mesh) -> Paired:
+def _with_ref(pairs, reference, config: DPORunConfig, pad_id: int, precompute: bool, mesh) -> Zipped:
     """(pair, ref_logps [P]) items with the reference's log-probs when `precompute`, else (pair, None).
 
     The reference reads `rows` pairs at a time, each process collating only its rows of them
-    (local_rows), so a process tokenizes only its share; every process gets all the log-probs."""
+    (chunk_rows), so a process tokenizes only its share; every process gets all the log-probs."""
     if not precompute or not pairs:
-        return Paired(pairs, None)
+        return Zipped(pairs, None)
     rows, length = config.train.batch_size, config.data.max_length
     take = local_rows(mesh, rows)
     collate = _collate(take.stop - take.start, length, pad_id, with_ref=False)
-
-    def chunk(i):  # this process's rows of pairs[i : i + rows]
-        mine = range(i + take.start, min(i + take.stop, len(pairs)))
-        return to_global(collate([(pairs[k], None) for k in mine]), mesh, rows)
-
-    chunks = (chunk(i) for i in range(0, len(pairs), rows))
+    chunks = (
+        to_global(collate([(pairs[k], None) for k in mine]), mesh, rows)
+        for mine in chunk_rows(len(pairs), rows, take)
+    )
     ref = precompute_reference(reference, chunks, config.dpo.logprob_chunk)  # [N rounded up, P]
-    return Paired(pairs, ref[: len(pairs)])
+    return Zipped(pairs, ref[: len(pairs)])
 
 
 def _reference(model, mesh):
@@ -159,10 +141,8 @@ def _prepare(config: DPORunConfig, model, tokenizer, data: StageData) -> LoopFit
     take = local_rows(run.mesh, rows)  # this process's rows of every batch
     mine = take.stop - take.start
     held_collate = _collate(mine, length, pad, with_ref=True)
-    held = (
-        lambda: (  # noqa: E731
-            held_collate(held_items[i : i + rows][take]) for i in range(0, len(held_items), rows)
-        )
+    held = lambda: (  # noqa: E731
+        held_collate([held_items[k] for k in mine]) for mine in chunk_rows(len(held_items), rows, take)
     )
     evaluate = held_out_eval(run, held, config.train.eval_batches) if held_items else None
     order = DataOrder(len(train_items), seed=config.train.seed)

@@ -5,12 +5,12 @@ Every launch of Python processes costs seconds of imports, compiling and joining
 of seconds on a loaded 2-core CI machine), so one launch runs every stage in sequence (`::`-joined):
 
     sft (6 steps, fsdp=4) :: eval (CrowS-Pairs and IFEval on the export, fsdp=4) :: rlhf ppo :: rlhf grpo
-        :: distill :: dpo :: rm :: the reward-model probe's cached feature pass (probe_cache_worker)
+        :: distill :: distill (stored top-k) :: dpo :: rm :: the reward-model probe's cached feature pass
 
-SFT writes run/, the later stages run/ppo/, run/grpo/, run/distill/, run/dpo/ and run/rm/, all under the
-directory the worker watches; the probe pass writes probe/ beside it (each process its own features and
-cache entries). The RL stages, distillation, DPO and the reward model read HH rows from the shared data
-and are left out without them.
+SFT writes run/, the later stages run/ppo/, run/grpo/, run/distill/, run/distill_topk/, run/dpo/ and
+run/rm/, all under the directory the worker watches; the probe pass writes probe/ beside it (each process
+its own features and cache entries). The RL stages, distillation, DPO and the reward model read HH rows
+from the shared data and are left out without them.
 """
 
 from __future__ import annotations
@@ -140,6 +140,22 @@ def distill_command(run):
     ]
 
 
+def distill_topk_command(run):
+    """3 distillation steps on stored teacher targets (`distill.topk=8`, off-policy, no packing, mesh
+    fsdp=4): one teacher pass first, each process laying out only its rows of every chunk and getting
+    every row's top-k back; then the student alone trains; held-out eval, export."""
+    return [
+        "distill",
+        "--config",
+        "configs/distill/tiny_cpu.yaml",
+        f"output_dir={run / 'distill_topk'}",
+        *"distill.topk=8 distill.on_policy=0 data.packing=false data.limit=16 data.max_length=48 "
+        "optim.total_steps=3 optim.warmup_steps=1 train.batch_size=4 train.log_every=1 "
+        "train.checkpoint_every=0 train.progress=false train.async_checkpoints=false "
+        "mesh.data=1 mesh.fsdp=4".split(),
+    ]
+
+
 def dpo_command(run):
     """3 DPO steps (`align dpo`, tiny policy, mesh fsdp=4) on HH pairs, 4 pairs a batch, the
     reference's log-probs precomputed (each process scores its rows of every chunk); eval, export."""
@@ -194,7 +210,8 @@ def commands(root) -> list[list[str]]:
     run = root / "run"
     out = [["sft", "--config", str(config)], eval_command(run, crows, ifeval)]
     if HH.exists():
-        out += [ppo_command(run), grpo_command(run), distill_command(run), dpo_command(run), rm_command(run)]
+        out += [ppo_command(run), grpo_command(run), distill_command(run), distill_topk_command(run)]
+        out += [dpo_command(run), rm_command(run)]
     return out + [probe_command(root)]
 
 

@@ -69,7 +69,7 @@ def test_sft_matches_one_process_and_only_process_0_writes(single, multi):
     for name in wa:  # every tensor was split over both hosts (fsdp=4): gathered, not truncated
         np.testing.assert_allclose(wa[name], wb[name], rtol=0, atol=WEIGHT_ATOL, err_msg=name)
     second = reports(root, 1)
-    ok = [0] * (8 if HH.exists() else 3)  # sft, eval (, ppo, grpo, distill, dpo, rm), the probe pass
+    ok = [0] * (9 if HH.exists() else 3)  # sft, eval (, ppo, grpo, distill, distill top-k, dpo, rm), probe
     assert [r["exit_codes"] for r in second] in ([[], ok], [ok, []])  # killed, then finished
     assert [w for r in second for w in r["writes"]] == []
     (last,) = reports(root, 0)  # process 0 of the first launch was SIGKILLed before reporting
@@ -197,6 +197,16 @@ def test_distill_matches_one_process_and_only_process_0_writes(single, multi):
     summary = assert_same_run(root / "run" / "distill", single / "distill", steps=4)
     assert summary["on_policy_steps"] == 1
     assert_only_process_0_wrote(root, "distill", (*RUN_FILES, "eval_before.json"))
+
+
+@needs_hh
+def test_distill_on_stored_topk_matches_one_process_and_only_process_0_writes(single, multi):
+    """The teacher's top-k pass with each process laying out only its rows of every chunk, then the
+    student alone on the stored targets: the same run as one process's."""
+    root = multi[0]
+    summary = assert_same_run(root / "run" / "distill_topk", single / "distill_topk", steps=3)
+    assert summary["on_policy_steps"] == 0 and summary["data"]["train"]["sequences"] == 12
+    assert_only_process_0_wrote(root, "distill_topk", (*RUN_FILES, "eval_before.json"))
 
 
 @needs_hh

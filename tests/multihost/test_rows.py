@@ -112,3 +112,26 @@ def test_encode_by_process_on_one_process_is_the_eager_list():
     want = [d for i, d in enumerate(docs) if i != 5 and keep(d)]
     assert len(seqs) == len(want) and all(a is b for a, b in zip(seqs, want))
     assert total == TruncationStats(examples=29)
+
+
+@pytest.mark.parametrize("processes", [1, 2, 4])
+def test_chunk_rows_cover_every_example_once_and_only_a_process_own_rows(processes):
+    """A whole-dataset pass `ROWS` examples at a time (the teacher's top-k, DPO's reference): each
+    process reads only its block of each chunk, the blocks cover every example once, in order, and a
+    short last chunk may leave a process nothing."""
+    from align.training.feed import Zipped, chunk_rows
+
+    n = 29
+    seen = {p: [list(r) for r in chunk_rows(n, ROWS, take)] for p, take in enumerate(blocks(processes))}
+    joined = [k for c in range(-(-n // ROWS)) for p in range(processes) for k in seen[p][c]]
+    assert joined == list(range(n))
+    per = ROWS // processes
+    assert all(k // ROWS * ROWS + p * per <= k < k // ROWS * ROWS + (p + 1) * per
+               for p in seen for chunk in seen[p] for k in chunk)  # fmt: skip
+    if processes == 4:
+        assert seen[3][-1] == []  # examples 24-28: the last chunk's rows 6-7 are empty
+    reads = []
+    docs = LazySequences(lambda i: reads.append(i) or i * 10, range(n), [1] * n, {}, lambda s: 1, None)
+    items = Zipped(docs, np.arange(n) + 0.5, None)
+    assert items[3] == (30, 3.5, None) and len(items) == n and reads == [3]
+    assert items[4:6] == [(40, 4.5, None), (50, 5.5, None)]
