@@ -25,6 +25,7 @@ from align import distributed
 from align.data.lazy import chain
 from align.data.preference import PreferenceDataOptions, load_preference_pairs, prompt_key
 from align.data.splits import SplitOptions
+from align.data_dir import portable_path
 from align.training.feed import encode_by_process
 from align.training.stage import StageData
 
@@ -128,7 +129,7 @@ def load_pairs(options: RMDataOptions, tokenizer) -> RMData:
         held += h
         lengths += [chars[p.origin] for p in h]
         names += [source_name(source.path)] * len(h)
-        files.append({"path": source.path, **report, "trains": trains})
+        files.append({"path": portable_path(source.path), **report, "trains": trains})
     kept, dropped = _without_heldout_prompts(train, held, lazy=share is not None)
     report = files[0] if len(files) == 1 else {"files": files}
     report |= {

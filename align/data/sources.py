@@ -20,7 +20,7 @@ from pathlib import Path
 from align.data import grounding, selfaware
 from align.data.formats import Example, as_prompt
 from align.data.loading import load_records
-from align.data_dir import missing_data_path
+from align.data_dir import missing_data_path, portable_path
 from align.errors import InvalidInput
 
 FORMATS = ("records", "selfaware", "begin")
@@ -63,7 +63,11 @@ def read_source(
     if format == "records":
         kind = "prompt" if prompts_only else None
         records = load_records(path, split, limit=limit, kind=kind, skip_invalid=skip_invalid)
-        report = {"path": path, "rows_loaded": len(records), "rows_skipped": records.report.skipped}
+        report = {
+            "path": portable_path(path),
+            "rows_loaded": len(records),
+            "rows_skipped": records.report.skipped,
+        }
         return SourceData(list(records), report)
     if not Path(path).exists():
         raise missing_data_path(path)

@@ -6,6 +6,7 @@ import dataclasses
 
 from align.data import PromptExample, Tokenizer, encode_prompts
 from align import checks
+from align.data_dir import portable_path
 from align.distributed import process_count
 from align.training.feed import encode_by_process
 from align.errors import InvalidInput
@@ -101,7 +102,7 @@ def mix_sources(sources, skip_invalid: bool) -> tuple[list, dict]:
     for s, data in zip(sources, loaded, strict=True):
         take = min(len(data.examples), round(s.weight / weight * total))
         out += data.examples[:take]
-        report["sources"].append({**data.report, "path": s.path, "used": take})
+        report["sources"].append({**data.report, "path": portable_path(s.path), "used": take})
     return out, report
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from align.config_io import load_config
+from align.data_dir import data_dir, portable_path
 from align.errors import InvalidInput
 from pipelines.pipeline import Pipeline, QuickstartConfig, run_pipeline
 from pipelines.stages.instructions import fill_sources
@@ -188,12 +189,14 @@ def test_per_variant_rl_runs_end_to_end_and_each_card_reports_its_own_rl(tmp_pat
         rl = json.loads((out / f"rl_{variant.name}" / "summary.json").read_text())
         sources = [(src["path"], src["used"] > 0) for src in rl["data"]["sources"]]
         mixture = pipeline.rlhf_config(variant).data.mixture  # the variant's own, its file filled in
-        assert sources == [(s.path, True) for s in mixture]
+        assert sources == [(portable_path(s.path), True) for s in mixture]  # no path of this machine
         assert (prompts in {s.path for s in mixture}) == (variant.name == "developer")
         card = (out / "variants" / variant.name / "README.md").read_text()
         weights = ", ".join(f"{k} x{v:g}" for k, v in variant.reward_weights.items())
         assert f"| reward weights | {weights} |" in card and "Note:" not in card
         assert ("- rule:instructions: weight 1.0" in card) == (variant.name == "developer")
+    for summary in out.rglob("summary.json"):  # every stage's data report names data by ${ALIGN_DATA_DIR}
+        assert str(data_dir()) not in summary.read_text(), summary
     from safetensors.numpy import load_file
 
     chat, developer = (load_file(out / "variants" / v / "model.safetensors") for v in ("chat", "developer"))
