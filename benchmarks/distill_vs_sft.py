@@ -35,7 +35,12 @@ import numpy as np
 
 
 def read_prompts(tokenizer, args) -> list:
-    """Distinct HH helpful-base prompts of at most --max-prompt tokens, in file order."""
+    """Distinct prompts of at most --max-prompt tokens: HH helpful-base in file order, or (--prompt-source
+    selfaware) SelfAware training questions (split seed 7, the hedging suite's held-out questions left
+    out), unanswerable and answerable alternating, each asked as the hedging suite asks it (one user
+    turn of QA_PROMPT): prompts on which a teacher that hedges shows it."""
+    if args.prompt_source == "selfaware":
+        return selfaware_prompts(tokenizer, args)
     from align.data import load_records
     from align.data.prompts import encode_prompt
     from align.data_dir import data_path
@@ -47,6 +52,22 @@ def read_prompts(tokenizer, args) -> list:
         p = encode_prompt(as_sft_example(r).prompt, tokenizer)
         if len(p) <= args.max_prompt and p.tobytes() not in seen:
             seen.add(p.tobytes())
+            out.append(p)
+    return out[: args.prompts]
+
+
+def selfaware_prompts(tokenizer, args) -> list:
+    from align.data.prompts import encode_prompt
+    from align.data.selfaware import QA_PROMPT, read_selfaware, split_selfaware
+    from align.data_dir import data_path
+
+    train, _ = split_selfaware(read_selfaware(data_path("selfaware/SelfAware.json"))[0], seed=7)
+    sides = [[q for q in train if not q.answerable], [q for q in train if q.answerable]]
+    out = []
+    for k in range(2 * min(map(len, sides))):
+        q = sides[k % 2][k // 2]
+        p = encode_prompt([{"role": "user", "content": QA_PROMPT.format(question=q.question)}], tokenizer)
+        if len(p) <= args.max_prompt:
             out.append(p)
     return out[: args.prompts]
 
@@ -205,6 +226,12 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", default="gemma3-270m", help="model spec or HF dir (e.g. variants/chat)")
     p.add_argument("--prompts", type=int, default=48)
+    p.add_argument(
+        "--prompt-source",
+        choices=("hh", "selfaware"),
+        default="hh",
+        help="hh: HH helpful-base prompts; selfaware: SelfAware training questions (hedging)",
+    )
     p.add_argument("--heldout", type=int, default=8)
     p.add_argument("--max-prompt", type=int, default=64, help="longest prompt kept, in tokens")
     p.add_argument("--new-tokens", type=int, default=48)

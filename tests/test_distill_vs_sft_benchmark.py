@@ -1,6 +1,7 @@
 """benchmarks/distill_vs_sft.py: its per-sequence eval against the unchunked divergence, its intervals."""
 
 import numpy as np
+import pytest
 from flax import nnx
 
 from align.model import Decoder, ModelConfig
@@ -8,9 +9,11 @@ from align.rl.distill import Distiller, student_from_teacher, student_only
 from align.training import OptimConfig, create_train_state, make_optimizer
 from align.training.distill import token_divergence
 from align.training.logprobs import token_logprobs
+from tests.paths import DATA
 from tests.scripts import load_script
 
 bench = load_script("benchmarks/distill_vs_sft.py")
+needs_data = pytest.mark.skipif(not (DATA / "selfaware").is_dir(), reason=f"{DATA}: no SelfAware file")
 V = 64
 
 
@@ -70,3 +73,26 @@ def test_bootstrap_is_token_weighted_and_the_paired_difference_of_equal_models_i
     assert diff["kl_to_teacher"] == {"mean": 0.0, "ci95": [0.0, 0.0]}
     shifted = bench.paired_difference((x + n, x, n), (x, x, n))  # +1 nat on every token
     np.testing.assert_allclose(shifted["kl_to_teacher"]["ci95"], [1.0, 1.0])
+
+
+@needs_data
+def test_selfaware_prompts_are_training_questions_asked_as_the_hedging_suite_asks():
+    """--prompt-source selfaware: the training side of the seed-7 split only (the hedging suite's
+    held-out questions never reach the students), unanswerable and answerable alternating, each one
+    user turn of QA_PROMPT with the generation header."""
+    import types
+
+    from align.data import Tokenizer
+    from align.data.selfaware import QA_PROMPT, read_selfaware, split_selfaware
+    from align.data.testing import tiny_tokenizer
+    from align.data_dir import data_path
+
+    tok = Tokenizer(tiny_tokenizer())
+    args = types.SimpleNamespace(prompt_source="selfaware", max_prompt=10_000, prompts=6)
+    prompts = bench.read_prompts(tok, args)
+    train, held = split_selfaware(read_selfaware(data_path("selfaware/SelfAware.json"))[0], seed=7)
+    text = [tok.decode(p.tolist()) for p in prompts]
+    asked = lambda q: QA_PROMPT.format(question=q.question) in "".join(text)  # noqa: E731
+    kinds = [next(q.answerable for q in train if QA_PROMPT.format(question=q.question) in t) for t in text]
+    assert len(prompts) == 6 and kinds == [False, True] * 3
+    assert not any(asked(q) for q in held) and all(t.rstrip().endswith("model") for t in text)
