@@ -142,7 +142,7 @@ def _prepare(config: DPORunConfig, model, tokenizer, data: StageData) -> LoopFit
     mine = take.stop - take.start
     held_collate = _collate(mine, length, pad, with_ref=True)
     held = lambda: (  # noqa: E731
-        held_collate([held_items[k] for k in mine]) for mine in chunk_rows(len(held_items), rows, take)
+        held_collate([held_items[k] for k in ks]) for ks in chunk_rows(len(held_items), rows, take)
     )
     evaluate = held_out_eval(run, held, config.train.eval_batches) if held_items else None
     order = DataOrder(len(train_items), seed=config.train.seed)
