@@ -40,7 +40,7 @@ from align.config_io import write_config
 from align.fileio import write_text_atomic
 from align.training.feed import global_batches, global_eval_batches
 from align.training.loop import LoopConfig
-from align.training.options import TrainOptions
+from align.training.options import MeshOptions, TrainOptions, make_run_mesh
 from align.training.run import Run, evaluate, fit
 from align.training.rundir import SUMMARY, finished_summary, read_json, write_json
 
@@ -54,6 +54,7 @@ class StageConfig(Protocol):
 
     output_dir: str
     train: TrainOptions
+    mesh: MeshOptions
     export: bool
 
 
@@ -250,6 +251,7 @@ def run_stage(config: StageConfig, spec: StageSpec, log: logging.Logger) -> dict
     out = Path(config.output_dir)
     if (done := finished_summary(out, log)) is not None:
         return done
+    make_run_mesh(config.mesh)  # a mesh the devices cannot fill fails now, before any file, model or data
     out.mkdir(parents=True, exist_ok=True)
     primary = distributed.is_primary()  # run files: process 0 writes, the others read (a shared directory)
     if primary:

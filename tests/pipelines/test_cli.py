@@ -106,10 +106,13 @@ def test_missing_files_and_unknown_presets_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"align pipeline: error: {VARIANTS_FILE}: variant 'chat': ")
     assert "['harmlessness'] match no reward model" in err and not (tmp_path / "qs").exists()
-    # a mesh the devices cannot fill (the suite has 8 fake CPU devices)
-    assert main(["sft", "--config", TINY_SFT, run_dir, "mesh.data=1", "mesh.fsdp=3"]) == 2
-    last = capsys.readouterr().err.splitlines()[-1]
-    assert last.startswith("align sft: error: mesh (data, fsdp, tensor) = (1, 3, 1) does not fit")
+    # a mesh the devices cannot fill (the suite has 8 fake CPU devices): refused before anything is
+    # written or loaded
+    meshed = f"output_dir={tmp_path / 'meshed'}"
+    assert main(["sft", "--config", TINY_SFT, meshed, "mesh.data=1", "mesh.fsdp=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("align sft: error: mesh (data, fsdp, tensor) = (1, 3, 1) does not fit")
+    assert "data:" not in err and not (tmp_path / "meshed").exists()
 
 
 def test_traceback_on_request_and_for_bugs(tmp_path, monkeypatch):

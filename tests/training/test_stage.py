@@ -42,6 +42,7 @@ LOG = logging.getLogger("test_stage")
 class ToyConfig:
     output_dir: str
     train: TrainOptions = TrainOptions(batch_size=ROWS, log_every=2, progress=False, async_checkpoints=False)
+    mesh: MeshOptions = MeshOptions(devices=1)
     export: bool = True
 
 
@@ -150,6 +151,7 @@ class CountingConfig:
     output_dir: str
     tokenizer: str = ""  # completed from the tokenizer (spec.configure), as RL's stop ids are
     train: TrainOptions = TrainOptions()
+    mesh: MeshOptions = MeshOptions(devices=1)
     export: bool = False
 
 
