@@ -27,7 +27,7 @@ from align.data import TokenizedPair, preference_batch
 from align.distributed import host_array
 from align.intervals import wilson_ci
 from align.model.heads import ScoreModel
-from align.model.sharding import jit_on_mesh, place, shard_rows, state_shardings
+from align.model.sharding import jit_on_mesh, shard_rows, shard_state
 from align.reward.model import pair_rewards
 
 
@@ -134,7 +134,7 @@ def score_pairs(
         return np.zeros((0, 2), np.float32)
     graphdef, state = nnx.split(model)
     if mesh is not None:
-        state = place(state, state_shardings(state, mesh))
+        state = shard_state(state, mesh)
     forward, out = _pair_forward(graphdef, mesh), []
     for i in range(0, len(pairs), batch_size):
         n = min(batch_size, len(pairs) - i)

@@ -40,8 +40,8 @@ from align.data.lazy import LazySequences
 from align.distributed import host_array
 from align.model.heads import pool_tokens
 from align.npy_cache import NpyCache
-from align.model.sharding import jit_on_mesh, place, shard_rows, state_shardings
-from align.training.feed import local_rows, to_global
+from align.model.sharding import jit_on_mesh, shard_state
+from align.training.feed import local_rows, rows_on_mesh
 
 POOLS = ("last", "mean")
 HEAD_POOL = {"last": "last", "mean": "response_mean"}  # feature pool -> ScoreModel.pool reading it
@@ -127,12 +127,6 @@ def process_rows(mesh, rows: int) -> slice:
     return slice(0, rows) if mesh is None else local_rows(mesh, rows)
 
 
-def on_mesh(block: dict, mesh, rows: int) -> dict:
-    """This process's `process_rows` block of a [rows, ...] batch (numpy) as global arrays whose rows
-    are split over the mesh's data axes (replicated where they do not divide); as given without a mesh."""
-    return block if mesh is None else shard_rows(to_global(block, mesh, rows), mesh)
-
-
 def _cached(pairs, order, cache: FeatureCache, pooling: str, batch_size: int, mesh, width) -> list:
     """Every pair's cached features [2, F, D] (width = (F, D)), or None: each process looks up (so
     tokenizes) only its rows of every batch of `order` (the cache-less pass's batches), and what they
@@ -145,7 +139,7 @@ def _cached(pairs, order, cache: FeatureCache, pooling: str, batch_size: int, me
             value = cache.get(pairs[i], pooling)
             if value is not None:
                 found[2 * k : 2 * k + 2, b], feats[2 * k : 2 * k + 2, b] = 1, value
-    block = on_mesh({"found": found, "feats": feats}, mesh, 2 * batch_size)
+    block = rows_on_mesh({"found": found, "feats": feats}, mesh, 2 * batch_size)
     found, feats = host_array(block["found"]), host_array(block["feats"])  # [2B, batches, ...]
     out = [None] * len(pairs)
     for b, start in enumerate(starts):
@@ -195,13 +189,13 @@ def pair_feature_sets(
         graphdef, state = nnx.split(backbone)
         forward = _pooled_fn(graphdef, pools, layers, mesh)
         if mesh is not None:
-            state = place(state, state_shardings(state, mesh))
+            state = shard_state(state, mesh)
     take = process_rows(mesh, batch_size)  # this process's pairs of every batch (all on one process)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         length = -(-max(_columns(pairs, i) for i in chunk) // bucket) * bucket
         rows = _rows([pairs[i] for i in chunk[take]], take.stop - take.start, length, pad_id)
-        rows = on_mesh(rows, mesh, 2 * batch_size)  # [2B, T] each: chosen and rejected rows interleaved
+        rows = rows_on_mesh(rows, mesh, 2 * batch_size)  # [2B, T] each: chosen and rejected rows interleaved
         feats = host_array(forward(state, *(rows[k] for k in ROWS)))  # by name: pytrees sort dict keys
         feats = feats.reshape(batch_size, 2, *width)
         for k, i in enumerate(chunk):

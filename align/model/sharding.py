@@ -201,10 +201,14 @@ def _own_shards(x, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
+def shard_state(state: nnx.State, mesh: Mesh, rules=LOGICAL_RULES) -> nnx.State:
+    """A model's state placed on `mesh` by the rules table (`place`: each process its own shards)."""
+    return place(state, state_shardings(state, mesh, rules))
+
+
 def shard_model(model: nnx.Module, mesh: Mesh, rules=LOGICAL_RULES) -> nnx.Module:
     """Place an existing model's variables according to the rules table (in place)."""
-    state = nnx.state(model)
-    nnx.update(model, place(state, state_shardings(state, mesh, rules)))
+    nnx.update(model, shard_state(nnx.state(model), mesh, rules))
     return model
 
 

@@ -23,7 +23,7 @@ from jax.sharding import Mesh
 from align import distributed
 from align.data.lazy import LazySequences
 from align.data.sequences import Tokenized, TruncationStats
-from align.model.sharding import batch_sharding
+from align.model.sharding import batch_sharding, shard_rows
 
 
 def local_rows(mesh: Mesh, rows: int) -> slice:
@@ -67,6 +67,14 @@ def to_global(batch: Mapping[str, np.ndarray], mesh: Mesh, rows: int) -> Mapping
         k: distributed.global_array(np.asarray(v), batch_sharding(mesh, np.ndim(v)), rows)
         for k, v in batch.items()
     }
+
+
+def rows_on_mesh(block: Mapping[str, np.ndarray], mesh: Mesh | None, rows: int) -> Mapping:
+    """This process's `local_rows` block of a [rows, ...] batch (numpy) as global arrays whose rows are
+    split over the mesh's data axes (replicated where they do not divide): for a jitted forward outside
+    the training step (a frozen model's pass, a feature pass), which has no in_shardings to place a
+    numpy batch by. As given without a mesh."""
+    return block if mesh is None else shard_rows(to_global(block, mesh, rows), mesh)
 
 
 def global_batches(items: Iterable[tuple[Mapping, object]], mesh: Mesh, rows: int) -> Iterator:

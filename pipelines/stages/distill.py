@@ -24,7 +24,7 @@ from align.data import DataOrder, batches, pad_batch
 from align.config_io import to_dict
 from align.errors import InvalidInput
 from align.hub import ModelOptions, load_model
-from align.model.sharding import shard_model, shard_rows
+from align.model.sharding import shard_model
 from align.rl.distill import (
     Distiller,
     DistillLoss,
@@ -41,7 +41,7 @@ from align.rl.distill import (
 )
 from align.training import OptimConfig, make_optimizer
 from align.training.optim import learning_rate_schedule
-from align.training.feed import Zipped, chunk_rows, local_rows, to_global
+from align.training.feed import Zipped, chunk_rows, local_rows, rows_on_mesh
 from align.training.options import MeshOptions, TrainOptions, make_run_mesh
 from align.training.run import prepare_run, with_lora
 from align.training.stage import LoopFit, StageData, StageSpec, held_out_eval, run_stage
@@ -194,8 +194,8 @@ def _with_targets(seqs, teacher, config: DistillConfig, pad: int, mesh) -> Zippe
     ids, lps = [], []
     for mine in chunk_rows(len(seqs), rows, take):
         local = pad_batch([seqs[k] for k in mine], length, rows=take.stop - take.start, pad_id=pad)
-        batch = to_global({k: local[k] for k in ("tokens", "positions", "segment_ids")}, mesh, rows)
-        chunk_ids, chunk_lps = topk_targets(teacher, shard_rows(batch, mesh), d.topk, d.chunk_size)
+        batch = rows_on_mesh({k: local[k] for k in ("tokens", "positions", "segment_ids")}, mesh, rows)
+        chunk_ids, chunk_lps = topk_targets(teacher, batch, d.topk, d.chunk_size)
         ids.append(chunk_ids)
         lps.append(chunk_lps)
     n = len(seqs)  # [N rounded up to whole chunks, T, K] -> [N, T, K]

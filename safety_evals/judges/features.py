@@ -68,6 +68,9 @@ class FeatureStore:
 
     def __init__(self, recipe: Recipe, root: Path | None = None, batch_size: int = 8):
         self.recipe = recipe
+        # the backbone's states are keyed without the n-grams: a recipe that adds them reuses the
+        # states a plain recipe cached
+        self._states = dataclasses.replace(recipe, ngram_words=0)
         self.files = NpyCache((root or cache_dir()) / "features", fanout=2)
         self.batch_size = batch_size
         self._extractor: Callable[[list[str]], np.ndarray] | None = None
@@ -83,9 +86,7 @@ class FeatureStore:
         return x
 
     def _backbone(self, texts: Sequence[str], progress) -> np.ndarray:
-        # keyed without the n-grams: a recipe that adds them reuses the backbone's cached states
-        recipe = dataclasses.replace(self.recipe, ngram_words=0)
-        key = {t: _text_key(recipe, t) for t in texts}
+        key = {t: _text_key(self._states, t) for t in texts}
         keys = [key[t] for t in texts]
         todo = sorted((t for t in key if key[t] not in self.files), key=len)
         for start in range(0, len(todo), self.batch_size):
@@ -98,7 +99,7 @@ class FeatureStore:
 
     def extract(self, texts: list[str]) -> np.ndarray:
         if self._extractor is None:
-            self._extractor = _backbone_extractor(dataclasses.replace(self.recipe, ngram_words=0))
+            self._extractor = _backbone_extractor(self._states)
         return self._extractor(texts)
 
 

@@ -32,7 +32,7 @@ from flax import nnx
 from align.distributed import host_array
 from align.model.attention import attention_mask
 from align.model.scoring import streamed_token_logprobs
-from align.model.sharding import jit_on_mesh, mesh_scope, place, shard_rows, state_shardings
+from align.model.sharding import jit_on_mesh, mesh_scope, shard_rows, shard_state
 from safety_evals.lm import packing
 from safety_evals.lm.protocol import (
     TokenScores,
@@ -158,7 +158,7 @@ class JaxLM:
     ):
         self._graphdef, self._state = nnx.split(model)
         if mesh is not None:  # a sharded copy: the caller's model stays where it was
-            self._state = place(self._state, state_shardings(self._state, mesh))
+            self._state = shard_state(self._state, mesh)
             model = nnx.merge(self._graphdef, self._state)
         self.mesh = mesh
         self.model, self.tokenizer, self.name = model, tokenizer, name

@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from align.model import Decoder, ModelConfig
+from align.training import feed
 from reward_models import features
 from reward_models.features import FeatureCache, pair_feature_sets
 from tests.reward_models.test_probe_mesh import _mesh
@@ -30,7 +31,7 @@ class Processes:
         self.count, self.mine = processes, threading.local()
         self.gate, self.blocks = threading.Barrier(processes, timeout=120), [None] * processes
         monkeypatch.setattr(features, "local_rows", lambda mesh, rows: self.block(self.mine.p, rows))
-        monkeypatch.setattr(features, "to_global", self.to_global)
+        monkeypatch.setattr(feed, "to_global", self.to_global)  # what features.rows_on_mesh joins with
 
     def block(self, p: int, rows: int) -> slice:
         return slice(p * rows // self.count, (p + 1) * rows // self.count)

@@ -10,6 +10,7 @@ from flax import nnx
 from align.data.lazy import LazySequences
 from align.data.preference import pair_columns
 from align.model import Decoder, ModelConfig
+from align.training import feed
 from reward_models import features
 from reward_models.features import pair_feature_sets
 from reward_models.probe import head_features
@@ -31,7 +32,7 @@ def _simulate(monkeypatch, p: int, P: int) -> None:
         return out
 
     monkeypatch.setattr(features, "local_rows", lambda mesh, rows: block(rows))
-    monkeypatch.setattr(features, "to_global", to_global)
+    monkeypatch.setattr(feed, "to_global", to_global)  # what features.rows_on_mesh joins the rows with
 
 
 def _lazy(pairs):
