@@ -18,6 +18,7 @@ import numpy as np
 from align.errors import InvalidInput
 from align.model.config import ModelConfig
 from align.model.convert import params_to_hf
+from align.model.gguf_file import open_gguf
 from align.model.gguf_io import hf_config_from_gguf, rename
 from align.model.hf_config import from_hf
 from align.model.params import flat_params
@@ -73,14 +74,12 @@ def _metadata(writer, c: ModelConfig, name: str, quant: str) -> None:
 
 def gguf_tokenizer_fields(path: str) -> list[tuple]:
     """The `tokenizer.*` key-values of a GGUF file, verbatim: (key, value, type, array element type)."""
-    from gguf import GGUFReader, GGUFValueType
-
     fields = []
-    for key, field in GGUFReader(path).fields.items():
+    for key, f in open_gguf(path).fields.items():
         if key.startswith("tokenizer."):
-            vtype = field.types[0]
-            sub = field.types[-1] if vtype == GGUFValueType.ARRAY else None
-            fields.append((key, field.contents(), vtype, sub))
+            # GGUFWriter takes arrays as sequences only; tolist() keeps each element's exact value.
+            value = f.value.tolist() if isinstance(f.value, np.ndarray) else f.value
+            fields.append((key, value, f.type, f.element_type))
     return fields
 
 
@@ -199,9 +198,7 @@ def config_differences(a: ModelConfig, b: ModelConfig) -> dict[str, tuple]:
 
 def _check_readback(path: str, c: ModelConfig) -> None:
     """Refuse a model whose GGUF metadata a reader would turn into a different architecture."""
-    from gguf import GGUFReader
-
-    diff = config_differences(c, from_hf(hf_config_from_gguf(GGUFReader(path)), source=path))
+    diff = config_differences(c, from_hf(hf_config_from_gguf(open_gguf(path)), source=path))
     if diff:
         detail = "; ".join(f"{k}: model {a!r}, GGUF reader {b!r}" for k, (a, b) in diff.items())
         raise InvalidInput(

@@ -1,4 +1,5 @@
-"""GGUF import: dequantize with the `gguf` package, rename to HF tensor names, then reuse the HF table."""
+"""GGUF import: parse with align.model.gguf_file, dequantize with the `gguf` package, rename to HF tensor
+names, then reuse the HF table."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from align.errors import InvalidInput
 from align.model.config import ModelConfig
+from align.model.gguf_file import GGUFFile, open_gguf
 from align.model.hf_config import from_hf
 
 # GGUF tensor name <-> HF tensor name, one table for import and export ({0} is the block index).
@@ -59,14 +61,6 @@ _ARCH_MODEL_TYPE = {"gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3_text
 _27B_BLOCKS = {"gemma2": 46, "gemma3": 62}
 
 
-def _field(reader, key, default=None):
-    field = reader.fields.get(key)
-    if field is None:
-        return default
-    value = field.contents()
-    return value
-
-
 def _rope_scaling(f) -> dict | None:
     """HF `rope_scaling` from llama.cpp's keys (gemma3 4B/12B/27B store linear 8.0). As in HF, gemma3 applies
     it to global layers only; llama.cpp likewise pins its sliding layers' scale to 1."""
@@ -79,15 +73,15 @@ def _rope_scaling(f) -> dict | None:
     return {"rope_type": "linear", "factor": float(factor)}
 
 
-def hf_config_from_gguf(reader) -> dict:
+def hf_config_from_gguf(gf: GGUFFile) -> dict:
     """The HF config.json that transformers would derive from this GGUF's metadata."""
-    arch = _field(reader, "general.architecture")
+    arch = gf.value("general.architecture")
     if arch not in _ARCH_MODEL_TYPE:
         raise ValueError(
             f"GGUF architecture {arch!r} is not supported; supported: {sorted(_ARCH_MODEL_TYPE)}"
         )
-    f = lambda k, d=None: _field(reader, f"{arch}.{k}", d)  # noqa: E731
-    vocab = len(_field(reader, "tokenizer.ggml.tokens"))
+    f = lambda k, d=None: gf.value(f"{arch}.{k}", d)  # noqa: E731
+    vocab = len(gf.value("tokenizer.ggml.tokens"))
     n_heads = f("attention.head_count")
     hf = {
         "model_type": _ARCH_MODEL_TYPE[arch],
@@ -102,7 +96,7 @@ def hf_config_from_gguf(reader) -> dict:
         "max_position_embeddings": f("context_length"),
         "rope_theta": f("rope.freq_base", 10_000.0),
         "rope_scaling": _rope_scaling(f),
-        "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
+        "tie_word_embeddings": "output.weight" not in gf.tensors,
     }
     if arch.startswith("gemma"):
         hf["hidden_activation"] = "gelu_pytorch_tanh"
@@ -132,15 +126,15 @@ def _unpermute_rope(w: np.ndarray, n_heads: int) -> np.ndarray:
 
 def read_gguf(path: str) -> tuple[ModelConfig, dict, dict[str, np.ndarray]]:
     """(config, hf config dict, float32 tensors under HF names) from a GGUF file."""
-    import gguf  # dequantisation only; heavy to import
+    from gguf.quants import dequantize
 
-    reader = gguf.GGUFReader(path)
-    hf = hf_config_from_gguf(reader)
+    gf = open_gguf(path)
+    hf = hf_config_from_gguf(gf)
     config = from_hf(hf, source=path)
     gemma = hf["model_type"] != "llama"
     tensors = {}
-    for t in reader.tensors:
-        w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32)
+    for t in gf.tensors.values():
+        w = np.asarray(dequantize(t.data, t.type), np.float32)
         try:
             name = rename(t.name, config.post_norms, to_gguf=False)
         except KeyError:

@@ -165,6 +165,7 @@ def test_gguf_rope_scaling_applies_to_global_layers_only(tmp_path):
 
 
 def _metadata_only_config(path, arch, blocks, **extra):
+    from align.model.gguf_file import open_gguf
     from align.model.gguf_io import hf_config_from_gguf
 
     w = gguf.GGUFWriter(str(path), arch)
@@ -183,7 +184,7 @@ def _metadata_only_config(path, arch, blocks, **extra):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    return hf_config_from_gguf(gguf.GGUFReader(str(path)))
+    return hf_config_from_gguf(open_gguf(path))
 
 
 @pytest.mark.parametrize(
