@@ -9,6 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.integration
 
+# greedy tokens compared per prompt: logits already match to 1e-3, so more tokens buy CI time, not evidence
+NEW_TOKENS = 16
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "Safety reviewers read the dashboard because"]
 
 
@@ -78,9 +80,11 @@ def test_greedy_generation_matches_transformers(pair):
     prompt = np.zeros((len(ids), P), np.int32)
     for i, row in enumerate(ids):
         prompt[i, : len(row)] = row
-    res = generate(model, prompt, np.array([len(r) for r in ids]), SamplingConfig(max_new_tokens=32))
+    res = generate(model, prompt, np.array([len(r) for r in ids]), SamplingConfig(max_new_tokens=NEW_TOKENS))
     for i, row in enumerate(ids):
         with torch.no_grad():
-            out = ref.generate(torch.tensor([row]), max_new_tokens=32, do_sample=False, min_new_tokens=32)
+            out = ref.generate(
+                torch.tensor([row]), max_new_tokens=NEW_TOKENS, do_sample=False, min_new_tokens=NEW_TOKENS
+            )
         expected = out[0, len(row) :].tolist()
         assert np.asarray(res.tokens[i]).tolist() == expected, tok.decode(expected)

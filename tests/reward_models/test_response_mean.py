@@ -49,10 +49,17 @@ def rm():
     return model, loaded.tokenizer
 
 
+@nnx.jit
+def _token_scores(model, tokens, positions, segments):
+    return model.token_scores(tokens, positions, segments)
+
+
 def by_hand(model: ScoreModel, tokens: np.ndarray, response: np.ndarray) -> float:
     """The mean over the response tokens of the head's per-token score, on one unpadded row."""
     tokens = jnp.asarray(tokens)[None]
-    scores = np.asarray(model.token_scores(tokens, jnp.arange(tokens.shape[1])[None], jnp.ones_like(tokens)))
+    positions, segments = jnp.arange(tokens.shape[1])[None], jnp.ones_like(tokens)
+    # jitted: one compile per row length; run op by op the forward compiles every op per length instead
+    scores = np.asarray(_token_scores(model, tokens, positions, segments))
     return float(scores[0][np.asarray(response, bool)].mean())
 
 

@@ -40,9 +40,8 @@ def test_strmatch_equals_the_xstest_papers_string_match_on_every_row():
     """Parity with the paper's own string-match labels (xstest/automated_labels/*_streval.csv)."""
     rows = data.xstest()
     ours = [strmatch_refusal(r["completion"]) for r in rows.rows]
-    theirs = [
-        data.xstest_automated(g, "streval")[r["id"]] == "full_refusal" for g, r in zip(rows.groups, rows.rows)
-    ]
+    paper = {g: data.xstest_automated(g, "streval") for g in set(rows.groups)}  # one file read per model
+    theirs = [paper[g][r["id"]] == "full_refusal" for g, r in zip(rows.groups, rows.rows)]
     assert len(ours) == 2250 and ours == theirs
 
 
