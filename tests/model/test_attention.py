@@ -31,10 +31,17 @@ def test_mask_written_out_by_hand():
     assert not m[:, 3:].any()
 
 
+# The forwards below are jitted: run op by op, every primitive of the Decoder compiles on its own for
+# every new shape, seconds per call.
+@nnx.jit
+def _forward(model, tokens, positions, seg, attn_mask=None):
+    return model(tokens, positions, seg, attn_mask=attn_mask).logits
+
+
 def _run(model, tokens, seg=None):
     B, T = tokens.shape
     seg = jnp.ones((B, T), jnp.int32) if seg is None else seg
-    return model(tokens, jnp.broadcast_to(jnp.arange(T), (B, T)), seg).logits
+    return _forward(model, tokens, jnp.broadcast_to(jnp.arange(T), (B, T)), seg)
 
 
 def test_causality_through_gradients():
@@ -43,12 +50,12 @@ def test_causality_through_gradients():
     x = model.embedder.encode(tokens, jnp.float32)
     pos, seg = jnp.arange(12)[None], jnp.ones((1, 12), jnp.int32)
 
-    def out_at(x, t):
+    def out_at(model, x, t):
         for block in model.layers:
             x, _ = block(x, pos, seg)
         return x[0, t].sum()
 
-    g = jax.grad(out_at)(x, 6)
+    g = nnx.jit(nnx.grad(out_at, argnums=1), static_argnums=2)(model, x, 6)
     assert float(jnp.abs(g[0, 7:]).max()) == 0.0 and float(jnp.abs(g[0, :7]).max()) > 0
 
 
@@ -59,13 +66,20 @@ def test_chunked_attention_equals_dense_with_windows_and_packing():
     T = 32
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, cfg.vocab_size, (2, T)), jnp.int32)
     seg = jnp.asarray([[1] * 20 + [2] * 12, [1] * 28 + [0] * 4], jnp.int32)
-    np.testing.assert_allclose(_run(chunked, tokens, seg), _run(dense, tokens, seg), atol=1e-5, rtol=1e-5)
+    positions = jnp.broadcast_to(jnp.arange(T), (2, T))
 
-    def loss(model):
-        return jnp.mean(jax.nn.log_softmax(_run(model, tokens, seg))[..., 0])
+    @nnx.jit  # one compile per model for the logits and their gradient
+    def logits_and_grad(model):
+        def loss(model):
+            logits = model(tokens, positions, seg).logits
+            return jnp.mean(jax.nn.log_softmax(logits)[..., 0]), logits
 
-    g_dense = nnx.grad(loss)(dense)
-    g_chunk = nnx.grad(loss)(chunked)
+        (_, logits), grads = nnx.value_and_grad(loss, has_aux=True)(model)
+        return logits, grads
+
+    logits_dense, g_dense = logits_and_grad(dense)
+    logits_chunk, g_chunk = logits_and_grad(chunked)
+    np.testing.assert_allclose(logits_chunk, logits_dense, atol=1e-5, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(g_dense), jax.tree.leaves(g_chunk)):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
 
@@ -87,11 +101,11 @@ def test_an_explicit_mask_scores_a_prefix_tree_as_separate_rows_dense_and_chunke
     mask &= (np.asarray(segments[0])[None, :] != 0) & (np.asarray(segments[0])[:, None] != 0)
     for chunk in (None, 8):
         model = Decoder(cfg, rngs=nnx.Rngs(0), attn_chunk=chunk)
-        tree = model(tokens, positions, segments, attn_mask=jnp.asarray(mask)[None]).logits[0]
+        tree = _forward(model, tokens, positions, segments, jnp.asarray(mask)[None])[0]
         alone1 = _run(model, jnp.asarray([c + b1], jnp.int32))[0]
         alone2 = _run(model, jnp.asarray([c + b2], jnp.int32))[0]
         np.testing.assert_allclose(tree[:13], alone1, atol=1e-5, rtol=1e-5)
         np.testing.assert_allclose(tree[13:19], alone2[8:], atol=1e-5, rtol=1e-5)
         # and the mask matters: without it b2 would read b1
-        plain = model(tokens, positions, segments).logits[0]
+        plain = _forward(model, tokens, positions, segments)[0]
         assert float(jnp.abs(plain[13:19] - alone2[8:]).max()) > 1e-3

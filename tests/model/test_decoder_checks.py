@@ -1,5 +1,8 @@
-"""Decoder guards: float32 logits under bf16 compute, and cache writes that would overflow fail loudly."""
+"""Decoder guards: float32 logits under bf16 compute, cache writes that would overflow fail loudly, and the
+forward and its gradient the same op by op as under jit (the other model tests jit their forwards: run op
+by op, every primitive compiles per shape)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -53,3 +56,26 @@ def test_layer_states_taps_the_forward_pass_the_last_after_the_final_norm():
     np.testing.assert_array_equal(last, model.hidden(tokens, positions, segment_ids))
     (again,) = model.layer_states(tokens, positions, segment_ids, [1])  # blocks past 1 not needed
     np.testing.assert_array_equal(again, first)
+
+
+@pytest.mark.parametrize("attn_chunk", [None, 4])
+def test_eager_and_jitted_forward_and_gradient_agree(attn_chunk):
+    """Packed rows (two segments), a sliding window shorter than a segment, dense and chunked attention."""
+    model = Decoder(
+        ModelConfig.tiny(vocab_size=96).replace(sliding_window=3), rngs=nnx.Rngs(3), attn_chunk=attn_chunk
+    )
+    tokens, _, _ = _inputs(T=8)
+    positions = jnp.asarray([[0, 1, 2, 3, 4, 0, 1, 2], list(range(8))], jnp.int32)
+    segments = jnp.asarray([[1, 1, 1, 1, 1, 2, 2, 2], [1] * 6 + [0] * 2], jnp.int32)
+
+    def loss(m):
+        logits = m(tokens, positions, segments).logits
+        return jnp.sum(jax.nn.log_softmax(logits)[..., 7] * (segments > 0)), logits
+
+    (eager_loss, eager_logits), eager_grad = nnx.value_and_grad(loss, has_aux=True)(model)
+    (jit_loss, jit_logits), jit_grad = nnx.jit(nnx.value_and_grad(loss, has_aux=True))(model)
+    np.testing.assert_allclose(jit_logits, eager_logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(float(jit_loss), float(eager_loss), rtol=1e-5)
+    for (path, a), (_, b) in zip(nnx.to_flat_state(eager_grad), nnx.to_flat_state(jit_grad)):
+        np.testing.assert_allclose(b[...], a[...], rtol=1e-4, atol=1e-6, err_msg=str(path))
+    assert all(float(jnp.abs(g[...]).max()) > 0 for _, g in nnx.to_flat_state(eager_grad))  # none vacuous

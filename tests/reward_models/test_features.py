@@ -7,6 +7,7 @@ import hashlib
 
 import numpy as np
 import pytest
+from flax import nnx
 
 from align.data.preference import encode_preferences
 from align.data.formats import PreferenceExample
@@ -34,16 +35,23 @@ def tiny():
     return loaded, pairs
 
 
+# jitted: one compile per row length; run op by op, every op compiles anew for each length
+@nnx.jit
+def _after_each_block(backbone, tokens, positions, segments):
+    x, states = backbone.embedder.encode(tokens, backbone.dtype), []
+    for block in backbone.layers:
+        x, _ = block(x, positions, segments, None, None)
+        states.append(x)
+    states[-1] = backbone.final_norm(x)
+    return states
+
+
 def by_hand(backbone, pair, p, layer):
     """(last, response mean) of row p after block `layer`, one unpadded sequence through the blocks."""
     seq = pair.row(p)
     tokens = seq.tokens[None]
     positions, segments = np.arange(len(seq.tokens))[None], np.ones_like(tokens)
-    x = backbone.embedder.encode(tokens, backbone.dtype)
-    for block in backbone.layers[:layer]:
-        x, _ = block(x, positions, segments, None, None)
-    if layer == len(backbone.layers):
-        x = backbone.final_norm(x)
+    x = _after_each_block(backbone, tokens, positions, segments)[layer - 1]
     x = np.asarray(x[0], np.float64)
     return x[-1], x[seq.loss_mask].mean(0)
 
