@@ -6,9 +6,10 @@ from __future__ import annotations
 
 
 def load_model_option(spec: str, option: str):
-    """`align.load(spec)` for a command-line argument: a checkpoint it cannot read (a malformed GGUF,
-    tensors with no mapping) raises InvalidInput naming the option, as a missing one raises
-    ModelNotFound (an InputError already)."""
+    """`align.load(spec)` for a command-line argument: a checkpoint it cannot read (tensors with no
+    mapping, a config it cannot build) raises InvalidInput naming the option; the input errors loading
+    raises itself pass as they are (a missing model's ModelNotFound, a malformed GGUF's InvalidInput,
+    which names the file and the fault)."""
     import align
     from align.errors import InputError, InvalidInput
 

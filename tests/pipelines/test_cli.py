@@ -239,7 +239,7 @@ def test_sampling_options_and_unreadable_checkpoints_are_input_errors(tmp_path, 
     junk.write_bytes(b"not a gguf file")
     assert main(["convert", str(junk), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"align convert: error: source {junk}: cannot load this checkpoint: ")
+    assert err.startswith(f"align convert: error: {junk}: not a valid GGUF file: bad magic")
     assert err.count("\n") == 1 and not (tmp_path / "out").exists()
 
 
