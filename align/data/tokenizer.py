@@ -144,8 +144,9 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
             f"tokenizer path {p} does not exist (expected a directory, tokenizer.json or .gguf)"
         )
     if p.is_file() and p.suffix == ".gguf":
-        # Reading the vocabulary out of a GGUF file takes ~20 s for Gemma (262k pieces); cache the result.
-        hf = AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name, local_files_only=True)
+        hf = AutoTokenizer.from_pretrained(
+            str(p.parent), gguf_file=p.name, local_files_only=True, **_gguf_tokenizer_type(p)
+        )
     elif p.is_file() and p.name.endswith(".json"):
         hf = _bare_tokenizer_json(p)
     elif p.is_dir():
@@ -157,6 +158,19 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
             f"cannot load a tokenizer from {p}: expected a directory, a tokenizer.json or a .gguf file"
         )
     return Tokenizer(hf)
+
+
+def _gguf_tokenizer_type(path: Path) -> dict:
+    """AutoTokenizer picks a GGUF's tokenizer class from a model config; for architectures its own fast
+    metadata reader does not cover (gemma3 among them) it builds that config with gguf.GGUFReader, which
+    spends most of a Gemma load on a numpy view per vocabulary entry. Naming the class by the file's
+    architecture skips that read and gives the same tokenizer (tests/data/test_data_gemma_tokenizer.py)."""
+    from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES
+
+    from align.gguf_file import open_gguf
+
+    arch = open_gguf(path).value("general.architecture")
+    return {"tokenizer_type": arch} if TOKENIZER_MAPPING_NAMES.get(arch) else {}
 
 
 def _bare_tokenizer_json(path: Path) -> PreTrainedTokenizerFast:

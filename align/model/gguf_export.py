@@ -18,7 +18,7 @@ import numpy as np
 from align.errors import InvalidInput
 from align.model.config import ModelConfig
 from align.model.convert import params_to_hf
-from align.model.gguf_file import open_gguf
+from align.gguf_file import open_gguf
 from align.model.gguf_io import hf_config_from_gguf, rename
 from align.model.hf_config import from_hf
 from align.model.params import flat_params

@@ -1,4 +1,4 @@
-"""GGUF import: parse with align.model.gguf_file, dequantize with the `gguf` package, rename to HF tensor
+"""GGUF import: parse with align.gguf_file, dequantize with the `gguf` package, rename to HF tensor
 names, then reuse the HF table."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 
 from align.errors import InvalidInput
 from align.model.config import ModelConfig
-from align.model.gguf_file import GGUFFile, open_gguf
+from align.gguf_file import GGUFFile, open_gguf
 from align.model.hf_config import from_hf
 
 # GGUF tensor name <-> HF tensor name, one table for import and export ({0} is the block index).

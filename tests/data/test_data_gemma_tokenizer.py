@@ -1,4 +1,4 @@
-"""The real Gemma 3 tokenizer, read from the gemma-3-270m GGUF file (~25 s to load: done once per module)."""
+"""The real Gemma 3 tokenizer, read from the gemma-3-270m GGUF file (once per module)."""
 
 import gzip
 import itertools

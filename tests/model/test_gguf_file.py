@@ -1,4 +1,4 @@
-"""align.model.gguf_file against gguf.GGUFReader, the reference: same key-values, types and tensor views on
+"""align.gguf_file against gguf.GGUFReader, the reference: same key-values, types and tensor views on
 files gguf.GGUFWriter writes; clear errors naming the file on malformed ones."""
 
 import re
@@ -10,7 +10,7 @@ import pytest
 gguf = pytest.importorskip("gguf")
 
 from align.errors import InvalidInput  # noqa: E402
-from align.model.gguf_file import open_gguf  # noqa: E402
+from align.gguf_file import open_gguf  # noqa: E402
 
 V = gguf.GGUFValueType
 Q = gguf.GGMLQuantizationType

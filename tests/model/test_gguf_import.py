@@ -165,7 +165,7 @@ def test_gguf_rope_scaling_applies_to_global_layers_only(tmp_path):
 
 
 def _metadata_only_config(path, arch, blocks, **extra):
-    from align.model.gguf_file import open_gguf
+    from align.gguf_file import open_gguf
     from align.model.gguf_io import hf_config_from_gguf
 
     w = gguf.GGUFWriter(str(path), arch)
