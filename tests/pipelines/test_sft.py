@@ -114,7 +114,7 @@ def test_heldout_split_is_deterministic_disjoint_and_capped():
 
 @pytest.mark.integration
 def test_gemma3_270m_chunked_sft_loss_matches_full_logits_and_decreases():
-    """The real model: chunked float32 CE == CE from the full logits; 3 steps on one batch lower it."""
+    """The real model: chunked float32 CE == CE from the full logits; 2 steps on one batch lower it."""
     import jax.numpy as jnp
 
     from align.data import encode_sft, load_records, pad_batch
@@ -140,12 +140,12 @@ def test_gemma3_270m_chunked_sft_loss_matches_full_logits_and_decreases():
     full, _ = nll_loss(token_logprobs(logits, jnp.asarray(batch["targets"])), batch["loss_mask"])
     np.testing.assert_allclose(float(chunked), float(full), rtol=1e-5)
     assert 0.5 < float(full) < 8.0 and float(metrics["n_tokens"]) > 20
-    opt = make_optimizer(OptimConfig(learning_rate=1e-4, total_steps=3, schedule="constant"))
+    opt = make_optimizer(OptimConfig(learning_rate=1e-4, total_steps=2, schedule="constant"))
     state = create_train_state(model, opt, trainable=trainable_filter("no_embeddings"))
     step = make_train_step(loss_fn, opt)
     losses = []
-    for _ in range(3):
+    for _ in range(2):  # compiling the step is most of this test; a second step is the first run of it
         state, m = step(state, batch)
         losses.append(float(m["loss"]))
     np.testing.assert_allclose(losses[0], float(full), rtol=1e-5)
-    assert losses[2] < losses[0] - 0.1, losses
+    assert losses[1] < losses[0] - 0.1, losses
