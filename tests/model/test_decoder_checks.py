@@ -61,10 +61,8 @@ def test_layer_states_taps_the_forward_pass_the_last_after_the_final_norm():
 def test_eager_and_jitted_forward_and_gradient_agree():
     """Packed rows (two segments), a sliding window shorter than a segment, chunked attention (the dense
     path is the chunked one's reference in test_attention.py). Op by op is the slow part: one case."""
-    attn_chunk = 4
-    model = Decoder(
-        ModelConfig.tiny(vocab_size=96).replace(sliding_window=3), rngs=nnx.Rngs(3), attn_chunk=attn_chunk
-    )
+    config = ModelConfig.tiny(vocab_size=96).replace(sliding_window=3)
+    model = Decoder(config, rngs=nnx.Rngs(3), attn_chunk=4)
     tokens, _, _ = _inputs(T=8)
     positions = jnp.asarray([[0, 1, 2, 3, 4, 0, 1, 2], list(range(8))], jnp.int32)
     segments = jnp.asarray([[1, 1, 1, 1, 1, 2, 2, 2], [1] * 6 + [0] * 2], jnp.int32)
