@@ -8,6 +8,7 @@ from flax import nnx
 
 from align.model import Decoder, ModelConfig
 from align.model.attention import attention_mask
+from tests.jitted import forward
 
 
 def test_mask_written_out_by_hand():
@@ -31,17 +32,10 @@ def test_mask_written_out_by_hand():
     assert not m[:, 3:].any()
 
 
-# The forwards below are jitted: run op by op, every primitive of the Decoder compiles on its own for
-# every new shape, seconds per call.
-@nnx.jit
-def _forward(model, tokens, positions, seg, attn_mask=None):
-    return model(tokens, positions, seg, attn_mask=attn_mask).logits
-
-
 def _run(model, tokens, seg=None):
     B, T = tokens.shape
     seg = jnp.ones((B, T), jnp.int32) if seg is None else seg
-    return _forward(model, tokens, jnp.broadcast_to(jnp.arange(T), (B, T)), seg)
+    return forward(model, tokens, jnp.broadcast_to(jnp.arange(T), (B, T)), seg).logits
 
 
 def test_causality_through_gradients():
@@ -101,11 +95,11 @@ def test_an_explicit_mask_scores_a_prefix_tree_as_separate_rows_dense_and_chunke
     mask &= (np.asarray(segments[0])[None, :] != 0) & (np.asarray(segments[0])[:, None] != 0)
     for chunk in (None, 8):
         model = Decoder(cfg, rngs=nnx.Rngs(0), attn_chunk=chunk)
-        tree = _forward(model, tokens, positions, segments, jnp.asarray(mask)[None])[0]
+        tree = forward(model, tokens, positions, segments, attn_mask=jnp.asarray(mask)[None]).logits[0]
         alone1 = _run(model, jnp.asarray([c + b1], jnp.int32))[0]
         alone2 = _run(model, jnp.asarray([c + b2], jnp.int32))[0]
         np.testing.assert_allclose(tree[:13], alone1, atol=1e-5, rtol=1e-5)
         np.testing.assert_allclose(tree[13:19], alone2[8:], atol=1e-5, rtol=1e-5)
         # and the mask matters: without it b2 would read b1
-        plain = _forward(model, tokens, positions, segments)[0]
+        plain = forward(model, tokens, positions, segments).logits[0]
         assert float(jnp.abs(plain[13:19] - alone2[8:]).max()) > 1e-3

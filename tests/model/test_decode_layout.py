@@ -9,16 +9,11 @@ from flax import nnx
 
 from align.model import Decoder, ModelConfig, init_cache
 from align.model.layers import Projections, apply_rope, rope_table
+from tests.jitted import forward
 
 
 def _model():
     return Decoder(ModelConfig.tiny(vocab_size=96), rngs=nnx.Rngs(3))
-
-
-# jitted where a test runs whole forwards: op by op, every primitive compiles on its own for each shape
-@nnx.jit
-def _forward(model, tokens, positions, segments, cache=None):
-    return model(tokens, positions, segments, cache)
 
 
 def _inputs(B=2, T=6):
@@ -60,12 +55,12 @@ def test_for_decoding_out_first_transposes_every_projection_and_leaves_the_origi
 def test_decode_layout_forward_equals_the_plain_forward(out_first):
     model = _model()
     tokens, positions, segments = _inputs()
-    want = _forward(model, tokens, positions, segments)
-    got = _forward(model.for_decoding(out_first=out_first), tokens, positions, segments)
+    want = forward(model, tokens, positions, segments)
+    got = forward(model.for_decoding(out_first=out_first), tokens, positions, segments)
     np.testing.assert_allclose(got.logits, want.logits, rtol=1e-5, atol=1e-5)
     # one cached decode step, the case it is made for
     cache = init_cache(model.config, 2, 8)
-    step = lambda m: _forward(m, tokens[:, :1], positions[:, :1], segments[:, :1], cache).hidden  # noqa: E731
+    step = lambda m: forward(m, tokens[:, :1], positions[:, :1], segments[:, :1], cache).hidden  # noqa: E731
     np.testing.assert_allclose(
         step(model.for_decoding(out_first=out_first)), step(model), rtol=1e-5, atol=1e-5
     )
@@ -74,7 +69,7 @@ def test_decode_layout_forward_equals_the_plain_forward(out_first):
 def test_vocab_major_next_token_logits_are_the_transposed_logits():
     model = _model()
     tokens, positions, segments = _inputs()
-    out = _forward(model, tokens, positions, segments)
+    out = forward(model, tokens, positions, segments)
     last = out.hidden[:, -1]
     np.testing.assert_allclose(model.next_token_logits(last), out.logits[:, -1], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
@@ -87,7 +82,7 @@ def test_next_token_logits_are_soft_capped_like_logits():
         dataclasses.replace(ModelConfig.tiny(vocab_size=96), final_logit_softcap=0.5), rngs=nnx.Rngs(3)
     )
     tokens, positions, segments = _inputs()
-    out = _forward(model, tokens, positions, segments)
+    out = forward(model, tokens, positions, segments)
     got = model.next_token_logits(out.hidden[:, -1], vocab_major=True)
     assert float(jnp.abs(got).max()) <= 0.5
     np.testing.assert_allclose(got, out.logits[:, -1].T, rtol=1e-5, atol=1e-6)
@@ -102,16 +97,16 @@ def test_cached_steps_after_a_prefill_equal_the_plain_model(out_first):
     tokens = jnp.asarray(np.random.default_rng(1).integers(1, 96, (2, 16)), jnp.int32)
     positions, segments = jnp.broadcast_to(jnp.arange(16), (2, 16)), jnp.ones((2, 16), jnp.int32)
     cache = init_cache(model.config, 2, 16)
-    prefill = _forward(model, tokens[:, :6], positions[:, :6], segments[:, :6], cache)
+    prefill = forward(model, tokens[:, :6], positions[:, :6], segments[:, :6], cache)
     dec = model.for_decoding(n_positions=16, out_first=out_first)  # rotary sin/cos from tables, too
     assert all(m.rope_lookup[...].shape == (16, 2, 8) for m in (dec.layers[0].attn, dec.layers[1].attn))
     start = 6
     for T in (1, 4, 5):
         sl = slice(start, start + T)
-        want = _forward(model, tokens[:, sl], positions[:, sl], segments[:, sl], prefill.cache)
-        got = _forward(dec, tokens[:, sl], positions[:, sl], segments[:, sl], prefill.cache)
+        want = forward(model, tokens[:, sl], positions[:, sl], segments[:, sl], prefill.cache)
+        got = forward(dec, tokens[:, sl], positions[:, sl], segments[:, sl], prefill.cache)
         np.testing.assert_allclose(got.logits, want.logits, rtol=1e-5, atol=1e-5)
-        full = _forward(model, tokens[:, : start + T], positions[:, : start + T], segments[:, : start + T])
+        full = forward(model, tokens[:, : start + T], positions[:, : start + T], segments[:, : start + T])
         np.testing.assert_allclose(got.logits, full.logits[:, start:], rtol=1e-4, atol=1e-4)
         prefill = want
         start += T
@@ -135,7 +130,7 @@ def test_vocab_major_logits_of_bfloat16_hidden_are_summed_in_float32():
     # bf16 operands (the table rounded like the [B, V] dot's), products and sum in float32
     model = _model()
     tokens, positions, segments = _inputs()
-    last = _forward(model, tokens, positions, segments).hidden[:, -1].astype(jnp.bfloat16)
+    last = forward(model, tokens, positions, segments).hidden[:, -1].astype(jnp.bfloat16)
     table = np.asarray(model.unembed_matrix().astype(jnp.bfloat16), np.float64)
     want = np.asarray(last, np.float64) @ table.T  # [B, V]
     got = model.next_token_logits(last, vocab_major=True)

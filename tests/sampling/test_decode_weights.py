@@ -19,6 +19,7 @@ from align.model import Decoder, ModelConfig, init_cache
 from align.model.layers import Projections
 from align.sampling import SamplingConfig, generate
 from align.sampling.sampler import _generate_jit
+from tests.jitted import forward
 
 B, P, M = 3, 5, 8
 
@@ -27,20 +28,14 @@ def _model(**changes):
     return Decoder(ModelConfig.tiny(vocab_size=96).replace(**changes), rngs=nnx.Rngs(3))
 
 
-# jitted: op by op, every primitive of the forward compiles on its own, seconds a call
-@nnx.jit(static_argnames="return_logits")
-def _forward(model, tokens, positions, segments, cache, return_logits=True):
-    return model(tokens, positions, segments, cache, return_logits=return_logits)
-
-
 def _step_logits(model, weight_dtype, vocab_major=True):
     """Logits [V, B] (or [B, V]) of one cached decode step after a 6-token prefill, for 4 rows."""
     tokens = jnp.asarray(np.random.default_rng(1).integers(1, 96, (4, 7)), jnp.int32)
     positions, segments = jnp.broadcast_to(jnp.arange(7), (4, 7)), jnp.ones((4, 7), jnp.int32)
     cache = init_cache(model.config, 4, 8)
-    prefill = _forward(model, tokens[:, :6], positions[:, :6], segments[:, :6], cache)
+    prefill = forward(model, tokens[:, :6], positions[:, :6], segments[:, :6], cache)
     dec = model.for_decoding(n_positions=8, weight_dtype=weight_dtype)
-    out = _forward(dec, tokens[:, 6:], positions[:, 6:], segments[:, 6:], prefill.cache, return_logits=False)
+    out = forward(dec, tokens[:, 6:], positions[:, 6:], segments[:, 6:], prefill.cache, return_logits=False)
     return dec.next_token_logits(out.hidden[:, 0], vocab_major=vocab_major)
 
 

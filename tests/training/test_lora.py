@@ -14,6 +14,7 @@ from align.training import create_train_state, make_train_step, trainable_filter
 from align.training.state import split_model
 from align.training.lora import LoRA, LoRAConfig, add_lora, matrix_split, merge_lora
 from pipelines.stages.sft import sft_loss
+from tests.jitted import forward
 
 CONFIG = ModelConfig.tiny(64).replace(num_layers=1, layer_types=("global",))
 
@@ -21,12 +22,6 @@ CONFIG = ModelConfig.tiny(64).replace(num_layers=1, layer_types=("global",))
 def inputs():
     tokens = jnp.array([[5, 9, 11, 3, 7, 2]], jnp.int32)
     return tokens, jnp.arange(6, dtype=jnp.int32)[None], jnp.ones((1, 6), jnp.int32)
-
-
-# The forwards are jitted: run op by op, every primitive of the Decoder compiles on its own, seconds a call.
-@nnx.jit
-def _logits(model, *args):
-    return model(*args).logits
 
 
 def test_matrix_view_puts_the_model_dim_on_the_right_side():
@@ -44,14 +39,16 @@ def test_fresh_adapters_change_nothing_and_unmerged_equals_merged():
     base = Decoder(CONFIG, rngs=nnx.Rngs(0))
     model = add_lora(base, LoRAConfig(rank=4, alpha=8.0))
     assert len(model.adapters) == 7  # q k v o gate up down of the one layer
-    np.testing.assert_array_equal(np.asarray(_logits(model, *inputs())), np.asarray(_logits(base, *inputs())))
+    np.testing.assert_array_equal(
+        np.asarray(forward(model, *inputs()).logits), np.asarray(forward(base, *inputs()).logits)
+    )
     for i, adapter in enumerate(model.adapters):
         adapter.b[...] = 0.05 * jax.random.normal(jax.random.PRNGKey(i), adapter.b.shape)
-    lora_logits = np.asarray(_logits(model, *inputs()))
+    lora_logits = np.asarray(forward(model, *inputs()).logits)
     merged = merge_lora(model)
     assert isinstance(merged, Decoder)
-    np.testing.assert_allclose(np.asarray(_logits(merged, *inputs())), lora_logits, atol=1e-5)
-    assert np.abs(lora_logits - np.asarray(_logits(base, *inputs()))).max() > 1e-3
+    np.testing.assert_allclose(np.asarray(forward(merged, *inputs()).logits), lora_logits, atol=1e-5)
+    assert np.abs(lora_logits - np.asarray(forward(base, *inputs()).logits)).max() > 1e-3
     # unmerged by hand on the query projection: x (W + s A B) == x W + s (x A) B
     q, ad = base.layers[0].attn.q[...], model.adapters[model.paths.index("layers.0.attn.q")]
     x = jax.random.normal(jax.random.PRNGKey(9), (2, 3, 64))
@@ -134,7 +131,7 @@ def test_bfloat16_base_keeps_float32_adapters_and_merges_once():
     assert merged.dtype == jnp.bfloat16
     expected = (q.astype(jnp.float32) + ad.delta()).astype(jnp.bfloat16)  # one rounding, from float32
     np.testing.assert_array_equal(np.asarray(merged, np.float32), np.asarray(expected, np.float32))
-    assert _logits(model, *inputs()).dtype == jnp.float32
+    assert forward(model, *inputs()).logits.dtype == jnp.float32
 
 
 # --- adapters on the activations (training forwards) vs merged into the weights -------------------------
@@ -176,7 +173,10 @@ def test_activation_side_equals_merged_in_value_and_gradient(remat):
     batch = _batch()
     args = (batch["tokens"], batch["positions"], batch["segment_ids"])
     np.testing.assert_allclose(
-        np.asarray(_logits(model, *args)), np.asarray(_logits(model.merged(), *args)), atol=1e-5, rtol=1e-5
+        np.asarray(forward(model, *args).logits),
+        np.asarray(forward(model.merged(), *args).logits),
+        atol=1e-5,
+        rtol=1e-5,
     )
     grad, params = _lora_grad(model, batch, merged=False)
     grad_merged, _ = _lora_grad(model, batch, merged=True)
@@ -221,15 +221,15 @@ def test_bfloat16_base_keeps_a_delta_that_a_bfloat16_merge_rounds_away():
     # the whole model: the adapter changes the logits, the bf16 merge does not
     batch = _batch(T=16)
     args = (batch["tokens"], batch["positions"], batch["segment_ids"])
-    base_logits = np.asarray(_logits(base, *args))
-    np.testing.assert_array_equal(np.asarray(_logits(merged, *args)), base_logits)
-    lora_logits = np.asarray(_logits(model, *args))
+    base_logits = np.asarray(forward(base, *args).logits)
+    np.testing.assert_array_equal(np.asarray(forward(merged, *args).logits), base_logits)
+    lora_logits = np.asarray(forward(model, *args).logits)
     assert np.abs(lora_logits - base_logits).max() > 1e-3
     # and matches a float32 model with the same (bf16-valued) weights and adapters within bf16 tolerance
     ref_model = add_lora(Decoder(CONFIG, rngs=nnx.Rngs(0)), lora)
     nnx.update(ref_model.base, jax.tree.map(lambda w: w.astype(jnp.float32), nnx.state(base)))
     nnx.update(ref_model.adapters, nnx.state(model.adapters))
-    ref_logits = np.asarray(_logits(ref_model, *args))
+    ref_logits = np.asarray(forward(ref_model, *args).logits)
     np.testing.assert_allclose(lora_logits, ref_logits, atol=0.02 * np.abs(ref_logits).max())
 
 
@@ -274,7 +274,7 @@ def test_sharded_lora_forward_equals_unsharded():
     _randomize_adapters(ref_model)
     batch = _batch(B=8, T=12, vocab=cfg.vocab_size)
     args = (batch["tokens"], batch["positions"], batch["segment_ids"])
-    ref = _logits(ref_model, *args)
+    ref = forward(ref_model, *args).logits
     mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
     model = make()
     _randomize_adapters(model)
@@ -283,5 +283,5 @@ def test_sharded_lora_forward_equals_unsharded():
     assert model.base.layers[0].attn.q[...].sharding.spec == P("fsdp", "tensor", None)  # [D, N, H]
     assert model.adapters[0].a[...].sharding.spec == P(None, None)
     bs = batch_sharding(mesh)
-    out = _logits(model, *(jax.device_put(x, bs) for x in args))
+    out = forward(model, *(jax.device_put(x, bs) for x in args)).logits
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5, rtol=1e-5)
